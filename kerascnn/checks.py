@@ -1,0 +1,158 @@
+"""Argument checks shared by the Python API and the CLI.
+
+Every check raises a one-line ``ValueError`` that names the argument and echoes
+the value received, in the style of Keras: ``"... Received: epochs=0"``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def _received(name: str, value: Any) -> str:
+    return f"Received: {name}={value!r}"
+
+
+def positive_int(name: str, value: Any) -> int:
+    """Returns ``value`` as an int if it is a positive integer.
+
+    Example:
+        >>> positive_int("epochs", 3)
+        3
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. {_received(name, value)}")
+    return int(value)
+
+
+def positive_float(name: str, value: Any) -> float:
+    """Returns ``value`` as a float if it is a finite number > 0.
+
+    Example:
+        >>> positive_float("learning_rate", 1e-3)
+        0.001
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"`{name}` must be a finite number > 0. {_received(name, value)}")
+    return float(value)
+
+
+def fraction(name: str, value: Any, *, upper_inclusive: bool = False) -> float:
+    """Returns ``value`` if it lies in [0, 1) (or [0, 1] with ``upper_inclusive``).
+
+    Example:
+        >>> fraction("dropout", 0.5)
+        0.5
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = 0 <= value <= 1 if upper_inclusive else 0 <= value < 1
+    if not ok:
+        bound = "[0, 1]" if upper_inclusive else "[0, 1)"
+        raise ValueError(f"`{name}` must be a number in {bound}. {_received(name, value)}")
+    return float(value)
+
+
+def non_negative_float(name: str, value: Any) -> float:
+    """Returns ``value`` as a float if it is a finite number >= 0.
+
+    Example:
+        >>> non_negative_float("weight_decay", 0.0)
+        0.0
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"`{name}` must be a finite number >= 0. {_received(name, value)}")
+    return float(value)
+
+
+def one_of(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """Returns ``value`` if it is one of ``choices``.
+
+    Example:
+        >>> one_of("optimizer", "adam", ["adam", "sgd"])
+        'adam'
+    """
+    choices = list(choices)
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"`{name}` must be one of {listed}. {_received(name, value)}")
+    return value
+
+
+def int_tuple(name: str, value: Any, *, length: int | None = None) -> tuple[int, ...]:
+    """Returns ``value`` as a tuple of positive ints (of ``length`` if given).
+
+    Example:
+        >>> int_tuple("filters", [32, 64])
+        (32, 64)
+    """
+    ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+    if ok:
+        ok = all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value
+        )
+    if ok and length is not None:
+        ok = len(value) == length
+    if not ok:
+        what = f"{length} positive integers" if length else "a non-empty sequence of positive integers"
+        raise ValueError(f"`{name}` must be {what}. {_received(name, value)}")
+    return tuple(int(v) for v in value)
+
+
+def input_shape(value: Any) -> tuple[int, int, int]:
+    """Returns ``value`` as ``(height, width, channels)`` of positive ints.
+
+    Example:
+        >>> input_shape([28, 28, 1])
+        (28, 28, 1)
+    """
+    if value is None:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels), 3 positive integers. "
+            "Received: input_shape=None"
+        )
+    try:
+        return int_tuple("input_shape", value, length=3)  # type: ignore[return-value]
+    except ValueError:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels), 3 positive integers. "
+            f"{_received('input_shape', value)}"
+        ) from None
+
+
+def num_classes(value: Any) -> int:
+    """Returns ``value`` if it is an integer >= 2.
+
+    Example:
+        >>> num_classes(10)
+        10
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 2:
+        raise ValueError(f"`num_classes` must be an integer >= 2. {_received('num_classes', value)}")
+    return int(value)
+
+
+def min_spatial_size(model: str, shape: tuple[int, int, int], minimum: int) -> None:
+    """Refuses an input whose height or width is below ``minimum``.
+
+    Example:
+        >>> min_spatial_size("vgg16", (32, 32, 3), 32)
+    """
+    if min(shape[0], shape[1]) < minimum:
+        raise ValueError(
+            f"`input_shape` is too small for {model}: height and width must be at least "
+            f"{minimum} (its down-sampling would leave no pixels). Received: input_shape={shape}"
+        )

@@ -1,0 +1,88 @@
+"""AlexNet (Krizhevsky et al., 2012), single-tower, without LRN."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from kerascnn import arithmetic, checks
+from kerascnn.models._layers import predictions
+from kerascnn.registry import register_model
+
+
+def _windows(conv1_padding: int = 2) -> list[arithmetic.Window]:
+    return [
+        (11, 4, conv1_padding), (3, 2, "valid"),
+        (5, 1, "same"), (3, 2, "valid"),
+        (3, 1, "same"), (3, 1, "same"), (3, 1, "same"), (3, 2, "valid"),
+    ]  # fmt: skip
+
+
+def min_input_size(conv1_padding: int = 2, **overrides) -> int:
+    """Smallest height/width: 63 with the default 2-pixel padding of conv1."""
+    return arithmetic.min_input_size(_windows(conv1_padding))
+
+
+def alexnet(
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    filters: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256),
+    dense_units: tuple[int, int] = (4096, 4096),
+    dropout: float = 0.5,
+    batch_norm: bool = False,
+    conv1_padding: int = 2,
+) -> keras.Sequential:
+    """AlexNet: conv 11x11/4, conv 5x5, three conv 3x3, three max-pools, two FC.
+
+    Args:
+        input_shape: ``(height, width, channels)``; 224x224x3 (or 227 with
+            ``conv1_padding=0``, the paper's arithmetic) on ImageNet.
+        num_classes: Number of classes.
+        filters: Filters of the five convolutions.
+        dense_units: Units of the two hidden dense layers.
+        dropout: Dropout rate after each hidden dense layer.
+        batch_norm: Add batch normalisation after each convolution.
+        conv1_padding: Zero pixels added around the input of the first
+            convolution; 2 maps 224 to 55 like 0 maps 227 to 55.
+
+    Example:
+        >>> model = alexnet(input_shape=(224, 224, 3), num_classes=1000)
+    """
+    filters = checks.int_tuple("filters", filters, length=5)
+    dense_units = checks.int_tuple("dense_units", dense_units, length=2)
+    dropout = checks.fraction("dropout", dropout)
+    if isinstance(conv1_padding, bool) or not isinstance(conv1_padding, int) or conv1_padding < 0:
+        raise ValueError(
+            f"`conv1_padding` must be an integer >= 0. Received: conv1_padding={conv1_padding!r}"
+        )
+    checks.min_spatial_size("alexnet", input_shape, min_input_size(conv1_padding))
+    kernels, strides = (11, 5, 3, 3, 3), (4, 1, 1, 1, 1)
+    pooled_after = {1, 2, 5}
+
+    model = keras.Sequential(name="alexnet")
+    model.add(keras.Input(shape=input_shape, name="input"))
+    if conv1_padding:
+        model.add(layers.ZeroPadding2D(conv1_padding, name="block1_pad"))
+    for i, (f, k, s) in enumerate(zip(filters, kernels, strides), start=1):
+        padding = "valid" if i == 1 else "same"
+        if batch_norm:
+            model.add(layers.Conv2D(f, k, strides=s, padding=padding, name=f"block{i}_conv"))
+            model.add(layers.BatchNormalization(name=f"block{i}_bn"))
+            model.add(layers.ReLU(name=f"block{i}_relu"))
+        else:
+            model.add(
+                layers.Conv2D(f, k, strides=s, padding=padding, activation="relu", name=f"block{i}_conv")
+            )
+        if i in pooled_after:
+            model.add(layers.MaxPooling2D(3, strides=2, name=f"block{i}_pool"))
+    model.add(layers.Flatten(name="flatten"))
+    for i, units in enumerate(dense_units, start=1):
+        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
+        if dropout:
+            model.add(layers.Dropout(dropout, name=f"fc{i}_dropout"))
+    model.add(predictions(num_classes))
+    return model
+
+
+register_model(alexnet)

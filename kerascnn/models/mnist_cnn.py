@@ -1,0 +1,69 @@
+"""The classic Keras MNIST convnet (keras.io "Simple MNIST convnet" family)."""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+from keras import layers
+
+from kerascnn import arithmetic, checks
+from kerascnn.models._layers import predictions
+from kerascnn.registry import register_model
+
+
+def _filters(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+        return (int(value), 2 * int(value), 2 * int(value))
+    return checks.int_tuple("filters", value, length=3)  # type: ignore[return-value]
+
+
+def min_input_size(**overrides) -> int:
+    """Smallest height/width: three valid 3x3 convs and two 2x2 pools need 18."""
+    return arithmetic.min_input_size(
+        [(3, 1, "valid"), (2, 2, "valid"), (3, 1, "valid"), (2, 2, "valid"), (3, 1, "valid")]
+    )
+
+
+@register_model(default_input_shape=(28, 28, 1), default_num_classes=10)
+def mnist_cnn(
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    filters: int | tuple[int, int, int] = (32, 64, 64),
+    dense_units: int = 64,
+    dropout: float = 0.0,
+) -> keras.Sequential:
+    """Classic Keras MNIST CNN: Conv32-Pool-Conv64-Pool-Conv64-Flatten-Dense64-Dense.
+
+    With the defaults it is exactly the classic example (93,322 parameters at
+    28x28x1 and 10 classes).
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of classes.
+        filters: Filters of the three convolutions, or one int ``f`` meaning
+            ``(f, 2f, 2f)``.
+        dense_units: Units of the hidden dense layer.
+        dropout: Dropout rate before the classifier (0 adds no layer).
+
+    Example:
+        >>> model = mnist_cnn(input_shape=(28, 28, 1), num_classes=10)
+    """
+    f1, f2, f3 = _filters(filters)
+    dense_units = checks.positive_int("dense_units", dense_units)
+    dropout = checks.fraction("dropout", dropout)
+    checks.min_spatial_size("mnist_cnn", input_shape, min_input_size())
+    model = keras.Sequential(name="mnist_cnn")
+    model.add(keras.Input(shape=input_shape, name="input"))
+    model.add(layers.Conv2D(f1, 3, activation="relu", name="block1_conv"))
+    model.add(layers.MaxPooling2D(2, name="block1_pool"))
+    model.add(layers.Conv2D(f2, 3, activation="relu", name="block2_conv"))
+    model.add(layers.MaxPooling2D(2, name="block2_pool"))
+    model.add(layers.Conv2D(f3, 3, activation="relu", name="block3_conv"))
+    model.add(layers.Flatten(name="flatten"))
+    model.add(layers.Dense(dense_units, activation="relu", name="fc1"))
+    if dropout:
+        model.add(layers.Dropout(dropout, name="fc1_dropout"))
+    model.add(predictions(num_classes))
+    return model

@@ -1,0 +1,166 @@
+"""ResNet (He et al., 2015) with 1x1 projection shortcuts, functional API.
+
+Bottleneck blocks put the stride on the 3x3 convolution (torchvision's
+"ResNet v1.5"), so parameters and MACs match torchvision's model table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from kerascnn import checks
+from kerascnn.models._layers import predictions
+from kerascnn.registry import register_model
+
+DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+STEMS = ("auto", "small", "imagenet")
+SMALL_STEM_BELOW = 128  # "auto" picks the small stem for inputs under 128 pixels
+_BN = dict(momentum=0.9, epsilon=1e-5)
+
+
+def _stem(stem: str, input_shape: tuple[int, int, int]) -> str:
+    checks.one_of("stem", stem, STEMS)
+    if stem == "auto":
+        return "small" if min(input_shape[:2]) < SMALL_STEM_BELOW else "imagenet"
+    return stem
+
+
+def min_input_size(stem: str = "auto", stage_depths: Any = None, depth: int = 18, **overrides: Any) -> int:
+    """Smallest height/width for a final feature map of at least 1x1 pixel.
+
+    Three stride-2 stages need 8; the ImageNet stem (stride-2 conv and pool) 32.
+    """
+    stages = len(stage_depths) if stage_depths is not None else 4
+    return 2 ** (stages - 1) * (4 if stem == "imagenet" else 1)
+
+
+def _conv(filters: int, kernel: int, stride: int, name: str, regularizer: Any) -> layers.Conv2D:
+    return layers.Conv2D(
+        filters, kernel, strides=stride, padding="same", use_bias=False,
+        kernel_initializer="he_normal", kernel_regularizer=regularizer, name=name,
+    )  # fmt: skip
+
+
+def _shortcut(x: Any, filters: int, stride: int, name: str, regularizer: Any) -> Any:
+    """Identity, or a 1x1 projection + BN when the stride or channel count changes."""
+    if stride == 1 and x.shape[-1] == filters:
+        return x
+    x = _conv(filters, 1, stride, f"{name}_proj_conv", regularizer)(x)
+    return layers.BatchNormalization(**_BN, name=f"{name}_proj_bn")(x)
+
+
+def basic_block(x: Any, filters: int, stride: int, name: str, regularizer: Any = None) -> Any:
+    """Two 3x3 convolutions; output has ``filters`` channels."""
+    shortcut = _shortcut(x, filters, stride, name, regularizer)
+    x = _conv(filters, 3, stride, f"{name}_conv1", regularizer)(x)
+    x = layers.BatchNormalization(**_BN, name=f"{name}_bn1")(x)
+    x = layers.ReLU(name=f"{name}_relu1")(x)
+    x = _conv(filters, 3, 1, f"{name}_conv2", regularizer)(x)
+    x = layers.BatchNormalization(**_BN, name=f"{name}_bn2")(x)
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
+def bottleneck_block(x: Any, filters: int, stride: int, name: str, regularizer: Any = None) -> Any:
+    """1x1 reduce, 3x3 (strided), 1x1 expand; output has ``4 * filters`` channels."""
+    shortcut = _shortcut(x, 4 * filters, stride, name, regularizer)
+    x = _conv(filters, 1, 1, f"{name}_conv1", regularizer)(x)
+    x = layers.BatchNormalization(**_BN, name=f"{name}_bn1")(x)
+    x = layers.ReLU(name=f"{name}_relu1")(x)
+    x = _conv(filters, 3, stride, f"{name}_conv2", regularizer)(x)
+    x = layers.BatchNormalization(**_BN, name=f"{name}_bn2")(x)
+    x = layers.ReLU(name=f"{name}_relu2")(x)
+    x = _conv(4 * filters, 1, 1, f"{name}_conv3", regularizer)(x)
+    x = layers.BatchNormalization(**_BN, name=f"{name}_bn3")(x)
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
+BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
+
+
+def resnet(
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    depth: int = 18,
+    stage_depths: tuple[int, ...] | None = None,
+    width: int = 64,
+    block: str | None = None,
+    stem: str = "auto",
+    weight_decay: float = 0.0,
+    dropout: float = 0.0,
+) -> keras.Model:
+    """ResNet: stem, stages of residual blocks (stride 2 from stage 2), global pool, classifier.
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of classes.
+        depth: 18, 34, 50, 101 or 152; picks the block type and stage depths.
+        stage_depths: Blocks per stage, e.g. ``(1, 1, 1)``; overrides ``depth``'s.
+        width: Filters of the first stage; stage ``i`` has ``width * 2**i``.
+        block: ``"basic"`` or ``"bottleneck"``; overrides ``depth``'s.
+        stem: ``"small"`` (3x3 conv, no pool, for MNIST/CIFAR-sized images),
+            ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"auto"``
+            (small under 128 pixels).
+        weight_decay: L2 factor on every kernel (0 for none).
+        dropout: Dropout rate before the classifier (0 adds no layer).
+
+    Example:
+        >>> model = resnet(input_shape=(32, 32, 3), num_classes=10, depth=18)
+    """
+    default_block, default_stages = DEPTHS[checks.one_of("depth", depth, DEPTHS)]
+    block = checks.one_of("block", block or default_block, BLOCKS)
+    stages = checks.int_tuple("stage_depths", stage_depths if stage_depths is not None else default_stages)
+    width = checks.positive_int("width", width)
+    weight_decay = checks.non_negative_float("weight_decay", weight_decay)
+    dropout = checks.fraction("dropout", dropout)
+    stem = _stem(stem, input_shape)
+    checks.min_spatial_size(f"resnet{depth}", input_shape, min_input_size(stem, stages))
+    regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
+
+    inputs = keras.Input(shape=input_shape, name="input")
+    if stem == "imagenet":
+        x = _conv(width, 7, 2, "stem_conv", regularizer)(inputs)
+    else:
+        x = _conv(width, 3, 1, "stem_conv", regularizer)(inputs)
+    x = layers.BatchNormalization(**_BN, name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    if stem == "imagenet":
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for s, blocks in enumerate(stages, start=1):
+        for b in range(1, blocks + 1):
+            stride = 2 if s > 1 and b == 1 else 1
+            x = BLOCKS[block](x, width * 2 ** (s - 1), stride, f"stage{s}_block{b}", regularizer)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = predictions(num_classes, kernel_regularizer=regularizer)(x)
+    return keras.Model(inputs, outputs, name=f"resnet{depth}")
+
+
+@register_model
+def resnet18(**kwargs: Any) -> keras.Model:
+    """ResNet-18: basic blocks (2, 2, 2, 2), 11.7M parameters at 224x224x3."""
+    return resnet(**dict(dict(depth=18), **kwargs))
+
+
+@register_model
+def resnet34(**kwargs: Any) -> keras.Model:
+    """ResNet-34: basic blocks (3, 4, 6, 3), 21.8M parameters at 224x224x3."""
+    return resnet(**dict(dict(depth=34), **kwargs))
+
+
+@register_model
+def resnet50(**kwargs: Any) -> keras.Model:
+    """ResNet-50: bottleneck blocks (3, 4, 6, 3), 25.6M parameters at 224x224x3."""
+    return resnet(**dict(dict(depth=50), **kwargs))

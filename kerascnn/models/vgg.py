@@ -1,0 +1,108 @@
+"""VGG (Simonyan & Zisserman, 2014): blocks of 3x3 convolutions and max-pools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from kerascnn import checks
+from kerascnn.models._layers import predictions
+from kerascnn.registry import register_model
+
+LAYOUTS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
+_WIDTH_MULTIPLIERS = (1, 2, 4, 8, 8)
+
+
+def _layout(depth: int, layout: tuple[int, ...] | None) -> tuple[int, ...]:
+    if layout is not None:
+        return checks.int_tuple("layout", layout)
+    return LAYOUTS[checks.one_of("depth", depth, LAYOUTS)]
+
+
+def min_input_size(depth: int = 16, layout: tuple[int, ...] | None = None, **overrides: Any) -> int:
+    """Smallest height/width: each block ends in a 2x2 max-pool, so 2**blocks."""
+    return 2 ** len(_layout(depth, layout))
+
+
+def vgg(
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    depth: int = 16,
+    layout: tuple[int, ...] | None = None,
+    width: int = 64,
+    batch_norm: bool = False,
+    dropout: float = 0.5,
+    dense_units: tuple[int, ...] = (4096, 4096),
+) -> keras.Sequential:
+    """VGG: blocks of 3x3 'same' convolutions, each block closed by a 2x2 max-pool.
+
+    Args:
+        input_shape: ``(height, width, channels)``; at least ``2**blocks``.
+        num_classes: Number of classes.
+        depth: 11, 13, 16 or 19 (weight layers), the standard block layouts.
+        layout: Convolutions per block, e.g. ``(1, 1, 2)``; overrides ``depth``.
+        width: Filters of the first block; block ``i`` has
+            ``width * (1, 2, 4, 8, 8)[i]`` (capped at 8x).
+        batch_norm: Batch normalisation after each convolution (VGG-BN).
+        dropout: Dropout rate after each hidden dense layer.
+        dense_units: Units of the hidden dense layers (may be empty).
+
+    Example:
+        >>> model = vgg(input_shape=(32, 32, 3), num_classes=10, depth=11, width=16)
+    """
+    blocks = _layout(depth, layout)
+    width = checks.positive_int("width", width)
+    dropout = checks.fraction("dropout", dropout)
+    dense_units = tuple(dense_units)
+    if dense_units:
+        dense_units = checks.int_tuple("dense_units", dense_units)
+    name = f"vgg{depth}" if layout is None else "vgg"
+    checks.min_spatial_size(name, input_shape, min_input_size(depth, layout))
+
+    model = keras.Sequential(name=name + ("_bn" if batch_norm else ""))
+    model.add(keras.Input(shape=input_shape, name="input"))
+    for b, convs in enumerate(blocks, start=1):
+        filters = width * _WIDTH_MULTIPLIERS[min(b, len(_WIDTH_MULTIPLIERS)) - 1]
+        for c in range(1, convs + 1):
+            prefix = f"block{b}_conv{c}"
+            if batch_norm:
+                model.add(layers.Conv2D(filters, 3, padding="same", name=prefix))
+                model.add(layers.BatchNormalization(name=f"block{b}_bn{c}"))
+                model.add(layers.ReLU(name=f"block{b}_relu{c}"))
+            else:
+                model.add(layers.Conv2D(filters, 3, padding="same", activation="relu", name=prefix))
+        model.add(layers.MaxPooling2D(2, name=f"block{b}_pool"))
+    model.add(layers.Flatten(name="flatten"))
+    for i, units in enumerate(dense_units, start=1):
+        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
+        if dropout:
+            model.add(layers.Dropout(dropout, name=f"fc{i}_dropout"))
+    model.add(predictions(num_classes))
+    return model
+
+
+@register_model
+def vgg11(**kwargs: Any) -> keras.Sequential:
+    """VGG-11 (configuration A): 8 conv + 3 FC layers, 132.9M parameters at 224x224x3."""
+    return vgg(**dict(dict(depth=11), **kwargs))
+
+
+@register_model
+def vgg13(**kwargs: Any) -> keras.Sequential:
+    """VGG-13 (configuration B): 10 conv + 3 FC layers, 133.0M parameters at 224x224x3."""
+    return vgg(**dict(dict(depth=13), **kwargs))
+
+
+@register_model
+def vgg16(**kwargs: Any) -> keras.Sequential:
+    """VGG-16 (configuration D): 13 conv + 3 FC layers, 138.4M parameters at 224x224x3."""
+    return vgg(**dict(dict(depth=16), **kwargs))
+
+
+@register_model
+def vgg19(**kwargs: Any) -> keras.Sequential:
+    """VGG-19 (configuration E): 16 conv + 3 FC layers, 143.7M parameters at 224x224x3."""
+    return vgg(**dict(dict(depth=19), **kwargs))

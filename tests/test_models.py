@@ -1,0 +1,215 @@
+"""Every registered model: builds, runs, trains a step, names its layers, checks its input."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+import kerascnn
+from kerascnn.models import BUILTIN
+from kerascnn.registry import get_entry
+
+MODELS = kerascnn.list_models()
+LAYER_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+KERAS_DEFAULT_NAME = re.compile(r"^(conv2d|dense|max_pooling2d|batch_normalization|re_lu|add|flatten|dropout)_\d+$")
+
+
+def small_shape(name: str) -> tuple[int, int, int]:
+    """A small input the model accepts: 32x32 unless its down-sampling needs more."""
+    side = max(32, get_entry(name).min_input_size())
+    return (side, side, 3)
+
+
+def test_required_models_are_registered():
+    required = {"mnist_cnn", "lenet5", "alexnet", "vgg11", "vgg13", "vgg16", "vgg19",
+                "resnet18", "resnet34", "resnet50"}  # fmt: skip
+    assert required <= set(MODELS)
+    assert set(BUILTIN) == set(MODELS), "models.BUILTIN must list exactly the built-in registrations"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_small_input_forward_and_one_training_step(name):
+    keras.utils.set_random_seed(0)
+    shape = small_shape(name)
+    model = kerascnn.create_model(name, input_shape=shape, num_classes=7)
+    x = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
+    y = np.arange(4) % 7
+    probs = model.predict_on_batch(x)
+    assert probs.shape == (4, 7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    model.compile(optimizer=keras.optimizers.SGD(1e-2), loss="sparse_categorical_crossentropy")
+    before = [w.copy() for w in model.get_weights()]
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(b, a) for b, a in zip(before, model.get_weights()))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_standard_shape_forward(name):
+    entry = get_entry(name)
+    model = kerascnn.create_model(name)
+    assert model.input_shape == (None, *entry.default_input_shape)
+    out = model.predict_on_batch(np.zeros((1, *entry.default_input_shape), np.float32))
+    assert out.shape == (1, entry.default_num_classes)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_layer_has_a_hierarchical_name(name):
+    model = kerascnn.create_model(name, input_shape=small_shape(name), num_classes=10)
+    names = [layer.name for layer in model.layers]
+    assert names[-1] == "predictions"
+    for layer_name in names:
+        assert LAYER_NAME.match(layer_name), layer_name
+        assert not KERAS_DEFAULT_NAME.match(layer_name), f"unnamed layer {layer_name}"
+
+
+def test_mnist_cnn_is_the_classic_keras_example():
+    model = kerascnn.create_model("mnist_cnn", input_shape=(28, 28, 1), num_classes=10)
+    assert isinstance(model, keras.Sequential)
+    assert model.count_params() == 93_322
+    convs = [(l.filters, l.kernel_size, l.activation.__name__) for l in model.layers
+             if isinstance(l, keras.layers.Conv2D)]  # fmt: skip
+    assert convs == [(32, (3, 3), "relu"), (64, (3, 3), "relu"), (64, (3, 3), "relu")]
+    kinds = [type(l).__name__ for l in model.layers]
+    assert kinds == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "Flatten", "Dense", "Dense"]
+    assert model.layers[-2].units == 64 and model.layers[-1].units == 10
+
+
+@pytest.mark.parametrize("name,kind", [("lenet5", keras.Sequential), ("alexnet", keras.Sequential),
+                                       ("vgg11", keras.Sequential), ("resnet18", keras.Model)])
+def test_api_style_per_family(name, kind):
+    model = kerascnn.create_model(name, input_shape=small_shape(name), num_classes=10)
+    assert isinstance(model, kind)
+    if name.startswith("resnet"):
+        assert not isinstance(model, keras.Sequential)
+
+
+def test_alexnet_first_layer():
+    conv = kerascnn.create_model("alexnet").get_layer("block1_conv")
+    assert (conv.filters, conv.kernel_size, conv.strides) == (96, (11, 11), (4, 4))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50"])
+def test_resnet_shortcuts_project_exactly_when_shape_changes(name):
+    model = kerascnn.create_model(name, input_shape=(32, 32, 3), num_classes=10)
+    adds = [l for l in model.layers if isinstance(l, keras.layers.Add)]
+    assert adds
+    for add in adds:
+        block = add.name[: -len("_add")]
+        block_input = _block_input(model, block)
+        changes = block_input.shape[1:] != add.output.shape[1:]
+        has_projection = any(l.name == f"{block}_proj_conv" for l in model.layers)
+        assert has_projection == changes, block
+        if has_projection:
+            proj = model.get_layer(f"{block}_proj_conv")
+            assert proj.kernel_size == (1, 1)
+            assert model.get_layer(f"{block}_proj_bn")
+            strided = f"{block}_conv2" if name == "resnet50" else f"{block}_conv1"
+            assert proj.strides == model.get_layer(strided).strides
+
+
+def _block_input(model: keras.Model, block: str):
+    conv1 = model.get_layer(f"{block}_conv1")
+    return conv1.input
+
+
+@pytest.mark.parametrize("shape,stem", [((32, 32, 3), "small"), ((28, 28, 1), "small"), ((224, 224, 3), "imagenet")])
+def test_resnet_stem_is_chosen_by_input_size_and_overridable(shape, stem):
+    model = kerascnn.create_model("resnet18", input_shape=shape, num_classes=10)
+    conv = model.get_layer("stem_conv")
+    assert conv.kernel_size == ((3, 3) if stem == "small" else (7, 7))
+    assert any(l.name == "stem_pool" for l in model.layers) == (stem == "imagenet")
+    other = "imagenet" if stem == "small" else "small"
+    if other == "imagenet" and min(shape[:2]) < 32:
+        return
+    forced = kerascnn.create_model("resnet18", input_shape=shape, num_classes=10, stem=other)
+    assert forced.get_layer("stem_conv").kernel_size == ((3, 3) if other == "small" else (7, 7))
+
+
+def test_builders_are_configurable():
+    vgg = kerascnn.create_model("vgg11", input_shape=(32, 32, 3), num_classes=10,
+                                layout=(1, 1, 2), width=8, batch_norm=True, dropout=0.0, dense_units=(32,))
+    convs = [l for l in vgg.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [8, 16, 32, 32]
+    assert any(isinstance(l, keras.layers.BatchNormalization) for l in vgg.layers)
+    assert not any(isinstance(l, keras.layers.Dropout) for l in vgg.layers)
+    res = kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=10,
+                                stage_depths=(1, 1), width=16, weight_decay=1e-4)
+    assert res.get_layer("stage2_block1_conv1").filters == 32
+    assert len(res.losses) > 0  # the L2 penalties
+    cnn = kerascnn.create_model("mnist_cnn", filters=16, dense_units=32, dropout=0.25)
+    assert [l.filters for l in cnn.layers if isinstance(l, keras.layers.Conv2D)] == [16, 32, 32]
+    assert cnn.get_layer("fc1_dropout").rate == 0.25
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_minimum_input_size_is_exact(name):
+    minimum = get_entry(name).min_input_size()
+    channels = 1 if name in ("mnist_cnn", "lenet5") else 3
+    model = kerascnn.create_model(name, input_shape=(minimum, minimum, channels), num_classes=3)
+    assert all(d >= 1 for d in model.output_shape[1:])
+    with pytest.raises(ValueError, match=rf"at least {minimum}\b.*Received: input_shape=\({minimum - 1}, "):
+        kerascnn.create_model(name, input_shape=(minimum - 1, minimum, channels), num_classes=3)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(input_shape=(28, 28)), r"input_shape.*Received: input_shape=\(28, 28\)"),
+    (dict(input_shape=(28, 28, 0)), r"input_shape.*Received: input_shape=\(28, 28, 0\)"),
+    (dict(input_shape=(28, -28, 1)), r"Received: input_shape=\(28, -28, 1\)"),
+    (dict(input_shape="28x28"), r"Received: input_shape='28x28'"),
+    (dict(input_shape=(28.5, 28, 1)), r"Received: input_shape=\(28.5, 28, 1\)"),
+    (dict(num_classes=1), r"num_classes.*>= 2.*Received: num_classes=1"),
+    (dict(num_classes=10.0), r"Received: num_classes=10.0"),
+    (dict(num_classes=True), r"Received: num_classes=True"),
+    (dict(filters=0), r"filters.*Received: filters=0"),
+    (dict(dense_units=-1), r"dense_units.*Received: dense_units=-1"),
+    (dict(dropout=1.0), r"dropout.*Received: dropout=1.0"),
+    (dict(widht=2), r"no option `widht`.*Received: widht=2"),
+    (dict(input_shape=(17, 17, 1)), r"at least 18.*Received: input_shape=\(17, 17, 1\)"),
+])  # fmt: skip
+def test_validation_errors_name_the_argument_and_echo_the_value(kwargs, match):
+    kwargs = dict(dict(input_shape=(28, 28, 1), num_classes=10), **kwargs)
+    with pytest.raises(ValueError, match=match):
+        kerascnn.create_model("mnist_cnn", **kwargs)
+
+
+@pytest.mark.parametrize("name,kwargs,match", [
+    ("vgg16", dict(depth=12), r"depth.*Received: depth=12"),
+    ("vgg16", dict(layout=(2, 0)), r"layout.*Received: layout=\(2, 0\)"),
+    ("resnet18", dict(stem="tiny"), r"stem.*Received: stem='tiny'"),
+    ("resnet18", dict(block="wide"), r"block.*Received: block='wide'"),
+    ("resnet50", dict(weight_decay=-1e-4), r"weight_decay.*Received: weight_decay=-0.0001"),
+    ("resnet18", dict(input_shape=(16, 16, 3), stem="imagenet"), r"at least 32.*Received: input_shape=\(16, 16, 3\)"),
+    ("alexnet", dict(conv1_padding=-1), r"conv1_padding.*Received: conv1_padding=-1"),
+    ("lenet5", dict(activation="swish"), r"activation.*Received: activation='swish'"),
+    ("lenet5", dict(pooling="min"), r"pooling.*Received: pooling='min'"),
+])  # fmt: skip
+def test_family_option_errors(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        kerascnn.create_model(name, **kwargs)
+
+
+def test_unknown_model_lists_the_available_names():
+    with pytest.raises(ValueError, match=r"Available models: alexnet, .*vgg19\. Received: name='resnet19'"):
+        kerascnn.create_model("resnet19", input_shape=(32, 32, 3), num_classes=10)
+
+
+def test_register_model_adds_a_testable_model():
+    from kerascnn.registry import _REGISTRY, register_model
+
+    @register_model(default_input_shape=(8, 8, 1), default_num_classes=2)
+    def tiny_test_cnn(*, input_shape, num_classes, units: int = 4):
+        """A two-layer test model."""
+        return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(name="flatten"),
+                                 keras.layers.Dense(num_classes, name="predictions")])  # fmt: skip
+
+    try:
+        assert "tiny_test_cnn" in kerascnn.list_models()
+        assert kerascnn.create_model("tiny_test_cnn").output_shape == (None, 2)
+        with pytest.raises(ValueError, match="already registered"):
+            register_model(tiny_test_cnn)
+    finally:
+        _REGISTRY.pop("tiny_test_cnn")
