@@ -138,7 +138,169 @@ def cmd_describe(args: argparse.Namespace) -> None:
     print(json.dumps(report.to_dict()) if args.json else report.to_table())
 
 
-_EXTRA_COMMANDS: list[Any] = []
+def _add_tracking_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", default="kerascnn", help="MLflow experiment (default: kerascnn)")
+    p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+
+
+def _add_train_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model on a dataset, tracked in MLflow")
+    p.add_argument("name", help="model name (see `kerascnn models`)")
+    p.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, cifar100 or an image folder")
+    recipe = p.add_argument_group("recipe (defaults: the model's recipe, see kerascnn.recipes)")
+    recipe.add_argument("--epochs", type=int)
+    recipe.add_argument("--batch-size", type=int)
+    recipe.add_argument("--learning-rate", type=float)
+    recipe.add_argument("--optimizer", help="adam, adamw, sgd or rmsprop")
+    recipe.add_argument("--schedule", help="constant or cosine (warm-up + cosine decay)")
+    recipe.add_argument("--warmup-epochs", type=float)
+    data = p.add_argument_group("data")
+    data.add_argument("--train-samples", type=int, help="use the first N training images")
+    data.add_argument("--test-samples", type=int, help="evaluate on the first N test images")
+    data.add_argument("--validation-split", type=float, default=0.1, help="held out of train (default 0.1)")
+    data.add_argument("--augment", action="store_true", help="random shifts/rotations (flips for photos)")
+    _add_model_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true", help="deterministic TensorFlow ops (slower)")
+    _add_device_args(p)
+    _add_tracking_args(p)
+    p.add_argument("--run-name", help="MLflow run name (default MODEL-DATASET)")
+    p.add_argument("--no-tracking", action="store_true", help="train without MLflow")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_ID",
+                   help="continue the latest interrupted run of this model and dataset (or RUN_ID)")
+    p.add_argument("--json", action="store_true", help="last stdout line: the result as JSON")
+    p.set_defaults(run=cmd_train)
+
+
+def _add_device_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("device")
+    g.add_argument("--precision", help="float32 or mixed (float16 on GPU, bfloat16 on CPU); default: the recipe's")
+    g.add_argument("--jit", dest="jit", action="store_true", default="auto", help="XLA-compile (default: GPU only)")
+    g.add_argument("--no-jit", dest="jit", action="store_false")
+    g.add_argument("--steps-per-execution", type=int, help="batches per compiled call (default: the recipe's)")
+    g.add_argument("--strategy", default="auto", help="auto, mirrored or multiworker (TF_CONFIG)")
+
+
+def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        model=args.name, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, optimizer=args.optimizer, schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs, steps_per_execution=args.steps_per_execution,
+        train_samples=args.train_samples, test_samples=args.test_samples,
+        validation_split=args.validation_split, seed=args.seed, deterministic=args.deterministic,
+        augment=args.augment, input_shape=tuple(args.input_shape) if args.input_shape else None,
+        num_classes=args.num_classes, model_kwargs=_model_kwargs(args), experiment=args.experiment,
+        run_name=args.run_name, tracking_uri=args.tracking_uri, tracking=not args.no_tracking,
+        resume=args.resume, precision=args.precision, jit=args.jit, strategy=args.strategy,
+    )  # fmt: skip
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from kerascnn import training
+
+    kwargs = _train_kwargs(args)
+    training.check_arguments(**kwargs)  # fast, before TensorFlow loads
+    load_tensorflow()
+    result = training.train(**kwargs)
+    summary = f"test accuracy {result.test_accuracy:.4f}, test loss {result.test_loss:.4f}"
+    where = f"run {result.run_id} in experiment {result.experiment!r}" if result.run_id else "untracked"
+    print(f"kerascnn: {summary} ({where}); model: {result.model_path}", flush=True)
+    if args.json:
+        print(json.dumps(result.to_json()), flush=True)
+
+
+def _add_runs_parser(sub: Any) -> None:
+    p = sub.add_parser("runs", help="leaderboard of tracked runs, best test accuracy first")
+    p.add_argument("--experiment", help="only this experiment (default: all)")
+    p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--limit", type=int, help="show the best N runs")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_runs)
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    from kerascnn import checks, runs
+
+    if args.limit is not None:
+        checks.positive_int("limit", args.limit)
+    rows = runs.leaderboard(args.experiment, tracking_uri=args.tracking_uri)[: args.limit]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows]))
+    elif rows:
+        print(runs.format_table(rows))
+    else:
+        print("kerascnn: no runs yet (train one with `kerascnn train mnist_cnn --dataset mnist`)")
+
+
+def _add_ui_parser(sub: Any) -> None:
+    p = sub.add_parser("ui", help="serve the MLflow dashboard on the kit's store")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    p.set_defaults(run=cmd_ui)
+
+
+def cmd_ui(args: argparse.Namespace) -> None:
+    from kerascnn import dashboard
+
+    raise SystemExit(dashboard.serve(host=args.host, port=args.port, tracking_uri=args.tracking_uri))
+
+
+def _add_tune_parser(sub: Any) -> None:
+    p = sub.add_parser("tune", help="KerasTuner search, one nested MLflow run per trial (rerun to resume)")
+    p.add_argument("family", help="search space: mnist_cnn, lenet5, alexnet, vgg or resnet")
+    p.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, cifar100 or an image folder")
+    p.add_argument("--tuner", default="random", help="random, hyperband, bayesian or grid (default random)")
+    p.add_argument("--max-trials", type=int, default=10, help="trials in the search (raise it to extend one)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per trial (Hyperband: the most a trial gets)")
+    p.add_argument("--fixed", action="append", type=_option, default=[], metavar="KEY=VALUE",
+                   help="pin a hyperparameter, repeatable (e.g. --fixed filters=32)")
+    p.add_argument("--objective", default="val_accuracy", help="val_accuracy (max) or val_loss (min)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--train-samples", type=int, help="use the first N training images")
+    p.add_argument("--validation-split", type=float, default=0.1)
+    p.add_argument("--precision", default="float32", help="float32 or mixed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--search-name", help="name of the search (default FAMILY-DATASET-TUNER); same name resumes")
+    p.add_argument("--directory", default="mlruns/searches", help="KerasTuner state (default mlruns/searches)")
+    p.add_argument("--overwrite", action="store_true", help="start the search afresh (old MLflow runs stay)")
+    p.add_argument("--max-retries-per-trial", type=int, default=0)
+    p.add_argument("--max-consecutive-failed-trials", type=int, default=3)
+    _add_tracking_args(p)
+    p.add_argument("--json", action="store_true", help="last stdout line: the search as JSON")
+    p.set_defaults(run=cmd_tune)
+
+
+def _tune_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        family=args.family, dataset=args.dataset, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
+        fixed=dict(args.fixed), objective=args.objective, batch_size=args.batch_size,
+        train_samples=args.train_samples, validation_split=args.validation_split, precision=args.precision,
+        seed=args.seed, search_name=args.search_name, directory=args.directory, overwrite=args.overwrite,
+        experiment=args.experiment, tracking_uri=args.tracking_uri, max_retries_per_trial=args.max_retries_per_trial,
+        max_consecutive_failed_trials=args.max_consecutive_failed_trials,
+    )  # fmt: skip
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    from kerascnn import distributed, tuning
+
+    kwargs = _tune_kwargs(args)
+    tuning.check_arguments(**kwargs)  # fast, before TensorFlow loads
+    distributed.role()
+    load_tensorflow()
+    result = tuning.tune(**kwargs)
+    if result.best is not None:
+        best = result.best
+        print(f"kerascnn: best trial {best['trial_id']} {args.objective}={best['score']:.4f} "
+              f"{best['hyperparameters']} (parent run {result.parent_run_id})", flush=True)  # fmt: skip
+    elif result.parent_run_id and distributed.role() != "worker":
+        print(f"kerascnn: no trial completed (parent run {result.parent_run_id})", flush=True)
+    if args.json:
+        print(json.dumps(result.to_json()), flush=True)
+
+
+_EXTRA_COMMANDS: list[Any] = [_add_train_parser, _add_tune_parser, _add_runs_parser, _add_ui_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,12 +314,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.run(args)
     except (UsageError, ValueError) as e:
-        message = " ".join(str(e).split()) or type(e).__name__
-        print(f"kerascnn: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(e, EXIT_USAGE)
+    except KeyboardInterrupt as e:
+        return _fail(e, 130, "interrupted")
     except BrokenPipeError:
         return 0
+    except BaseException as e:
+        from kerascnn.signals import Terminated
+        from kerascnn.training import TrainingFailed
+
+        if isinstance(e, Terminated):
+            return _fail(e, e.exit_code, str(e))
+        if isinstance(e, TrainingFailed):
+            return _fail(e, 1, f"training failed: {e}")
+        raise
     return 0
+
+
+def _fail(error: BaseException, code: int, message: str | None = None) -> int:
+    text = " ".join((message or str(error)).split()) or type(error).__name__
+    run_id = getattr(error, "kerascnn_run_id", None)
+    if run_id:
+        text += f" (run {run_id} ended {getattr(error, 'kerascnn_status', 'FAILED')})"
+    print(f"kerascnn: error: {text}", file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":

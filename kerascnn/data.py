@@ -1,0 +1,393 @@
+"""Datasets and tf.data pipelines.
+
+Named datasets (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``) come
+from ``<KERASCNN_DATA_DIR>/<name>.npz`` when that file exists (same layout as
+``keras.datasets``: ``x_train``, ``y_train``, ``x_test``, ``y_test``), else from
+the ``keras.datasets`` loaders, which download when online. A folder with one
+sub-folder of images per class is a dataset too.
+
+Images stay ``uint8`` in memory; the pipeline scales them to [0, 1] and adapts
+them to the model (pad or resize to its input size, grey to RGB) in a
+parallel, batched ``map``.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerascnn import checks
+
+DATA_DIR_ENV = "KERASCNN_DATA_DIR"
+NAMED = {
+    # name: (keras.datasets module, image shape, classes)
+    "mnist": ("mnist", (28, 28, 1), 10),
+    "fashion_mnist": ("fashion_mnist", (28, 28, 1), 10),
+    "cifar10": ("cifar10", (32, 32, 3), 10),
+    "cifar100": ("cifar100", (32, 32, 3), 100),
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+PAD_AT_MOST = 8  # pixels: smaller size gaps are zero-padded (LeNet-style), larger ones resized
+
+
+@dataclass
+class Dataset:
+    """Images and labels in memory, split into train / validation / test.
+
+    Attributes:
+        name: Dataset name or folder path.
+        x_train, y_train, x_val, y_val, x_test, y_test: ``uint8`` images
+            ``(N, H, W, C)`` and ``int32`` labels ``(N,)``.
+        num_classes: Number of classes.
+        class_names: One name per class.
+        source: Where the arrays came from (a file, a folder or ``keras.datasets``).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
+
+
+def check_dataset_name(dataset: Any) -> str:
+    """Accepts a named dataset or an existing folder; raises ``ValueError`` otherwise.
+
+    Example:
+        >>> check_dataset_name("mnist")
+        'mnist'
+    """
+    if not isinstance(dataset, (str, os.PathLike)) or not str(dataset):
+        raise ValueError(f"`dataset` must be a dataset name or a folder. Received: dataset={dataset!r}")
+    text = str(dataset)
+    if text in NAMED:
+        return text
+    looks_like_path = os.sep in text or text.startswith(".") or Path(text).exists()
+    if not looks_like_path:
+        raise ValueError(
+            f"Unknown dataset; use one of {', '.join(NAMED)} or a folder of class sub-folders. "
+            f"Received: dataset={text!r}"
+        )
+    if not Path(text).is_dir():
+        raise ValueError(f"Image folder not found. Received: dataset={text!r}")
+    return text
+
+
+def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], str]:
+    """Loads a named dataset as ``((x_train, y_train), (x_test, y_test), source)``.
+
+    Reads ``$KERASCNN_DATA_DIR/<name>.npz`` when it exists, else calls
+    ``keras.datasets.<name>.load_data()``. Images come back ``(N, H, W, C)``.
+
+    Example:
+        >>> (x, y), (xt, yt), source = load_arrays("mnist")  # doctest: +SKIP
+    """
+    checks.one_of("dataset", name, NAMED)
+    data_dir = os.environ.get(DATA_DIR_ENV)
+    if data_dir:
+        if not Path(data_dir).is_dir():
+            raise ValueError(f"`{DATA_DIR_ENV}` is not a folder. Received: {DATA_DIR_ENV}={data_dir!r}")
+        path = Path(data_dir) / f"{name}.npz"
+        if path.is_file():
+            (x, y), (xt, yt) = _read_npz(path, NAMED[name][1])
+            return (x, y), (xt, yt), str(path)
+    import keras
+
+    module = getattr(keras.datasets, NAMED[name][0])
+    try:
+        (x, y), (xt, yt) = module.load_data()
+    except Exception as e:  # offline, proxy, corrupt cache...
+        raise ValueError(
+            f"Could not load `{name}` with keras.datasets ({type(e).__name__}: {e}); offline, put "
+            f"{name}.npz in a folder and set {DATA_DIR_ENV}. Received: dataset={name!r}"
+        ) from None
+    return (_nhwc(x), y.reshape(-1).astype(np.int32)), (_nhwc(xt), yt.reshape(-1).astype(np.int32)), "keras.datasets"
+
+
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    return x[..., None] if x.ndim == 3 else x
+
+
+def _read_npz(path: Path, expected_shape: tuple[int, int, int] | None = None):
+    """Reads and checks an ``.npz`` in the ``keras.datasets`` layout (no pickles)."""
+    where = f"Received: file={str(path)!r}"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(npz.files)
+            if missing:
+                raise ValueError(
+                    f"Dataset file lacks {', '.join(sorted(missing))} (needs x_train, y_train, x_test, "
+                    f"y_test). {where}"
+                )
+            arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except ValueError as e:
+        if "lacks" in str(e) or "Object arrays" in str(e):
+            msg = str(e) if "lacks" in str(e) else f"Dataset file holds pickled objects, refused. {where}"
+            raise ValueError(msg) from None
+        raise ValueError(f"Dataset file is corrupt or not an .npz ({e}). {where}") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"Dataset file is corrupt or not an .npz ({type(e).__name__}). {where}") from None
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim not in (3, 4) or x.dtype != np.uint8:
+            raise ValueError(
+                f"x_{split} must be uint8 images (N, H, W) or (N, H, W, C); got {x.dtype} {x.shape}. {where}"
+            )
+        y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(
+                f"y_{split} must hold one integer label per image; got {y.dtype} {y.shape} for "
+                f"{len(x)} images. {where}"
+            )
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = _nhwc(x), y.astype(np.int32)
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise ValueError(
+            f"x_train and x_test images differ in shape ({arrays['x_train'].shape[1:]} vs "
+            f"{arrays['x_test'].shape[1:]}). {where}"
+        )
+    if len(arrays["x_train"]) == 0 or len(arrays["x_test"]) == 0:
+        raise ValueError(f"Dataset file has an empty split. {where}")
+    if arrays["y_train"].min() < 0 or arrays["y_test"].min() < 0:
+        raise ValueError(f"Labels must be >= 0. {where}")
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def _load_folder(path: Path, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[str]]:
+    """Loads a class-per-sub-folder image tree; ``train/`` + ``test/`` sub-trees are used when present."""
+    import keras
+    import tensorflow as tf
+
+    def read(folder: Path, class_names: list[str] | None = None):
+        classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+        files = [f for c in classes for f in sorted((folder / c).rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
+        if len(classes) < 2 or not files:
+            raise ValueError(
+                "Image folder must hold at least 2 class sub-folders with images "
+                f"({', '.join(IMAGE_SUFFIXES)}); found {len(classes)} classes, {len(files)} images. "
+                f"Received: dataset={str(folder)!r}"
+            )
+        first = tf.io.decode_image(tf.io.read_file(str(files[0])), expand_animations=False)
+        height, width, channels = (int(d) for d in first.shape)
+        ds = keras.utils.image_dataset_from_directory(
+            str(folder), labels="inferred", label_mode="int", class_names=class_names or classes,
+            color_mode="grayscale" if channels == 1 else "rgb", batch_size=None,
+            image_size=(height, width), shuffle=False, verbose=False,
+        )  # fmt: skip
+        images, labels = [], []
+        for image, label in ds.as_numpy_iterator():
+            images.append(np.clip(image, 0, 255).astype(np.uint8))
+            labels.append(label)
+        return np.stack(images), np.asarray(labels, np.int32), class_names or classes
+
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        x, y, names = read(path / "train")
+        xt, yt, _ = read(path / "test", names)
+        return (x, y), (xt, yt), names
+    x, y, names = read(path)
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, len(x) // 10)
+    test, train = order[:n_test], order[n_test:]
+    return (x[train], y[train]), (x[test], y[test]), names
+
+
+def load_dataset(
+    dataset: str = "mnist",
+    *,
+    validation_split: float = 0.1,
+    train_samples: int | None = None,
+    test_samples: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Loads a dataset and holds a seeded validation split out of its training part.
+
+    Args:
+        dataset: A name (``mnist``, ``fashion_mnist``, ``cifar10``,
+            ``cifar100``) or a folder of class sub-folders (a folder without
+            ``train/``/``test/`` sub-trees gives 10% of its images to test).
+        validation_split: Fraction of the (first ``train_samples``) training
+            images held out for validation, chosen by ``seed``.
+        train_samples: Use only the first N training images.
+        test_samples: Use only the first N test images.
+        seed: Seed of the validation split.
+
+    Returns:
+        A :class:`Dataset`.
+
+    Example:
+        >>> data = load_dataset("mnist", train_samples=1000)  # doctest: +SKIP
+        >>> data.sizes()  # doctest: +SKIP
+        {'train': 900, 'val': 100, 'test': 10000}
+    """
+    name = check_dataset_name(dataset)
+    validation_split = checks.fraction("validation_split", validation_split)
+    if train_samples is not None:
+        train_samples = checks.positive_int("train_samples", train_samples)
+    if test_samples is not None:
+        test_samples = checks.positive_int("test_samples", test_samples)
+    if name in NAMED:
+        (x, y), (xt, yt), source = load_arrays(name)
+        class_names = [str(i) for i in range(NAMED[name][2])]
+        num_classes = NAMED[name][2]
+    else:
+        (x, y), (xt, yt), class_names = _load_folder(Path(name), seed)
+        source, num_classes = str(Path(name).resolve()), len(class_names)
+    num_classes = max(num_classes, int(max(y.max(), yt.max())) + 1)
+    if len(class_names) < num_classes:
+        class_names = [str(i) for i in range(num_classes)]
+    if train_samples is not None:
+        x, y = x[:train_samples], y[:train_samples]
+    if test_samples is not None:
+        xt, yt = xt[:test_samples], yt[:test_samples]
+    n_val = int(round(len(x) * validation_split))
+    if n_val >= len(x) or (validation_split > 0 and n_val == 0):
+        raise ValueError(
+            f"`train_samples` leaves no images for training or validation ({len(x)} images, "
+            f"validation_split={validation_split}). Received: train_samples={train_samples!r}"
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return Dataset(
+        name=name, x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val], x_test=xt, y_test=yt,
+        num_classes=num_classes, class_names=class_names, source=source,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """How images are changed to feed a model; ``describe()`` says it in words."""
+
+    source_shape: tuple[int, int, int]
+    target_shape: tuple[int, int, int]
+
+    @property
+    def resize(self) -> str | None:
+        (h, w, _), (th, tw, _) = self.source_shape, self.target_shape
+        if (h, w) == (th, tw):
+            return None
+        if th >= h and tw >= w and max(th - h, tw - w) <= PAD_AT_MOST:
+            return "pad"
+        return "resize"
+
+    @property
+    def to_rgb(self) -> bool:
+        return self.source_shape[2] == 1 and self.target_shape[2] == 3
+
+    def describe(self) -> str:
+        parts = []
+        (h, w, _), (th, tw, _) = self.source_shape, self.target_shape
+        if self.resize:
+            parts.append(f"{self.resize} {h}x{w} -> {th}x{tw}")
+        if self.to_rgb:
+            parts.append("grey -> RGB")
+        return ", ".join(parts) or "none"
+
+
+def plan_adaptation(
+    image_shape: tuple[int, int, int], min_size: int, input_shape: tuple[int, int, int] | None = None
+) -> Adaptation:
+    """Decides how to feed ``image_shape`` images to a model.
+
+    Args:
+        image_shape: The dataset's ``(H, W, C)``.
+        min_size: The model's smallest accepted height/width.
+        input_shape: An explicit model input shape, or ``None`` to keep the
+            images' shape, enlarged to ``min_size`` if needed.
+
+    Raises:
+        ValueError: If the images cannot feed the model (colour to grey,
+            other channel counts, an explicit shape below ``min_size``).
+
+    Example:
+        >>> plan_adaptation((28, 28, 1), 32).describe()
+        'pad 28x28 -> 32x32'
+    """
+    h, w, c = image_shape
+    if input_shape is None:
+        target = (max(h, min_size), max(w, min_size), c)
+    else:
+        target = checks.input_shape(input_shape)
+        checks.min_spatial_size("this model", target, min_size)
+    if target[2] != c and not (c == 1 and target[2] == 3):
+        raise ValueError(
+            f"Images with {c} channel(s) cannot feed a model with {target[2]} input channel(s) "
+            f"(only grey -> RGB is converted). Received: input_shape={target}"
+        )
+    return Adaptation(source_shape=(h, w, c), target_shape=target)
+
+
+def augmentation_layers(dataset: str, seed: int = 0) -> list[Any]:
+    """Keras preprocessing layers used by ``augment=True``: small shifts and rotations;
+    horizontal flips too for photos (CIFAR, folders)."""
+    from keras import layers
+
+    digits = dataset in ("mnist", "fashion_mnist")
+    stack = [
+        layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed, name="aug_translate"),
+        layers.RandomRotation(0.05, fill_mode="constant", seed=seed, name="aug_rotate"),
+    ]
+    if not digits:
+        stack.insert(0, layers.RandomFlip("horizontal", seed=seed, name="aug_flip"))
+    return stack
+
+
+def make_pipeline(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    adaptation: Adaptation,
+    training: bool = False,
+    seed: int = 0,
+    augment: list[Any] | None = None,
+) -> Any:
+    """A ``tf.data.Dataset`` of ``(float32 images in [0, 1], int32 labels)`` batches.
+
+    Shuffled (seeded, reshuffled each epoch) when ``training``; cached,
+    batched, mapped in parallel and prefetched.
+
+    Example:
+        >>> ds = make_pipeline(x, y, batch_size=128, adaptation=plan_adaptation((28, 28, 1), 1))  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    th, tw, _ = adaptation.target_shape
+    resize, to_rgb = adaptation.resize, adaptation.to_rgb
+
+    def prepare(images, labels):
+        images = tf.cast(images, tf.float32) / 255.0
+        if resize == "pad":
+            images = tf.image.resize_with_crop_or_pad(images, th, tw)
+        elif resize == "resize":
+            images = tf.image.resize(images, (th, tw))
+        if to_rgb:
+            images = tf.image.grayscale_to_rgb(images)
+        if augment:
+            for layer in augment:
+                images = layer(images, training=True)
+        return images, labels
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

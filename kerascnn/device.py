@@ -1,0 +1,133 @@
+"""Devices, precision, XLA and tf.distribute strategies (the only TensorFlow-facing module
+besides the data pipeline)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from kerascnn import checks
+
+PRECISIONS = ("float32", "mixed")
+STRATEGIES = ("auto", "mirrored", "multiworker")
+
+
+def gpus() -> list[Any]:
+    """The visible GPUs."""
+    import tensorflow as tf
+
+    return tf.config.list_physical_devices("GPU")
+
+
+def describe_devices() -> str:
+    """``"CPU"`` or ``"GPU x2 (NVIDIA H100 80GB HBM3)"``."""
+    import tensorflow as tf
+
+    found = gpus()
+    if not found:
+        return "CPU"
+    details = tf.config.experimental.get_device_details(found[0])
+    return f"GPU x{len(found)} ({details.get('device_name', 'GPU')})"
+
+
+def policy_name(precision: str) -> str:
+    """The Keras dtype policy for ``precision``: mixed_float16 on GPU, mixed_bfloat16 on CPU.
+
+    Example:
+        >>> policy_name("float32")
+        'float32'
+    """
+    checks.one_of("precision", precision, PRECISIONS)
+    if precision == "float32":
+        return "float32"
+    return "mixed_float16" if gpus() else "mixed_bfloat16"
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Sets the global Keras dtype policy inside the block (layers built there use it)."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def resolve_jit(jit: bool | str) -> bool:
+    """XLA on or off. ``"auto"`` turns it on for GPUs and off on CPUs, as measured in
+    BENCHMARKS.md (XLA slowed the small CNNs down on CPU).
+
+    Example:
+        >>> resolve_jit(False)
+        False
+    """
+    if jit == "auto":
+        return bool(gpus())
+    if not isinstance(jit, bool):
+        raise ValueError(f"`jit` must be True, False or 'auto'. Received: jit={jit!r}")
+    return jit
+
+
+def tf_config() -> dict[str, Any]:
+    """The parsed ``TF_CONFIG`` (empty when unset); a bad value is a ``ValueError``."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return {}
+    try:
+        config = json.loads(raw)
+        assert isinstance(config, dict) and isinstance(config.get("cluster", {}), dict)
+    except (ValueError, AssertionError):
+        raise ValueError(f"`TF_CONFIG` must be a JSON object with a cluster. Received: TF_CONFIG={raw!r}") from None
+    return config
+
+
+def check_strategy(strategy: str) -> str:
+    """Validates ``strategy`` (and ``TF_CONFIG`` for ``multiworker``) without touching TensorFlow."""
+    checks.one_of("strategy", strategy, STRATEGIES)
+    if strategy == "multiworker":
+        config = tf_config()
+        task = config.get("task", {})
+        if not config.get("cluster") or "type" not in task or "index" not in task:
+            raise ValueError(
+                "`strategy='multiworker'` needs TF_CONFIG with a cluster and this process's task. "
+                f"Received: TF_CONFIG={os.environ.get('TF_CONFIG')!r}"
+            )
+    return strategy
+
+
+def make_strategy(strategy: str = "auto") -> Any:
+    """A ``tf.distribute`` strategy: ``auto`` (Mirrored over >1 local GPU, else default),
+    ``mirrored`` (all local GPUs, or the CPU), ``multiworker`` (from ``TF_CONFIG``).
+
+    Create it before any other TensorFlow work: multi-worker collectives must be
+    configured at start-up.
+
+    Example:
+        >>> make_strategy("auto")  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    check_strategy(strategy)
+    if strategy == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if strategy == "mirrored" or len(gpus()) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: Any = None) -> bool:
+    """Whether this process should write results: always, except non-chief multi-workers."""
+    config = tf_config()
+    task = config.get("task") or {}
+    cluster = config.get("cluster") or {}
+    if not task or strategy is None or "MultiWorker" not in type(strategy).__name__:
+        return True
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0

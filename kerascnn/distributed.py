@@ -1,0 +1,33 @@
+"""KerasTuner's chief/worker mode, read from its environment variables.
+
+``KERASTUNER_TUNER_ID`` (``chief``, ``tuner0``, ``tuner1``, ...),
+``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT`` as KerasTuner defines
+them; this module only checks them and says which role this process has.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV_ID, ENV_IP, ENV_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
+
+
+def role() -> str:
+    """``"local"``, ``"chief"`` or ``"worker"``; bad values raise ``ValueError``.
+
+    Example:
+        >>> role()  # with none of the variables set
+        'local'
+    """
+    ip = os.environ.get(ENV_IP)
+    if ip is None:
+        return "local"
+    if not ip.strip():
+        raise ValueError(f"`{ENV_IP}` must be the chief's address. Received: {ENV_IP}={ip!r}")
+    port = os.environ.get(ENV_PORT, "")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"`{ENV_PORT}` must be a port number (1-65535). Received: {ENV_PORT}={port!r}")
+    tuner_id = os.environ.get(ENV_ID, "")
+    if not tuner_id.strip() or any(c.isspace() or c in "/\\" for c in tuner_id):
+        raise ValueError(f"`{ENV_ID}` must be 'chief' or a worker id like 'tuner0'. Received: {ENV_ID}={tuner_id!r}")
+    return "chief" if "chief" in tuner_id else "worker"

@@ -1,0 +1,105 @@
+"""`kerascnn ui`: a real MLflow server on the kit's store, loopback only, stopped cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+import pytest
+from mlflow.tracking import MlflowClient
+
+from kerascnn import dashboard, tracking
+from tests.conftest import assert_usage_error, run_cli
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _group_listens(pid: int) -> set[tuple[str, int]]:
+    root = psutil.Process(pid)
+    pids = {pid} | {p.pid for p in root.children(recursive=True)}
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.pid in pids}  # fmt: skip
+
+
+def test_ui_serves_the_store_on_loopback_and_stops_cleanly(tracking_uri, tmp_path):
+    experiment = tracking.ensure_experiment(tracking.resolve_tracking_uri(tracking_uri), "dash")
+    run_id = MlflowClient(tracking_uri).create_run(experiment).info.run_id
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "kerascnn", "ui", "--port", str(port), "--tracking-uri",
+                                tracking_uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                found = _get(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=50")
+                break
+            except OSError:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "dashboard did not answer within 90 s"
+                time.sleep(0.5)
+        assert "dash" in {e["name"] for e in found["experiments"]}
+        runs = _get(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/get?run_id={run_id}")
+        assert runs["run"]["info"]["run_id"] == run_id
+        listening = _group_listens(process.pid)
+        assert listening and all(ip == "127.0.0.1" for ip, _ in listening), listening
+        assert (("127.0.0.1", port)) in listening
+        children = psutil.Process(process.pid).children(recursive=True)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"server processes left running: {alive}"
+    assert f"http://127.0.0.1:{port}" in out
+    assert "kerascnn: warning" not in err
+
+
+def test_ui_warns_when_binding_beyond_loopback():
+    assert dashboard.is_loopback("127.0.0.1") and dashboard.is_loopback("::1") and dashboard.is_loopback("localhost")
+    assert not dashboard.is_loopback("0.0.0.0") and not dashboard.is_loopback("192.168.1.4")
+    command = dashboard.server_command("sqlite:////tmp/x/mlflow.db", "0.0.0.0", 5000)
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+
+
+def test_ui_warning_is_printed_for_a_public_bind(tracking_uri):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "kerascnn", "ui", "--host", "0.0.0.0", "--port", str(port),
+                                "--tracking-uri", tracking_uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # fmt: skip
+    try:
+        line = ""
+        for _ in range(50):  # MLflow logs its own lines (store creation) around ours
+            line = process.stderr.readline()
+            if line.startswith("kerascnn:") or not line:
+                break
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert "warning" in line and "0.0.0.0" in line and "no authentication" in line
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["ui", "--port", "0"], "Received: port=0"),
+    (["ui", "--port", "70000"], "Received: port=70000"),
+    (["ui", "--host", ""], "Received: host=''"),
+    (["ui", "--tracking-uri", "ftp://example.com/store"], "unsupported scheme 'ftp'"),
+    (["ui", "--tracking-uri", "./mlruns"], "refuses file stores"),
+])  # fmt: skip
+def test_ui_bad_arguments(args, fragment):
+    assert_usage_error(run_cli(*args), fragment)

@@ -1,0 +1,133 @@
+"""Datasets, offline files, image folders and the tf.data pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kerascnn import data
+from tests.conftest import data_dir
+
+
+def test_mnist_from_the_offline_mirror_with_a_seeded_split():
+    data_dir()
+    d = data.load_dataset("mnist", train_samples=1000, test_samples=200, seed=3)
+    assert d.sizes() == {"train": 900, "val": 100, "test": 200}
+    assert d.image_shape == (28, 28, 1) and d.x_train.dtype == np.uint8
+    assert d.num_classes == 10 and d.source.endswith("mnist.npz")
+    again = data.load_dataset("mnist", train_samples=1000, test_samples=200, seed=3)
+    np.testing.assert_array_equal(d.y_val, again.y_val)
+    other = data.load_dataset("mnist", train_samples=1000, test_samples=200, seed=4)
+    assert not np.array_equal(d.y_val, other.y_val)
+    # the split partitions exactly the first 1000 training images
+    full = np.load(data_dir() / "mnist.npz", allow_pickle=False)["y_train"][:1000]
+    assert sorted(np.concatenate([d.y_train, d.y_val]).tolist()) == sorted(full.tolist())
+    assert full[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+
+
+def _write_npz(folder: Path, name: str, **arrays) -> Path:
+    path = folder / f"{name}.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def _good(n: int = 20, shape=(32, 32, 3)) -> dict:
+    rng = np.random.default_rng(0)
+    return dict(x_train=rng.integers(0, 256, (n, *shape), dtype=np.uint8), y_train=np.arange(n) % 10,
+                x_test=rng.integers(0, 256, (10, *shape), dtype=np.uint8), y_test=np.arange(10))  # fmt: skip
+
+
+def test_offline_file_in_keras_layout_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERASCNN_DATA_DIR", str(tmp_path))
+    arrays = _good()
+    arrays["y_train"] = arrays["y_train"].reshape(-1, 1)  # CIFAR's (N, 1) labels
+    _write_npz(tmp_path, "cifar10", **arrays)
+    d = data.load_dataset("cifar10", validation_split=0.2)
+    assert d.image_shape == (32, 32, 3) and d.sizes() == {"train": 16, "val": 4, "test": 10}
+
+
+@pytest.mark.parametrize("arrays,match", [
+    (dict(x_train=np.zeros((4, 8, 8), np.uint8)), "lacks x_test, y_test, y_train"),
+    (dict(_good(), x_train=np.zeros((20, 8, 8), np.float32)), "x_train must be uint8"),
+    (dict(_good(), y_train=np.arange(19)), "one integer label per image"),
+    (dict(_good(), x_test=np.zeros((10, 16, 16, 3), np.uint8)), "differ in shape"),
+    (dict(_good(), y_test=-np.ones(10, np.int64)), "Labels must be >= 0"),
+])  # fmt: skip
+def test_wrong_layout_is_refused_naming_the_file(tmp_path, monkeypatch, arrays, match):
+    monkeypatch.setenv("KERASCNN_DATA_DIR", str(tmp_path))
+    path = _write_npz(tmp_path, "cifar10", **arrays)
+    with pytest.raises(ValueError, match=match) as info:
+        data.load_dataset("cifar10")
+    assert f"Received: file={str(path)!r}" in str(info.value)
+
+
+def test_corrupt_and_pickled_files_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERASCNN_DATA_DIR", str(tmp_path))
+    (tmp_path / "mnist.npz").write_bytes(b"PK\x03\x04 this is not a zip")
+    with pytest.raises(ValueError, match=r"corrupt or not an \.npz.*mnist\.npz"):
+        data.load_dataset("mnist")
+    np.savez(tmp_path / "fashion_mnist.npz", x_train=np.array([{"a": 1}], dtype=object),
+             y_train=np.zeros(1), x_test=np.zeros(1), y_test=np.zeros(1))  # fmt: skip
+    with pytest.raises(ValueError, match=r"pickled objects, refused.*fashion_mnist\.npz"):
+        data.load_dataset("fashion_mnist")
+
+
+def test_bad_dataset_names_and_folders():
+    with pytest.raises(ValueError, match=r"Unknown dataset.*Received: dataset='imagenet'"):
+        data.load_dataset("imagenet")
+    with pytest.raises(ValueError, match=r"Image folder not found. Received: dataset='/nonexistent/imgs'"):
+        data.load_dataset("/nonexistent/imgs")
+    with pytest.raises(ValueError, match=r"Received: train_samples=0"):
+        data.load_dataset("mnist", train_samples=0)
+    with pytest.raises(ValueError, match=r"Received: validation_split=1.5"):
+        data.load_dataset("mnist", validation_split=1.5)
+
+
+def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class=6, size=(20, 24), channels=3) -> Path:
+    """Writes small random PNGs, one sub-folder per class."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 256, (*size, channels), dtype=np.uint8)
+            keras.utils.save_img(root / c / f"{i}.png", img, scale=False)
+    return root
+
+
+def test_image_folder_is_a_dataset(tmp_path):
+    folder = make_image_folder(tmp_path / "animals")
+    d = data.load_dataset(str(folder), validation_split=0.25)
+    assert d.class_names == ["cat", "dog", "fox"] and d.num_classes == 3
+    assert d.image_shape == (20, 24, 3)
+    assert sum(d.sizes().values()) == 18 and d.sizes()["test"] == 1
+    with pytest.raises(ValueError, match="at least 2 class sub-folders"):
+        data.load_dataset(str(make_image_folder(tmp_path / "one", classes=("only",))))
+
+
+def test_adaptation_plans():
+    assert data.plan_adaptation((28, 28, 1), 32).describe() == "pad 28x28 -> 32x32"
+    assert data.plan_adaptation((28, 28, 1), 63).describe() == "resize 28x28 -> 63x63"
+    assert data.plan_adaptation((28, 28, 1), 18).describe() == "none"
+    assert data.plan_adaptation((28, 28, 1), 32, (32, 32, 3)).describe() == "pad 28x28 -> 32x32, grey -> RGB"
+    with pytest.raises(ValueError, match=r"3 channel\(s\) cannot feed a model with 1.*Received: input_shape=\(32, 32, 1\)"):
+        data.plan_adaptation((32, 32, 3), 8, (32, 32, 1))
+    with pytest.raises(ValueError, match=r"at least 32.*Received: input_shape=\(28, 28, 1\)"):
+        data.plan_adaptation((28, 28, 1), 32, (28, 28, 1))
+
+
+def test_pipeline_scales_pads_converts_and_shuffles():
+    x = np.full((10, 28, 28, 1), 255, np.uint8)
+    y = np.arange(10, dtype=np.int32)
+    plan = data.plan_adaptation((28, 28, 1), 32, (32, 32, 3))
+    batches = list(data.make_pipeline(x, y, batch_size=4, adaptation=plan, training=True, seed=1).as_numpy_iterator())
+    images = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    assert images.shape == (10, 32, 32, 3) and images.dtype == np.float32
+    assert images.max() == 1.0 and images[:, 0, 0, :].max() == 0.0  # padded border
+    assert sorted(labels.tolist()) == list(range(10)) and labels.tolist() != list(range(10))
+    plain = list(data.make_pipeline(x, y, batch_size=4, adaptation=plan).as_numpy_iterator())
+    assert np.concatenate([b[1] for b in plain]).tolist() == list(range(10))

@@ -1,0 +1,141 @@
+"""Tracked training end to end: a real Keras fit on MNIST subsets into a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+import kerascnn
+from kerascnn.training import TrainingFailed
+from tests.conftest import assert_usage_error, data_dir, run_cli
+
+TINY = dict(train_samples=600, test_samples=300)
+
+
+@pytest.fixture(autouse=True)
+def _offline_data(monkeypatch, tmp_path):
+    data_dir()
+    monkeypatch.chdir(tmp_path)  # nothing lands in the repository's mlruns/
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
+    result = kerascnn.train("mnist_cnn", "mnist", epochs=2, tracking_uri=tracking_uri, experiment="exp1",
+                            run_name="tiny", seed=1, verbose=0, **TINY)  # fmt: skip
+    assert 0.1 < result.test_accuracy <= 1 and result.test_loss > 0 and result.epochs == 2
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.info.end_time
+    assert run.info.run_name == "tiny"
+    assert client.get_experiment(run.info.experiment_id).name == "exp1"
+    params = run.data.params
+    assert params["model"] == "mnist_cnn" and params["dataset"] == "mnist"
+    assert (params["train_size"], params["val_size"], params["test_size"]) == ("540", "60", "300")
+    assert params["input_shape"] == "[28, 28, 1]" and params["adaptation"] == "none"
+    for key in ("optimizer", "learning_rate", "schedule", "batch_size", "epochs", "seed", "precision", "jit_compile"):
+        assert key in params, key
+    assert params["epochs"] == "2" and params["seed"] == "1"
+    assert params["precision"] == "mixed" and params["dtype_policy"] == "mixed_bfloat16"  # the recipe, on CPU
+    for metric in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        history = client.get_metric_history(result.run_id, metric)
+        assert [m.step for m in history] == [0, 1], metric
+    lrs = [m.value for m in client.get_metric_history(result.run_id, "learning_rate")]
+    assert lrs[1] < lrs[0]  # the cosine schedule decays
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert "best_val_accuracy" in run.data.metrics
+    tags = run.data.tags
+    assert tags["kerascnn.family"] == "mnist_cnn" and tags["kerascnn.device"] == "CPU"
+    assert tags["keras.version"].startswith("3.") and tags["tensorflow.version"] and tags["kerascnn.version"]
+    assert _artifacts(client, result.run_id) >= {
+        "model.keras", "describe.txt", "describe.json", "confusion_matrix.csv",
+        "plots/training_curves.png", "plots/confusion_matrix.png",
+    }  # fmt: skip
+    assert Path(result.model_path).is_file() and Path(tracking_uri[10:]).parent in Path(result.model_path).parents
+    cm = np.loadtxt(Path(result.model_path).with_name("confusion_matrix.csv"), delimiter=",")
+    assert cm.shape == (10, 10) and cm.sum() == 300
+    assert np.trace(cm) / cm.sum() == pytest.approx(result.test_accuracy)
+    # the model also as an MLflow Keras model with a signature
+    mlflow.set_tracking_uri(tracking_uri)
+    logged = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert len(logged) == 1 and logged[0].source_run_id == result.run_id
+    info = mlflow.models.get_model_info(logged[0].model_uri)
+    assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 28, 28, 1]
+    reloaded = mlflow.keras.load_model(logged[0].model_uri)
+    x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), result.model.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_untracked_training_creates_no_run(tracking_uri, tmp_path):
+    result = kerascnn.train("lenet5", "mnist", epochs=1, tracking=False, verbose=0, **TINY)
+    assert result.run_id is None and result.tracking_uri is None
+    assert Path(result.model_path).is_file() and Path(result.model_path).suffix == ".keras"
+    assert not Path(tracking_uri[10:]).exists()
+
+
+def test_nan_loss_fails_the_run_with_the_reason(tracking_uri):
+    with pytest.raises(TrainingFailed, match="loss became nan") as info:
+        kerascnn.train("mnist_cnn", "mnist", epochs=2, optimizer="sgd", learning_rate=1e12,
+                       schedule="constant", tracking_uri=tracking_uri, verbose=0, **TINY)  # fmt: skip
+    run = MlflowClient(tracking_uri).get_run(info.value.kerascnn_run_id)
+    assert run.info.status == "FAILED" and run.info.end_time
+    assert "loss became nan" in run.data.tags["kerascnn.failure"]
+
+
+def test_bad_arguments_raise_before_any_run(tracking_uri):
+    for kwargs, match in [
+        (dict(epochs=0), "Received: epochs=0"),
+        (dict(batch_size=-8), "Received: batch_size=-8"),
+        (dict(learning_rate=0.0), "Received: learning_rate=0.0"),
+        (dict(optimizer="adagrad"), "Received: optimizer='adagrad'"),
+        (dict(train_samples=0), "Received: train_samples=0"),
+        (dict(num_classes=5), "smaller than the 10 classes"),
+        (dict(input_shape=(28, 28, 3), model_kwargs={"filters": 0}), "Received: filters=0"),
+        (dict(resume=True, tracking=False), "Received: tracking=False"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            kerascnn.train("mnist_cnn", "mnist", tracking_uri=tracking_uri, verbose=0, **dict(TINY, **kwargs))
+    db = Path(tracking_uri[10:])
+    assert not db.exists() or not MlflowClient(tracking_uri).search_runs(
+        [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()])
+
+
+def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
+    result = run_cli("train", "vgg11", "--dataset", "mnist", "--epochs", "1", "--train-samples", "256",
+                     "--test-samples", "128", "-o", "width=4", "-o", "dense_units=(16,)", "--tracking-uri",
+                     tracking_uri, "--json", check=True)  # fmt: skip
+    assert "pad 28x28 -> 32x32" in result.stdout
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(out) == {"run_id", "experiment", "test_accuracy", "test_loss", "epochs", "tracking_uri", "model_path"}
+    assert out["tracking_uri"] == tracking_uri and out["epochs"] == 1
+    params = MlflowClient(tracking_uri).get_run(out["run_id"]).data.params
+    assert params["adaptation"] == "pad 28x28 -> 32x32" and params["input_shape"] == "[32, 32, 1]"
+    assert json.loads(params["model_kwargs"]) == {"dense_units": [16], "width": 4}
+    assert "/step - accuracy:" in result.stdout and "\x1b[" not in result.stdout  # Keras' per-epoch line, no ANSI
+
+
+def test_leaderboard_sorts_by_test_accuracy(tracking_uri):
+    good = kerascnn.train("mnist_cnn", "mnist", epochs=2, tracking_uri=tracking_uri, verbose=0, **TINY)
+    poor = kerascnn.train("mnist_cnn", "mnist", epochs=1, learning_rate=1e-5, schedule="constant",
+                          tracking_uri=tracking_uri, verbose=0, **TINY)  # fmt: skip
+    assert good.test_accuracy > poor.test_accuracy
+    result = run_cli("runs", "--tracking-uri", tracking_uri, "--json", check=True)
+    rows = json.loads(result.stdout)
+    assert [r["run_id"] for r in rows] == [good.run_id, poor.run_id]
+    first = rows[0]
+    assert first["model"] == "mnist_cnn" and first["dataset"] == "mnist" and first["status"] == "FINISHED"
+    assert first["params"]["epochs"] == "2" and first["best_val_accuracy"] > 0 and first["duration_s"] > 0
+    table = run_cli("runs", "--tracking-uri", tracking_uri, "--experiment", "kerascnn", check=True).stdout
+    assert good.run_id[:12] in table.splitlines()[1] and "test_acc" in table.splitlines()[0]
+    assert_usage_error(run_cli("runs", "--tracking-uri", tracking_uri, "--experiment", "nope"),
+                       "Received: experiment='nope'")  # fmt: skip

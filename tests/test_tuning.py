@@ -1,0 +1,228 @@
+"""KerasTuner searches: nested MLflow runs, resume, failures, SIGKILL, chief/worker distribution."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import pytest
+from mlflow.tracking import MlflowClient
+
+import kerascnn
+from kerascnn.registry import create_model
+from tests.conftest import assert_usage_error, data_dir, run_cli
+from tests.test_dashboard import free_port
+
+TINY = dict(train_samples=300, epochs=1)
+
+
+@pytest.fixture(autouse=True)
+def _cwd(monkeypatch, tmp_path):
+    data_dir()
+    monkeypatch.chdir(tmp_path)
+
+
+def _runs(uri: str) -> list:
+    client = MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, order_by=["attributes.start_time ASC"], max_results=1000)
+
+
+def _children(uri: str, parent: str) -> list:
+    return [r for r in _runs(uri) if r.data.tags.get("mlflow.parentRunId") == parent]
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, tmp_path):
+    result = kerascnn.tune("mnist_cnn", "mnist", tuner="random", max_trials=3, tracking_uri=tracking_uri,
+                           directory=tmp_path / "searches", search_name="s1", progress=False, **TINY)  # fmt: skip
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    p = parent.data.params
+    assert (p["search_name"], p["tuner"], p["objective"], p["family"], p["epochs"]) == ("s1", "random",
+                                                                                      "val_accuracy", "mnist_cnn", "1")
+    assert {h["name"] for h in json.loads(p["space"])} == {"learning_rate", "filters", "dense_units", "dropout"}
+    assert parent.data.tags["kerascnn.max_trials"] == "3"
+    children = _children(tracking_uri, result.parent_run_id)
+    assert len(children) == 3 == len(result.trials)
+    for run, trial in zip(children, result.trials):
+        assert run.info.status == "FINISHED"
+        tags = run.data.tags
+        assert tags["kerascnn.trial_id"] == trial["trial_id"] and tags["kerascnn.worker"] == "tuner0"
+        assert tags["kerascnn.trial_status"] == "COMPLETED" and trial["run_id"] == run.info.run_id
+        assert {k: v for k, v in run.data.params.items()} == {k: str(v) for k, v in trial["hyperparameters"].items()}
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [0]
+        assert run.data.metrics["final_val_accuracy"] == pytest.approx(trial["score"])
+    best = result.best
+    assert best["score"] == max(t["score"] for t in result.trials)
+    assert parent.data.tags["kerascnn.best_trial_id"] == best["trial_id"]
+    assert parent.data.tags["kerascnn.best_run_id"] == best["run_id"]
+    assert all(parent.data.tags[f"best.{k}"] == str(v) for k, v in best["hyperparameters"].items())
+    assert parent.data.metrics["best_score"] == pytest.approx(best["score"])
+    artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
+    assert {"leaderboard.csv", "best_hyperparameters.json", "best_model.keras"} <= artifacts
+    board = Path(client.download_artifacts(result.parent_run_id, "leaderboard.csv")).read_text().splitlines()
+    assert board[0].startswith("rank,trial_id,run_id,status,score") and board[1].split(",")[1] == best["trial_id"]
+    # only the best trial's checkpoint stays on disk
+    checkpoints = [f for f in _tree(tmp_path / "searches" / "s1") if "checkpoint" in f]
+    assert checkpoints == [f"trial_{best['trial_id']}/checkpoint.weights.h5"]
+    assert isinstance(result.best_model, keras.Model)
+
+
+def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_uri, tmp_path):
+    common = dict(tuner="random", tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, **TINY)
+    first = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
+    again = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
+    more = kerascnn.tune("mnist_cnn", "mnist", max_trials=4, **common)
+    assert first.parent_run_id == again.parent_run_id == more.parent_run_id
+    children = _children(tracking_uri, first.parent_run_id)
+    assert sorted(r.data.tags["kerascnn.trial_id"] for r in children) == ["0", "1", "2", "3"]
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert [t["run_id"] for t in more.trials[:2]] == [t["run_id"] for t in first.trials]
+    assert MlflowClient(tracking_uri).get_run(first.parent_run_id).data.tags["kerascnn.max_trials"] == "4"
+    fresh = kerascnn.tune("mnist_cnn", "mnist", max_trials=1, overwrite=True, **common)
+    assert fresh.parent_run_id != first.parent_run_id and len(fresh.trials) == 1
+
+
+@pytest.mark.parametrize("tuner", ["hyperband", "bayesian", "grid"])
+def test_every_tuner_runs_tracked_trials(tuner, tracking_uri, tmp_path):
+    epochs = 3 if tuner == "hyperband" else 1
+    result = kerascnn.tune("lenet5", "mnist", tuner=tuner, max_trials=3, epochs=epochs, train_samples=300,
+                           tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False)  # fmt: skip
+    children = _children(tracking_uri, result.parent_run_id)
+    assert len(children) == len(result.trials) == 3
+    assert all(r.info.status == "FINISHED" for r in children)
+    if tuner == "grid":  # the grid walks the space in order
+        assert len({json.dumps(t["hyperparameters"], sort_keys=True) for t in result.trials}) == 3
+    if tuner == "hyperband":
+        params = [r.data.params for r in children]
+        assert all("tuner/epochs" in p for p in params)
+    checkpoints = [f for f in _tree(tmp_path / "s") if "checkpoint" in f]
+    assert len(checkpoints) == 1
+
+
+def nan_or_fine(hp, *, input_shape, num_classes):
+    """A custom space: one learning rate diverges (NaN loss), the other trains."""
+    model = create_model("mnist_cnn", input_shape=input_shape, num_classes=num_classes, filters=8)
+    rate = hp.Choice("learning_rate", [1e12, 1e-3])
+    model.compile(keras.optimizers.SGD(rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_a_nan_trial_fails_with_its_reason_and_the_search_goes_on(tracking_uri, tmp_path):
+    result = kerascnn.tune(build=nan_or_fine, dataset="mnist", tuner="grid", max_trials=2, epochs=2,
+                           train_samples=300, tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False)
+    by_lr = {t["hyperparameters"]["learning_rate"]: t for t in result.trials}
+    assert by_lr[1e12]["status"] == "FAILED" and by_lr[1e-3]["status"] == "COMPLETED"
+    failed = MlflowClient(tracking_uri).get_run(by_lr[1e12]["run_id"])
+    assert failed.info.status == "FAILED" and "loss became nan" in failed.data.tags["kerascnn.failure"]
+    assert result.best["trial_id"] == by_lr[1e-3]["trial_id"]
+    assert MlflowClient(tracking_uri).get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+def _tune_cmd(uri: str, directory: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "kerascnn", "tune", "mnist_cnn", "--dataset", "mnist", "--train-samples", "2000",
+            "--tracking-uri", uri, "--directory", str(directory), "--search-name", "killme", *extra]  # fmt: skip
+
+
+def _running_trial(uri: str) -> str | None:
+    db = uri[len("sqlite:///"):]
+    if not os.path.exists(db):
+        return None
+    with sqlite3.connect(db, timeout=20) as con:
+        row = con.execute(
+            "SELECT t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+            "WHERE r.status = 'RUNNING' AND t.key = 'kerascnn.trial_id' ORDER BY r.start_time DESC LIMIT 1"
+        ).fetchone()
+    return row[0] if row else None
+
+
+def test_sigkill_mid_trial_then_rerun_loses_nothing(tracking_uri, tmp_path):
+    cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "3", "--epochs", "3", "--json")
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while _running_trial(tracking_uri) != "1":
+        assert process.poll() is None, "search ended before trial 1 started"
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    time.sleep(1.5)  # inside trial 1's training
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_runs = {r.info.run_id for r in _runs(tracking_uri) if r.info.status == "RUNNING"}
+    assert len(killed_runs) == 2  # the parent and trial 1, left RUNNING by the kill
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    runs = _runs(tracking_uri)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    trials = [r for r in runs if r.data.tags.get("kerascnn.kind") == "trial"]
+    by_trial: dict[str, list] = {}
+    for r in trials:
+        by_trial.setdefault(r.data.tags["kerascnn.trial_id"], []).append(r)
+    assert [r.info.status for r in by_trial["0"]] == ["FINISHED"]  # finished trial never re-run
+    assert [r.info.status for r in by_trial["1"]] == ["KILLED", "FINISHED"]  # interrupted trial re-run
+    assert "re-run" in by_trial["1"][0].data.tags["kerascnn.failure"]
+    assert [r.info.status for r in by_trial["2"]] == ["FINISHED"]
+    assert out["parent_run_id"] in killed_runs and [t["status"] for t in out["trials"]] == ["COMPLETED"] * 3
+    assert MlflowClient(tracking_uri).get_run(out["parent_run_id"]).info.status == "FINISHED"
+
+
+def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
+    port = str(free_port())
+    cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "6", "--epochs", "1", "--train-samples", "300")
+    env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=port)
+    procs = {"chief": subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"),
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)}  # fmt: skip
+    time.sleep(2)
+    for worker in ("tuner0", "tuner1"):
+        procs[worker] = subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID=worker),
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    outputs = {}
+    try:
+        for name, proc in procs.items():
+            outputs[name] = proc.communicate(timeout=420)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    for name, proc in procs.items():
+        assert proc.returncode == 0, (name, outputs[name][1][-2000:])
+    parents = [r for r in _runs(tracking_uri) if r.data.tags.get("kerascnn.kind") == "search"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = _children(tracking_uri, parents[0].info.run_id)
+    assert sorted(int(r.data.tags["kerascnn.trial_id"]) for r in children) == list(range(6))
+    assert all(r.info.status == "FINISHED" for r in children)
+    workers = {r.data.tags["kerascnn.worker"] for r in children}
+    assert workers == {"tuner0", "tuner1"}, workers
+    assert "kerascnn: best trial" in outputs["chief"][0]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["tune", "squeezenet", "--dataset", "mnist"], "Received: family='squeezenet'"),
+    (["tune", "mnist_cnn", "--dataset", "mnist", "--tuner", "evolution"], "Received: tuner='evolution'"),
+    (["tune", "mnist_cnn", "--dataset", "mnist", "--max-trials", "0"], "Received: max_trials=0"),
+    (["tune", "mnist_cnn", "--dataset", "mnist", "--epochs", "0"], "Received: epochs=0"),
+    (["tune", "mnist_cnn", "--dataset", "mnist", "--search-name", "a/b"], "Received: search_name='a/b'"),
+])  # fmt: skip
+def test_bad_tune_arguments(args, fragment, tracking_uri):
+    assert_usage_error(run_cli(*args, "--tracking-uri", tracking_uri), fragment)
+    assert not Path(tracking_uri[10:]).exists()
+
+
+def test_an_empty_search_space_is_refused_before_any_run(tracking_uri, tmp_path):
+    result = run_cli("tune", "lenet5", "--dataset", "mnist", "--train-samples", "100", "--fixed", "learning_rate=0.001",
+                     "--fixed", "activation=relu", "--fixed", "pooling=max", "--tracking-uri", tracking_uri,
+                     "--directory", str(tmp_path / "s"))  # fmt: skip
+    assert_usage_error(result, "search space is empty")
+    assert not Path(tracking_uri[10:]).exists() or not _runs(tracking_uri)
