@@ -27,6 +27,7 @@ _LAZY = {
     "leaderboard": "kerascnn.runs",
     "compare": "kerascnn.compare",
     "load_model": "kerascnn.loading",
+    "evaluate": "kerascnn.training",
 }
 
 __all__ = ["create_model", "list_models", "register_model", "__version__", *_LAZY]

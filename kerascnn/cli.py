@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_models)
 
     p = sub.add_parser("describe", help="per-layer output size, parameters, MACs, receptive field")
-    p.add_argument("name", help="model name (see `kerascnn models`)")
+    p.add_argument("name", help="model name (see `kerascnn models`) or a saved .keras file")
     _add_model_args(p)
+    p.add_argument("--unsafe", action="store_true", help="allow loading files that can run code (Lambda layers, .h5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_describe)
 
@@ -124,18 +125,63 @@ def cmd_models(args: argparse.Namespace) -> None:
 def cmd_describe(args: argparse.Namespace) -> None:
     from kerascnn.registry import check_known, create_model
 
-    check_known(args.name)  # unknown names fail before Keras loads
-    load_tensorflow()
-    model = create_model(
-        args.name,
-        input_shape=tuple(args.input_shape) if args.input_shape else None,
-        num_classes=args.num_classes,
-        **_model_kwargs(args),
-    )
+    if _is_model_file(args.name):
+        if args.input_shape or args.num_classes or args.option:
+            raise UsageError("--input-shape, --num-classes and -o apply to model names, not saved files")
+        load_tensorflow()
+        from kerascnn.loading import load_model
+
+        model = load_model(args.name, unsafe=args.unsafe, compile=False)
+    else:
+        check_known(args.name)  # unknown names fail before Keras loads
+        load_tensorflow()
+        model = create_model(
+            args.name,
+            input_shape=tuple(args.input_shape) if args.input_shape else None,
+            num_classes=args.num_classes,
+            **_model_kwargs(args),
+        )
     from kerascnn.describe import describe
 
     report = describe(model)
     print(json.dumps(report.to_dict()) if args.json else report.to_table())
+
+
+def _is_model_file(name: str) -> bool:
+    return name.lower().endswith((".keras", ".h5", ".hdf5")) or os.sep in name
+
+
+def _add_evaluate_parser(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="test accuracy of a saved .keras model on a dataset")
+    p.add_argument("model", help="a .keras file (e.g. a run's model.keras artifact)")
+    p.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, cifar100 or an image folder")
+    p.add_argument("--test-samples", type=int, help="evaluate on the first N test images")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--unsafe", action="store_true", help="allow loading files that can run code (Lambda layers, .h5)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from kerascnn import checks
+    from kerascnn.data import check_dataset_name
+
+    check_dataset_name(args.dataset)
+    if args.test_samples is not None:
+        checks.positive_int("test_samples", args.test_samples)
+    checks.positive_int("batch_size", args.batch_size)
+    if not os.path.isfile(args.model):
+        raise ValueError(f"Model file not found. Received: path={args.model!r}")
+    load_tensorflow()
+    from kerascnn.training import evaluate
+
+    result = evaluate(args.model, args.dataset, test_samples=args.test_samples, batch_size=args.batch_size,
+                      unsafe=args.unsafe)  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"test accuracy {result['test_accuracy']:.4f}, test loss {result['test_loss']:.4f} "
+              f"on {result['test_size']} images (adaptation: {result['adaptation']})")  # fmt: skip
 
 
 def _add_tracking_args(p: argparse.ArgumentParser) -> None:
@@ -300,7 +346,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
         print(json.dumps(result.to_json()), flush=True)
 
 
-_EXTRA_COMMANDS: list[Any] = [_add_train_parser, _add_tune_parser, _add_runs_parser, _add_ui_parser]
+_EXTRA_COMMANDS: list[Any] = [_add_train_parser, _add_evaluate_parser, _add_tune_parser, _add_runs_parser,
+                               _add_ui_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

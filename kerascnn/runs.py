@@ -55,7 +55,16 @@ def search_runs(
     """
     import mlflow
 
+    import pandas as pd
+
     uri = tracking.resolve_tracking_uri(tracking_uri)
+    db = tracking.sqlite_path(uri)
+    if db is not None and not db.exists():  # reading never creates a store
+        if run_ids:
+            raise ValueError(f"No run with this id in {uri} (the store does not exist). Received: run_id={run_ids[0]!r}")
+        if experiment is not None:
+            raise ValueError(f"Unknown experiment; the store {uri} does not exist yet. Received: experiment={experiment!r}")
+        return pd.DataFrame()
     client = tracking.client(uri)
     mlflow.set_tracking_uri(uri)
     if run_ids:

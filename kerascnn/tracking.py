@@ -36,7 +36,8 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     """The store to use: ``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``.
 
     SQLite paths are made absolute (relative ones are taken from the working
-    directory) and their folder is created. File stores (``./mlruns``,
+    directory) and checked for writability; nothing is created here (the
+    store's folder appears with the first run). File stores (``./mlruns``,
     ``file:``) are refused: MLflow >= 3.13 no longer accepts them.
 
     Example:
@@ -60,12 +61,13 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
         path = path if path.is_absolute() else Path.cwd() / path
         if path.is_dir():
             raise ValueError(f"`{source}` names a folder, not a database file. Received: {source}={uri!r}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ValueError(f"Cannot create the store's folder ({e.strerror}). Received: {source}={uri!r}") from None
-        if not os.access(path.parent, os.W_OK):
-            raise ValueError(f"The store's folder is not writable. Received: {source}={uri!r}")
+        existing = path.parent
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"The store's folder cannot be created or written ({existing}). Received: {source}={uri!r}")
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise ValueError(f"The store file is not readable and writable. Received: {source}={uri!r}")
         return f"sqlite:///{path}"
     if scheme in _REMOTE_SCHEMES:
         return uri
@@ -116,12 +118,14 @@ def _store_lock(uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
-    with open(db.with_name(db.name + ".lock"), "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(db.parent, os.O_RDONLY)  # lock the folder itself: no lock file left behind
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(folder, fcntl.LOCK_UN)
+        os.close(folder)
 
 
 def _slug(name: str) -> str:
@@ -138,9 +142,13 @@ def client(uri: str) -> Any:
     """
     from mlflow.tracking import MlflowClient
 
-    with _store_lock(uri):
-        c = MlflowClient(tracking_uri=uri)
-        retrying(c.search_experiments, max_results=1)
+    try:
+        with _store_lock(uri):
+            c = MlflowClient(tracking_uri=uri)
+            retrying(c.search_experiments, max_results=1)
+    except Exception as e:  # a corrupt file, a server that is down, a foreign database...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ValueError(f"Cannot open the MLflow store ({type(e).__name__}: {first}). Received: tracking_uri={uri!r}") from None
     return c
 
 

@@ -222,6 +222,7 @@ def train(
         run_name=run_name, tracking=tracking, tracking_uri=tracking_uri, resume=resume,
         precision=precision, jit=jit, strategy=strategy,
     )  # fmt: skip
+    resume_run = _find_resumable(s) if s.resume else None  # fails before any data is loaded
     import keras
     import tensorflow as tf
 
@@ -309,7 +310,7 @@ def train(
     if adaptation.describe() != "none" and verbose:
         print(f"kerascnn: adapting {s.dataset} images for {s.model}: {adaptation.describe()}", flush=True)
 
-    run = _Run.open(s, params, entry.family) if (s.tracking and chief) else None
+    run = _Run.open(s, params, entry.family, resume_run) if (s.tracking and chief) else None
     if run:
         tracking_lib.warm_up()
     backup_dir = run.backup_dir if run else Path(tempfile.mkdtemp(prefix="kerascnn-backup-"))
@@ -354,6 +355,42 @@ def train(
     finally:
         if not run:
             shutil.rmtree(backup_dir, ignore_errors=True)
+
+
+def evaluate(
+    model: Any,
+    dataset: str = "mnist",
+    *,
+    test_samples: int | None = None,
+    batch_size: int = 256,
+    unsafe: bool = False,
+) -> dict[str, Any]:
+    """Test loss and accuracy of a model (or a ``.keras`` file, loaded safely) on a dataset.
+
+    Images are adapted to the model's input (pad/resize, grey to RGB) as in ``train``.
+
+    Example:
+        >>> evaluate("model.keras", "mnist")  # doctest: +SKIP
+        {'test_accuracy': 0.9921, 'test_loss': 0.0243, 'test_size': 10000, 'adaptation': 'none'}
+    """
+    from kerascnn import data as data_module
+    from kerascnn.loading import load_model
+
+    check_dataset_name(dataset)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    net = load_model(model, unsafe=unsafe, compile=False) if isinstance(model, (str, os.PathLike)) else model
+    data = data_module.load_dataset(dataset, validation_split=0.0, train_samples=1, test_samples=test_samples)
+    input_shape = tuple(int(d) for d in net.input_shape[1:])
+    adaptation = data_module.plan_adaptation(data.image_shape, 1, input_shape)
+    out_classes = int(net.output_shape[-1])
+    if out_classes < data.num_classes:
+        raise ValueError(f"The model predicts {out_classes} classes; {dataset} has {data.num_classes}. "
+                         f"Received: dataset={dataset!r}")  # fmt: skip
+    pipe = data_module.make_pipeline(data.x_test, data.y_test, batch_size=batch_size, adaptation=adaptation)
+    probabilities = net.predict(pipe, verbose=0)
+    loss, accuracy = _test_metrics(net, data.y_test, probabilities)
+    return {"test_accuracy": accuracy, "test_loss": loss, "test_size": len(data.x_test),
+            "adaptation": adaptation.describe()}  # fmt: skip
 
 
 def _test_metrics(net: Any, labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
@@ -424,7 +461,7 @@ class _Run:
         self.metrics = tracking_lib.MetricsLogger(uri, run_id)
 
     @classmethod
-    def open(cls, s: _Settings, params: dict[str, Any], family: str) -> _Run:
+    def open(cls, s: _Settings, params: dict[str, Any], family: str, resume_run: Any = None) -> _Run:
         import mlflow
 
         uri = s.tracking_uri
@@ -435,8 +472,9 @@ class _Run:
             "kerascnn.model": s.model, "kerascnn.family": family, "kerascnn.dataset": s.dataset,
             "kerascnn.kind": "train", **tracking_lib.environment_tags(),
         }  # fmt: skip
-        if s.resume:
-            run_id = _find_resumable(client, experiment_id, s, flat)
+        if resume_run is not None:
+            run_id = resume_run.info.run_id
+            _check_same_settings(resume_run, flat, s)
             tracking_lib.retrying(client.update_run, run_id, status="RUNNING")
             resumed = int(client.get_run(run_id).data.tags.get("kerascnn.resumed", "0")) + 1
             tags["kerascnn.resumed"] = str(resumed)
@@ -505,25 +543,34 @@ def _backup_root(uri: str) -> Path:
     return (db.parent if db else Path("mlruns").resolve()) / "backups"
 
 
-def _find_resumable(client: Any, experiment_id: str, s: _Settings, flat: dict[str, str]) -> str:
-    """The run ``s.resume`` names, or the latest unfinished one of this model and dataset."""
+def _find_resumable(s: _Settings) -> Any:
+    """The run ``s.resume`` names, or the latest unfinished one of this model and dataset
+    that saved an epoch; checked without creating a store or an experiment."""
+    db = tracking_lib.sqlite_path(s.tracking_uri)
+    nothing = ValueError(
+        f"Nothing to resume: no interrupted {s.model} run on {s.dataset} with a saved epoch in "
+        f"experiment {s.experiment!r}. Received: resume={s.resume!r}"
+    )
+    if db is not None and not db.exists():
+        raise nothing
+    client = tracking_lib.client(s.tracking_uri)
     if isinstance(s.resume, str):
         try:
             run = client.get_run(s.resume)
         except Exception:
             raise ValueError(f"No run with this id in the store. Received: resume={s.resume!r}") from None
-        candidates = [run]
     else:
+        experiment = tracking_lib.retrying(client.get_experiment_by_name, s.experiment)
+        if experiment is None:
+            raise nothing
         query = (f"tags.`kerascnn.model` = '{s.model}' AND tags.`kerascnn.dataset` = '{s.dataset}' "
                  "AND attributes.status != 'FINISHED'")  # fmt: skip
-        candidates = tracking_lib.retrying(client.search_runs, [experiment_id], query, order_by=["attributes.start_time DESC"])
+        candidates = tracking_lib.retrying(client.search_runs, [experiment.experiment_id], query,
+                                           order_by=["attributes.start_time DESC"])  # fmt: skip
         candidates = [r for r in candidates if (_backup_root(s.tracking_uri) / r.info.run_id).is_dir()]
         if not candidates:
-            raise ValueError(
-                f"Nothing to resume: no interrupted {s.model} run on {s.dataset} with a saved epoch in "
-                f"experiment {s.experiment!r}. Received: resume=True"
-            )
-    run = candidates[0]
+            raise nothing
+        run = candidates[0]
     run_id = run.info.run_id
     if run.info.status == "FINISHED":
         raise ValueError(f"Run already FINISHED; nothing to resume. Received: resume={run_id!r}")
@@ -532,6 +579,10 @@ def _find_resumable(client: Any, experiment_id: str, s: _Settings, flat: dict[st
     if (run.info.status == "RUNNING" and tags.get("kerascnn.host") == socket.gethostname()
             and pid and pid != os.getpid() and tracking_lib.process_alive(pid)):  # fmt: skip
         raise ValueError(f"Run is still running in process {pid}. Received: resume={run_id!r}")
+    return run
+
+
+def _check_same_settings(run: Any, flat: dict[str, str], s: _Settings) -> None:
     logged = run.data.params
     ignore = {"dataset_source"}
     changed = [f"{k}: {logged[k]} -> {v}" for k, v in flat.items() if k in logged and logged[k] != v and k not in ignore]
@@ -540,4 +591,3 @@ def _find_resumable(client: Any, experiment_id: str, s: _Settings, flat: dict[st
             f"--resume must repeat the interrupted run's settings; changed: {'; '.join(changed)}. "
             f"Received: resume={s.resume!r}"
         )
-    return run_id

@@ -1,0 +1,325 @@
+"""Reliability with real processes, real signals and a real MLflow store.
+
+The search-side guarantees (SIGKILL mid-trial, failing trials) are in test_tuning.py,
+the dashboard's loopback binding in test_dashboard.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import psutil
+import pytest
+from mlflow.tracking import MlflowClient
+
+import kerascnn
+from kerascnn import tracking
+from tests.conftest import assert_usage_error, data_dir, run_cli
+
+PY = [sys.executable, "-m", "kerascnn"]
+
+
+@pytest.fixture(autouse=True)
+def _cwd(monkeypatch, tmp_path):
+    data_dir()
+    monkeypatch.chdir(tmp_path)
+
+
+def _all_runs(uri: str) -> list:
+    db = Path(uri[len("sqlite:///"):])
+    if not db.exists():
+        return []
+    client = tracking.client(uri)  # takes the store lock: a subprocess may be creating the schema right now
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, order_by=["attributes.start_time ASC"], max_results=1000) if ids else []
+
+
+def _wait(condition, timeout: float, process: subprocess.Popen | None = None, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"process ended ({process.returncode}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _metric_steps(uri: str, run_id: str, key: str) -> list[int]:
+    return [m.step for m in tracking.client(uri).get_metric_history(run_id, key)]
+
+
+def _train_cmd(uri: str, *extra: str) -> list[str]:
+    return [*PY, "train", "mnist_cnn", "--dataset", "mnist", "--tracking-uri", uri, *extra]
+
+
+# 2. SIGKILL during training, then --resume ------------------------------------------------------
+
+
+def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri):
+    cmd = _train_cmd(tracking_uri, "--epochs", "4", "--train-samples", "12000", "--precision", "float32", "--json")
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def backed_up_two_epochs() -> bool:
+        runs = _all_runs(tracking_uri)
+        if not runs:
+            return False
+        meta = Path(runs[0].data.tags.get("kerascnn.backup_dir", "/nonexistent")) / "training_metadata.json"
+        return meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 2
+
+    _wait(backed_up_two_epochs, 300, process, "the backup of epoch 2")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (run,) = _all_runs(tracking_uri)
+    assert run.info.status == "RUNNING"  # a SIGKILL cannot end it; --resume will
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    out = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert out["run_id"] == run.info.run_id
+    assert "Epoch 1/4" not in resumed.stdout and "Epoch 3/4" in resumed.stdout  # continued, not restarted
+    (final,) = _all_runs(tracking_uri)
+    assert final.info.status == "FINISHED" and final.data.tags["kerascnn.resumed"] == "1"
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"):
+        assert sorted(set(_metric_steps(tracking_uri, run.info.run_id, key))) == [0, 1, 2, 3], key
+    assert final.data.metrics["test_accuracy"] == pytest.approx(out["test_accuracy"])
+    assert not Path(final.data.tags["kerascnn.backup_dir"]).exists()  # removed once finished
+    again = run_cli("train", "mnist_cnn", "--dataset", "mnist", "--tracking-uri", tracking_uri, "--resume")
+    assert_usage_error(again, "Nothing to resume")
+
+
+# 3. SIGINT and SIGTERM ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum,code,status", [(signal.SIGINT, 130, "FAILED"), (signal.SIGTERM, 143, "KILLED")])
+def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_uri):
+    process = subprocess.Popen(_train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _wait(lambda: bool(_all_runs(tracking_uri)) and bool(_metric_steps(tracking_uri, _all_runs(tracking_uri)[0].info.run_id, "loss")),
+          300, process, "the first epoch")  # fmt: skip
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 20, "did not exit promptly"
+    assert process.returncode == code, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("kerascnn: error:")
+    (run,) = _all_runs(tracking_uri)
+    assert run.info.status == status and run.info.end_time
+    reason = run.data.tags["kerascnn.failure"]
+    assert ("KeyboardInterrupt" in reason) if signum == signal.SIGINT else ("SIGTERM" in reason)
+
+
+# 4. NaN ----------------------------------------------------------------------------------------
+
+
+def test_nan_loss_fails_the_run_and_the_command(tracking_uri):
+    result = run_cli("train", "mnist_cnn", "--dataset", "mnist", "--epochs", "3", "--train-samples", "300",
+                     "--optimizer", "sgd", "--learning-rate", "1e12", "--schedule", "constant",
+                     "--tracking-uri", tracking_uri)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("kerascnn: error: training failed: the training loss became nan") and "ended FAILED" in line
+    (run,) = _all_runs(tracking_uri)
+    assert run.info.status == "FAILED" and "nan" in run.data.tags["kerascnn.failure"]
+    assert len(_metric_steps(tracking_uri, run.info.run_id, "val_accuracy")) == 1  # stopped after the bad epoch
+
+
+# 5. Eight writers on one SQLite store --------------------------------------------------------------
+
+
+def test_eight_concurrent_trainings_on_one_fresh_sqlite_store(tracking_uri):
+    procs = [subprocess.Popen(_train_cmd(tracking_uri, "--epochs", "2", "--train-samples", "300", "--test-samples",
+                                         "100", "--run-name", f"writer-{i}", "--seed", str(i)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(8)]  # fmt: skip
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    for p, err in zip(procs, errors):
+        assert p.returncode == 0, err[-2000:]
+        assert "database is locked" not in err
+    runs = _all_runs(tracking_uri)
+    assert sorted(r.info.run_name for r in runs) == [f"writer-{i}" for i in range(8)]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+            assert _metric_steps(tracking_uri, run.info.run_id, key) == [0, 1], (run.info.run_name, key)
+        assert {"test_accuracy", "test_loss", "best_val_accuracy"} <= set(run.data.metrics)
+
+
+# 6. The bad-input catalogue -------------------------------------------------------------------------
+
+
+def _write_npz(folder: Path, name: str, **arrays) -> None:
+    folder.mkdir(exist_ok=True)
+    np.savez(folder / f"{name}.npz", **arrays)
+
+
+@pytest.fixture
+def bad_data(tmp_path) -> Path:
+    """A data folder with a real MNIST link, a corrupt, a wrong-layout and an RGB dataset."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "mnist.npz").symlink_to(data_dir() / "mnist.npz")
+    (folder / "fashion_mnist.npz").write_bytes(b"\x00garbage, not a zip file")
+    _write_npz(folder, "cifar100", x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.zeros(4))
+    rng = np.random.default_rng(0)
+    _write_npz(folder, "cifar10", x_train=rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8),
+               y_train=np.arange(40) % 10, x_test=rng.integers(0, 255, (10, 32, 32, 3), dtype=np.uint8),
+               y_test=np.arange(10))  # fmt: skip
+    return folder
+
+
+def _lambda_model(path: Path) -> Path:
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2.0, name="double"),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])  # fmt: skip
+    model.save(path)
+    return path
+
+
+T = ["train", "mnist_cnn", "--dataset", "mnist", "--train-samples", "200", "--epochs", "1"]
+CLI_CASES = {
+    "unknown model": (["train", "lenet6", "--dataset", "mnist"], {}, "Received: model='lenet6'"),
+    "unknown dataset": (["train", "lenet5", "--dataset", "imagenet"], {}, "Received: dataset='imagenet'"),
+    "missing image folder": (["train", "lenet5", "--dataset", "./no/such/folder"], {}, "Image folder not found"),
+    "zero epochs": ([*T, "--epochs", "0"], {}, "Received: epochs=0"),
+    "negative batch": ([*T, "--batch-size", "-8"], {}, "Received: batch_size=-8"),
+    "zero learning rate": ([*T, "--learning-rate", "0"], {}, "Received: learning_rate=0.0"),
+    "nan learning rate": ([*T, "--learning-rate", "nan"], {}, "Received: learning_rate=nan"),
+    "zero train samples": ([*T, "--train-samples", "0"], {}, "Received: train_samples=0"),
+    "unknown optimizer": ([*T, "--optimizer", "adagrad"], {}, "Received: optimizer='adagrad'"),
+    "validation split": ([*T, "--validation-split", "1.5"], {}, "Received: validation_split=1.5"),
+    "precision": ([*T, "--precision", "half"], {}, "Received: precision='half'"),
+    "builder option value": ([*T, "-o", "filters=0"], {}, "Received: filters=0"),
+    "builder option name": ([*T, "-o", "widht=2"], {}, "Received: widht=2"),
+    "too few classes": ([*T, "--num-classes", "1"], {}, "Received: num_classes=1"),
+    "classes below the data's": ([*T, "--num-classes", "5"], {}, "smaller than the 10 classes"),
+    "input too small": (["train", "vgg11", "--dataset", "mnist", "--input-shape", "16", "16", "1"], {},
+                        "at least 32"),
+    "corrupt npz": (["train", "lenet5", "--dataset", "fashion_mnist"], {"data": True}, "fashion_mnist.npz"),
+    "wrong-layout npz": (["train", "lenet5", "--dataset", "cifar100"], {"data": True}, "lacks x_test, y_test"),
+    "images cannot feed model": (["train", "lenet5", "--dataset", "cifar10", "--input-shape", "32", "32", "1"],
+                                 {"data": True}, "cannot feed a model with 1 input channel"),
+    "tracking uri scheme": ([*T, "--tracking-uri", "ftp://host/store"], {}, "unsupported scheme 'ftp'"),
+    "tracking uri is a folder": ([*T, "--tracking-uri", "sqlite:///data"], {"data": True}, "names a folder"),
+    "tracking store corrupt": ([*T, "--tracking-uri", "sqlite:///notes.txt"], {"notes": True},
+                               "Cannot open the MLflow store"),
+    "file store in env": (T, {"env": {"MLFLOW_TRACKING_URI": "./mlruns"}}, "Received: MLFLOW_TRACKING_URI='./mlruns'"),
+    "data dir env": (T, {"env": {"KERASCNN_DATA_DIR": "/no/such/dir"}}, "Received: KERASCNN_DATA_DIR='/no/such/dir'"),
+    "strategy without TF_CONFIG": ([*T, "--strategy", "multiworker"], {}, "needs TF_CONFIG"),
+    "bad TF_CONFIG": ([*T, "--strategy", "multiworker"], {"env": {"TF_CONFIG": "{not json"}},
+                      "Received: TF_CONFIG='{not json'"),
+    "bad tuner port env": (["tune", "mnist_cnn", "--dataset", "mnist", "--train-samples", "100"],
+                           {"env": {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "http"}},
+                           "Received: KERASTUNER_ORACLE_PORT='http'"),
+    "nothing to resume": ([*T, "--resume"], {}, "Nothing to resume"),
+    "resume without tracking": ([*T, "--resume", "--no-tracking"], {}, "Received: tracking=False"),
+    "missing model file": (["evaluate", "nope.keras", "--dataset", "mnist"], {}, "Model file not found"),
+    "lambda model refused": (["evaluate", "lambda.keras", "--dataset", "mnist"], {"lambda": True},
+                             "contains a Lambda layer"),
+    "h5 model refused": (["evaluate", "model.h5", "--dataset", "mnist"], {"h5": True}, "Legacy HDF5"),
+    "runs limit": (["runs", "--limit", "0"], {}, "Received: limit=0"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_bad_input_catalogue_cli(case, tmp_path, bad_data):
+    args, setup, fragment = CLI_CASES[case]
+    env = dict(setup.get("env", {}))
+    if setup.get("data"):
+        env.setdefault("KERASCNN_DATA_DIR", str(bad_data))
+    if setup.get("notes"):
+        (tmp_path / "notes.txt").write_text("not a database\n")
+    if setup.get("lambda"):
+        _lambda_model(tmp_path / "lambda.keras")
+    if setup.get("h5"):
+        (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n")
+    before = {p for p in tmp_path.rglob("*")}
+    result = run_cli(*args, cwd=tmp_path, env=env)
+    assert_usage_error(result, fragment)
+    left = {p for p in tmp_path.rglob("*")} - before
+    assert not left, f"files left behind: {sorted(map(str, left))}"
+    assert not _all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+
+
+API_CASES = [
+    (lambda: kerascnn.create_model("vgg16", input_shape=(224, 224)), "Received: input_shape=(224, 224)"),
+    (lambda: kerascnn.create_model("resnet50", num_classes=0), "Received: num_classes=0"),
+    (lambda: kerascnn.train("mnist_cnn", "mnist", epochs=-1), "Received: epochs=-1"),
+    (lambda: kerascnn.train("mnist_cnn", "mnist", seed=-3), "Received: seed=-3"),
+    (lambda: kerascnn.train("mnist_cnn", "mnist", experiment=""), "Received: experiment=''"),
+    (lambda: kerascnn.train("mnist_cnn", "mnist", jit="yes"), "Received: jit='yes'"),
+    (lambda: kerascnn.tune("resnet", "mnist", tuner="grid", max_trials=0), "Received: max_trials=0"),
+    (lambda: kerascnn.tune(build=42, dataset="mnist"), "Received: build=42"),
+    (lambda: kerascnn.tune("vgg", "mnist", objective="accuracy"), "Received: objective='accuracy'"),
+    (lambda: kerascnn.load_dataset("mnist", test_samples=-1), "Received: test_samples=-1"),
+    (lambda: kerascnn.load_model("missing.keras"), "Received: path='missing.keras'"),
+    (lambda: kerascnn.leaderboard("no-such-experiment"), "Received: experiment='no-such-experiment'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", range(len(API_CASES)))
+def test_bad_input_catalogue_api(index, tmp_path):
+    call, fragment = API_CASES[index]
+    with pytest.raises(ValueError) as info:
+        call()
+    message = str(info.value)
+    assert fragment in message and "\n" not in message
+    assert not list(tmp_path.rglob("*.keras")) and not _all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+
+
+def test_catalogue_has_at_least_25_cases():
+    assert len(CLI_CASES) + len(API_CASES) >= 25
+
+
+# 7. Safe model loading --------------------------------------------------------------------------------
+
+
+def test_lambda_models_load_only_when_asked_to_be_unsafe(tmp_path):
+    path = _lambda_model(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match="Lambda layer.*unsafe=True"):
+        kerascnn.load_model(path)
+    model = kerascnn.load_model(path, unsafe=True)
+    assert model.get_layer("double") is not None
+    result = run_cli("evaluate", str(path), "--dataset", "mnist", "--test-samples", "50", "--unsafe", "--json",
+                     check=True)  # fmt: skip
+    assert json.loads(result.stdout)["test_size"] == 50
+    (tmp_path / "weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(ValueError, match="Legacy HDF5"):
+        kerascnn.load_model(tmp_path / "weights.h5")
+    (tmp_path / "broken.keras").write_bytes(b"PK\x03\x04broken")
+    with pytest.raises(ValueError, match="corrupt|Cannot load"):
+        kerascnn.load_model(tmp_path / "broken.keras")
+
+
+def test_a_trained_model_reloads_safely_and_evaluates(tracking_uri):
+    result = kerascnn.train("lenet5", "mnist", epochs=1, train_samples=500, test_samples=200,
+                            tracking_uri=tracking_uri, verbose=0)  # fmt: skip
+    metrics = kerascnn.evaluate(result.model_path, "mnist", test_samples=200)
+    assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy, abs=1e-6)
+    assert metrics["adaptation"] == "none"  # LeNet-5 accepts 28x28 as is (its minimum is 16)
+
+
+# 9. Memory over many trials -----------------------------------------------------------------------------
+
+RSS_GROWTH_BOUND_MB = 250  # from trial 5 to trial 20 (stated in README "Reliability")
+
+
+def test_twenty_trials_keep_memory_flat(tracking_uri, tmp_path):
+    cmd = [*PY, "tune", "mnist_cnn", "--dataset", "mnist", "--max-trials", "20", "--epochs", "1", "--train-samples",
+           "200", "--tracking-uri", tracking_uri, "--directory", str(tmp_path / "s")]  # fmt: skip
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    rss: list[float] = []
+    ps = psutil.Process(process.pid)
+    for line in process.stdout:
+        if line.startswith("kerascnn: trial "):
+            rss.append(ps.memory_info().rss / 2**20)
+    assert process.wait(timeout=900) == 0
+    assert len(rss) == 20
+    growth = max(rss[5:]) - rss[4]
+    assert growth < RSS_GROWTH_BOUND_MB, f"RSS grew {growth:.0f} MB over trials 5-20: {[round(r) for r in rss]}"
