@@ -115,18 +115,51 @@ def make_strategy(strategy: str = "auto") -> Any:
 
     check_strategy(strategy)
     if strategy == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy_class()()
     if strategy == "mirrored" or len(gpus()) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
+def _multi_worker_strategy_class() -> type:
+    """``MultiWorkerMirroredStrategy`` whose ``reduce`` accepts a nest of values.
+
+    Two Keras 3 / TensorFlow mismatches break ``fit`` with more than one
+    worker (keras-team/keras#20585, tensorflow/tensorflow#72388):
+
+    * ``fit`` reduces its first (x, y) batch with ``strategy.reduce`` to build
+      the model, but the collective reduce takes one value, not a nest
+      ("Attempt to convert a value (PerReplica...)");
+    * the per-step logs, scalars, are reduced with ``axis=0`` ("Invalid
+      reduction dimension 0 for input with 0 dimensions").
+
+    Reducing leaf by leaf, and scalars across replicas only, is what both
+    calls mean.
+    """
+    import tensorflow as tf
+
+    class NestedReduceMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op: Any, value: Any, axis: Any) -> Any:
+            parent = super()
+
+            def leaf(v: Any) -> Any:
+                local = self.experimental_local_results(v)[0]
+                scalar = getattr(local, "shape", None) is not None and local.shape.rank == 0
+                return parent.reduce(reduce_op, v, None if scalar else axis)
+
+            return tf.nest.map_structure(leaf, value)
+
+    return NestedReduceMultiWorkerStrategy
+
+
 def is_chief(strategy: Any = None) -> bool:
     """Whether this process should write results: always, except non-chief multi-workers."""
+    import tensorflow as tf
+
     config = tf_config()
     task = config.get("task") or {}
     cluster = config.get("cluster") or {}
-    if not task or strategy is None or "MultiWorker" not in type(strategy).__name__:
+    if not task or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
     if "chief" in cluster:
         return task.get("type") == "chief"

@@ -252,6 +252,12 @@ def train(
     policy = device.policy_name(s.recipe.precision)
     use_jit = device.resolve_jit(s.jit)
     recipe = s.recipe
+    if s.strategy == "multiworker" and recipe.steps_per_execution > 1:
+        # Keras' multi-step loop fails across workers ("You must feed a value for placeholder
+        # tensor", keras-team/keras#19246); one step per call works.
+        print(f"kerascnn: steps_per_execution {recipe.steps_per_execution} -> 1 under the multiworker strategy",
+              flush=True)  # fmt: skip
+        recipe = recipe.replace(steps_per_execution=1)
     steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
     with device.dtype_policy(policy), strategy_obj.scope():
         net = create_model(s.model, input_shape=adaptation.target_shape, num_classes=classes, **s.model_kwargs)
