@@ -30,10 +30,16 @@ _LAZY = {
     "evaluate": "kerascnn.training",
 }
 
+_SUBMODULES = {"device", "plots", "data", "tracking", "spaces", "recipes", "arithmetic"}
+
 __all__ = ["create_model", "list_models", "register_model", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"kerascnn.{name}")
+        globals()[name] = value
+        return value
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

@@ -41,32 +41,10 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def load_tensorflow() -> None:
-    """Imports TensorFlow with its C++ start-up chatter on fd 2 hidden.
+    """Imports TensorFlow without its C++ start-up chatter (see ``device.import_tensorflow``)."""
+    from kerascnn.device import import_tensorflow
 
-    TensorFlow >= 2.20 prints absl and CUDA-probe lines before its logging is
-    configured, whatever ``TF_CPP_MIN_LOG_LEVEL`` says; they would break the
-    CLI's one-line errors. The text is replayed if the import fails.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # the CUDA probe logs here, once
-        except BaseException:
-            os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    import_tensorflow()
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -278,6 +256,31 @@ def cmd_runs(args: argparse.Namespace) -> None:
         print("kerascnn: no runs yet (train one with `kerascnn train mnist_cnn --dataset mnist`)")
 
 
+def _add_compare_parser(sub: Any) -> None:
+    p = sub.add_parser("compare", help="overlaid learning curves and final metrics of runs")
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to compare")
+    p.add_argument("--experiment", help="or: the best runs of this experiment")
+    p.add_argument("--metric", default="val_accuracy", help="per-epoch metric to overlay (default val_accuracy)")
+    p.add_argument("--output", help="save the figure (.png, .svg or .pdf)")
+    p.add_argument("--limit", type=int, default=10, help="most runs taken from --experiment (default 10)")
+    p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from kerascnn.compare import compare
+
+    result = compare(args.run_ids or None, experiment=args.experiment, metric=args.metric, output=args.output,
+                     limit=args.limit, tracking_uri=args.tracking_uri)  # fmt: skip
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return
+    print(result.to_table())
+    if result.output:
+        print(f"kerascnn: figure saved to {result.output}")
+
+
 def _add_ui_parser(sub: Any) -> None:
     p = sub.add_parser("ui", help="serve the MLflow dashboard on the kit's store")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
@@ -347,7 +350,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 
 _EXTRA_COMMANDS: list[Any] = [_add_train_parser, _add_evaluate_parser, _add_tune_parser, _add_runs_parser,
-                               _add_ui_parser]
+                               _add_compare_parser, _add_ui_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,43 @@ PRECISIONS = ("float32", "mixed")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 
 
+def import_tensorflow() -> Any:
+    """Imports TensorFlow with its C++ start-up lines on fd 2 hidden, and returns it.
+
+    TensorFlow >= 2.20 prints absl and CUDA-probe lines before its logging is
+    configured, whatever ``TF_CPP_MIN_LOG_LEVEL`` says; they break the CLI's
+    one-line errors and clutter notebooks. The lines are replayed if the
+    import fails.
+
+    Example:
+        >>> tf = import_tensorflow()
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe logs here, once
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return tf
+
+
 def gpus() -> list[Any]:
     """The visible GPUs."""
     import tensorflow as tf

@@ -569,8 +569,8 @@ def _find_resumable(s: _Settings) -> Any:
         experiment = tracking_lib.retrying(client.get_experiment_by_name, s.experiment)
         if experiment is None:
             raise nothing
-        query = (f"tags.`kerascnn.model` = '{s.model}' AND tags.`kerascnn.dataset` = '{s.dataset}' "
-                 "AND attributes.status != 'FINISHED'")  # fmt: skip
+        query = (f"tags.`kerascnn.kind` = 'train' AND tags.`kerascnn.model` = '{s.model}' "
+                 f"AND tags.`kerascnn.dataset` = '{s.dataset}' AND attributes.status != 'FINISHED'")  # fmt: skip
         candidates = tracking_lib.retrying(client.search_runs, [experiment.experiment_id], query,
                                            order_by=["attributes.start_time DESC"])  # fmt: skip
         candidates = [r for r in candidates if (_backup_root(s.tracking_uri) / r.info.run_id).is_dir()]

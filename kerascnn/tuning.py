@@ -15,6 +15,7 @@ chief/worker distribution; this module adds the tracking around it:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
@@ -25,7 +26,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,9 @@ def tune(
     from kerascnn import distributed
 
     role = distributed.role()
-    search.tracker = _SearchTracker(uri, experiment, name, search_dir, role, progress, max_trials, objective)
+    label = family if build is None else getattr(build, "__name__", "custom")
+    search.tracker = _SearchTracker(uri, experiment, name, search_dir, role, progress, max_trials, objective,
+                                    label, dataset)  # fmt: skip
     if role != "worker":
         search.tracker.open_parent(
             params={"search_name": name, "tuner": tuner, "objective": objective, "family": family if build is None
@@ -284,6 +287,15 @@ class _HyperModel:
 _FINAL = ("COMPLETED", "FAILED", "INVALID")
 
 
+@contextlib.contextmanager
+def _quiet_optimizer_slots() -> Iterator[None]:
+    """Silences Keras' note that a checkpoint's optimizer slots were not loaded: trial
+    checkpoints hold them, and a fresh (or inference) model does not need them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        yield
+
+
 @functools.lru_cache(maxsize=1)
 def tracked_tuner_class() -> type:
     """``TrackedTuner``: a ``keras_tuner.Tuner`` whose trials are nested MLflow runs.
@@ -321,7 +333,8 @@ def tracked_tuner_class() -> type:
         def _build_hypermodel(self, hp: Any) -> Any:
             model = super()._build_hypermodel(hp)
             if self._warm_start and "tuner/trial_id" in hp.values:  # Hyperband: start from the promoted trial
-                model.load_weights(self._get_checkpoint_fname(hp.values["tuner/trial_id"]))
+                with _quiet_optimizer_slots():
+                    model.load_weights(self._get_checkpoint_fname(hp.values["tuner/trial_id"]))
             return model
 
         def on_trial_end(self, trial: Any) -> None:
@@ -362,8 +375,9 @@ class _SearchTracker:
     """The MLflow side of a search: the parent run and a nested run per trial."""
 
     def __init__(self, uri: str, experiment: str, name: str, search_dir: Path, role: str, progress: bool,
-                 max_trials: int, objective: str) -> None:
+                 max_trials: int, objective: str, family: str, dataset: str) -> None:
         self.uri, self.experiment, self.name, self.search_dir = uri, experiment, name, search_dir
+        self.labels = {"kerascnn.model": family, "kerascnn.family": family, "kerascnn.dataset": dataset}
         self.role, self.progress, self.max_trials, self.objective = role, progress, max_trials, objective
         self.client = tracking_lib.client(uri)
         self.experiment_id = tracking_lib.ensure_experiment(uri, experiment)
@@ -385,7 +399,7 @@ class _SearchTracker:
         previous = self._find_parent()
         fresh_state = not any(self.search_dir.glob("trial_*/trial.json"))  # no trial started in this folder yet
         tags = {"kerascnn.kind": "search", "kerascnn.search_name": self.name, "kerascnn.search_dir": str(self.search_dir),
-                "kerascnn.max_trials": str(self.max_trials), **tracking_lib.environment_tags()}  # fmt: skip
+                "kerascnn.max_trials": str(self.max_trials), **self.labels, **tracking_lib.environment_tags()}  # fmt: skip
         if previous is not None and fresh_state and previous.info.status == "RUNNING":
             tracking_lib.end_run(self.uri, previous.info.run_id, "KILLED",
                                  "its process ended; the search was started afresh under a new parent run")
@@ -440,7 +454,8 @@ class _SearchTracker:
                 values = {k: v for k, v in trial.hyperparameters.values.items()}
                 tags = {"mlflow.parentRunId": parent, "kerascnn.kind": "trial", "kerascnn.trial_id": trial.trial_id,
                         "kerascnn.worker": tracker.worker, "kerascnn.search_name": tracker.name,
-                        "kerascnn.host": tracking_lib.socket.gethostname(), "kerascnn.pid": str(os.getpid())}  # fmt: skip
+                        "kerascnn.host": tracking_lib.socket.gethostname(), "kerascnn.pid": str(os.getpid()),
+                        **tracker.labels}  # fmt: skip
                 run = tracking_lib.retrying(tracker.client.create_run, tracker.experiment_id,
                                             run_name=f"{tracker.name}-trial-{trial.trial_id}", tags=tags)  # fmt: skip
                 self.run_id = run.info.run_id
@@ -507,8 +522,7 @@ class _SearchTracker:
             _write_leaderboard(folder / "leaderboard.csv", trials, maximize=self.objective == "val_accuracy")
             if best is not None:
                 (folder / "best_hyperparameters.json").write_text(json.dumps(best["hyperparameters"], indent=1))
-                with warnings.catch_warnings():  # the checkpoint also holds optimizer slots we do not need
-                    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                with _quiet_optimizer_slots():
                     best_model = search.load_model(best_trials[0])
                 best_model.save(folder / "best_model.keras")
                 for key, value in best["hyperparameters"].items():
@@ -529,12 +543,16 @@ class _SearchTracker:
     def _log_best_model(self, model: Any) -> None:
         import mlflow
         import mlflow.keras
+        import numpy as np
+        from mlflow.models import infer_signature
 
         from kerascnn.loading import pip_requirements
 
+        example = np.zeros((1, *model.input_shape[1:]), np.float32)
+        signature = infer_signature(example, model.predict(example, verbose=0))
         mlflow.set_tracking_uri(self.uri)
         with mlflow.start_run(run_id=self.parent_id):
-            mlflow.keras.log_model(model, name="best_model", pip_requirements=pip_requirements())
+            mlflow.keras.log_model(model, name="best_model", signature=signature, pip_requirements=pip_requirements())
         while mlflow.active_run() is not None:
             mlflow.end_run()
 

@@ -131,3 +131,17 @@ def test_pipeline_scales_pads_converts_and_shuffles():
     assert sorted(labels.tolist()) == list(range(10)) and labels.tolist() != list(range(10))
     plain = list(data.make_pipeline(x, y, batch_size=4, adaptation=plan).as_numpy_iterator())
     assert np.concatenate([b[1] for b in plain]).tolist() == list(range(10))
+
+
+def test_augmentation_changes_images_between_epochs_and_only_in_training():
+    data_dir()
+    d = data.load_dataset("mnist", train_samples=64, validation_split=0.0)
+    plan = data.plan_adaptation(d.image_shape, 1)
+    layers = data.augmentation_layers("mnist", seed=0)
+    assert [l.name for l in layers] == ["aug_translate", "aug_rotate"]
+    assert [l.name for l in data.augmentation_layers("cifar10")][0] == "aug_flip"
+    pipe = data.make_pipeline(d.x_train, d.y_train, batch_size=64, adaptation=plan, augment=layers)
+    first, second = (next(iter(pipe))[0].numpy() for _ in range(2))
+    plain = next(iter(data.make_pipeline(d.x_train, d.y_train, batch_size=64, adaptation=plan)))[0].numpy()
+    assert not np.allclose(first, second) and not np.allclose(first, plain)
+    assert first.shape == plain.shape and 0.0 <= first.min() and first.max() <= 1.0 + 1e-6

@@ -139,3 +139,15 @@ def test_leaderboard_sorts_by_test_accuracy(tracking_uri):
     assert good.run_id[:12] in table.splitlines()[1] and "test_acc" in table.splitlines()[0]
     assert_usage_error(run_cli("runs", "--tracking-uri", tracking_uri, "--experiment", "nope"),
                        "Received: experiment='nope'")  # fmt: skip
+
+
+def test_deterministic_runs_repeat_exactly(tmp_path):
+    def run(seed: int) -> dict:
+        result = run_cli("train", "mnist_cnn", "--dataset", "mnist", "--epochs", "1", "--train-samples", "400",
+                         "--test-samples", "200", "--seed", str(seed), "--deterministic", "--augment",
+                         "--no-tracking", "--json", cwd=tmp_path, check=True)  # fmt: skip
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    first, second, other = run(7), run(7), run(8)
+    assert (first["test_loss"], first["test_accuracy"]) == (second["test_loss"], second["test_accuracy"])
+    assert other["test_loss"] != first["test_loss"]

@@ -226,3 +226,25 @@ def test_an_empty_search_space_is_refused_before_any_run(tracking_uri, tmp_path)
                      "--directory", str(tmp_path / "s"))  # fmt: skip
     assert_usage_error(result, "search space is empty")
     assert not Path(tracking_uri[10:]).exists() or not _runs(tracking_uri)
+
+
+@pytest.mark.parametrize("family", sorted(__import__("kerascnn.spaces", fromlist=["SPACES"]).SPACES))
+def test_each_space_builds_through_the_registered_builder_with_builder_names(family):
+    import inspect
+
+    import keras_tuner as kt
+
+    from kerascnn import spaces
+    from kerascnn.registry import get_entry
+
+    hp = kt.HyperParameters()
+    side = max(32, spaces.min_input_size(family))
+    model = spaces.SPACES[family](hp, input_shape=(side, side, 3), num_classes=10)
+    assert isinstance(model, keras.Model) and model.output_shape == (None, 10)
+    builder = get_entry(spaces.RECIPE_MODEL[family]).builder
+    options = set(inspect.signature(builder).parameters) | {"learning_rate"}  # learning_rate: train()'s argument
+    names = {p.name for p in hp.space}
+    assert "learning_rate" in names and len(names) >= 3
+    assert names <= options, names - options
+    for p in hp.space:  # discrete, so every tuner (grid too) can walk it
+        assert type(p).__name__ in ("Choice", "Boolean", "Fixed") or getattr(p, "step", None), p.name

@@ -6,7 +6,7 @@ import keras
 from keras import layers
 
 from kerascnn import arithmetic, checks
-from kerascnn.models._layers import predictions
+from kerascnn.models._layers import dense_head
 from kerascnn.registry import register_model
 
 
@@ -76,12 +76,8 @@ def alexnet(
             )
         if i in pooled_after:
             model.add(layers.MaxPooling2D(3, strides=2, name=f"block{i}_pool"))
-    model.add(layers.Flatten(name="flatten"))
-    for i, units in enumerate(dense_units, start=1):
-        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
-        if dropout:
-            model.add(layers.Dropout(dropout, name=f"fc{i}_dropout"))
-    model.add(predictions(num_classes))
+    for layer in dense_head(dense_units, dropout, num_classes):
+        model.add(layer)
     return model
 
 

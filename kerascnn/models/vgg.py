@@ -8,7 +8,7 @@ import keras
 from keras import layers
 
 from kerascnn import checks
-from kerascnn.models._layers import predictions
+from kerascnn.models._layers import dense_head
 from kerascnn.registry import register_model
 
 LAYOUTS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -75,12 +75,8 @@ def vgg(
             else:
                 model.add(layers.Conv2D(filters, 3, padding="same", activation="relu", name=prefix))
         model.add(layers.MaxPooling2D(2, name=f"block{b}_pool"))
-    model.add(layers.Flatten(name="flatten"))
-    for i, units in enumerate(dense_units, start=1):
-        model.add(layers.Dense(units, activation="relu", name=f"fc{i}"))
-        if dropout:
-            model.add(layers.Dropout(dropout, name=f"fc{i}_dropout"))
-    model.add(predictions(num_classes))
+    for layer in dense_head(dense_units, dropout, num_classes):
+        model.add(layer)
     return model
 
 

@@ -1,0 +1,303 @@
+"""Side-by-side benchmarks; prints Markdown for BENCHMARKS.md and saves JSON under benchmarks/results/.
+
+    python benchmarks/run.py --quick      # a few minutes: 1 repeat, short throughput runs
+    python benchmarks/run.py              # 3 interleaved repeats, medians
+    python benchmarks/run.py --only throughput
+
+1. time-to-accuracy: ``kerascnn train mnist_cnn --dataset mnist`` (tracked, no other
+   flag) vs the classic Keras script (benchmarks/classic_mnist.py), whole-process
+   wall time; target >= 99.0% test accuracy at <= 0.40x the script's time.
+2. tracking overhead: the same command with and without tracking; target <= 2%.
+3. throughput at 32x32: the kit's tf.data pipeline vs plain ``model.fit`` on NumPy
+   arrays (same model, same compile), images/s and GFLOP/s (6 x MACs per image,
+   the usual forward + backward estimate); target >= 1.0x.
+4. where time goes: one mnist_cnn epoch split into input pipeline and steps.
+
+MNIST comes from $KERASCNN_DATA_DIR (default ../shared/data beside the repo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    if "KERASCNN_DATA_DIR" not in env and (ROOT.parent / "shared" / "data").is_dir():
+        env["KERASCNN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+    return env
+
+
+def _timed(cmd: list[str], cwd: str) -> tuple[float, dict]:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    return wall, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _kit(cwd: str, *extra: str) -> tuple[float, dict]:
+    return _timed([PY, "-m", "kerascnn", "train", "mnist_cnn", "--dataset", "mnist", "--json", *extra], cwd)
+
+
+def time_to_accuracy(repeats: int) -> dict:
+    rows = []
+    for i in range(repeats):  # interleaved, so drifts of the machine hit both
+        with tempfile.TemporaryDirectory() as cwd:
+            classic_wall, classic = _timed([PY, str(ROOT / "benchmarks" / "classic_mnist.py")], cwd)
+            kit_wall, kit = _kit(cwd)
+        rows.append({"classic_wall_s": classic_wall, "classic_accuracy": classic["test_accuracy"],
+                     "kit_wall_s": kit_wall, "kit_accuracy": kit["test_accuracy"], "ratio": kit_wall / classic_wall})
+        print(f"  time-to-accuracy #{i + 1}: classic {classic_wall:.1f}s {classic['test_accuracy']:.4f} | "
+              f"kit {kit_wall:.1f}s {kit['test_accuracy']:.4f} | ratio {kit_wall / classic_wall:.2f}", flush=True)
+    return {"runs": rows, "median_ratio": statistics.median(r["ratio"] for r in rows),
+            "min_kit_accuracy": min(r["kit_accuracy"] for r in rows)}
+
+
+def tracking_overhead(repeats: int) -> dict:
+    """Whole processes (MLflow import and store opening included), then in one warm process."""
+    rows = []
+    for i in range(repeats):
+        with tempfile.TemporaryDirectory() as cwd:
+            tracked, _ = _kit(cwd)
+            untracked, _ = _kit(cwd, "--no-tracking")
+        rows.append({"tracked_s": tracked, "untracked_s": untracked, "overhead": tracked / untracked - 1})
+        print(f"  tracking #{i + 1}: tracked {tracked:.1f}s untracked {untracked:.1f}s "
+              f"overhead {100 * (tracked / untracked - 1):+.1f}%", flush=True)
+    import kerascnn
+
+    warm = []
+    with tempfile.TemporaryDirectory() as cwd:
+        here = os.getcwd()
+        os.chdir(cwd)
+        try:
+            kerascnn.train("mnist_cnn", "mnist", epochs=1, train_samples=512, verbose=0)  # imports, store
+            for i in range(repeats):
+                times = {}
+                for tracked in (True, False):
+                    start = time.perf_counter()
+                    kerascnn.train("mnist_cnn", "mnist", tracking=tracked, verbose=0)
+                    times[tracked] = time.perf_counter() - start
+                warm.append({"tracked_s": times[True], "untracked_s": times[False],
+                             "overhead": times[True] / times[False] - 1})
+                print(f"  tracking in a warm process #{i + 1}: tracked {times[True]:.1f}s untracked "
+                      f"{times[False]:.1f}s overhead {100 * (times[True] / times[False] - 1):+.1f}%", flush=True)
+        finally:
+            os.chdir(here)
+    return {"runs": rows, "median_overhead": statistics.median(r["overhead"] for r in rows),
+            "median_tracked_s": statistics.median(r["tracked_s"] for r in rows),
+            "median_untracked_s": statistics.median(r["untracked_s"] for r in rows),
+            "warm_runs": warm, "median_warm_overhead": statistics.median(r["overhead"] for r in warm)}
+
+
+def memory(quick: bool) -> dict:
+    """RSS of `kerascnn tune` after each of 20 small trials (the reliability bound)."""
+    import psutil
+
+    with tempfile.TemporaryDirectory() as cwd:
+        process = subprocess.Popen([PY, "-m", "kerascnn", "tune", "mnist_cnn", "--dataset", "mnist", "--max-trials",
+                                    "20", "--epochs", "1", "--train-samples", "200"], cwd=cwd, env=_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+        ps = psutil.Process(process.pid)
+        rss = [ps.memory_info().rss / 2**20 for line in process.stdout if line.startswith("kerascnn: trial ")]
+        process.wait()
+    growth = max(rss[5:]) - rss[4]
+    print(f"  memory: RSS after trials 1..20 (MB): {[round(r) for r in rss]}; growth 5->20 {growth:.0f} MB", flush=True)
+    return {"rss_mb": rss, "growth_5_20_mb": growth}
+
+
+def throughput(quick: bool) -> dict:
+    """Images/s of one steady-state epoch: kit pipeline vs plain arrays, same model and compile."""
+    import keras
+    import numpy as np
+
+    from kerascnn import create_model, describe
+    from kerascnn.data import load_dataset, make_pipeline, plan_adaptation
+
+    plan = {"mnist_cnn": 4096 if quick else 16384, "vgg11": 512 if quick else 2048, "resnet18": 128 if quick else 512}
+    out = {}
+    for name, n in plan.items():
+        data = load_dataset("mnist", train_samples=n, validation_split=0.0)
+        adapt = plan_adaptation(data.image_shape, 32, (32, 32, 3))
+        x_u8, y = data.x_train, data.y_train
+        pipe = make_pipeline(x_u8, y, batch_size=128, adaptation=adapt, training=True)
+        arrays = np.concatenate([b[0] for b in make_pipeline(x_u8, y, batch_size=1024, adaptation=adapt)
+                                 .as_numpy_iterator()])  # fmt: skip
+        kwargs = {"width": 16, "dense_units": (256, 256)} if name == "vgg11" else {}
+        macs = describe(create_model(name, input_shape=(32, 32, 3), num_classes=10, **kwargs)).macs
+        result = {}
+        for label in ("plain", "kit"):
+            keras.utils.set_random_seed(0)
+            model = create_model(name, input_shape=(32, 32, 3), num_classes=10, **kwargs)
+            model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+            fit = (lambda: model.fit(arrays, y, batch_size=128, epochs=1, verbose=0)) if label == "plain" else (
+                lambda: model.fit(pipe, epochs=1, verbose=0))  # fmt: skip
+            fit()  # warm-up epoch: tracing, allocation
+            times = []
+            for _ in range(1 if quick else 3):
+                start = time.perf_counter()
+                fit()
+                times.append(time.perf_counter() - start)
+            ips = n / statistics.median(times)
+            result[label] = {"images_per_s": ips, "gflops": 6 * macs * ips / 1e9}
+        result["ratio"] = result["kit"]["images_per_s"] / result["plain"]["images_per_s"]
+        result["macs_per_image"] = macs
+        out[name] = result
+        print(f"  throughput {name}: plain {result['plain']['images_per_s']:.0f} img/s, kit "
+              f"{result['kit']['images_per_s']:.0f} img/s ({result['ratio']:.2f}x), "
+              f"{result['kit']['gflops']:.1f} GFLOP/s", flush=True)
+        keras.backend.clear_session()
+    return out
+
+
+def where_time_goes(quick: bool) -> dict:
+    """One mnist_cnn epoch (the recipe's settings): input pipeline alone, compute alone, both."""
+    from kerascnn import create_model
+    from kerascnn.data import load_dataset, make_pipeline, plan_adaptation
+    from kerascnn.recipes import RECIPES, make_optimizer
+
+    recipe = RECIPES["mnist_cnn"]
+    data = load_dataset("mnist", train_samples=20000 if quick else None)
+    adapt = plan_adaptation(data.image_shape, 18)
+    pipe = make_pipeline(data.x_train, data.y_train, batch_size=recipe.batch_size, adaptation=adapt, training=True)
+    steps = sum(1 for _ in pipe)
+    start = time.perf_counter()
+    for _ in pipe:
+        pass
+    input_only = time.perf_counter() - start
+    with _policy("mixed_bfloat16"):
+        model = create_model("mnist_cnn", input_shape=(28, 28, 1), num_classes=10)
+        model.compile(make_optimizer(recipe, steps), "sparse_categorical_crossentropy", metrics=["accuracy"],
+                      steps_per_execution=recipe.steps_per_execution)  # fmt: skip
+    one = pipe.take(1).cache().repeat(steps)  # the same batch again: no input work
+    model.fit(one, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(one, epochs=1, verbose=0)
+    compute_only = time.perf_counter() - start
+    start = time.perf_counter()
+    model.fit(pipe, epochs=1, verbose=0)
+    full = time.perf_counter() - start
+    out = {"steps": steps, "input_only_s": input_only, "compute_only_s": compute_only, "epoch_s": full,
+           "input_share_if_serial": input_only / full, "overlap_cost": full / compute_only - 1}
+    print(f"  one epoch ({steps} steps): input pipeline alone {input_only:.2f}s, compute alone "
+          f"{compute_only:.2f}s, together {full:.2f}s ({100 * (full / compute_only - 1):+.1f}% over compute)",
+          flush=True)
+    return out
+
+
+def _policy(name: str):
+    from kerascnn.device import dtype_policy
+
+    return dtype_policy(name)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> int:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
+    except (ValueError, OSError):
+        return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 repeat and short throughput runs")
+    parser.add_argument("--only", choices=["accuracy", "tracking", "throughput", "profile", "memory"], action="append")
+    args = parser.parse_args()
+    os.environ.update({k: v for k, v in _env().items() if k.startswith(("KERASCNN", "TF_CPP"))})
+    repeats = 1 if args.quick else 3
+    chosen = args.only or ["accuracy", "tracking", "throughput", "profile", "memory"]
+    import keras
+    import mlflow
+    import tensorflow as tf
+
+    report: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gib()} GiB RAM, no GPU" if not tf.config.list_physical_devices("GPU") else f"{_cpu_model()}, GPU",
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+                     "mlflow": mlflow.__version__},
+        "quick": args.quick,
+    }  # fmt: skip
+    print(f"benchmarks ({'quick' if args.quick else 'full'}) on {report['machine']}", flush=True)
+    if "accuracy" in chosen:
+        report["time_to_accuracy"] = time_to_accuracy(repeats)
+    if "tracking" in chosen:
+        report["tracking_overhead"] = tracking_overhead(repeats)
+    if "throughput" in chosen:
+        report["throughput"] = throughput(args.quick)
+    if "profile" in chosen:
+        report["where_time_goes"] = where_time_goes(args.quick)
+    if "memory" in chosen:
+        report["memory"] = memory(args.quick)
+    folder = ROOT / "benchmarks" / "results"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(report, indent=1))
+    print(f"\nsaved {path}\n")
+    print(markdown(report))
+
+
+def markdown(r: dict) -> str:
+    lines = [f"Run {r['date']} on {r['machine']}; Python {r['versions']['python']}, TensorFlow "
+             f"{r['versions']['tensorflow']}, Keras {r['versions']['keras']}, MLflow {r['versions']['mlflow']}"
+             f"{' (quick)' if r['quick'] else ''}.", ""]  # fmt: skip
+    if "time_to_accuracy" in r:
+        t = r["time_to_accuracy"]
+        lines += ["| run | classic script | accuracy | kit (tracked) | accuracy | kit / classic |", "|---|---|---|---|---|---|"]
+        for i, row in enumerate(t["runs"], 1):
+            lines.append(f"| {i} | {row['classic_wall_s']:.1f} s | {row['classic_accuracy']:.4f} | "
+                         f"{row['kit_wall_s']:.1f} s | {row['kit_accuracy']:.4f} | {row['ratio']:.2f}x |")
+        lines += [f"\nMedian ratio **{t['median_ratio']:.2f}x** (target <= 0.40x); lowest kit accuracy "
+                  f"**{t['min_kit_accuracy']:.4f}** (target >= 0.990).", ""]
+    if "tracking_overhead" in r:
+        t = r["tracking_overhead"]
+        lines += ["| run | tracked | untracked | overhead |", "|---|---|---|---|"]
+        for i, row in enumerate(t["runs"], 1):
+            lines.append(f"| {i} | {row['tracked_s']:.1f} s | {row['untracked_s']:.1f} s | {100 * row['overhead']:+.1f}% |")
+        warm_list = ", ".join(f"{100 * w['overhead']:+.1f}%" for w in t["warm_runs"])
+        lines += [f"\nMedian overhead **{100 * t['median_overhead']:+.1f}%** as whole processes (target <= 2%); "
+                  f"**{100 * t['median_warm_overhead']:+.1f}%** in a process that has already loaded MLflow and opened "
+                  f"the store ({warm_list}).", ""]
+    if "throughput" in r:
+        lines += ["| model (32x32x3) | MACs/image | plain fit on arrays | kit pipeline | kit / plain | kit GFLOP/s |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for name, t in r["throughput"].items():
+            lines.append(f"| {name} | {t['macs_per_image'] / 1e6:.1f} M | {t['plain']['images_per_s']:.0f} img/s | "
+                         f"{t['kit']['images_per_s']:.0f} img/s | {t['ratio']:.2f}x | {t['kit']['gflops']:.1f} |")
+        lines.append("")
+    if "where_time_goes" in r:
+        t = r["where_time_goes"]
+        lines.append(f"One mnist_cnn epoch ({t['steps']} steps, recipe settings): input pipeline alone "
+                     f"{t['input_only_s']:.2f} s, compute alone {t['compute_only_s']:.2f} s, together "
+                     f"{t['epoch_s']:.2f} s ({100 * t['overlap_cost']:+.1f}% over compute alone).")
+    if "memory" in r:
+        m = r["memory"]
+        lines.append(f"\nRSS of a 20-trial search after each trial: {', '.join(str(round(x)) for x in m['rss_mb'])} MB; "
+                     f"growth from trial 5 to 20: {m['growth_5_20_mb']:.0f} MB (bound in the tests: 250 MB).")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""``compare()``: learning curves and final metrics of several runs, side by side.
+
+Runs are chosen by id or by experiment through the same query layer as the
+leaderboard (:mod:`kerascnn.runs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kerascnn import checks, runs
+
+FINAL_METRICS = ("test_accuracy", "best_val_accuracy")
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+@dataclass
+class Comparison:
+    """The compared runs, their curves, and the figure (saved to ``output`` if given)."""
+
+    rows: list[runs.RunRow]
+    metric: str
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    figure: Any = field(default=None, repr=False)
+    output: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "output": self.output,
+                "runs": [dict(r.to_dict(), curve=self.curves.get(r.run_id, [])) for r in self.rows]}  # fmt: skip
+
+    def to_table(self) -> str:
+        table = runs.format_table(self.rows).splitlines()
+        finals = [f"final {self.metric}"] + [
+            f"{self.curves[r.run_id][-1]:.4f}" if self.curves.get(r.run_id) else "-" for r in self.rows
+        ]
+        width = max(map(len, finals))
+        return "\n".join(f"{line}  {final.rjust(width)}" for line, final in zip(table, finals))
+
+
+def _label(row: runs.RunRow) -> str:
+    return f"{row.run_name or row.model} ({row.run_id[:8]})"
+
+
+def compare(
+    run_ids: list[str] | None = None,
+    *,
+    experiment: str | None = None,
+    metric: str = "val_accuracy",
+    output: str | Path | None = None,
+    limit: int = 10,
+    tracking_uri: str | None = None,
+) -> Comparison:
+    """Compares runs: overlaid per-epoch ``metric`` curves and a bar chart of final metrics.
+
+    Args:
+        run_ids: Runs to compare (any experiments).
+        experiment: Or: the best ``limit`` runs of this experiment.
+        metric: Per-epoch metric to overlay (``val_accuracy``, ``loss``, ...).
+        output: Save the figure here (``.png``, ``.svg`` or ``.pdf``).
+        limit: Most runs taken from ``experiment``.
+        tracking_uri: The store (default as in ``train``).
+
+    Returns:
+        A :class:`Comparison` (``.figure`` is a matplotlib figure).
+
+    Raises:
+        ValueError: No runs chosen, unknown runs, a metric no run logged, a bad output path.
+
+    Example:
+        >>> c = compare(experiment="kerascnn", output="compare.png")  # doctest: +SKIP
+        >>> print(c.to_table())  # doctest: +SKIP
+    """
+    if not run_ids and experiment is None:
+        raise ValueError("Give run ids or an experiment to compare. Received: run_ids=None, experiment=None")
+    if run_ids is not None and (not isinstance(run_ids, (list, tuple)) or not all(isinstance(r, str) for r in run_ids)):
+        raise ValueError(f"`run_ids` must be a list of run id strings. Received: run_ids={run_ids!r}")
+    if not isinstance(metric, str) or not metric:
+        raise ValueError(f"`metric` must be a metric name. Received: metric={metric!r}")
+    limit = checks.positive_int("limit", limit)
+    if output is not None:
+        path = Path(output)
+        if path.suffix.lower() not in FIGURE_SUFFIXES:
+            raise ValueError(f"`output` must end in {', '.join(FIGURE_SUFFIXES)}. Received: output={str(output)!r}")
+        if not path.parent.resolve().is_dir():
+            raise ValueError(f"`output`'s folder does not exist. Received: output={str(output)!r}")
+    rows = runs.leaderboard(experiment, tracking_uri=tracking_uri, run_ids=list(run_ids) if run_ids else None)
+    if run_ids:
+        order = {r: i for i, r in enumerate(run_ids)}
+        rows = sorted(rows, key=lambda r: order.get(r.run_id, len(order)))
+    else:
+        rows = rows[:limit]
+    if not rows:
+        raise ValueError(f"No runs to compare in experiment {experiment!r}. Received: experiment={experiment!r}")
+    curves = {r.run_id: runs.metric_history(r.run_id, metric, tracking_uri=tracking_uri) for r in rows}
+    if not any(curves.values()):
+        raise ValueError(f"None of the runs logged a per-epoch `{metric}`. Received: metric={metric!r}")
+    from kerascnn import plots
+
+    finals = {_label(r): {k: v for k, v in (("test_accuracy", r.test_accuracy),
+                                             ("best_val_accuracy", r.best_val_accuracy)) if v is not None}
+              for r in rows}  # fmt: skip
+    figure = plots.compare_runs({_label(r): {metric: curves[r.run_id]} for r in rows}, finals, metric)
+    saved = plots.save(figure, str(output)) if output is not None else None
+    return Comparison(rows=rows, metric=metric, curves=curves, figure=figure, output=saved)

@@ -1,0 +1,66 @@
+"""`kerascnn compare`: curves and final metrics of real runs, through the shared query layer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import kerascnn
+from kerascnn.compare import compare
+from tests.conftest import assert_usage_error, data_dir, run_cli
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two real runs of different lengths in one experiment."""
+    data_dir()
+    root = tmp_path_factory.mktemp("compare")
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    common = dict(train_samples=400, test_samples=200, tracking_uri=uri, experiment="cmp", verbose=0)
+    a = kerascnn.train("mnist_cnn", "mnist", epochs=3, run_name="cnn-3", **common)
+    b = kerascnn.train("lenet5", "mnist", epochs=2, run_name="lenet-2", **common)
+    return uri, a, b, root
+
+
+def test_compare_runs_by_id(store):
+    uri, a, b, root = store
+    result = compare([b.run_id, a.run_id], metric="val_accuracy", output=root / "c.png", tracking_uri=uri)
+    assert [r.run_id for r in result.rows] == [b.run_id, a.run_id]
+    assert len(result.curves[a.run_id]) == 3 and len(result.curves[b.run_id]) == 2
+    assert result.curves[a.run_id] == pytest.approx(a.history["val_accuracy"])
+    png = Path(result.output).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    axes = result.figure.axes
+    assert len(axes[0].lines) == 2 and axes[0].get_ylabel() == "val_accuracy"
+    assert len(axes[1].patches) == 4  # 2 runs x (test_accuracy, best_val_accuracy)
+    table = result.to_table()
+    assert "final val_accuracy" in table.splitlines()[0] and a.run_id[:12] in table
+
+
+def test_compare_cli_by_experiment_with_json_and_png(store):
+    uri, a, b, root = store
+    out = root / "exp.png"
+    result = run_cli("compare", "--experiment", "cmp", "--metric", "loss", "--output", str(out), "--tracking-uri",
+                     uri, "--json", check=True)  # fmt: skip
+    data = json.loads(result.stdout)
+    assert data["metric"] == "loss" and data["output"] == str(out) and out.is_file()
+    assert {r["run_id"] for r in data["runs"]} == {a.run_id, b.run_id}
+    assert all(len(r["curve"]) in (2, 3) for r in data["runs"])
+    text = run_cli("compare", a.run_id, b.run_id, "--tracking-uri", uri, check=True).stdout
+    assert "final val_accuracy" in text and "mnist_cnn" in text and "lenet5" in text
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["compare"], "Give run ids or an experiment"),
+    (["compare", "--experiment", "nope"], "Received: experiment='nope'"),
+    (["compare", "0123456789abcdef"], "Received: run_id='0123456789abcdef'"),
+    (["compare", "--experiment", "cmp", "--metric", "f1"], "Received: metric='f1'"),
+    (["compare", "--experiment", "cmp", "--output", "plot.jpg"], "Received: output='plot.jpg'"),
+    (["compare", "--experiment", "cmp", "--output", "/no/such/dir/p.png"], "folder does not exist"),
+    (["compare", "--experiment", "cmp", "--limit", "0"], "Received: limit=0"),
+])  # fmt: skip
+def test_compare_bad_input(store, args, fragment):
+    uri = store[0]
+    assert_usage_error(run_cli(*args, "--tracking-uri", uri), fragment)
