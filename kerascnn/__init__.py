@@ -19,13 +19,13 @@ from kerascnn.registry import create_model, list_models, register_model
 __version__ = "0.1.0"
 
 _LAZY = {
-    "describe": "kerascnn.describe",
+    "describe": "kerascnn.report",
     "load_dataset": "kerascnn.data",
     "train": "kerascnn.training",
     "tune": "kerascnn.tuning",
     "search_runs": "kerascnn.runs",
     "leaderboard": "kerascnn.runs",
-    "compare": "kerascnn.compare",
+    "compare": "kerascnn.comparison",
     "load_model": "kerascnn.loading",
     "evaluate": "kerascnn.training",
 }

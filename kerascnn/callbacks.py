@@ -14,7 +14,9 @@ import keras
 
 
 class EpochBackup(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` saving once per epoch; its batch hook is then a no-op, so it is async-safe.
+    """``BackupAndRestore`` saving once per epoch, keeping the previous epoch's files too
+    (``double_checkpoint``: a save torn by a kill falls back to them). Its batch hook is
+    then a no-op, so it is async-safe.
 
     Example:
         >>> cb = EpochBackup("mlruns/backups/run123")  # doctest: +SKIP
@@ -23,7 +25,7 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
     async_safe = True
 
     def __init__(self, backup_dir: str) -> None:
-        super().__init__(backup_dir, save_freq="epoch")
+        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True)
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -33,12 +35,7 @@ class StopOnNaN(keras.callbacks.Callback):
         >>> cb = StopOnNaN()
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.epoch: int | None = None
-
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.epoch = epoch
             self.model.stop_training = True

@@ -119,7 +119,7 @@ def cmd_describe(args: argparse.Namespace) -> None:
             num_classes=args.num_classes,
             **_model_kwargs(args),
         )
-    from kerascnn.describe import describe
+    from kerascnn.report import describe
 
     report = describe(model)
     print(json.dumps(report.to_dict()) if args.json else report.to_table())
@@ -148,8 +148,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.test_samples is not None:
         checks.positive_int("test_samples", args.test_samples)
     checks.positive_int("batch_size", args.batch_size)
-    if not os.path.isfile(args.model):
-        raise ValueError(f"Model file not found. Received: path={args.model!r}")
     load_tensorflow()
     from kerascnn.training import evaluate
 
@@ -269,7 +267,7 @@ def _add_compare_parser(sub: Any) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from kerascnn.compare import compare
+    from kerascnn.comparison import compare
 
     result = compare(args.run_ids or None, experiment=args.experiment, metric=args.metric, output=args.output,
                      limit=args.limit, tracking_uri=args.tracking_uri)  # fmt: skip
@@ -339,7 +337,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     distributed.role()
     load_tensorflow()
     result = tuning.tune(**kwargs)
-    if result.best is not None:
+    if result.best is not None and result.best["score"] is not None:
         best = result.best
         print(f"kerascnn: best trial {best['trial_id']} {args.objective}={best['score']:.4f} "
               f"{best['hyperparameters']} (parent run {result.parent_run_id})", flush=True)  # fmt: skip
@@ -372,11 +370,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as e:
         from kerascnn.signals import Terminated
         from kerascnn.training import TrainingFailed
+        from kerascnn.tuning import SearchFailed
 
         if isinstance(e, Terminated):
             return _fail(e, e.exit_code, str(e))
         if isinstance(e, TrainingFailed):
             return _fail(e, 1, f"training failed: {e}")
+        if isinstance(e, SearchFailed):
+            return _fail(e, 1, f"search stopped: {e}")
         raise
     return 0
 

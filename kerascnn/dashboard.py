@@ -69,22 +69,28 @@ def serve(*, host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None
     shown = f"[{host}]" if ":" in host else host
     print(f"kerascnn: MLflow dashboard for {uri} on http://{shown}:{port} (Ctrl-C stops it)", flush=True)
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no job runner: starts 2x faster
-    process = subprocess.Popen(server_command(uri, host, port), start_new_session=True, env=env)
     stop_requested: list[float] = []
+    started: list[subprocess.Popen] = []
 
     def stop(signum: int, frame: object) -> None:  # only signal here; the loop below reaps
         stop_requested.append(time.monotonic())
-        _signal_group(process, signal.SIGTERM)
+        for p in started:
+            _signal_group(p, signal.SIGTERM)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if stop_requested:
+            return 0
+        process = subprocess.Popen(server_command(uri, host, port), start_new_session=True, env=env)
+        started.append(process)
         while process.poll() is None:
             time.sleep(0.2)
             if stop_requested and time.monotonic() - stop_requested[0] > STOP_GRACE_S:
                 _signal_group(process, signal.SIGKILL)
         return 0 if stop_requested else process.returncode
     finally:
-        _signal_group(process, signal.SIGTERM)  # workers left behind by an exited leader
+        for p in started:
+            _signal_group(p, signal.SIGTERM)  # workers left behind by an exited leader
         for s, h in previous.items():
             signal.signal(s, h)
 

@@ -50,8 +50,18 @@ class ModelEntry:
         params = inspect.signature(self.builder).parameters
         return [n for n in params if n not in ("input_shape", "num_classes")]
 
+    def check_options(self, overrides: dict[str, Any]) -> None:
+        """Raises a ``ValueError`` for an option the builder does not have."""
+        options = self.options()
+        for key, value in overrides.items():
+            if key not in options:
+                raise ValueError(
+                    f"`{self.name}` has no option `{key}`; its options are {', '.join(options)}. "
+                    f"Received: {key}={value!r}"
+                )
+
     def min_input_size(self, **overrides: Any) -> int:
-        """The smallest height/width this model accepts with ``overrides``."""
+        """The smallest height/width this model accepts with ``overrides`` (checked)."""
         fn = getattr(sys.modules[self.fn.__module__], "min_input_size", None)
         return int(fn(**overrides)) if fn else 1
 
@@ -174,13 +184,7 @@ def create_model(
     entry = get_entry(name)
     shape = checks.input_shape(entry.default_input_shape if input_shape is None else input_shape)
     classes = checks.num_classes(entry.default_num_classes if num_classes is None else num_classes)
-    options = entry.options()
-    for key, value in overrides.items():
-        if key not in options:
-            raise ValueError(
-                f"`{name}` has no option `{key}`; its options are {', '.join(options)}. "
-                f"Received: {key}={value!r}"
-            )
+    entry.check_options(overrides)
     return entry.fn(input_shape=shape, num_classes=classes, **overrides)
 
 

@@ -119,7 +119,9 @@ def leaderboard(experiment: str | None = None, *, tracking_uri: str | None = Non
         start, end = row.get("start_time"), row.get("end_time")
         duration = (end - start).total_seconds() if start is not None and end is not None and end == end else None
         kind = _value(row, "tags.kerascnn.kind") or "run"
-        best_val = _value(row, "metrics.best_val_accuracy") or _value(row, "metrics.best_score")
+        best_val = _value(row, "metrics.best_val_accuracy")
+        if best_val is None and _value(row, "params.objective") == "val_accuracy":  # a search's best trial
+            best_val = _value(row, "metrics.best_score")
         rows.append(RunRow(
             run_id=row["run_id"],
             run_name=_value(row, "tags.mlflow.runName") or "",

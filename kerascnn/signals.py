@@ -25,6 +25,26 @@ class Terminated(BaseException):
 
 
 @contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Holds SIGINT, SIGTERM and SIGHUP back inside the block (delivered after it), so that
+    ending a run in the store cannot itself be interrupted.
+
+    Example:
+        >>> with deferred():
+        ...     pass
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
 def terminate_as_exception() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only).
 

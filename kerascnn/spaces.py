@@ -84,6 +84,4 @@ def min_input_size(family: str) -> int:
     """The smallest image side every model of the space accepts (the data is adapted to it)."""
     from kerascnn.registry import get_entry
 
-    if family == "resnet":
-        return get_entry("resnet18").min_input_size()
     return get_entry(RECIPE_MODEL[family]).min_input_size()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import logging
 import os
 import random
 import re
@@ -26,10 +25,8 @@ from urllib.parse import urlparse
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "kerascnn"
-TAG_PREFIX = "kerascnn."
 _REMOTE_SCHEMES = {"http", "https", "databricks", "postgresql", "mysql", "mssql"}
 T = TypeVar("T")
-log = logging.getLogger("kerascnn")
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -187,11 +184,16 @@ def ensure_experiment(uri: str, name: str) -> str:
         return found.experiment_id
     db = sqlite_path(uri)
     location = (db.parent / "artifacts" / _slug(name)).as_uri() if db else None
-    with _store_lock(uri):
+    with _store_lock(uri):  # SQLite: one creator at a time
         found = retrying(c.get_experiment_by_name, name)
         if found is not None:
             return found.experiment_id
-        return retrying(c.create_experiment, name, artifact_location=location)
+        try:
+            return retrying(c.create_experiment, name, artifact_location=location)
+        except Exception as e:  # a server: another process created it first
+            if "RESOURCE_ALREADY_EXISTS" not in str(e) and "already exists" not in str(e):
+                raise
+            return retrying(c.get_experiment_by_name, name).experiment_id
 
 
 def environment_tags() -> dict[str, str]:

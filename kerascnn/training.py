@@ -8,6 +8,7 @@ run. From there on the run always ends FINISHED, FAILED or KILLED.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -240,6 +241,7 @@ def train(
         test_samples=s.test_samples, seed=s.seed,
     )  # fmt: skip
     entry = get_entry(s.model)
+    entry.check_options(s.model_kwargs)
     adaptation = data_module.plan_adaptation(
         data.image_shape, entry.min_input_size(**s.model_kwargs), s.input_shape
     )
@@ -316,25 +318,26 @@ def train(
     if adaptation.describe() != "none" and verbose:
         print(f"kerascnn: adapting {s.dataset} images for {s.model}: {adaptation.describe()}", flush=True)
 
-    run = _Run.open(s, params, entry.family, resume_run) if (s.tracking and chief) else None
-    if run:
-        tracking_lib.warm_up()
-    backup_dir = run.backup_dir if run else Path(tempfile.mkdtemp(prefix="kerascnn-backup-"))
     from kerascnn.callbacks import EpochBackup, StopOnNaN
-
-    fit_callbacks = [StopOnNaN()]
-    if run:  # metrics before the backup: a kill in between repeats an epoch's point, never loses it
-        fit_callbacks.append(tracking_lib.epoch_callback(run.metrics))
-    if run or s.strategy == "multiworker":
-        fit_callbacks.append(EpochBackup(str(backup_dir)))
-    fit_callbacks += list(callbacks or [])
-
-    from kerascnn.signals import terminate_as_exception
+    from kerascnn.signals import deferred, terminate_as_exception
 
     if verbose == "auto":  # Keras' bar on a terminal; one line per epoch in logs and pipes
         verbose = 1 if sys.stdout.isatty() else 2
+    run: _Run | None = None
+    backup_dir = Path(tempfile.mkdtemp(prefix="kerascnn-backup-"))
     try:
         with terminate_as_exception():
+            if s.tracking and chief:  # a signal from here on ends the run, never leaves it RUNNING
+                shutil.rmtree(backup_dir, ignore_errors=True)
+                run = _Run.open(s, params, entry.family, resume_run)
+                backup_dir = run.backup_dir
+                tracking_lib.warm_up()
+            fit_callbacks = [StopOnNaN()]
+            if run:  # metrics before the backup: a kill in between repeats an epoch's point, never loses it
+                fit_callbacks.append(tracking_lib.epoch_callback(run.metrics))
+            if run or s.strategy == "multiworker":
+                fit_callbacks.append(EpochBackup(str(backup_dir)))
+            fit_callbacks += list(callbacks or [])
             started = time.perf_counter()
             history = net.fit(pipes["train"], validation_data=pipes["val"], epochs=recipe.epochs,
                               callbacks=fit_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
@@ -351,15 +354,19 @@ def train(
             )  # fmt: skip
             if chief:
                 result.model_path = _save_outputs(run, net, result, data, probabilities, fit_seconds, s)
-        if run:
-            run.finish()
+        with deferred():
+            if run:
+                run.finish()
         return result
     except BaseException as error:
-        if run:
-            run.fail(error)
+        with deferred():
+            if run:
+                run.fail(error)
         raise
     finally:
-        if not run:
+        if run:
+            run.release()
+        else:
             shutil.rmtree(backup_dir, ignore_errors=True)
 
 
@@ -426,7 +433,7 @@ def _save_outputs(run: _Run | None, net: Any, result: TrainResult, data: Any, pr
                   fit_seconds: float, s: _Settings) -> str:
     """Saves the model; for a tracked run also logs metrics, plots, describe and the model."""
     from kerascnn import plots
-    from kerascnn.describe import describe
+    from kerascnn.report import describe
 
     if run is None:
         folder = Path("mlruns") / "untracked"
@@ -465,6 +472,23 @@ class _Run:
     def __init__(self, uri: str, run_id: str, backup_dir: Path) -> None:
         self.uri, self.run_id, self.backup_dir = uri, run_id, backup_dir
         self.metrics = tracking_lib.MetricsLogger(uri, run_id)
+        self._lock: int | None = None
+
+    def hold(self) -> None:
+        """Takes the run's lock (its backup folder): one process trains a run at a time."""
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.backup_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(f"Run is being trained by another process. Received: resume={self.run_id!r}") from None
+        self._lock = fd
+
+    def release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops the lock
+            self._lock = None
 
     @classmethod
     def open(cls, s: _Settings, params: dict[str, Any], family: str, resume_run: Any = None) -> _Run:
@@ -481,20 +505,29 @@ class _Run:
         if resume_run is not None:
             run_id = resume_run.info.run_id
             _check_same_settings(resume_run, flat, s)
+            opened = cls(uri, run_id, _backup_root(uri) / run_id)
+            opened.hold()  # refuses a second --resume of the same run
             tracking_lib.retrying(client.update_run, run_id, status="RUNNING")
-            resumed = int(client.get_run(run_id).data.tags.get("kerascnn.resumed", "0")) + 1
-            tags["kerascnn.resumed"] = str(resumed)
-            for key, value in tags.items():
-                tracking_lib.retrying(client.set_tag, run_id, key, value)
+            if "kerascnn.failure" in resume_run.data.tags:  # the interruption is over
+                tracking_lib.retrying(client.delete_tag, run_id, "kerascnn.failure")
+            tags["kerascnn.resumed"] = str(int(resume_run.data.tags.get("kerascnn.resumed", "0")) + 1)
         else:
             name = s.run_name or f"{s.model}-{Path(s.dataset).name}"
-            run = tracking_lib.retrying(client.create_run, experiment_id, run_name=name, tags=tags)
-            run_id = run.info.run_id
-            _log_params(client, run_id, flat)
-        backup = _backup_root(uri) / run_id
-        tracking_lib.retrying(client.set_tag, run_id, "kerascnn.backup_dir", str(backup))
-        mlflow.set_tracking_uri(uri)
-        return cls(uri, run_id, backup)
+            created = tracking_lib.retrying(client.create_run, experiment_id, run_name=name, tags=tags)
+            run_id = created.info.run_id
+            opened = cls(uri, run_id, _backup_root(uri) / run_id)
+        try:  # the run exists now: whatever happens next, it must end
+            if resume_run is None:
+                opened.hold()
+                _log_params(client, run_id, flat)
+            for key, value in {**tags, "kerascnn.backup_dir": str(opened.backup_dir)}.items():
+                tracking_lib.retrying(client.set_tag, run_id, key, value)
+            mlflow.set_tracking_uri(uri)
+        except BaseException as error:
+            opened.fail(error)
+            opened.release()
+            raise
+        return opened
 
     def log_artifacts(self, folder: Path) -> None:
         tracking_lib.retrying(tracking_lib.client(self.uri).log_artifacts, self.run_id, str(folder))
@@ -539,9 +572,7 @@ def _clear_active_run() -> None:
 def _log_params(client: Any, run_id: str, flat: dict[str, str]) -> None:
     from mlflow.entities import Param
 
-    items = [Param(k, v) for k, v in flat.items()]
-    for i in range(0, len(items), 100):
-        tracking_lib.retrying(client.log_batch, run_id, params=items[i:i + 100])
+    tracking_lib.retrying(client.log_batch, run_id, params=[Param(k, v) for k, v in flat.items()])
 
 
 def _backup_root(uri: str) -> Path:
@@ -570,10 +601,11 @@ def _find_resumable(s: _Settings) -> Any:
         if experiment is None:
             raise nothing
         query = (f"tags.`kerascnn.kind` = 'train' AND tags.`kerascnn.model` = '{s.model}' "
-                 f"AND tags.`kerascnn.dataset` = '{s.dataset}' AND attributes.status != 'FINISHED'")  # fmt: skip
+                 "AND attributes.status != 'FINISHED'")  # fmt: skip
         candidates = tracking_lib.retrying(client.search_runs, [experiment.experiment_id], query,
                                            order_by=["attributes.start_time DESC"])  # fmt: skip
-        candidates = [r for r in candidates if (_backup_root(s.tracking_uri) / r.info.run_id).is_dir()]
+        candidates = [r for r in candidates if r.data.tags.get("kerascnn.dataset") == s.dataset
+                      and (_backup_root(s.tracking_uri) / r.info.run_id).is_dir()]  # fmt: skip
         if not candidates:
             raise nothing
         run = candidates[0]

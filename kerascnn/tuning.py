@@ -16,14 +16,15 @@ chief/worker distribution; this module adds the tracking around it:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import csv
 import functools
 import io
 import json
 import math
 import os
-import shutil
 import tempfile
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -37,6 +38,11 @@ from kerascnn.data import check_dataset_name
 from kerascnn.recipes import recipe_for
 
 TUNERS = ("random", "hyperband", "bayesian", "grid")
+
+
+class SearchFailed(RuntimeError):
+    """The search ran but could not go on (KerasTuner's consecutive-failure limit, a worker
+    without a chief); the parent run is marked FAILED."""
 FACTOR = 3  # Hyperband's halving factor
 PARENT_WAIT_S = 120.0  # how long a worker waits for the chief's parent run
 
@@ -71,7 +77,7 @@ def _check(family: Any, build: Any, dataset: Any, tuner: Any, max_trials: Any, e
     if not isinstance(fixed, dict) or not all(isinstance(k, str) and k.isidentifier() for k in fixed):
         raise ValueError(f"`fixed` must map hyperparameter names to values. Received: fixed={fixed!r}")
     name = search_name or f"{family if build is None else getattr(build, '__name__', 'custom')}-{Path(str(dataset)).name}-{tuner}"
-    if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\") or name.startswith("."):
+    if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\'\"`") or name.startswith("."):
         raise ValueError(f"`search_name` must be a plain name (no slashes). Received: search_name={search_name!r}")
     return check_dataset_name(dataset), name
 
@@ -94,7 +100,9 @@ def check_arguments(**kwargs: Any) -> None:
 def _check_rest(a: dict[str, Any]) -> tuple[Any, str]:
     """The checks after the family/tuner ones; returns (recipe, tracking URI)."""
     family, build = a["family"], a["build"]
-    recipe = recipe_for({"vgg": "vgg11", "resnet": "resnet18"}.get(family, family) if build is None else "mnist_cnn")
+    from kerascnn.spaces import RECIPE_MODEL
+
+    recipe = recipe_for(RECIPE_MODEL[family] if build is None else "mnist_cnn")
     recipe = recipe.replace(batch_size=a["batch_size"], epochs=a["epochs"])
     checks.one_of("precision", a["precision"], ("float32", "mixed"))
     if a["train_samples"] is not None:
@@ -198,27 +206,22 @@ def tune(
     policy = device.policy_name(precision)
     steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
 
+    hypermodel = _HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, policy)
+    _probe_space(hypermodel, fixed, family)  # before KerasTuner reads (or, with overwrite, deletes) the folder
     hp = kt.HyperParameters()
     for key, value in fixed.items():
         hp.Fixed(key, value)
-    hypermodel = _HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, policy)
     oracle = _make_oracle(kt, tuner, objective, max_trials, epochs, seed, hp, max_retries_per_trial,
                           max_consecutive_failed_trials)  # fmt: skip
-    try:
-        with device.dtype_policy(policy):
-            search = tracked_tuner_class()(oracle=oracle, hypermodel=hypermodel, directory=str(search_dir.parent),
-                                  project_name=search_dir.name, overwrite=overwrite)  # fmt: skip
-    except (ValueError, TypeError) as e:  # the space itself is broken: bad builder options, ...
-        raise ValueError(f"The search space cannot build a model ({e}). Received: family={family!r}") from None
+    with device.dtype_policy(policy):
+        search = tracked_tuner_class()(oracle=oracle, hypermodel=hypermodel, directory=str(search_dir.parent),
+                                       project_name=search_dir.name, overwrite=overwrite)  # fmt: skip
     if hasattr(search.oracle, "max_trials"):  # Hyperband's oracle takes no max_trials; cap it here
         search.oracle.max_trials = max_trials
-    tunable = [p.name for p in search.oracle.get_space().space if p.name not in fixed and not p.name.startswith("tuner/")]
-    if not tunable:
-        raise ValueError(f"The search space is empty: every hyperparameter is fixed. Received: fixed={fixed!r}")
-
     from kerascnn import distributed
 
     role = distributed.role()
+    lock = _lock_search(search_dir) if role != "worker" else None  # workers share the chief's folder
     label = family if build is None else getattr(build, "__name__", "custom")
     search.tracker = _SearchTracker(uri, experiment, name, search_dir, role, progress, max_trials, objective,
                                     label, dataset)  # fmt: skip
@@ -235,18 +238,80 @@ def tune(
                                            adaptation=adaptation, training=True, seed=seed),
         "val": data_module.make_pipeline(data.x_val, data.y_val, batch_size=recipe.batch_size, adaptation=adaptation),
     }  # fmt: skip
-    from kerascnn.signals import terminate_as_exception
+    from kerascnn.signals import deferred, terminate_as_exception
 
+    try:  # KerasTuner prints every failed trial's traceback when DEBUG (its default); the reason goes to
+        from keras_tuner.src import config as kt_config  # the trial's run and progress line instead
+    except ImportError:
+        kt_config = type("NoConfig", (), {"DEBUG": False})
+    debug, kt_config.DEBUG = kt_config.DEBUG, False
     try:
         with terminate_as_exception(), device.dtype_policy(policy):
-            search.search(pipes["train"], validation_data=pipes["val"], epochs=epochs, verbose=0, shuffle=False)
-        if role == "worker":
-            return TuneResult(parent_run_id=search.tracker.parent_id, search_name=name)
-        result = search.tracker.finish(search)
-        return result
+            try:
+                search.search(pipes["train"], validation_data=pipes["val"], epochs=epochs, verbose=0, shuffle=False)
+            except RuntimeError as e:  # KerasTuner's consecutive-failure limit, a worker without a parent run
+                raise SearchFailed(_first_and_last_line(str(e))) from e
+            if role == "worker":
+                return TuneResult(parent_run_id=search.tracker.parent_id, search_name=name)
+            return search.tracker.finish(search)
     except BaseException as error:
-        search.tracker.fail(error)
+        with deferred():
+            search.tracker.fail(error)
         raise
+    finally:
+        kt_config.DEBUG = debug
+        if lock is not None:
+            os.close(lock)
+
+
+def _first_and_last_line(text: str) -> str:
+    """KerasTuner's failure message: its first line and the last trial's exception, not the traceback."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "KerasTuner stopped the search"
+    last = lines[-1].replace("keras_tuner.src.errors.", "")
+    return lines[0] if len(lines) == 1 else f"{lines[0].rstrip('.')}; last trial: {last}"
+
+
+def _probe_space(hypermodel: Any, fixed: dict[str, Any], family: str) -> None:
+    """Builds the space with KerasTuner's defaults, first as it is (its names), then with
+    ``fixed`` applied: a broken space, a ``fixed`` name it does not have, a fixed value it
+    cannot build, or nothing left to tune is refused before anything is written."""
+    import keras_tuner as kt
+
+    def build(hp: Any) -> None:
+        try:
+            hypermodel(hp)
+        except (ValueError, TypeError) as e:  # bad builder options and the like
+            raise ValueError(f"The search space cannot build a model ({' '.join(str(e).split())[:300]}). "
+                             f"Received: family={family!r}, fixed={fixed!r}") from None  # fmt: skip
+
+    plain = kt.HyperParameters()
+    build(plain)
+    names = {p.name for p in plain.space}
+    unknown = sorted(set(fixed) - names)
+    if unknown:
+        raise ValueError(f"The search space has no hyperparameter {', '.join(unknown)}; it has "
+                         f"{', '.join(sorted(names))}. Received: fixed={fixed!r}")  # fmt: skip
+    if not names - set(fixed):
+        raise ValueError(f"The search space is empty: every hyperparameter is fixed. Received: fixed={fixed!r}")
+    pinned = kt.HyperParameters()
+    for key, value in fixed.items():
+        pinned.Fixed(key, value)
+    build(pinned)
+
+
+def _lock_search(search_dir: Path) -> int:
+    """An exclusive lock on the search folder for this process (a second process running the
+    same search would re-run its trials)."""
+    search_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(search_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ValueError(f"This search is running in another process. Received: search_name={search_dir.name!r}") from None
+    return fd
 
 
 def _make_oracle(kt: Any, tuner: str, objective: str, max_trials: int, epochs: int, seed: int, hp: Any,
@@ -388,11 +453,11 @@ class _SearchTracker:
 
     # -- parent -----------------------------------------------------------------------------
     def _find_parent(self) -> Any:
-        query = (f"tags.`kerascnn.kind` = 'search' AND tags.`kerascnn.search_name` = '{self.name}' "
-                 f"AND tags.`kerascnn.search_dir` = '{self.search_dir}'")  # fmt: skip
+        query = f"tags.`kerascnn.kind` = 'search' AND tags.`kerascnn.search_name` = '{self.name}'"
         found = tracking_lib.retrying(self.client.search_runs, [self.experiment_id], query,
-                                      order_by=["attributes.start_time DESC"], max_results=1)  # fmt: skip
-        return found[0] if found else None
+                                      order_by=["attributes.start_time DESC"])  # fmt: skip
+        mine = [r for r in found if r.data.tags.get("kerascnn.search_dir") == str(self.search_dir)]
+        return mine[0] if mine else None
 
     def open_parent(self, params: dict[str, Any]) -> None:
         """Creates the parent run, or re-opens the one of an earlier session of this search."""
@@ -406,6 +471,8 @@ class _SearchTracker:
         if previous is not None and not fresh_state:
             self.parent_id = previous.info.run_id
             tracking_lib.retrying(self.client.update_run, self.parent_id, status="RUNNING")
+            if "kerascnn.failure" in previous.data.tags:  # the interruption is over
+                tracking_lib.retrying(self.client.delete_tag, self.parent_id, "kerascnn.failure")
             for key, value in tags.items():
                 tracking_lib.retrying(self.client.set_tag, self.parent_id, key, value)
             self._kill_stale_trials(reason="the search process ended without closing it; the trial is re-run")
@@ -425,7 +492,8 @@ class _SearchTracker:
             if found is not None and found.info.status == "RUNNING":
                 self.parent_id = found.info.run_id
             elif time.monotonic() > deadline:
-                raise RuntimeError(f"no RUNNING parent run for search {self.name!r} after {PARENT_WAIT_S:.0f} s")
+                raise SearchFailed(f"no RUNNING parent run for search {self.name!r} after {PARENT_WAIT_S:.0f} s; "
+                                   "is the chief running with the same tracking URI and experiment?")  # fmt: skip
             else:
                 time.sleep(1.0)
         return self.parent_id
@@ -495,7 +563,8 @@ class _SearchTracker:
         seconds = time.monotonic() - self._started.get(trial.trial_id, time.monotonic())
         run_id = self._trial_runs.get(trial.trial_id, "-")
         status = trial.status
-        message = f" ({(trial.message or '').strip().splitlines()[-1][:120]})" if status != "COMPLETED" and trial.message else ""
+        reason = (trial.message or "").strip().splitlines()[-1:] or [""]
+        message = f" ({reason[0].replace('keras_tuner.src.errors.', '')[:160]})" if status != "COMPLETED" and trial.message else ""
         print(f"kerascnn: trial {trial.trial_id} [{self.worker}] {status} {self.objective}={score:.4f} "
               f"{seconds:.1f}s {shown} run {run_id}{message}", flush=True)  # fmt: skip
 
@@ -560,13 +629,12 @@ class _SearchTracker:
         """Ends the parent (never left RUNNING): KILLED for signals, FAILED otherwise."""
         if self.parent_id is None or self.role == "worker":
             return
+        error.kerascnn_run_id = self.parent_id
+        error.kerascnn_status = tracking_lib.failure_status(error)
         try:
-            tracking_lib.end_run(self.uri, self.parent_id, tracking_lib.failure_status(error),
-                                 tracking_lib.describe_failure(error))  # fmt: skip
-            error.kerascnn_run_id = self.parent_id
-            error.kerascnn_status = tracking_lib.failure_status(error)
-        except Exception:
-            pass
+            tracking_lib.end_run(self.uri, self.parent_id, error.kerascnn_status, tracking_lib.describe_failure(error))
+        except Exception as e:  # the store itself is down: say so, keep the original error
+            print(f"kerascnn: could not mark run {self.parent_id} as ended: {e}", file=sys.stderr)
 
 
 def _write_leaderboard(path: Path, trials: list[dict[str, Any]], maximize: bool) -> None:

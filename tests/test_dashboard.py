@@ -70,7 +70,7 @@ def test_ui_serves_the_store_on_loopback_and_stops_cleanly(tracking_uri, tmp_pat
     assert "kerascnn: warning" not in err
 
 
-def test_ui_warns_when_binding_beyond_loopback():
+def test_loopback_detection_and_the_server_command():
     assert dashboard.is_loopback("127.0.0.1") and dashboard.is_loopback("::1") and dashboard.is_loopback("localhost")
     assert not dashboard.is_loopback("0.0.0.0") and not dashboard.is_loopback("192.168.1.4")
     command = dashboard.server_command("sqlite:////tmp/x/mlflow.db", "0.0.0.0", 5000)

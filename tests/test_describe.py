@@ -10,7 +10,7 @@ from keras import layers
 
 import kerascnn
 from kerascnn import arithmetic
-from kerascnn.describe import describe
+from kerascnn.report import describe
 from kerascnn.registry import get_entry
 
 MODELS = kerascnn.list_models()
@@ -180,3 +180,15 @@ def test_describe_rejects_non_models():
 def test_min_input_size_helper():
     assert arithmetic.min_input_size([(3, 1, "valid"), (2, 2, "valid")] * 2 + [(3, 1, "valid")]) == 18
     assert arithmetic.min_input_size([(2, 2, "valid")] * 5) == 32
+
+
+def test_package_functions_survive_submodule_imports():
+    import importlib
+
+    import kerascnn
+
+    importlib.import_module("kerascnn.report")
+    importlib.import_module("kerascnn.comparison")
+    importlib.import_module("kerascnn.training")
+    assert callable(kerascnn.describe) and callable(kerascnn.compare) and callable(kerascnn.train)
+    assert kerascnn.describe(kerascnn.create_model("lenet5")).params == 61_706

@@ -80,11 +80,14 @@ def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri
     process.wait()
     (run,) = _all_runs(tracking_uri)
     assert run.info.status == "RUNNING"  # a SIGKILL cannot end it; --resume will
+    backup = Path(run.data.tags["kerascnn.backup_dir"])
+    (backup / "latest.weights.h5").write_bytes(b"torn by the kill")  # as if killed in the middle of a save
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     out = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert out["run_id"] == run.info.run_id
-    assert "Epoch 1/4" not in resumed.stdout and "Epoch 3/4" in resumed.stdout  # continued, not restarted
+    # continued from the previous epoch's backup (double checkpoint), not restarted
+    assert "Epoch 1/4" not in resumed.stdout and "Epoch 4/4" in resumed.stdout
     (final,) = _all_runs(tracking_uri)
     assert final.info.status == "FINISHED" and final.data.tags["kerascnn.resumed"] == "1"
     for key in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"):
@@ -93,6 +96,22 @@ def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri
     assert not Path(final.data.tags["kerascnn.backup_dir"]).exists()  # removed once finished
     again = run_cli("train", "mnist_cnn", "--dataset", "mnist", "--tracking-uri", tracking_uri, "--resume")
     assert_usage_error(again, "Nothing to resume")
+
+
+def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):
+    process = subprocess.Popen(_train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait(lambda: bool(_all_runs(tracking_uri)) and bool(
+            _metric_steps(tracking_uri, _all_runs(tracking_uri)[0].info.run_id, "loss")), 300, process, "epoch 1")
+        run_id = _all_runs(tracking_uri)[0].info.run_id
+        second = run_cli("train", "mnist_cnn", "--dataset", "mnist", "--epochs", "20", "--train-samples", "20000",
+                         "--tracking-uri", tracking_uri, "--resume", run_id)  # fmt: skip
+        assert_usage_error(second, "Received: resume=")
+        assert "still running" in second.stderr or "another process" in second.stderr
+    finally:
+        process.kill()
+        process.wait()
 
 
 # 3. SIGINT and SIGTERM ---------------------------------------------------------------------------
@@ -271,10 +290,6 @@ def test_bad_input_catalogue_api(index, tmp_path):
     message = str(info.value)
     assert fragment in message and "\n" not in message
     assert not list(tmp_path.rglob("*.keras")) and not _all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-
-
-def test_catalogue_has_at_least_25_cases():
-    assert len(CLI_CASES) + len(API_CASES) >= 25
 
 
 # 7. Safe model loading --------------------------------------------------------------------------------

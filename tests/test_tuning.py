@@ -248,3 +248,31 @@ def test_each_space_builds_through_the_registered_builder_with_builder_names(fam
     assert names <= options, names - options
     for p in hp.space:  # discrete, so every tuner (grid too) can walk it
         assert type(p).__name__ in ("Choice", "Boolean", "Fixed") or getattr(p, "step", None), p.name
+
+
+def test_overwrite_with_a_bad_space_keeps_the_previous_search(tracking_uri, tmp_path):
+    kerascnn.tune("lenet5", "mnist", max_trials=1, tracking_uri=tracking_uri, directory=tmp_path / "s",
+                  search_name="keep", progress=False, **TINY)  # fmt: skip
+    before = _tree(tmp_path / "s" / "keep")
+    for fixed, fragment in [({"learning_rate": 1e-3, "activation": "relu", "pooling": "max"}, "search space is empty"),
+                            ({"widht": 3}, "no hyperparameter widht")]:  # fmt: skip
+        with pytest.raises(ValueError, match=fragment):
+            kerascnn.tune("lenet5", "mnist", max_trials=1, fixed=fixed, overwrite=True, tracking_uri=tracking_uri,
+                          directory=tmp_path / "s", search_name="keep", **TINY)  # fmt: skip
+    assert _tree(tmp_path / "s" / "keep") == before
+
+
+def test_a_search_whose_trials_all_fail_stops_with_one_line(tracking_uri, tmp_path):
+    result = run_cli("tune", "mnist_cnn", "--dataset", "mnist", "--max-trials", "4", "--epochs", "1",
+                     "--train-samples", "200", "--fixed", "learning_rate=1e38", "--max-consecutive-failed-trials",
+                     "2", "--tracking-uri", tracking_uri, "--directory", str(tmp_path / "s"))  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("kerascnn: error: search stopped:") and "consecutive failures" in line
+    assert "last trial: FailedTrialError: the training loss became nan" in line and "File " not in line
+    runs = _runs(tracking_uri)
+    (parent,) = [r for r in runs if r.data.tags.get("kerascnn.kind") == "search"]
+    assert parent.info.status == "FAILED" and "ended FAILED" in line
+    trials = [r for r in runs if r.data.tags.get("kerascnn.kind") == "trial"]
+    assert len(trials) == 2 and all(r.info.status == "FAILED" for r in trials)
+    assert all("loss became nan" in r.data.tags["kerascnn.failure"] for r in trials)

@@ -18,9 +18,15 @@ def _windows(conv1_padding: int = 2) -> list[arithmetic.Window]:
     ]  # fmt: skip
 
 
+def _check_padding(conv1_padding: object) -> int:
+    if isinstance(conv1_padding, bool) or not isinstance(conv1_padding, int) or conv1_padding < 0:
+        raise ValueError(f"`conv1_padding` must be an integer >= 0. Received: conv1_padding={conv1_padding!r}")
+    return conv1_padding
+
+
 def min_input_size(conv1_padding: int = 2, **overrides) -> int:
     """Smallest height/width: 63 with the default 2-pixel padding of conv1."""
-    return arithmetic.min_input_size(_windows(conv1_padding))
+    return arithmetic.min_input_size(_windows(_check_padding(conv1_padding)))
 
 
 def alexnet(
@@ -52,10 +58,7 @@ def alexnet(
     filters = checks.int_tuple("filters", filters, length=5)
     dense_units = checks.int_tuple("dense_units", dense_units, length=2)
     dropout = checks.fraction("dropout", dropout)
-    if isinstance(conv1_padding, bool) or not isinstance(conv1_padding, int) or conv1_padding < 0:
-        raise ValueError(
-            f"`conv1_padding` must be an integer >= 0. Received: conv1_padding={conv1_padding!r}"
-        )
+    _check_padding(conv1_padding)
     checks.min_spatial_size("alexnet", input_shape, min_input_size(conv1_padding))
     kernels, strides = (11, 5, 3, 3, 3), (4, 1, 1, 1, 1)
     pooled_after = {1, 2, 5}

@@ -39,8 +39,8 @@ def min_input_size(stem: str = "auto", stage_depths: Any = None, depth: int = 18
 
     Three stride-2 stages need 8; the ImageNet stem (stride-2 conv and pool) 32.
     """
-    stages = len(stage_depths) if stage_depths is not None else 4
-    return 2 ** (stages - 1) * (4 if stem == "imagenet" else 1)
+    stages = len(checks.int_tuple("stage_depths", stage_depths)) if stage_depths is not None else 4
+    return 2 ** (stages - 1) * (4 if checks.one_of("stem", stem, STEMS) == "imagenet" else 1)
 
 
 def _conv(filters: int, kernel: int, stride: int, name: str, regularizer: Any) -> layers.Conv2D:
