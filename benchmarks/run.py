@@ -19,6 +19,7 @@ MNIST comes from $KERASCNN_DATA_DIR (default ../shared/data beside the repo).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -127,7 +128,7 @@ def throughput(quick: bool) -> dict:
     from kerascnn import create_model, describe
     from kerascnn.data import load_dataset, make_pipeline, plan_adaptation
 
-    plan = {"mnist_cnn": 4096 if quick else 16384, "vgg11": 512 if quick else 2048, "resnet18": 128 if quick else 512}
+    plan = {"mnist_cnn": 4096 if quick else 16384, "vgg11": 1024 if quick else 4096, "resnet18": 128 if quick else 384}
     out = {}
     for name, n in plan.items():
         data = load_dataset("mnist", train_samples=n, validation_split=0.0)
@@ -138,20 +139,23 @@ def throughput(quick: bool) -> dict:
                                  .as_numpy_iterator()])  # fmt: skip
         kwargs = {"width": 16, "dense_units": (256, 256)} if name == "vgg11" else {}
         macs = describe(create_model(name, input_shape=(32, 32, 3), num_classes=10, **kwargs)).macs
-        result = {}
+        fits = {}
         for label in ("plain", "kit"):
             keras.utils.set_random_seed(0)
             model = create_model(name, input_shape=(32, 32, 3), num_classes=10, **kwargs)
             model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-            fit = (lambda: model.fit(arrays, y, batch_size=128, epochs=1, verbose=0)) if label == "plain" else (
-                lambda: model.fit(pipe, epochs=1, verbose=0))  # fmt: skip
-            fit()  # warm-up epoch: tracing, allocation
-            times = []
-            for _ in range(1 if quick else 3):
+            fits[label] = functools.partial(model.fit, arrays, y, batch_size=128, epochs=1, verbose=0) if label == "plain" \
+                else functools.partial(model.fit, pipe, epochs=1, verbose=0)
+            fits[label]()  # warm-up epoch: tracing, allocation
+        times: dict[str, list[float]] = {"plain": [], "kit": []}
+        for _ in range(3 if quick else 5):  # interleaved: the machine's drift hits both
+            for label in ("plain", "kit"):
                 start = time.perf_counter()
-                fit()
-                times.append(time.perf_counter() - start)
-            ips = n / statistics.median(times)
+                fits[label]()
+                times[label].append(time.perf_counter() - start)
+        result = {}
+        for label in ("plain", "kit"):
+            ips = n / statistics.median(times[label])
             result[label] = {"images_per_s": ips, "gflops": 6 * macs * ips / 1e9}
         result["ratio"] = result["kit"]["images_per_s"] / result["plain"]["images_per_s"]
         result["macs_per_image"] = macs
@@ -184,12 +188,14 @@ def where_time_goes(quick: bool) -> dict:
                       steps_per_execution=recipe.steps_per_execution)  # fmt: skip
     one = pipe.take(1).cache().repeat(steps)  # the same batch again: no input work
     model.fit(one, epochs=1, verbose=0)
-    start = time.perf_counter()
-    model.fit(one, epochs=1, verbose=0)
-    compute_only = time.perf_counter() - start
-    start = time.perf_counter()
     model.fit(pipe, epochs=1, verbose=0)
-    full = time.perf_counter() - start
+    timings: dict[str, list[float]] = {"compute": [], "full": []}
+    for _ in range(2 if quick else 4):  # interleaved, medians: the machine drifts
+        for label, data_ in (("compute", one), ("full", pipe)):
+            start = time.perf_counter()
+            model.fit(data_, epochs=1, verbose=0)
+            timings[label].append(time.perf_counter() - start)
+    compute_only, full = statistics.median(timings["compute"]), statistics.median(timings["full"])
     out = {"steps": steps, "input_only_s": input_only, "compute_only_s": compute_only, "epoch_s": full,
            "input_share_if_serial": input_only / full, "overlap_cost": full / compute_only - 1}
     print(f"  one epoch ({steps} steps): input pipeline alone {input_only:.2f}s, compute alone "

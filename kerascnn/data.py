@@ -347,6 +347,17 @@ def augmentation_layers(dataset: str, seed: int = 0) -> list[Any]:
     return stack
 
 
+def _pad_and_colour(x: np.ndarray, adaptation: Adaptation) -> np.ndarray:
+    """Zero-pads (centred, as ``tf.image.resize_with_crop_or_pad``) and repeats grey into RGB."""
+    if adaptation.resize == "pad":
+        (h, w, _), (th, tw, _) = adaptation.source_shape, adaptation.target_shape
+        top, left = (th - h) // 2, (tw - w) // 2
+        x = np.pad(x, ((0, 0), (top, th - h - top), (left, tw - w - left), (0, 0)))
+    if adaptation.to_rgb:
+        x = np.repeat(x, 3, axis=-1)
+    return x
+
+
 def make_pipeline(
     x: np.ndarray,
     y: np.ndarray,
@@ -359,8 +370,9 @@ def make_pipeline(
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(float32 images in [0, 1], int32 labels)`` batches.
 
-    Shuffled (seeded, reshuffled each epoch) when ``training``; cached,
-    batched, mapped in parallel and prefetched.
+    Padding and grey-to-RGB are applied once to the ``uint8`` arrays; then the
+    data is cached, shuffled (seeded, reshuffled each epoch) when ``training``,
+    batched, scaled (and resized, if needed) in a parallel ``map``, prefetched.
 
     Example:
         >>> ds = make_pipeline(x, y, batch_size=128, adaptation=plan_adaptation((28, 28, 1), 1))  # doctest: +SKIP
@@ -368,16 +380,13 @@ def make_pipeline(
     import tensorflow as tf
 
     th, tw, _ = adaptation.target_shape
-    resize, to_rgb = adaptation.resize, adaptation.to_rgb
+    resize = adaptation.resize
+    x = _pad_and_colour(x, adaptation)  # exact on uint8: done once, not per batch and epoch
 
     def prepare(images, labels):
         images = tf.cast(images, tf.float32) / 255.0
-        if resize == "pad":
-            images = tf.image.resize_with_crop_or_pad(images, th, tw)
-        elif resize == "resize":
+        if resize == "resize":
             images = tf.image.resize(images, (th, tw))
-        if to_rgb:
-            images = tf.image.grayscale_to_rgb(images)
         if augment:
             for layer in augment:
                 images = layer(images, training=True)

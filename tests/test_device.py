@@ -53,7 +53,7 @@ def test_two_workers_train_together_and_only_the_chief_tracks(tracking_uri, tmp_
                                                                           "task": {"type": "worker", "index": i}})))
              for i in range(2)]  # fmt: skip
     outputs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
     chief, other = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
     assert chief["run_id"] and other["run_id"] is None

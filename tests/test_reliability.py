@@ -7,11 +7,9 @@ the dashboard's loopback binding in test_dashboard.py.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +17,6 @@ import keras
 import numpy as np
 import psutil
 import pytest
-from mlflow.tracking import MlflowClient
 
 import kerascnn
 from kerascnn import tracking
