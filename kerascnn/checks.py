@@ -28,6 +28,30 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def non_negative_int(name: str, value: Any) -> int:
+    """Returns ``value`` as an int if it is an integer >= 0.
+
+    Example:
+        >>> non_negative_int("seed", 0)
+        0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"`{name}` must be an integer >= 0. {_received(name, value)}")
+    return int(value)
+
+
+def non_empty(argument: str, value: Any) -> str:
+    """Returns ``value`` if it is a non-empty, non-blank string (an experiment or run name).
+
+    Example:
+        >>> non_empty("experiment", "kerascnn")
+        'kerascnn'
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"`{argument}` must be a non-empty name. {_received(argument, value)}")
+    return value
+
+
 def positive_float(name: str, value: Any) -> float:
     """Returns ``value`` as a float if it is a finite number > 0.
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from kerascnn import checks
+
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "kerascnn"
 _REMOTE_SCHEMES = {"http", "https", "databricks", "postgresql", "mysql", "mssql"}
@@ -171,8 +173,7 @@ def ensure_experiment(uri: str, name: str) -> str:
         >>> ensure_experiment("sqlite:////tmp/x/mlflow.db", "demo")  # doctest: +SKIP
         '1'
     """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"`experiment` must be a non-empty name. Received: experiment={name!r}")
+    checks.non_empty("experiment", name)
     c = client(uri)
     found = retrying(c.get_experiment_by_name, name)
     if found is not None:

@@ -108,17 +108,11 @@ def _check(**kw: Any) -> _Settings:
         steps_per_execution=kw["steps_per_execution"], precision=kw["precision"],
     )  # fmt: skip
     model_kwargs = dict(kw["model_kwargs"] or {})
-    if not isinstance(kw["seed"], int) or isinstance(kw["seed"], bool) or kw["seed"] < 0:
-        raise ValueError(f"`seed` must be an integer >= 0. Received: seed={kw['seed']!r}")
     resume = kw["resume"]
     if not isinstance(resume, (bool, str)) or resume == "":
         raise ValueError(f"`resume` must be True, False or a run id. Received: resume={resume!r}")
     if resume and not kw["tracking"]:
         raise ValueError("`resume` continues a tracked run; it cannot be used without tracking. Received: tracking=False")
-    if not isinstance(kw["experiment"], str) or not kw["experiment"].strip():
-        raise ValueError(f"`experiment` must be a non-empty name. Received: experiment={kw['experiment']!r}")
-    if kw["run_name"] is not None and (not isinstance(kw["run_name"], str) or not kw["run_name"].strip()):
-        raise ValueError(f"`run_name` must be a non-empty string. Received: run_name={kw['run_name']!r}")
     if kw["jit"] != "auto" and not isinstance(kw["jit"], bool):
         raise ValueError(f"`jit` must be True, False or 'auto'. Received: jit={kw['jit']!r}")
     return _Settings(
@@ -128,8 +122,10 @@ def _check(**kw: Any) -> _Settings:
         validation_split=checks.fraction("validation_split", kw["validation_split"]),
         train_samples=None if kw["train_samples"] is None else checks.positive_int("train_samples", kw["train_samples"]),
         test_samples=None if kw["test_samples"] is None else checks.positive_int("test_samples", kw["test_samples"]),
-        seed=kw["seed"], deterministic=bool(kw["deterministic"]), augment=bool(kw["augment"]),
-        experiment=kw["experiment"], run_name=kw["run_name"], tracking=bool(kw["tracking"]),
+        seed=checks.non_negative_int("seed", kw["seed"]), deterministic=bool(kw["deterministic"]),
+        augment=bool(kw["augment"]), experiment=checks.non_empty("experiment", kw["experiment"]),
+        run_name=None if kw["run_name"] is None else checks.non_empty("run_name", kw["run_name"]),
+        tracking=bool(kw["tracking"]),
         tracking_uri=tracking_lib.resolve_tracking_uri(kw["tracking_uri"]) if kw["tracking"] else None,
         resume=resume, jit=kw["jit"], strategy=device.check_strategy(kw["strategy"]),
     )  # fmt: skip

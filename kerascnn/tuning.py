@@ -107,20 +107,16 @@ def _check_rest(a: dict[str, Any]) -> tuple[Any, str]:
     checks.one_of("precision", a["precision"], ("float32", "mixed"))
     if a["train_samples"] is not None:
         checks.positive_int("train_samples", a["train_samples"])
-    if isinstance(a["seed"], bool) or not isinstance(a["seed"], int) or a["seed"] < 0:
-        raise ValueError(f"`seed` must be an integer >= 0. Received: seed={a['seed']!r}")
+    checks.non_negative_int("seed", a["seed"])
     checks.fraction("validation_split", a["validation_split"])
     if not a["validation_split"] > 0:
         raise ValueError(
             f"`validation_split` must be > 0: the objective is measured on it. "
             f"Received: validation_split={a['validation_split']!r}"
         )
-    for key, limit in (("max_retries_per_trial", 0), ("max_consecutive_failed_trials", 1)):
-        value = a[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < limit:
-            raise ValueError(f"`{key}` must be an integer >= {limit}. Received: {key}={value!r}")
-    if not isinstance(a["experiment"], str) or not a["experiment"].strip():
-        raise ValueError(f"`experiment` must be a non-empty name. Received: experiment={a['experiment']!r}")
+    checks.non_negative_int("max_retries_per_trial", a["max_retries_per_trial"])
+    checks.positive_int("max_consecutive_failed_trials", a["max_consecutive_failed_trials"])
+    checks.non_empty("experiment", a["experiment"])
     return recipe, tracking_lib.resolve_tracking_uri(a["tracking_uri"])
 
 
