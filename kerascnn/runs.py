@@ -54,7 +54,6 @@ def search_runs(
         >>> df = search_runs("kerascnn")  # doctest: +SKIP
     """
     import mlflow
-
     import pandas as pd
 
     uri = tracking.resolve_tracking_uri(tracking_uri)

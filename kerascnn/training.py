@@ -8,7 +8,6 @@ run. From there on the run always ends FINISHED, FAILED or KILLED.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -349,7 +348,8 @@ def train(
                 model=net,
             )  # fmt: skip
             if chief:
-                result.model_path = _save_outputs(run, net, result, data, probabilities, fit_seconds, s)
+                example = next(iter(pipes["test"]))[0][:2].numpy()
+                result.model_path = _save_outputs(run, net, result, data, probabilities, example, fit_seconds, s)
         with deferred():
             if run:
                 run.finish()
@@ -426,8 +426,10 @@ def _raise_if_diverged(history: dict[str, list[float]]) -> None:
 
 
 def _save_outputs(run: _Run | None, net: Any, result: TrainResult, data: Any, probabilities: np.ndarray,
-                  fit_seconds: float, s: _Settings) -> str:
-    """Saves the model; for a tracked run also logs metrics, plots, describe and the model."""
+                  example: np.ndarray, fit_seconds: float, s: _Settings) -> str:
+    """Saves the model; for a tracked run also logs metrics, plots, describe and the model
+    (its signature from ``example``, the first test images as the model sees them, and their
+    already computed ``probabilities``)."""
     from kerascnn import plots
     from kerascnn.report import describe
 
@@ -458,7 +460,7 @@ def _save_outputs(run: _Run | None, net: Any, result: TrainResult, data: Any, pr
         plots.save(fig, str(folder / "plots" / "confusion_matrix.png"))
         np.savetxt(folder / "confusion_matrix.csv", cm, fmt="%d", delimiter=",")
         run.log_artifacts(folder)
-    run.log_keras_model(net, data.x_test[:2], probabilities[:2])
+    tracking_lib.log_keras_model(run.uri, run.run_id, net, "mlflow_model", example, probabilities[: len(example)])
     return run.artifact_path("model.keras")
 
 
@@ -472,14 +474,9 @@ class _Run:
 
     def hold(self) -> None:
         """Takes the run's lock (its backup folder): one process trains a run at a time."""
-        self.backup_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.backup_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ValueError(f"Run is being trained by another process. Received: resume={self.run_id!r}") from None
-        self._lock = fd
+        self._lock = tracking_lib.lock_folder(self.backup_dir, wait=False)
+        if self._lock is None:
+            raise ValueError(f"Run is being trained by another process. Received: resume={self.run_id!r}")
 
     def release(self) -> None:
         if self._lock is not None:
@@ -503,9 +500,7 @@ class _Run:
             _check_same_settings(resume_run, flat, s)
             opened = cls(uri, run_id, _backup_root(uri) / run_id)
             opened.hold()  # refuses a second --resume of the same run
-            tracking_lib.retrying(client.update_run, run_id, status="RUNNING")
-            if "kerascnn.failure" in resume_run.data.tags:  # the interruption is over
-                tracking_lib.retrying(client.delete_tag, run_id, "kerascnn.failure")
+            tracking_lib.reopen_run(client, resume_run)
             tags["kerascnn.resumed"] = str(int(resume_run.data.tags.get("kerascnn.resumed", "0")) + 1)
         else:
             name = s.run_name or f"{s.model}-{Path(s.dataset).name}"
@@ -515,7 +510,7 @@ class _Run:
         try:  # the run exists now: whatever happens next, it must end
             if resume_run is None:
                 opened.hold()
-                _log_params(client, run_id, flat)
+                tracking_lib.log_params(client, run_id, params)
             for key, value in {**tags, "kerascnn.backup_dir": str(opened.backup_dir)}.items():
                 tracking_lib.retrying(client.set_tag, run_id, key, value)
             mlflow.set_tracking_uri(uri)
@@ -532,43 +527,11 @@ class _Run:
         uri = tracking_lib.client(self.uri).get_run(self.run_id).info.artifact_uri
         return (uri[len("file://"):] if uri.startswith("file://") else uri) + "/" + name
 
-    def log_keras_model(self, net: Any, example: np.ndarray, outputs: np.ndarray) -> None:
-        import mlflow
-        import mlflow.keras
-        from mlflow.models import infer_signature
-
-        from kerascnn.loading import pip_requirements
-
-        signature = infer_signature(example.astype(np.float32) / 255.0, outputs)
-        with mlflow.start_run(run_id=self.run_id):
-            mlflow.keras.log_model(net, name="mlflow_model", signature=signature,
-                                   pip_requirements=pip_requirements())  # fmt: skip
-
     def finish(self) -> None:
         tracking_lib.end_run(self.uri, self.run_id, "FINISHED")
-        _clear_active_run()
 
     def fail(self, error: BaseException) -> None:
-        status = tracking_lib.failure_status(error)
-        error.kerascnn_run_id, error.kerascnn_status = self.run_id, status  # for the CLI's message
-        try:
-            tracking_lib.end_run(self.uri, self.run_id, status, tracking_lib.describe_failure(error))
-        except Exception as e:  # the store itself is down: say so, keep the original error
-            print(f"kerascnn: could not mark run {self.run_id} as ended: {e}", file=sys.stderr)
-        _clear_active_run()
-
-
-def _clear_active_run() -> None:
-    import mlflow
-
-    while mlflow.active_run() is not None:  # a run re-opened by log_model's context is already ended
-        mlflow.end_run()
-
-
-def _log_params(client: Any, run_id: str, flat: dict[str, str]) -> None:
-    from mlflow.entities import Param
-
-    tracking_lib.retrying(client.log_batch, run_id, params=[Param(k, v) for k, v in flat.items()])
+        tracking_lib.end_failed(self.uri, self.run_id, error)
 
 
 def _backup_root(uri: str) -> Path:

@@ -16,7 +16,6 @@ chief/worker distribution; this module adds the tracking around it:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import csv
 import functools
 import io
@@ -24,13 +23,14 @@ import json
 import math
 import os
 import tempfile
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from kerascnn import checks
 from kerascnn import tracking as tracking_lib
@@ -300,13 +300,9 @@ def _probe_space(hypermodel: Any, fixed: dict[str, Any], family: str) -> None:
 def _lock_search(search_dir: Path) -> int:
     """An exclusive lock on the search folder for this process (a second process running the
     same search would re-run its trials)."""
-    search_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(search_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ValueError(f"This search is running in another process. Received: search_name={search_dir.name!r}") from None
+    fd = tracking_lib.lock_folder(search_dir, wait=False)
+    if fd is None:
+        raise ValueError(f"This search is running in another process. Received: search_name={search_dir.name!r}")
     return fd
 
 
@@ -466,19 +462,14 @@ class _SearchTracker:
                                  "its process ended; the search was started afresh under a new parent run")
         if previous is not None and not fresh_state:
             self.parent_id = previous.info.run_id
-            tracking_lib.retrying(self.client.update_run, self.parent_id, status="RUNNING")
-            if "kerascnn.failure" in previous.data.tags:  # the interruption is over
-                tracking_lib.retrying(self.client.delete_tag, self.parent_id, "kerascnn.failure")
+            tracking_lib.reopen_run(self.client, previous)
             for key, value in tags.items():
                 tracking_lib.retrying(self.client.set_tag, self.parent_id, key, value)
             self._kill_stale_trials(reason="the search process ended without closing it; the trial is re-run")
         else:
             run = tracking_lib.retrying(self.client.create_run, self.experiment_id, run_name=self.name, tags=tags)
             self.parent_id = run.info.run_id
-            from mlflow.entities import Param
-
-            items = [Param(k, v) for k, v in tracking_lib.flatten_params(params).items()]
-            tracking_lib.retrying(self.client.log_batch, self.parent_id, params=items)
+            tracking_lib.log_params(self.client, self.parent_id, params)
 
     def _resolve_parent(self) -> str:
         """Workers find the parent the chief created (it exists before the chief serves trials)."""
@@ -515,7 +506,6 @@ class _SearchTracker:
                 parent = tracker._resolve_parent()
                 # an earlier run of this trial whose process died: KerasTuner re-runs the trial now
                 tracker._kill_stale_trials("its process died; KerasTuner re-ran the trial", trial.trial_id)
-                values = {k: v for k, v in trial.hyperparameters.values.items()}
                 tags = {"mlflow.parentRunId": parent, "kerascnn.kind": "trial", "kerascnn.trial_id": trial.trial_id,
                         "kerascnn.worker": tracker.worker, "kerascnn.search_name": tracker.name,
                         "kerascnn.host": tracking_lib.socket.gethostname(), "kerascnn.pid": str(os.getpid()),
@@ -525,10 +515,7 @@ class _SearchTracker:
                 self.run_id = run.info.run_id
                 tracker._trial_runs[trial.trial_id] = self.run_id
                 tracker._started[trial.trial_id] = time.monotonic()
-                from mlflow.entities import Param
-
-                params = [Param(k, str(v)) for k, v in values.items()]
-                tracking_lib.retrying(tracker.client.log_batch, self.run_id, params=params)
+                tracking_lib.log_params(tracker.client, self.run_id, trial.hyperparameters.values)
                 return tracking_lib.MetricsLogger(tracker.uri, self.run_id)
 
             def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
@@ -599,38 +586,17 @@ class _SearchTracker:
                     {"best_score": best["score"], f"best_{self.objective}": best["score"]}, step=done)
             tracking_lib.retrying(self.client.log_artifacts, self.parent_id, str(folder))
         if best_model is not None:
-            self._log_best_model(best_model)
+            example = np.zeros((1, *best_model.input_shape[1:]), np.float32)
+            tracking_lib.log_keras_model(self.uri, self.parent_id, best_model, "best_model", example)
         search.prune_checkpoints(final=True)
         tracking_lib.end_run(self.uri, self.parent_id, "FINISHED")
         return TuneResult(parent_run_id=self.parent_id, search_name=self.name, trials=trials, best=best,
                           best_model=best_model)  # fmt: skip
 
-    def _log_best_model(self, model: Any) -> None:
-        import mlflow
-        import mlflow.keras
-        import numpy as np
-        from mlflow.models import infer_signature
-
-        from kerascnn.loading import pip_requirements
-
-        example = np.zeros((1, *model.input_shape[1:]), np.float32)
-        signature = infer_signature(example, model.predict(example, verbose=0))
-        mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(run_id=self.parent_id):
-            mlflow.keras.log_model(model, name="best_model", signature=signature, pip_requirements=pip_requirements())
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-
     def fail(self, error: BaseException) -> None:
         """Ends the parent (never left RUNNING): KILLED for signals, FAILED otherwise."""
-        if self.parent_id is None or self.role == "worker":
-            return
-        error.kerascnn_run_id = self.parent_id
-        error.kerascnn_status = tracking_lib.failure_status(error)
-        try:
-            tracking_lib.end_run(self.uri, self.parent_id, error.kerascnn_status, tracking_lib.describe_failure(error))
-        except Exception as e:  # the store itself is down: say so, keep the original error
-            print(f"kerascnn: could not mark run {self.parent_id} as ended: {e}", file=sys.stderr)
+        if self.parent_id is not None and self.role != "worker":
+            tracking_lib.end_failed(self.uri, self.parent_id, error)
 
 
 def _write_leaderboard(path: Path, trials: list[dict[str, Any]], maximize: bool) -> None:

@@ -121,6 +121,11 @@ def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
     params = MlflowClient(tracking_uri).get_run(out["run_id"]).data.params
     assert params["adaptation"] == "pad 28x28 -> 32x32" and params["input_shape"] == "[32, 32, 1]"
     assert json.loads(params["model_kwargs"]) == {"dense_units": [16], "width": 4}
+    mlflow.set_tracking_uri(tracking_uri)
+    (logged,) = mlflow.search_logged_models(output_format="list", experiment_ids=[
+        MlflowClient(tracking_uri).get_run(out["run_id"]).info.experiment_id])  # fmt: skip
+    signature = mlflow.models.get_model_info(logged.model_uri).signature
+    assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 32, 32, 1]  # as the model sees them
     assert "/step - accuracy:" in result.stdout and "\x1b[" not in result.stdout  # Keras' per-epoch line, no ANSI
 
 
