@@ -5,8 +5,8 @@ Example:
     >>> model = kerascnn.create_model("mnist_cnn", input_shape=(28, 28, 1), num_classes=10)
     >>> print(kerascnn.describe(model))  # doctest: +SKIP
 
-Heavy modules (Keras, TensorFlow, MLflow) load on first use of the names
-that need them, so ``import kerascnn`` and the CLI's argument checks are fast.
+Heavy modules (Keras, TensorFlow, MLflow) load on first use of the names that need
+them, so ``import kerascnn`` and the CLI's argument checks are fast.
 """
 
 from __future__ import annotations
@@ -14,34 +14,56 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from kerascnn.registry import create_model, list_models, register_model
+from kerascnn.models import create_model, list_families, list_models, register_family, register_model
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
+# public name -> the module that defines it (imported on first use)
 _LAZY = {
     "describe": "kerascnn.report",
     "load_dataset": "kerascnn.data",
     "train": "kerascnn.training",
-    "tune": "kerascnn.tuning",
-    "search_runs": "kerascnn.runs",
-    "leaderboard": "kerascnn.runs",
-    "compare": "kerascnn.comparison",
-    "load_model": "kerascnn.loading",
     "evaluate": "kerascnn.training",
+    "TrainConfig": "kerascnn.config",
+    "TuneConfig": "kerascnn.config",
+    "tune": "kerascnn.tuning",
+    "search_runs": "kerascnn.tracking.queries",
+    "leaderboard": "kerascnn.tracking.queries",
+    "compare": "kerascnn.tracking.comparison",
+    "load_model": "kerascnn.loading",
+    "ArgumentError": "kerascnn.errors",
+    "TrainingFailed": "kerascnn.errors",
+    "SearchFailed": "kerascnn.errors",
+}
+# submodules reachable as attributes (kerascnn.plots ...), with their home
+_SUBMODULES = {
+    "arithmetic": "kerascnn.arithmetic",
+    "config": "kerascnn.config",
+    "data": "kerascnn.data",
+    "device": "kerascnn.device",
+    "hardware": "kerascnn.hardware",
+    "models": "kerascnn.models",
+    "plots": "kerascnn.tracking.plots",
+    "recipes": "kerascnn.recipes",
+    "spaces": "kerascnn.tuning.spaces",
+    "tracking": "kerascnn.tracking",
+    "tuning": "kerascnn.tuning",
 }
 
-_SUBMODULES = {"device", "plots", "data", "tracking", "spaces", "recipes", "arithmetic"}
-
-__all__ = ["create_model", "list_models", "register_model", "__version__", *_LAZY]
+__all__ = ["create_model", "list_families", "list_models", "register_family", "register_model", "__version__",
+           *_LAZY]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        value = importlib.import_module(f"kerascnn.{name}")
-        globals()[name] = value
-        return value
-    if name in _LAZY:
+        value = importlib.import_module(_SUBMODULES[name])
+    elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kerascnn' has no attribute {name!r}")
+    else:
+        raise AttributeError(f"module 'kerascnn' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})

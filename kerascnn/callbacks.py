@@ -1,22 +1,34 @@
 """Keras callbacks that keep ``fit``'s asynchronous step dispatch.
 
-Keras 3 waits for every batch when a callback implements a per-batch hook;
-the stock ``TerminateOnNaN`` and ``BackupAndRestore`` do, which cost this
-kit's small models measurable throughput on CPU (BENCHMARKS.md).
+Keras 3 waits for every batch when a callback implements a per-batch hook; none of these
+does, so the kit's small models keep their throughput on CPU (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import keras
 
 
+def say(message: str) -> None:
+    """One ``kerascnn:`` line on stderr (stdout is kept for results)."""
+    print(f"kerascnn: {message}", file=sys.stderr, flush=True)
+
+
 class EpochBackup(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` saving once per epoch, keeping the previous epoch's files too
-    (``double_checkpoint``: a save torn by a kill falls back to them). Its batch hook is
-    then a no-op, so it is async-safe.
+    """``BackupAndRestore`` once per epoch, keeping the previous epoch's files too
+    (``double_checkpoint``). A backup torn by a kill (Keras raises ``ValueError`` for a
+    half-written file, and falls back only on ``OSError``) falls back to the previous
+    epoch; with no readable backup at all, training starts over in the same run. Says
+    which epoch it resumes from.
 
     Example:
         >>> cb = EpochBackup("mlruns/backups/run123")  # doctest: +SKIP
@@ -26,6 +38,27 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
 
     def __init__(self, backup_dir: str) -> None:
         super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        folder = Path(self.backup_dir)
+        if not (folder / "training_metadata.json").exists() and not (folder / "latest.weights.h5").exists():
+            return
+        for source in ("latest", "previous"):
+            try:
+                self._load_model()
+                say(f"resuming from the backup of epoch {self.model._initial_epoch} "
+                    f"({self.params.get('epochs', '?')} epochs in all)")  # fmt: skip
+                return
+            except (OSError, ValueError) as e:
+                error = e
+                if source == "latest" and Path(self._prev_weights_path).exists():
+                    shutil.copy(self._prev_weights_path, self._weights_path)
+                    if Path(self._prev_training_metadata_path).exists():
+                        shutil.copy(self._prev_training_metadata_path, self._training_metadata_path)
+        say(f"the run's backup is unreadable ({type(error).__name__}; torn by a kill?); training starts over from "
+            "epoch 1 in the same run")  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
+        self.model._initial_epoch = 0
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -39,3 +72,92 @@ class StopOnNaN(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.model.stop_training = True
+
+
+class EpochMetrics(keras.callbacks.Callback):
+    """Queues each epoch's logs and learning rate to a tracked run at step = epoch
+    (never waiting for the store).
+
+    Example:
+        >>> cb = EpochMetrics(run)  # doctest: +SKIP
+    """
+
+    def __init__(self, run: Any) -> None:
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        metrics = dict(logs or {})
+        try:
+            metrics["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        except Exception:  # an optimizer without a readable rate
+            pass
+        self.run.log_metrics(metrics, step=epoch)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EpochMetrics:  # KerasTuner copies trial callbacks
+        return EpochMetrics(self.run)
+
+
+class TimeEstimate(keras.callbacks.Callback):
+    """Says, once, how long the whole run will take: after ``after_s`` seconds of training
+    (read from the optimizer's step counter by a timer thread, no per-batch hook) or at the
+    end of the first epoch, whichever comes first.
+
+    Example:
+        >>> cb = TimeEstimate(steps_per_epoch=422, epochs=2)
+    """
+
+    def __init__(self, steps_per_epoch: int, epochs: int, after_s: float = 15.0) -> None:
+        super().__init__()
+        self.total = steps_per_epoch * epochs
+        self.after_s = after_s
+        self._said = threading.Event()
+        self._timer: threading.Timer | None = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._started, self._first = time.monotonic(), int(self.model.optimizer.iterations.numpy())
+        self._timer = threading.Timer(self.after_s, self._estimate)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._estimate()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _estimate(self) -> None:
+        if self._said.is_set():
+            return
+        done = int(self.model.optimizer.iterations.numpy()) - self._first
+        left = self.total - self._first - done
+        if done <= 0 or left <= 0:
+            return
+        self._said.set()
+        seconds = time.monotonic() - self._started
+        say(f"{seconds / done * 1000:.0f} ms/step: about {_duration(seconds / done * left)} left for "
+            f"{left} more steps")  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 20 s"``, ``"2 h 05 min"``.
+
+    Example:
+        >>> _duration(200), _duration(7500)
+        ('3 min 20 s', '2 h 05 min')
+    """
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def backup_epoch(folder: Path) -> int:
+    """The last epoch a backup folder saved (0 when none)."""
+    meta = folder / "training_metadata.json"
+    try:
+        return int(json.loads(meta.read_text() or "{}").get("epoch", 0))
+    except (OSError, ValueError):
+        return 0

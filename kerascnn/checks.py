@@ -1,6 +1,6 @@
 """Argument checks shared by the Python API and the CLI.
 
-Every check raises a one-line ``ValueError`` that names the argument and echoes
+Every check raises a one-line :class:`~kerascnn.errors.ArgumentError` (a ``ValueError``) that names the argument and echoes
 the value received, in the style of Keras: ``"... Received: epochs=0"``.
 """
 
@@ -10,6 +10,8 @@ import math
 import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from kerascnn.errors import ArgumentError
 
 
 def _received(name: str, value: Any) -> str:
@@ -24,7 +26,7 @@ def positive_int(name: str, value: Any) -> int:
         3
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. {_received(name, value)}")
+        raise ArgumentError(f"`{name}` must be a positive integer. {_received(name, value)}")
     return int(value)
 
 
@@ -36,7 +38,7 @@ def non_negative_int(name: str, value: Any) -> int:
         0
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"`{name}` must be an integer >= 0. {_received(name, value)}")
+        raise ArgumentError(f"`{name}` must be an integer >= 0. {_received(name, value)}")
     return int(value)
 
 
@@ -48,7 +50,7 @@ def non_empty(argument: str, value: Any) -> str:
         'kerascnn'
     """
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"`{argument}` must be a non-empty name. {_received(argument, value)}")
+        raise ArgumentError(f"`{argument}` must be a non-empty name. {_received(argument, value)}")
     return value
 
 
@@ -65,7 +67,7 @@ def positive_float(name: str, value: Any) -> float:
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ValueError(f"`{name}` must be a finite number > 0. {_received(name, value)}")
+        raise ArgumentError(f"`{name}` must be a finite number > 0. {_received(name, value)}")
     return float(value)
 
 
@@ -81,7 +83,7 @@ def fraction(name: str, value: Any, *, upper_inclusive: bool = False) -> float:
         ok = 0 <= value <= 1 if upper_inclusive else 0 <= value < 1
     if not ok:
         bound = "[0, 1]" if upper_inclusive else "[0, 1)"
-        raise ValueError(f"`{name}` must be a number in {bound}. {_received(name, value)}")
+        raise ArgumentError(f"`{name}` must be a number in {bound}. {_received(name, value)}")
     return float(value)
 
 
@@ -98,7 +100,7 @@ def non_negative_float(name: str, value: Any) -> float:
         or not math.isfinite(value)
         or value < 0
     ):
-        raise ValueError(f"`{name}` must be a finite number >= 0. {_received(name, value)}")
+        raise ArgumentError(f"`{name}` must be a finite number >= 0. {_received(name, value)}")
     return float(value)
 
 
@@ -112,7 +114,7 @@ def one_of(name: str, value: Any, choices: Iterable[Any]) -> Any:
     choices = list(choices)
     if value not in choices:
         listed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"`{name}` must be one of {listed}. {_received(name, value)}")
+        raise ArgumentError(f"`{name}` must be one of {listed}. {_received(name, value)}")
     return value
 
 
@@ -132,7 +134,7 @@ def int_tuple(name: str, value: Any, *, length: int | None = None) -> tuple[int,
         ok = len(value) == length
     if not ok:
         what = f"{length} positive integers" if length else "a non-empty sequence of positive integers"
-        raise ValueError(f"`{name}` must be {what}. {_received(name, value)}")
+        raise ArgumentError(f"`{name}` must be {what}. {_received(name, value)}")
     return tuple(int(v) for v in value)
 
 
@@ -144,14 +146,14 @@ def input_shape(value: Any) -> tuple[int, int, int]:
         (28, 28, 1)
     """
     if value is None:
-        raise ValueError(
+        raise ArgumentError(
             "`input_shape` must be (height, width, channels), 3 positive integers. "
             "Received: input_shape=None"
         )
     try:
         return int_tuple("input_shape", value, length=3)  # type: ignore[return-value]
-    except ValueError:
-        raise ValueError(
+    except ArgumentError:
+        raise ArgumentError(
             "`input_shape` must be (height, width, channels), 3 positive integers. "
             f"{_received('input_shape', value)}"
         ) from None
@@ -165,7 +167,7 @@ def num_classes(value: Any) -> int:
         10
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2. {_received('num_classes', value)}")
+        raise ArgumentError(f"`num_classes` must be an integer >= 2. {_received('num_classes', value)}")
     return int(value)
 
 
@@ -176,7 +178,7 @@ def min_spatial_size(model: str, shape: tuple[int, int, int], minimum: int) -> N
         >>> min_spatial_size("vgg16", (32, 32, 3), 32)
     """
     if min(shape[0], shape[1]) < minimum:
-        raise ValueError(
+        raise ArgumentError(
             f"`input_shape` is too small for {model}: height and width must be at least "
             f"{minimum} (its down-sampling would leave no pixels). Received: input_shape={shape}"
         )

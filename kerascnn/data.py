@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from kerascnn import checks
+from kerascnn.errors import ArgumentError
 
 DATA_DIR_ENV = "KERASCNN_DATA_DIR"
 NAMED = {
@@ -75,18 +76,18 @@ def check_dataset_name(dataset: Any) -> str:
         'mnist'
     """
     if not isinstance(dataset, (str, os.PathLike)) or not str(dataset):
-        raise ValueError(f"`dataset` must be a dataset name or a folder. Received: dataset={dataset!r}")
+        raise ArgumentError(f"`dataset` must be a dataset name or a folder. Received: dataset={dataset!r}")
     text = str(dataset)
     if text in NAMED:
         return text
     looks_like_path = os.sep in text or text.startswith(".") or Path(text).exists()
     if not looks_like_path:
-        raise ValueError(
+        raise ArgumentError(
             f"Unknown dataset; use one of {', '.join(NAMED)} or a folder of class sub-folders. "
             f"Received: dataset={text!r}"
         )
     if not Path(text).is_dir():
-        raise ValueError(f"Image folder not found. Received: dataset={text!r}")
+        raise ArgumentError(f"Image folder not found. Received: dataset={text!r}")
     return text
 
 
@@ -103,7 +104,7 @@ def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
     data_dir = os.environ.get(DATA_DIR_ENV)
     if data_dir:
         if not Path(data_dir).is_dir():
-            raise ValueError(f"`{DATA_DIR_ENV}` is not a folder. Received: {DATA_DIR_ENV}={data_dir!r}")
+            raise ArgumentError(f"`{DATA_DIR_ENV}` is not a folder. Received: {DATA_DIR_ENV}={data_dir!r}")
         path = Path(data_dir) / f"{name}.npz"
         if path.is_file():
             (x, y), (xt, yt) = _read_npz(path, NAMED[name][1])
@@ -114,7 +115,7 @@ def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
     try:
         (x, y), (xt, yt) = module.load_data()
     except Exception as e:  # offline, proxy, corrupt cache...
-        raise ValueError(
+        raise ArgumentError(
             f"Could not load `{name}` with keras.datasets ({type(e).__name__}: {e}); offline, put "
             f"{name}.npz in a folder and set {DATA_DIR_ENV}. Received: dataset={name!r}"
         ) from None
@@ -125,48 +126,53 @@ def _nhwc(x: np.ndarray) -> np.ndarray:
     return x[..., None] if x.ndim == 3 else x
 
 
-def _read_npz(path: Path, expected_shape: tuple[int, int, int] | None = None):
-    """Reads and checks an ``.npz`` in the ``keras.datasets`` layout (no pickles)."""
+def _read_npz(path: Path, expected_shape: tuple[int, int, int] | None = None) -> tuple[Any, Any]:
+    """Reads and checks an ``.npz`` in the ``keras.datasets`` layout (no pickles); a named
+    dataset's images must have its ``expected_shape``."""
     where = f"Received: file={str(path)!r}"
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # .npz is a zip archive; anything else would reach the pickle loader
+            raise ArgumentError(f"Dataset file is not an .npz archive (a zip of arrays). {where}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = {"x_train", "y_train", "x_test", "y_test"} - set(npz.files)
             if missing:
-                raise ValueError(
-                    f"Dataset file lacks {', '.join(sorted(missing))} (needs x_train, y_train, x_test, "
-                    f"y_test). {where}"
-                )
+                raise ArgumentError(f"Dataset file lacks {', '.join(sorted(missing))} (needs x_train, y_train, "
+                                    f"x_test, y_test). {where}")  # fmt: skip
             arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except ArgumentError:
+        raise
     except ValueError as e:
-        if "lacks" in str(e) or "Object arrays" in str(e):
-            msg = str(e) if "lacks" in str(e) else f"Dataset file holds pickled objects, refused. {where}"
-            raise ValueError(msg) from None
-        raise ValueError(f"Dataset file is corrupt or not an .npz ({e}). {where}") from None
+        if "pickle" in str(e).lower():
+            raise ArgumentError(f"Dataset file holds pickled objects, refused. {where}") from None
+        raise ArgumentError(f"Dataset file is corrupt ({e}). {where}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f"Dataset file is corrupt or not an .npz ({type(e).__name__}). {where}") from None
+        raise ArgumentError(f"Dataset file is corrupt or not an .npz ({type(e).__name__}). {where}") from None
     for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim not in (3, 4) or x.dtype != np.uint8:
-            raise ValueError(
-                f"x_{split} must be uint8 images (N, H, W) or (N, H, W, C); got {x.dtype} {x.shape}. {where}"
-            )
-        y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
-        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(
-                f"y_{split} must hold one integer label per image; got {y.dtype} {y.shape} for "
-                f"{len(x)} images. {where}"
-            )
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = _nhwc(x), y.astype(np.int32)
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise ValueError(
-            f"x_train and x_test images differ in shape ({arrays['x_train'].shape[1:]} vs "
-            f"{arrays['x_test'].shape[1:]}). {where}"
-        )
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = _check_split(split, arrays[f"x_{split}"],
+                                                                  arrays[f"y_{split}"], where)  # fmt: skip
+    shape = arrays["x_train"].shape[1:]
+    if shape != arrays["x_test"].shape[1:]:
+        raise ArgumentError(f"x_train and x_test images differ in shape ({shape} vs "
+                            f"{arrays['x_test'].shape[1:]}). {where}")  # fmt: skip
+    if expected_shape is not None and shape != tuple(expected_shape):
+        raise ArgumentError(f"Images have shape {shape}, this dataset's are {tuple(expected_shape)}. {where}")
     if len(arrays["x_train"]) == 0 or len(arrays["x_test"]) == 0:
-        raise ValueError(f"Dataset file has an empty split. {where}")
+        raise ArgumentError(f"Dataset file has an empty split. {where}")
     if arrays["y_train"].min() < 0 or arrays["y_test"].min() < 0:
-        raise ValueError(f"Labels must be >= 0. {where}")
+        raise ArgumentError(f"Labels must be >= 0. {where}")
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def _check_split(split: str, x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    if x.ndim not in (3, 4) or x.dtype != np.uint8:
+        raise ArgumentError(f"x_{split} must be uint8 images (N, H, W) or (N, H, W, C); got {x.dtype} {x.shape}. "
+                            f"{where}")  # fmt: skip
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise ArgumentError(f"y_{split} must hold one integer label per image; got {y.dtype} {y.shape} for "
+                            f"{len(x)} images. {where}")  # fmt: skip
+    return _nhwc(x), y.astype(np.int32)
 
 
 def _load_folder(path: Path, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[str]]:
@@ -178,7 +184,7 @@ def _load_folder(path: Path, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], 
         classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
         files = [f for c in classes for f in sorted((folder / c).rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
         if len(classes) < 2 or not files:
-            raise ValueError(
+            raise ArgumentError(
                 "Image folder must hold at least 2 class sub-folders with images "
                 f"({', '.join(IMAGE_SUFFIXES)}); found {len(classes)} classes, {len(files)} images. "
                 f"Received: dataset={str(folder)!r}"
@@ -257,7 +263,7 @@ def load_dataset(
         xt, yt = xt[:test_samples], yt[:test_samples]
     n_val = int(round(len(x) * validation_split))
     if n_val >= len(x) or (validation_split > 0 and n_val == 0):
-        raise ValueError(
+        raise ArgumentError(
             f"`train_samples` leaves no images for training or validation ({len(x)} images, "
             f"validation_split={validation_split}). Received: train_samples={train_samples!r}"
         )
@@ -325,7 +331,7 @@ def plan_adaptation(
         target = checks.input_shape(input_shape)
         checks.min_spatial_size("this model", target, min_size)
     if target[2] != c and not (c == 1 and target[2] == 3):
-        raise ValueError(
+        raise ArgumentError(
             f"Images with {c} channel(s) cannot feed a model with {target[2]} input channel(s) "
             f"(only grey -> RGB is converted). Received: input_shape={target}"
         )

@@ -1,18 +1,19 @@
-"""Devices, precision, XLA and tf.distribute strategies (the only TensorFlow-facing module
-besides the data pipeline)."""
+"""TensorFlow's view of the devices: its quiet import, the GPUs it sees, dtype policies and
+tf.distribute strategies (the only TensorFlow-facing module besides the data pipeline).
+Which precision and XLA setting a run uses is decided in :mod:`kerascnn.hardware`."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
-from kerascnn import checks
-
-PRECISIONS = ("float32", "mixed")
-STRATEGIES = ("auto", "mirrored", "multiworker")
+from kerascnn import checks, hardware
+from kerascnn.config import STRATEGIES
+from kerascnn.errors import ArgumentError
 
 
 def import_tensorflow() -> Any:
@@ -53,34 +54,33 @@ def import_tensorflow() -> Any:
 
 
 def gpus() -> list[Any]:
-    """The visible GPUs."""
-    import tensorflow as tf
+    """The GPUs TensorFlow sees."""
+    tf = import_tensorflow()
+    return list(tf.config.list_physical_devices("GPU"))
 
-    return tf.config.list_physical_devices("GPU")
+
+@functools.lru_cache(maxsize=1)
+def machine() -> hardware.Machine:
+    """This machine: its CPU (read without TensorFlow) and the GPUs TensorFlow sees, with
+    their compute capability.
+
+    Example:
+        >>> machine().cores >= 1
+        True
+    """
+    tf = import_tensorflow()
+    found = []
+    for gpu in gpus():
+        details = tf.config.experimental.get_device_details(gpu)
+        cc = details.get("compute_capability")
+        found.append(hardware.Gpu(details.get("device_name", gpu.name), tuple(cc) if cc else None))
+    return hardware.detect(tuple(found))
 
 
 def describe_devices() -> str:
     """``"CPU"`` or ``"GPU x2 (NVIDIA H100 80GB HBM3)"``."""
-    import tensorflow as tf
-
-    found = gpus()
-    if not found:
-        return "CPU"
-    details = tf.config.experimental.get_device_details(found[0])
-    return f"GPU x{len(found)} ({details.get('device_name', 'GPU')})"
-
-
-def policy_name(precision: str) -> str:
-    """The Keras dtype policy for ``precision``: mixed_float16 on GPU, mixed_bfloat16 on CPU.
-
-    Example:
-        >>> policy_name("float32")
-        'float32'
-    """
-    checks.one_of("precision", precision, PRECISIONS)
-    if precision == "float32":
-        return "float32"
-    return "mixed_float16" if gpus() else "mixed_bfloat16"
+    found = machine().gpus
+    return f"GPU x{len(found)} ({found[0].name})" if found else "CPU"
 
 
 @contextlib.contextmanager
@@ -96,21 +96,6 @@ def dtype_policy(name: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def resolve_jit(jit: bool | str) -> bool:
-    """XLA on or off. ``"auto"`` turns it on for GPUs and off on CPUs, as measured in
-    BENCHMARKS.md (XLA slowed the small CNNs down on CPU).
-
-    Example:
-        >>> resolve_jit(False)
-        False
-    """
-    if jit == "auto":
-        return bool(gpus())
-    if not isinstance(jit, bool):
-        raise ValueError(f"`jit` must be True, False or 'auto'. Received: jit={jit!r}")
-    return jit
-
-
 def tf_config() -> dict[str, Any]:
     """The parsed ``TF_CONFIG`` (empty when unset); a bad value is a ``ValueError``."""
     raw = os.environ.get("TF_CONFIG")
@@ -120,7 +105,7 @@ def tf_config() -> dict[str, Any]:
         config = json.loads(raw)
         assert isinstance(config, dict) and isinstance(config.get("cluster", {}), dict)
     except (ValueError, AssertionError):
-        raise ValueError(f"`TF_CONFIG` must be a JSON object with a cluster. Received: TF_CONFIG={raw!r}") from None
+        raise ArgumentError(f"`TF_CONFIG` must be a JSON object with a cluster. Received: TF_CONFIG={raw!r}") from None
     return config
 
 
@@ -131,7 +116,7 @@ def check_strategy(strategy: str) -> str:
         config = tf_config()
         task = config.get("task", {})
         if not config.get("cluster") or "type" not in task or "index" not in task:
-            raise ValueError(
+            raise ArgumentError(
                 "`strategy='multiworker'` needs TF_CONFIG with a cluster and this process's task. "
                 f"Received: TF_CONFIG={os.environ.get('TF_CONFIG')!r}"
             )

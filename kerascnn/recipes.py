@@ -1,8 +1,9 @@
-"""Default training recipes per model, chosen for time-to-accuracy on 2 CPU cores.
+"""Training recipes: how a model trains when no flag says otherwise.
 
-A recipe is the optimizer, learning-rate schedule, batch size and epochs a
-model trains with when no flag overrides them. The MNIST figures behind the
-``mnist_cnn`` recipe are in BENCHMARKS.md.
+A recipe is the optimizer, learning-rate schedule, batch size, epochs and steps per
+execution; each model family declares its own (``kerascnn/models/<family>.py``).
+Precision and XLA are not part of a recipe: they follow the hardware
+(:mod:`kerascnn.hardware`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from kerascnn import checks
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
+# A sound peak learning rate per optimizer, used when a flag swaps the recipe's optimizer
+# without giving a rate: Adam's 6e-3 makes SGD crawl, SGD's 0.1 makes Adam diverge.
+OPTIMIZER_LEARNING_RATES = {"adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "sgd": 0.05}
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,6 @@ class Recipe:
         batch_size: Global batch size.
         epochs: Epochs.
         steps_per_execution: Batches run per ``tf.function`` call.
-        precision: ``float32`` or ``mixed`` (bfloat16 on CPU, float16 on GPU).
     """
 
     optimizer: str = "adam"
@@ -39,16 +42,22 @@ class Recipe:
     batch_size: int = 128
     epochs: int = 5
     steps_per_execution: int = 1
-    precision: str = "float32"
 
     def replace(self, **overrides: Any) -> Recipe:
-        """A copy with the non-``None`` ``overrides`` applied and checked.
+        """A copy with the non-``None`` ``overrides`` applied and checked. A new optimizer
+        without a learning rate gets that optimizer's usual rate, not this recipe's.
 
         Example:
             >>> Recipe().replace(epochs=2, batch_size=None).epochs
             2
+            >>> Recipe(optimizer="adam", learning_rate=6e-3).replace(optimizer="sgd").learning_rate
+            0.05
         """
-        recipe = dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        optimizer = given.get("optimizer", self.optimizer)
+        if optimizer != self.optimizer and "learning_rate" not in given and optimizer in OPTIMIZER_LEARNING_RATES:
+            given["learning_rate"] = OPTIMIZER_LEARNING_RATES[optimizer]
+        recipe = dataclasses.replace(self, **given)
         checks.one_of("optimizer", recipe.optimizer, OPTIMIZERS)
         checks.one_of("schedule", recipe.schedule, SCHEDULES)
         checks.positive_float("learning_rate", recipe.learning_rate)
@@ -56,39 +65,7 @@ class Recipe:
         checks.positive_int("batch_size", recipe.batch_size)
         checks.positive_int("epochs", recipe.epochs)
         checks.positive_int("steps_per_execution", recipe.steps_per_execution)
-        checks.one_of("precision", recipe.precision, ("float32", "mixed"))
         return recipe
-
-
-RECIPES: dict[str, Recipe] = {
-    # 2 epochs reach 99.1-99.3% test accuracy (3 seeds) at ~1.7x the float32 speed on CPU
-    "mnist_cnn": Recipe(optimizer="adam", learning_rate=6e-3, schedule="cosine", warmup_epochs=0.3,
-                        batch_size=128, epochs=2, steps_per_execution=8, precision="mixed"),
-    "lenet5": Recipe(optimizer="adam", learning_rate=2e-3, schedule="cosine", warmup_epochs=0.3,
-                     batch_size=128, epochs=5, steps_per_execution=8),
-    "alexnet": Recipe(optimizer="adam", learning_rate=3e-4, schedule="cosine", warmup_epochs=0.5,
-                      batch_size=128, epochs=10),
-    "vgg": Recipe(optimizer="adam", learning_rate=3e-4, schedule="cosine", warmup_epochs=0.5,
-                  batch_size=128, epochs=10),
-    "resnet": Recipe(optimizer="sgd", learning_rate=0.1, schedule="cosine", warmup_epochs=1.0,
-                     batch_size=128, epochs=15),
-}  # fmt: skip
-
-
-def recipe_for(model: str) -> Recipe:
-    """The default recipe of a model name (by name, then by family).
-
-    Example:
-        >>> recipe_for("vgg16").optimizer
-        'adam'
-    """
-    from kerascnn.models import BUILTIN
-    from kerascnn.registry import get_entry
-
-    if model in RECIPES:
-        return RECIPES[model]
-    family = BUILTIN[model] if model in BUILTIN else get_entry(model).family
-    return RECIPES.get(family, Recipe())
 
 
 def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> Any:

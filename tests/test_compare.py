@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import kerascnn
-from kerascnn.comparison import compare
+from kerascnn.tracking.comparison import compare
 from tests.conftest import assert_usage_error, data_dir, run_cli
 
 

@@ -15,7 +15,8 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from kerascnn import dashboard, tracking
+from kerascnn import tracking
+from kerascnn.tracking import dashboard
 from tests.conftest import assert_usage_error, run_cli
 
 

@@ -11,7 +11,7 @@ from keras import layers
 import kerascnn
 from kerascnn import arithmetic
 from kerascnn.report import describe
-from kerascnn.registry import get_entry
+from kerascnn.models import get_entry
 
 MODELS = kerascnn.list_models()
 

@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import kerascnn
+from kerascnn.tracking.run import last_outcome
 from kerascnn.training import TrainingFailed
 from tests.conftest import assert_usage_error, data_dir, run_cli
 
@@ -46,7 +47,8 @@ def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
     for key in ("optimizer", "learning_rate", "schedule", "batch_size", "epochs", "seed", "precision", "jit_compile"):
         assert key in params, key
     assert params["epochs"] == "2" and params["seed"] == "1"
-    assert params["precision"] == "mixed" and params["dtype_policy"] == "mixed_bfloat16"  # the recipe, on CPU
+    native = kerascnn.device.machine().native_bfloat16  # "auto": bf16 only where the CPU does it natively
+    assert params["precision"] == "auto" and params["dtype_policy"] == ("mixed_bfloat16" if native else "float32")
     for metric in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
         history = client.get_metric_history(result.run_id, metric)
         assert [m.step for m in history] == [0, 1], metric
@@ -56,14 +58,18 @@ def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
     assert "best_val_accuracy" in run.data.metrics
     tags = run.data.tags
     assert tags["kerascnn.family"] == "mnist_cnn" and tags["kerascnn.device"] == "CPU"
+    assert tags["kerascnn.cpu_flags"] == " ".join(sorted(kerascnn.device.machine().cpu_flags))
+    assert "native bfloat16" in tags["kerascnn.why.precision"] and tags["kerascnn.why.jit"].startswith("auto")
     assert tags["keras.version"].startswith("3.") and tags["tensorflow.version"] and tags["kerascnn.version"]
     assert _artifacts(client, result.run_id) >= {
         "model.keras", "describe.txt", "describe.json", "confusion_matrix.csv",
         "plots/training_curves.png", "plots/confusion_matrix.png",
     }  # fmt: skip
     assert Path(result.model_path).is_file() and Path(tracking_uri[10:]).parent in Path(result.model_path).parents
-    cm = np.loadtxt(Path(result.model_path).with_name("confusion_matrix.csv"), delimiter=",")
-    assert cm.shape == (10, 10) and cm.sum() == 300
+    rows = Path(result.model_path).with_name("confusion_matrix.csv").read_text().splitlines()
+    assert rows[0] == "true \\ predicted," + ",".join(map(str, range(10)))  # labelled with the class names
+    cm = np.array([[int(v) for v in row.split(",")[1:]] for row in rows[1:]])
+    assert cm.shape == (10, 10) and cm.sum() == 300 and [row.split(",")[0] for row in rows[1:]] == list("0123456789")
     assert np.trace(cm) / cm.sum() == pytest.approx(result.test_accuracy)
     # the model also as an MLflow Keras model with a signature
     mlflow.set_tracking_uri(tracking_uri)
@@ -87,7 +93,7 @@ def test_nan_loss_fails_the_run_with_the_reason(tracking_uri):
     with pytest.raises(TrainingFailed, match="loss became nan") as info:
         kerascnn.train("mnist_cnn", "mnist", epochs=2, optimizer="sgd", learning_rate=1e12,
                        schedule="constant", tracking_uri=tracking_uri, verbose=0, **TINY)  # fmt: skip
-    run = MlflowClient(tracking_uri).get_run(info.value.kerascnn_run_id)
+    run = MlflowClient(tracking_uri).get_run(last_outcome().run_id)
     assert run.info.status == "FAILED" and run.info.end_time
     assert "loss became nan" in run.data.tags["kerascnn.failure"]
 
@@ -114,8 +120,8 @@ def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
     result = run_cli("train", "vgg11", "--dataset", "mnist", "--epochs", "1", "--train-samples", "256",
                      "--test-samples", "128", "-o", "width=4", "-o", "dense_units=(16,)", "--tracking-uri",
                      tracking_uri, "--json", check=True)  # fmt: skip
-    assert "pad 28x28 -> 32x32" in result.stdout
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "pad 28x28 -> 32x32" in result.stderr
+    out = json.loads(result.stdout)  # stdout is exactly one JSON document; all else went to stderr
     assert set(out) == {"run_id", "experiment", "test_accuracy", "test_loss", "epochs", "tracking_uri", "model_path"}
     assert out["tracking_uri"] == tracking_uri and out["epochs"] == 1
     params = MlflowClient(tracking_uri).get_run(out["run_id"]).data.params
@@ -126,7 +132,7 @@ def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
         MlflowClient(tracking_uri).get_run(out["run_id"]).info.experiment_id])  # fmt: skip
     signature = mlflow.models.get_model_info(logged.model_uri).signature
     assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 32, 32, 1]  # as the model sees them
-    assert "/step - accuracy:" in result.stdout and "\x1b[" not in result.stdout  # Keras' per-epoch line, no ANSI
+    assert "/step - accuracy:" in result.stderr and "\x1b[" not in result.stderr  # Keras' per-epoch line, no ANSI
 
 
 def test_leaderboard_sorts_by_test_accuracy(tracking_uri):

@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import kerascnn
-from kerascnn.registry import create_model
+from kerascnn.models import create_model
 from tests.conftest import assert_usage_error, data_dir, run_cli
 from tests.test_dashboard import free_port
 
@@ -228,21 +228,18 @@ def test_an_empty_search_space_is_refused_before_any_run(tracking_uri, tmp_path)
     assert not Path(tracking_uri[10:]).exists() or not _runs(tracking_uri)
 
 
-@pytest.mark.parametrize("family", sorted(__import__("kerascnn.spaces", fromlist=["SPACES"]).SPACES))
+@pytest.mark.parametrize("family", kerascnn.list_families())
 def test_each_space_builds_through_the_registered_builder_with_builder_names(family):
-    import inspect
-
     import keras_tuner as kt
 
-    from kerascnn import spaces
-    from kerascnn.registry import get_entry
+    from kerascnn.models import get_family
 
+    found = get_family(family)
     hp = kt.HyperParameters()
-    side = max(32, spaces.min_input_size(family))
-    model = spaces.SPACES[family](hp, input_shape=(side, side, 3), num_classes=10)
+    side = max(32, found.min_input_size())
+    model = found.space(hp, input_shape=(side, side, 3), num_classes=10)
     assert isinstance(model, keras.Model) and model.output_shape == (None, 10)
-    builder = get_entry(spaces.RECIPE_MODEL[family]).builder
-    options = set(inspect.signature(builder).parameters) | {"learning_rate"}  # learning_rate: train()'s argument
+    options = set(found.options()) | {"learning_rate"}  # learning_rate: the recipe's setting
     names = {p.name for p in hp.space}
     assert "learning_rate" in names and len(names) >= 3
     assert names <= options, names - options

@@ -1,19 +1,34 @@
-"""The built-in model families, one module each.
+"""Model families, one module each, and the registry that holds them.
 
-``BUILTIN`` maps each built-in model name to its family module so that the
-registry can reject an unknown name, or import just one family, without
-loading Keras for all of them (a test checks it matches the registrations).
+Every module here (but those starting with ``_``) is a family: it registers its
+builders, recipe, search space and minimum input size on import. See
+:mod:`kerascnn.models.registry` and CONTRIBUTING.md.
 """
 
-BUILTIN = {
-    "mnist_cnn": "mnist_cnn",
-    "lenet5": "lenet",
-    "alexnet": "alexnet",
-    "vgg11": "vgg",
-    "vgg13": "vgg",
-    "vgg16": "vgg",
-    "vgg19": "vgg",
-    "resnet18": "resnet",
-    "resnet34": "resnet",
-    "resnet50": "resnet",
-}
+from kerascnn.models.registry import (
+    Family,
+    ModelEntry,
+    check_known,
+    create_model,
+    get_entry,
+    get_family,
+    list_families,
+    list_models,
+    recipe_for,
+    register_family,
+    register_model,
+)
+
+__all__ = [
+    "Family",
+    "ModelEntry",
+    "check_known",
+    "create_model",
+    "get_entry",
+    "get_family",
+    "list_families",
+    "list_models",
+    "recipe_for",
+    "register_family",
+    "register_model",
+]

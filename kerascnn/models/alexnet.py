@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from typing import Any
 
 from kerascnn import arithmetic, checks
-from kerascnn.models._layers import dense_head
-from kerascnn.registry import register_model
+from kerascnn.models._layers import keras, layers, dense_head
+from kerascnn.models.registry import register_family, register_model
+from kerascnn.recipes import Recipe
 
 
 def _windows(conv1_padding: int = 2) -> list[arithmetic.Window]:
@@ -85,3 +85,23 @@ def alexnet(
 
 
 register_model(alexnet)
+
+
+def search_space(hp: Any, *, input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """Dropout, batch-norm and learning rate of AlexNet."""
+    hp.Choice("learning_rate", [1e-4, 3e-4, 1e-3])
+    return alexnet(
+        input_shape=input_shape, num_classes=num_classes,
+        dropout=hp.Float("dropout", 0.25, 0.5, step=0.25),
+        batch_norm=hp.Boolean("batch_norm"),
+    )  # fmt: skip
+
+
+register_family(
+    "alexnet",
+    builder=alexnet,
+    recipe=Recipe(optimizer="adam", learning_rate=3e-4, schedule="cosine", warmup_epochs=0.5, batch_size=128,
+                  epochs=10),
+    space=search_space,
+    min_input_size=min_input_size,
+)  # fmt: skip

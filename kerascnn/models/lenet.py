@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from typing import Any
 
 from kerascnn import arithmetic, checks
-from kerascnn.models._layers import predictions
-from kerascnn.registry import register_model
+from kerascnn.models._layers import keras, layers, predictions
+from kerascnn.models.registry import register_family, register_model
+from kerascnn.recipes import Recipe
 
 _ACTIVATIONS = ("tanh", "relu", "sigmoid")
-_POOLS = {"avg": layers.AveragePooling2D, "max": layers.MaxPooling2D}
+_POOLS = {"avg": "AveragePooling2D", "max": "MaxPooling2D"}
 
 
 def min_input_size(**overrides) -> int:
@@ -45,7 +45,7 @@ def lenet(
     filters = checks.int_tuple("filters", filters, length=2)
     dense_units = checks.int_tuple("dense_units", dense_units, length=2)
     checks.one_of("activation", activation, _ACTIVATIONS)
-    pool = _POOLS[checks.one_of("pooling", pooling, _POOLS)]
+    pool = getattr(layers, _POOLS[checks.one_of("pooling", pooling, _POOLS)])
     dropout = checks.fraction("dropout", dropout)
     checks.min_spatial_size("lenet5", input_shape, min_input_size())
     model = keras.Sequential(name="lenet5")
@@ -66,3 +66,23 @@ def lenet(
 def lenet5(**kwargs) -> keras.Sequential:
     """LeNet-5: conv6-pool-conv16-pool-fc120-fc84, 61,706 parameters at 32x32x1."""
     return lenet(**kwargs)
+
+
+def search_space(hp: Any, *, input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """Activation, pooling and learning rate of LeNet-5."""
+    hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3, 6e-3])
+    return lenet(
+        input_shape=input_shape, num_classes=num_classes,
+        activation=hp.Choice("activation", ["tanh", "relu"]),
+        pooling=hp.Choice("pooling", ["avg", "max"]),
+    )  # fmt: skip
+
+
+register_family(
+    "lenet",
+    builder=lenet,
+    recipe=Recipe(optimizer="adam", learning_rate=2e-3, schedule="cosine", warmup_epochs=0.3, batch_size=128,
+                  epochs=5, steps_per_execution=8),
+    space=search_space,
+    min_input_size=min_input_size,
+)  # fmt: skip

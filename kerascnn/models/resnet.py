@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
-from keras import layers
-
 from kerascnn import checks
-from kerascnn.models._layers import predictions
-from kerascnn.registry import register_model
+from kerascnn.models._layers import keras, layers, predictions
+from kerascnn.models.registry import register_family, register_model
+from kerascnn.recipes import Recipe
 
 DEPTHS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -164,3 +162,24 @@ def resnet34(**kwargs: Any) -> keras.Model:
 def resnet50(**kwargs: Any) -> keras.Model:
     """ResNet-50: bottleneck blocks (3, 4, 6, 3), 25.6M parameters at 224x224x3."""
     return resnet(**dict(dict(depth=50), **kwargs))
+
+
+def search_space(hp: Any, *, input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """Depth (18/34), width, weight decay and learning rate of ResNet."""
+    hp.Choice("learning_rate", [0.01, 0.03, 0.1])
+    return resnet(
+        input_shape=input_shape, num_classes=num_classes,
+        depth=hp.Choice("depth", [18, 34]),
+        width=hp.Choice("width", [16, 32, 64]),
+        weight_decay=hp.Choice("weight_decay", [0.0, 1e-4, 5e-4]),
+    )  # fmt: skip
+
+
+register_family(
+    "resnet",
+    builder=resnet,
+    recipe=Recipe(optimizer="sgd", learning_rate=0.1, schedule="cosine", warmup_epochs=1.0, batch_size=128,
+                  epochs=15),
+    space=search_space,
+    min_input_size=min_input_size,
+)  # fmt: skip

@@ -1,7 +1,8 @@
 """``compare()``: learning curves and final metrics of several runs, side by side.
 
-Runs are chosen by id or by experiment through the same query layer as the
-leaderboard (:mod:`kerascnn.runs`).
+Runs are chosen by id (or unique id prefix) or by experiment through the same query layer
+as the leaderboard (:mod:`kerascnn.tracking.queries`); with neither, the best runs of every
+experiment, as ``kerascnn runs`` lists them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kerascnn import checks, runs
+from kerascnn.errors import ArgumentError
+from kerascnn.tracking import queries as runs
 
 FINAL_METRICS = ("test_accuracy", "best_val_accuracy")
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -52,11 +54,12 @@ def compare(
     limit: int = 10,
     tracking_uri: str | None = None,
 ) -> Comparison:
-    """Compares runs: overlaid per-epoch ``metric`` curves and a bar chart of final metrics.
+    """Compares runs: overlaid per-epoch ``metric`` curves and their final metrics.
 
     Args:
-        run_ids: Runs to compare (any experiments).
-        experiment: Or: the best ``limit`` runs of this experiment.
+        run_ids: Runs to compare (any experiments; full ids or unique prefixes).
+        experiment: Or: the best ``limit`` runs of this experiment (of every experiment
+            when neither is given).
         metric: Per-epoch metric to overlay (``val_accuracy``, ``loss``, ...).
         output: Save the figure here (``.png``, ``.svg`` or ``.pdf``).
         limit: Most runs taken from ``experiment``.
@@ -66,41 +69,38 @@ def compare(
         A :class:`Comparison` (``.figure`` is a matplotlib figure).
 
     Raises:
-        ValueError: No runs chosen, unknown runs, a metric no run logged, a bad output path.
+        ArgumentError: No runs, unknown runs, a metric no run logged, a bad output path.
 
     Example:
         >>> c = compare(experiment="kerascnn", output="compare.png")  # doctest: +SKIP
         >>> print(c.to_table())  # doctest: +SKIP
     """
-    if not run_ids and experiment is None:
-        raise ValueError("Give run ids or an experiment to compare. Received: run_ids=None, experiment=None")
     if run_ids is not None and (not isinstance(run_ids, (list, tuple)) or not all(isinstance(r, str) for r in run_ids)):
-        raise ValueError(f"`run_ids` must be a list of run id strings. Received: run_ids={run_ids!r}")
+        raise ArgumentError(f"`run_ids` must be a list of run id strings. Received: run_ids={run_ids!r}")
     if not isinstance(metric, str) or not metric:
-        raise ValueError(f"`metric` must be a metric name. Received: metric={metric!r}")
-    limit = checks.positive_int("limit", limit)
+        raise ArgumentError(f"`metric` must be a metric name. Received: metric={metric!r}")
+    limit = runs.check_limit(limit)
     if output is not None:
         path = Path(output)
         if path.suffix.lower() not in FIGURE_SUFFIXES:
-            raise ValueError(f"`output` must end in {', '.join(FIGURE_SUFFIXES)}. Received: output={str(output)!r}")
+            raise ArgumentError(f"`output` must end in {', '.join(FIGURE_SUFFIXES)}. Received: output={str(output)!r}")
         if not path.parent.resolve().is_dir():
-            raise ValueError(f"`output`'s folder does not exist. Received: output={str(output)!r}")
+            raise ArgumentError(f"`output`'s folder does not exist. Received: output={str(output)!r}")
     rows = runs.leaderboard(experiment, tracking_uri=tracking_uri, run_ids=list(run_ids) if run_ids else None)
     if run_ids:
         order = {r: i for i, r in enumerate(run_ids)}
-        rows = sorted(rows, key=lambda r: order.get(r.run_id, len(order)))
+        rows = sorted(rows, key=lambda r: next((i for p, i in order.items() if r.run_id.startswith(p)), len(order)))
     else:
         rows = rows[:limit]
     if not rows:
-        raise ValueError(f"No runs to compare in experiment {experiment!r}. Received: experiment={experiment!r}")
+        where = f"in experiment {experiment!r}" if experiment else "in the store"
+        raise ArgumentError(f"No runs to compare {where}; train one first. Received: experiment={experiment!r}")
     curves = {r.run_id: runs.metric_history(r.run_id, metric, tracking_uri=tracking_uri) for r in rows}
     if not any(curves.values()):
-        raise ValueError(f"None of the runs logged a per-epoch `{metric}`. Received: metric={metric!r}")
-    from kerascnn import plots
+        raise ArgumentError(f"None of the runs logged a per-epoch `{metric}`. Received: metric={metric!r}")
+    from kerascnn.tracking import plots
 
-    finals = {_label(r): {k: v for k, v in (("test_accuracy", r.test_accuracy),
-                                             ("best_val_accuracy", r.best_val_accuracy)) if v is not None}
-              for r in rows}  # fmt: skip
+    finals = {_label(r): {k: getattr(r, k) for k in FINAL_METRICS if getattr(r, k) is not None} for r in rows}
     figure = plots.compare_runs({_label(r): {metric: curves[r.run_id]} for r in rows}, finals, metric)
     saved = plots.save(figure, str(output)) if output is not None else None
     return Comparison(rows=rows, metric=metric, curves=curves, figure=figure, output=saved)

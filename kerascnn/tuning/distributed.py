@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from kerascnn.errors import ArgumentError
+
 ENV_ID, ENV_IP, ENV_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
 
 
@@ -23,11 +25,11 @@ def role() -> str:
     if ip is None:
         return "local"
     if not ip.strip():
-        raise ValueError(f"`{ENV_IP}` must be the chief's address. Received: {ENV_IP}={ip!r}")
+        raise ArgumentError(f"`{ENV_IP}` must be the chief's address. Received: {ENV_IP}={ip!r}")
     port = os.environ.get(ENV_PORT, "")
     if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"`{ENV_PORT}` must be a port number (1-65535). Received: {ENV_PORT}={port!r}")
+        raise ArgumentError(f"`{ENV_PORT}` must be a port number (1-65535). Received: {ENV_PORT}={port!r}")
     tuner_id = os.environ.get(ENV_ID, "")
     if not tuner_id.strip() or any(c.isspace() or c in "/\\" for c in tuner_id):
-        raise ValueError(f"`{ENV_ID}` must be 'chief' or a worker id like 'tuner0'. Received: {ENV_ID}={tuner_id!r}")
+        raise ArgumentError(f"`{ENV_ID}` must be 'chief' or a worker id like 'tuner0'. Received: {ENV_ID}={tuner_id!r}")
     return "chief" if "chief" in tuner_id else "worker"

@@ -1,0 +1,89 @@
+"""The ``kerascnn`` command line.
+
+Exit codes: 0 done; 1 training or a search failed (a NaN loss, KerasTuner's failure limit)
+or a server could not start; 2 a bad argument (one line on stderr, no traceback, nothing
+created); 130 Ctrl-C; 143 SIGTERM. Any other error is a bug and keeps its traceback.
+With ``--json``, stdout holds exactly one JSON document; everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+
+from kerascnn.cli.commands import COMMANDS, Said, print_said
+from kerascnn.cli.options import Parser, UsageError
+from kerascnn.errors import ArgumentError, SearchFailed, TrainingFailed
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> Parser:
+    """The argument parser of the ``kerascnn`` command (one sub-command per verb)."""
+    from kerascnn import __version__
+
+    parser = Parser(prog="kerascnn", description="Build, describe, train, tune and compare Keras CNNs, tracked "
+                                                 "in MLflow.")  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"kerascnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; returns the process exit code.
+
+    Example:
+        >>> main(["models"])  # doctest: +SKIP
+        0
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    stdout, command = sys.stdout, None
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        as_json = getattr(args, "json", False)
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            said = args.run(args)
+        if isinstance(said, Said):
+            print_said(said, as_json, stdout)
+        return said if isinstance(said, int) else 0
+    except (UsageError, ArgumentError) as e:
+        return _fail(e, EXIT_USAGE)
+    except KeyboardInterrupt as e:
+        return _fail(e, 130, "interrupted", command)
+    except BrokenPipeError:
+        return 0
+    except (TrainingFailed, SearchFailed) as e:
+        what = "training failed" if isinstance(e, TrainingFailed) else "search stopped"
+        return _fail(e, 1, f"{what}: {e}")
+    except BaseException as e:
+        from kerascnn.signals import Terminated
+
+        if isinstance(e, Terminated):
+            return _fail(e, e.exit_code, str(e), command)
+        raise
+
+
+def _fail(error: BaseException, code: int, message: str | None = None, command: str | None = None) -> int:
+    """One ``kerascnn: error:`` line; the run that ended with it, and how to resume it."""
+    from kerascnn.tracking.run import last_outcome
+
+    text = " ".join((message or str(error)).split()) or type(error).__name__
+    outcome = last_outcome() if code != EXIT_USAGE else None
+    if outcome is not None and outcome.status != "FINISHED":
+        text += f" (run {outcome.label} ended {outcome.status}"
+        if code in (130, 143) and command == "train" and outcome.run_id:
+            text += f"; `kerascnn train --resume {outcome.run_id[:12]}` continues it"
+        elif code in (130, 143) and command == "tune":
+            text += "; the same command resumes the search"
+        text += ")"
+    print(f"kerascnn: error: {text}", file=sys.stderr, flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

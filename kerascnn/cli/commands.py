@@ -1,0 +1,267 @@
+"""The ``kerascnn`` commands: each registers its parser and returns what it has to say.
+
+A command returns a :class:`Said`: the JSON document printed for ``--json`` and the text
+printed otherwise. Heavy libraries are imported only after the arguments are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kerascnn.cli.options import UsageError, add_config_options, pair, typed_settings
+from kerascnn.config import DATASET_HELP, TrainConfig, TuneConfig
+
+URI_HELP = "MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
+
+
+@dataclass
+class Said:
+    """What a command prints: ``text`` on a terminal, ``document`` for ``--json``."""
+
+    document: Any
+    text: str | None = None
+
+
+Command = Callable[[argparse.Namespace], Said | int | None]
+COMMANDS: list[Callable[[Any], None]] = []
+
+
+def command(register: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Adds a parser-registering function to the CLI, in definition order."""
+    COMMANDS.append(register)
+    return register
+
+
+def _json_flag(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as one JSON document (all else goes to stderr)")
+
+
+def _tensorflow() -> None:
+    """Imports TensorFlow without its C++ start-up chatter (see ``device.import_tensorflow``)."""
+    from kerascnn.device import import_tensorflow
+
+    import_tensorflow()
+
+
+# -- models, describe -------------------------------------------------------------------------------
+@command
+def _models_parser(sub: Any) -> None:
+    p = sub.add_parser("models", help="list the registered models (no TensorFlow needed)")
+    _json_flag(p, "the models, their families and options")
+    p.set_defaults(run=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> Said:
+    from kerascnn.models import get_entry, list_models
+
+    entries = [get_entry(n) for n in list_models()]
+    document = [{"name": e.name, "family": e.family, "default_input_shape": list(e.default_input_shape),
+                 "default_num_classes": e.default_num_classes, "options": e.options(), "summary": e.summary}
+                for e in entries]  # fmt: skip
+    width = max(len(e.name) for e in entries)
+    return Said(document, "\n".join(f"{e.name.ljust(width)}  {e.family.ljust(9)}  {e.summary}" for e in entries))
+
+
+@command
+def _describe_parser(sub: Any) -> None:
+    p = sub.add_parser("describe", help="per-layer output size, parameters, MACs, receptive field")
+    p.add_argument("name", help="model name (see `kerascnn models`) or a saved .keras file")
+    p.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"),
+                   help="input height, width, channels (default: the model's standard input)")  # fmt: skip
+    p.add_argument("--num-classes", type=int, help="output classes (default: the model's standard count)")
+    p.add_argument("-o", "--option", action="append", type=pair, default=[], metavar="KEY=VALUE",
+                   help="builder option, repeatable (-o width=32 -o batch_norm=true)")  # fmt: skip
+    p.add_argument("--unsafe", action="store_true", help="allow loading files that can run code (Lambda layers, .h5)")
+    _json_flag(p, "the report")
+    p.set_defaults(run=cmd_describe)
+
+
+def cmd_describe(args: argparse.Namespace) -> Said:
+    from kerascnn.models import check_known, create_model
+
+    if args.name.lower().endswith((".keras", ".h5", ".hdf5")) or os.sep in args.name:
+        if args.input_shape or args.num_classes or args.option:
+            raise UsageError("--input-shape, --num-classes and -o apply to model names, not saved files")
+        _tensorflow()
+        from kerascnn.loading import load_model
+
+        model = load_model(args.name, unsafe=args.unsafe, compile=False)
+    else:
+        check_known(args.name)  # unknown names fail before Keras loads
+        _tensorflow()
+        shape = tuple(args.input_shape) if args.input_shape else None
+        model = create_model(args.name, input_shape=shape, num_classes=args.num_classes, **dict(args.option))
+    from kerascnn.report import describe
+
+    report = describe(model)
+    return Said(report.to_dict(), report.to_table())
+
+
+# -- train, evaluate, tune ---------------------------------------------------------------------------
+@command
+def _train_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model on a dataset, tracked in MLflow",
+                       description="Train a model with its recipe; every option overrides one setting of "
+                                   "kerascnn.TrainConfig.")  # fmt: skip
+    add_config_options(p, TrainConfig)
+    _json_flag(p)
+    p.set_defaults(run=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> Said:
+    from kerascnn import training
+
+    settings = typed_settings(args, TrainConfig)
+    TrainConfig.create(**settings)  # checked before TensorFlow loads
+    _tensorflow()
+    result = training.train(**settings)
+    where = f"run {result.run_id} in experiment {result.experiment!r}" if result.run_id else "untracked"
+    if result.spool:
+        where = f"run spooled to {result.spool} (the store failed; `kerascnn sync` sends it)"
+    text = (f"kerascnn: test accuracy {result.test_accuracy:.4f}, test loss {result.test_loss:.4f} ({where}); "
+            f"model: {result.model_path}")  # fmt: skip
+    return Said(result.to_json(), text)
+
+
+@command
+def _evaluate_parser(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="test accuracy of a saved .keras model on a dataset")
+    p.add_argument("model", help="a .keras file (e.g. a run's model.keras artifact)")
+    p.add_argument("--dataset", required=True, help=DATASET_HELP)
+    p.add_argument("--test-samples", type=int, help="evaluate on the first N test images")
+    p.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
+    p.add_argument("--unsafe", action="store_true", help="allow loading files that can run code (Lambda layers, .h5)")
+    _json_flag(p)
+    p.set_defaults(run=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> Said:
+    from kerascnn import checks
+    from kerascnn.data import check_dataset_name
+
+    check_dataset_name(args.dataset)
+    if args.test_samples is not None:
+        checks.positive_int("test_samples", args.test_samples)
+    checks.positive_int("batch_size", args.batch_size)
+    _tensorflow()
+    from kerascnn.training import evaluate
+
+    result = evaluate(args.model, args.dataset, test_samples=args.test_samples, batch_size=args.batch_size,
+                      unsafe=args.unsafe)  # fmt: skip
+    return Said(result, f"test accuracy {result['test_accuracy']:.4f}, test loss {result['test_loss']:.4f} on "
+                        f"{result['test_size']} images (adaptation: {result['adaptation']})")  # fmt: skip
+
+
+@command
+def _tune_parser(sub: Any) -> None:
+    p = sub.add_parser("tune", help="KerasTuner search, one nested MLflow run per trial (rerun to resume)",
+                       description="Search a family's space with KerasTuner; every option overrides one setting "
+                                   "of kerascnn.TuneConfig.")  # fmt: skip
+    add_config_options(p, TuneConfig)
+    _json_flag(p, "the search")
+    p.set_defaults(run=cmd_tune)
+
+
+def cmd_tune(args: argparse.Namespace) -> Said:
+    from kerascnn import tuning
+    from kerascnn.tuning import distributed
+
+    settings = typed_settings(args, TuneConfig)
+    TuneConfig.create(**settings)  # checked before TensorFlow loads
+    distributed.role()
+    _tensorflow()
+    result = tuning.tune(**settings)
+    return Said(result.to_json(), None)
+
+
+# -- runs, compare, ui -------------------------------------------------------------------------------
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", help="only this experiment (default: every experiment)")
+    p.add_argument("--tracking-uri", help=URI_HELP)
+
+
+@command
+def _runs_parser(sub: Any) -> None:
+    p = sub.add_parser("runs", help="leaderboard of tracked runs, best test accuracy first")
+    _store_options(p)
+    p.add_argument("--limit", type=int, help="show the best N runs")
+    _json_flag(p, "the runs")
+    p.set_defaults(run=cmd_runs)
+
+
+def cmd_runs(args: argparse.Namespace) -> Said:
+    from kerascnn.tracking import queries
+
+    if args.limit is not None:
+        queries.check_limit(args.limit)
+    rows = queries.leaderboard(args.experiment, tracking_uri=args.tracking_uri)[: args.limit]
+    text = queries.format_table(rows) if rows else "kerascnn: no runs yet (train one: kerascnn train mnist_cnn)"
+    return Said([r.to_dict() for r in rows], text)
+
+
+@command
+def _compare_parser(sub: Any) -> None:
+    p = sub.add_parser("compare", help="overlaid learning curves and final metrics of runs")
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to compare (ids or unique id prefixes)")
+    _store_options(p)
+    p.add_argument("--metric", default="val_accuracy", help="per-epoch metric to overlay (default: val_accuracy)")
+    p.add_argument("--output", help="save the figure (.png, .svg or .pdf)")
+    p.add_argument("--limit", type=int, default=10, help="most runs taken when no RUN_ID is given (default: 10)")
+    _json_flag(p, "the comparison")
+    p.set_defaults(run=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> Said:
+    from kerascnn.tracking.comparison import compare
+
+    result = compare(args.run_ids or None, experiment=args.experiment, metric=args.metric, output=args.output,
+                     limit=args.limit, tracking_uri=args.tracking_uri)  # fmt: skip
+    text = result.to_table() + (f"\nkerascnn: figure saved to {result.output}" if result.output else "")
+    return Said(result.to_json(), text)
+
+
+@command
+def _ui_parser(sub: Any) -> None:
+    p = sub.add_parser("ui", help="serve the MLflow dashboard on the kit's store")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=5000, help="TCP port (default: 5000)")
+    p.add_argument("--experiment", default="kerascnn", help="the experiment whose page is printed (default: kerascnn)")
+    p.add_argument("--tracking-uri", help=URI_HELP)
+    p.set_defaults(run=cmd_ui)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from kerascnn.tracking import dashboard
+
+    return dashboard.serve(host=args.host, port=args.port, tracking_uri=args.tracking_uri, experiment=args.experiment)
+
+
+# -- doctor ------------------------------------------------------------------------------------------
+@command
+def _doctor_parser(sub: Any) -> None:
+    p = sub.add_parser("doctor", help="this machine, the versions, the stores, and what each `auto` picks here")
+    p.add_argument("--probe", action="store_true", help="also time a few training steps in float32 and mixed precision")
+    _json_flag(p, "the report")
+    p.set_defaults(run=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace) -> Said:
+    from kerascnn import doctor
+
+    report = doctor.report(probe=args.probe)
+    return Said(report, doctor.format_report(report))
+
+
+def print_said(said: Said, as_json: bool, stdout: Any = None) -> None:
+    out = stdout or sys.stdout
+    if as_json:
+        out.write(json.dumps(said.document) + "\n")
+    elif said.text:
+        out.write(said.text + "\n")
+    out.flush()

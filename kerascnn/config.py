@@ -1,0 +1,372 @@
+"""Every setting of ``train`` and ``tune`` in one place: defaults, allowed values, checks.
+
+A config is a frozen dataclass whose fields carry their help text and CLI spelling
+(:class:`Option`); the Python signatures of ``train``/``tune``, the CLI flags (only what
+the user typed is forwarded) and the params logged to MLflow all derive from it, nanoGPT
+style: defaults here, overrides replace them, the resolved config is what gets logged.
+This module does not import TensorFlow or MLflow.
+
+Example:
+    >>> config = TrainConfig(model="lenet5", epochs=3)
+    >>> config.resolved().batch_size  # from LeNet's recipe
+    128
+    >>> TrainConfig(epochs=0)
+    Traceback (most recent call last):
+    kerascnn.errors.ArgumentError: `epochs` must be a positive integer. Received: epochs=0
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from kerascnn import checks
+from kerascnn.errors import ArgumentError
+from kerascnn.hardware import PRECISIONS
+from kerascnn.recipes import OPTIMIZERS, SCHEDULES, Recipe
+
+DEFAULT_EXPERIMENT = "kerascnn"
+TUNERS = ("random", "hyperband", "bayesian", "grid")
+OBJECTIVES = ("val_accuracy", "val_loss")
+STRATEGIES = ("auto", "mirrored", "multiworker")
+DATASET_HELP = "mnist, fashion_mnist, cifar10, cifar100 or a folder of class sub-folders"
+C = TypeVar("C", bound="_Config")
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a setting shows up outside Python.
+
+    Attributes:
+        help: One line for ``--help``.
+        group: The ``--help`` section.
+        kind: ``value`` (``--flag VALUE``), ``positional``, ``flag`` (``--flag`` sets True),
+            ``off`` (``--no-NAME`` sets False), ``switch`` (``--NAME/--no-NAME``), ``shape``
+            (three ints), ``pairs`` (repeatable ``KEY=VALUE``), ``optional`` (``--flag [VALUE]``).
+        type: Converts the CLI text (``int``, ``float``, ``str``).
+        log: Part of the run's params, and compared by ``--resume``.
+        flag: The CLI spelling, when not ``--field-name``.
+        metavar: The placeholder in ``--help``.
+    """
+
+    help: str
+    group: str = "options"
+    kind: str = "value"
+    type: Callable[[str], Any] = str
+    log: bool = True
+    flag: str | None = None
+    metavar: str | None = None
+
+
+def setting(default: Any, help: str, **option: Any) -> Any:
+    """A config field with its :class:`Option` (mutable defaults are copied per instance)."""
+    meta = {"option": Option(help, **option)}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ArgumentError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return value
+
+
+def _pairs(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
+        raise ArgumentError(f"`{name}` must map option names to values. Received: {name}={value!r}")
+    return dict(value)
+
+
+def encode(value: Any) -> str:
+    """A setting as an MLflow param: text as is, dicts as JSON, the rest as Python literals.
+
+    Example:
+        >>> encode((28, 28, 1)), encode({"width": 4}), encode(None)
+        ('[28, 28, 1]', '{"width": 4}', 'None')
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, tuple):
+        value = list(value)
+    return str(value)
+
+
+class _Config:
+    """What ``TrainConfig`` and ``TuneConfig`` share: construction from keyword arguments,
+    the settings that were given, params, and the round trip through logged params."""
+
+    _given: frozenset[str] = frozenset()
+    API_ONLY: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def fields(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+    @classmethod
+    def option(cls, name: str) -> Option:
+        return cls.fields()[name].metadata["option"]
+
+    @classmethod
+    def create(cls: type[C], **settings: Any) -> C:
+        """Builds a checked config from keyword arguments; remembers which were given.
+
+        Raises:
+            ArgumentError: An unknown name or a bad value.
+        """
+        unknown = sorted(set(settings) - set(cls.fields()))
+        if unknown:
+            raise ArgumentError(f"Unknown setting(s) {', '.join(unknown)}; see help({cls.__name__}). "
+                                f"Received: {', '.join(f'{k}={settings[k]!r}' for k in unknown)}")  # fmt: skip
+        config = cls(**settings)
+        object.__setattr__(config, "_given", frozenset(settings))
+        return config
+
+    @property
+    def given(self) -> frozenset[str]:
+        """The settings the caller gave (the rest are defaults)."""
+        return self._given
+
+    def params(self) -> dict[str, str]:
+        """The logged settings (``Option.log``) as MLflow params."""
+        return {name: encode(getattr(self, name)) for name in self.fields() if self.option(name).log}
+
+    @classmethod
+    def decode(cls, name: str, text: str) -> Any:
+        """A logged param back to its setting's value (the inverse of :func:`encode`)."""
+        option = cls.option(name)
+        if option.kind == "pairs":
+            return json.loads(text)
+        if option.type is str and option.kind not in ("switch", "optional"):
+            return None if text == "None" else text
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):  # "auto" and other plain words
+            return text
+        return tuple(value) if isinstance(value, list) else value
+
+    def changed_from(self, params: dict[str, str]) -> dict[str, tuple[str, str]]:
+        """The given, logged settings whose value differs from ``params``: name -> (logged, given)."""
+        mine = self.params()
+        return {k: (params[k], mine[k]) for k in sorted(self.given) if k in mine and k in params and params[k] != mine[k]}
+
+    def merged_with(self: C, params: dict[str, str]) -> C:
+        """A config with the logged ``params`` as defaults and this config's given settings on top."""
+        logged = {k: self.decode(k, v) for k, v in params.items() if k in self.fields() and self.option(k).log}
+        merged = {**logged, **{k: getattr(self, k) for k in self.given}}
+        return type(self).create(**merged)
+
+
+def _recipe_overrides(config: Any) -> dict[str, Any]:
+    return {k: getattr(config, k) for k in ("optimizer", "learning_rate", "schedule", "warmup_epochs",
+                                            "batch_size", "epochs", "steps_per_execution")}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """The settings of one training run (``kerascnn train``).
+
+    Recipe settings left ``None`` come from the model's recipe (``resolved()``).
+    """
+
+    model: str = setting("mnist_cnn", "model name (see `kerascnn models`)", kind="positional", metavar="MODEL")
+    dataset: str = setting("mnist", DATASET_HELP)
+    epochs: int | None = setting(None, "epochs (default: the recipe's)", group="recipe", type=int)
+    batch_size: int | None = setting(None, "batch size (default: the recipe's)", group="recipe", type=int)
+    learning_rate: float | None = setting(None, "peak learning rate (default: the recipe's, or the optimizer's "
+                                          "usual one when --optimizer changes it)", group="recipe", type=float)
+    optimizer: str | None = setting(None, f"{', '.join(OPTIMIZERS)} (default: the recipe's)", group="recipe")
+    schedule: str | None = setting(None, "constant or cosine (warm-up + cosine decay)", group="recipe")
+    warmup_epochs: float | None = setting(None, "warm-up epochs of the cosine schedule", group="recipe", type=float)
+    train_samples: int | None = setting(None, "use the first N training images", group="data", type=int)
+    test_samples: int | None = setting(None, "evaluate on the first N test images", group="data", type=int)
+    validation_split: float = setting(0.1, "fraction of training images held out (seeded)", group="data", type=float)
+    augment: bool = setting(False, "random shifts/rotations (flips for photos)", group="data", kind="flag")
+    input_shape: tuple[int, int, int] | None = setting(
+        None, "model input (default: the images' shape, enlarged to the model's minimum)", group="model",
+        kind="shape", metavar=("H", "W", "C"))  # fmt: skip
+    num_classes: int | None = setting(None, "output classes (default: the dataset's)", group="model", type=int)
+    model_kwargs: dict[str, Any] = setting({}, "builder option, repeatable (-o width=32 -o batch_norm=true)",
+                                           group="model", kind="pairs", flag="-o", metavar="KEY=VALUE")  # fmt: skip
+    seed: int = setting(0, "seed of the split, shuffling and weights", group="run", type=int)
+    deterministic: bool = setting(False, "deterministic TensorFlow ops (slower)", group="run", kind="flag")
+    precision: str = setting("auto", "auto, float32 or mixed (auto: what this machine does fast, see "
+                             "`kerascnn doctor`)", group="device")  # fmt: skip
+    jit: bool | str = setting("auto", "XLA-compile (default: on GPUs only)", group="device", kind="switch")
+    steps_per_execution: int | None = setting(None, "batches per compiled call (default: the recipe's)",
+                                              group="device", type=int)  # fmt: skip
+    strategy: str = setting("auto", "auto, mirrored or multiworker (TF_CONFIG)", group="device")
+    experiment: str = setting(DEFAULT_EXPERIMENT, "MLflow experiment", group="tracking", log=False)
+    run_name: str | None = setting(None, "MLflow run name (default MODEL-DATASET)", group="tracking", log=False)
+    tracking_uri: str | None = setting(None, "MLflow store (default: $MLFLOW_TRACKING_URI or "
+                                       "sqlite:///mlruns/mlflow.db)", group="tracking", log=False)  # fmt: skip
+    tracking: bool = setting(True, "train without MLflow", group="tracking", kind="off", flag="--no-tracking",
+                             log=False)  # fmt: skip
+    resume: bool | str = setting(False, "continue the latest interrupted run of this model (or RUN_ID) with its "
+                                 "logged settings", group="tracking", kind="optional", metavar="RUN_ID",
+                                 log=False)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        from kerascnn import device
+        from kerascnn.data import check_dataset_name
+        from kerascnn.models import check_known, get_entry
+
+        check_known(self.model, "model")
+        fix = self._fix
+        fix("dataset", check_dataset_name(self.dataset))
+        self.recipe  # checks the recipe settings
+        for name in ("train_samples", "test_samples"):
+            fix(name, _optional(checks.positive_int)(name, getattr(self, name)))
+        fix("num_classes", None if self.num_classes is None else checks.num_classes(self.num_classes))
+        fix("validation_split", checks.fraction("validation_split", self.validation_split))
+        fix("input_shape", None if self.input_shape is None else checks.input_shape(self.input_shape))
+        fix("model_kwargs", _pairs("model_kwargs", self.model_kwargs))
+        get_entry(self.model).check_options(self.model_kwargs)
+        fix("seed", checks.non_negative_int("seed", self.seed))
+        for name in ("augment", "deterministic", "tracking"):
+            fix(name, _bool(name, getattr(self, name)))
+        checks.one_of("precision", self.precision, PRECISIONS)
+        if self.jit != "auto" and not isinstance(self.jit, bool):
+            raise ArgumentError(f"`jit` must be True, False or 'auto'. Received: jit={self.jit!r}")
+        device.check_strategy(self.strategy)
+        checks.non_empty("experiment", self.experiment)
+        _optional(checks.non_empty)("run_name", self.run_name)
+        if not isinstance(self.resume, (bool, str)) or self.resume == "":
+            raise ArgumentError(f"`resume` must be True, False or a run id. Received: resume={self.resume!r}")
+        if self.resume and not self.tracking:
+            raise ArgumentError("`resume` continues a tracked run; it cannot be used without tracking. "
+                                "Received: tracking=False")  # fmt: skip
+        if self.tracking:
+            from kerascnn.tracking.store import resolve_tracking_uri
+
+            fix("tracking_uri", resolve_tracking_uri(self.tracking_uri))
+
+    def _fix(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    @property
+    def recipe(self) -> Recipe:
+        """The model's recipe with this config's recipe settings applied (checked)."""
+        from kerascnn.models import recipe_for
+
+        return recipe_for(self.model).replace(**_recipe_overrides(self))
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every recipe setting filled in from the model's recipe.
+
+        Example:
+            >>> TrainConfig(model="mnist_cnn").resolved().epochs
+            2
+        """
+        resolved = dataclasses.replace(self, **dataclasses.asdict(self.recipe))
+        object.__setattr__(resolved, "_given", self.given)
+        return resolved
+
+
+@dataclass(frozen=True)
+class TuneConfig(_Config):
+    """The settings of one KerasTuner search (``kerascnn tune``)."""
+
+    family: str = setting("mnist_cnn", "search space: a family or model name (see `kerascnn models`)",
+                          kind="positional", metavar="FAMILY")  # fmt: skip
+    dataset: str = setting("mnist", DATASET_HELP)
+    tuner: str = setting("random", "random, hyperband, bayesian or grid", group="search")
+    max_trials: int = setting(10, "trials in the search (raise it to extend one; Hyperband plans its own "
+                              "brackets within it)", group="search", type=int, log=False)  # fmt: skip
+    epochs: int = setting(2, "epochs per trial (Hyperband: the most a trial gets)", group="search", type=int)
+    fixed: dict[str, Any] = setting({}, "pin a hyperparameter, repeatable (--fixed filters=32)", group="search",
+                                    kind="pairs", metavar="KEY=VALUE")  # fmt: skip
+    objective: str = setting("val_accuracy", "val_accuracy (maximised) or val_loss (minimised)", group="search")
+    batch_size: int | None = setting(None, "batch size (default: the family's recipe)", group="data", type=int)
+    train_samples: int | None = setting(None, "use the first N training images", group="data", type=int)
+    validation_split: float = setting(0.1, "fraction of training images the objective is measured on",
+                                      group="data", type=float)  # fmt: skip
+    precision: str = setting("auto", "auto, float32 or mixed (as for train)", group="device")
+    seed: int = setting(0, "seed of the split, the tuner and the weights", group="run", type=int)
+    search_name: str | None = setting(None, "name of the search (default FAMILY-DATASET-TUNER); the same name "
+                                      "resumes it", group="search", log=False)  # fmt: skip
+    directory: str = setting("mlruns/searches", "where KerasTuner keeps its state", group="search", log=False)
+    overwrite: bool = setting(False, "start the search afresh (old MLflow runs stay)", group="search",
+                              kind="flag", log=False)  # fmt: skip
+    max_retries_per_trial: int = setting(0, "KerasTuner's retries of a crashed trial", group="search", type=int,
+                                         log=False)  # fmt: skip
+    max_consecutive_failed_trials: int = setting(3, "KerasTuner stops after this many failures in a row",
+                                                 group="search", type=int, log=False)  # fmt: skip
+    experiment: str = setting(DEFAULT_EXPERIMENT, "MLflow experiment", group="tracking", log=False)
+    tracking_uri: str | None = setting(None, "MLflow store (default: $MLFLOW_TRACKING_URI or "
+                                       "sqlite:///mlruns/mlflow.db)", group="tracking", log=False)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        from kerascnn.data import check_dataset_name
+        from kerascnn.tracking.store import resolve_tracking_uri
+
+        if self.family != "custom":
+            from kerascnn.models import get_family
+
+            get_family(self.family)
+        fix = self._fix
+        fix("dataset", check_dataset_name(self.dataset))
+        checks.one_of("tuner", self.tuner, TUNERS)
+        fix("max_trials", checks.positive_int("max_trials", self.max_trials))
+        fix("epochs", checks.positive_int("epochs", self.epochs))
+        fix("fixed", _pairs("fixed", self.fixed))
+        checks.one_of("objective", self.objective, OBJECTIVES)
+        fix("batch_size", _optional(checks.positive_int)("batch_size", self.batch_size))
+        fix("train_samples", _optional(checks.positive_int)("train_samples", self.train_samples))
+        fix("validation_split", checks.fraction("validation_split", self.validation_split))
+        if not self.validation_split > 0:
+            raise ArgumentError("`validation_split` must be > 0: the objective is measured on it. "
+                                f"Received: validation_split={self.validation_split!r}")  # fmt: skip
+        checks.one_of("precision", self.precision, PRECISIONS)
+        fix("seed", checks.non_negative_int("seed", self.seed))
+        name = self.search_name
+        if name is not None and (not isinstance(name, str) or not name.strip() or name.startswith(".")
+                                 or any(c in name for c in "/\\'\"`")):  # fmt: skip
+            raise ArgumentError(f"`search_name` must be a plain name (no slashes). Received: search_name={name!r}")
+        checks.non_empty("directory", str(self.directory))
+        fix("directory", str(self.directory))
+        fix("overwrite", _bool("overwrite", self.overwrite))
+        fix("max_retries_per_trial", checks.non_negative_int("max_retries_per_trial", self.max_retries_per_trial))
+        fix("max_consecutive_failed_trials",
+            checks.positive_int("max_consecutive_failed_trials", self.max_consecutive_failed_trials))  # fmt: skip
+        checks.non_empty("experiment", self.experiment)
+        fix("tracking_uri", resolve_tracking_uri(self.tracking_uri))
+
+    def _fix(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    @property
+    def name(self) -> str:
+        """The search's name: ``search_name``, or FAMILY-DATASET-TUNER."""
+        from pathlib import Path
+
+        return self.search_name or f"{self.family}-{Path(self.dataset).name}-{self.tuner}"
+
+
+def signature_of(config: type[_Config], fn: Callable[..., Any], positional: tuple[str, ...]) -> inspect.Signature:
+    """``fn``'s signature with the config's settings as its parameters (for ``help()`` and IDEs).
+
+    Example:
+        >>> def f(model=None, dataset=None, **settings): ...
+        >>> "epochs" in signature_of(TrainConfig, f, ("model", "dataset")).parameters
+        True
+    """
+    own = [p for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    params = []
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if f.name in positional else inspect.Parameter.KEYWORD_ONLY
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        params.append(inspect.Parameter(f.name, kind, default=default, annotation=f.type))
+    params.sort(key=lambda p: p.kind)
+    return inspect.Signature([*params, *own], return_annotation=inspect.signature(fn).return_annotation)

@@ -1,0 +1,30 @@
+"""The kit's exceptions: what the user got wrong, and what went wrong after the run started.
+
+The CLI maps them to exit codes: :class:`ArgumentError` is exit 2 with one line and
+no traceback; :class:`TrainingFailed` and :class:`SearchFailed` are exit 1 with one
+line; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class ArgumentError(ValueError):
+    """A bad argument, data file or environment variable, found before any run exists.
+
+    The message is one line that names the argument and echoes the value, in the
+    style of Keras: ``"`epochs` must be a positive integer. Received: epochs=0"``.
+
+    Example:
+        >>> raise ArgumentError("`epochs` must be a positive integer. Received: epochs=0")
+        Traceback (most recent call last):
+        kerascnn.errors.ArgumentError: `epochs` must be a positive integer. Received: epochs=0
+    """
+
+
+class TrainingFailed(RuntimeError):
+    """Training ran but did not finish (a NaN loss, for instance); the run is marked FAILED."""
+
+
+class SearchFailed(RuntimeError):
+    """The search ran but could not go on (KerasTuner's consecutive-failure limit, a worker
+    without a chief); the parent run is marked FAILED."""

@@ -1,0 +1,264 @@
+"""The model registry: families, their variants, ``create_model`` and ``list_models``.
+
+A family is one module under ``kerascnn/models/`` that declares everything the kit needs
+to know about it: its general builder, the small variant functions registered timm-style
+over it, its training recipe, its KerasTuner search space and the smallest input its
+down-sampling accepts::
+
+    @register_model
+    def vgg16(**kwargs):
+        return vgg(**dict(dict(depth=16), **kwargs))
+
+    register_family("vgg", builder=vgg, recipe=Recipe(...), space=search_space,
+                    min_input_size=min_input_size)
+
+Family modules import Keras lazily (see ``_layers.py``), so the registry is filled --
+every module under ``kerascnn/models/`` imported -- without loading TensorFlow:
+``kerascnn models`` answers in about a second. See CONTRIBUTING.md for a worked example.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kerascnn import checks
+from kerascnn.errors import ArgumentError
+from kerascnn.recipes import Recipe
+
+Builder = Callable[..., Any]
+Space = Callable[..., Any]  # build(hp, *, input_shape, num_classes) -> keras.Model
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a family module declares."""
+
+    name: str
+    builder: Builder
+    recipe: Recipe
+    space: Space | None
+    min_input_size: Callable[..., int]
+
+    def options(self) -> list[str]:
+        """The builder's keyword options besides ``input_shape``/``num_classes``."""
+        params = inspect.signature(self.builder).parameters
+        return [n for n in params if n not in ("input_shape", "num_classes")]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the registry knows about one model name."""
+
+    name: str
+    fn: Builder
+    family: str
+    default_input_shape: tuple[int, int, int]
+    default_num_classes: int
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.fn) or ""
+        return doc.splitlines()[0] if doc else ""
+
+    def options(self) -> list[str]:
+        """Keyword options the builder accepts besides ``input_shape``/``num_classes``."""
+        if self.family in _FAMILIES:
+            return _FAMILIES[self.family].options()
+        params = inspect.signature(self.fn).parameters
+        return [n for n in params if n not in ("input_shape", "num_classes") and params[n].kind != params[n].VAR_KEYWORD]
+
+    def check_options(self, overrides: dict[str, Any]) -> None:
+        """Raises an ``ArgumentError`` for an option the builder does not have."""
+        options = self.options()
+        for key, value in overrides.items():
+            if key not in options:
+                raise ArgumentError(f"`{self.name}` has no option `{key}`; its options are {', '.join(options)}. "
+                                    f"Received: {key}={value!r}")  # fmt: skip
+
+    def min_input_size(self, **overrides: Any) -> int:
+        """The smallest height/width this model accepts with ``overrides`` (checked)."""
+        family = _FAMILIES.get(self.family)
+        return int(family.min_input_size(**overrides)) if family else 1
+
+
+_MODELS: dict[str, ModelEntry] = {}
+_FAMILIES: dict[str, Family] = {}
+_discovered = False
+
+
+def register_model(
+    fn: Builder | None = None,
+    *,
+    family: str | None = None,
+    default_input_shape: tuple[int, int, int] = (224, 224, 3),
+    default_num_classes: int = 1000,
+) -> Any:
+    """Registers a builder (a variant function) under its function name.
+
+    Args:
+        fn: The variant; it takes ``input_shape``, ``num_classes`` and builder keyword
+            overrides and returns a ``keras.Model``.
+        family: Family name; defaults to the defining module's last part.
+        default_input_shape: Shape used when ``create_model`` gets none.
+        default_num_classes: Classes used when ``create_model`` gets none.
+
+    Example:
+        >>> @register_model(default_input_shape=(28, 28, 1), default_num_classes=10)
+        ... def tiny_doc_cnn(**kwargs): ...
+    """
+
+    def wrap(f: Builder) -> Builder:
+        name = f.__name__
+        if name in _MODELS:
+            raise ArgumentError(f"Model `{name}` is already registered. Received: name={name!r}")
+        shape = tuple(default_input_shape)
+        _MODELS[name] = ModelEntry(name, f, family or f.__module__.rsplit(".", 1)[-1], shape, default_num_classes)  # type: ignore[arg-type]
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def register_family(
+    name: str,
+    *,
+    builder: Builder,
+    recipe: Recipe | None = None,
+    space: Space | None = None,
+    min_input_size: Callable[..., int] | None = None,
+) -> Family:
+    """Declares a model family: its general builder, training recipe, search space and the
+    smallest input size its down-sampling accepts (``min_input_size(**builder_options)``).
+
+    Example:
+        >>> def tiny_doc(*, input_shape, num_classes, width=8): ...
+        >>> register_family("tiny_doc", builder=tiny_doc).recipe.optimizer
+        'adam'
+    """
+    if name in _FAMILIES and _FAMILIES[name].builder is not builder:
+        raise ArgumentError(f"Family `{name}` is already registered. Received: name={name!r}")
+    family = Family(name, builder, recipe or Recipe(), space, min_input_size or (lambda **options: 1))
+    _FAMILIES[name] = family
+    return family
+
+
+def discover() -> None:
+    """Imports every family module under ``kerascnn/models/`` once (cheap: no Keras import)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import kerascnn.models as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_") and module.name != "registry":
+            importlib.import_module(f"kerascnn.models.{module.name}")
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Returns the registered model names, sorted.
+
+    Example:
+        >>> "resnet50" in list_models()
+        True
+    """
+    discover()
+    return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
+
+
+def list_families() -> list[str]:
+    """Returns the registered family names, sorted.
+
+    Example:
+        >>> list_families()[:3]
+        ['alexnet', 'lenet', 'mnist_cnn']
+    """
+    discover()
+    return sorted(_FAMILIES)
+
+
+def check_known(name: Any, argument: str = "name") -> str:
+    """Raises an ``ArgumentError`` listing the models if ``name`` is unknown (no Keras import).
+
+    Example:
+        >>> check_known("lenet5")
+        'lenet5'
+    """
+    discover()
+    if not isinstance(name, str) or name not in _MODELS:
+        raise ArgumentError(f"Unknown model. Available models: {', '.join(sorted(_MODELS))}. "
+                            f"Received: {argument}={name!r}")  # fmt: skip
+    return name
+
+
+def get_entry(name: str) -> ModelEntry:
+    """Returns the registry entry of ``name`` or raises an ``ArgumentError``.
+
+    Example:
+        >>> get_entry("lenet5").family
+        'lenet'
+    """
+    return _MODELS[check_known(name)]
+
+
+def get_family(name: str, argument: str = "family") -> Family:
+    """The family called ``name``, or the family of the model ``name``.
+
+    Example:
+        >>> get_family("vgg16").name
+        'vgg'
+    """
+    discover()
+    if isinstance(name, str) and name in _MODELS and name not in _FAMILIES:
+        name = _MODELS[name].family
+    if not isinstance(name, str) or name not in _FAMILIES:
+        raise ArgumentError(f"Unknown family. Available families: {', '.join(sorted(_FAMILIES))} (or a model name). "
+                            f"Received: {argument}={name!r}")  # fmt: skip
+    return _FAMILIES[name]
+
+
+def recipe_for(model: str) -> Recipe:
+    """The default recipe of a model (its family's).
+
+    Example:
+        >>> recipe_for("vgg16").optimizer
+        'adam'
+    """
+    family = _FAMILIES.get(get_entry(model).family)
+    return family.recipe if family else Recipe()
+
+
+def create_model(
+    name: str,
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    num_classes: int | None = None,
+    **overrides: Any,
+) -> Any:
+    """Builds a registered model.
+
+    Args:
+        name: A name from ``list_models()``.
+        input_shape: ``(height, width, channels)``; the model's standard shape when
+            ``None`` (28x28x1 for ``mnist_cnn``, 224x224x3 for the ImageNet families).
+        num_classes: Number of output classes (>= 2); the standard count when ``None``.
+        **overrides: Keyword arguments of the family's builder (``width``,
+            ``batch_norm``, ``dropout``, ...).
+
+    Returns:
+        An uncompiled ``keras.Model``.
+
+    Example:
+        >>> model = create_model("mnist_cnn", input_shape=(28, 28, 1), num_classes=10)
+        >>> model.count_params()
+        93322
+    """
+    entry = get_entry(name)
+    shape = checks.input_shape(entry.default_input_shape if input_shape is None else input_shape)
+    classes = checks.num_classes(entry.default_num_classes if num_classes is None else num_classes)
+    entry.check_options(overrides)
+    return entry.fn(input_shape=shape, num_classes=classes, **overrides)

@@ -1,0 +1,182 @@
+"""Reading runs back over ``mlflow.search_runs``: the leaderboard and comparisons use it.
+
+Both default to every experiment of the store; run ids may be given in full or by a
+unique prefix (the 12-character ids the tables print).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from kerascnn import checks
+from kerascnn.errors import ArgumentError
+from kerascnn.tracking import store
+
+PRECISION_SHORT = {"float32": "fp32", "mixed_bfloat16": "bf16", "mixed_float16": "fp16"}
+
+
+@dataclass
+class RunRow:
+    """One run as the leaderboard shows it."""
+
+    run_id: str
+    run_name: str
+    experiment: str
+    kind: str
+    model: str
+    dataset: str
+    params: dict[str, str]
+    best_val_accuracy: float | None
+    test_accuracy: float | None
+    duration_s: float | None
+    status: str
+    start_time: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+KEY_PARAMS = ("epochs", "batch_size", "learning_rate", "optimizer", "dtype_policy", "tuner", "max_trials")
+
+
+def search_runs(experiment: str | None = None, *, run_ids: list[str] | None = None, tracking_uri: str | None = None,
+                include_trials: bool = False) -> Any:  # fmt: skip
+    """Runs of the kit as a pandas DataFrame (``mlflow.search_runs`` columns).
+
+    Args:
+        experiment: Experiment name; every experiment when ``None``.
+        run_ids: Only these runs (any experiment; full ids or unique prefixes).
+        tracking_uri: The store (default as in ``train``).
+        include_trials: Also return tuning trials (nested runs).
+
+    Raises:
+        ArgumentError: Unknown experiment or run id.
+
+    Example:
+        >>> df = search_runs("kerascnn")  # doctest: +SKIP
+    """
+    import mlflow
+    import pandas as pd
+
+    uri = store.resolve_tracking_uri(tracking_uri)
+    db = store.sqlite_path(uri)
+    if db is not None and not db.exists():  # reading never creates a store
+        if run_ids:
+            raise ArgumentError(f"No run with this id in {uri} (the store does not exist). Received: run_id={run_ids[0]!r}")
+        if experiment is not None:
+            raise ArgumentError(f"Unknown experiment; the store {uri} does not exist yet. Received: experiment={experiment!r}")
+        return pd.DataFrame()
+    client = store.client(uri)
+    mlflow.set_tracking_uri(uri)
+    if run_ids:
+        runs = [store.find_run(uri, r) for r in run_ids]
+        quoted = ", ".join(f"'{r.info.run_id}'" for r in runs)
+        return store.retrying(mlflow.search_runs, experiment_ids=sorted({r.info.experiment_id for r in runs}),
+                              filter_string=f"attributes.run_id IN ({quoted})")  # fmt: skip
+    frame = store.retrying(mlflow.search_runs, experiment_ids=_experiment_ids(client, experiment))
+    if frame.empty or include_trials or "tags.mlflow.parentRunId" not in frame:
+        return frame
+    return frame[frame["tags.mlflow.parentRunId"].isna()]
+
+
+def _experiment_ids(client: Any, experiment: str | None) -> list[str]:
+    if experiment is None:
+        return [e.experiment_id for e in store.retrying(client.search_experiments)]
+    found = store.retrying(client.get_experiment_by_name, experiment)
+    if found is None:
+        names = [e.name for e in store.retrying(client.search_experiments)]
+        raise ArgumentError(f"Unknown experiment; the store has {', '.join(names)}. Received: experiment={experiment!r}")
+    return [found.experiment_id]
+
+
+def _value(row: Any, column: str) -> Any:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def _row(row: Any, experiments: dict[str, str]) -> RunRow:
+    start, end = row.get("start_time"), row.get("end_time")
+    duration = (end - start).total_seconds() if start is not None and end is not None and end == end else None
+    best_val = _value(row, "metrics.best_val_accuracy")
+    if best_val is None and _value(row, "params.objective") == "val_accuracy":  # a search's best trial
+        best_val = _value(row, "metrics.best_score")
+    return RunRow(
+        run_id=row["run_id"], run_name=_value(row, "tags.mlflow.runName") or "",
+        experiment=experiments.get(row["experiment_id"], row["experiment_id"]),
+        kind=_value(row, "tags.kerascnn.kind") or "run",
+        model=_value(row, "tags.kerascnn.model") or _value(row, "params.family") or "",
+        dataset=_value(row, "tags.kerascnn.dataset") or "",
+        params={k: _value(row, f"params.{k}") for k in KEY_PARAMS if _value(row, f"params.{k}") is not None},
+        best_val_accuracy=best_val, test_accuracy=_value(row, "metrics.test_accuracy"), duration_s=duration,
+        status=row["status"], start_time=str(start)[:19] if start is not None else "",
+    )  # fmt: skip
+
+
+def leaderboard(experiment: str | None = None, *, tracking_uri: str | None = None,
+                run_ids: list[str] | None = None) -> list[RunRow]:  # fmt: skip
+    """Runs sorted by test accuracy (best first; runs without one last, newest first).
+
+    Example:
+        >>> for row in leaderboard("kerascnn"):  # doctest: +SKIP
+        ...     print(row.model, row.test_accuracy)
+    """
+    frame = search_runs(experiment, tracking_uri=tracking_uri, run_ids=run_ids)
+    if frame.empty:
+        return []
+    client = store.client(store.resolve_tracking_uri(tracking_uri))
+    names = {e.experiment_id: e.name for e in store.retrying(client.search_experiments)}
+    rows = [_row(row, names) for _, row in frame.iterrows()]
+    rows.sort(key=lambda r: r.start_time, reverse=True)
+    rows.sort(key=lambda r: (r.test_accuracy is None, -(r.test_accuracy or 0.0)))
+    return rows
+
+
+def format_table(rows: list[RunRow]) -> str:
+    """An aligned text table of leaderboard rows (about 100 columns wide).
+
+    Example:
+        >>> print(format_table([]).split()[:3])
+        ['#', 'run_id', 'name']
+    """
+    header = ("#", "run_id", "name", "model", "data", "prec", "ep", "val_acc", "test_acc", "time", "status")
+
+    def score(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    def cut(text: str, width: int) -> str:
+        return text if len(text) <= width else text[: width - 1] + "~"
+
+    body = [(str(i), r.run_id[:12], cut(r.run_name, 22), cut(r.model, 10), cut(r.dataset, 10),
+             PRECISION_SHORT.get(r.params.get("dtype_policy", ""), r.params.get("tuner", "-")),
+             r.params.get("epochs", "-"), score(r.best_val_accuracy), score(r.test_accuracy),
+             "-" if r.duration_s is None else f"{r.duration_s:.0f}s", r.status)
+            for i, r in enumerate(rows, start=1)]  # fmt: skip
+    widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
+    right = {0, 6, 7, 8, 9}
+    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+             for line in [header, *body]]  # fmt: skip
+    return "\n".join(lines)
+
+
+def metric_history(run_id: str, metric: str, *, tracking_uri: str | None = None) -> list[float]:
+    """The per-epoch values of ``metric`` for one run, ordered by step (last value per step).
+
+    Example:
+        >>> metric_history("0123abcd", "val_accuracy")  # doctest: +SKIP
+        [0.97, 0.98]
+    """
+    uri = store.resolve_tracking_uri(tracking_uri)
+    history = store.retrying(store.client(uri).get_metric_history, run_id, metric)
+    by_step: dict[int, Any] = {}
+    for m in sorted(history, key=lambda m: (m.step, m.timestamp)):
+        by_step[m.step] = m.value
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def check_limit(limit: Any) -> int:
+    """``limit`` as a positive int (``kerascnn runs --limit``, ``compare --limit``)."""
+    return checks.positive_int("limit", limit)

@@ -1,0 +1,243 @@
+"""One tracked run: created or reopened, locked, written to, and always ended.
+
+``TrackedRun`` is the only way the kit writes a run; ``lifecycle`` is the context manager
+that ``train`` and ``tune`` (and each trial) run inside: whatever happens in the block,
+the run ends FINISHED, FAILED (exceptions, a NaN loss, Ctrl-C) or KILLED (SIGTERM/SIGHUP),
+with the reason in the ``kerascnn.failure`` tag; signals are held back while it ends.
+The outcome reaches the CLI through :func:`last_outcome`, as MLflow's own
+``mlflow.last_active_run()`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kerascnn.errors import ArgumentError
+from kerascnn.tracking.recorder import Op, RunRef, recorder
+
+MAX_PARAM_LENGTH = 6000
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How the last run of this process ended."""
+
+    run_id: str | None
+    local_id: str
+    status: str
+    reason: str | None
+    spool: Path | None
+
+    @property
+    def label(self) -> str:
+        return self.run_id or f"(local id {self.local_id[:12]})"
+
+
+_last: list[RunOutcome] = []
+
+
+def last_outcome() -> RunOutcome | None:
+    """How the most recently ended run of this process ended (``None`` before any).
+
+    Example:
+        >>> last_outcome() is None or last_outcome().status in ("FINISHED", "FAILED", "KILLED")
+        True
+    """
+    return _last[-1] if _last else None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``, values as MLflow stores them (<= 6000 chars).
+
+    Example:
+        >>> flatten_params({"a": {"b": 1}, "c": "x"})
+        {'a.b': '1', 'c': 'x'}
+    """
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def failure_status(error: BaseException) -> str:
+    """KILLED for SIGTERM/SIGHUP, FAILED otherwise (including Ctrl-C)."""
+    from kerascnn.signals import Terminated
+
+    return "KILLED" if isinstance(error, Terminated) else "FAILED"
+
+
+def describe_failure(error: BaseException) -> str:
+    """The one-line reason a run ended."""
+    if isinstance(error, KeyboardInterrupt):
+        return "KeyboardInterrupt: interrupted (Ctrl-C / SIGINT)"
+    return " ".join(f"{type(error).__name__}: {error}".split())[:5000]
+
+
+class TrackedRun:
+    """An MLflow run written through the process's recorder (never blocking training).
+
+    Example:
+        >>> run = TrackedRun.start("sqlite:////tmp/doc/mlflow.db", "demo", "doc-run", tags={})  # doctest: +SKIP
+        >>> run.log_metrics({"loss": 0.3}, step=0); run.finish()  # doctest: +SKIP
+    """
+
+    def __init__(self, ref: RunRef) -> None:
+        self.ref = ref
+        self._recorder = recorder(ref.uri)
+        self._lock: int | None = None
+        self.locked: Path | None = None  # the folder held by lock()
+        self.status: str | None = None
+
+    # -- open ---------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, uri: str, experiment: str, name: str, *, tags: dict[str, str],
+              params: dict[str, Any] | None = None, parent: TrackedRun | None = None,
+              lock: Callable[[str], Path] | None = None) -> TrackedRun:  # fmt: skip
+        """Creates a run (in the background: ``run_id`` is known once the store answered).
+        ``lock(local_id)`` names a folder to hold while this process writes the run."""
+        run = cls(RunRef(uri, experiment, name, parent=parent.ref if parent else None))
+        if lock is not None:
+            run.lock(lock(run.ref.local_id))
+        run._submit("create", tags=dict(tags), start_time=_now_ms())
+        if params:
+            run.log_params(params)
+        return run
+
+    @classmethod
+    def reopen(cls, uri: str, experiment: str, existing: Any, *, tags: dict[str, str],
+               lock: Path | None = None) -> TrackedRun:  # fmt: skip
+        """Sets an interrupted run RUNNING again, its failure reason dropped (the interruption
+        is over). ``lock`` is taken first: a run another process holds is refused untouched."""
+        local_id = existing.data.tags.get("kerascnn.local_id") or uuid.uuid4().hex
+        ref = RunRef(uri, experiment, existing.info.run_name, local_id=local_id, run_id=existing.info.run_id)
+        run = cls(ref)
+        if lock is not None:
+            run.lock(lock)
+        run._submit("reopen", drop_failure="kerascnn.failure" in existing.data.tags)
+        run.set_tags(tags)
+        return run
+
+    def lock(self, folder: Path, argument: str = "resume") -> None:
+        """Holds ``folder`` (flock) while this process writes the run: a second process is refused."""
+        from kerascnn.tracking.store import lock_folder
+
+        self._lock, self.locked = lock_folder(folder, wait=False), folder
+        if self._lock is None:
+            raise ArgumentError(f"This run is being trained by another process. Received: {argument}="
+                                f"{self.ref.run_id or folder.name!r}")  # fmt: skip
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    # -- write --------------------------------------------------------------------------------
+    def _submit(self, kind: str, prepare: Callable[[], None] | None = None, live: Any = None, **data: Any) -> None:
+        self._recorder.submit(Op(kind, self.ref, data, prepare, live))
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._submit("params", params=flatten_params(params))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._submit("tags", tags={k: str(v)[:MAX_PARAM_LENGTH] for k, v in tags.items()})
+
+    def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
+        """Queues the finite numbers of ``metrics`` at ``step``, timestamped now."""
+        now = _now_ms()
+        values = [(k, float(v), now, int(step)) for k, v in metrics.items() if _finite(v)]
+        if values:
+            self._submit("metrics", metrics=values)
+
+    def log_artifacts(self, path: Path, artifact_path: str = "", prepare: Callable[[], None] | None = None) -> None:
+        """Uploads a file or folder (``prepare`` fills it first, in the background)."""
+        self._submit("artifacts", prepare, path=str(path), artifact_path=artifact_path)
+
+    def log_model(self, model: Any, *, saved: Path, name: str, example: Any, outputs: Any) -> None:
+        """Logs an MLflow Keras model with a signature from ``example`` (inputs as the model sees
+        them) and ``outputs``; ``saved`` is the ``.keras`` file already written (what the spool keeps)."""
+        from kerascnn.loading import pip_requirements
+
+        self._submit("model", live=model, path=str(saved), name=name, example=example.tolist(),
+                     outputs=outputs.tolist(), requirements=pip_requirements())  # fmt: skip
+
+    # -- end ----------------------------------------------------------------------------------
+    def finish(self) -> RunOutcome:
+        return self.end("FINISHED")
+
+    def fail(self, error: BaseException) -> RunOutcome:
+        return self.end(failure_status(error), describe_failure(error))
+
+    def end(self, status: str, reason: str | None = None, *, wait: bool = True) -> RunOutcome:
+        """Ends the run once with ``status`` (``reason`` in the ``kerascnn.failure`` tag);
+        with ``wait``, until its writes reached the store or the spool (bounded)."""
+        if self.status is None:
+            self.status = status
+            self._submit("end", status=status, reason=reason, end_time=_now_ms())
+        if wait:
+            self.wait()
+        outcome = RunOutcome(self.ref.run_id, self.ref.local_id, self.status, reason,
+                             self.ref.spool_dir if self.ref.spooled else None)  # fmt: skip
+        _last.append(outcome)
+        return outcome
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Waits (bounded) until every write so far reached the store or the spool."""
+        return self._recorder.flush(timeout)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.ref.run_id
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def lifecycle(open_run: Callable[[], TrackedRun | None]) -> Iterator[TrackedRun | None]:
+    """Opens a run with ``open_run`` and ends it whatever happens in the block.
+
+    SIGTERM/SIGHUP raise :class:`~kerascnn.signals.Terminated` inside (the run ends
+    KILLED); Ctrl-C ends it FAILED; signals are held back while the run is ended; the lock
+    taken with ``TrackedRun.lock`` is released.
+
+    Example:
+        >>> with lifecycle(lambda: None) as run:
+        ...     pass
+    """
+    from kerascnn.signals import deferred, terminate_as_exception
+
+    run: TrackedRun | None = None
+    try:
+        with terminate_as_exception():
+            run = open_run()
+            yield run
+        with deferred():
+            if run is not None:
+                run.finish()
+    except BaseException as error:
+        with deferred():
+            if run is not None:
+                run.fail(error)
+        raise
+    finally:
+        if run is not None:
+            run.unlock()

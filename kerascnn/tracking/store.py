@@ -1,0 +1,301 @@
+"""Where runs go: the tracking URI, the MLflow client, experiments, locks and bounded retries.
+
+Reads (finding a run to resume, the leaderboard) call the store directly; writes go
+through the :mod:`~kerascnn.tracking.recorder`, off the training thread. Every call is
+bounded in time: MLflow's own HTTP retries are capped by ``KERASCNN_TRACKING_TIMEOUT``
+(seconds, default 10) unless ``MLFLOW_HTTP_REQUEST_*`` are set, and the kit retries
+only SQLite's "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import logging
+import os
+import random
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+from kerascnn import checks
+from kerascnn.config import DEFAULT_EXPERIMENT
+from kerascnn.errors import ArgumentError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+TIMEOUT_ENV = "KERASCNN_TRACKING_TIMEOUT"
+DEFAULT_TIMEOUT_S = 10.0
+_REMOTE_SCHEMES = {"http", "https", "databricks", "postgresql", "mysql", "mssql"}
+T = TypeVar("T")
+
+__all__ = ["DEFAULT_EXPERIMENT", "DEFAULT_TRACKING_URI", "client", "ensure_experiment", "resolve_tracking_uri"]
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The store to use: ``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``.
+
+    SQLite paths are made absolute (relative ones are taken from the working directory)
+    and checked for writability; nothing is created here. File stores (``./mlruns``,
+    ``file:``) are refused: MLflow >= 3.13 no longer accepts them.
+
+    Example:
+        >>> resolve_tracking_uri("sqlite:////tmp/x/mlflow.db")
+        'sqlite:////tmp/x/mlflow.db'
+    """
+    source = "tracking_uri"
+    if uri is None:
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        source = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else source
+    if not isinstance(uri, str) or not uri.strip():
+        raise ArgumentError(f"`{source}` must be an MLflow tracking URI. Received: {source}={uri!r}")
+    scheme = urlparse(uri).scheme.split("+")[0]
+    if scheme == "sqlite":
+        return _resolve_sqlite(uri, source)
+    if scheme in _REMOTE_SCHEMES:
+        return uri.rstrip("/")
+    if scheme in ("", "file"):
+        raise ArgumentError("MLflow >= 3.13 refuses file stores; use a database such as sqlite:///mlruns/mlflow.db "
+                            f"or a server URL. Received: {source}={uri!r}")  # fmt: skip
+    raise ArgumentError(f"`{source}` has an unsupported scheme {scheme!r} (use sqlite:///..., http(s)://..., "
+                        f"postgresql://..., mysql://...). Received: {source}={uri!r}")  # fmt: skip
+
+
+def _resolve_sqlite(uri: str, source: str) -> str:
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///":
+        raise ArgumentError(f"`{source}` must look like sqlite:///path/to/mlflow.db. Received: {source}={uri!r}")
+    path = Path(uri[len("sqlite:///") :]).expanduser()
+    path = path if path.is_absolute() else Path.cwd() / path
+    if path.is_dir():
+        raise ArgumentError(f"`{source}` names a folder, not a database file. Received: {source}={uri!r}")
+    existing = path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ArgumentError(f"The store's folder cannot be created or written ({existing}). Received: {source}={uri!r}")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise ArgumentError(f"The store file is not readable and writable. Received: {source}={uri!r}")
+    return f"sqlite:///{path}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else ``None``."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def home(uri: str) -> Path:
+    """The local folder of a store's side files (backups, spool): beside a SQLite file,
+    ``./mlruns`` for a server.
+
+    Example:
+        >>> home("sqlite:////tmp/x/mlflow.db")
+        PosixPath('/tmp/x')
+    """
+    db = sqlite_path(uri)
+    return db.parent if db else Path("mlruns").resolve()
+
+
+def timeout_s() -> float:
+    """How long one tracking call may take before it gives up (``KERASCNN_TRACKING_TIMEOUT``)."""
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+        assert value > 0
+    except (ValueError, AssertionError):
+        raise ArgumentError(f"`{TIMEOUT_ENV}` must be a number of seconds > 0. Received: {TIMEOUT_ENV}={raw!r}") from None
+    return value
+
+
+def bound_http_retries() -> None:
+    """Caps MLflow's HTTP retries (7 retries with exponential back-off, 120-s timeouts by
+    default: ~10 minutes against a dead server) to about ``timeout_s()`` per call, unless
+    the user set ``MLFLOW_HTTP_REQUEST_*`` themselves. MLflow reads them per request."""
+    budget = timeout_s()  # retries wait 0 s, then 2 s; each attempt may take a third of the budget
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2" if budget >= 6 else "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # MLflow wants an integer here
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(budget / 3))))  # and here
+
+
+def probe(uri: str) -> None:
+    """Refuses a tracking server that does not answer (``GET /health``, no MLflow import).
+
+    Raises:
+        ArgumentError: The server is unreachable.
+    """
+    if urlparse(uri).scheme not in ("http", "https"):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=min(5.0, timeout_s())) as response:
+            response.read(64)
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ArgumentError(f"The tracking server does not answer ({reason}); start it, or train with --offline "
+                            f"to spool the run and `kerascnn sync` it later. Received: tracking_uri={uri!r}") from None
+
+
+def is_transient(error: BaseException) -> bool:
+    """SQLite lock contention: worth retrying. (Dead servers are not: MLflow retried already.)"""
+    text = str(error).lower()
+    return any(s in text for s in ("database is locked", "database table is locked", "disk i/o error"))
+
+
+def retrying(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
+    """Calls ``fn``, retrying SQLite lock contention with jittered exponential backoff.
+
+    Example:
+        >>> retrying(lambda: 42)
+        42
+    """
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            if attempt == attempts - 1 or not is_transient(e):
+                raise
+            time.sleep(min(4.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def lock_folder(folder: Path, *, wait: bool) -> int | None:
+    """Takes an exclusive ``flock`` on ``folder`` itself (created if missing; no lock file is
+    left behind) and returns the descriptor holding it: closing it releases the lock. With
+    ``wait=False``, returns ``None`` when another process holds the lock.
+
+    Example:
+        >>> fd = lock_folder(Path("/tmp/kerascnn-lock-demo"), wait=True); os.close(fd)
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialises first-time set-up of a SQLite store across processes (a no-op for servers)."""
+    db = sqlite_path(uri)
+    fd = lock_folder(db.parent, wait=True) if db else None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+@functools.lru_cache(maxsize=8)
+def client(uri: str) -> Any:
+    """The ``MlflowClient`` of ``uri`` (one per process and store).
+
+    A new SQLite store is created under a file lock: MLflow migrates the schema without
+    one, and processes creating the same store at once can leave it broken for good.
+
+    Raises:
+        ArgumentError: The store cannot be opened (a corrupt file, a server that is down...).
+    """
+    bound_http_retries()
+    for noisy in ("mlflow.store.db.utils", "alembic"):  # schema set-up chatter on every new store
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from mlflow.tracking import MlflowClient
+
+    try:
+        with store_lock(uri):
+            c = MlflowClient(tracking_uri=uri)
+            retrying(c.search_experiments, max_results=1)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ArgumentError(f"Cannot open the MLflow store ({type(e).__name__}: {first}). "
+                            f"Received: tracking_uri={uri!r}") from None  # fmt: skip
+    return c
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "experiment"
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Returns the id of experiment ``name``, creating it (artifacts beside a SQLite store).
+
+    Example:
+        >>> ensure_experiment("sqlite:////tmp/x/mlflow.db", "demo")  # doctest: +SKIP
+        '1'
+    """
+    checks.non_empty("experiment", name)
+    c = client(uri)
+    found = retrying(c.get_experiment_by_name, name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            raise ArgumentError("Experiment is deleted; restore it (mlflow experiments restore) or pick another "
+                                f"name. Received: experiment={name!r}")  # fmt: skip
+        return str(found.experiment_id)
+    db = sqlite_path(uri)
+    location = (db.parent / "artifacts" / _slug(name)).as_uri() if db else None
+    with store_lock(uri):  # SQLite: one creator at a time
+        found = retrying(c.get_experiment_by_name, name)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(retrying(c.create_experiment, name, artifact_location=location))
+        except Exception as e:  # a server: another process created it first
+            if "RESOURCE_ALREADY_EXISTS" not in str(e) and "already exists" not in str(e):
+                raise
+            return str(retrying(c.get_experiment_by_name, name).experiment_id)
+
+
+def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
+    """The run whose id is ``run_id`` or starts with it (the 12-character ids the CLI prints).
+
+    Raises:
+        ArgumentError: No run, or more than one run, matches.
+    """
+    c = client(uri)
+    if not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-f]{4,32}", run_id):
+        raise ArgumentError(f"`{argument}` must be a run id (4-32 hex digits). Received: {argument}={run_id!r}")
+    if len(run_id) == 32:
+        try:
+            return retrying(c.get_run, run_id)
+        except Exception:
+            raise ArgumentError(f"No run with this id in {uri}. Received: {argument}={run_id!r}") from None
+    ids = [e.experiment_id for e in retrying(c.search_experiments)]
+    found = [r for r in retrying(c.search_runs, ids, "", max_results=50000) if r.info.run_id.startswith(run_id)]
+    if len(found) != 1:
+        what = "No run" if not found else f"{len(found)} runs"
+        raise ArgumentError(f"{what} with an id starting with it in {uri}. Received: {argument}={run_id!r}")
+    return found[0]
+
+
+def environment_tags() -> dict[str, str]:
+    """Versions, host and process, as run tags (TensorFlow and Keras are imported by now)."""
+    import sys
+
+    import kerascnn
+
+    tags = {"kerascnn.version": kerascnn.__version__, "kerascnn.host": socket.gethostname(),
+            "kerascnn.pid": str(os.getpid())}  # fmt: skip
+    for name, module in (("tensorflow", "tensorflow"), ("keras", "keras")):
+        if module in sys.modules:
+            tags[f"{name}.version"] = sys.modules[module].__version__
+    return tags
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

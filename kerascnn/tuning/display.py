@@ -1,0 +1,57 @@
+"""What a search prints, as KerasTuner's ``Display`` does for its own output: one line when
+it starts (what it will run), one per finished trial, one at the end."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class Display:
+    """The search's progress lines (``kerascnn: ...`` on stdout).
+
+    Example:
+        >>> Display("val_accuracy", worker="tuner0", enabled=False).trial_started("0")
+    """
+
+    def __init__(self, objective: str, worker: str, enabled: bool = True) -> None:
+        self.objective, self.worker, self.enabled = objective, worker, enabled
+        self._started: dict[str, float] = {}
+
+    def say(self, message: str) -> None:
+        if self.enabled:
+            print(f"kerascnn: {message}", flush=True)
+
+    def plan(self, tuner: str, max_trials: int, planned: int | None, epochs: int, done: int) -> None:
+        """What the search will run, and why fewer trials than ``max_trials`` when so."""
+        if tuner == "hyperband" and planned is not None and planned < max_trials:
+            why = f"hyperband with --epochs {epochs} plans {planned} trials (raise --epochs for more brackets)"
+        elif tuner == "grid" and planned is not None:
+            why = f"the grid has {planned} combinations" + (f"; --max-trials {max_trials} runs the first "
+                                                            f"{max_trials}" if planned > max_trials else "")
+        else:
+            why = None
+        total = min(max_trials, planned) if planned is not None else max_trials
+        resumed = f", {done} done before" if done else ""
+        self.say(f"{tuner} search of up to {total} trials{resumed}" + (f" ({why})" if why else ""))
+
+    def trial_started(self, trial_id: str) -> None:
+        self._started[trial_id] = time.monotonic()
+
+    def trial_ended(self, trial: Any, run_id: str | None) -> None:
+        """The one line per trial: status, score, time, hyperparameters, run, and why it failed."""
+        shown = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        score = trial.score if trial.score is not None else float("nan")
+        seconds = time.monotonic() - self._started.get(trial.trial_id, time.monotonic())
+        reason = (trial.message or "").strip().splitlines()[-1:] or [""]
+        failed = trial.status != "COMPLETED" and trial.message
+        why = f" ({reason[0].replace('keras_tuner.src.errors.', '')[:160]})" if failed else ""
+        self.say(f"trial {trial.trial_id} [{self.worker}] {trial.status} {self.objective}={score:.4f} "
+                 f"{seconds:.1f}s {shown} run {run_id or '-'}{why}")  # fmt: skip
+
+    def best(self, best: dict[str, Any] | None, parent_id: str | None) -> None:
+        if best is not None and best["score"] is not None:
+            self.say(f"best trial {best['trial_id']} {self.objective}={best['score']:.4f} {best['hyperparameters']} "
+                     f"(parent run {parent_id})")  # fmt: skip
+        elif parent_id:
+            self.say(f"no trial completed (parent run {parent_id})")

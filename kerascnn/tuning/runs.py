@@ -1,0 +1,134 @@
+"""The MLflow side of a search: its parent run and one nested run per trial.
+
+* The parent is found again on a rerun (tags ``kerascnn.search_name`` and
+  ``kerascnn.search_dir``), so a resumed search continues under the same parent.
+* A worker (KerasTuner's chief/worker mode) waits for the chief's parent and logs its
+  trials under it, tagged with its ``KERASTUNER_TUNER_ID``.
+* A trial whose process died is re-run by KerasTuner; its old run is marked KILLED.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from kerascnn.errors import SearchFailed
+from kerascnn.tracking import store
+from kerascnn.tracking.recorder import RunRef, recorder
+from kerascnn.tracking.run import TrackedRun, describe_failure, failure_status
+
+PARENT_WAIT_S = 120.0  # how long a worker waits for the chief's parent run
+
+
+class SearchRuns:
+    """The parent run of a search and its trial runs."""
+
+    def __init__(self, uri: str, experiment: str, name: str, search_dir: Path, labels: dict[str, str]) -> None:
+        self.uri, self.experiment, self.name, self.search_dir = uri, experiment, name, search_dir
+        self.labels = labels
+        self.worker = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
+        self.parent: TrackedRun | None = None
+        self.trials: dict[str, TrackedRun] = {}
+        self.experiment_id = store.ensure_experiment(uri, experiment)
+
+    @property
+    def client(self) -> Any:
+        return store.client(self.uri)
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.parent.run_id if self.parent else None
+
+    def _readable(self) -> bool:
+        """Reads make sense once the recorder's writes are in (and the store answers)."""
+        return recorder(self.uri).flush()
+
+    def find_parent(self) -> Any:
+        query = f"tags.`kerascnn.kind` = 'search' AND tags.`kerascnn.search_name` = '{self.name}'"
+        found = store.retrying(self.client.search_runs, [self.experiment_id], query,
+                               order_by=["attributes.start_time DESC"])  # fmt: skip
+        mine = [r for r in found if r.data.tags.get("kerascnn.search_dir") == str(self.search_dir)]
+        return mine[0] if mine else None
+
+    def open_parent(self, params: dict[str, Any], max_trials: int, fresh: bool) -> TrackedRun:
+        """Creates the parent run, or re-opens the one of an earlier session of this search
+        (``fresh``: KerasTuner starts this search over, so a new parent)."""
+        from kerascnn import device
+
+        previous = self.find_parent()
+        tags = {"kerascnn.kind": "search", "kerascnn.search_name": self.name, "kerascnn.search_dir": str(self.search_dir),
+                "kerascnn.max_trials": str(max_trials), "kerascnn.device": device.describe_devices(), **self.labels,
+                **store.environment_tags(), **device.machine().tags()}  # fmt: skip
+        if previous is not None and fresh and previous.info.status == "RUNNING":
+            TrackedRun.reopen(self.uri, self.experiment, previous, tags={}).end(
+                "KILLED", "its process ended; the search was started afresh under a new parent run")
+        if previous is not None and not fresh:
+            self.parent = TrackedRun.reopen(self.uri, self.experiment, previous, tags=tags)
+            self.kill_stale_trials("the search process ended without closing it; the trial is re-run")
+        else:
+            self.parent = TrackedRun.start(self.uri, self.experiment, self.name, tags=tags, params=params)
+        return self.parent
+
+    def resolve_parent(self) -> TrackedRun:
+        """The parent: this process's, or (a worker) the chief's, waited for."""
+        deadline = time.monotonic() + PARENT_WAIT_S
+        while self.parent is None:
+            found = self.find_parent()
+            if found is not None and found.info.status == "RUNNING":
+                ref = RunRef(self.uri, self.experiment, found.info.run_name, run_id=found.info.run_id)
+                self.parent = TrackedRun(ref)
+            elif time.monotonic() > deadline:
+                raise SearchFailed(f"no RUNNING parent run for search {self.name!r} after {PARENT_WAIT_S:.0f} s; is "
+                                   "the chief running with the same tracking URI and experiment?")  # fmt: skip
+            else:
+                time.sleep(1.0)
+        return self.parent
+
+    def children(self, status: str | None = None) -> list[Any]:
+        """The trial runs in the store (after this process's writes are in)."""
+        if self.parent_id is None or not self._readable():
+            return []
+        query = f"tags.`mlflow.parentRunId` = '{self.parent_id}'"
+        if status:
+            query += f" AND attributes.status = '{status}'"
+        return store.retrying(self.client.search_runs, [self.experiment_id], query, max_results=10000)
+
+    def kill_stale_trials(self, reason: str, trial_id: str | None = None) -> None:
+        """Ends KILLED the RUNNING trial runs of dead processes (of ``trial_id`` only, if given)."""
+        mine = {t.run_id for t in self.trials.values()}
+        for run in self.children("RUNNING"):
+            if run.info.run_id in mine or (trial_id is not None and run.data.tags.get("kerascnn.trial_id") != trial_id):
+                continue
+            TrackedRun.reopen(self.uri, self.experiment, run, tags={}).end("KILLED", reason)
+
+    def start_trial(self, trial: Any) -> TrackedRun:
+        """The nested run of ``trial`` (its hyperparameters as params)."""
+        parent = self.resolve_parent()
+        # an earlier run of this trial whose process died: KerasTuner re-runs the trial now
+        self.kill_stale_trials("its process died; KerasTuner re-ran the trial", trial.trial_id)
+        tags = {"kerascnn.kind": "trial", "kerascnn.trial_id": trial.trial_id, "kerascnn.worker": self.worker,
+                "kerascnn.search_name": self.name, "kerascnn.host": socket.gethostname(),
+                "kerascnn.pid": str(os.getpid()), **self.labels}  # fmt: skip
+        run = TrackedRun.start(self.uri, self.experiment, f"{self.name}-trial-{trial.trial_id}", tags=tags,
+                               params=trial.hyperparameters.values, parent=parent)  # fmt: skip
+        self.trials[trial.trial_id] = run
+        return run
+
+    def end_trial(self, trial: Any, error: BaseException | None) -> None:
+        run = self.trials[trial.trial_id]
+        run.set_tags({"kerascnn.trial_status": "COMPLETED" if error is None else "FAILED"})
+        if error is None:
+            run.end("FINISHED", wait=False)
+        else:
+            run.end(failure_status(error), describe_failure(error), wait=False)
+
+    def trial_run_ids(self) -> dict[str, str | None]:
+        """trial id -> run id, for every trial of the search (other processes' too)."""
+        ids: dict[str, str | None] = {}
+        for run in sorted(self.children(), key=lambda r: r.info.start_time):  # the latest run of a trial wins
+            if run.info.status in ("FINISHED", "FAILED"):
+                ids[run.data.tags.get("kerascnn.trial_id", "")] = run.info.run_id
+        return ids | {t: r.run_id for t, r in self.trials.items()}

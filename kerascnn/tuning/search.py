@@ -1,0 +1,303 @@
+"""``tune()``: a KerasTuner search with one parent MLflow run and one nested run per trial.
+
+KerasTuner does the searching, resuming (``overwrite=False``), retries and chief/worker
+distribution; the kit adds the tracking around it (:mod:`~kerascnn.tuning.runs`), refuses
+to resume a search with other settings, and prunes checkpoints that can no longer be
+needed (:mod:`~kerascnn.tuning.tuner`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kerascnn import device, hardware
+from kerascnn.config import TuneConfig, signature_of
+from kerascnn.errors import ArgumentError, SearchFailed
+from kerascnn.tracking import store
+from kerascnn.tracking.run import lifecycle
+from kerascnn.tuning import distributed
+from kerascnn.tuning.spaces import HyperModel, SearchSpace, grid_size, probe, space_for
+
+SETTINGS_FILE = "kerascnn_search.json"  # the settings a search was started with, in its folder
+
+
+@dataclass
+class TuneResult:
+    """What ``tune()`` returns; ``to_json()`` is the CLI's ``--json`` document."""
+
+    parent_run_id: str | None
+    search_name: str
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    best_model: Any = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"parent_run_id": self.parent_run_id, "search_name": self.search_name, "trials": self.trials,
+                "best": self.best}  # fmt: skip
+
+
+@dataclass
+class _Search:
+    """A search ready to run: its settings, space, data and KerasTuner tuner."""
+
+    config: TuneConfig
+    space: SearchSpace
+    data: Any
+    adaptation: Any
+    recipe: Any
+    policy: str
+    tuner: Any
+    folder: Path
+    role: str
+
+
+def tune(family: str | None = None, dataset: str | None = None, *, build: Callable[..., Any] | None = None,
+         progress: bool = True, **settings: Any) -> TuneResult:  # fmt: skip
+    """Runs (or resumes) a KerasTuner search; every trial is a nested MLflow run.
+
+    Every setting is a field of :class:`~kerascnn.config.TuneConfig` (``tuner``,
+    ``max_trials``, ``epochs``, ``fixed``, ``objective``, ``search_name``...).
+
+    Args:
+        family: A family or model name whose search space to use (default ``mnist_cnn``).
+        dataset: A dataset name or image folder, as in ``train`` (default ``mnist``).
+        build: Your own ``build(hp, *, input_shape, num_classes)`` instead of ``family``'s.
+        progress: Print what the search will run and one line per finished trial.
+        **settings: The other fields of ``TuneConfig``.
+
+    Returns:
+        A :class:`TuneResult`: the parent run, every trial and the best one.
+
+    Raises:
+        ArgumentError: Bad settings, an empty space, a rerun with other settings; before
+            any run exists.
+        SearchFailed: KerasTuner stopped the search (too many failed trials).
+
+    Example:
+        >>> result = tune("mnist_cnn", "mnist", tuner="hyperband", max_trials=6, epochs=3)  # doctest: +SKIP
+        >>> result.best["hyperparameters"]  # doctest: +SKIP
+        {'learning_rate': 0.003, 'filters': 32, 'dense_units': 128, 'dropout': 0.0}
+    """
+    given = {k: v for k, v in (("family", family), ("dataset", dataset)) if v is not None}
+    if build is not None:
+        given.setdefault("family", "custom")
+    config = TuneConfig.create(**given, **settings)
+    space = space_for(config.family, build)
+    role = distributed.role()
+    search = _prepare(config, space, role, progress)
+    with _search_lock(search), _kerastuner_quiet():
+        with lifecycle(lambda: _open_parent(search) if role != "worker" else None) as parent:
+            search.tuner.runs.parent = parent
+            _run(search)
+            if role == "worker":
+                return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
+            result = _summarize(search)
+    result.parent_run_id = parent.run_id if parent else None
+    search.tuner.display.best(result.best, result.parent_run_id)
+    return result
+
+
+tune.__signature__ = signature_of(TuneConfig, tune, ("family", "dataset"))  # type: ignore[attr-defined]
+
+
+def _prepare(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -> _Search:
+    """Data, speed plan, hypermodel (probed), settings check and KerasTuner's tuner."""
+    import keras
+
+    from kerascnn import data as data_module
+
+    device.import_tensorflow()
+    keras.utils.set_random_seed(config.seed)
+    data = data_module.load_dataset(config.dataset, validation_split=config.validation_split,
+                                    train_samples=config.train_samples, seed=config.seed)  # fmt: skip
+    adaptation = data_module.plan_adaptation(data.image_shape, space.min_input_size)
+    recipe = space.recipe.replace(batch_size=config.batch_size, epochs=config.epochs)
+    speed = hardware.plan(device.machine(), precision=config.precision, steps_per_execution=recipe.steps_per_execution)
+    steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
+    hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed.policy)
+    whole = probe(hypermodel, config.fixed, config.family)  # before KerasTuner reads (or deletes) the folder
+    folder = Path(config.directory).resolve() / config.name
+    if role != "worker":
+        _check_same_settings(config, folder)
+    tuner = _make_tuner(config, hypermodel, folder, speed.policy, progress)
+    if role != "worker":  # a worker's oracle is the chief's, behind a client
+        done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
+        planned = grid_size(whole, config.fixed) if config.tuner == "grid" else _hyperband_trials(tuner)
+        tuner.display.plan(config.tuner, config.max_trials, planned, config.epochs, done)
+    return _Search(config, space, data, adaptation, recipe, speed.policy, tuner, folder, role)
+
+
+def _hyperband_trials(tuner: Any) -> int | None:
+    from kerascnn.tuning.tuner import hyperband_trials
+
+    return hyperband_trials(tuner.oracle)
+
+
+def _make_tuner(config: TuneConfig, hypermodel: HyperModel, folder: Path, policy: str, progress: bool) -> Any:
+    import keras_tuner as kt
+
+    from kerascnn.tuning.display import Display
+    from kerascnn.tuning.runs import SearchRuns
+    from kerascnn.tuning.tuner import TrackedTuner, make_oracle
+
+    hp = kt.HyperParameters()
+    for key, value in config.fixed.items():
+        hp.Fixed(key, value)
+    oracle = make_oracle(config.tuner, config.objective, config.max_trials, config.epochs, config.seed, hp,
+                         config.max_retries_per_trial, config.max_consecutive_failed_trials)  # fmt: skip
+    with device.dtype_policy(policy):
+        tuner = TrackedTuner(oracle=oracle, hypermodel=hypermodel, directory=str(folder.parent),
+                             project_name=folder.name, overwrite=config.overwrite)  # fmt: skip
+    if hasattr(tuner.oracle, "max_trials"):  # Hyperband's oracle takes no max_trials; cap it here
+        tuner.oracle.max_trials = config.max_trials
+    labels = {"kerascnn.model": hypermodel.space.name, "kerascnn.family": hypermodel.space.name,
+              "kerascnn.dataset": config.dataset}  # fmt: skip
+    tuner.runs = SearchRuns(config.tracking_uri, config.experiment, config.name, folder, labels)  # type: ignore[arg-type]
+    tuner.display = Display(config.objective, tuner.runs.worker, enabled=progress)
+    return tuner
+
+
+def _check_same_settings(config: TuneConfig, folder: Path) -> None:
+    """A search continues only with the settings it was started with (``--overwrite`` or
+    another ``--search-name`` starts a new one)."""
+    saved = folder / SETTINGS_FILE
+    if config.overwrite or not saved.is_file():
+        return
+    before = json.loads(saved.read_text())
+    now = config.params()
+    changed = [f"{k}: {before[k]} -> {now[k]}" for k in sorted(now) if k in before and before[k] != now[k]]
+    if changed:
+        raise ArgumentError(f"Search {config.name!r} was started with other settings ({'; '.join(changed)}); rerun "
+                            "with its settings to resume it, or give --search-name to start another, or --overwrite. "
+                            f"Received: search_name={config.name!r}")  # fmt: skip
+
+
+def _open_parent(search: _Search) -> Any:
+    config, data = search.config, search.data
+    fresh = not any(search.folder.glob("trial_*/trial.json"))  # no trial started in this folder yet
+    (search.folder / SETTINGS_FILE).write_text(json.dumps(config.params(), indent=1))
+    params = {**config.params(), "search_name": config.name, "family": search.space.name,
+              "batch_size": search.recipe.batch_size, "train_size": len(data.x_train),
+              "val_size": len(data.x_val), "adaptation": search.adaptation.describe(), "dtype_policy": search.policy,
+              "space": json.dumps([p.get_config() for p in search.tuner.oracle.get_space().space], default=str)}  # fmt: skip
+    return search.tuner.runs.open_parent(params, config.max_trials, fresh)
+
+
+def _run(search: _Search) -> None:
+    from kerascnn import data as data_module
+
+    config, data, adaptation = search.config, search.data, search.adaptation
+    batch = search.recipe.batch_size
+    train = data_module.make_pipeline(data.x_train, data.y_train, batch_size=batch, adaptation=adaptation,
+                                      training=True, seed=config.seed)  # fmt: skip
+    val = data_module.make_pipeline(data.x_val, data.y_val, batch_size=batch, adaptation=adaptation)
+    with device.dtype_policy(search.policy):
+        try:
+            search.tuner.search(train, validation_data=val, epochs=config.epochs, verbose=0, shuffle=False)
+        except RuntimeError as e:  # KerasTuner's consecutive-failure limit
+            raise SearchFailed(_first_and_last_line(str(e))) from e
+
+
+def _summarize(search: _Search) -> TuneResult:
+    """Tags the best trial, logs its model and a leaderboard on the parent run."""
+    from kerascnn.tuning.tuner import quiet_optimizer_slots
+
+    tuner, runs, config = search.tuner, search.tuner.runs, search.config
+    parent = runs.parent
+    assert parent is not None, "only the chief (or a lone process) summarizes a search"
+    outputs = store.home(parent.ref.uri) / "outputs" / parent.ref.local_id
+    outputs.mkdir(parents=True, exist_ok=True)
+    run_ids = runs.trial_run_ids()
+    order = sorted(tuner.oracle.trials, key=lambda t: (len(t), t))
+    trials = [_trial_row(tuner.oracle.trials[t], run_ids.get(t)) for t in order]
+    best_trials = [t for t in tuner.oracle.get_best_trials(1) if t.status == "COMPLETED"]
+    best = next((t for t in trials if best_trials and t["trial_id"] == best_trials[0].trial_id), None)
+    _write_leaderboard(outputs / "leaderboard.csv", trials, maximize=config.objective == "val_accuracy")
+    best_model = None
+    if best is not None:
+        with quiet_optimizer_slots():
+            best_model = tuner.load_model(best_trials[0])
+        best_model.save(outputs / "best_model.keras")
+        (outputs / "best_hyperparameters.json").write_text(json.dumps(best["hyperparameters"], indent=1))
+        parent.set_tags({**{f"best.{k}": str(v) for k, v in best["hyperparameters"].items()},
+                         "kerascnn.best_trial_id": best["trial_id"], "kerascnn.best_run_id": str(best["run_id"])})  # fmt: skip
+        done = sum(1 for t in trials if t["status"] in ("COMPLETED", "FAILED"))
+        parent.log_metrics({"best_score": best["score"], f"best_{config.objective}": best["score"]}, step=done)
+    parent.log_artifacts(outputs)
+    if best_model is not None:
+        import numpy as np
+
+        example = np.zeros((1, *best_model.input_shape[1:]), np.float32)
+        parent.log_model(best_model, saved=outputs / "best_model.keras", name="best_model", example=example,
+                         outputs=best_model.predict(example, verbose=0))  # fmt: skip
+    tuner.prune_checkpoints(final=True)
+    return TuneResult(parent_run_id=None, search_name=config.name, trials=trials, best=best, best_model=best_model)
+
+
+def _trial_row(trial: Any, run_id: str | None) -> dict[str, Any]:
+    score = None if trial.score is None or not math.isfinite(trial.score) else float(trial.score)
+    shown = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+    return {"trial_id": trial.trial_id, "run_id": run_id, "status": trial.status, "score": score,
+            "hyperparameters": shown}  # fmt: skip
+
+
+def _write_leaderboard(path: Path, trials: list[dict[str, Any]], maximize: bool) -> None:
+    names = sorted({k for t in trials for k in t["hyperparameters"]})
+    sign = -1 if maximize else 1
+    ranked = sorted(trials, key=lambda t: (t["score"] is None, sign * (t["score"] or 0)))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["rank", "trial_id", "run_id", "status", "score", *names])
+    for rank, t in enumerate(ranked, start=1):
+        writer.writerow([rank, t["trial_id"], t["run_id"], t["status"], t["score"],
+                         *[t["hyperparameters"].get(n, "") for n in names]])  # fmt: skip
+    path.write_text(buffer.getvalue())
+
+
+def _first_and_last_line(text: str) -> str:
+    """KerasTuner's failure message: its first line and the last trial's exception, not the traceback."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "KerasTuner stopped the search"
+    last = lines[-1].replace("keras_tuner.src.errors.", "")
+    return lines[0] if len(lines) == 1 else f"{lines[0].rstrip('.')}; last trial: {last}"
+
+
+@contextlib.contextmanager
+def _search_lock(search: _Search) -> Iterator[None]:
+    """One process runs a search at a time (workers share the chief's folder)."""
+    if search.role == "worker":
+        yield
+        return
+    fd = store.lock_folder(search.folder, wait=False)
+    if fd is None:
+        raise ArgumentError(f"This search is running in another process. Received: search_name={search.folder.name!r}")
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _kerastuner_quiet() -> Iterator[None]:
+    """KerasTuner prints every failed trial's traceback when DEBUG (its default); the reason
+    goes to the trial's run and progress line instead."""
+    try:
+        from keras_tuner.src import config as kt_config
+    except ImportError:
+        yield
+        return
+    debug, kt_config.DEBUG = kt_config.DEBUG, False
+    try:
+        yield
+    finally:
+        kt_config.DEBUG = debug

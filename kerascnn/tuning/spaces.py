@@ -1,0 +1,130 @@
+"""Search spaces: each family's ``search_space(hp, *, input_shape, num_classes)``, KerasTuner's
+HyperResNet style -- it calls the family's real builder, and every hyperparameter is named
+like the builder keyword it sets (``filters``, ``width``, ``batch_norm``...) or like the
+recipe setting (``learning_rate``). All values are discrete, so every tuner, ``grid``
+included, can search every space.
+
+A custom space is any ``build(hp, *, input_shape, num_classes) -> keras.Model``; the tuner
+compiles the model with the family's recipe unless ``build`` already did.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kerascnn.errors import ArgumentError
+from kerascnn.models import get_family, list_families
+from kerascnn.recipes import Recipe
+
+Space = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A space to search: its ``build(hp, ...)``, the recipe trials train with, and the
+    smallest image side its models accept."""
+
+    name: str
+    build: Space
+    recipe: Recipe
+    min_input_size: int
+
+
+def space_for(family: str, build: Space | None = None) -> SearchSpace:
+    """The space of ``family`` (a family or model name), or a custom ``build``.
+
+    Example:
+        >>> space_for("vgg16").name
+        'vgg'
+    """
+    if build is not None:
+        if not callable(build):
+            raise ArgumentError("`build` must be a callable build(hp, *, input_shape, num_classes). "
+                                f"Received: build={build!r}")  # fmt: skip
+        return SearchSpace(getattr(build, "__name__", "custom"), build, get_family("mnist_cnn").recipe, 1)
+    found = get_family(family)
+    if found.space is None:
+        with_spaces = [f for f in list_families() if get_family(f).space is not None]
+        raise ArgumentError(f"Family `{found.name}` declares no search space; these do: {', '.join(with_spaces)}. "
+                            f"Received: family={family!r}")  # fmt: skip
+    return SearchSpace(found.name, found.space, found.recipe, int(found.min_input_size()))
+
+
+class HyperModel:
+    """Builds a trial's model from the space and compiles it with the trial's learning rate."""
+
+    def __init__(self, space: SearchSpace, input_shape: tuple[int, int, int], num_classes: int,
+                 recipe: Recipe, steps_per_epoch: int, policy: str) -> None:  # fmt: skip
+        self.space, self.input_shape, self.num_classes = space, input_shape, num_classes
+        self.recipe, self.steps_per_epoch, self.policy = recipe, steps_per_epoch, policy
+
+    def __call__(self, hp: Any) -> Any:
+        from kerascnn import device
+        from kerascnn.recipes import make_optimizer
+
+        with device.dtype_policy(self.policy):
+            model = self.space.build(hp, input_shape=self.input_shape, num_classes=self.num_classes)
+        if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
+            rate = hp.values.get("learning_rate", self.recipe.learning_rate)
+            recipe = self.recipe.replace(learning_rate=rate, schedule="constant")
+            model.compile(optimizer=make_optimizer(recipe, self.steps_per_epoch),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                          steps_per_execution=recipe.steps_per_execution)  # fmt: skip
+        return model
+
+
+def probe(hypermodel: HyperModel, fixed: dict[str, Any], family: str) -> Any:
+    """Builds the space with KerasTuner's defaults, first as it is (its names), then with
+    ``fixed`` applied: a broken space, a ``fixed`` name it does not have, a value it cannot
+    build, or nothing left to tune is refused before anything is written. Returns the
+    hyperparameters of the plain build (the whole space).
+    """
+    import keras_tuner as kt
+
+    def build(hp: Any) -> None:
+        try:
+            hypermodel(hp)
+        except (ValueError, TypeError) as e:  # bad builder options and the like
+            raise ArgumentError(f"The search space cannot build a model ({' '.join(str(e).split())[:300]}). "
+                                f"Received: family={family!r}, fixed={fixed!r}") from None  # fmt: skip
+
+    plain = kt.HyperParameters()
+    build(plain)
+    names = {p.name for p in plain.space}
+    unknown = sorted(set(fixed) - names)
+    if unknown:
+        raise ArgumentError(f"The search space has no hyperparameter {', '.join(unknown)}; it has "
+                            f"{', '.join(sorted(names))}. Received: fixed={fixed!r}")  # fmt: skip
+    if not names - set(fixed):
+        raise ArgumentError(f"The search space is empty: every hyperparameter is fixed. Received: fixed={fixed!r}")
+    pinned = kt.HyperParameters()
+    for key, value in fixed.items():
+        pinned.Fixed(key, value)
+    build(pinned)
+    return plain
+
+
+def grid_size(hyperparameters: Any, fixed: dict[str, Any]) -> int | None:
+    """How many combinations a grid search walks (``None`` for a continuous space).
+
+    Example:
+        >>> import keras_tuner as kt  # doctest: +SKIP
+    """
+    total = 1
+    for hp in hyperparameters.space:
+        if hp.name in fixed:
+            continue
+        config = hp.get_config()
+        kind = type(hp).__name__
+        if kind == "Choice":
+            total *= len(config["values"])
+        elif kind == "Boolean":
+            total *= 2
+        elif kind in ("Int", "Float") and config.get("step"):
+            total *= int(math.floor((config["max_value"] - config["min_value"]) / config["step"] + 1e-9)) + 1
+        elif kind != "Fixed":
+            return None
+    return total

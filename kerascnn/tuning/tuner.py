@@ -1,0 +1,142 @@
+"""``TrackedTuner``: a ``keras_tuner.Tuner`` whose trials are nested MLflow runs.
+
+KerasTuner does the searching, resuming, retries and chief/worker distribution; this
+subclass runs each trial inside its MLflow run, fails a trial whose loss became NaN (the
+search goes on), lets Hyperband's promoted trials start from their parent's weights, and
+keeps only the checkpoints that can still be needed. Imported only when a search runs
+(it loads KerasTuner and TensorFlow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import keras_tuner as kt
+from keras_tuner.errors import FailedTrialError
+
+from kerascnn.callbacks import EpochMetrics
+from kerascnn.tuning.display import Display
+from kerascnn.tuning.runs import SearchRuns
+
+FACTOR = 3  # Hyperband's halving factor
+FINAL = ("COMPLETED", "FAILED", "INVALID")
+
+
+@contextlib.contextmanager
+def quiet_optimizer_slots() -> Iterator[None]:
+    """Silences Keras' note that a checkpoint's optimizer slots were not loaded: trial
+    checkpoints hold them, and a fresh (or inference) model does not need them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        yield
+
+
+def make_oracle(tuner: str, objective: str, max_trials: int, epochs: int, seed: int, hp: Any, retries: int,
+                failures: int) -> Any:  # fmt: skip
+    """KerasTuner's oracle for ``tuner`` (Hyperband's is capped at ``max_trials`` afterwards)."""
+    direction = "max" if objective == "val_accuracy" else "min"
+    common = dict(objective=kt.Objective(objective, direction), seed=seed, hyperparameters=hp,
+                  max_retries_per_trial=retries, max_consecutive_failed_trials=failures)  # fmt: skip
+    if tuner == "hyperband":
+        return kt.oracles.HyperbandOracle(max_epochs=epochs, factor=FACTOR, hyperband_iterations=1, **common)
+    cls = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
+           "grid": kt.oracles.GridSearchOracle}[tuner]  # fmt: skip
+    return cls(max_trials=max_trials, **common)
+
+
+def hyperband_trials(oracle: Any) -> int | None:
+    """How many trials a Hyperband oracle plans (its brackets and rounds), else ``None``."""
+    local = getattr(oracle, "_oracle", oracle)
+    if not isinstance(local, kt.oracles.HyperbandOracle):
+        return None
+    brackets = local._get_num_brackets()
+    return local.hyperband_iterations * sum(local._get_size(b, r) for b in range(brackets) for r in range(b + 1))
+
+
+class TrackedTuner(kt.Tuner):
+    """A ``keras_tuner.Tuner`` whose trials are nested MLflow runs (set ``runs`` and ``display``)."""
+
+    runs: SearchRuns
+    display: Display
+    _warm_start = False
+
+    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        hp = trial.hyperparameters
+        if "tuner/epochs" in hp.values:  # Hyperband: train from the parent's epoch to this round's
+            kwargs["epochs"] = hp.values["tuner/epochs"]
+            kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
+        self.display.trial_started(trial.trial_id)
+        run = self.runs.start_trial(trial)
+        try:
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochMetrics(run)]
+            self._warm_start = True
+            try:
+                histories = super().run_trial(trial, *args, **kwargs)
+            finally:
+                self._warm_start = False
+            self._check_finite(histories)
+            self._log_scores(run, histories)
+        except BaseException as error:
+            self.runs.end_trial(trial, error)
+            raise
+        self.runs.end_trial(trial, None)
+        return histories
+
+    @staticmethod
+    def _check_finite(histories: list[Any]) -> None:
+        for history in histories:
+            losses = history.history.get("loss", [])
+            bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+            if bad:
+                raise FailedTrialError(f"the training loss became {losses[bad[0]]} in epoch {bad[0] + 1}")
+
+    def _log_scores(self, run: Any, histories: list[Any]) -> None:
+        name = self.oracle.objective.name
+        values = [v for h in histories for v in h.history.get(name, [])]
+        if values:
+            best = max(values) if self.oracle.objective.direction == "max" else min(values)
+            run.log_metrics({f"final_{name}": values[-1], f"best_{name}": best}, step=len(values))
+
+    def _build_hypermodel(self, hp: Any) -> Any:
+        model = super()._build_hypermodel(hp)
+        if self._warm_start and "tuner/trial_id" in hp.values:  # Hyperband: start from the promoted trial
+            with quiet_optimizer_slots():
+                model.load_weights(self._get_checkpoint_fname(hp.values["tuner/trial_id"]))
+        return model
+
+    def on_trial_end(self, trial: Any) -> None:
+        super().on_trial_end(trial)
+        run = self.runs.trials.get(trial.trial_id)
+        self.display.trial_ended(self.oracle.get_trial(trial.trial_id), run.run_id if run else None)
+        self.prune_checkpoints(final=False)
+
+    def prune_checkpoints(self, final: bool) -> None:
+        """Deletes the checkpoints of finished trials except the best one. During a Hyperband
+        search those of open brackets stay too (promoted trials start from them); a Hyperband
+        worker leaves pruning to the chief, which sees the brackets."""
+        oracle = self.oracle
+        local = getattr(oracle, "_oracle", oracle)  # a worker's OracleClient wraps its local copy
+        hyperband = isinstance(local, kt.oracles.HyperbandOracle)
+        if hyperband and not final and local is not oracle:
+            return
+        keep = {t.trial_id for t in oracle.get_best_trials(1) if t.status == "COMPLETED"}
+        if hyperband and not final:
+            keep |= {info["id"] for b in oracle._brackets for r in b["rounds"] for info in r}
+        for folder in Path(self.project_dir).glob("trial_*"):
+            trial_id = folder.name[len("trial_") :]
+            if trial_id not in keep and self._finished(trial_id):
+                for name in ("checkpoint.weights.h5", "build_config.json", "checkpoint", "checkpoint.index"):
+                    (folder / name).unlink(missing_ok=True)
+                for data_file in folder.glob("checkpoint.data-*"):
+                    data_file.unlink(missing_ok=True)
+
+    def _finished(self, trial_id: str) -> bool:
+        try:
+            return self.oracle.get_trial(trial_id).status in FINAL  # not running somewhere or awaiting a retry
+        except Exception:
+            return False
