@@ -21,6 +21,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -85,6 +86,19 @@ def _pairs(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
         raise ArgumentError(f"`{name}` must map option names to values. Received: {name}={value!r}")
     return dict(value)
+
+
+def _registration(config: Any) -> None:
+    """``register_model`` is a non-empty name; ``alias`` needs it and is a valid MLflow alias."""
+    _optional(checks.non_empty)("register_model", config.register_model)
+    if config.alias is None:
+        return
+    if config.register_model is None:
+        raise ArgumentError(f"`alias` needs `register_model` (the model to point it at). Received: alias={config.alias!r}")
+    if not isinstance(config.alias, str) or not re.fullmatch(r"[A-Za-z_][\w-]{0,254}", config.alias) \
+            or config.alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", config.alias):  # fmt: skip
+        raise ArgumentError("`alias` must be a name of letters, digits, _ and -, not 'latest' or v<N>. "
+                            f"Received: alias={config.alias!r}")  # fmt: skip
 
 
 def encode(value: Any) -> str:
@@ -216,6 +230,12 @@ class TrainConfig(_Config):
     resume: bool | str = setting(False, "continue the latest interrupted run of this model (or RUN_ID) with its "
                                  "logged settings", group="tracking", kind="optional", metavar="RUN_ID",
                                  log=False)  # fmt: skip
+    system_metrics: bool = setting(True, "do not sample CPU/memory/GPU use into system/... metrics",
+                                   group="tracking", kind="off", flag="--no-system-metrics", log=False)  # fmt: skip
+    register_model: str | None = setting(None, "register the model in MLflow's Model Registry under this name "
+                                         "(a new version)", group="tracking", metavar="NAME", log=False)  # fmt: skip
+    alias: str | None = setting(None, "with --register-model: point this alias (e.g. champion) at the new version",
+                                group="tracking", log=False)  # fmt: skip
 
     def __post_init__(self) -> None:
         from kerascnn import device
@@ -234,7 +254,7 @@ class TrainConfig(_Config):
         fix("model_kwargs", _pairs("model_kwargs", self.model_kwargs))
         get_entry(self.model).check_options(self.model_kwargs)
         fix("seed", checks.non_negative_int("seed", self.seed))
-        for name in ("augment", "deterministic", "tracking"):
+        for name in ("augment", "deterministic", "tracking", "system_metrics"):
             fix(name, _bool(name, getattr(self, name)))
         checks.one_of("precision", self.precision, PRECISIONS)
         if self.jit != "auto" and not isinstance(self.jit, bool):
@@ -247,6 +267,10 @@ class TrainConfig(_Config):
         if self.resume and not self.tracking:
             raise ArgumentError("`resume` continues a tracked run; it cannot be used without tracking. "
                                 "Received: tracking=False")  # fmt: skip
+        _registration(self)
+        if self.register_model and not self.tracking:
+            raise ArgumentError("`register_model` registers a tracked run's model; it cannot be used without "
+                                "tracking. Received: tracking=False")  # fmt: skip
         if self.tracking:
             from kerascnn.tracking.store import resolve_tracking_uri
 
@@ -306,6 +330,12 @@ class TuneConfig(_Config):
     experiment: str = setting(DEFAULT_EXPERIMENT, "MLflow experiment", group="tracking", log=False)
     tracking_uri: str | None = setting(None, "MLflow store (default: $MLFLOW_TRACKING_URI or "
                                        "sqlite:///mlruns/mlflow.db)", group="tracking", log=False)  # fmt: skip
+    system_metrics: bool = setting(True, "do not sample CPU/memory/GPU use into system/... metrics",
+                                   group="tracking", kind="off", flag="--no-system-metrics", log=False)  # fmt: skip
+    register_model: str | None = setting(None, "register the model in MLflow's Model Registry under this name "
+                                         "(a new version)", group="tracking", metavar="NAME", log=False)  # fmt: skip
+    alias: str | None = setting(None, "with --register-model: point this alias (e.g. champion) at the new version",
+                                group="tracking", log=False)  # fmt: skip
 
     def __post_init__(self) -> None:
         from kerascnn.data import check_dataset_name
@@ -337,10 +367,12 @@ class TuneConfig(_Config):
         checks.non_empty("directory", str(self.directory))
         fix("directory", str(self.directory))
         fix("overwrite", _bool("overwrite", self.overwrite))
+        fix("system_metrics", _bool("system_metrics", self.system_metrics))
         fix("max_retries_per_trial", checks.non_negative_int("max_retries_per_trial", self.max_retries_per_trial))
         fix("max_consecutive_failed_trials",
             checks.positive_int("max_consecutive_failed_trials", self.max_consecutive_failed_trials))  # fmt: skip
         checks.non_empty("experiment", self.experiment)
+        _registration(self)
         fix("tracking_uri", resolve_tracking_uri(self.tracking_uri))
 
     def _fix(self, name: str, value: Any) -> None:

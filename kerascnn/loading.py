@@ -1,15 +1,20 @@
-"""Loading saved models safely.
+"""Saving and loading models safely, with what they need to be used again.
 
-``.keras`` files load with Keras' ``safe_mode=True``: a file whose config would
-run arbitrary Python (a ``Lambda`` layer) is refused unless the caller says
-``unsafe=True``. Legacy ``.h5`` files cannot be checked that way and are
-refused unless ``unsafe=True``. Arrays are read with ``allow_pickle=False``
-(see :mod:`kerascnn.data`).
+``.keras`` files load with Keras' ``safe_mode=True``: a file whose config would run
+arbitrary Python (a ``Lambda`` layer) is refused unless the caller says ``unsafe=True``.
+Legacy ``.h5`` files cannot be checked that way and are refused unless ``unsafe=True``.
+Arrays are read with ``allow_pickle=False`` (see :mod:`kerascnn.data`).
+
+The kit's ``.keras`` files also carry ``kerascnn.json`` inside the archive (Keras ignores
+it): the class names, the images the model was trained on and how they were adapted, so
+``evaluate`` and ``predict`` can check and prepare new images the same way.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,36 @@ def pip_requirements() -> list[str]:
             except metadata.PackageNotFoundError:
                 continue
     return pins
+
+
+INFO_FILE = "kerascnn.json"
+
+
+def save_model(model: Any, path: str | os.PathLike, info: dict[str, Any]) -> Path:
+    """Saves ``model`` as ``.keras`` with ``info`` (class names, image shape, adaptation) inside.
+
+    Example:
+        >>> save_model(model, "model.keras", {"class_names": ["cat", "dog"]})  # doctest: +SKIP
+    """
+    file = Path(path)
+    model.save(file)
+    with zipfile.ZipFile(file, "a") as archive:
+        archive.writestr(INFO_FILE, json.dumps(info, indent=1))
+    return file
+
+
+def model_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``info`` a ``.keras`` file was saved with (empty for files from elsewhere).
+
+    Example:
+        >>> model_info("model.keras")["class_names"]  # doctest: +SKIP
+        ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return dict(json.loads(archive.read(INFO_FILE)))
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+        return {}
 
 
 def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool = True) -> Any:

@@ -125,7 +125,7 @@ def train(model: str | None = None, dataset: str | None = None, *, verbose: int 
                              test_loss=test_loss, epochs=config.epochs, tracking_uri=config.tracking_uri if run else None,
                              model_path=None, history=history, params=plan.params(net), model=net)  # type: ignore[arg-type]  # fmt: skip
         if plan.chief:
-            result.model_path = _save_outputs(plan, run, net, result, probabilities, pipes, fit_seconds)
+            result.model_path = _save_outputs(plan, run, net, result, probabilities, fit_seconds)
     if run is not None:
         result.run_id, result.spool = run.run_id, str(run.ref.spool_dir) if run.ref.spooled else None
         result.model_path = _model_location(run, result.model_path)
@@ -199,6 +199,8 @@ def _pipelines(plan: _Plan) -> dict[str, Any]:
 
 def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     """Creates the run, or re-opens the interrupted one; its backup folder is locked for this process."""
+    from kerascnn import data as data_module
+
     config = plan.config
     if not config.tracking or not plan.chief:
         return None
@@ -209,12 +211,18 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     if previous is not None:
         tags["kerascnn.resumed"] = str(int(previous.data.tags.get("kerascnn.resumed", "0")) + 1)
         backup = Path(previous.data.tags["kerascnn.backup_dir"])  # held: a second --resume of it is refused
-        return TrackedRun.reopen(uri, config.experiment, previous, tags=tags, lock=backup)  # type: ignore[arg-type]
+        reopened = TrackedRun.reopen(uri, config.experiment, previous, tags=tags, lock=backup)  # type: ignore[arg-type]
+        if config.system_metrics:
+            reopened.monitor_system()
+        return reopened
     name = config.run_name or f"{config.model}-{Path(config.dataset).name}"
     backups = store.home(uri) / "backups"  # type: ignore[arg-type]
     run = TrackedRun.start(uri, config.experiment, name, tags=tags, params=plan.params(net),  # type: ignore[arg-type]
                            lock=lambda local_id: backups / local_id)  # fmt: skip
     run.set_tags({"kerascnn.backup_dir": str(run.locked)})
+    run.log_inputs(data_module.describe_splits(plan.data))
+    if config.system_metrics:
+        run.monitor_system()
     return run
 
 
@@ -264,20 +272,24 @@ def _test_metrics(net: Any, labels: np.ndarray, probabilities: np.ndarray) -> tu
 
 
 def _save_outputs(plan: _Plan, run: TrackedRun | None, net: Any, result: TrainResult, probabilities: np.ndarray,
-                  pipes: dict[str, Any], fit_seconds: float) -> str:  # fmt: skip
+                  fit_seconds: float) -> str:  # fmt: skip
     """Saves the model locally first; for a tracked run, queues the final metrics, plots,
     ``describe`` and the MLflow model (drawn and written off the main thread)."""
-    config = plan.config
+    from kerascnn.loading import save_model
+
+    config, data = plan.config, plan.data
+    info = {"model": config.model, "dataset": config.dataset, "class_names": data.class_names,
+            "image_shape": list(data.image_shape), "adaptation": {"source_shape": list(plan.adaptation.source_shape),
+                                                                  "target_shape": list(plan.adaptation.target_shape)}}  # fmt: skip
     if run is None:
         folder = Path("mlruns") / "untracked"
         folder.mkdir(parents=True, exist_ok=True)
         name = config.run_name or f"{config.model}-{Path(config.dataset).name}"
-        path = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.keras"
-        net.save(path)
+        path = save_model(net, folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.keras", info)
         return str(path.resolve())
     outputs = store.home(run.ref.uri) / "outputs" / run.ref.local_id
     outputs.mkdir(parents=True, exist_ok=True)
-    net.save(outputs / "model.keras")  # on disk before any upload is tried
+    save_model(net, outputs / "model.keras", info)  # on disk before any upload is tried
     best_val = max(result.history.get("val_accuracy", [float("nan")]))
     images_per_s = len(plan.data.x_train) * config.epochs / max(fit_seconds, 1e-9)  # type: ignore[operator]
     run.log_metrics({"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
@@ -285,9 +297,15 @@ def _save_outputs(plan: _Plan, run: TrackedRun | None, net: Any, result: TrainRe
                      "train_images_per_second": images_per_s}, step=config.epochs)  # type: ignore[arg-type]  # fmt: skip
     labels, names = plan.data.y_test, plan.data.class_names
     run.log_artifacts(outputs, prepare=lambda: _write_reports(outputs, net, result, labels, probabilities, names))
-    example = next(iter(pipes["test"]))[0][:2].numpy()
-    run.log_model(net, saved=outputs / "model.keras", name="mlflow_model", example=example,
-                  outputs=probabilities[: len(example)])  # fmt: skip
+    run.log_model(net, saved=outputs / "model.keras", name="mlflow_model", example=data.x_test[:2],
+                  outputs=probabilities[:2], adaptation=plan.adaptation,
+                  metadata={"class_names": data.class_names, "dataset": config.dataset})  # fmt: skip
+    if config.register_model:
+        import kerascnn
+
+        run.register_model(config.register_model, config.alias, {
+            "dataset": config.dataset, "model": config.model, "test_accuracy": f"{result.test_accuracy:.4f}",
+            "val_accuracy": f"{best_val:.4f}", "kerascnn_version": kerascnn.__version__})  # fmt: skip
     return str(outputs / "model.keras")
 
 
@@ -372,26 +390,43 @@ def evaluate(model: Any, dataset: str = "mnist", *, test_samples: int | None = N
              unsafe: bool = False) -> dict[str, Any]:  # fmt: skip
     """Test loss and accuracy of a model (or a ``.keras`` file, loaded safely) on a dataset.
 
-    Images are adapted to the model's input (pad/resize, grey to RGB) as in ``train``.
+    Images are adapted to the model's input (pad/resize, grey to RGB) as in ``train``. A kit
+    model knows its class names: the dataset's labels are matched to them by name (an image
+    folder whose classes sort differently still scores right), and a dataset with classes the
+    model never saw is refused.
 
     Example:
         >>> evaluate("model.keras", "mnist")  # doctest: +SKIP
         {'test_accuracy': 0.9921, 'test_loss': 0.0243, 'test_size': 10000, 'adaptation': 'none'}
     """
     from kerascnn import data as data_module
-    from kerascnn.loading import load_model
+    from kerascnn.loading import load_model, model_info
 
     data_module.check_dataset_name(dataset)
     batch_size = checks.positive_int("batch_size", batch_size)
-    net = load_model(model, unsafe=unsafe, compile=False) if isinstance(model, (str, os.PathLike)) else model
+    from_file = isinstance(model, (str, os.PathLike))
+    net = load_model(model, unsafe=unsafe, compile=False) if from_file else model
     data = data_module.load_dataset(dataset, validation_split=0.0, train_samples=1, test_samples=test_samples)
+    labels = _labels_by_name(data, model_info(model).get("class_names") if from_file else None, dataset)
     adaptation = data_module.plan_adaptation(data.image_shape, 1, tuple(int(d) for d in net.input_shape[1:]))
     out_classes = int(net.output_shape[-1])
     if out_classes < data.num_classes:
         raise ArgumentError(f"The model predicts {out_classes} classes; {dataset} has {data.num_classes}. "
                             f"Received: dataset={dataset!r}")  # fmt: skip
-    pipe = data_module.make_pipeline(data.x_test, data.y_test, batch_size=batch_size, adaptation=adaptation)
+    pipe = data_module.make_pipeline(data.x_test, labels, batch_size=batch_size, adaptation=adaptation)
     probabilities = net.predict(pipe, verbose=0)
-    loss, accuracy = _test_metrics(net, data.y_test, probabilities)
+    loss, accuracy = _test_metrics(net, labels, probabilities)
     return {"test_accuracy": accuracy, "test_loss": loss, "test_size": len(data.x_test),
             "adaptation": adaptation.describe()}  # fmt: skip
+
+
+def _labels_by_name(data: Any, trained: list[str] | None, dataset: str) -> np.ndarray:
+    """The test labels in the model's class order (the dataset's order when the model's is unknown)."""
+    if not trained or list(data.class_names) == list(trained):
+        return data.y_test
+    unknown = sorted(set(data.class_names) - set(trained))
+    if unknown:
+        raise ArgumentError(f"The dataset has classes the model was not trained on ({', '.join(unknown[:5])}); "
+                            f"the model knows {', '.join(trained[:10])}. Received: dataset={dataset!r}")  # fmt: skip
+    order = np.array([trained.index(name) for name in data.class_names], dtype=np.int32)
+    return order[data.y_test]

@@ -31,6 +31,7 @@ from typing import Any
 from kerascnn.tracking import store
 
 SPOOL = "spool"
+LOCAL_ONLY = ("monitor",)  # ops that write nothing the spool could replay
 
 
 @dataclass(eq=False)
@@ -44,6 +45,8 @@ class RunRef:
     run_id: str | None = None
     parent: RunRef | None = None
     spooled: bool = False
+    monitor: Any = field(default=None, repr=False)  # MLflow's system-metrics sampler, while the run is open
+    logged_model: str | None = None  # models:/m-... of the model this process logged last
 
     @property
     def spool_dir(self) -> Path:
@@ -154,6 +157,8 @@ class Recorder:
 
     def _spool(self, op: Op) -> None:
         """Appends ``op`` to its run's spool (the run spools from now on)."""
+        if op.kind in LOCAL_ONLY:
+            return
         with self._lock:
             op.run.spooled = True
             folder = op.run.spool_dir
@@ -221,9 +226,18 @@ def apply(uri: str, op: Op, folder: Path | None = None) -> None:
         path = Path(data["path"]) if folder is None else folder / data["path"]
         log = c.log_artifacts if path.is_dir() else c.log_artifact
         store.retrying(log, run_id, str(path), data.get("artifact_path") or None)
+    elif op.kind == "inputs":
+        store.retrying(c.log_inputs, run_id, datasets=[_dataset_input(d) for d in data["datasets"]])
     elif op.kind == "model":
-        _log_model(uri, run_id, op, folder)
+        run.logged_model = _log_model(uri, run_id, op, folder)
+    elif op.kind == "register":
+        _register(c, run, data)
+    elif op.kind == "monitor":
+        run.monitor = _start_monitor(uri, run_id, data["interval_s"])
     elif op.kind == "end":
+        if run.monitor is not None:
+            run.monitor.finish()
+            run.monitor = None
         if data.get("reason"):
             store.retrying(c.set_tag, run_id, "kerascnn.failure", data["reason"])
         store.retrying(c.set_terminated, run_id, data["status"], end_time=data["end_time"])
@@ -231,12 +245,35 @@ def apply(uri: str, op: Op, folder: Path | None = None) -> None:
         raise AssertionError(f"unknown op {op.kind}")
 
 
-def _log_model(uri: str, run_id: str | None, op: Op, folder: Path | None) -> None:
-    """An MLflow Keras model with a signature (from the saved ``.keras`` file when replayed)."""
+def _dataset_input(d: dict[str, Any]) -> Any:
+    """An MLflow dataset input (name, digest, source, split context) from its JSON description."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    dataset = Dataset(d["name"], d["digest"], d["source_type"], json.dumps(d["source"]), json.dumps(d["schema"]),
+                      json.dumps(d["profile"]))  # fmt: skip
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", d["context"])])
+
+
+def _start_monitor(uri: str, run_id: str | None, interval_s: float) -> Any:
+    """MLflow's system-metrics sampler (CPU, memory, disk, network; GPUs with nvidia-ml-py)."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, tracking_uri=uri)
+    monitor.start()
+    return monitor
+
+
+def _log_model(uri: str, run_id: str | None, op: Op, folder: Path | None) -> str:
+    """An MLflow Keras model that takes raw ``uint8`` images (the training preprocessing in
+    front, see :mod:`kerascnn.serving`), with a signature and the class names as metadata;
+    rebuilt from the saved ``.keras`` file when replayed from the spool."""
     import mlflow
     import mlflow.keras
     import numpy as np
     from mlflow.models import Model, infer_signature
+
+    from kerascnn.data import Adaptation
+    from kerascnn.serving import served_model
 
     data = op.data
     model = op.live
@@ -244,7 +281,10 @@ def _log_model(uri: str, run_id: str | None, op: Op, folder: Path | None) -> Non
         from kerascnn.loading import load_model
 
         model = load_model(Path(data["path"]) if folder is None else folder / data["path"], compile=False)
-    example = np.asarray(data["example"], dtype=np.float32)
+    if data.get("adaptation"):
+        source, target = data["adaptation"]["source_shape"], data["adaptation"]["target_shape"]
+        model = served_model(model, Adaptation(tuple(source), tuple(target)))
+    example = np.asarray(data["example"], dtype=data.get("example_dtype", "float32"))
     outputs = np.asarray(data["outputs"], dtype=np.float32)
     signature = infer_signature(example, outputs)
     mlflow.set_tracking_uri(uri)
@@ -252,8 +292,29 @@ def _log_model(uri: str, run_id: str | None, op: Op, folder: Path | None) -> Non
     experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
     logged = store.retrying(c.create_logged_model, experiment_id, name=data["name"], source_run_id=run_id)
     Model.log(artifact_path=None, name=data["name"], flavor=mlflow.keras, run_id=run_id, model_id=logged.model_id,
-              model=model, signature=signature, pip_requirements=data["requirements"])  # fmt: skip
+              model=model, signature=signature, pip_requirements=data["requirements"],
+              metadata=data.get("metadata"))  # fmt: skip
+    return f"models:/{logged.model_id}"
 
+
+def _register(c: Any, run: RunRef, data: dict[str, Any]) -> None:
+    """A new version of registered model ``data["name"]`` from the run's logged model, tagged;
+    ``data["alias"]`` is moved to it."""
+    if run.logged_model is None:
+        raise RuntimeError("no logged model to register")
+    name = data["name"]
+    try:
+        store.retrying(c.create_registered_model, name)
+    except Exception as e:  # it exists: a new version of it
+        if "already exists" not in str(e) and "RESOURCE_ALREADY_EXISTS" not in str(e):
+            raise
+    tags = dict(data.get("tags", {}), run_id=run.run_id)
+    version = store.retrying(c.create_model_version, name, run.logged_model, run_id=run.run_id, tags=tags,
+                             model_id=run.logged_model.removeprefix("models:/"))  # fmt: skip
+    if data.get("alias"):
+        store.retrying(c.set_registered_model_alias, name, data["alias"], version.version)
+    print(f"kerascnn: registered {name} version {version.version}"
+          + (f" (alias {data['alias']})" if data.get("alias") else ""), file=sys.stderr, flush=True)
 
 @functools.lru_cache(maxsize=8)
 def recorder(uri: str) -> Recorder:

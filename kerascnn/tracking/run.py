@@ -167,13 +167,31 @@ class TrackedRun:
         """Uploads a file or folder (``prepare`` fills it first, in the background)."""
         self._submit("artifacts", prepare, path=str(path), artifact_path=artifact_path)
 
-    def log_model(self, model: Any, *, saved: Path, name: str, example: Any, outputs: Any) -> None:
-        """Logs an MLflow Keras model with a signature from ``example`` (inputs as the model sees
-        them) and ``outputs``; ``saved`` is the ``.keras`` file already written (what the spool keeps)."""
+    def log_model(self, model: Any, *, saved: Path, name: str, example: Any, outputs: Any,
+                  adaptation: Any = None, metadata: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """Logs an MLflow Keras model; ``saved`` is its ``.keras`` file, already written (what the
+        spool keeps). With ``adaptation``, the logged model takes raw ``uint8`` images (the
+        preprocessing in front) and ``example`` is such images; ``outputs`` are its predictions."""
         from kerascnn.loading import pip_requirements
 
+        front = None
+        if adaptation is not None:
+            front = {"source_shape": list(adaptation.source_shape), "target_shape": list(adaptation.target_shape)}
         self._submit("model", live=model, path=str(saved), name=name, example=example.tolist(),
-                     outputs=outputs.tolist(), requirements=pip_requirements())  # fmt: skip
+                     example_dtype=str(example.dtype), outputs=outputs.tolist(), requirements=pip_requirements(),
+                     adaptation=front, metadata=metadata)  # fmt: skip
+
+    def register_model(self, name: str, alias: str | None, tags: dict[str, Any]) -> None:
+        """Registers the model logged last as a new version of ``name`` (tagged), ``alias`` moved to it."""
+        self._submit("register", name=name, alias=alias, tags={k: str(v) for k, v in tags.items()})
+
+    def log_inputs(self, datasets: list[dict[str, Any]]) -> None:
+        """Logs datasets as MLflow dataset inputs (see ``data.describe_splits``)."""
+        self._submit("inputs", datasets=datasets)
+
+    def monitor_system(self, interval_s: float = 10.0) -> None:
+        """Samples CPU, memory (and GPU, with nvidia-ml-py) into ``system/...`` metrics until the run ends."""
+        self._submit("monitor", interval_s=interval_s)
 
     # -- end ----------------------------------------------------------------------------------
     def finish(self) -> RunOutcome:

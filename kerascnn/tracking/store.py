@@ -206,7 +206,7 @@ def client(uri: str) -> Any:
         ArgumentError: The store cannot be opened (a corrupt file, a server that is down...).
     """
     bound_http_retries()
-    for noisy in ("mlflow.store.db.utils", "alembic"):  # schema set-up chatter on every new store
+    for noisy in ("mlflow.store.db.utils", "alembic", "mlflow.system_metrics"):  # INFO chatter of every run
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from mlflow.tracking import MlflowClient
 

@@ -209,6 +209,7 @@ def _run(search: _Search) -> None:
 
 def _summarize(search: _Search) -> TuneResult:
     """Tags the best trial, logs its model and a leaderboard on the parent run."""
+    from kerascnn.loading import save_model
     from kerascnn.tuning.tuner import quiet_optimizer_slots
 
     tuner, runs, config = search.tuner, search.tuner.runs, search.config
@@ -226,7 +227,7 @@ def _summarize(search: _Search) -> TuneResult:
     if best is not None:
         with quiet_optimizer_slots():
             best_model = tuner.load_model(best_trials[0])
-        best_model.save(outputs / "best_model.keras")
+        save_model(best_model, outputs / "best_model.keras", _model_info(search))
         (outputs / "best_hyperparameters.json").write_text(json.dumps(best["hyperparameters"], indent=1))
         parent.set_tags({**{f"best.{k}": str(v) for k, v in best["hyperparameters"].items()},
                          "kerascnn.best_trial_id": best["trial_id"], "kerascnn.best_run_id": str(best["run_id"])})  # fmt: skip
@@ -236,11 +237,26 @@ def _summarize(search: _Search) -> TuneResult:
     if best_model is not None:
         import numpy as np
 
-        example = np.zeros((1, *best_model.input_shape[1:]), np.float32)
-        parent.log_model(best_model, saved=outputs / "best_model.keras", name="best_model", example=example,
-                         outputs=best_model.predict(example, verbose=0))  # fmt: skip
+        data = search.data
+        parent.log_model(best_model, saved=outputs / "best_model.keras", name="best_model", example=data.x_val[:2],
+                         outputs=np.zeros((2, int(best_model.output_shape[-1])), np.float32),
+                         adaptation=search.adaptation, metadata={"class_names": data.class_names,
+                                                                 "dataset": config.dataset})  # fmt: skip
+        if config.register_model:
+            import kerascnn
+
+            parent.register_model(config.register_model, config.alias, {
+                "dataset": config.dataset, "family": search.space.name, f"best_{config.objective}": f"{best['score']:.4f}",
+                "trial_id": best["trial_id"], "kerascnn_version": kerascnn.__version__})  # fmt: skip
     tuner.prune_checkpoints(final=True)
     return TuneResult(parent_run_id=None, search_name=config.name, trials=trials, best=best, best_model=best_model)
+
+
+def _model_info(search: _Search) -> dict[str, Any]:
+    a, data = search.adaptation, search.data
+    return {"model": search.space.name, "dataset": search.config.dataset, "class_names": data.class_names,
+            "image_shape": list(data.image_shape),
+            "adaptation": {"source_shape": list(a.source_shape), "target_shape": list(a.target_shape)}}  # fmt: skip
 
 
 def _trial_row(trial: Any, run_id: str | None) -> dict[str, Any]:
