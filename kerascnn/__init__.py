@@ -50,11 +50,17 @@ _SUBMODULES = {
     "tuning": "kerascnn.tuning",
 }
 
+_QUIET_TF = {"describe", "train", "evaluate", "tune", "load_model", "load_dataset", "plots"}
+
 __all__ = ["create_model", "list_families", "list_models", "register_family", "register_model", "__version__",
            *_LAZY]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
+    if name in _QUIET_TF:
+        from kerascnn.device import import_tensorflow
+
+        import_tensorflow()  # TensorFlow's C++ start-up lines hidden, as the CLI does
     if name in _SUBMODULES:
         value = importlib.import_module(_SUBMODULES[name])
     elif name in _LAZY:

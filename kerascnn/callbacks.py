@@ -61,6 +61,20 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         self.model._initial_epoch = 0
 
 
+class Progress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, which counts ``steps_per_execution`` steps at a time and so
+    overshoots the epoch ("24/22"); this one never shows more steps than the epoch has.
+
+    Example:
+        >>> cb = Progress()
+    """
+
+    def _update_progbar(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.target is not None:
+            batch = min(batch, self.target - 1)
+        super()._update_progbar(batch, logs)
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """Stops training at the end of an epoch whose loss is not finite.
 

@@ -162,7 +162,7 @@ class _Config:
         option = cls.option(name)
         if option.kind == "pairs":
             return json.loads(text)
-        if option.type is str and option.kind not in ("switch", "optional"):
+        if option.type is str and option.kind in ("value", "positional"):
             return None if text == "None" else text
         try:
             value = ast.literal_eval(text)
@@ -204,7 +204,8 @@ class TrainConfig(_Config):
     schedule: str | None = setting(None, "constant or cosine (warm-up + cosine decay)", group="recipe")
     warmup_epochs: float | None = setting(None, "warm-up epochs of the cosine schedule", group="recipe", type=float)
     train_samples: int | None = setting(None, "use the first N training images", group="data", type=int)
-    test_samples: int | None = setting(None, "evaluate on the first N test images", group="data", type=int)
+    test_samples: int | None = setting(None, "evaluate on the first N test images (default: all; as many as "
+                                       "--train-samples when that is given)", group="data", type=int)  # fmt: skip
     validation_split: float = setting(0.1, "fraction of training images held out (seeded)", group="data", type=float)
     augment: bool = setting(False, "random shifts/rotations (flips for photos)", group="data", kind="flag")
     input_shape: tuple[int, int, int] | None = setting(
@@ -236,6 +237,8 @@ class TrainConfig(_Config):
                                          "(a new version)", group="tracking", metavar="NAME", log=False)  # fmt: skip
     alias: str | None = setting(None, "with --register-model: point this alias (e.g. champion) at the new version",
                                 group="tracking", log=False)  # fmt: skip
+    offline: bool = setting(False, "track into the local spool only; `kerascnn sync` sends the run later",
+                            group="tracking", kind="flag", log=False)  # fmt: skip
 
     def __post_init__(self) -> None:
         from kerascnn import device
@@ -254,7 +257,7 @@ class TrainConfig(_Config):
         fix("model_kwargs", _pairs("model_kwargs", self.model_kwargs))
         get_entry(self.model).check_options(self.model_kwargs)
         fix("seed", checks.non_negative_int("seed", self.seed))
-        for name in ("augment", "deterministic", "tracking", "system_metrics"):
+        for name in ("augment", "deterministic", "tracking", "system_metrics", "offline"):
             fix(name, _bool(name, getattr(self, name)))
         checks.one_of("precision", self.precision, PRECISIONS)
         if self.jit != "auto" and not isinstance(self.jit, bool):
@@ -268,6 +271,9 @@ class TrainConfig(_Config):
             raise ArgumentError("`resume` continues a tracked run; it cannot be used without tracking. "
                                 "Received: tracking=False")  # fmt: skip
         _registration(self)
+        if self.offline and (self.resume or not self.tracking):
+            what = f"resume={self.resume!r}" if self.resume else "tracking=False"
+            raise ArgumentError(f"`offline` spools a new tracked run; it cannot resume or go untracked. Received: {what}")
         if self.register_model and not self.tracking:
             raise ArgumentError("`register_model` registers a tracked run's model; it cannot be used without "
                                 "tracking. Received: tracking=False")  # fmt: skip
@@ -293,7 +299,10 @@ class TrainConfig(_Config):
             >>> TrainConfig(model="mnist_cnn").resolved().epochs
             2
         """
-        resolved = dataclasses.replace(self, **dataclasses.asdict(self.recipe))
+        filled = dataclasses.asdict(self.recipe)
+        if self.test_samples is None and self.train_samples is not None:  # a subset trains, a subset tests
+            filled["test_samples"] = self.train_samples
+        resolved = dataclasses.replace(self, **filled)
         object.__setattr__(resolved, "_given", self.given)
         return resolved
 

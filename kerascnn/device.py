@@ -50,7 +50,18 @@ def import_tensorflow() -> Any:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    import logging
+
+    logging.getLogger("tensorflow").addFilter(_NoRetracingNotes())
     return tf
+
+
+class _NoRetracingNotes:
+    """Drops TensorFlow's "triggered tf.function retracing" notes: every trial of a search and every
+    model of a notebook compiles its own functions, which is expected, not a performance bug."""
+
+    def filter(self, record: Any) -> bool:
+        return "tf.function retracing" not in record.getMessage()
 
 
 def gpus() -> list[Any]:

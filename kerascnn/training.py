@@ -112,7 +112,7 @@ def train(model: str | None = None, dataset: str | None = None, *, verbose: int 
     config = TrainConfig.create(**given, **settings)
     previous = _find_resumable(config) if config.resume else None  # before any data is loaded
     config = (config.merged_with(previous.data.params) if previous else config).resolved()
-    if config.tracking and not previous:
+    if config.tracking and not config.offline:
         store.probe(config.tracking_uri)  # type: ignore[arg-type]
     plan = _plan(config)
     net = _build(plan)
@@ -137,8 +137,8 @@ train.__signature__ = signature_of(TrainConfig, train, ("model", "dataset"))  # 
 
 def _plan(config: TrainConfig) -> _Plan:
     """Strategy, seed, data, adaptation, classes and speed settings."""
+    tf = device.import_tensorflow()  # first: quietly
     import keras
-    import tensorflow as tf
 
     from kerascnn import data as data_module
     from kerascnn.models import get_entry
@@ -218,7 +218,7 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     name = config.run_name or f"{config.model}-{Path(config.dataset).name}"
     backups = store.home(uri) / "backups"  # type: ignore[arg-type]
     run = TrackedRun.start(uri, config.experiment, name, tags=tags, params=plan.params(net),  # type: ignore[arg-type]
-                           lock=lambda local_id: backups / local_id)  # fmt: skip
+                           lock=lambda local_id: backups / local_id, offline=config.offline)  # fmt: skip
     run.set_tags({"kerascnn.backup_dir": str(run.locked)})
     run.log_inputs(data_module.describe_splits(plan.data))
     if config.system_metrics:
@@ -231,7 +231,7 @@ def _fit(plan: _Plan, net: Any, pipes: dict[str, Any], run: TrackedRun | None, v
     """``model.fit`` with the kit's callbacks; returns the history and the training time."""
     import tempfile
 
-    from kerascnn.callbacks import EpochBackup, EpochMetrics, StopOnNaN, TimeEstimate
+    from kerascnn.callbacks import EpochBackup, EpochMetrics, Progress, StopOnNaN, TimeEstimate
 
     config = plan.config
     callbacks: list[Any] = [StopOnNaN()]
@@ -246,6 +246,8 @@ def _fit(plan: _Plan, net: Any, pipes: dict[str, Any], run: TrackedRun | None, v
         callbacks.append(TimeEstimate(plan.steps_per_epoch, config.epochs))  # type: ignore[arg-type]
     if verbose == "auto":  # Keras' bar on a terminal; one line per epoch in logs and pipes
         verbose = 1 if sys.stdout.isatty() else 2
+    if verbose == 1:
+        callbacks.append(Progress())
     started = time.perf_counter()
     history = net.fit(pipes["train"], validation_data=pipes["val"], epochs=config.epochs,
                       callbacks=[*callbacks, *(extra or [])], verbose=verbose, shuffle=False)  # fmt: skip

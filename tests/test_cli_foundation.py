@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import assert_usage_error, run_cli
+from tests.helpers import assert_usage_error, run_cli
 
 
 def test_models_lists_every_model():

@@ -9,7 +9,7 @@ import pytest
 
 import kerascnn
 from kerascnn.tracking.comparison import compare
-from tests.conftest import assert_usage_error, data_dir, run_cli
+from tests.helpers import assert_usage_error, data_dir, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,10 @@ def test_compare_runs_by_id(store):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     axes = result.figure.axes
     assert len(axes[0].lines) == 2 and axes[0].get_ylabel() == "val_accuracy"
-    assert len(axes[1].patches) == 4  # 2 runs x (test_accuracy, best_val_accuracy)
+    dots = axes[1]  # final metrics as dots on a zoomed axis, not bars cut off above zero
+    assert len(dots.lines) == 2 and len(dots.texts) == 4  # (test_accuracy, best_val_accuracy) x 2 runs, labelled
+    assert [t.get_text() for t in dots.get_yticklabels()] == [f"lenet-2 ({b.run_id[:8]})", f"cnn-3 ({a.run_id[:8]})"]
+    assert all(tick == int(tick) for tick in axes[0].get_xticks())  # epochs are whole numbers
     table = result.to_table()
     assert "final val_accuracy" in table.splitlines()[0] and a.run_id[:12] in table
 
@@ -48,12 +51,15 @@ def test_compare_cli_by_experiment_with_json_and_png(store):
     assert data["metric"] == "loss" and data["output"] == str(out) and out.is_file()
     assert {r["run_id"] for r in data["runs"]} == {a.run_id, b.run_id}
     assert all(len(r["curve"]) in (2, 3) for r in data["runs"])
-    text = run_cli("compare", a.run_id, b.run_id, "--tracking-uri", uri, check=True).stdout
+    text = run_cli("compare", a.run_id[:12], b.run_id[:12], "--tracking-uri", uri, check=True).stdout  # short ids
     assert "final val_accuracy" in text and "mnist_cnn" in text and "lenet5" in text
+    everything = json.loads(run_cli("compare", "--tracking-uri", uri, "--json", check=True).stdout)  # as `runs`
+    runs = json.loads(run_cli("runs", "--tracking-uri", uri, "--json", check=True).stdout)
+    assert [r["run_id"] for r in everything["runs"]] == [r["run_id"] for r in runs]
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["compare"], "Give run ids or an experiment"),
+    (["compare", "0123"], "Received: run_id='0123'"),
     (["compare", "--experiment", "nope"], "Received: experiment='nope'"),
     (["compare", "0123456789abcdef"], "Received: run_id='0123456789abcdef'"),
     (["compare", "--experiment", "cmp", "--metric", "f1"], "Received: metric='f1'"),

@@ -17,13 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from kerascnn import tracking
 from kerascnn.tracking import dashboard
-from tests.conftest import assert_usage_error, run_cli
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import assert_usage_error, free_port, run_cli
 
 
 def _get(url: str) -> dict:

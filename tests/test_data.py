@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kerascnn import data
-from tests.conftest import data_dir
+from tests.helpers import data_dir
 
 
 def test_mnist_from_the_offline_mirror_with_a_seeded_split():

@@ -1,4 +1,9 @@
-"""Precision, XLA, steps per execution and strategies: logged, and multi-worker training for real."""
+"""Hardware-aware speed settings: detection from CPU/GPU descriptions, the plan, what a run logs,
+`kerascnn doctor`, and multi-worker training for real.
+
+Tests that touch the real machine assert what its own flags imply, never a fixed answer, so
+the suite passes on AVX2-only and AVX-512/AMX machines alike.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,85 @@ import os
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 import kerascnn
-from kerascnn import device
-from tests.conftest import data_dir
-from tests.test_dashboard import free_port
+from kerascnn import device, hardware
+from tests.helpers import assert_usage_error, data_dir, free_port, run_cli
+
+AVX2 = "processor : 0\nmodel name : AMD EPYC 7B12\nflags : fpu sse2 avx avx2 fma\n"
+AVX512_BF16 = "model name : Intel Xeon Platinum 8380\nflags : avx avx2 fma avx512f avx512_bf16 avx512_vnni\n"
+AMX = "model name : Intel Xeon 8480+\nflags : avx2 avx512f amx_tile amx_bf16 amx_int8\n"
+ARM = "processor : 0\nFeatures : fp asimd evtstrm aes crc32 sve\nCPU implementer : 0x41\n"
+ARM_BF16 = "processor : 0\nFeatures : fp asimd sve sve2 bf16 i8mm\n"
+
+
+def machine(cpuinfo: str, arch: str = "x86_64", gpus: tuple = ()) -> hardware.Machine:
+    model, flags = hardware.parse_cpuinfo(cpuinfo, arch)
+    return hardware.Machine(model, arch, 2, flags, gpus)
+
+
+@pytest.mark.parametrize("cpuinfo,arch,policy", [
+    (AVX2, "x86_64", "float32"),
+    (AVX512_BF16, "x86_64", "mixed_bfloat16"),
+    (AMX, "x86_64", "mixed_bfloat16"),
+    (ARM, "aarch64", "float32"),
+    (ARM_BF16, "aarch64", "mixed_bfloat16"),
+])  # fmt: skip
+def test_auto_precision_on_cpus(cpuinfo, arch, policy):
+    plan = hardware.plan(machine(cpuinfo, arch))
+    assert plan.policy == policy and plan.precision == "auto"
+    assert plan.jit is False and "no XLA on CPUs" in plan.reasons["jit"]
+    assert ("natively" in plan.reasons["precision"]) is (policy == "mixed_bfloat16")
+
+
+def test_cpu_description_is_parsed():
+    model, flags = hardware.parse_cpuinfo(AVX512_BF16, "x86_64")
+    assert model == "Intel Xeon Platinum 8380" and flags == {"avx", "avx2", "fma", "avx512f", "avx512_bf16",
+                                                               "avx512_vnni"}  # fmt: skip
+    assert hardware.parse_cpuinfo(ARM, "aarch64") == ("aarch64 CPU", frozenset({"asimd", "sve"}))
+
+
+@pytest.mark.parametrize("cc,policy", [((6, 1), "float32"), ((7, 0), "mixed_float16"), ((9, 0), "mixed_float16")])
+def test_auto_precision_on_gpus(cc, policy):
+    gpu = hardware.Gpu("NVIDIA test GPU", cc, 16384)
+    plan = hardware.plan(machine(AVX2, gpus=(gpu,)))
+    assert plan.policy == policy and plan.jit is True
+    assert "compute capability" in plan.reasons["precision"]
+
+
+def test_forced_mixed_warns_where_it_is_slow():
+    slow = hardware.plan(machine(AVX2), precision="mixed")
+    assert slow.policy == "mixed_bfloat16" and len(slow.warnings) == 1 and "emulated" in slow.warnings[0]
+    assert not hardware.plan(machine(AMX), precision="mixed").warnings
+    old_gpu = hardware.plan(machine(AVX2, gpus=(hardware.Gpu("P100", (6, 0)),)), precision="mixed")
+    assert old_gpu.policy == "mixed_float16" and "tensor cores" in old_gpu.warnings[0]
+    assert hardware.plan(machine(AMX), precision="float32").policy == "float32"
+
+
+def test_multiworker_runs_one_step_per_call():
+    plan = hardware.plan(machine(AVX2), steps_per_execution=8, strategy="multiworker")
+    assert plan.steps_per_execution == 1 and "keras#19246" in plan.reasons["steps_per_execution"]
+    assert hardware.plan(machine(AVX2), steps_per_execution=8).steps_per_execution == 8
+
+
+def test_bad_precision_and_jit_are_refused():
+    with pytest.raises(ValueError, match="Received: precision='half'"):
+        hardware.plan(machine(AVX2), precision="half")
+    with pytest.raises(ValueError, match="Received: jit='yes'"):
+        hardware.plan(machine(AVX2), jit="yes")
+    assert_usage_error(run_cli("train", "mnist_cnn", "--precision", "bf16"), "Received: precision='bf16'")
+
+
+def test_this_machine_follows_its_own_flags():
+    here = device.machine()
+    assert here.cores >= 1 and here.cpu_model
+    plan = hardware.plan(here)
+    if here.gpus:
+        assert plan.jit is True
+    else:
+        assert plan.policy == ("mixed_bfloat16" if here.native_bfloat16 else "float32")
 
 
 def test_device_options_are_applied_and_logged(tracking_uri, tmp_path, monkeypatch):
@@ -20,25 +98,33 @@ def test_device_options_are_applied_and_logged(tracking_uri, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     result = kerascnn.train("lenet5", "mnist", epochs=1, train_samples=300, test_samples=100, precision="mixed",
                             jit=False, steps_per_execution=4, tracking_uri=tracking_uri, verbose=0)  # fmt: skip
-    params = MlflowClient(tracking_uri).get_run(result.run_id).data.params
-    assert params["precision"] == "mixed" and params["dtype_policy"] == "mixed_bfloat16"
+    run = MlflowClient(tracking_uri).get_run(result.run_id)
+    params = run.data.params
+    policy = "mixed_float16" if device.machine().gpus else "mixed_bfloat16"
+    assert params["precision"] == "mixed" and params["dtype_policy"] == policy
     assert params["jit_compile"] == "False" and params["steps_per_execution"] == "4"
     assert params["strategy"] == "auto" and params["replicas"] == "1"
+    assert run.data.tags["kerascnn.why.precision"] == "asked for mixed precision on a CPU"
     model = result.model
-    assert model.get_layer("block1_conv").compute_dtype == "bfloat16"
+    assert model.get_layer("block1_conv").compute_dtype == policy.removeprefix("mixed_")
     assert model.get_layer("predictions").compute_dtype == "float32"  # the output stays float32
     assert model.jit_compile is False
-    float32 = kerascnn.train("lenet5", "mnist", epochs=1, train_samples=300, test_samples=100, precision="float32",
-                             tracking=False, verbose=0)  # fmt: skip
-    assert float32.model.get_layer("block1_conv").compute_dtype == "float32"
 
 
-def test_auto_choices_follow_the_device():
-    # "auto": XLA only on GPUs (measured slower on CPU); mixed = float16 on GPU, bfloat16 on CPU
-    on_gpu = bool(device.gpus())
-    assert device.resolve_jit("auto") is on_gpu and device.resolve_jit(True) is True
-    assert device.policy_name("mixed") == ("mixed_float16" if on_gpu else "mixed_bfloat16")
-    assert device.describe_devices().startswith("GPU x" if on_gpu else "CPU")
+def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
+    result = run_cli("doctor", "--probe", "--json", env={"MLFLOW_TRACKING_URI": tracking_uri}, check=True)
+    report = json.loads(result.stdout)
+    here = device.machine()
+    assert report["machine"]["cpu_flags"] == sorted(here.cpu_flags) and report["machine"]["cores"] == here.cores
+    assert report["machine"]["native_bfloat16"] is here.native_bfloat16
+    assert report["versions"]["keras"].startswith("3.") and report["versions"]["mlflow"]
+    assert report["tracking"]["uri"] == tracking_uri and report["data"]["folder"]
+    assert report["auto"]["precision"]["policy"] == hardware.plan(here).policy
+    probes = {p["policy"]: p for p in report["probe"]}
+    assert set(probes) >= {"float32", "mixed_bfloat16" if not here.gpus else "mixed_float16"}
+    assert all(p["images_per_s"] > 0 for p in probes.values())
+    text = run_cli("doctor", env={"MLFLOW_TRACKING_URI": tracking_uri}, check=True).stdout
+    assert "precision   auto ->" in text and here.cpu_model in text
 
 
 def test_two_workers_train_together_and_only_the_chief_tracks(tracking_uri, tmp_path):
@@ -55,7 +141,7 @@ def test_two_workers_train_together_and_only_the_chief_tracks(tracking_uri, tmp_
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
-    chief, other = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
+    chief, other = (json.loads(out) for out, _ in outputs)
     assert chief["run_id"] and other["run_id"] is None
     assert chief["test_accuracy"] == other["test_accuracy"]  # one model, trained together
     client = MlflowClient(tracking_uri)

@@ -20,38 +20,13 @@ import pytest
 
 import kerascnn
 from kerascnn import tracking
-from tests.conftest import assert_usage_error, data_dir, run_cli
-
-PY = [sys.executable, "-m", "kerascnn"]
+from tests.helpers import PY, all_runs, assert_usage_error, data_dir, metric_steps, run_cli, wait_for
 
 
 @pytest.fixture(autouse=True)
 def _cwd(monkeypatch, tmp_path):
     data_dir()
     monkeypatch.chdir(tmp_path)
-
-
-def _all_runs(uri: str) -> list:
-    db = Path(uri[len("sqlite:///"):])
-    if not db.exists():
-        return []
-    client = tracking.client(uri)  # takes the store lock: a subprocess may be creating the schema right now
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids, order_by=["attributes.start_time ASC"], max_results=1000) if ids else []
-
-
-def _wait(condition, timeout: float, process: subprocess.Popen | None = None, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"process ended ({process.returncode}) while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def _metric_steps(uri: str, run_id: str, key: str) -> list[int]:
-    return [m.step for m in tracking.client(uri).get_metric_history(run_id, key)]
 
 
 def _train_cmd(uri: str, *extra: str) -> list[str]:
@@ -66,42 +41,69 @@ def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def backed_up_two_epochs() -> bool:
-        runs = _all_runs(tracking_uri)
+        runs = all_runs(tracking_uri)
         if not runs:
             return False
         meta = Path(runs[0].data.tags.get("kerascnn.backup_dir", "/nonexistent")) / "training_metadata.json"
         return meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 2
 
-    _wait(backed_up_two_epochs, 300, process, "the backup of epoch 2")
+    wait_for(backed_up_two_epochs, 300, process, "the backup of epoch 2")
     process.send_signal(signal.SIGKILL)
     process.wait()
-    (run,) = _all_runs(tracking_uri)
+    (run,) = all_runs(tracking_uri)
     assert run.info.status == "RUNNING"  # a SIGKILL cannot end it; --resume will
     backup = Path(run.data.tags["kerascnn.backup_dir"])
     (backup / "latest.weights.h5").write_bytes(b"torn by the kill")  # as if killed in the middle of a save
-    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run([*PY, "train", "--resume", "--tracking-uri", tracking_uri, "--json"],
+                             capture_output=True, text=True, timeout=600)  # the run's logged settings, not retyped
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     out = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert out["run_id"] == run.info.run_id
     # continued from the previous epoch's backup (double checkpoint), not restarted
-    assert "Epoch 1/4" not in resumed.stdout and "Epoch 4/4" in resumed.stdout
-    (final,) = _all_runs(tracking_uri)
+    assert "Epoch 1/4" not in resumed.stderr and "Epoch 4/4" in resumed.stderr
+    assert "kerascnn: resuming from the backup of epoch 1 (4 epochs in all)" in resumed.stderr
+    (final,) = all_runs(tracking_uri)
     assert final.info.status == "FINISHED" and final.data.tags["kerascnn.resumed"] == "1"
     for key in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"):
-        assert sorted(set(_metric_steps(tracking_uri, run.info.run_id, key))) == [0, 1, 2, 3], key
+        assert sorted(set(metric_steps(tracking_uri, run.info.run_id, key))) == [0, 1, 2, 3], key
     assert final.data.metrics["test_accuracy"] == pytest.approx(out["test_accuracy"])
     assert not Path(final.data.tags["kerascnn.backup_dir"]).exists()  # removed once finished
     again = run_cli("train", "mnist_cnn", "--dataset", "mnist", "--tracking-uri", tracking_uri, "--resume")
     assert_usage_error(again, "Nothing to resume")
 
 
+def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri):
+    cmd = _train_cmd(tracking_uri, "--epochs", "3", "--train-samples", "8000", "--json")
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def backed_up_one_epoch() -> bool:
+        runs = all_runs(tracking_uri)
+        meta = Path(runs[0].data.tags.get("kerascnn.backup_dir", "/-")) / "training_metadata.json" if runs else None
+        return bool(meta and meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 1)
+
+    wait_for(backed_up_one_epoch, 300, process, "the backup of epoch 1")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (run,) = all_runs(tracking_uri)
+    backup = Path(run.data.tags["kerascnn.backup_dir"])
+    for name in ("latest.weights.h5.bkp", "training_metadata.json.bkp"):
+        (backup / name).unlink(missing_ok=True)  # killed in the middle of the first save: nothing older to use
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n torn")
+    resumed = run_cli("train", "--resume", run.info.run_id[:12], "--tracking-uri", tracking_uri, "--json")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "training starts over from epoch 1 in the same run" in resumed.stderr and "Epoch 1/3" in resumed.stderr
+    (final,) = all_runs(tracking_uri)
+    assert final.info.run_id == run.info.run_id and final.info.status == "FINISHED"
+    assert sorted(set(metric_steps(tracking_uri, run.info.run_id, "val_loss"))) == [0, 1, 2]
+
+
 def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):
     process = subprocess.Popen(_train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        _wait(lambda: bool(_all_runs(tracking_uri)) and bool(
-            _metric_steps(tracking_uri, _all_runs(tracking_uri)[0].info.run_id, "loss")), 300, process, "epoch 1")
-        run_id = _all_runs(tracking_uri)[0].info.run_id
+        wait_for(lambda: bool(all_runs(tracking_uri)) and bool(
+            metric_steps(tracking_uri, all_runs(tracking_uri)[0].info.run_id, "loss")), 300, process, "epoch 1")
+        run_id = all_runs(tracking_uri)[0].info.run_id
         second = run_cli("train", "mnist_cnn", "--dataset", "mnist", "--epochs", "20", "--train-samples", "20000",
                          "--tracking-uri", tracking_uri, "--resume", run_id)  # fmt: skip
         assert_usage_error(second, "Received: resume=")
@@ -118,7 +120,7 @@ def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):
 def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_uri):
     process = subprocess.Popen(_train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    _wait(lambda: bool(_all_runs(tracking_uri)) and bool(_metric_steps(tracking_uri, _all_runs(tracking_uri)[0].info.run_id, "loss")),
+    wait_for(lambda: bool(all_runs(tracking_uri)) and bool(metric_steps(tracking_uri, all_runs(tracking_uri)[0].info.run_id, "loss")),
           300, process, "the first epoch")  # fmt: skip
     sent = time.monotonic()
     process.send_signal(signum)
@@ -126,7 +128,8 @@ def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_ur
     assert time.monotonic() - sent < 20, "did not exit promptly"
     assert process.returncode == code, err[-2000:]
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("kerascnn: error:")
-    (run,) = _all_runs(tracking_uri)
+    (run,) = all_runs(tracking_uri)
+    assert f"`kerascnn train --resume {run.info.run_id[:12]}` continues it" in err.strip().splitlines()[-1]
     assert run.info.status == status and run.info.end_time
     reason = run.data.tags["kerascnn.failure"]
     assert ("KeyboardInterrupt" in reason) if signum == signal.SIGINT else ("SIGTERM" in reason)
@@ -142,9 +145,9 @@ def test_nan_loss_fails_the_run_and_the_command(tracking_uri):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("kerascnn: error: training failed: the training loss became nan") and "ended FAILED" in line
-    (run,) = _all_runs(tracking_uri)
+    (run,) = all_runs(tracking_uri)
     assert run.info.status == "FAILED" and "nan" in run.data.tags["kerascnn.failure"]
-    assert len(_metric_steps(tracking_uri, run.info.run_id, "val_accuracy")) == 1  # stopped after the bad epoch
+    assert len(metric_steps(tracking_uri, run.info.run_id, "val_accuracy")) == 1  # stopped after the bad epoch
 
 
 # 5. Eight writers on one SQLite store --------------------------------------------------------------
@@ -159,12 +162,12 @@ def test_eight_concurrent_trainings_on_one_fresh_sqlite_store(tracking_uri):
     for p, err in zip(procs, errors):
         assert p.returncode == 0, err[-2000:]
         assert "database is locked" not in err
-    runs = _all_runs(tracking_uri)
+    runs = all_runs(tracking_uri)
     assert sorted(r.info.run_name for r in runs) == [f"writer-{i}" for i in range(8)]
     for run in runs:
         assert run.info.status == "FINISHED"
         for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
-            assert _metric_steps(tracking_uri, run.info.run_id, key) == [0, 1], (run.info.run_name, key)
+            assert metric_steps(tracking_uri, run.info.run_id, key) == [0, 1], (run.info.run_name, key)
         assert {"test_accuracy", "test_loss", "best_val_accuracy"} <= set(run.data.metrics)
 
 
@@ -260,7 +263,7 @@ def test_bad_input_catalogue_cli(case, tmp_path, bad_data):
     assert_usage_error(result, fragment)
     left = {p for p in tmp_path.rglob("*")} - before
     assert not left, f"files left behind: {sorted(map(str, left))}"
-    assert not _all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert not all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
 
 
 API_CASES = [
@@ -286,7 +289,7 @@ def test_bad_input_catalogue_api(index, tmp_path):
         call()
     message = str(info.value)
     assert fragment in message and "\n" not in message
-    assert not list(tmp_path.rglob("*.keras")) and not _all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert not list(tmp_path.rglob("*.keras")) and not all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
 
 
 # 7. Safe model loading --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 import kerascnn
 from kerascnn.tracking.run import last_outcome
 from kerascnn.training import TrainingFailed
-from tests.conftest import assert_usage_error, data_dir, run_cli
+from tests.helpers import assert_usage_error, data_dir, run_cli
 
 TINY = dict(train_samples=600, test_samples=300)
 

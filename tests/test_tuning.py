@@ -17,8 +17,7 @@ from mlflow.tracking import MlflowClient
 
 import kerascnn
 from kerascnn.models import create_model
-from tests.conftest import assert_usage_error, data_dir, run_cli
-from tests.test_dashboard import free_port
+from tests.helpers import all_runs, assert_usage_error, child_runs, data_dir, free_port, run_cli
 
 TINY = dict(train_samples=300, epochs=1)
 
@@ -27,16 +26,6 @@ TINY = dict(train_samples=300, epochs=1)
 def _cwd(monkeypatch, tmp_path):
     data_dir()
     monkeypatch.chdir(tmp_path)
-
-
-def _runs(uri: str) -> list:
-    client = MlflowClient(uri)
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids, order_by=["attributes.start_time ASC"], max_results=1000)
-
-
-def _children(uri: str, parent: str) -> list:
-    return [r for r in _runs(uri) if r.data.tags.get("mlflow.parentRunId") == parent]
 
 
 def _tree(root: Path) -> set[str]:
@@ -54,7 +43,7 @@ def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, 
                                                                                       "val_accuracy", "mnist_cnn", "1")
     assert {h["name"] for h in json.loads(p["space"])} == {"learning_rate", "filters", "dense_units", "dropout"}
     assert parent.data.tags["kerascnn.max_trials"] == "3"
-    children = _children(tracking_uri, result.parent_run_id)
+    children = child_runs(tracking_uri, result.parent_run_id)
     assert len(children) == 3 == len(result.trials)
     for run, trial in zip(children, result.trials):
         assert run.info.status == "FINISHED"
@@ -86,7 +75,7 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
     again = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
     more = kerascnn.tune("mnist_cnn", "mnist", max_trials=4, **common)
     assert first.parent_run_id == again.parent_run_id == more.parent_run_id
-    children = _children(tracking_uri, first.parent_run_id)
+    children = child_runs(tracking_uri, first.parent_run_id)
     assert sorted(r.data.tags["kerascnn.trial_id"] for r in children) == ["0", "1", "2", "3"]
     assert all(r.info.status == "FINISHED" for r in children)
     assert [t["run_id"] for t in more.trials[:2]] == [t["run_id"] for t in first.trials]
@@ -100,7 +89,7 @@ def test_every_tuner_runs_tracked_trials(tuner, tracking_uri, tmp_path):
     epochs = 3 if tuner == "hyperband" else 1
     result = kerascnn.tune("lenet5", "mnist", tuner=tuner, max_trials=3, epochs=epochs, train_samples=300,
                            tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False)  # fmt: skip
-    children = _children(tracking_uri, result.parent_run_id)
+    children = child_runs(tracking_uri, result.parent_run_id)
     assert len(children) == len(result.trials) == 3
     assert all(r.info.status == "FINISHED" for r in children)
     if tuner == "grid":  # the grid walks the space in order
@@ -159,12 +148,12 @@ def test_sigkill_mid_trial_then_rerun_loses_nothing(tracking_uri, tmp_path):
     time.sleep(1.5)  # inside trial 1's training
     process.send_signal(signal.SIGKILL)
     process.wait()
-    killed_runs = {r.info.run_id for r in _runs(tracking_uri) if r.info.status == "RUNNING"}
+    killed_runs = {r.info.run_id for r in all_runs(tracking_uri) if r.info.status == "RUNNING"}
     assert len(killed_runs) == 2  # the parent and trial 1, left RUNNING by the kill
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    runs = _runs(tracking_uri)
+    runs = all_runs(tracking_uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     trials = [r for r in runs if r.data.tags.get("kerascnn.kind") == "trial"]
     by_trial: dict[str, list] = {}
@@ -198,9 +187,9 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
                 proc.kill()
     for name, proc in procs.items():
         assert proc.returncode == 0, (name, outputs[name][1][-2000:])
-    parents = [r for r in _runs(tracking_uri) if r.data.tags.get("kerascnn.kind") == "search"]
+    parents = [r for r in all_runs(tracking_uri) if r.data.tags.get("kerascnn.kind") == "search"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = _children(tracking_uri, parents[0].info.run_id)
+    children = child_runs(tracking_uri, parents[0].info.run_id)
     assert sorted(int(r.data.tags["kerascnn.trial_id"]) for r in children) == list(range(6))
     assert all(r.info.status == "FINISHED" for r in children)
     workers = {r.data.tags["kerascnn.worker"] for r in children}
@@ -225,7 +214,7 @@ def test_an_empty_search_space_is_refused_before_any_run(tracking_uri, tmp_path)
                      "--fixed", "activation=relu", "--fixed", "pooling=max", "--tracking-uri", tracking_uri,
                      "--directory", str(tmp_path / "s"))  # fmt: skip
     assert_usage_error(result, "search space is empty")
-    assert not Path(tracking_uri[10:]).exists() or not _runs(tracking_uri)
+    assert not Path(tracking_uri[10:]).exists() or not all_runs(tracking_uri)
 
 
 @pytest.mark.parametrize("family", kerascnn.list_families())
@@ -267,7 +256,7 @@ def test_a_search_whose_trials_all_fail_stops_with_one_line(tracking_uri, tmp_pa
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("kerascnn: error: search stopped:") and "consecutive failures" in line
     assert "last trial: FailedTrialError: the training loss became nan" in line and "File " not in line
-    runs = _runs(tracking_uri)
+    runs = all_runs(tracking_uri)
     (parent,) = [r for r in runs if r.data.tags.get("kerascnn.kind") == "search"]
     assert parent.info.status == "FAILED" and "ended FAILED" in line
     trials = [r for r in runs if r.data.tags.get("kerascnn.kind") == "trial"]

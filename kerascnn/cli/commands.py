@@ -201,8 +201,12 @@ def cmd_runs(args: argparse.Namespace) -> Said:
     if args.limit is not None:
         queries.check_limit(args.limit)
     rows = queries.leaderboard(args.experiment, tracking_uri=args.tracking_uri)[: args.limit]
+    waiting = [r for r in queries.spooled_rows(args.tracking_uri) if args.experiment in (None, r.experiment)]
     text = queries.format_table(rows) if rows else "kerascnn: no runs yet (train one: kerascnn train mnist_cnn)"
-    return Said([r.to_dict() for r in rows], text)
+    if waiting:
+        text += f"\n\nwaiting in the spool ({len(waiting)}; `kerascnn sync` sends them):\n"
+        text += queries.format_table(waiting)
+    return Said([r.to_dict() for r in rows + waiting], text)
 
 
 @command
@@ -224,6 +228,28 @@ def cmd_compare(args: argparse.Namespace) -> Said:
                      limit=args.limit, tracking_uri=args.tracking_uri)  # fmt: skip
     text = result.to_table() + (f"\nkerascnn: figure saved to {result.output}" if result.output else "")
     return Said(result.to_json(), text)
+
+
+@command
+def _sync_parser(sub: Any) -> None:
+    p = sub.add_parser("sync", help="send runs spooled while the store was unreachable (or --offline) to it")
+    p.add_argument("--tracking-uri", help=URI_HELP)
+    _json_flag(p, "what was sent")
+    p.set_defaults(run=cmd_sync)
+
+
+def cmd_sync(args: argparse.Namespace) -> Said | int:
+    from kerascnn.tracking.sync import sync
+
+    report = sync(args.tracking_uri)
+    lines = [f"kerascnn: synced {local[:12]} as run {run_id}" for local, run_id in report.synced.items()]
+    lines += [f"kerascnn: {local[:12]} is being written or synced by another process; skipped" for local in report.busy]
+    lines += [f"kerascnn: could not sync {local[:12]}: {why}" for local, why in report.failed.items()]
+    said = Said(report.to_json(), "\n".join(lines) or "kerascnn: nothing to sync")
+    if report.failed:
+        print_said(said, getattr(args, "json", False))
+        return 1
+    return said
 
 
 @command

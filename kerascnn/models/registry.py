@@ -110,6 +110,9 @@ def register_model(
     Example:
         >>> @register_model(default_input_shape=(28, 28, 1), default_num_classes=10)
         ... def tiny_doc_cnn(**kwargs): ...
+        >>> "tiny_doc_cnn" in list_models()
+        True
+        >>> del _MODELS["tiny_doc_cnn"]  # (the example cleans up after itself)
     """
 
     def wrap(f: Builder) -> Builder:
@@ -136,8 +139,9 @@ def register_family(
 
     Example:
         >>> def tiny_doc(*, input_shape, num_classes, width=8): ...
-        >>> register_family("tiny_doc", builder=tiny_doc).recipe.optimizer
-        'adam'
+        >>> register_family("tiny_doc", builder=tiny_doc).options()
+        ['width']
+        >>> del _FAMILIES["tiny_doc"]  # (the example cleans up after itself)
     """
     if name in _FAMILIES and _FAMILIES[name].builder is not builder:
         raise ArgumentError(f"Family `{name}` is already registered. Received: name={name!r}")

@@ -135,6 +135,26 @@ def leaderboard(experiment: str | None = None, *, tracking_uri: str | None = Non
     return rows
 
 
+def spooled_rows(tracking_uri: str | None = None) -> list[RunRow]:
+    """The runs still waiting in the store's spool (``kerascnn sync`` sends them), status SPOOLED."""
+    from kerascnn.tracking.sync import pending
+
+    rows = []
+    for s in pending(tracking_uri):
+        info, metrics = s.info, s.metrics()
+        params = next((op["data"]["params"] for op in s.ops if op["kind"] == "params"), {})
+        tags = next((op["data"]["tags"] for op in s.ops if op["kind"] == "create"), {})
+        rows.append(RunRow(
+            run_id=info.get("run_id") or f"local:{info['local_id']}", run_name=info.get("name", ""),
+            experiment=info.get("experiment", ""), kind=tags.get("kerascnn.kind", "run"),
+            model=tags.get("kerascnn.model", ""), dataset=tags.get("kerascnn.dataset", ""),
+            params={k: params[k] for k in KEY_PARAMS if k in params}, best_val_accuracy=metrics.get("best_val_accuracy"),
+            test_accuracy=metrics.get("test_accuracy"), duration_s=None, status=f"SPOOLED ({s.status})",
+            start_time="",
+        ))  # fmt: skip
+    return rows
+
+
 def format_table(rows: list[RunRow]) -> str:
     """An aligned text table of leaderboard rows (about 100 columns wide).
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import os
 import queue
 import shutil
 import sys
@@ -47,6 +48,7 @@ class RunRef:
     spooled: bool = False
     monitor: Any = field(default=None, repr=False)  # MLflow's system-metrics sampler, while the run is open
     logged_model: str | None = None  # models:/m-... of the model this process logged last
+    spool_lock: int | None = field(default=None, repr=False)  # held while this process appends to the spool
 
     @property
     def spool_dir(self) -> Path:
@@ -94,7 +96,7 @@ class Recorder:
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until every queued write is done (or spooled); ``False`` if ``timeout`` passed,
         in which case what is left is spooled now and the recorder spools from then on."""
-        deadline = time.monotonic() + (store.timeout_s() * 3 if timeout is None else timeout)
+        deadline = time.monotonic() + (store.flush_timeout(self.uri) if timeout is None else timeout)
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks and time.monotonic() < deadline:
                 self._queue.all_tasks_done.wait(min(0.1, max(0.0, deadline - time.monotonic())))
@@ -162,7 +164,8 @@ class Recorder:
         with self._lock:
             op.run.spooled = True
             folder = op.run.spool_dir
-            folder.mkdir(parents=True, exist_ok=True)
+            if op.run.spool_lock is None:  # `kerascnn sync` skips a folder a writer holds
+                op.run.spool_lock = store.lock_folder(folder, wait=False)
             _write_run_json(op.run)
             if op.prepare is not None:
                 try:
@@ -174,6 +177,9 @@ class Recorder:
                 data = _keep_files(folder, op.kind, data)
             with open(folder / "ops.jsonl", "a") as f:
                 f.write(json.dumps({"kind": op.kind, "data": data}) + "\n")
+            if op.kind == "end" and op.run.spool_lock is not None:
+                os.close(op.run.spool_lock)
+                op.run.spool_lock = None
 
 
 def _write_run_json(run: RunRef) -> None:

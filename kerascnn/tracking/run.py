@@ -107,10 +107,11 @@ class TrackedRun:
     @classmethod
     def start(cls, uri: str, experiment: str, name: str, *, tags: dict[str, str],
               params: dict[str, Any] | None = None, parent: TrackedRun | None = None,
-              lock: Callable[[str], Path] | None = None) -> TrackedRun:  # fmt: skip
+              lock: Callable[[str], Path] | None = None, offline: bool = False) -> TrackedRun:  # fmt: skip
         """Creates a run (in the background: ``run_id`` is known once the store answered).
-        ``lock(local_id)`` names a folder to hold while this process writes the run."""
-        run = cls(RunRef(uri, experiment, name, parent=parent.ref if parent else None))
+        ``lock(local_id)`` names a folder to hold while this process writes the run;
+        ``offline`` writes it to the spool only (``kerascnn sync`` sends it)."""
+        run = cls(RunRef(uri, experiment, name, parent=parent.ref if parent else None, spooled=offline))
         if lock is not None:
             run.lock(lock(run.ref.local_id))
         run._submit("create", tags=dict(tags), start_time=_now_ms())

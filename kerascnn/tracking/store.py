@@ -114,6 +114,12 @@ def timeout_s() -> float:
     return value
 
 
+def flush_timeout(uri: str) -> float:
+    """How long the end of a run waits for its queued writes before spooling the rest: a local
+    SQLite file is slow only when busy (waited for), a server may be gone (bounded)."""
+    return LOCK_PATIENCE_S if sqlite_path(uri) is not None else 3 * timeout_s()
+
+
 def bound_http_retries() -> None:
     """Caps MLflow's HTTP retries (7 retries with exponential back-off, 120-s timeouts by
     default: ~10 minutes against a dead server) to about ``timeout_s()`` per call, unless
@@ -126,11 +132,18 @@ def bound_http_retries() -> None:
 
 
 def probe(uri: str) -> None:
-    """Refuses a tracking server that does not answer (``GET /health``, no MLflow import).
+    """Refuses a store that cannot work, cheaply (no MLflow import): a server that does not
+    answer ``GET /health``, a SQLite path holding something else than a database.
 
     Raises:
-        ArgumentError: The server is unreachable.
+        ArgumentError: The store is unreachable or not a store.
     """
+    db = sqlite_path(uri)
+    if db is not None and db.is_file() and db.stat().st_size:
+        with open(db, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise ArgumentError(f"Cannot open the MLflow store (not an SQLite database file). Received: "
+                                    f"tracking_uri={uri!r}")  # fmt: skip
     if urlparse(uri).scheme not in ("http", "https"):
         return
     try:
@@ -148,21 +161,27 @@ def is_transient(error: BaseException) -> bool:
     return any(s in text for s in ("database is locked", "database table is locked", "disk i/o error"))
 
 
-def retrying(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
-    """Calls ``fn``, retrying SQLite lock contention with jittered exponential backoff.
+LOCK_PATIENCE_S = 120.0  # many processes writing one SQLite file take turns; none gives up early
+
+
+def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Calls ``fn``, retrying SQLite lock contention with jittered exponential backoff for up
+    to ``LOCK_PATIENCE_S`` (writes run off the training thread, so waiting costs nothing).
 
     Example:
         >>> retrying(lambda: 42)
         42
     """
-    for attempt in range(attempts):
+    deadline = time.monotonic() + LOCK_PATIENCE_S
+    attempt = 0
+    while True:
         try:
             return fn(*args, **kwargs)
         except Exception as e:
-            if attempt == attempts - 1 or not is_transient(e):
+            if not is_transient(e) or time.monotonic() > deadline:
                 raise
-            time.sleep(min(4.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            attempt += 1
 
 
 def lock_folder(folder: Path, *, wait: bool) -> int | None:

@@ -76,7 +76,10 @@ class SearchRuns:
         """The parent: this process's, or (a worker) the chief's, waited for."""
         deadline = time.monotonic() + PARENT_WAIT_S
         while self.parent is None:
-            found = self.find_parent()
+            try:
+                found = self.find_parent()
+            except Exception:  # the store is away for now: keep waiting
+                found = None
             if found is not None and found.info.status == "RUNNING":
                 ref = RunRef(self.uri, self.experiment, found.info.run_name, run_id=found.info.run_id)
                 self.parent = TrackedRun(ref)
@@ -94,7 +97,10 @@ class SearchRuns:
         query = f"tags.`mlflow.parentRunId` = '{self.parent_id}'"
         if status:
             query += f" AND attributes.status = '{status}'"
-        return store.retrying(self.client.search_runs, [self.experiment_id], query, max_results=10000)
+        try:
+            return store.retrying(self.client.search_runs, [self.experiment_id], query, max_results=10000)
+        except Exception:  # the store went away: the search goes on, its runs go to the spool
+            return []
 
     def kill_stale_trials(self, reason: str, trial_id: str | None = None) -> None:
         """Ends KILLED the RUNNING trial runs of dead processes (of ``trial_id`` only, if given)."""

@@ -91,6 +91,7 @@ def tune(family: str | None = None, dataset: str | None = None, *, build: Callab
     if build is not None:
         given.setdefault("family", "custom")
     config = TuneConfig.create(**given, **settings)
+    store.probe(config.tracking_uri)  # type: ignore[arg-type]
     space = space_for(config.family, build)
     role = distributed.role()
     search = _prepare(config, space, role, progress)

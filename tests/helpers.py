@@ -1,0 +1,136 @@
+"""Helpers shared by the test files: the CLI as a subprocess, stores, waiting, a real MLflow server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = [sys.executable, "-m", "kerascnn"]
+
+
+def data_dir() -> Path:
+    """The offline dataset folder the suite reads MNIST from."""
+    path = os.environ.get("KERASCNN_DATA_DIR")
+    if not path or not (Path(path) / "mnist.npz").is_file():
+        pytest.fail("tests need KERASCNN_DATA_DIR with mnist.npz (../shared/data on this machine)")
+    return Path(path)
+
+
+def run_cli(*args: str, cwd: Path | str | None = None, env: dict | None = None, timeout: float = 600,
+            check: bool = False) -> subprocess.CompletedProcess:  # fmt: skip
+    """Runs ``python -m kerascnn ARGS`` as a real subprocess and returns the result."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    result = subprocess.run([*PY, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kerascnn {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit code 2, exactly one line on stderr, no traceback, and the fragments in it."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("kerascnn: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def all_runs(uri: str) -> list[Any]:
+    """Every run of a store, oldest first (none when a SQLite store does not exist yet)."""
+    from kerascnn.tracking import store
+
+    db = store.sqlite_path(uri)
+    if db is not None and not db.exists():
+        return []
+    client = store.client(uri)  # takes the store lock: a subprocess may be creating the schema right now
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, order_by=["attributes.start_time ASC"], max_results=1000) if ids else []
+
+
+def child_runs(uri: str, parent: str) -> list[Any]:
+    return [r for r in all_runs(uri) if r.data.tags.get("mlflow.parentRunId") == parent]
+
+
+def metric_steps(uri: str, run_id: str, key: str) -> list[int]:
+    from kerascnn.tracking import store
+
+    return [m.step for m in store.client(uri).get_metric_history(run_id, key)]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, process: subprocess.Popen | None = None,
+             what: str = "") -> None:  # fmt: skip
+    """Polls ``condition`` until it holds; fails if ``process`` ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"process ended ({process.returncode}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite backend, proxied artifacts) that can be
+    stopped and started again on the same port and store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        mlflow_cli = Path(sys.executable).with_name("mlflow")
+        command = [str(mlflow_cli), "server", "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+                   "--artifacts-destination", (self.root / "server-artifacts").as_uri(), "--host", "127.0.0.1",
+                   "--port", str(self.port), "--workers", "1"]  # fmt: skip
+        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)  # fmt: skip
+        wait_for(lambda: _answers(f"{self.uri}/health"), timeout, self.process, "the MLflow server")
+
+    def stop(self) -> None:
+        """Kills the server (and its workers) as a crash would: no goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path) -> Iterator[MlflowServer]:
+    """An :class:`MlflowServer`, started, and stopped in a ``finally``."""
+    server = MlflowServer(root)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,192 @@
+"""Everyday use without surprises: settings that never mix, quiet fast commands, clean JSON,
+class names that travel with models, honest defaults."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+import kerascnn
+from kerascnn.config import TrainConfig, TuneConfig
+from tests.helpers import PY, assert_usage_error, data_dir, free_port, run_cli, wait_for
+
+
+@pytest.fixture(autouse=True)
+def _cwd(monkeypatch, tmp_path):
+    data_dir()
+    monkeypatch.chdir(tmp_path)
+
+
+# 1. a search never mixes settings -----------------------------------------------------------------
+def test_a_search_is_resumed_only_with_its_own_settings(tracking_uri, tmp_path):
+    common = dict(max_trials=1, train_samples=300, tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False)
+    kerascnn.tune("lenet5", "mnist", epochs=1, **common)
+    with pytest.raises(ValueError, match=r"other settings \(epochs: 1 -> 2\).*--search-name.*Received: search_name="):
+        kerascnn.tune("lenet5", "mnist", epochs=2, **common)
+    other = kerascnn.tune("lenet5", "mnist", epochs=2, search_name="lenet-e2", **common)
+    assert other.search_name == "lenet-e2" and len(other.trials) == 1
+    more = kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))  # a bigger budget is fine
+    assert len(more.trials) == 2
+
+
+# 2. settings: one source, the CLI derived from it --------------------------------------------------
+@pytest.mark.parametrize("config,command", [(TrainConfig, "train"), (TuneConfig, "tune")])
+def test_the_cli_has_exactly_the_config_settings(config, command):
+    from kerascnn.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    dests = {a.dest for a in sub._actions} - {"help", "json", "run"}
+    assert dests == set(config.fields())
+    assert sub.parse_args([]).__dict__.keys() == {"json", "run"}  # only what the user typed is forwarded
+    for name, f in config.fields().items():
+        assert f.metadata["option"].help, name
+
+
+def test_a_new_optimizer_gets_its_own_learning_rate():
+    assert TrainConfig.create(optimizer="sgd").resolved().learning_rate == 0.05
+    assert TrainConfig.create(optimizer="sgd", learning_rate=0.01).resolved().learning_rate == 0.01
+    assert TrainConfig.create().resolved().learning_rate == 6e-3  # the recipe's, for its own optimizer
+    assert TrainConfig.create(train_samples=3000).resolved().test_samples == 3000  # a subset tests on a subset
+
+
+# 6. class names travel with the model ---------------------------------------------------------------
+def _image_folder(root: Path, classes: dict[str, int], per_class: int = 40, offset: int = 0) -> Path:
+    mnist = np.load(data_dir() / "mnist.npz")
+    for name, digit in classes.items():
+        (root / name).mkdir(parents=True)
+        images = mnist["x_train"][mnist["y_train"] == digit][offset : offset + per_class]
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(root / name / f"{i}.png")
+    return root
+
+
+def test_evaluate_matches_classes_by_name_and_refuses_unknown_ones(tracking_uri, tmp_path):
+    train_folder = _image_folder(tmp_path / "train", {"zero": 0, "one": 1, "two": 2})  # sorted: one, two, zero
+    result = kerascnn.train("mnist_cnn", str(train_folder), epochs=3, tracking=False, verbose=0)
+    assert kerascnn.loading.model_info(result.model_path)["class_names"] == ["one", "two", "zero"]
+    subset = _image_folder(tmp_path / "eval", {"zero": 0, "one": 1}, offset=40)  # sorted: one, zero
+    metrics = kerascnn.evaluate(result.model_path, str(subset))
+    expected = []
+    model = kerascnn.load_model(result.model_path, compile=False)
+    for name, index in (("one", 0), ("zero", 2)):
+        images = np.stack([np.asarray(Image.open(p))[..., None] for p in sorted((subset / name).glob("*.png"))])
+        expected += list(model.predict(images.astype("float32") / 255, verbose=0).argmax(axis=1) == index)
+    assert metrics["test_accuracy"] == pytest.approx(np.mean(expected)) and metrics["test_accuracy"] > 0.6
+    unknown = _image_folder(tmp_path / "unknown", {"zero": 0, "three": 3})
+    with pytest.raises(ValueError, match=r"classes the model was not trained on \(three\)"):
+        kerascnn.evaluate(result.model_path, str(unknown))
+
+
+def test_a_text_file_named_npz_is_reported_as_such(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "mnist.npz").write_text("x_train,y_train\n1,2\n")
+    result = run_cli("train", "lenet5", "--epochs", "1", env={"KERASCNN_DATA_DIR": str(folder)})
+    assert_usage_error(result, "not an .npz archive", "mnist.npz")
+
+
+# 7, 8. fast and quiet --------------------------------------------------------------------------------
+def test_models_and_argument_checks_do_not_load_tensorflow():
+    code = ("import sys; from kerascnn.cli import main; assert main(['models']) == 0; "
+            "from kerascnn.config import TrainConfig; TrainConfig.create(model='vgg16', epochs=3); "
+            "assert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules, 'heavy import'")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "vgg16" in result.stdout
+
+
+def test_the_python_api_prints_no_tensorflow_or_mlflow_log_lines(tracking_uri):
+    code = ("import kerascnn; print(kerascnn.describe(kerascnn.create_model('lenet5')).params); "
+            f"kerascnn.train('lenet5', 'mnist', epochs=1, train_samples=200, tracking_uri={tracking_uri!r}, verbose=0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    noise = [line for line in result.stderr.splitlines() if "absl" in line or "cuInit" in line or " INFO " in line
+             or "cuda" in line.lower() or "retracing" in line]  # fmt: skip
+    assert not noise, noise
+
+
+def test_dir_lists_the_lazy_api():
+    assert {"train", "tune", "evaluate", "describe", "load_dataset", "leaderboard", "compare", "TrainConfig",
+            "plots", "tracking"} <= set(dir(kerascnn))  # fmt: skip
+
+
+# 9. tables and progress -----------------------------------------------------------------------------
+def test_the_progress_bar_never_overshoots_the_epoch():
+    from kerascnn.callbacks import Progress
+
+    bar = Progress()
+    bar.set_params({"epochs": 1, "steps": 22, "verbose": 1})
+    bar.on_train_begin()
+    bar.on_epoch_begin(0)
+    bar._update_progbar(23)  # steps_per_execution 8: Keras reports 8, 16, 24 steps
+    assert bar.seen == 22
+
+
+def test_runs_table_names_runs_and_precision_and_stays_narrow(tracking_uri):
+    kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, run_name="narrow-one", tracking_uri=tracking_uri,
+                   verbose=0)  # fmt: skip
+    table = run_cli("runs", "--tracking-uri", tracking_uri, check=True).stdout.splitlines()
+    assert table[0].split() == ["#", "run_id", "name", "model", "data", "prec", "ep", "val_acc", "test_acc", "time",
+                                "status"]  # fmt: skip
+    assert "narrow-one" in table[1] and " fp32 " in table[1] or " bf16 " in table[1]
+    assert max(len(line) for line in table) <= 120
+
+
+def test_help_tells_what_the_defaults_are():
+    text = run_cli("train", "--help", check=True).stdout
+    assert "the images' shape" in text and "(default: mnist)" in text and "(default: auto)" in text
+
+
+# 5. the dashboard on a busy port, and a SIGKILLed ui ------------------------------------------------
+def test_ui_on_a_busy_port_fails_in_one_line(tracking_uri):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_cli("ui", "--port", str(taken.getsockname()[1]), "--tracking-uri", tracking_uri)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("kerascnn: error: cannot listen on 127.0.0.1:")
+
+
+def test_a_sigkilled_ui_leaves_no_server_behind(tracking_uri):
+    port = free_port()
+    ui = subprocess.Popen([*PY, "ui", "--port", str(port), "--tracking-uri", tracking_uri], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    try:
+        first = ui.stdout.readline()
+        assert "/#/experiments/" in first or f"127.0.0.1:{port}" in first
+        wait_for(lambda: bool(psutil.Process(ui.pid).children(recursive=True)), 60, ui, "the server to start")
+        time.sleep(3)
+        server = psutil.Process(ui.pid).children(recursive=True)
+    finally:
+        ui.send_signal(signal.SIGKILL)
+        ui.wait()
+    gone, alive = psutil.wait_procs(server, timeout=30)
+    assert not alive, f"orphaned server processes: {alive}"
+
+
+def test_a_trained_model_keeps_its_keras_layers_plain():
+    """The served model's front is plain Keras layers: it loads in safe mode, without the kit."""
+    from kerascnn.data import plan_adaptation
+    from kerascnn.serving import served_model
+
+    net = kerascnn.create_model("lenet5", input_shape=(32, 32, 3), num_classes=10)
+    served = served_model(net, plan_adaptation((28, 28, 1), 32, (32, 32, 3)))
+    images = np.random.default_rng(0).integers(0, 255, (2, 28, 28, 1), dtype=np.uint8)
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))).astype("float32") / 255
+    expected = net.predict(np.repeat(padded, 3, axis=-1), verbose=0)
+    np.testing.assert_allclose(served.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    served.save("served.keras")
+    reloaded = keras.saving.load_model("served.keras", safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert json.loads(json.dumps(served.get_config()))  # plain config

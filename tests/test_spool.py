@@ -1,0 +1,129 @@
+"""A tracking store that goes away loses nothing: bounded waits, the local spool, `kerascnn sync`.
+
+With a real `mlflow server` subprocess on 127.0.0.1 (killed as a crash would, then started
+again on the same port and store), and `--offline` runs for the sync-twice cases.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from kerascnn.tracking.sync import pending, sync
+from tests.helpers import PY, all_runs, child_runs, data_dir, metric_steps, mlflow_server, run_cli, wait_for
+
+EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
+@pytest.fixture(autouse=True)
+def _cwd(monkeypatch, tmp_path):
+    data_dir()
+    monkeypatch.chdir(tmp_path)  # a server's spool lives in ./mlruns/spool
+
+
+def _epochs_logged(uri: str) -> int:
+    try:
+        runs = all_runs(uri)
+        return len(metric_steps(uri, runs[0].info.run_id, "val_loss")) if runs else 0
+    except Exception:
+        return 0
+
+
+def test_server_killed_mid_training_loses_nothing_after_sync(tmp_path):
+    with mlflow_server(tmp_path / "server") as server:
+        cmd = [*PY, "train", "mnist_cnn", "--epochs", "4", "--train-samples", "6000", "--test-samples", "500",
+               "--tracking-uri", server.uri, "--json"]  # fmt: skip
+        started = time.monotonic()
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: _epochs_logged(server.uri) >= 2, 300, process, "two epochs on the server")
+        two_epochs = time.monotonic() - started
+        server.stop()  # down until the command has ended
+        killed = time.monotonic()
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+        assert time.monotonic() - killed < two_epochs + 40, "training waited on the dead store"
+        result = json.loads(out)
+        assert "goes on into the spool" in err and "Traceback" not in err
+        spool = Path(result["spool"])
+        assert Path(result["model_path"]).is_file() and spool in Path(result["model_path"]).parents  # kept locally
+        server.start()
+        synced = run_cli("sync", "--tracking-uri", server.uri, "--json", check=True)
+        assert list(json.loads(synced.stdout)["synced"].values()) == [result["run_id"]]
+        assert not spool.exists()
+        run = MlflowClient(server.uri).get_run(result["run_id"])
+        assert run.info.status == "FINISHED" and run.info.end_time
+        for key in EPOCH_KEYS:
+            assert metric_steps(server.uri, result["run_id"], key) == [0, 1, 2, 3], key  # each step exactly once
+        assert run.data.metrics["test_accuracy"] == pytest.approx(result["test_accuracy"])
+        assert run.data.metrics["fit_seconds"] < time.monotonic() - started  # training time only
+        client = MlflowClient(server.uri)
+        local = client.download_artifacts(result["run_id"], "model.keras", str(tmp_path))
+        mlflow.set_tracking_uri(server.uri)
+        (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+        served = mlflow.pyfunc.load_model(logged.model_uri)
+        images = np.load(data_dir() / "mnist.npz")["x_test"][:500, ..., None]
+        labels = np.load(data_dir() / "mnist.npz")["y_test"][:500]
+        accuracy = float(np.mean(np.asarray(served.predict(images)).argmax(axis=1) == labels))
+        assert accuracy == pytest.approx(result["test_accuracy"], abs=1e-6) and Path(local).stat().st_size > 10_000
+
+
+def test_server_down_during_a_search_keeps_trials_and_their_nesting(tmp_path):
+    with mlflow_server(tmp_path / "server") as server:
+        cmd = [*PY, "tune", "mnist_cnn", "--max-trials", "3", "--epochs", "2", "--train-samples", "3000",
+               "--tracking-uri", server.uri, "--directory", str(tmp_path / "s"), "--json"]  # fmt: skip
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: _epochs_logged(server.uri) >= 1, 300, process, "the first trial's first epoch")
+        server.stop()
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+        assert len(json.loads(out)["trials"]) == 3
+        server.start()
+        run_cli("sync", "--tracking-uri", server.uri, check=True)
+        runs = all_runs(server.uri)
+        (parent,) = [r for r in runs if r.data.tags.get("kerascnn.kind") == "search"]
+        trials = child_runs(server.uri, parent.info.run_id)
+        assert sorted(r.data.tags["kerascnn.trial_id"] for r in trials) == ["0", "1", "2"]
+        assert all(r.info.status == "FINISHED" for r in [parent, *trials])
+        for trial in trials:
+            assert metric_steps(server.uri, trial.info.run_id, "val_accuracy") == [0, 1]
+        assert not pending(server.uri)
+
+
+def test_sync_twice_and_two_syncs_at_once_write_every_step_once(tracking_uri):
+    for seed in (1, 2):
+        run_cli("train", "lenet5", "--epochs", "2", "--train-samples", "400", "--test-samples", "100", "--seed",
+                str(seed), "--offline", "--tracking-uri", tracking_uri, check=True)  # fmt: skip
+    assert len(pending(tracking_uri)) == 2 and not all_runs(tracking_uri)
+    table = run_cli("runs", "--tracking-uri", tracking_uri, check=True).stdout
+    assert "waiting in the spool (2" in table and "SPOOLED (FINISHED)" in table
+    reports: list = []
+    threads = [threading.Thread(target=lambda: reports.append(sync(tracking_uri))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(len(r.synced) for r in reports) == 2 and not any(r.failed for r in reports)
+    again = run_cli("sync", "--tracking-uri", tracking_uri, "--json", check=True)
+    assert json.loads(again.stdout) == {"synced": {}, "busy": [], "failed": {}}
+    runs = all_runs(tracking_uri)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        for key in EPOCH_KEYS:
+            assert metric_steps(tracking_uri, run.info.run_id, key) == [0, 1], key
+        assert len(run.inputs.dataset_inputs) == 3
+    assert not list((Path(tracking_uri[10:]).parent / "spool").iterdir())
+
+
+def test_a_dead_server_at_the_start_is_refused_in_one_line(tmp_path):
+    from tests.helpers import assert_usage_error, free_port
+
+    result = run_cli("train", "mnist_cnn", "--tracking-uri", f"http://127.0.0.1:{free_port()}", "--epochs", "1")
+    assert_usage_error(result, "does not answer", "--offline")
