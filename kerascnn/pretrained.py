@@ -163,11 +163,17 @@ def _open_source(weights: Any, model_name: str | None) -> _Source:
                 f"ImageNet weights are available for {', '.join(_IMAGENET)} (keras.applications); for "
                 f"{model_name} convert torchvision's with kerascnn.convert_torchvision. Received: weights='imagenet'"
             )
-        return _Source("imagenet", "caffe", "layers", layers=lambda model: _imagenet_layers(model_name, model))
+        return _Source(
+            "imagenet", "caffe", "layers", layers=lambda model: _imagenet_layers(model_name, model)
+        )
     path = Path(weights)
     if not path.is_file():
         raise ValueError(f"Weights file not found. Received: weights={str(weights)!r}")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".weights.h5") else path.suffix.lower()
+    suffix = (
+        "".join(path.suffixes[-2:]).lower()
+        if path.name.lower().endswith(".weights.h5")
+        else path.suffix.lower()
+    )
     if suffix == ".keras":
         return _keras_source(path)
     if suffix in (".h5", ".hdf5"):
@@ -200,11 +206,20 @@ def _keras_source(path: Path) -> _Source:
     layers = {layer.name: layer.get_weights() for layer in ref.layers if layer.weights}
     nested = [layer.name for layer in ref.layers if hasattr(layer, "layers") and layer.weights]
     if nested:
-        raise ValueError(f"Nested models are not supported as a weights source ({nested[0]}). Received: weights={str(path)!r}")
+        raise ValueError(
+            f"Nested models are not supported as a weights source ({nested[0]}). Received: weights={str(path)!r}"
+        )
     mode = model_preprocessing(ref)
     has_layer = any(layer.name == "preprocess" for layer in ref.layers)
     del ref
-    return _Source(str(path), mode, "layers", layers=lambda model: layers, preprocess=mode, has_preprocess_layer=has_layer)
+    return _Source(
+        str(path),
+        mode,
+        "layers",
+        layers=lambda model: layers,
+        preprocess=mode,
+        has_preprocess_layer=has_layer,
+    )
 
 
 def _read_h5_layers(path: Path) -> dict[str, list[np.ndarray]]:
@@ -223,7 +238,9 @@ def _read_h5_layers(path: Path) -> dict[str, list[np.ndarray]]:
             for raw in group.attrs["layer_names"]:
                 name = raw.decode() if isinstance(raw, bytes) else str(raw)
                 g = group[name]
-                names = [w.decode() if isinstance(w, bytes) else str(w) for w in g.attrs.get("weight_names", [])]
+                names = [
+                    w.decode() if isinstance(w, bytes) else str(w) for w in g.attrs.get("weight_names", [])
+                ]
                 if names:
                     out[name] = [np.asarray(g[w]) for w in names]
             return out
@@ -243,7 +260,7 @@ def _arrays(state: dict[str, Any], argument: str) -> dict[str, np.ndarray]:
                 f"A state dict maps names to arrays or tensors. Received: {argument}[{key!r}] of type "
                 f"{type(value).__name__}"
             )
-        out[key[len("module."):] if key.startswith("module.") else key] = np.asarray(value)
+        out[key[len("module.") :] if key.startswith("module.") else key] = np.asarray(value)
     return out
 
 
@@ -269,7 +286,9 @@ def read_state_dict(source: str | os.PathLike | dict[str, Any]) -> dict[str, np.
             with np.load(path, allow_pickle=False) as data:
                 return _arrays({k: data[k] for k in data.files}, "state_dict")
         except (OSError, ValueError) as e:
-            raise ValueError(f"Cannot read the .npz file ({e}). Received: state_dict={str(source)!r}") from None
+            raise ValueError(
+                f"Cannot read the .npz file ({e}). Received: state_dict={str(source)!r}"
+            ) from None
     if suffix in (".pth", ".pt"):
         try:
             import torch
@@ -312,7 +331,9 @@ def torchvision_mapping(model: Any) -> dict[str, tuple[str, int, str]]:
         return _resnet_mapping(names)
     if "block1_conv1" in names:
         return _vgg_mapping(model)
-    raise ValueError(f"torchvision weights map onto the kit's ResNet and VGG models. Received: model={model.name!r}")
+    raise ValueError(
+        f"torchvision weights map onto the kit's ResNet and VGG models. Received: model={model.name!r}"
+    )
 
 
 def _conv_bn(mapping: dict, torch_prefix: str, conv: str | None, bn: str | None, bias: bool = False) -> None:
@@ -462,7 +483,9 @@ def _apply(model: Any, source: _Source) -> Pretrained:
     label = source.label
     mode = model_preprocessing(model)
     if any(layer.name == "preprocess" for layer in model.layers) and mode is None:
-        raise ValueError(f"The model's `preprocess` layer is not a kit convention. Received: model={model.name!r}")
+        raise ValueError(
+            f"The model's `preprocess` layer is not a kit convention. Received: model={model.name!r}"
+        )
     flip = False
     if source.has_preprocess_layer:
         if mode != source.preprocess:
@@ -491,8 +514,10 @@ def _apply(model: Any, source: _Source) -> Pretrained:
             continue
         is_dense = type(layer).__name__ == "Dense"
         values = by_layer.get(layer.name)
-        fits = values is not None and len(values) == len(shapes[layer.name]) and all(
-            v is not None and tuple(np.shape(v)) == s for v, s in zip(values, shapes[layer.name])
+        fits = (
+            values is not None
+            and len(values) == len(shapes[layer.name])
+            and all(v is not None and tuple(np.shape(v)) == s for v, s in zip(values, shapes[layer.name]))
         )
         if not fits:
             if is_dense:
@@ -562,7 +587,9 @@ def create_pretrained(
     source = _open_source(weights, name)
     options = entry.options()
     if "preprocessing" in options:
-        overrides.setdefault("preprocessing", source.preprocess if source.has_preprocess_layer else source.convention)
+        overrides.setdefault(
+            "preprocessing", source.preprocess if source.has_preprocess_layer else source.convention
+        )
     if source.kind == "torchvision":
         if entry.family == "resnet":
             overrides.setdefault("stem", "imagenet")
