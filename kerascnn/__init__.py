@@ -28,6 +28,7 @@ _LAZY = {
     "compare": "kerascnn.comparison",
     "load_model": "kerascnn.loading",
     "evaluate": "kerascnn.training",
+    "convert_torchvision": "kerascnn.pretrained",
 }
 
 _SUBMODULES = {"device", "plots", "data", "tracking", "spaces", "recipes", "arithmetic"}

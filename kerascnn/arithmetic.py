@@ -94,7 +94,7 @@ def conv_transpose_output_size(
 
 def transposed_receptive_field(r_in: int, j_in: Fraction | int, kernel: int, stride: int,
                                dilation: int = 1) -> tuple[int, Fraction]:
-    """Returns ``(r_out, j_out)`` after a transposed convolution (or up-sampling) of ``kernel`` and ``stride``.
+    """``(r_out, j_out)`` after a transposed convolution (or up-sampling) of ``kernel`` and ``stride``.
 
     ``r_out`` is the largest over output positions; ``j_out = j_in / stride`` may be a fraction.
 

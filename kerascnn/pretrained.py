@@ -8,6 +8,8 @@ Sources (``weights=`` of :func:`create_pretrained` and ``create_model``):
   ImageNet file copied to a machine without internet; read with h5py, copied by layer name.
 * ``"PATH.keras"`` — any saved Keras model (a kit run's ``model.keras``, a saved keras.applications VGG);
   weights copied by layer name.
+* ``"PATH.weights.h5"`` — Keras 3's own weights file (``model.save_weights``): it names weights by position,
+  not layer name, so it loads (``model.load_weights``) only into the architecture that saved it.
 * a torchvision state dict — a ``dict`` of NumPy arrays or torch tensors, a ``.pth``/``.pt`` file (needs
   torch) or an ``.npz`` of the arrays (no torch) — for ResNet-18/34/50 and VGG-11/13/16/19 (``_bn``
   too), mapped by :func:`torchvision_mapping`. Use :func:`convert_torchvision` for a one-step conversion.
@@ -86,7 +88,7 @@ def preprocessing_layer(mode: str) -> Any:
 
 
 def model_preprocessing(model: Any) -> str | None:
-    """The convention of ``model``'s ``preprocess`` layer (``"caffe"``/``"torch"``), or ``None`` if it has none.
+    """The convention of ``model``'s ``preprocess`` layer (``"caffe"``, ``"torch"``), or ``None`` (no layer).
 
     Example:
         >>> model_preprocessing(create_model("vgg16", preprocessing="caffe"))  # doctest: +SKIP
@@ -142,7 +144,7 @@ class Pretrained:
 class _Source:
     label: str
     convention: str | None
-    kind: str  # "layers" (weights by layer name) or "torchvision" (a state dict)
+    kind: str  # "layers" (by layer name), "torchvision" (a state dict), "keras_weights" (model.load_weights)
     layers: Any = None  # callable(model) -> dict[name, list[np.ndarray]]
     state_dict: dict[str, np.ndarray] | None = None
     preprocess: str | None = None  # the source model's own preprocess layer (a kit model), if any
@@ -154,14 +156,15 @@ def _open_source(weights: Any, model_name: str | None) -> _Source:
         return _Source("state_dict", "torch", "torchvision", state_dict=_arrays(weights, "weights"))
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(
-            "`weights` must be 'imagenet', a file path (.keras, .h5, .pth, .pt, .npz) or a torchvision "
-            f"state dict. Received: weights={weights!r}"
+            "`weights` must be 'imagenet', a file path (.keras, .weights.h5, .h5, .pth, .pt, .npz) or a "
+            f"torchvision state dict. Received: weights={weights!r}"
         )
     if weights == "imagenet":
         if model_name not in _IMAGENET:
             raise ValueError(
                 f"ImageNet weights are available for {', '.join(_IMAGENET)} (keras.applications); for "
-                f"{model_name} convert torchvision's with kerascnn.convert_torchvision. Received: weights='imagenet'"
+                f"{model_name} convert torchvision's with kerascnn.convert_torchvision. "
+                "Received: weights='imagenet'"
             )
         return _Source(
             "imagenet", "caffe", "layers", layers=lambda model: _imagenet_layers(model_name, model)
@@ -176,6 +179,8 @@ def _open_source(weights: Any, model_name: str | None) -> _Source:
     )
     if suffix == ".keras":
         return _keras_source(path)
+    if suffix == ".weights.h5":  # Keras 3's own format names weights by position, not by layer name
+        return _Source(str(path), None, "keras_weights")
     if suffix in (".h5", ".hdf5"):
         layers = _read_h5_layers(path)
         return _Source(str(path), "caffe", "layers", layers=lambda model: layers)
@@ -192,7 +197,15 @@ def _imagenet_layers(model_name: str, model: Any) -> dict[str, list[np.ndarray]]
 
     # the top (fc1, fc2, predictions: 500 MB) only when fc1 can take it
     top = _layer_shapes(model).get("fc1", [None])[0] == (25088, 4096)
-    ref = getattr(keras.applications, _IMAGENET[model_name])(weights="imagenet", include_top=top)
+    try:
+        ref = getattr(keras.applications, _IMAGENET[model_name])(weights="imagenet", include_top=top)
+    except Exception as e:  # Keras raises a bare Exception when the download fails
+        raise ValueError(
+            f"Could not get keras.applications' ImageNet weights ({' '.join(str(e).split())[:200]}); "
+            "offline, "
+            "copy the .h5 file (vgg16_weights_tf_dim_ordering_tf_kernels[_notop].h5) and pass its path. "
+            "Received: weights='imagenet'"
+        ) from None
     try:
         return {layer.name: layer.get_weights() for layer in ref.layers if layer.weights}
     finally:
@@ -207,7 +220,8 @@ def _keras_source(path: Path) -> _Source:
     nested = [layer.name for layer in ref.layers if hasattr(layer, "layers") and layer.weights]
     if nested:
         raise ValueError(
-            f"Nested models are not supported as a weights source ({nested[0]}). Received: weights={str(path)!r}"
+            f"Nested models are not supported as a weights source ({nested[0]}). "
+            f"Received: weights={str(path)!r}"
         )
     mode = model_preprocessing(ref)
     has_layer = any(layer.name == "preprocess" for layer in ref.layers)
@@ -459,8 +473,8 @@ def load_weights(model: Any, weights: Any, *, model_name: str | None = None) -> 
 
     Args:
         model: A kit model (or any functional/Sequential model whose layer names match the source).
-        weights: ``"imagenet"``, a ``.keras``/``.h5``/``.pth``/``.pt``/``.npz`` path or a torchvision
-            state dict.
+        weights: ``"imagenet"``, a ``.keras``/``.weights.h5``/``.h5``/``.pth``/``.pt``/``.npz`` path or a
+            torchvision state dict.
         model_name: The registered name, for ``"imagenet"`` (default: ``model.name``).
 
     Returns:
@@ -471,7 +485,8 @@ def load_weights(model: Any, weights: Any, *, model_name: str | None = None) -> 
             name, missing or unexpected torchvision entries, conflicting input conventions).
 
     Example:
-        >>> model = create_model("vgg16", input_shape=(64, 64, 3), num_classes=10, preprocessing="caffe")  # doctest: +SKIP
+        >>> model = create_model("vgg16", input_shape=(64, 64, 3), num_classes=10,
+        ...                      preprocessing="caffe")  # doctest: +SKIP
         >>> load_weights(model, "imagenet").skipped
         ['fc1', 'fc2', 'predictions']
     """
@@ -490,17 +505,28 @@ def _apply(model: Any, source: _Source) -> Pretrained:
     if source.has_preprocess_layer:
         if mode != source.preprocess:
             raise ValueError(
-                f"The weights come from a model built with preprocessing={source.preprocess!r}; build this one "
+                f"The weights come from a model built with preprocessing={source.preprocess!r}; build this "
+                "one "
                 f"the same way. Received: preprocessing={mode!r}"
             )
     elif mode is not None:
         if source.convention not in (None, mode):
             raise ValueError(
-                f"These weights expect {source.convention!r} inputs; a model with preprocessing={mode!r} would "
+                f"These weights expect {source.convention!r} inputs; a model with preprocessing={mode!r} "
+                "would "
                 f"feed them the wrong ones. Received: preprocessing={mode!r}"
             )
         flip = mode == "caffe"  # caffe-convention weights read BGR; the model's input is RGB
 
+    if source.kind == "keras_weights":
+        try:
+            model.load_weights(label)
+        except (ValueError, KeyError) as e:
+            raise ValueError(
+                f"The .weights.h5 file does not fit {model.name} ({' '.join(str(e).split())[:200]}); it "
+                f"loads only into the architecture that saved it. Received: weights={label!r}"
+            ) from None
+        return Pretrained(model, label, None, mode, loaded=[n for n in _layer_shapes(model)])
     if source.kind == "torchvision":
         by_layer = _torchvision_layers(model, source.state_dict, label)
     else:
@@ -567,8 +593,8 @@ def create_pretrained(
 
     Args:
         name: A model from ``list_models()``.
-        weights: ``"imagenet"`` (``vgg16``, ``vgg19``), a ``.keras``/``.h5``/``.pth``/``.pt``/``.npz`` path
-            or a torchvision state dict.
+        weights: ``"imagenet"`` (``vgg16``, ``vgg19``), a ``.keras``/``.weights.h5``/``.h5``/``.pth``/``.pt``/
+            ``.npz`` path or a torchvision state dict.
         input_shape: As in ``create_model``.
         num_classes: As in ``create_model``; a classifier of another size keeps its initialisation.
         **overrides: Builder options.
@@ -577,7 +603,8 @@ def create_pretrained(
         A :class:`Pretrained` (``.model``, ``.loaded``, ``.skipped``, ...).
 
     Example:
-        >>> result = create_pretrained("vgg16", "imagenet", input_shape=(32, 32, 3), num_classes=10)  # doctest: +SKIP
+        >>> result = create_pretrained("vgg16", "imagenet", input_shape=(32, 32, 3),
+        ...                            num_classes=10)  # doctest: +SKIP
         >>> result.skipped
         ['fc1', 'fc2', 'predictions']
     """

@@ -141,11 +141,17 @@ class Description:
             reasons: dict[str, list[str]] = {}
             for row in missing:
                 reasons.setdefault(row.note, []).append(row.type)
-            parts = [f"{note} ({', '.join(sorted(set(types)))})" for note, types in reasons.items()]
-            lines.append(
-                f"? not counted: {len(missing)} layer{'s' if len(missing) > 1 else ''}, {'; '.join(parts)}: "
-                "MACs left out, receptive field carried through unchanged"
-            )
+            parts = [
+                f"{note} ({', '.join(sorted(set(types)))}): "
+                + (
+                    "MACs unknown"
+                    if note == _SIZE_UNKNOWN
+                    else "MACs left out, receptive field carried through unchanged"
+                )
+                for note, types in reasons.items()
+            ]
+            plural = "s" if len(missing) > 1 else ""
+            lines.append(f"? not counted: {len(missing)} layer{plural}; {'; '.join(parts)}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -182,6 +188,9 @@ class _State:
     rf: Axes = (1,)
     jump: tuple[Fraction, ...] = (Fraction(1),)
     spatial: bool = False
+
+
+_SIZE_UNKNOWN = "spatial size unknown"
 
 
 class _NotCounted(Exception):
@@ -247,8 +256,11 @@ _ELEMENTWISE_OPS = {
     "Square", "Sqrt", "Exp", "Log", "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Gelu",
     "Tanh", "Softplus", "Elu", "Selu", "LeakyRelu",
 }  # fmt: skip
-# keras.applications' own layers: ConvNeXt's per-channel LayerScale, InceptionResNetV2's x0 + scale * x1
-_APPLICATION_LAYERS = {"LayerScale": "elementwise", "CustomScaleLayer": "merge", "StochasticDepth": "merge"}
+# keras.applications' own layers: ConvNeXt's per-channel LayerScale and drop-path, InceptionResNetV2's
+# x0 + scale * x1
+_APPLICATION_LAYERS = {
+    "LayerScale": "elementwise", "StochasticDepth": "elementwise", "CustomScaleLayer": "merge",
+}  # fmt: skip
 
 
 def _conv(kind: str, cfg: dict, src: _State) -> tuple[_State, int, int]:
@@ -298,7 +310,7 @@ def _conv(kind: str, cfg: dict, src: _State) -> tuple[_State, int, int]:
     )
     positions = spatial if transposed else out  # a transposed conv spends k*C_in*C_out per *input* pixel
     if not _known(*positions):
-        raise _Partial(state, params, "spatial size unknown")
+        raise _Partial(state, params, _SIZE_UNKNOWN)
     return state, params, math.prod(positions) * per_pixel
 
 
@@ -330,7 +342,7 @@ def _collapse(src: _State, spatial: tuple[int | None, ...], shape: tuple[int | N
     rf, jump = _rf_axes(src, len(spatial))
     state = _State(shape, rf, jump, False)
     if not _known(*spatial):
-        raise _Partial(state, 0, "spatial size unknown")
+        raise _Partial(state, 0, _SIZE_UNKNOWN)
     state.rf = tuple(r + (n - 1) * j for r, n, j in zip(rf, spatial, jump))
     state.rf = tuple(math.ceil(r) for r in state.rf)
     return state
@@ -395,9 +407,7 @@ def _layer_info(
     """Returns (output state, params, MACs, note) for one layer; ``note`` is empty if counted."""
     kind = type(layer).__name__
     try:
-        if not isinstance(
-            layer, keras.layers.Layer
-        ):  # a bare operation (``keras.ops``) in a functional graph
+        if not isinstance(layer, keras.layers.Layer):  # a bare ``keras.ops`` operation in a functional graph
             if kind not in _ELEMENTWISE_OPS or not inputs:
                 raise _Unknown(kind)
             rf, jump = _merge_fields(inputs)
@@ -483,7 +493,7 @@ def _known_layer(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _S
         params = c_in * units + int(cfg["use_bias"]) * units
         state = _State((*src.shape[:-1], units), src.rf, src.jump, src.spatial)
         if not _known(*src.shape):
-            raise _Partial(state, params, "spatial size unknown")
+            raise _Partial(state, params, _SIZE_UNKNOWN)
         return state, params, math.prod(src.shape[:-1]) * c_in * units
     if kind == "BatchNormalization":
         axis = cfg["axis"] if isinstance(cfg["axis"], int) else cfg["axis"][0]
