@@ -151,32 +151,60 @@ class _Source:
     has_preprocess_layer: bool = False
 
 
-def _open_source(weights: Any, model_name: str | None) -> _Source:
-    if isinstance(weights, dict):
-        return _Source("state_dict", "torch", "torchvision", state_dict=_arrays(weights, "weights"))
+_SUFFIXES = (".keras", ".weights.h5", ".h5", ".hdf5", ".pth", ".pt", ".npz")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".weights.h5" if name.endswith(".weights.h5") else path.suffix.lower()
+
+
+def check_weights(name: str, weights: Any) -> Any:
+    """Raises the ``ValueError`` ``create_model(name, weights=weights)`` would for an unusable source.
+
+    Cheap (no Keras, no download, files only checked to exist and have a known suffix), for argument
+    checks before anything starts; whether the weights fit the model is known only when loading.
+
+    Example:
+        >>> check_weights("vgg16", "imagenet")
+        'imagenet'
+    """
+    if weights is None or isinstance(weights, dict):
+        return weights
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(
             "`weights` must be 'imagenet', a file path (.keras, .weights.h5, .h5, .pth, .pt, .npz) or a "
             f"torchvision state dict. Received: weights={weights!r}"
         )
     if weights == "imagenet":
-        if model_name not in _IMAGENET:
+        if name not in _IMAGENET:
             raise ValueError(
                 f"ImageNet weights are available for {', '.join(_IMAGENET)} (keras.applications); for "
-                f"{model_name} convert torchvision's with kerascnn.convert_torchvision. "
+                f"{name} convert torchvision's with kerascnn.convert_torchvision. "
                 "Received: weights='imagenet'"
             )
+        return weights
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(f"Weights file not found. Received: weights={str(weights)!r}")
+    if _suffix(path) not in _SUFFIXES:
+        raise ValueError(
+            "Weights files must end in .keras, .weights.h5, .h5 (keras.applications), .pth, .pt or .npz "
+            f"(torchvision). Received: weights={str(weights)!r}"
+        )
+    return weights
+
+
+def _open_source(weights: Any, model_name: str | None) -> _Source:
+    check_weights(model_name, weights)
+    if isinstance(weights, dict):
+        return _Source("state_dict", "torch", "torchvision", state_dict=_arrays(weights, "weights"))
+    if weights == "imagenet":
         return _Source(
             "imagenet", "caffe", "layers", layers=lambda model: _imagenet_layers(model_name, model)
         )
     path = Path(weights)
-    if not path.is_file():
-        raise ValueError(f"Weights file not found. Received: weights={str(weights)!r}")
-    suffix = (
-        "".join(path.suffixes[-2:]).lower()
-        if path.name.lower().endswith(".weights.h5")
-        else path.suffix.lower()
-    )
+    suffix = _suffix(path)
     if suffix == ".keras":
         return _keras_source(path)
     if suffix == ".weights.h5":  # Keras 3's own format names weights by position, not by layer name
@@ -186,10 +214,7 @@ def _open_source(weights: Any, model_name: str | None) -> _Source:
         return _Source(str(path), "caffe", "layers", layers=lambda model: layers)
     if suffix in (".pth", ".pt", ".npz"):
         return _Source(str(path), "torch", "torchvision", state_dict=read_state_dict(path))
-    raise ValueError(
-        f"Weights files must end in .keras, .h5 (keras.applications), .pth, .pt or .npz (torchvision). "
-        f"Received: weights={str(weights)!r}"
-    )
+    raise AssertionError(suffix)  # check_weights lets only the suffixes above through
 
 
 def _imagenet_layers(model_name: str, model: Any) -> dict[str, list[np.ndarray]]:

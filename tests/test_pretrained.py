@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -134,10 +136,24 @@ def test_weights_errors(weights, match, tmp_path):
 def test_unknown_weights_suffix_and_preprocessing(tmp_path):
     path = tmp_path / "weights.bin"
     path.write_bytes(b"0")
-    with pytest.raises(ValueError, match=r"must end in .keras, .h5.*Received: weights='.*weights.bin'"):
+    with pytest.raises(ValueError, match=r"must end in .keras, .weights.h5, .h5.*Received: weights='.*bin'"):
         kerascnn.create_model("vgg11", input_shape=(32, 32, 3), num_classes=10, weights=path)
     with pytest.raises(ValueError, match=r"preprocessing.*Received: preprocessing='tf'"):
         kerascnn.create_model("vgg11", input_shape=(32, 32, 3), num_classes=10, preprocessing="tf")
+
+
+def test_check_weights_is_cheap_and_says_what_create_model_would(tmp_path):
+    code = (
+        "import sys, kerascnn.pretrained as p; p.check_weights('vgg19', 'imagenet'); "
+        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    with pytest.raises(ValueError, match=r"available for vgg16, vgg19.*Received: weights='imagenet'"):
+        pretrained.check_weights("resnet50", "imagenet")
+    (tmp_path / "w.npz").write_bytes(b"")
+    assert pretrained.check_weights("resnet50", tmp_path / "w.npz") == tmp_path / "w.npz"
+    with pytest.raises(ValueError, match=r"not found"):
+        pretrained.check_weights("resnet50", tmp_path / "x.npz")
 
 
 # torchvision ------------------------------------------------------------------------------------
