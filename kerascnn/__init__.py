@@ -31,6 +31,7 @@ _LAZY = {
     "leaderboard": "kerascnn.tracking.queries",
     "compare": "kerascnn.tracking.comparison",
     "load_model": "kerascnn.loading",
+    "convert_torchvision": "kerascnn.pretrained",
     "ArgumentError": "kerascnn.errors",
     "TrainingFailed": "kerascnn.errors",
     "SearchFailed": "kerascnn.errors",
@@ -50,7 +51,7 @@ _SUBMODULES = {
     "tuning": "kerascnn.tuning",
 }
 
-_QUIET_TF = {"describe", "train", "evaluate", "tune", "load_model", "load_dataset", "plots"}
+_QUIET_TF = {"describe", "train", "evaluate", "tune", "load_model", "load_dataset", "plots", "convert_torchvision"}
 
 __all__ = ["create_model", "list_families", "list_models", "register_family", "register_model", "__version__",
            *_LAZY]  # fmt: skip

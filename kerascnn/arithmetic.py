@@ -9,12 +9,22 @@ For a window of size ``k``, stride ``s``, dilation ``d`` and padding ``p``:
 * receptive field and jump (cumulative stride)
   ``r_out = r_in + (k_eff - 1) * j_in``, ``j_out = j_in * s``, where
   ``k_eff = d(k - 1) + 1``.
+
+Transposed convolution (stride ``s`` spreads each input pixel over a ``k``
+window of the output):
+
+* output size ``out = (n - 1)s - 2p + k_eff + output_padding``;
+* an output pixel sees at most ``ceil(k_eff / s)`` adjacent input pixels, so
+  ``r_out = r_in + ceil((ceil(k_eff / s) - 1) * j_in)`` and ``j_out = j_in / s``
+  (a fraction of an input pixel). Nearest-neighbour up-sampling by ``s`` is the
+  case ``k = s``: ``r_out = r_in``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from fractions import Fraction
 
 
 def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int | str = 0, dilation: int = 1) -> int:
@@ -31,7 +41,7 @@ def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int | str = 
         >>> conv_output_size(227, 11, 4)  # AlexNet's first convolution
         55
     """
-    if padding == "same":
+    if padding in ("same", "causal"):
         return math.ceil(n / stride)
     pad = 0 if padding == "valid" else int(padding)
     effective = dilation * (kernel - 1) + 1
@@ -57,6 +67,44 @@ def receptive_field(r_in: int, j_in: int, kernel: int, stride: int, dilation: in
     """
     effective = dilation * (kernel - 1) + 1
     return r_in + (effective - 1) * j_in, j_in * stride
+
+
+def conv_transpose_output_size(
+    n: int, kernel: int, stride: int = 1, padding: int | str = 0, output_padding: int | None = None,
+    dilation: int = 1,
+) -> int:
+    """Output length of a transposed convolution along one axis: ``(n - 1)s - 2p + k_eff + output_padding``.
+
+    ``padding`` is the ``p`` pixels cropped from each side, or Keras' ``"valid"`` (``p = 0``; without
+    ``output_padding`` the output is ``(n - 1)s + max(k_eff, s)``) or ``"same"`` (``n * s`` without
+    ``output_padding``, else ``(n - 1)s + k_eff % 2 + output_padding``).
+
+    Example:
+        >>> conv_transpose_output_size(4, 4, 2, 1)  # doubles 4x4 to 8x8 (a DCGAN generator layer)
+        8
+    """
+    effective = dilation * (kernel - 1) + 1
+    if padding == "same":
+        return n * stride if output_padding is None else (n - 1) * stride + effective % 2 + output_padding
+    if padding == "valid":
+        extra = max(effective, stride) - effective if output_padding is None else output_padding
+        return (n - 1) * stride + effective + extra
+    return (n - 1) * stride - 2 * int(padding) + effective + (output_padding or 0)
+
+
+def transposed_receptive_field(r_in: int, j_in: Fraction | int, kernel: int, stride: int,
+                               dilation: int = 1) -> tuple[int, Fraction]:
+    """``(r_out, j_out)`` after a transposed convolution (or up-sampling) of ``kernel`` and ``stride``.
+
+    ``r_out`` is the largest over output positions; ``j_out = j_in / stride`` may be a fraction.
+
+    Example:
+        >>> transposed_receptive_field(1, 1, 4, 2)  # k=4, s=2: each output sees 2 input pixels
+        (2, Fraction(1, 2))
+    """
+    effective = dilation * (kernel - 1) + 1
+    taps = math.ceil(effective / stride)
+    return r_in + math.ceil((taps - 1) * Fraction(j_in)), Fraction(j_in) / stride
 
 
 Window = tuple[int, int, "int | str"]  # (kernel, stride, padding)

@@ -2,34 +2,64 @@
 
 Everything is computed from the layer configs with the formulas in
 :mod:`kerascnn.arithmetic`, not read back from Keras, so the report shows the
-arithmetic; the test suite checks it against Keras' own shapes and counts.
-Layers of a type this module does not know are reported with Keras' output
-shape and ``count_params()``, 0 MACs and an unchanged receptive field.
+arithmetic; the test suite checks it against Keras' own shapes and counts, for
+the kit's models and every model in ``keras.applications``.
+
+Known layers: convolutions (1-D, 2-D, 3-D; grouped, depthwise, separable,
+transposed), pooling and global pooling, zero padding, cropping, up-sampling,
+Flatten, Reshape, Dense, normalisation, activation, dropout and merge layers,
+and nested Sequential/functional models (their layers are listed as
+``outer/inner``).
+
+**Receptive field rule.** ``RF`` is the size, in input pixels, of the input
+region a unit of the layer can depend on, and ``Jump`` the input distance
+between adjacent units (a fraction after up-sampling). Layers that remove the
+spatial axes — global pooling and ``Flatten`` — widen it to the region of the
+whole input map, ``r + (n - 1) * j`` per axis: every unit after them may depend
+on every position (a ``Dense`` after ``Flatten`` does). ``Dense`` itself, like
+any layer acting on each position separately, leaves it unchanged. So the
+classifier of a CNN reports the receptive field of the whole network; it can
+exceed the input size (the theoretical receptive field is not clipped).
+
+**Not counted.** A layer whose type this module does not know (a custom layer,
+``Resizing``, ...) is reported with Keras' output shape and ``count_params()``
+and marked ``counted=False`` (``?`` in the table): its MACs are left out of the
+total and the receptive field passes through it unchanged. Layers whose spatial
+size is unknown (a model built for any input size) are marked the same way.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from typing import Any
 
-import keras
+from kerascnn.models._layers import keras
 
 from kerascnn import arithmetic
+
+Axes = tuple[int, ...]
 
 
 @dataclass
 class LayerInfo:
-    """One row of the report. ``receptive_field``/``jump`` are per axis when they differ."""
+    """One row of the report. ``receptive_field``/``jump`` are per spatial axis when they differ.
+
+    ``counted`` is False for a layer the report cannot reason about (unknown type, or unknown spatial
+    size): its MACs are not in the total and its receptive field is carried through unchanged.
+    """
 
     name: str
     type: str
-    output_shape: tuple[int, ...]
+    output_shape: tuple[int | None, ...]
     params: int
     macs: int
-    receptive_field: int | tuple[int, int]
-    jump: int | tuple[int, int]
+    receptive_field: int | tuple[int, ...]
+    jump: int | float | tuple[int | float, ...]
     trainable_params: int = field(default=0, repr=False)
+    counted: bool = True
+    note: str = field(default="", repr=False)
 
 
 @dataclass
@@ -49,14 +79,24 @@ class Description:
 
     @property
     def macs(self) -> int:
+        """MACs of the counted layers (see :attr:`not_counted`)."""
         return sum(row.macs for row in self.layers)
 
+    @property
+    def not_counted(self) -> list[LayerInfo]:
+        """The rows marked ``counted=False``."""
+        return [row for row in self.layers if not row.counted]
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: ``{"model", "params", "trainable_params", "macs", "layers"}``."""
+        """The JSON form: ``{"model", "params", "trainable_params", "macs", "layers"}``.
+
+        Each layer has ``name, type, output_shape, params, macs, receptive_field, jump, counted``.
+        """
         rows = []
         for row in self.layers:
             item = asdict(row)
             item.pop("trainable_params")
+            item.pop("note")
             for key in ("output_shape", "receptive_field", "jump"):
                 if isinstance(item[key], tuple):
                     item[key] = list(item[key])
@@ -75,11 +115,11 @@ class Description:
         body = [
             (
                 f"{r.name} ({r.type})",
-                "x".join(str(d) for d in r.output_shape),
+                "x".join("?" if d is None else str(d) for d in r.output_shape),
                 f"{r.params:,}",
-                f"{r.macs:,}",
-                _axis_str(r.receptive_field),
-                _axis_str(r.jump),
+                f"{r.macs:,}" if r.counted else "?",
+                _axis_str(r.receptive_field) + ("" if r.counted else "?"),
+                _axis_str(r.jump) + ("" if r.counted else "?"),
             )
             for r in self.layers
         ]
@@ -96,143 +136,458 @@ class Description:
             f"Total params: {self.params:,}  Trainable: {self.trainable_params:,}  "
             f"Non-trainable: {self.params - self.trainable_params:,}  MACs: {self.macs:,}"
         )
+        missing = self.not_counted
+        if missing:
+            reasons: dict[str, list[str]] = {}
+            for row in missing:
+                reasons.setdefault(row.note, []).append(row.type)
+            parts = [
+                f"{note} ({', '.join(sorted(set(types)))}): "
+                + (
+                    "MACs unknown"
+                    if note == _SIZE_UNKNOWN
+                    else "MACs left out, receptive field carried through unchanged"
+                )
+                for note, types in reasons.items()
+            ]
+            plural = "s" if len(missing) > 1 else ""
+            lines.append(f"? not counted: {len(missing)} layer{plural}; {'; '.join(parts)}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.to_table()
 
 
-def _axis_str(value: int | tuple[int, int]) -> str:
-    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+def _axis_value(value: Any) -> int | float:
+    if isinstance(value, Fraction):
+        return int(value) if value.denominator == 1 else float(value)
+    return value
 
 
-def _pair(value: Any) -> tuple[int, int]:
-    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
+def _axis_str(value: Any) -> str:
+    def one(v: Any) -> str:
+        return str(Fraction(v).limit_denominator(1 << 20)) if isinstance(v, float) else str(v)
+
+    return "x".join(map(one, value)) if isinstance(value, tuple) else one(value)
 
 
-def _squash(value: tuple[int, int]) -> int | tuple[int, int]:
-    return value[0] if value[0] == value[1] else value
+def _squash(value: tuple) -> Any:
+    values = tuple(_axis_value(v) for v in value)
+    return values[0] if len(set(values)) == 1 else values
+
+
+def _tuple(value: Any, rank: int) -> tuple[int, ...]:
+    return (int(value),) * rank if isinstance(value, int) else tuple(int(v) for v in value)
 
 
 @dataclass
 class _State:
-    """What flows along an edge: output shape, receptive field and jump per axis."""
+    """What flows along an edge: shape (no batch), RF and jump per spatial axis, whether axes are spatial."""
 
-    shape: tuple[int, ...]
-    rf: tuple[int, int] = (1, 1)
-    jump: tuple[int, int] = (1, 1)
+    shape: tuple[int | None, ...]
+    rf: Axes = (1,)
+    jump: tuple[Fraction, ...] = (Fraction(1),)
+    spatial: bool = False
 
 
-def _window(state: _State, kernel: tuple[int, int], strides: tuple[int, int], padding: Any,
-            dilation: tuple[int, int] = (1, 1)) -> tuple[tuple[int, int], _State]:
-    """Spatial size, RF and jump after a 2-D window; returns ((H, W), state without channels)."""
-    h, w = state.shape[0], state.shape[1]
-    out = (
-        arithmetic.conv_output_size(h, kernel[0], strides[0], padding, dilation[0]),
-        arithmetic.conv_output_size(w, kernel[1], strides[1], padding, dilation[1]),
+_SIZE_UNKNOWN = "spatial size unknown"
+
+
+class _NotCounted(Exception):
+    """A layer the report cannot compute; the message says why."""
+
+
+def _split(state: _State, data_format: str, rank: int) -> tuple[tuple[int | None, ...], int | None]:
+    """Spatial sizes and channels of a rank-``rank`` feature map."""
+    shape = state.shape
+    if len(shape) != rank + 1:
+        raise _NotCounted("unexpected input rank")
+    if data_format == "channels_first":
+        return shape[1:], shape[0]
+    return shape[:-1], shape[-1]
+
+
+def _join(spatial: tuple[int | None, ...], channels: int | None, data_format: str) -> tuple[int | None, ...]:
+    return (channels, *spatial) if data_format == "channels_first" else (*spatial, channels)
+
+
+def _rf_axes(state: _State, rank: int) -> tuple[Axes, tuple[Fraction, ...]]:
+    if len(state.rf) == rank:
+        return state.rf, state.jump
+    return (max(state.rf),) * rank, (max(state.jump),) * rank
+
+
+def _known(*sizes: int | None) -> bool:
+    return all(s is not None for s in sizes)
+
+
+# Layer families (class name -> spatial rank) ----------------------------------------------------
+
+_RANK = {"1D": 1, "2D": 2, "3D": 3}
+
+
+def _rank(kind: str) -> int:
+    for suffix, rank in _RANK.items():
+        if suffix in kind:
+            return rank
+    return 2
+
+
+_CONVS = {f"Conv{r}" for r in _RANK} | {f"DepthwiseConv{r}" for r in ("1D", "2D")} | {
+    f"SeparableConv{r}" for r in ("1D", "2D")}  # fmt: skip
+_TRANSPOSED = {f"Conv{r}Transpose" for r in _RANK}
+_POOLS = {f"{kind}Pooling{r}" for kind in ("Max", "Average") for r in _RANK}
+_GLOBAL_POOLS = {f"Global{kind}Pooling{r}" for kind in ("Max", "Average") for r in _RANK}
+_PADDINGS = {f"ZeroPadding{r}" for r in _RANK}
+_CROPPINGS = {f"Cropping{r}" for r in _RANK}
+_UPSAMPLINGS = {f"UpSampling{r}" for r in _RANK}
+_INTERPOLATION_TAPS = {"nearest": 1, "area": 1, "bilinear": 2, "bicubic": 4, "lanczos3": 6, "lanczos5": 10}
+_MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
+_ELEMENTWISE = {
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "GaussianNoise",
+    "AlphaDropout", "ActivityRegularization", "Activation", "ReLU", "Softmax", "LeakyReLU", "ELU", "PReLU",
+    "Rescaling", "Normalization", "LayerNormalization", "GroupNormalization", "UnitNormalization",
+    "RMSNormalization", "Identity", "Masking",
+}  # fmt: skip
+# keras.ops operations that can appear in a functional graph (ConvNeXt's residual add, MobileNetV3's hard
+# sigmoid): element-wise, with NumPy broadcasting
+_ELEMENTWISE_OPS = {
+    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Power", "Negative", "Abs",
+    "Square", "Sqrt", "Exp", "Log", "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Gelu",
+    "Tanh", "Softplus", "Elu", "Selu", "LeakyRelu",
+}  # fmt: skip
+# keras.applications' own layers: ConvNeXt's per-channel LayerScale and drop-path, InceptionResNetV2's
+# x0 + scale * x1
+_APPLICATION_LAYERS = {
+    "LayerScale": "elementwise", "StochasticDepth": "elementwise", "CustomScaleLayer": "merge",
+}  # fmt: skip
+
+
+def _conv(kind: str, cfg: dict, src: _State) -> tuple[_State, int, int]:
+    rank = _rank(kind)
+    fmt = cfg.get("data_format", "channels_last")
+    spatial, c_in = _split(src, fmt, rank)
+    k, s, d = (
+        _tuple(cfg["kernel_size"], rank),
+        _tuple(cfg["strides"], rank),
+        _tuple(cfg["dilation_rate"], rank),
     )
-    rf_h, j_h = arithmetic.receptive_field(state.rf[0], state.jump[0], kernel[0], strides[0], dilation[0])
-    rf_w, j_w = arithmetic.receptive_field(state.rf[1], state.jump[1], kernel[1], strides[1], dilation[1])
-    return out, _State(shape=(), rf=(rf_h, rf_w), jump=(j_h, j_w))
+    rf, jump = _rf_axes(src, rank)
+    kernel_volume = math.prod(k)
+    bias = int(cfg["use_bias"])
+    transposed = kind in _TRANSPOSED
+    if transposed:
+        op = cfg.get("output_padding")
+        ops_ = (None,) * rank if op is None else _tuple(op, rank)
+        out = tuple(
+            None
+            if n is None
+            else arithmetic.conv_transpose_output_size(n, k[i], s[i], cfg["padding"], ops_[i], d[i])
+            for i, n in enumerate(spatial)
+        )
+        fields = [
+            arithmetic.transposed_receptive_field(rf[i], jump[i], k[i], s[i], d[i]) for i in range(rank)
+        ]
+    else:
+        out = tuple(
+            None if n is None else arithmetic.conv_output_size(n, k[i], s[i], cfg["padding"], d[i])
+            for i, n in enumerate(spatial)
+        )
+        fields = [arithmetic.receptive_field(rf[i], jump[i], k[i], s[i], d[i]) for i in range(rank)]
+    if kind.startswith("DepthwiseConv"):
+        c_out = c_in * cfg["depth_multiplier"]
+        per_pixel = kernel_volume * c_out
+    elif kind.startswith("SeparableConv"):
+        mid = c_in * cfg["depth_multiplier"]
+        c_out = cfg["filters"]
+        per_pixel = kernel_volume * mid + mid * c_out
+    else:
+        c_out = cfg["filters"]
+        per_pixel = kernel_volume * c_in // cfg.get("groups", 1) * c_out
+    params = per_pixel + bias * c_out
+    state = _State(
+        _join(out, c_out, fmt), tuple(f[0] for f in fields), tuple(Fraction(f[1]) for f in fields), True
+    )
+    positions = spatial if transposed else out  # a transposed conv spends k*C_in*C_out per *input* pixel
+    if not _known(*positions):
+        raise _Partial(state, params, _SIZE_UNKNOWN)
+    return state, params, math.prod(positions) * per_pixel
 
 
-def _layer_info(layer: keras.layers.Layer, inputs: list[_State]) -> tuple[_State, int, int, int]:
-    """Returns (output state, params, trainable params, MACs) for one layer."""
-    cfg = layer.get_config()
+class _Partial(Exception):
+    """Shape and parameters known, MACs or receptive field not (carries what is known)."""
+
+    def __init__(self, state: _State, params: int, note: str):
+        super().__init__(note)
+        self.state, self.params, self.note = state, params, note
+
+
+def _pool(kind: str, cfg: dict, src: _State) -> _State:
+    rank = _rank(kind)
+    fmt = cfg.get("data_format", "channels_last")
+    spatial, channels = _split(src, fmt, rank)
+    k = _tuple(cfg["pool_size"], rank)
+    s = _tuple(cfg["strides"] if cfg["strides"] is not None else cfg["pool_size"], rank)
+    rf, jump = _rf_axes(src, rank)
+    out = tuple(None if n is None else arithmetic.conv_output_size(n, k[i], s[i], cfg["padding"])
+                for i, n in enumerate(spatial))  # fmt: skip
+    fields = [arithmetic.receptive_field(rf[i], jump[i], k[i], s[i]) for i in range(rank)]
+    return _State(
+        _join(out, channels, fmt), tuple(f[0] for f in fields), tuple(Fraction(f[1]) for f in fields), True
+    )
+
+
+def _collapse(src: _State, spatial: tuple[int | None, ...], shape: tuple[int | None, ...]) -> _State:
+    """Global pooling / Flatten: every output may depend on every position (see the module docstring)."""
+    rf, jump = _rf_axes(src, len(spatial))
+    state = _State(shape, rf, jump, False)
+    if not _known(*spatial):
+        raise _Partial(state, 0, _SIZE_UNKNOWN)
+    state.rf = tuple(r + (n - 1) * j for r, n, j in zip(rf, spatial, jump))
+    state.rf = tuple(math.ceil(r) for r in state.rf)
+    return state
+
+
+def _pairs(value: Any, rank: int) -> list[tuple[int, int]]:
+    if isinstance(value, int):
+        return [(value, value)] * rank
+    if rank == 1:
+        value = [value] if isinstance(value[0], int) and len(value) == 2 else value
+    return [(v, v) if isinstance(v, int) else (int(v[0]), int(v[1])) for v in value]
+
+
+def _resize(kind: str, cfg: dict, src: _State, sign: int) -> _State:
+    rank = _rank(kind)
+    fmt = cfg.get("data_format", "channels_last")
+    spatial, channels = _split(src, fmt, rank)
+    amounts = _pairs(cfg["padding" if sign > 0 else "cropping"], rank)
+    out = tuple(None if n is None else n + sign * (a + b) for n, (a, b) in zip(spatial, amounts))
+    return _State(_join(out, channels, fmt), src.rf, src.jump, src.spatial)
+
+
+def _upsample(kind: str, cfg: dict, src: _State) -> _State:
+    rank = _rank(kind)
+    fmt = cfg.get("data_format", "channels_last")
+    spatial, channels = _split(src, fmt, rank)
+    size = _tuple(cfg["size"] if "size" in cfg else cfg["length"], rank)
+    taps = _INTERPOLATION_TAPS.get(cfg.get("interpolation", "nearest"))
+    out = tuple(None if n is None else n * f for n, f in zip(spatial, size))
+    state = _State(_join(out, channels, fmt), src.rf, src.jump, True)
+    if taps is None:
+        raise _Partial(state, 0, "unknown interpolation")
+    rf, jump = _rf_axes(src, rank)
+    # ``taps`` input pixels per output: like a transposed conv with kernel taps * factor
+    fields = [
+        arithmetic.transposed_receptive_field(rf[i], jump[i], taps * size[i], size[i]) for i in range(rank)
+    ]
+    state.rf, state.jump = tuple(f[0] for f in fields), tuple(f[1] for f in fields)
+    return state
+
+
+def _broadcast(shapes: list[tuple[int | None, ...]]) -> tuple[int | None, ...]:
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for dims in zip(*padded):
+        sizes = {d for d in dims if d != 1}
+        out.append(1 if not sizes else (None if None in sizes else max(sizes)))
+    return tuple(out)
+
+
+def _merge_fields(inputs: list[_State]) -> tuple[Axes, tuple[Fraction, ...]]:
+    rank = max(len(i.rf) for i in inputs)
+    fields = [_rf_axes(i, rank) for i in inputs]
+    return (tuple(max(f[0][a] for f in fields) for a in range(rank)),
+            tuple(max(f[1][a] for f in fields) for a in range(rank)))  # fmt: skip
+
+
+def _layer_info(
+    layer: Any, inputs: list[_State], keras_shape: tuple[int | None, ...]
+) -> tuple[_State, int, int, str]:
+    """Returns (output state, params, MACs, note) for one layer; ``note`` is empty if counted."""
     kind = type(layer).__name__
-    src = inputs[0] if inputs else None
-    params = macs = 0
+    try:
+        if not isinstance(layer, keras.layers.Layer):  # a bare ``keras.ops`` operation in a functional graph
+            if kind not in _ELEMENTWISE_OPS or not inputs:
+                raise _Unknown(kind)
+            rf, jump = _merge_fields(inputs)
+            shape = _broadcast([i.shape for i in inputs])
+            return _State(shape, rf, jump, any(i.spatial for i in inputs)), 0, 0, ""
+        if kind in _APPLICATION_LAYERS and type(layer).__module__.startswith("keras."):
+            kind = {"elementwise": "Identity", "merge": "Add"}[_APPLICATION_LAYERS[kind]]
+            state, _, _ = _known_layer(kind, {}, layer, inputs, inputs[0])
+            return state, _count_params(layer), 0, ""
+        state, params, macs = _known_layer(
+            kind, layer.get_config(), layer, inputs, inputs[0] if inputs else None
+        )
+        return state, params, macs, ""
+    except _Partial as p:
+        return p.state, p.params, 0, p.note
+    except _Unknown:
+        note = "unknown layer type"
+    except _NotCounted as e:
+        note = str(e)
+    except (KeyError, TypeError, IndexError, ValueError, ZeroDivisionError) as e:
+        note = f"config not understood ({type(e).__name__})"
+    if inputs:  # Keras' shape and parameters; the receptive field passes through unchanged
+        rf, jump = _merge_fields(inputs)
+        spatial = any(i.spatial for i in inputs) and len(keras_shape) > 1
+    else:
+        rf, jump, spatial = (1,), (Fraction(1),), len(keras_shape) > 1
+    return _State(keras_shape, rf, jump, spatial), _count_params(layer), 0, note
 
+
+class _Unknown(_NotCounted):
+    """A layer type the report does not know."""
+
+
+def _count_params(layer: Any) -> int:
+    return (
+        int(layer.count_params()) if hasattr(layer, "count_params") and getattr(layer, "built", True) else 0
+    )
+
+
+def _known_layer(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State | None
+                 ) -> tuple[_State, int, int]:  # fmt: skip
     if kind == "InputLayer":
-        out = _State(shape=tuple(int(d) for d in cfg["batch_shape"][1:]))
-    elif kind in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
-        k, s, d = _pair(cfg["kernel_size"]), _pair(cfg["strides"]), _pair(cfg["dilation_rate"])
-        (h, w), out = _window(src, k, s, cfg["padding"], d)
-        c_in = src.shape[-1]
-        bias = int(cfg["use_bias"])
-        if kind == "Conv2D":
-            groups = cfg.get("groups", 1)
-            c_out = cfg["filters"]
-            per_pixel = k[0] * k[1] * c_in // groups * c_out
-            params = per_pixel + bias * c_out
-        elif kind == "DepthwiseConv2D":
-            c_out = c_in * cfg["depth_multiplier"]
-            per_pixel = k[0] * k[1] * c_out
-            params = per_pixel + bias * c_out
-        else:  # SeparableConv2D: depthwise then 1x1 pointwise
-            mid = c_in * cfg["depth_multiplier"]
-            c_out = cfg["filters"]
-            per_pixel = k[0] * k[1] * mid + mid * c_out
-            params = per_pixel + bias * c_out
-        macs = h * w * per_pixel
-        out.shape = (h, w, c_out)
-    elif kind in ("MaxPooling2D", "AveragePooling2D"):
-        k = _pair(cfg["pool_size"])
-        s = _pair(cfg["strides"] if cfg["strides"] is not None else cfg["pool_size"])
-        (h, w), out = _window(src, k, s, cfg["padding"])
-        out.shape = (h, w, src.shape[-1])
-    elif kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
-        (_, _), out = _window(src, (src.shape[0], src.shape[1]), (1, 1), "valid")
-        out.shape = (1, 1, src.shape[-1]) if cfg.get("keepdims") else (src.shape[-1],)
-    elif kind == "ZeroPadding2D":
-        (top, bottom), (left, right) = cfg["padding"]
-        out = _State((src.shape[0] + top + bottom, src.shape[1] + left + right, src.shape[2]), src.rf, src.jump)
-    elif kind == "Flatten":
-        out = _State((math.prod(src.shape),), src.rf, src.jump)
-    elif kind == "Dense":
-        units = cfg["units"]
-        leading = math.prod(src.shape[:-1])
-        params = src.shape[-1] * units + int(cfg["use_bias"]) * units
-        macs = leading * src.shape[-1] * units
-        out = _State((*src.shape[:-1], units), src.rf, src.jump)
-    elif kind == "BatchNormalization":
-        channels = src.shape[cfg["axis"] if isinstance(cfg["axis"], int) else cfg["axis"][0]]
-        learned = (int(cfg["center"]) + int(cfg["scale"])) * channels
-        params = learned + 2 * channels  # + moving mean and variance (not trainable)
-        out = _State(src.shape, src.rf, src.jump)
-        trainable = learned if layer.trainable else 0
-        return out, params, trainable, macs
-    elif kind in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"):
-        shape = src.shape
-        if kind == "Concatenate":
-            shape = (*src.shape[:-1], sum(i.shape[-1] for i in inputs))
-        rf = (max(i.rf[0] for i in inputs), max(i.rf[1] for i in inputs))
-        jump = (max(i.jump[0] for i in inputs), max(i.jump[1] for i in inputs))
-        out = _State(shape, rf, jump)
-    elif kind in ("Dropout", "SpatialDropout2D", "Activation", "ReLU", "Softmax", "LeakyReLU",
-                  "ELU", "PReLU", "Rescaling", "GaussianNoise", "LayerNormalization", "Identity"):
-        out = _State(src.shape, src.rf, src.jump)
-        params = layer.count_params()
-    else:  # unknown layer: trust Keras for the shape and the weights
-        out = _State(tuple(int(d) for d in layer.output.shape[1:]),
-                     src.rf if src else (1, 1), src.jump if src else (1, 1))
-        params = layer.count_params()
-    trainable = params if layer.trainable else 0
-    return out, params, trainable, macs
+        shape = tuple(cfg["batch_shape"][1:])
+        rank = max(len(shape) - 1, 1)
+        return _State(shape, (1,) * rank, (Fraction(1),) * rank, len(shape) > 1), 0, 0
+    if kind in _CONVS or kind in _TRANSPOSED:
+        state, params, macs = _conv(kind, cfg, src)
+        return state, params, macs
+    if kind in _POOLS:
+        return _pool(kind, cfg, src), 0, 0
+    if kind in _GLOBAL_POOLS:
+        rank = _rank(kind)
+        fmt = cfg.get("data_format", "channels_last")
+        spatial, channels = _split(src, fmt, rank)
+        shape = _join((1,) * rank, channels, fmt) if cfg.get("keepdims") else (channels,)
+        state = _collapse(src, spatial, shape)
+        state.spatial = bool(cfg.get("keepdims"))
+        return state, 0, 0
+    if kind in _PADDINGS:
+        return _resize(kind, cfg, src, +1), 0, 0
+    if kind in _CROPPINGS:
+        return _resize(kind, cfg, src, -1), 0, 0
+    if kind in _UPSAMPLINGS:
+        return _upsample(kind, cfg, src), 0, 0
+    if kind == "Flatten":
+        flat = None if None in src.shape else math.prod(src.shape)
+        if not src.spatial:
+            return _State((flat,), src.rf, src.jump, False), 0, 0
+        fmt = cfg.get("data_format") or "channels_last"
+        spatial, _ = _split(src, fmt, len(src.shape) - 1)
+        return _collapse(src, spatial, (flat,)), 0, 0
+    if kind == "Reshape":
+        target = list(cfg["target_shape"])
+        if -1 in target:
+            known = math.prod(d for d in target if d != -1)
+            total = None if None in src.shape else math.prod(src.shape)
+            target[target.index(-1)] = None if total is None else total // known
+        rank = max(len(target) - 1, 1)
+        rf, jump = _rf_axes(src, rank)
+        return _State(tuple(target), rf, jump, src.spatial and len(target) > 1), 0, 0
+    if kind == "Dense":
+        units, c_in = cfg["units"], src.shape[-1]
+        params = c_in * units + int(cfg["use_bias"]) * units
+        state = _State((*src.shape[:-1], units), src.rf, src.jump, src.spatial)
+        if not _known(*src.shape):
+            raise _Partial(state, params, _SIZE_UNKNOWN)
+        return state, params, math.prod(src.shape[:-1]) * c_in * units
+    if kind == "BatchNormalization":
+        axis = cfg["axis"] if isinstance(cfg["axis"], int) else cfg["axis"][0]
+        channels = src.shape[axis - 1 if axis > 0 else axis]  # ``axis`` counts the batch axis
+        params = (int(cfg["center"]) + int(cfg["scale"])) * channels + 2 * channels  # + moving mean, variance
+        return _State(src.shape, src.rf, src.jump, src.spatial), params, 0
+    if kind in _MERGES:
+        rf, jump = _merge_fields(inputs)
+        return _State(_broadcast([i.shape for i in inputs]), rf, jump, any(i.spatial for i in inputs)), 0, 0
+    if kind == "Concatenate":
+        axis = cfg.get("axis", -1)
+        axis = axis - 1 if axis > 0 else axis
+        shape = list(src.shape)
+        sizes = [i.shape[axis] for i in inputs]
+        shape[axis] = None if None in sizes else sum(sizes)
+        rf, jump = _merge_fields(inputs)
+        return _State(tuple(shape), rf, jump, src.spatial), 0, 0
+    if kind in _ELEMENTWISE:
+        return _State(src.shape, src.rf, src.jump, src.spatial), _count_params(layer), 0
+    raise _Unknown(kind)
 
 
-def _graph(model: keras.Model) -> list[tuple[keras.layers.Layer, list[str]]]:
-    """Layers in topological order with the names of the layers feeding each."""
+def _graph(model: Any) -> tuple[Any, list[Any]]:
+    """The functional graph of ``model`` and its nodes in topological order."""
+    fn = model
     if isinstance(model, keras.Sequential):
-        model = model._functional if getattr(model, "_functional", None) else model
-    by_depth = getattr(model, "_nodes_by_depth", None)
+        fn = getattr(model, "_functional", None)
+    by_depth = getattr(fn, "_nodes_by_depth", None) if fn is not None else None
     if not by_depth:
-        raise ValueError(f"`model` must be a built Sequential or functional Keras model. Received: model={model!r}")
-    order = []
-    for depth in sorted(by_depth, reverse=True):
-        for node in by_depth[depth]:
-            order.append((node.operation, [p.operation.name for p in node.parent_nodes]))
-    return order
+        raise ValueError(
+            f"`model` must be a built Sequential or functional Keras model. Received: model={model!r}"
+        )
+    return fn, [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
+
+
+def _shape(tensor: Any) -> tuple[int | None, ...]:
+    return tuple(None if d is None else int(d) for d in tensor.shape[1:])
+
+
+def _walk(model: Any, states: dict[int, _State], rows: list[LayerInfo], prefix: str) -> None:
+    _, nodes = _graph(model)
+    for node in nodes:
+        op = node.operation
+        if prefix and type(op).__name__ == "InputLayer" and all(id(t) in states for t in node.output_tensors):
+            continue  # a nested model's input: its state is the outer tensor's
+        inputs = [states[id(t)] for t in node.input_tensors if id(t) in states]
+        if isinstance(op, keras.Model) and _nested_graph(op):
+            inner, _ = _graph(op)
+            for outer_t, inner_t in zip(node.input_tensors, inner.inputs):
+                states[id(inner_t)] = states[id(outer_t)]
+            _walk(op, states, rows, f"{prefix}{op.name}/")
+            for outer_t, inner_t in zip(node.output_tensors, inner.outputs):
+                states[id(outer_t)] = states[id(inner_t)]
+            continue
+        out = node.output_tensors[0]
+        state, params, macs, note = _layer_info(op, inputs, _shape(out))
+        for t in node.output_tensors:
+            states[id(t)] = state
+        trainable = sum(math.prod(w.shape) for w in getattr(op, "trainable_weights", []))
+        rows.append(
+            LayerInfo(
+                name=prefix + op.name,
+                type=type(op).__name__,
+                output_shape=state.shape,
+                params=params,
+                macs=macs,
+                receptive_field=_squash(state.rf),
+                jump=_squash(state.jump),
+                trainable_params=int(trainable),
+                counted=not note,
+                note=note,
+            )
+        )
+
+
+def _nested_graph(model: Any) -> bool:
+    try:
+        _graph(model)
+    except ValueError:
+        return False
+    return True
 
 
 def describe(model: keras.Model) -> Description:
     """Per-layer output shape, parameters, MACs, receptive field and jump.
 
     MACs count the multiply-accumulates of convolution and dense layers for
-    one image (biases and activations not counted).
+    one image (biases, activations, normalisation and pooling not counted).
+    The receptive field rule and the ``counted`` mark are explained in the
+    module docstring.
 
     Args:
-        model: A built ``keras.Sequential`` or functional model.
+        model: A built ``keras.Sequential`` or functional model (any
+            ``keras.applications`` model, nested models included).
 
     Returns:
         A :class:`Description`; ``print()`` it for a table, ``.to_dict()`` for JSON.
@@ -242,21 +597,6 @@ def describe(model: keras.Model) -> Description:
         >>> describe(create_model("mnist_cnn")).params
         93322
     """
-    states: dict[str, _State] = {}
-    rows = []
-    for layer, parents in _graph(model):
-        out, params, trainable, macs = _layer_info(layer, [states[p] for p in parents])
-        states[layer.name] = out
-        rows.append(
-            LayerInfo(
-                name=layer.name,
-                type=type(layer).__name__,
-                output_shape=out.shape,
-                params=params,
-                macs=macs,
-                receptive_field=_squash(out.rf),
-                jump=_squash(out.jump),
-                trainable_params=trainable,
-            )
-        )
+    rows: list[LayerInfo] = []
+    _walk(model, {}, rows, "")
     return Description(model=model.name, layers=rows)

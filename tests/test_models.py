@@ -111,6 +111,8 @@ def test_resnet_shortcuts_project_exactly_when_shape_changes(name):
 
 def _block_input(model: keras.Model, block: str):
     conv1 = model.get_layer(f"{block}_conv1")
+    if conv1.kernel_size == (3, 3) and any(l.name == f"{block}_pad" for l in model.layers):
+        return model.get_layer(f"{block}_pad").input  # a strided basic block pads before conv1
     return conv1.input
 
 
@@ -212,3 +214,83 @@ def test_register_model_adds_a_testable_model():
             register_model(tiny_test_cnn)
     finally:
         _MODELS.pop("tiny_test_cnn")
+
+
+# Same function as torchvision: symmetric padding, its batch-norm epsilon ---------------------------
+
+
+def _conv(x, layer, stride, pad):
+    import tensorflow as tf
+
+    return tf.nn.conv2d(x, layer.get_weights()[0], stride, [[0, 0], [pad, pad], [pad, pad], [0, 0]]).numpy()
+
+
+def _bn(x, layer):
+    gamma, beta, mean, var = layer.get_weights()
+    return gamma * (x - mean) / np.sqrt(var + 1e-5) + beta  # torchvision's epsilon
+
+
+def _max_pool_3x3_s2_p1(x):
+    """PyTorch's MaxPool2d(3, 2, padding=1): pads with -inf, symmetric."""
+    x = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], constant_values=-np.inf)
+    h, w = (x.shape[1] - 3) // 2 + 1, (x.shape[2] - 3) // 2 + 1
+    windows = [x[:, i : i + 2 * h : 2, j : j + 2 * w : 2] for i in range(3) for j in range(3)]
+    return np.max(windows, axis=0)
+
+
+@pytest.mark.parametrize("block,side", [("basic", 64), ("basic", 65), ("bottleneck", 64)])
+def test_resnet_strided_layers_pad_symmetrically_like_torchvision(block, side):
+    """The stem and a strided block equal a reference with explicit symmetric padding (float32 precision)."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(1)
+    model = kerascnn.create_model("resnet18", input_shape=(side, side, 3), num_classes=5, stem="imagenet",
+                                  width=8, stage_depths=(1, 1), block=block)  # fmt: skip
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # non-trivial batch-norm statistics
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.get_weights()[0].shape
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.uniform(-0.2, 0.2, c), rng.uniform(-0.2, 0.2, c),
+                               rng.uniform(0.5, 1.5, c)])  # fmt: skip
+    x = rng.random((2, side, side, 3), dtype=np.float32)
+    names = ["stem_pool", "stage1_block1_out", "stage2_block1_out"]
+    stem_out, stage1_out, stage2_out = keras.Model(model.input, [model.get_layer(n).output for n in names])(x)
+    get = model.get_layer
+
+    stem = np.maximum(_bn(_conv(x, get("stem_conv"), 2, 3), get("stem_bn")), 0)
+    expected_stem = _max_pool_3x3_s2_p1(stem)
+    assert stem_out.shape == expected_stem.shape == (2, -(-side // 4), -(-side // 4), 8)
+    np.testing.assert_allclose(stem_out, expected_stem, rtol=1e-5, atol=1e-5)
+
+    s1 = np.asarray(stage1_out)
+    b = "stage2_block1"
+    shortcut = _bn(_conv(s1, get(f"{b}_proj_conv"), 2, 0), get(f"{b}_proj_bn"))
+    if block == "basic":
+        y = np.maximum(_bn(_conv(s1, get(f"{b}_conv1"), 2, 1), get(f"{b}_bn1")), 0)
+        y = _bn(_conv(y, get(f"{b}_conv2"), 1, 1), get(f"{b}_bn2"))
+        strided = get(f"{b}_conv1")
+    else:
+        y = np.maximum(_bn(_conv(s1, get(f"{b}_conv1"), 1, 0), get(f"{b}_bn1")), 0)
+        strided_in = y
+        y = np.maximum(_bn(_conv(y, get(f"{b}_conv2"), 2, 1), get(f"{b}_bn2")), 0)
+        y = _bn(_conv(y, get(f"{b}_conv3"), 1, 0), get(f"{b}_bn3"))
+        strided = get(f"{b}_conv2")
+    expected = np.maximum(y + shortcut, 0)
+    assert stage2_out.shape == expected.shape
+    np.testing.assert_allclose(stage2_out, expected, rtol=1e-5, atol=1e-5)
+
+    # the check has teeth: TensorFlow's "SAME" pads an even input 0 before and 1 after
+    if side % 2 == 0:
+        src = s1 if block == "basic" else strided_in
+        same = tf.nn.conv2d(src, strided.get_weights()[0], 2, "SAME").numpy()
+        assert not np.allclose(same, _conv(src, strided, 2, 1), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["vgg11", "alexnet"])
+def test_batch_norm_uses_the_reference_epsilon_and_momentum(name):
+    model = kerascnn.create_model(name, input_shape=(64, 64, 3), num_classes=10, batch_norm=True)
+    norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert norms and all((l.epsilon, l.momentum) == (1e-5, 0.9) for l in norms)
+    resnet = kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=10, stage_depths=(1,))
+    assert all((l.epsilon, l.momentum) == (1e-5, 0.9) for l in resnet.layers
+               if isinstance(l, keras.layers.BatchNormalization))  # fmt: skip

@@ -48,7 +48,8 @@ def alexnet(
         filters: Filters of the five convolutions.
         dense_units: Units of the two hidden dense layers.
         dropout: Dropout rate after each hidden dense layer.
-        batch_norm: Add batch normalisation after each convolution.
+        batch_norm: Add batch normalisation after each convolution (epsilon 1e-5, momentum 0.9 in
+            Keras' terms: PyTorch's defaults, as in the VGG-BN reference).
         conv1_padding: Zero pixels added around the input of the first
             convolution; 2 maps 224 to 55 like 0 maps 227 to 55.
 
@@ -71,7 +72,7 @@ def alexnet(
         padding = "valid" if i == 1 else "same"
         if batch_norm:
             model.add(layers.Conv2D(f, k, strides=s, padding=padding, name=f"block{i}_conv"))
-            model.add(layers.BatchNormalization(name=f"block{i}_bn"))
+            model.add(layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"block{i}_bn"))
             model.add(layers.ReLU(name=f"block{i}_relu"))
         else:
             model.add(

@@ -241,6 +241,7 @@ def create_model(
     *,
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
+    weights: Any = None,
     **overrides: Any,
 ) -> Any:
     """Builds a registered model.
@@ -250,6 +251,9 @@ def create_model(
         input_shape: ``(height, width, channels)``; the model's standard shape when
             ``None`` (28x28x1 for ``mnist_cnn``, 224x224x3 for the ImageNet families).
         num_classes: Number of output classes (>= 2); the standard count when ``None``.
+        weights: ``None`` (fresh initialisation), ``"imagenet"`` (``vgg16``/``vgg19``), a
+            ``.keras``, ``.h5``, ``.pth``/``.pt``/``.npz`` path or a torchvision state dict: see
+            :mod:`kerascnn.pretrained` (input conventions, which layers load).
         **overrides: Keyword arguments of the family's builder (``width``,
             ``batch_norm``, ``dropout``, ...).
 
@@ -265,4 +269,8 @@ def create_model(
     shape = checks.input_shape(entry.default_input_shape if input_shape is None else input_shape)
     classes = checks.num_classes(entry.default_num_classes if num_classes is None else num_classes)
     entry.check_options(overrides)
+    if weights is not None:
+        from kerascnn.pretrained import create_pretrained
+
+        return create_pretrained(name, weights, input_shape=shape, num_classes=classes, **overrides).model
     return entry.fn(input_shape=shape, num_classes=classes, **overrides)

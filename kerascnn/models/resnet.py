@@ -41,25 +41,43 @@ def min_input_size(stem: str = "auto", stage_depths: Any = None, depth: int = 18
     return 2 ** (stages - 1) * (4 if checks.one_of("stem", stem, STEMS) == "imagenet" else 1)
 
 
-def _conv(filters: int, kernel: int, stride: int, name: str, regularizer: Any) -> layers.Conv2D:
+def _conv(filters: int, kernel: int, stride: int, name: str, regularizer: Any,
+          padding: str = "same") -> layers.Conv2D:
     return layers.Conv2D(
-        filters, kernel, strides=stride, padding="same", use_bias=False,
+        filters, kernel, strides=stride, padding=padding, use_bias=False,
         kernel_initializer="he_normal", kernel_regularizer=regularizer, name=name,
     )  # fmt: skip
 
 
 def _shortcut(x: Any, filters: int, stride: int, name: str, regularizer: Any) -> Any:
-    """Identity, or a 1x1 projection + BN when the stride or channel count changes."""
+    """Identity, or a 1x1 projection + BN when the stride or channel count changes.
+
+    A strided 1x1 convolution needs no padding: it samples pixels 0, s, 2s, ... as torchvision's does.
+    """
     if stride == 1 and x.shape[-1] == filters:
         return x
-    x = _conv(filters, 1, stride, f"{name}_proj_conv", regularizer)(x)
+    x = _conv(filters, 1, stride, f"{name}_proj_conv", regularizer, padding="valid")(x)
     return layers.BatchNormalization(**_BN, name=f"{name}_proj_bn")(x)
+
+
+def _strided_conv3x3(x: Any, filters: int, stride: int, name: str, regularizer: Any) -> Any:
+    """A 3x3 convolution named ``{name}_conv{i}``; strided ones pad 1 pixel on every side first.
+
+    ``padding="same"`` would pad a stride-2 layer unevenly on an even input (0 before, 1 after), shifting
+    every output pixel by one input pixel against torchvision and keras.applications, which pad
+    symmetrically; the explicit ``{block}_pad`` layer computes their function.
+    """
+    if stride == 1:
+        return _conv(filters, 3, 1, name, regularizer)(x)
+    block = name.rsplit("_", 1)[0]
+    x = layers.ZeroPadding2D(1, name=f"{block}_pad")(x)
+    return _conv(filters, 3, stride, name, regularizer, padding="valid")(x)
 
 
 def basic_block(x: Any, filters: int, stride: int, name: str, regularizer: Any = None) -> Any:
     """Two 3x3 convolutions; output has ``filters`` channels."""
     shortcut = _shortcut(x, filters, stride, name, regularizer)
-    x = _conv(filters, 3, stride, f"{name}_conv1", regularizer)(x)
+    x = _strided_conv3x3(x, filters, stride, f"{name}_conv1", regularizer)
     x = layers.BatchNormalization(**_BN, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
     x = _conv(filters, 3, 1, f"{name}_conv2", regularizer)(x)
@@ -74,7 +92,7 @@ def bottleneck_block(x: Any, filters: int, stride: int, name: str, regularizer: 
     x = _conv(filters, 1, 1, f"{name}_conv1", regularizer)(x)
     x = layers.BatchNormalization(**_BN, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
-    x = _conv(filters, 3, stride, f"{name}_conv2", regularizer)(x)
+    x = _strided_conv3x3(x, filters, stride, f"{name}_conv2", regularizer)
     x = layers.BatchNormalization(**_BN, name=f"{name}_bn2")(x)
     x = layers.ReLU(name=f"{name}_relu2")(x)
     x = _conv(4 * filters, 1, 1, f"{name}_conv3", regularizer)(x)
@@ -97,6 +115,7 @@ def resnet(
     stem: str = "auto",
     weight_decay: float = 0.0,
     dropout: float = 0.0,
+    preprocessing: str | None = None,
 ) -> keras.Model:
     """ResNet: stem, stages of residual blocks (stride 2 from stage 2), global pool, classifier.
 
@@ -112,6 +131,14 @@ def resnet(
             (small under 128 pixels).
         weight_decay: L2 factor on every kernel (0 for none).
         dropout: Dropout rate before the classifier (0 adds no layer).
+        preprocessing: ``None``, or ``"torch"``/``"caffe"``: a first ``preprocess`` layer turning [0, 1]
+            RGB into torchvision's (``(x - mean) / std``) or keras.applications' input, for pretrained
+            weights (``create_model(..., weights=...)`` sets it).
+
+    Strided layers pad symmetrically, as torchvision and keras.applications do: the 7x7/2 stem
+    convolution 3 pixels (``stem_pad``), the 3x3/2 max-pool 1 (``stem_pool_pad``), the strided 3x3
+    convolution of a block 1 (``{block}_pad``); ``padding="same"`` would pad an even input 0 before and 1
+    after. Batch normalisation uses torchvision's epsilon 1e-5 and momentum 0.1 (0.9 in Keras' terms).
 
     Example:
         >>> model = resnet(input_shape=(32, 32, 3), num_classes=10, depth=18)
@@ -125,16 +152,23 @@ def resnet(
     stem = _stem(stem, input_shape)
     checks.min_spatial_size(f"resnet{depth}", input_shape, min_input_size(stem, stages))
     regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
+    from kerascnn.pretrained import check_preprocessing, preprocessing_layer
+
+    preprocessing = check_preprocessing(preprocessing)
 
     inputs = keras.Input(shape=input_shape, name="input")
-    if stem == "imagenet":
-        x = _conv(width, 7, 2, "stem_conv", regularizer)(inputs)
+    x = preprocessing_layer(preprocessing)(inputs) if preprocessing else inputs
+    if stem == "imagenet":  # torchvision's conv 7x7/2 padding 3: symmetric on any input size
+        x = layers.ZeroPadding2D(3, name="stem_pad")(x)
+        x = _conv(width, 7, 2, "stem_conv", regularizer, padding="valid")(x)
     else:
-        x = _conv(width, 3, 1, "stem_conv", regularizer)(inputs)
+        x = _conv(width, 3, 1, "stem_conv", regularizer)(x)
     x = layers.BatchNormalization(**_BN, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     if stem == "imagenet":
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+        # max-pool 3x3/2 padding 1; zeros pad like -inf here since the input is a ReLU's (>= 0)
+        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     for s, blocks in enumerate(stages, start=1):
         for b in range(1, blocks + 1):
             stride = 2 if s > 1 and b == 1 else 1

@@ -34,6 +34,7 @@ def vgg(
     batch_norm: bool = False,
     dropout: float = 0.5,
     dense_units: tuple[int, ...] = (4096, 4096),
+    preprocessing: str | None = None,
 ) -> keras.Sequential:
     """VGG: blocks of 3x3 'same' convolutions, each block closed by a 2x2 max-pool.
 
@@ -47,6 +48,12 @@ def vgg(
         batch_norm: Batch normalisation after each convolution (VGG-BN).
         dropout: Dropout rate after each hidden dense layer.
         dense_units: Units of the hidden dense layers (may be empty).
+        preprocessing: ``None``, or ``"caffe"``/``"torch"``: a first ``preprocess`` layer turning [0, 1]
+            RGB into keras.applications' (``255 x - mean``) or torchvision's (``(x - mean) / std``)
+            input, for their pretrained weights (``create_model(..., weights=...)`` sets it).
+
+    Batch normalisation uses torchvision's settings (epsilon 1e-5, momentum 0.1 in PyTorch's terms,
+    0.9 in Keras'), the reference for VGG-BN.
 
     Example:
         >>> model = vgg(input_shape=(32, 32, 3), num_classes=10, depth=11, width=16)
@@ -59,16 +66,21 @@ def vgg(
         dense_units = checks.int_tuple("dense_units", dense_units)
     name = f"vgg{depth}" if layout is None else "vgg"
     checks.min_spatial_size(name, input_shape, min_input_size(depth, layout))
+    from kerascnn.pretrained import check_preprocessing, preprocessing_layer
+
+    preprocessing = check_preprocessing(preprocessing)
 
     model = keras.Sequential(name=name + ("_bn" if batch_norm else ""))
     model.add(keras.Input(shape=input_shape, name="input"))
+    if preprocessing:
+        model.add(preprocessing_layer(preprocessing))
     for b, convs in enumerate(blocks, start=1):
         filters = width * _WIDTH_MULTIPLIERS[min(b, len(_WIDTH_MULTIPLIERS)) - 1]
         for c in range(1, convs + 1):
             prefix = f"block{b}_conv{c}"
             if batch_norm:
                 model.add(layers.Conv2D(filters, 3, padding="same", name=prefix))
-                model.add(layers.BatchNormalization(name=f"block{b}_bn{c}"))
+                model.add(layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"block{b}_bn{c}"))
                 model.add(layers.ReLU(name=f"block{b}_relu{c}"))
             else:
                 model.add(layers.Conv2D(filters, 3, padding="same", activation="relu", name=prefix))
