@@ -26,6 +26,8 @@ import math
 from collections.abc import Iterable
 from fractions import Fraction
 
+from kerascnn.errors import ArgumentError
+
 
 def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int | str = 0, dilation: int = 1) -> int:
     """Output length of a convolution or pooling window along one axis.
@@ -130,4 +132,4 @@ def min_input_size(windows: Iterable[Window], limit: int = 4096) -> int:
                 break
         else:
             return n
-    raise ValueError(f"No input size up to {limit} fits these windows. Received: windows={windows}")
+    raise ArgumentError(f"No input size up to {limit} fits these windows. Received: windows={windows}")

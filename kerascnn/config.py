@@ -214,6 +214,9 @@ class TrainConfig(_Config):
     num_classes: int | None = setting(None, "output classes (default: the dataset's)", group="model", type=int)
     model_kwargs: dict[str, Any] = setting({}, "builder option, repeatable (-o width=32 -o batch_norm=true)",
                                            group="model", kind="pairs", flag="-o", metavar="KEY=VALUE")  # fmt: skip
+    weights: str | None = setting(None, "start from pretrained weights: imagenet (vgg16, vgg19) or a .keras, .h5, "
+                                  ".pth/.pt or .npz file (see kerascnn.pretrained)", group="model",
+                                  metavar="SOURCE")  # fmt: skip
     seed: int = setting(0, "seed of the split, shuffling and weights", group="run", type=int)
     deterministic: bool = setting(False, "deterministic TensorFlow ops (slower)", group="run", kind="flag")
     precision: str = setting("auto", "auto, float32 or mixed (auto: what this machine does fast, see "
@@ -256,6 +259,10 @@ class TrainConfig(_Config):
         fix("input_shape", None if self.input_shape is None else checks.input_shape(self.input_shape))
         fix("model_kwargs", _pairs("model_kwargs", self.model_kwargs))
         get_entry(self.model).check_options(self.model_kwargs)
+        if self.weights is not None:
+            from kerascnn.pretrained import check_weights
+
+            check_weights(self.model, self.weights)
         fix("seed", checks.non_negative_int("seed", self.seed))
         for name in ("augment", "deterministic", "tracking", "system_metrics", "offline"):
             fix(name, _bool(name, getattr(self, name)))

@@ -31,6 +31,7 @@ preprocesses).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from kerascnn import checks
+from kerascnn.errors import ArgumentError
 
 PREPROCESSING = ("caffe", "torch")
 # keras.applications.imagenet_utils "caffe" mean (its BGR order reversed to RGB) and torchvision's mean/std
@@ -172,13 +174,13 @@ def check_weights(name: str, weights: Any) -> Any:
     if weights is None or isinstance(weights, dict):
         return weights
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(
+        raise ArgumentError(
             "`weights` must be 'imagenet', a file path (.keras, .weights.h5, .h5, .pth, .pt, .npz) or a "
             f"torchvision state dict. Received: weights={weights!r}"
         )
     if weights == "imagenet":
         if name not in _IMAGENET:
-            raise ValueError(
+            raise ArgumentError(
                 f"ImageNet weights are available for {', '.join(_IMAGENET)} (keras.applications); for "
                 f"{name} convert torchvision's with kerascnn.convert_torchvision. "
                 "Received: weights='imagenet'"
@@ -186,9 +188,9 @@ def check_weights(name: str, weights: Any) -> Any:
         return weights
     path = Path(weights)
     if not path.is_file():
-        raise ValueError(f"Weights file not found. Received: weights={str(weights)!r}")
+        raise ArgumentError(f"Weights file not found. Received: weights={str(weights)!r}")
     if _suffix(path) not in _SUFFIXES:
-        raise ValueError(
+        raise ArgumentError(
             "Weights files must end in .keras, .weights.h5, .h5 (keras.applications), .pth, .pt or .npz "
             f"(torchvision). Received: weights={str(weights)!r}"
         )
@@ -225,7 +227,7 @@ def _imagenet_layers(model_name: str, model: Any) -> dict[str, list[np.ndarray]]
     try:
         ref = getattr(keras.applications, _IMAGENET[model_name])(weights="imagenet", include_top=top)
     except Exception as e:  # Keras raises a bare Exception when the download fails
-        raise ValueError(
+        raise ArgumentError(
             f"Could not get keras.applications' ImageNet weights ({' '.join(str(e).split())[:200]}); "
             "offline, "
             "copy the .h5 file (vgg16_weights_tf_dim_ordering_tf_kernels[_notop].h5) and pass its path. "
@@ -244,7 +246,7 @@ def _keras_source(path: Path) -> _Source:
     layers = {layer.name: layer.get_weights() for layer in ref.layers if layer.weights}
     nested = [layer.name for layer in ref.layers if hasattr(layer, "layers") and layer.weights]
     if nested:
-        raise ValueError(
+        raise ArgumentError(
             f"Nested models are not supported as a weights source ({nested[0]}). "
             f"Received: weights={str(path)!r}"
         )
@@ -269,7 +271,7 @@ def _read_h5_layers(path: Path) -> dict[str, list[np.ndarray]]:
         with h5py.File(path, "r") as f:
             group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
             if "layer_names" not in group.attrs:
-                raise ValueError(
+                raise ArgumentError(
                     "Not a keras.applications-style HDF5 weights file (no layer_names). "
                     f"Received: weights={str(path)!r}"
                 )
@@ -284,18 +286,18 @@ def _read_h5_layers(path: Path) -> dict[str, list[np.ndarray]]:
                     out[name] = [np.asarray(g[w]) for w in names]
             return out
     except OSError as e:
-        raise ValueError(f"Cannot read the HDF5 file ({e}). Received: weights={str(path)!r}") from None
+        raise ArgumentError(f"Cannot read the HDF5 file ({e}). Received: weights={str(path)!r}") from None
 
 
 def _arrays(state: dict[str, Any], argument: str) -> dict[str, np.ndarray]:
     out = {}
     for key, value in state.items():
         if not isinstance(key, str):
-            raise ValueError(f"A state dict's keys must be strings. Received: {argument} key {key!r}")
+            raise ArgumentError(f"A state dict's keys must be strings. Received: {argument} key {key!r}")
         if hasattr(value, "detach"):  # a torch tensor
             value = value.detach().cpu().numpy()
         if not isinstance(value, np.ndarray) and not np.isscalar(value):
-            raise ValueError(
+            raise ArgumentError(
                 f"A state dict maps names to arrays or tensors. Received: {argument}[{key!r}] of type "
                 f"{type(value).__name__}"
             )
@@ -318,21 +320,21 @@ def read_state_dict(source: str | os.PathLike | dict[str, Any]) -> dict[str, np.
         return _arrays(source, "state_dict")
     path = Path(source)
     if not path.is_file():
-        raise ValueError(f"State dict file not found. Received: state_dict={str(source)!r}")
+        raise ArgumentError(f"State dict file not found. Received: state_dict={str(source)!r}")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as data:
                 return _arrays({k: data[k] for k in data.files}, "state_dict")
         except (OSError, ValueError) as e:
-            raise ValueError(
+            raise ArgumentError(
                 f"Cannot read the .npz file ({e}). Received: state_dict={str(source)!r}"
             ) from None
     if suffix in (".pth", ".pt"):
         try:
             import torch
         except ImportError:
-            raise ValueError(
+            raise ArgumentError(
                 "Reading a .pth/.pt file needs torch (pip install torch), or save the state dict as .npz: "
                 "numpy.savez(out, **{k: v.numpy() for k, v in state_dict.items()}). "
                 f"Received: state_dict={str(source)!r}"
@@ -341,9 +343,9 @@ def read_state_dict(source: str | os.PathLike | dict[str, Any]) -> dict[str, np.
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         if not isinstance(state, dict):
-            raise ValueError(f"The file does not hold a state dict. Received: state_dict={str(source)!r}")
+            raise ArgumentError(f"The file does not hold a state dict. Received: state_dict={str(source)!r}")
         return _arrays(state, "state_dict")
-    raise ValueError(f"State dict files must end in .pth, .pt or .npz. Received: state_dict={str(source)!r}")
+    raise ArgumentError(f"State dict files must end in .pth, .pt or .npz. Received: state_dict={str(source)!r}")
 
 
 # torchvision ------------------------------------------------------------------------------------
@@ -370,7 +372,7 @@ def torchvision_mapping(model: Any) -> dict[str, tuple[str, int, str]]:
         return _resnet_mapping(names)
     if "block1_conv1" in names:
         return _vgg_mapping(model)
-    raise ValueError(
+    raise ArgumentError(
         f"torchvision weights map onto the kit's ResNet and VGG models. Received: model={model.name!r}"
     )
 
@@ -458,13 +460,13 @@ def _torchvision_layers(model: Any, state: dict[str, np.ndarray], label: str) ->
     used = {k for k in state if not k.endswith(_IGNORED_TORCH_KEYS)}
     missing = sorted(set(mapping) - set(state))
     if missing:
-        raise ValueError(
+        raise ArgumentError(
             f"The state dict lacks {len(missing)} weights of {model.name} (first: {missing[0]!r}); is it a "
             f"torchvision {model.name} with this configuration? Received: weights={label!r}"
         )
     unexpected = sorted(used - set(mapping))
     if unexpected:
-        raise ValueError(
+        raise ArgumentError(
             f"The state dict has {len(unexpected)} entries {model.name} has no weight for (first: "
             f"{unexpected[0]!r}). Received: weights={label!r}"
         )
@@ -523,20 +525,20 @@ def _apply(model: Any, source: _Source) -> Pretrained:
     label = source.label
     mode = model_preprocessing(model)
     if any(layer.name == "preprocess" for layer in model.layers) and mode is None:
-        raise ValueError(
+        raise ArgumentError(
             f"The model's `preprocess` layer is not a kit convention. Received: model={model.name!r}"
         )
     flip = False
     if source.has_preprocess_layer:
         if mode != source.preprocess:
-            raise ValueError(
+            raise ArgumentError(
                 f"The weights come from a model built with preprocessing={source.preprocess!r}; build this "
                 "one "
                 f"the same way. Received: preprocessing={mode!r}"
             )
     elif mode is not None:
         if source.convention not in (None, mode):
-            raise ValueError(
+            raise ArgumentError(
                 f"These weights expect {source.convention!r} inputs; a model with preprocessing={mode!r} "
                 "would "
                 f"feed them the wrong ones. Received: preprocessing={mode!r}"
@@ -545,9 +547,11 @@ def _apply(model: Any, source: _Source) -> Pretrained:
 
     if source.kind == "keras_weights":
         try:
-            model.load_weights(label)
+            with warnings.catch_warnings():  # Keras 3.15 notes "Skipping nested container" though all loads
+                warnings.filterwarnings("ignore", message="Skipping nested container")
+                model.load_weights(label)
         except (ValueError, KeyError) as e:
-            raise ValueError(
+            raise ArgumentError(
                 f"The .weights.h5 file does not fit {model.name} ({' '.join(str(e).split())[:200]}); it "
                 f"loads only into the architecture that saved it. Received: weights={label!r}"
             ) from None
@@ -575,7 +579,7 @@ def _apply(model: Any, source: _Source) -> Pretrained:
                 result.skipped.append(layer.name)
                 continue
             found = "absent" if values is None else [tuple(np.shape(v)) for v in values]
-            raise ValueError(
+            raise ArgumentError(
                 f"The weights do not fit layer {layer.name!r} of {model.name}: it needs "
                 f"{shapes[layer.name]}, the source has {found}. Received: weights={label!r}"
             )
@@ -587,7 +591,7 @@ def _apply(model: Any, source: _Source) -> Pretrained:
         name for name in by_layer if name not in shapes and not _is_dense_name(name, by_layer[name])
     )
     if unused:
-        raise ValueError(
+        raise ArgumentError(
             f"The source has weighted layers {model.name} lacks ({', '.join(unused[:3])}"
             f"{', ...' if len(unused) > 3 else ''}); a different architecture? Received: weights={label!r}"
         )

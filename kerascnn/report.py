@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from kerascnn.errors import ArgumentError
 from kerascnn.models._layers import keras
 
 from kerascnn import arithmetic
@@ -523,7 +524,7 @@ def _graph(model: Any) -> tuple[Any, list[Any]]:
         fn = getattr(model, "_functional", None)
     by_depth = getattr(fn, "_nodes_by_depth", None) if fn is not None else None
     if not by_depth:
-        raise ValueError(
+        raise ArgumentError(
             f"`model` must be a built Sequential or functional Keras model. Received: model={model!r}"
         )
     return fn, [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]

@@ -63,6 +63,7 @@ class _Plan:
     speed: hardware.SpeedPlan
     strategy: Any
     chief: bool
+    weights: dict[str, Any] = field(default_factory=dict)  # what pretrained weights loaded, for the params
 
     @property
     def steps_per_epoch(self) -> int:
@@ -76,7 +77,7 @@ class _Plan:
                 "adaptation": self.adaptation.describe(), "train_size": len(data.x_train),
                 "val_size": len(data.x_val), "test_size": len(data.x_test), **self.speed.params(),
                 "strategy_class": type(self.strategy).__name__, "replicas": self.strategy.num_replicas_in_sync,
-                "params_count": net.count_params()}  # fmt: skip
+                "params_count": net.count_params(), **self.weights}  # fmt: skip
 
 
 def train(model: str | None = None, dataset: str | None = None, *, verbose: int | str = "auto",
@@ -171,8 +172,17 @@ def _build(plan: _Plan) -> Any:
 
     config = plan.config
     with device.dtype_policy(plan.speed.policy), plan.strategy.scope():
-        net = create_model(config.model, input_shape=plan.adaptation.target_shape, num_classes=plan.num_classes,
-                           **config.model_kwargs)  # fmt: skip
+        if config.weights is None:
+            net = create_model(config.model, input_shape=plan.adaptation.target_shape, num_classes=plan.num_classes,
+                               **config.model_kwargs)  # fmt: skip
+        else:  # fine-tuning: every layer trains; the source's input convention is built in
+            from kerascnn.pretrained import create_pretrained
+
+            pre = create_pretrained(config.model, config.weights, input_shape=plan.adaptation.target_shape,
+                                    num_classes=plan.num_classes, **config.model_kwargs)  # fmt: skip
+            net = pre.model
+            plan.weights = {"weights_source": pre.source, "weights_preprocessing": pre.preprocessing,
+                            "weights_loaded": len(pre.loaded), "weights_skipped": ",".join(pre.skipped) or "none"}  # fmt: skip
         net.compile(optimizer=make_optimizer(config.recipe, plan.steps_per_epoch),
                     loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=plan.speed.jit,
                     steps_per_execution=plan.speed.steps_per_execution)  # fmt: skip

@@ -304,3 +304,36 @@ def test_pth_files_need_torch_or_load_safely(tmp_path):
             {k: torch.from_numpy(np.asarray(v)) for k, v in _random_state_dict("resnet18").items()}, path
         )
         assert pretrained.read_state_dict(path)["conv1.weight"].shape == (64, 3, 7, 7)
+
+
+# The CLI ---------------------------------------------------------------------------------------------
+
+
+def test_train_fine_tunes_from_weights_and_logs_them(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from tests.helpers import data_dir, run_cli
+
+    data_dir()
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    first = json.loads(run_cli("train", "lenet5", "--epochs", "1", "--train-samples", "600", "--tracking-uri", uri,
+                               "--json", cwd=tmp_path, check=True).stdout)  # fmt: skip
+    tuned = json.loads(run_cli("train", "lenet5", "--epochs", "1", "--train-samples", "600", "--tracking-uri", uri,
+                               "--weights", first["model_path"], "--json", cwd=tmp_path, check=True).stdout)  # fmt: skip
+    params = MlflowClient(uri).get_run(tuned["run_id"]).data.params
+    assert params["weights"] == first["model_path"] and params["weights_skipped"] == "none"
+    assert int(params["weights_loaded"]) == 5  # 2 convolutions, 2 hidden dense layers, the classifier
+    assert tuned["test_accuracy"] > first["test_accuracy"]  # a second epoch, from the first's weights
+
+
+def test_convert_writes_a_kit_model_from_a_state_dict(tmp_path):
+    from tests.helpers import assert_usage_error, run_cli
+
+    np.savez(tmp_path / "r18.npz", **_random_state_dict("resnet18"))
+    out = json.loads(run_cli("convert", "resnet18", str(tmp_path / "r18.npz"), "--output", str(tmp_path / "r18.keras"),
+                             "--input-shape", "64", "64", "3", "--json", check=True).stdout)  # fmt: skip
+    assert out["params"] == kerascnn.load_model(tmp_path / "r18.keras", compile=False).count_params()
+    assert_usage_error(run_cli("convert", "resnet19", str(tmp_path / "r18.npz"), "--output", "x.keras"),
+                       "Received: name='resnet19'")  # fmt: skip
+    assert_usage_error(run_cli("convert", "resnet18", str(tmp_path / "none.npz"), "--output", "x.keras"),
+                       "State dict file not found")  # fmt: skip

@@ -103,6 +103,44 @@ def cmd_describe(args: argparse.Namespace) -> Said:
     return Said(report.to_dict(), report.to_table())
 
 
+@command
+def _convert_parser(sub: Any) -> None:
+    p = sub.add_parser("convert", help="a torchvision ResNet/VGG state dict as a kit .keras model")
+    p.add_argument("name", help="resnet18, resnet34, resnet50, vgg11...vgg19 or vgg11_bn...vgg19_bn")
+    p.add_argument("state_dict", help="a .pth/.pt file (needs torch) or an .npz of its arrays")
+    p.add_argument("--output", required=True, help="the .keras file to write")
+    p.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"), help="default: 224 224 3")
+    p.add_argument("--num-classes", type=int, help="default: the state dict's classifier size")
+    p.add_argument("--preprocessing", default="torch", help="torch (takes [0, 1] RGB, the default) or none")
+    _json_flag(p)
+    p.set_defaults(run=cmd_convert)
+
+
+def cmd_convert(args: argparse.Namespace) -> Said:
+    from pathlib import Path
+
+    from kerascnn import checks
+    from kerascnn.errors import ArgumentError
+    from kerascnn.pretrained import TORCHVISION_MODELS, read_state_dict
+
+    checks.one_of("name", args.name, TORCHVISION_MODELS)
+    checks.one_of("preprocessing", args.preprocessing, ("torch", "none"))
+    if not str(args.output).endswith(".keras") or not Path(args.output).resolve().parent.is_dir():
+        raise ArgumentError(f"`output` must be a .keras file in an existing folder. Received: output={args.output!r}")
+    state = read_state_dict(args.state_dict)  # checked before TensorFlow loads
+    _tensorflow()
+    from kerascnn.pretrained import convert_torchvision
+
+    model = convert_torchvision(args.name, state, input_shape=tuple(args.input_shape or (224, 224, 3)),
+                                num_classes=args.num_classes,
+                                preprocessing=None if args.preprocessing == "none" else "torch")  # fmt: skip
+    model.save(args.output)
+    document = {"name": args.name, "output": str(Path(args.output).resolve()), "params": model.count_params(),
+                "preprocessing": args.preprocessing}  # fmt: skip
+    return Said(document, f"kerascnn: {args.name} -> {document['output']} ({document['params']:,} parameters, "
+                          f"preprocessing {args.preprocessing})")  # fmt: skip
+
+
 # -- train, evaluate, tune ---------------------------------------------------------------------------
 @command
 def _train_parser(sub: Any) -> None:

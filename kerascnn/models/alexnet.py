@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kerascnn.errors import ArgumentError
 from kerascnn import arithmetic, checks
 from kerascnn.models._layers import keras, layers, dense_head
 from kerascnn.models.registry import register_family, register_model
@@ -20,7 +21,7 @@ def _windows(conv1_padding: int = 2) -> list[arithmetic.Window]:
 
 def _check_padding(conv1_padding: object) -> int:
     if isinstance(conv1_padding, bool) or not isinstance(conv1_padding, int) or conv1_padding < 0:
-        raise ValueError(f"`conv1_padding` must be an integer >= 0. Received: conv1_padding={conv1_padding!r}")
+        raise ArgumentError(f"`conv1_padding` must be an integer >= 0. Received: conv1_padding={conv1_padding!r}")
     return conv1_padding
 
 
