@@ -75,13 +75,15 @@ def test_evaluate_matches_classes_by_name_and_refuses_unknown_ones(tracking_uri,
     train_folder = _image_folder(tmp_path / "train", {"zero": 0, "one": 1, "two": 2})  # sorted: one, two, zero
     result = kerascnn.train("mnist_cnn", str(train_folder), epochs=3, tracking=False, verbose=0)
     assert kerascnn.loading.model_info(result.model_path)["class_names"] == ["one", "two", "zero"]
-    subset = _image_folder(tmp_path / "eval", {"zero": 0, "one": 1}, offset=40)  # sorted: one, zero
-    metrics = kerascnn.evaluate(result.model_path, str(subset))
+    _image_folder(tmp_path / "eval" / "train", {"zero": 0, "one": 1}, per_class=2)
+    subset = _image_folder(tmp_path / "eval" / "test", {"zero": 0, "one": 1}, offset=40)  # sorted: one, zero
+    metrics = kerascnn.evaluate(result.model_path, str(tmp_path / "eval"))
     expected = []
     model = kerascnn.load_model(result.model_path, compile=False)
-    for name, index in (("one", 0), ("zero", 2)):
+    for name, index in (("one", 0), ("zero", 2)):  # the model's own class order
         images = np.stack([np.asarray(Image.open(p))[..., None] for p in sorted((subset / name).glob("*.png"))])
         expected += list(model.predict(images.astype("float32") / 255, verbose=0).argmax(axis=1) == index)
+    assert metrics["test_size"] == len(expected) == 80
     assert metrics["test_accuracy"] == pytest.approx(np.mean(expected)) and metrics["test_accuracy"] > 0.6
     unknown = _image_folder(tmp_path / "unknown", {"zero": 0, "three": 3})
     with pytest.raises(ValueError, match=r"classes the model was not trained on \(three\)"):

@@ -156,9 +156,11 @@ def probe(uri: str) -> None:
 
 
 def is_transient(error: BaseException) -> bool:
-    """SQLite lock contention: worth retrying. (Dead servers are not: MLflow retried already.)"""
+    """SQLite lock contention, and two writers logging the same dataset at once (MLflow checks,
+    then inserts): worth retrying. (Dead servers are not: MLflow retried already.)"""
     text = str(error).lower()
-    return any(s in text for s in ("database is locked", "database table is locked", "disk i/o error"))
+    return any(s in text for s in ("database is locked", "database table is locked", "disk i/o error",
+                                   "unique constraint failed: datasets"))  # fmt: skip
 
 
 LOCK_PATIENCE_S = 120.0  # many processes writing one SQLite file take turns; none gives up early

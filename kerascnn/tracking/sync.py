@@ -11,6 +11,7 @@ died) ends the run KILLED. The folder is removed once the run is in the store.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -95,8 +96,14 @@ def sync(tracking_uri: str | None = None) -> SyncReport:
     uri = store.resolve_tracking_uri(tracking_uri)
     report = SyncReport()
     for spooled in pending(uri):
-        fd = store.lock_folder(spooled.folder, wait=False) if spooled.folder.is_dir() else None
-        if fd is None:
+        try:
+            fd = os.open(spooled.folder, os.O_RDONLY)  # not lock_folder: a folder synced meanwhile stays gone
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
             report.busy.append(spooled.info["local_id"])
             continue
         try:
