@@ -25,21 +25,32 @@ else:
 x_train = x_train.reshape((60000, 28, 28, 1)).astype("float32") / 255
 x_test = x_test.reshape((10000, 28, 28, 1)).astype("float32") / 255
 
-model = keras.Sequential([
-    keras.Input(shape=(28, 28, 1)),
-    layers.Conv2D(32, (3, 3), activation="relu"),
-    layers.MaxPooling2D((2, 2)),
-    layers.Conv2D(64, (3, 3), activation="relu"),
-    layers.MaxPooling2D((2, 2)),
-    layers.Conv2D(64, (3, 3), activation="relu"),
-    layers.Flatten(),
-    layers.Dense(64, activation="relu"),
-    layers.Dense(10, activation="softmax"),
-])
+model = keras.Sequential(
+    [
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(32, (3, 3), activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu"),
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ]
+)
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 fit_start = time.perf_counter()
 model.fit(x_train, y_train, epochs=5, batch_size=64, verbose=int(os.environ.get("VERBOSE", "2")))
 fit_seconds = time.perf_counter() - fit_start
 test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
-print(json.dumps({"script": "classic", "test_accuracy": test_accuracy, "test_loss": test_loss,
-                  "fit_seconds": fit_seconds, "wall_seconds": time.perf_counter() - start}))
+print(
+    json.dumps(
+        {
+            "script": "classic",
+            "test_accuracy": test_accuracy,
+            "test_loss": test_loss,
+            "fit_seconds": fit_seconds,
+            "wall_seconds": time.perf_counter() - start,
+        }
+    )
+)

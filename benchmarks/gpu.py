@@ -24,8 +24,12 @@ def images_per_second(name: str, size: int, precision: str, jit: bool, batch: in
     keras.backend.clear_session()
     with device.dtype_policy(device.policy_name(precision)):
         model = create_model(name, input_shape=(size, size, 3), num_classes=1000 if size >= 128 else 10)
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy",
-                  jit_compile=jit, steps_per_execution=min(steps, 10))  # fmt: skip
+    model.compile(
+        keras.optimizers.SGD(0.01, momentum=0.9),
+        "sparse_categorical_crossentropy",
+        jit_compile=jit,
+        steps_per_execution=min(steps, 10),
+    )
     x = tf.random.uniform((batch, size, size, 3))
     y = tf.random.uniform((batch,), maxval=model.output_shape[-1], dtype=tf.int32)
     data = tf.data.Dataset.from_tensors((x, y)).repeat(steps).cache().prefetch(2)
@@ -47,12 +51,18 @@ def main() -> None:
     cases = [("resnet50", 224, 64), ("resnet18", 32, 256)]
     steps, repeats = (2, 1) if args.smoke else (50, 3)
     report = {"device": device.describe_devices(), "smoke": args.smoke, "results": []}
-    for name, size, batch in cases:
-        batch = 4 if args.smoke else batch
+    for name, size, full_batch in cases:
+        batch = 4 if args.smoke else full_batch
         f32 = images_per_second(name, size, "float32", False, batch, steps, repeats)
         fast = images_per_second(name, size, "mixed", True, batch, steps, repeats)
-        row = {"model": name, "size": size, "batch": batch, "float32_img_s": f32, "mixed_xla_img_s": fast,
-               "speedup": fast / f32}  # fmt: skip
+        row = {
+            "model": name,
+            "size": size,
+            "batch": batch,
+            "float32_img_s": f32,
+            "mixed_xla_img_s": fast,
+            "speedup": fast / f32,
+        }
         report["results"].append(row)
         print(f"{name}@{size}: float32 {f32:.1f} img/s, mixed+XLA {fast:.1f} img/s, {fast / f32:.2f}x", flush=True)
     print(json.dumps(report))

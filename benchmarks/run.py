@@ -43,7 +43,7 @@ def _env() -> dict[str, str]:
 
 def _timed(cmd: list[str], cwd: str) -> tuple[float, dict]:
     start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
@@ -60,12 +60,25 @@ def time_to_accuracy(repeats: int) -> dict:
         with tempfile.TemporaryDirectory() as cwd:
             classic_wall, classic = _timed([PY, str(ROOT / "benchmarks" / "classic_mnist.py")], cwd)
             kit_wall, kit = _kit(cwd)
-        rows.append({"classic_wall_s": classic_wall, "classic_accuracy": classic["test_accuracy"],
-                     "kit_wall_s": kit_wall, "kit_accuracy": kit["test_accuracy"], "ratio": kit_wall / classic_wall})
-        print(f"  time-to-accuracy #{i + 1}: classic {classic_wall:.1f}s {classic['test_accuracy']:.4f} | "
-              f"kit {kit_wall:.1f}s {kit['test_accuracy']:.4f} | ratio {kit_wall / classic_wall:.2f}", flush=True)
-    return {"runs": rows, "median_ratio": statistics.median(r["ratio"] for r in rows),
-            "min_kit_accuracy": min(r["kit_accuracy"] for r in rows)}
+        rows.append(
+            {
+                "classic_wall_s": classic_wall,
+                "classic_accuracy": classic["test_accuracy"],
+                "kit_wall_s": kit_wall,
+                "kit_accuracy": kit["test_accuracy"],
+                "ratio": kit_wall / classic_wall,
+            }
+        )
+        print(
+            f"  time-to-accuracy #{i + 1}: classic {classic_wall:.1f}s {classic['test_accuracy']:.4f} | "
+            f"kit {kit_wall:.1f}s {kit['test_accuracy']:.4f} | ratio {kit_wall / classic_wall:.2f}",
+            flush=True,
+        )
+    return {
+        "runs": rows,
+        "median_ratio": statistics.median(r["ratio"] for r in rows),
+        "min_kit_accuracy": min(r["kit_accuracy"] for r in rows),
+    }
 
 
 def tracking_overhead(repeats: int) -> dict:
@@ -76,8 +89,11 @@ def tracking_overhead(repeats: int) -> dict:
             tracked, _ = _kit(cwd)
             untracked, _ = _kit(cwd, "--no-tracking")
         rows.append({"tracked_s": tracked, "untracked_s": untracked, "overhead": tracked / untracked - 1})
-        print(f"  tracking #{i + 1}: tracked {tracked:.1f}s untracked {untracked:.1f}s "
-              f"overhead {100 * (tracked / untracked - 1):+.1f}%", flush=True)
+        print(
+            f"  tracking #{i + 1}: tracked {tracked:.1f}s untracked {untracked:.1f}s "
+            f"overhead {100 * (tracked / untracked - 1):+.1f}%",
+            flush=True,
+        )
     import kerascnn
 
     warm = []
@@ -92,16 +108,24 @@ def tracking_overhead(repeats: int) -> dict:
                     start = time.perf_counter()
                     kerascnn.train("mnist_cnn", "mnist", tracking=tracked, verbose=0)
                     times[tracked] = time.perf_counter() - start
-                warm.append({"tracked_s": times[True], "untracked_s": times[False],
-                             "overhead": times[True] / times[False] - 1})
-                print(f"  tracking in a warm process #{i + 1}: tracked {times[True]:.1f}s untracked "
-                      f"{times[False]:.1f}s overhead {100 * (times[True] / times[False] - 1):+.1f}%", flush=True)
+                warm.append(
+                    {"tracked_s": times[True], "untracked_s": times[False], "overhead": times[True] / times[False] - 1}
+                )
+                print(
+                    f"  tracking in a warm process #{i + 1}: tracked {times[True]:.1f}s untracked "
+                    f"{times[False]:.1f}s overhead {100 * (times[True] / times[False] - 1):+.1f}%",
+                    flush=True,
+                )
         finally:
             os.chdir(here)
-    return {"runs": rows, "median_overhead": statistics.median(r["overhead"] for r in rows),
-            "median_tracked_s": statistics.median(r["tracked_s"] for r in rows),
-            "median_untracked_s": statistics.median(r["untracked_s"] for r in rows),
-            "warm_runs": warm, "median_warm_overhead": statistics.median(r["overhead"] for r in warm)}
+    return {
+        "runs": rows,
+        "median_overhead": statistics.median(r["overhead"] for r in rows),
+        "median_tracked_s": statistics.median(r["tracked_s"] for r in rows),
+        "median_untracked_s": statistics.median(r["untracked_s"] for r in rows),
+        "warm_runs": warm,
+        "median_warm_overhead": statistics.median(r["overhead"] for r in warm),
+    }
 
 
 def memory(quick: bool) -> dict:
@@ -109,9 +133,28 @@ def memory(quick: bool) -> dict:
     import psutil
 
     with tempfile.TemporaryDirectory() as cwd:
-        process = subprocess.Popen([PY, "-m", "kerascnn", "tune", "mnist_cnn", "--dataset", "mnist", "--max-trials",
-                                    "20", "--epochs", "1", "--train-samples", "200"], cwd=cwd, env=_env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+        process = subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "kerascnn",
+                "tune",
+                "mnist_cnn",
+                "--dataset",
+                "mnist",
+                "--max-trials",
+                "20",
+                "--epochs",
+                "1",
+                "--train-samples",
+                "200",
+            ],
+            cwd=cwd,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         ps = psutil.Process(process.pid)
         rss = [ps.memory_info().rss / 2**20 for line in process.stdout if line.startswith("kerascnn: trial ")]
         process.wait()
@@ -135,8 +178,9 @@ def throughput(quick: bool) -> dict:
         adapt = plan_adaptation(data.image_shape, 32, (32, 32, 3))
         x_u8, y = data.x_train, data.y_train
         pipe = make_pipeline(x_u8, y, batch_size=128, adaptation=adapt, training=True)
-        arrays = np.concatenate([b[0] for b in make_pipeline(x_u8, y, batch_size=1024, adaptation=adapt)
-                                 .as_numpy_iterator()])  # fmt: skip
+        arrays = np.concatenate(
+            [b[0] for b in make_pipeline(x_u8, y, batch_size=1024, adaptation=adapt).as_numpy_iterator()]
+        )
         kwargs = {"width": 16, "dense_units": (256, 256)} if name == "vgg11" else {}
         macs = describe(create_model(name, input_shape=(32, 32, 3), num_classes=10, **kwargs)).macs
         fits = {}
@@ -144,8 +188,11 @@ def throughput(quick: bool) -> dict:
             keras.utils.set_random_seed(0)
             model = create_model(name, input_shape=(32, 32, 3), num_classes=10, **kwargs)
             model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-            fits[label] = functools.partial(model.fit, arrays, y, batch_size=128, epochs=1, verbose=0) if label == "plain" \
+            fits[label] = (
+                functools.partial(model.fit, arrays, y, batch_size=128, epochs=1, verbose=0)
+                if label == "plain"
                 else functools.partial(model.fit, pipe, epochs=1, verbose=0)
+            )
             fits[label]()  # warm-up epoch: tracing, allocation
         times: dict[str, list[float]] = {"plain": [], "kit": []}
         for _ in range(3 if quick else 5):  # interleaved: the machine's drift hits both
@@ -160,9 +207,12 @@ def throughput(quick: bool) -> dict:
         result["ratio"] = result["kit"]["images_per_s"] / result["plain"]["images_per_s"]
         result["macs_per_image"] = macs
         out[name] = result
-        print(f"  throughput {name}: plain {result['plain']['images_per_s']:.0f} img/s, kit "
-              f"{result['kit']['images_per_s']:.0f} img/s ({result['ratio']:.2f}x), "
-              f"{result['kit']['gflops']:.1f} GFLOP/s", flush=True)
+        print(
+            f"  throughput {name}: plain {result['plain']['images_per_s']:.0f} img/s, kit "
+            f"{result['kit']['images_per_s']:.0f} img/s ({result['ratio']:.2f}x), "
+            f"{result['kit']['gflops']:.1f} GFLOP/s",
+            flush=True,
+        )
         keras.backend.clear_session()
     return out
 
@@ -184,8 +234,12 @@ def where_time_goes(quick: bool) -> dict:
     input_only = time.perf_counter() - start
     with _policy("mixed_bfloat16"):
         model = create_model("mnist_cnn", input_shape=(28, 28, 1), num_classes=10)
-        model.compile(make_optimizer(recipe, steps), "sparse_categorical_crossentropy", metrics=["accuracy"],
-                      steps_per_execution=recipe.steps_per_execution)  # fmt: skip
+        model.compile(
+            make_optimizer(recipe, steps),
+            "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            steps_per_execution=recipe.steps_per_execution,
+        )
     one = pipe.take(1).cache().repeat(steps)  # the same batch again: no input work
     model.fit(one, epochs=1, verbose=0)
     model.fit(pipe, epochs=1, verbose=0)
@@ -196,11 +250,19 @@ def where_time_goes(quick: bool) -> dict:
             model.fit(data_, epochs=1, verbose=0)
             timings[label].append(time.perf_counter() - start)
     compute_only, full = statistics.median(timings["compute"]), statistics.median(timings["full"])
-    out = {"steps": steps, "input_only_s": input_only, "compute_only_s": compute_only, "epoch_s": full,
-           "input_share_if_serial": input_only / full, "overlap_cost": full / compute_only - 1}
-    print(f"  one epoch ({steps} steps): input pipeline alone {input_only:.2f}s, compute alone "
-          f"{compute_only:.2f}s, together {full:.2f}s ({100 * (full / compute_only - 1):+.1f}% over compute)",
-          flush=True)
+    out = {
+        "steps": steps,
+        "input_only_s": input_only,
+        "compute_only_s": compute_only,
+        "epoch_s": full,
+        "input_share_if_serial": input_only / full,
+        "overlap_cost": full / compute_only - 1,
+    }
+    print(
+        f"  one epoch ({steps} steps): input pipeline alone {input_only:.2f}s, compute alone "
+        f"{compute_only:.2f}s, together {full:.2f}s ({100 * (full / compute_only - 1):+.1f}% over compute)",
+        flush=True,
+    )
     return out
 
 
@@ -241,11 +303,17 @@ def main() -> None:
 
     report: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gib()} GiB RAM, no GPU" if not tf.config.list_physical_devices("GPU") else f"{_cpu_model()}, GPU",
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-                     "mlflow": mlflow.__version__},
+        "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gib()} GiB RAM, no GPU"
+        if not tf.config.list_physical_devices("GPU")
+        else f"{_cpu_model()}, GPU",
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "mlflow": mlflow.__version__,
+        },
         "quick": args.quick,
-    }  # fmt: skip
+    }
     print(f"benchmarks ({'quick' if args.quick else 'full'}) on {report['machine']}", flush=True)
     if "accuracy" in chosen:
         report["time_to_accuracy"] = time_to_accuracy(repeats)
@@ -266,42 +334,66 @@ def main() -> None:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"Run {r['date']} on {r['machine']}; Python {r['versions']['python']}, TensorFlow "
-             f"{r['versions']['tensorflow']}, Keras {r['versions']['keras']}, MLflow {r['versions']['mlflow']}"
-             f"{' (quick)' if r['quick'] else ''}.", ""]  # fmt: skip
+    lines = [
+        f"Run {r['date']} on {r['machine']}; Python {r['versions']['python']}, TensorFlow "
+        f"{r['versions']['tensorflow']}, Keras {r['versions']['keras']}, MLflow {r['versions']['mlflow']}"
+        f"{' (quick)' if r['quick'] else ''}.",
+        "",
+    ]
     if "time_to_accuracy" in r:
         t = r["time_to_accuracy"]
-        lines += ["| run | classic script | accuracy | kit (tracked) | accuracy | kit / classic |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| run | classic script | accuracy | kit (tracked) | accuracy | kit / classic |",
+            "|---|---|---|---|---|---|",
+        ]
         for i, row in enumerate(t["runs"], 1):
-            lines.append(f"| {i} | {row['classic_wall_s']:.1f} s | {row['classic_accuracy']:.4f} | "
-                         f"{row['kit_wall_s']:.1f} s | {row['kit_accuracy']:.4f} | {row['ratio']:.2f}x |")
-        lines += [f"\nMedian ratio **{t['median_ratio']:.2f}x** (target <= 0.40x); lowest kit accuracy "
-                  f"**{t['min_kit_accuracy']:.4f}** (target >= 0.990).", ""]
+            lines.append(
+                f"| {i} | {row['classic_wall_s']:.1f} s | {row['classic_accuracy']:.4f} | "
+                f"{row['kit_wall_s']:.1f} s | {row['kit_accuracy']:.4f} | {row['ratio']:.2f}x |"
+            )
+        lines += [
+            f"\nMedian ratio **{t['median_ratio']:.2f}x** (target <= 0.40x); lowest kit accuracy "
+            f"**{t['min_kit_accuracy']:.4f}** (target >= 0.990).",
+            "",
+        ]
     if "tracking_overhead" in r:
         t = r["tracking_overhead"]
         lines += ["| run | tracked | untracked | overhead |", "|---|---|---|---|"]
         for i, row in enumerate(t["runs"], 1):
-            lines.append(f"| {i} | {row['tracked_s']:.1f} s | {row['untracked_s']:.1f} s | {100 * row['overhead']:+.1f}% |")
+            lines.append(
+                f"| {i} | {row['tracked_s']:.1f} s | {row['untracked_s']:.1f} s | {100 * row['overhead']:+.1f}% |"
+            )
         warm_list = ", ".join(f"{100 * w['overhead']:+.1f}%" for w in t["warm_runs"])
-        lines += [f"\nMedian overhead **{100 * t['median_overhead']:+.1f}%** as whole processes (target <= 2%); "
-                  f"**{100 * t['median_warm_overhead']:+.1f}%** in a process that has already loaded MLflow and opened "
-                  f"the store ({warm_list}).", ""]
+        lines += [
+            f"\nMedian overhead **{100 * t['median_overhead']:+.1f}%** as whole processes (target <= 2%); "
+            f"**{100 * t['median_warm_overhead']:+.1f}%** in a process that has already loaded MLflow and opened "
+            f"the store ({warm_list}).",
+            "",
+        ]
     if "throughput" in r:
-        lines += ["| model (32x32x3) | MACs/image | plain fit on arrays | kit pipeline | kit / plain | kit GFLOP/s |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "| model (32x32x3) | MACs/image | plain fit on arrays | kit pipeline | kit / plain | kit GFLOP/s |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, t in r["throughput"].items():
-            lines.append(f"| {name} | {t['macs_per_image'] / 1e6:.1f} M | {t['plain']['images_per_s']:.0f} img/s | "
-                         f"{t['kit']['images_per_s']:.0f} img/s | {t['ratio']:.2f}x | {t['kit']['gflops']:.1f} |")
+            lines.append(
+                f"| {name} | {t['macs_per_image'] / 1e6:.1f} M | {t['plain']['images_per_s']:.0f} img/s | "
+                f"{t['kit']['images_per_s']:.0f} img/s | {t['ratio']:.2f}x | {t['kit']['gflops']:.1f} |"
+            )
         lines.append("")
     if "where_time_goes" in r:
         t = r["where_time_goes"]
-        lines.append(f"One mnist_cnn epoch ({t['steps']} steps, recipe settings): input pipeline alone "
-                     f"{t['input_only_s']:.2f} s, compute alone {t['compute_only_s']:.2f} s, together "
-                     f"{t['epoch_s']:.2f} s ({100 * t['overlap_cost']:+.1f}% over compute alone).")
+        lines.append(
+            f"One mnist_cnn epoch ({t['steps']} steps, recipe settings): input pipeline alone "
+            f"{t['input_only_s']:.2f} s, compute alone {t['compute_only_s']:.2f} s, together "
+            f"{t['epoch_s']:.2f} s ({100 * t['overlap_cost']:+.1f}% over compute alone)."
+        )
     if "memory" in r:
         m = r["memory"]
-        lines.append(f"\nRSS of a 20-trial search after each trial: {', '.join(str(round(x)) for x in m['rss_mb'])} MB; "
-                     f"growth from trial 5 to 20: {m['growth_5_20_mb']:.0f} MB (bound in the tests: 250 MB).")
+        lines.append(
+            f"\nRSS of a 20-trial search after each trial: {', '.join(str(round(x)) for x in m['rss_mb'])} MB; "
+            f"growth from trial 5 to 20: {m['growth_5_20_mb']:.0f} MB (bound in the tests: 250 MB)."
+        )
     return "\n".join(lines)
 
 

@@ -38,14 +38,21 @@ def main() -> None:
     experiment = mlflow.get_experiment_by_name(args.experiment)
     if experiment is None:
         sys.exit(f"docs/screenshot.py: no experiment {args.experiment!r}; run notebooks/02_architectures.ipynb first")
-    runs = mlflow.search_runs([experiment.experiment_id], filter_string="attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=4)  # fmt: skip
+    runs = mlflow.search_runs(
+        [experiment.experiment_id],
+        filter_string="attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=4,
+    )
     ids = list(runs["run_id"])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "kerascnn", "ui", "--port", str(port), "--tracking-uri",
-                               args.tracking_uri], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kerascnn", "ui", "--port", str(port), "--tracking-uri", args.tracking_uri],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(120):
@@ -57,11 +64,28 @@ def main() -> None:
         query = urllib.parse.urlencode({"runs": json.dumps(ids), "experiments": json.dumps([experiment.experiment_id])})
         url = f"{base}/#/compare-runs?{query}"
         with tempfile.TemporaryDirectory() as profile:
-            subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                            "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1600,1250",
-                            "--virtual-time-budget=30000", f"--screenshot={args.output}", url],
-                           check=True, capture_output=True, timeout=180)  # fmt: skip
+            subprocess.run(
+                [
+                    chromium,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--hide-scrollbars",
+                    f"--user-data-dir={profile}",
+                    "--window-size=1600,1250",
+                    "--virtual-time-budget=30000",
+                    f"--screenshot={args.output}",
+                    url,
+                ],
+                check=True,
+                capture_output=True,
+                timeout=180,
+            )
         print(f"saved {args.output} ({url})")
     finally:
         server.terminate()

@@ -53,8 +53,29 @@ _SUBMODULES = {
 
 _QUIET_TF = {"describe", "train", "evaluate", "tune", "load_model", "load_dataset", "plots", "convert_torchvision"}
 
-__all__ = ["create_model", "list_families", "list_models", "register_family", "register_model", "__version__",
-           *_LAZY]  # fmt: skip
+__all__ = [  # noqa: RUF022 (in the order of the docs)
+    "__version__",
+    "create_model",
+    "list_models",
+    "list_families",
+    "register_model",
+    "register_family",
+    "describe",
+    "convert_torchvision",
+    "load_dataset",
+    "train",
+    "evaluate",
+    "TrainConfig",
+    "tune",
+    "TuneConfig",
+    "search_runs",
+    "leaderboard",
+    "compare",
+    "load_model",
+    "ArgumentError",
+    "TrainingFailed",
+    "SearchFailed",
+]
 
 
 def __getattr__(name: str) -> Any:

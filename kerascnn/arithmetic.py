@@ -72,7 +72,11 @@ def receptive_field(r_in: int, j_in: int, kernel: int, stride: int, dilation: in
 
 
 def conv_transpose_output_size(
-    n: int, kernel: int, stride: int = 1, padding: int | str = 0, output_padding: int | None = None,
+    n: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int | str = 0,
+    output_padding: int | None = None,
     dilation: int = 1,
 ) -> int:
     """Output length of a transposed convolution along one axis: ``(n - 1)s - 2p + k_eff + output_padding``.
@@ -94,8 +98,9 @@ def conv_transpose_output_size(
     return (n - 1) * stride - 2 * int(padding) + effective + (output_padding or 0)
 
 
-def transposed_receptive_field(r_in: int, j_in: Fraction | int, kernel: int, stride: int,
-                               dilation: int = 1) -> tuple[int, Fraction]:
+def transposed_receptive_field(
+    r_in: int, j_in: Fraction | int, kernel: int, stride: int, dilation: int = 1
+) -> tuple[int, Fraction]:
     """``(r_out, j_out)`` after a transposed convolution (or up-sampling) of ``kernel`` and ``stride``.
 
     ``r_out`` is the largest over output positions; ``j_out = j_in / stride`` may be a fraction.

@@ -6,6 +6,7 @@ does, so the kit's small models keep their throughput on CPU (BENCHMARKS.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -46,8 +47,10 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         for source in ("latest", "previous"):
             try:
                 self._load_model()
-                say(f"resuming from the backup of epoch {self.model._initial_epoch} "
-                    f"({self.params.get('epochs', '?')} epochs in all)")  # fmt: skip
+                say(
+                    f"resuming from the backup of epoch {self.model._initial_epoch} "
+                    f"({self.params.get('epochs', '?')} epochs in all)"
+                )
                 return
             except (OSError, ValueError) as e:
                 error = e
@@ -55,8 +58,10 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
                     shutil.copy(self._prev_weights_path, self._weights_path)
                     if Path(self._prev_training_metadata_path).exists():
                         shutil.copy(self._prev_training_metadata_path, self._training_metadata_path)
-        say(f"the run's backup is unreadable ({type(error).__name__}; torn by a kill?); training starts over from "
-            "epoch 1 in the same run")  # fmt: skip
+        say(
+            f"the run's backup is unreadable ({type(error).__name__}; torn by a kill?); training starts over from "
+            "epoch 1 in the same run"
+        )
         shutil.rmtree(folder, ignore_errors=True)
         self.model._initial_epoch = 0
 
@@ -102,10 +107,8 @@ class EpochMetrics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         metrics = dict(logs or {})
-        try:
+        with contextlib.suppress(Exception):  # an optimizer without a readable rate
             metrics["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        except Exception:  # an optimizer without a readable rate
-            pass
         self.run.log_metrics(metrics, step=epoch)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EpochMetrics:  # KerasTuner copies trial callbacks
@@ -150,8 +153,7 @@ class TimeEstimate(keras.callbacks.Callback):
             return
         self._said.set()
         seconds = time.monotonic() - self._started
-        say(f"{seconds / done * 1000:.0f} ms/step: about {_duration(seconds / done * left)} left for "
-            f"{left} more steps")  # fmt: skip
+        say(f"{seconds / done * 1000:.0f} ms/step: about {_duration(seconds / done * left)} left for {left} more steps")
 
 
 def _duration(seconds: float) -> str:

@@ -1,7 +1,7 @@
 """Argument checks shared by the Python API and the CLI.
 
-Every check raises a one-line :class:`~kerascnn.errors.ArgumentError` (a ``ValueError``) that names the argument and echoes
-the value received, in the style of Keras: ``"... Received: epochs=0"``.
+Every check raises a one-line :class:`~kerascnn.errors.ArgumentError` (a ``ValueError``) that
+names the argument and echoes the value received, in the style of Keras: ``"... Received: epochs=0"``.
 """
 
 from __future__ import annotations
@@ -61,12 +61,7 @@ def positive_float(name: str, value: Any) -> float:
         >>> positive_float("learning_rate", 1e-3)
         0.001
     """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise ArgumentError(f"`{name}` must be a finite number > 0. {_received(name, value)}")
     return float(value)
 
@@ -94,12 +89,7 @@ def non_negative_float(name: str, value: Any) -> float:
         >>> non_negative_float("weight_decay", 0.0)
         0.0
     """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
         raise ArgumentError(f"`{name}` must be a finite number >= 0. {_received(name, value)}")
     return float(value)
 
@@ -127,9 +117,7 @@ def int_tuple(name: str, value: Any, *, length: int | None = None) -> tuple[int,
     """
     ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
     if ok:
-        ok = all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value
-        )
+        ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value)
     if ok and length is not None:
         ok = len(value) == length
     if not ok:
@@ -147,15 +135,13 @@ def input_shape(value: Any) -> tuple[int, int, int]:
     """
     if value is None:
         raise ArgumentError(
-            "`input_shape` must be (height, width, channels), 3 positive integers. "
-            "Received: input_shape=None"
+            "`input_shape` must be (height, width, channels), 3 positive integers. Received: input_shape=None"
         )
     try:
         return int_tuple("input_shape", value, length=3)  # type: ignore[return-value]
     except ArgumentError:
         raise ArgumentError(
-            "`input_shape` must be (height, width, channels), 3 positive integers. "
-            f"{_received('input_shape', value)}"
+            f"`input_shape` must be (height, width, channels), 3 positive integers. {_received('input_shape', value)}"
         ) from None
 
 

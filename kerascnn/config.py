@@ -29,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 from kerascnn import checks
 from kerascnn.errors import ArgumentError
 from kerascnn.hardware import PRECISIONS
-from kerascnn.recipes import OPTIMIZERS, SCHEDULES, Recipe
+from kerascnn.recipes import OPTIMIZERS, Recipe
 
 DEFAULT_EXPERIMENT = "kerascnn"
 TUNERS = ("random", "hyperband", "bayesian", "grid")
@@ -94,11 +94,19 @@ def _registration(config: Any) -> None:
     if config.alias is None:
         return
     if config.register_model is None:
-        raise ArgumentError(f"`alias` needs `register_model` (the model to point it at). Received: alias={config.alias!r}")
-    if not isinstance(config.alias, str) or not re.fullmatch(r"[A-Za-z_][\w-]{0,254}", config.alias) \
-            or config.alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", config.alias):  # fmt: skip
-        raise ArgumentError("`alias` must be a name of letters, digits, _ and -, not 'latest' or v<N>. "
-                            f"Received: alias={config.alias!r}")  # fmt: skip
+        raise ArgumentError(
+            f"`alias` needs `register_model` (the model to point it at). Received: alias={config.alias!r}"
+        )
+    if (
+        not isinstance(config.alias, str)
+        or not re.fullmatch(r"[A-Za-z_][\w-]{0,254}", config.alias)
+        or config.alias.lower() == "latest"
+        or re.fullmatch(r"[vV]\d+", config.alias)
+    ):
+        raise ArgumentError(
+            "`alias` must be a name of letters, digits, _ and -, not 'latest' or v<N>. "
+            f"Received: alias={config.alias!r}"
+        )
 
 
 def encode(value: Any) -> str:
@@ -141,8 +149,10 @@ class _Config:
         """
         unknown = sorted(set(settings) - set(cls.fields()))
         if unknown:
-            raise ArgumentError(f"Unknown setting(s) {', '.join(unknown)}; see help({cls.__name__}). "
-                                f"Received: {', '.join(f'{k}={settings[k]!r}' for k in unknown)}")  # fmt: skip
+            raise ArgumentError(
+                f"Unknown setting(s) {', '.join(unknown)}; see help({cls.__name__}). "
+                f"Received: {', '.join(f'{k}={settings[k]!r}' for k in unknown)}"
+            )
         config = cls(**settings)
         object.__setattr__(config, "_given", frozenset(settings))
         return config
@@ -173,7 +183,9 @@ class _Config:
     def changed_from(self, params: dict[str, str]) -> dict[str, tuple[str, str]]:
         """The given, logged settings whose value differs from ``params``: name -> (logged, given)."""
         mine = self.params()
-        return {k: (params[k], mine[k]) for k in sorted(self.given) if k in mine and k in params and params[k] != mine[k]}
+        return {
+            k: (params[k], mine[k]) for k in sorted(self.given) if k in mine and k in params and params[k] != mine[k]
+        }
 
     def merged_with(self: C, params: dict[str, str]) -> C:
         """A config with the logged ``params`` as defaults and this config's given settings on top."""
@@ -183,8 +195,18 @@ class _Config:
 
 
 def _recipe_overrides(config: Any) -> dict[str, Any]:
-    return {k: getattr(config, k) for k in ("optimizer", "learning_rate", "schedule", "warmup_epochs",
-                                            "batch_size", "epochs", "steps_per_execution")}  # fmt: skip
+    return {
+        k: getattr(config, k)
+        for k in (
+            "optimizer",
+            "learning_rate",
+            "schedule",
+            "warmup_epochs",
+            "batch_size",
+            "epochs",
+            "steps_per_execution",
+        )
+    }
 
 
 @dataclass(frozen=True)
@@ -198,50 +220,98 @@ class TrainConfig(_Config):
     dataset: str = setting("mnist", DATASET_HELP)
     epochs: int | None = setting(None, "epochs (default: the recipe's)", group="recipe", type=int)
     batch_size: int | None = setting(None, "batch size (default: the recipe's)", group="recipe", type=int)
-    learning_rate: float | None = setting(None, "peak learning rate (default: the recipe's, or the optimizer's "
-                                          "usual one when --optimizer changes it)", group="recipe", type=float)
+    learning_rate: float | None = setting(
+        None,
+        "peak learning rate (default: the recipe's, or the optimizer's usual one when --optimizer changes it)",
+        group="recipe",
+        type=float,
+    )
     optimizer: str | None = setting(None, f"{', '.join(OPTIMIZERS)} (default: the recipe's)", group="recipe")
     schedule: str | None = setting(None, "constant or cosine (warm-up + cosine decay)", group="recipe")
     warmup_epochs: float | None = setting(None, "warm-up epochs of the cosine schedule", group="recipe", type=float)
     train_samples: int | None = setting(None, "use the first N training images", group="data", type=int)
-    test_samples: int | None = setting(None, "evaluate on the first N test images (default: all; as many as "
-                                       "--train-samples when that is given)", group="data", type=int)  # fmt: skip
+    test_samples: int | None = setting(
+        None,
+        "evaluate on the first N test images (default: all; as many as --train-samples when that is given)",
+        group="data",
+        type=int,
+    )
     validation_split: float = setting(0.1, "fraction of training images held out (seeded)", group="data", type=float)
     augment: bool = setting(False, "random shifts/rotations (flips for photos)", group="data", kind="flag")
     input_shape: tuple[int, int, int] | None = setting(
-        None, "model input (default: the images' shape, enlarged to the model's minimum)", group="model",
-        kind="shape", metavar=("H", "W", "C"))  # fmt: skip
+        None,
+        "model input (default: the images' shape, enlarged to the model's minimum)",
+        group="model",
+        kind="shape",
+        metavar=("H", "W", "C"),
+    )
     num_classes: int | None = setting(None, "output classes (default: the dataset's)", group="model", type=int)
-    model_kwargs: dict[str, Any] = setting({}, "builder option, repeatable (-o width=32 -o batch_norm=true)",
-                                           group="model", kind="pairs", flag="-o", metavar="KEY=VALUE")  # fmt: skip
-    weights: str | None = setting(None, "start from pretrained weights: imagenet (vgg16, vgg19) or a .keras, .h5, "
-                                  ".pth/.pt or .npz file (see kerascnn.pretrained)", group="model",
-                                  metavar="SOURCE")  # fmt: skip
+    model_kwargs: dict[str, Any] = setting(
+        {},
+        "builder option, repeatable (-o width=32 -o batch_norm=true)",
+        group="model",
+        kind="pairs",
+        flag="-o",
+        metavar="KEY=VALUE",
+    )
+    weights: str | None = setting(
+        None,
+        "start from pretrained weights: imagenet (vgg16, vgg19) or a .keras, .h5, "
+        ".pth/.pt or .npz file (see kerascnn.pretrained)",
+        group="model",
+        metavar="SOURCE",
+    )
     seed: int = setting(0, "seed of the split, shuffling and weights", group="run", type=int)
     deterministic: bool = setting(False, "deterministic TensorFlow ops (slower)", group="run", kind="flag")
-    precision: str = setting("auto", "auto, float32 or mixed (auto: what this machine does fast, see "
-                             "`kerascnn doctor`)", group="device")  # fmt: skip
+    precision: str = setting(
+        "auto", "auto, float32 or mixed (auto: what this machine does fast, see `kerascnn doctor`)", group="device"
+    )
     jit: bool | str = setting("auto", "XLA-compile (default: on GPUs only)", group="device", kind="switch")
-    steps_per_execution: int | None = setting(None, "batches per compiled call (default: the recipe's)",
-                                              group="device", type=int)  # fmt: skip
+    steps_per_execution: int | None = setting(
+        None, "batches per compiled call (default: the recipe's)", group="device", type=int
+    )
     strategy: str = setting("auto", "auto, mirrored or multiworker (TF_CONFIG)", group="device")
     experiment: str = setting(DEFAULT_EXPERIMENT, "MLflow experiment", group="tracking", log=False)
     run_name: str | None = setting(None, "MLflow run name (default MODEL-DATASET)", group="tracking", log=False)
-    tracking_uri: str | None = setting(None, "MLflow store (default: $MLFLOW_TRACKING_URI or "
-                                       "sqlite:///mlruns/mlflow.db)", group="tracking", log=False)  # fmt: skip
-    tracking: bool = setting(True, "train without MLflow", group="tracking", kind="off", flag="--no-tracking",
-                             log=False)  # fmt: skip
-    resume: bool | str = setting(False, "continue the latest interrupted run of this model (or RUN_ID) with its "
-                                 "logged settings", group="tracking", kind="optional", metavar="RUN_ID",
-                                 log=False)  # fmt: skip
-    system_metrics: bool = setting(True, "do not sample CPU/memory/GPU use into system/... metrics",
-                                   group="tracking", kind="off", flag="--no-system-metrics", log=False)  # fmt: skip
-    register_model: str | None = setting(None, "register the model in MLflow's Model Registry under this name "
-                                         "(a new version)", group="tracking", metavar="NAME", log=False)  # fmt: skip
-    alias: str | None = setting(None, "with --register-model: point this alias (e.g. champion) at the new version",
-                                group="tracking", log=False)  # fmt: skip
-    offline: bool = setting(False, "track into the local spool only; `kerascnn sync` sends the run later",
-                            group="tracking", kind="flag", log=False)  # fmt: skip
+    tracking_uri: str | None = setting(
+        None, "MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)", group="tracking", log=False
+    )
+    tracking: bool = setting(
+        True, "train without MLflow", group="tracking", kind="off", flag="--no-tracking", log=False
+    )
+    resume: bool | str = setting(
+        False,
+        "continue the latest interrupted run of this model (or RUN_ID) with its logged settings",
+        group="tracking",
+        kind="optional",
+        metavar="RUN_ID",
+        log=False,
+    )
+    system_metrics: bool = setting(
+        True,
+        "do not sample CPU/memory/GPU use into system/... metrics",
+        group="tracking",
+        kind="off",
+        flag="--no-system-metrics",
+        log=False,
+    )
+    register_model: str | None = setting(
+        None,
+        "register the model in MLflow's Model Registry under this name (a new version)",
+        group="tracking",
+        metavar="NAME",
+        log=False,
+    )
+    alias: str | None = setting(
+        None, "with --register-model: point this alias (e.g. champion) at the new version", group="tracking", log=False
+    )
+    offline: bool = setting(
+        False,
+        "track into the local spool only; `kerascnn sync` sends the run later",
+        group="tracking",
+        kind="flag",
+        log=False,
+    )
 
     def __post_init__(self) -> None:
         from kerascnn import device
@@ -251,7 +321,7 @@ class TrainConfig(_Config):
         check_known(self.model, "model")
         fix = self._fix
         fix("dataset", check_dataset_name(self.dataset))
-        self.recipe  # checks the recipe settings
+        _ = self.recipe  # checks the recipe settings
         for name in ("train_samples", "test_samples"):
             fix(name, _optional(checks.positive_int)(name, getattr(self, name)))
         fix("num_classes", None if self.num_classes is None else checks.num_classes(self.num_classes))
@@ -275,15 +345,20 @@ class TrainConfig(_Config):
         if not isinstance(self.resume, (bool, str)) or self.resume == "":
             raise ArgumentError(f"`resume` must be True, False or a run id. Received: resume={self.resume!r}")
         if self.resume and not self.tracking:
-            raise ArgumentError("`resume` continues a tracked run; it cannot be used without tracking. "
-                                "Received: tracking=False")  # fmt: skip
+            raise ArgumentError(
+                "`resume` continues a tracked run; it cannot be used without tracking. Received: tracking=False"
+            )
         _registration(self)
         if self.offline and (self.resume or not self.tracking):
             what = f"resume={self.resume!r}" if self.resume else "tracking=False"
-            raise ArgumentError(f"`offline` spools a new tracked run; it cannot resume or go untracked. Received: {what}")
+            raise ArgumentError(
+                f"`offline` spools a new tracked run; it cannot resume or go untracked. Received: {what}"
+            )
         if self.register_model and not self.tracking:
-            raise ArgumentError("`register_model` registers a tracked run's model; it cannot be used without "
-                                "tracking. Received: tracking=False")  # fmt: skip
+            raise ArgumentError(
+                "`register_model` registers a tracked run's model; it cannot be used without "
+                "tracking. Received: tracking=False"
+            )
         if self.tracking:
             from kerascnn.tracking.store import resolve_tracking_uri
 
@@ -318,40 +393,65 @@ class TrainConfig(_Config):
 class TuneConfig(_Config):
     """The settings of one KerasTuner search (``kerascnn tune``)."""
 
-    family: str = setting("mnist_cnn", "search space: a family or model name (see `kerascnn models`)",
-                          kind="positional", metavar="FAMILY")  # fmt: skip
+    family: str = setting(
+        "mnist_cnn", "search space: a family or model name (see `kerascnn models`)", kind="positional", metavar="FAMILY"
+    )
     dataset: str = setting("mnist", DATASET_HELP)
     tuner: str = setting("random", "random, hyperband, bayesian or grid", group="search")
-    max_trials: int = setting(10, "trials in the search (raise it to extend one; Hyperband plans its own "
-                              "brackets within it)", group="search", type=int, log=False)  # fmt: skip
+    max_trials: int = setting(
+        10,
+        "trials in the search (raise it to extend one; Hyperband plans its own brackets within it)",
+        group="search",
+        type=int,
+        log=False,
+    )
     epochs: int = setting(2, "epochs per trial (Hyperband: the most a trial gets)", group="search", type=int)
-    fixed: dict[str, Any] = setting({}, "pin a hyperparameter, repeatable (--fixed filters=32)", group="search",
-                                    kind="pairs", metavar="KEY=VALUE")  # fmt: skip
+    fixed: dict[str, Any] = setting(
+        {}, "pin a hyperparameter, repeatable (--fixed filters=32)", group="search", kind="pairs", metavar="KEY=VALUE"
+    )
     objective: str = setting("val_accuracy", "val_accuracy (maximised) or val_loss (minimised)", group="search")
     batch_size: int | None = setting(None, "batch size (default: the family's recipe)", group="data", type=int)
     train_samples: int | None = setting(None, "use the first N training images", group="data", type=int)
-    validation_split: float = setting(0.1, "fraction of training images the objective is measured on",
-                                      group="data", type=float)  # fmt: skip
+    validation_split: float = setting(
+        0.1, "fraction of training images the objective is measured on", group="data", type=float
+    )
     precision: str = setting("auto", "auto, float32 or mixed (as for train)", group="device")
     seed: int = setting(0, "seed of the split, the tuner and the weights", group="run", type=int)
-    search_name: str | None = setting(None, "name of the search (default FAMILY-DATASET-TUNER); the same name "
-                                      "resumes it", group="search", log=False)  # fmt: skip
+    search_name: str | None = setting(
+        None, "name of the search (default FAMILY-DATASET-TUNER); the same name resumes it", group="search", log=False
+    )
     directory: str = setting("mlruns/searches", "where KerasTuner keeps its state", group="search", log=False)
-    overwrite: bool = setting(False, "start the search afresh (old MLflow runs stay)", group="search",
-                              kind="flag", log=False)  # fmt: skip
-    max_retries_per_trial: int = setting(0, "KerasTuner's retries of a crashed trial", group="search", type=int,
-                                         log=False)  # fmt: skip
-    max_consecutive_failed_trials: int = setting(3, "KerasTuner stops after this many failures in a row",
-                                                 group="search", type=int, log=False)  # fmt: skip
+    overwrite: bool = setting(
+        False, "start the search afresh (old MLflow runs stay)", group="search", kind="flag", log=False
+    )
+    max_retries_per_trial: int = setting(
+        0, "KerasTuner's retries of a crashed trial", group="search", type=int, log=False
+    )
+    max_consecutive_failed_trials: int = setting(
+        3, "KerasTuner stops after this many failures in a row", group="search", type=int, log=False
+    )
     experiment: str = setting(DEFAULT_EXPERIMENT, "MLflow experiment", group="tracking", log=False)
-    tracking_uri: str | None = setting(None, "MLflow store (default: $MLFLOW_TRACKING_URI or "
-                                       "sqlite:///mlruns/mlflow.db)", group="tracking", log=False)  # fmt: skip
-    system_metrics: bool = setting(True, "do not sample CPU/memory/GPU use into system/... metrics",
-                                   group="tracking", kind="off", flag="--no-system-metrics", log=False)  # fmt: skip
-    register_model: str | None = setting(None, "register the model in MLflow's Model Registry under this name "
-                                         "(a new version)", group="tracking", metavar="NAME", log=False)  # fmt: skip
-    alias: str | None = setting(None, "with --register-model: point this alias (e.g. champion) at the new version",
-                                group="tracking", log=False)  # fmt: skip
+    tracking_uri: str | None = setting(
+        None, "MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)", group="tracking", log=False
+    )
+    system_metrics: bool = setting(
+        True,
+        "do not sample CPU/memory/GPU use into system/... metrics",
+        group="tracking",
+        kind="off",
+        flag="--no-system-metrics",
+        log=False,
+    )
+    register_model: str | None = setting(
+        None,
+        "register the model in MLflow's Model Registry under this name (a new version)",
+        group="tracking",
+        metavar="NAME",
+        log=False,
+    )
+    alias: str | None = setting(
+        None, "with --register-model: point this alias (e.g. champion) at the new version", group="tracking", log=False
+    )
 
     def __post_init__(self) -> None:
         from kerascnn.data import check_dataset_name
@@ -372,21 +472,26 @@ class TuneConfig(_Config):
         fix("train_samples", _optional(checks.positive_int)("train_samples", self.train_samples))
         fix("validation_split", checks.fraction("validation_split", self.validation_split))
         if not self.validation_split > 0:
-            raise ArgumentError("`validation_split` must be > 0: the objective is measured on it. "
-                                f"Received: validation_split={self.validation_split!r}")  # fmt: skip
+            raise ArgumentError(
+                "`validation_split` must be > 0: the objective is measured on it. "
+                f"Received: validation_split={self.validation_split!r}"
+            )
         checks.one_of("precision", self.precision, PRECISIONS)
         fix("seed", checks.non_negative_int("seed", self.seed))
         name = self.search_name
-        if name is not None and (not isinstance(name, str) or not name.strip() or name.startswith(".")
-                                 or any(c in name for c in "/\\'\"`")):  # fmt: skip
+        if name is not None and (
+            not isinstance(name, str) or not name.strip() or name.startswith(".") or any(c in name for c in "/\\'\"`")
+        ):
             raise ArgumentError(f"`search_name` must be a plain name (no slashes). Received: search_name={name!r}")
         checks.non_empty("directory", str(self.directory))
         fix("directory", str(self.directory))
         fix("overwrite", _bool("overwrite", self.overwrite))
         fix("system_metrics", _bool("system_metrics", self.system_metrics))
         fix("max_retries_per_trial", checks.non_negative_int("max_retries_per_trial", self.max_retries_per_trial))
-        fix("max_consecutive_failed_trials",
-            checks.positive_int("max_consecutive_failed_trials", self.max_consecutive_failed_trials))  # fmt: skip
+        fix(
+            "max_consecutive_failed_trials",
+            checks.positive_int("max_consecutive_failed_trials", self.max_consecutive_failed_trials),
+        )
         checks.non_empty("experiment", self.experiment)
         _registration(self)
         fix("tracking_uri", resolve_tracking_uri(self.tracking_uri))

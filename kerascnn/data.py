@@ -139,8 +139,9 @@ def _read_npz(path: Path, expected_shape: tuple[int, int, int] | None = None) ->
         with np.load(path, allow_pickle=False) as npz:
             missing = {"x_train", "y_train", "x_test", "y_test"} - set(npz.files)
             if missing:
-                raise ArgumentError(f"Dataset file lacks {', '.join(sorted(missing))} (needs x_train, y_train, "
-                                    f"x_test, y_test). {where}")  # fmt: skip
+                raise ArgumentError(
+                    f"Dataset file lacks {', '.join(sorted(missing))} (needs x_train, y_train, x_test, y_test). {where}"
+                )
             arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except ArgumentError:
         raise
@@ -151,12 +152,14 @@ def _read_npz(path: Path, expected_shape: tuple[int, int, int] | None = None) ->
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise ArgumentError(f"Dataset file is corrupt or not an .npz ({type(e).__name__}). {where}") from None
     for split in ("train", "test"):
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = _check_split(split, arrays[f"x_{split}"],
-                                                                  arrays[f"y_{split}"], where)  # fmt: skip
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = _check_split(
+            split, arrays[f"x_{split}"], arrays[f"y_{split}"], where
+        )
     shape = arrays["x_train"].shape[1:]
     if shape != arrays["x_test"].shape[1:]:
-        raise ArgumentError(f"x_train and x_test images differ in shape ({shape} vs "
-                            f"{arrays['x_test'].shape[1:]}). {where}")  # fmt: skip
+        raise ArgumentError(
+            f"x_train and x_test images differ in shape ({shape} vs {arrays['x_test'].shape[1:]}). {where}"
+        )
     if expected_shape is not None and shape != tuple(expected_shape):
         raise ArgumentError(f"Images have shape {shape}, this dataset's are {tuple(expected_shape)}. {where}")
     if len(arrays["x_train"]) == 0 or len(arrays["x_test"]) == 0:
@@ -168,16 +171,20 @@ def _read_npz(path: Path, expected_shape: tuple[int, int, int] | None = None) ->
 
 def _check_split(split: str, x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     if x.ndim not in (3, 4) or x.dtype != np.uint8:
-        raise ArgumentError(f"x_{split} must be uint8 images (N, H, W) or (N, H, W, C); got {x.dtype} {x.shape}. "
-                            f"{where}")  # fmt: skip
+        raise ArgumentError(
+            f"x_{split} must be uint8 images (N, H, W) or (N, H, W, C); got {x.dtype} {x.shape}. {where}"
+        )
     y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
-        raise ArgumentError(f"y_{split} must hold one integer label per image; got {y.dtype} {y.shape} for "
-                            f"{len(x)} images. {where}")  # fmt: skip
+        raise ArgumentError(
+            f"y_{split} must hold one integer label per image; got {y.dtype} {y.shape} for {len(x)} images. {where}"
+        )
     return _nhwc(x), y.astype(np.int32)
 
 
-def _load_folder(path: Path, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[str]]:
+def _load_folder(
+    path: Path, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[str]]:
     """Loads a class-per-sub-folder image tree; ``train/`` + ``test/`` sub-trees are used when present."""
     import keras
     import tensorflow as tf
@@ -194,10 +201,16 @@ def _load_folder(path: Path, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], 
         first = tf.io.decode_image(tf.io.read_file(str(files[0])), expand_animations=False)
         height, width, channels = (int(d) for d in first.shape)
         ds = keras.utils.image_dataset_from_directory(
-            str(folder), labels="inferred", label_mode="int", class_names=class_names or classes,
-            color_mode="grayscale" if channels == 1 else "rgb", batch_size=None,
-            image_size=(height, width), shuffle=False, verbose=False,
-        )  # fmt: skip
+            str(folder),
+            labels="inferred",
+            label_mode="int",
+            class_names=class_names or classes,
+            color_mode="grayscale" if channels == 1 else "rgb",
+            batch_size=None,
+            image_size=(height, width),
+            shuffle=False,
+            verbose=False,
+        )
         images, labels = [], []
         for image, label in ds.as_numpy_iterator():
             images.append(np.clip(image, 0, 255).astype(np.uint8))
@@ -263,7 +276,7 @@ def load_dataset(
         x, y = x[:train_samples], y[:train_samples]
     if test_samples is not None:
         xt, yt = xt[:test_samples], yt[:test_samples]
-    n_val = int(round(len(x) * validation_split))
+    n_val = round(len(x) * validation_split)
     if n_val >= len(x) or (validation_split > 0 and n_val == 0):
         raise ArgumentError(
             f"`train_samples` leaves no images for training or validation ({len(x)} images, "
@@ -272,9 +285,17 @@ def load_dataset(
     order = np.random.default_rng(seed).permutation(len(x))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     return Dataset(
-        name=name, x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val], x_test=xt, y_test=yt,
-        num_classes=num_classes, class_names=class_names, source=source,
-    )  # fmt: skip
+        name=name,
+        x_train=x[train],
+        y_train=y[train],
+        x_val=x[val],
+        y_val=y[val],
+        x_test=xt,
+        y_test=yt,
+        num_classes=num_classes,
+        class_names=class_names,
+        source=source,
+    )
 
 
 @dataclass(frozen=True)
@@ -422,17 +443,29 @@ def describe_splits(data: Dataset) -> list[dict[str, Any]]:
         source_type, source = "code", {"tags": {"loader": f"keras.datasets.{NAMED[data.name][0]}.load_data"}}
     else:
         source_type, source = "local", {"uri": Path(data.source).resolve().as_uri()}
-    splits = (("train", "training", data.x_train, data.y_train), ("val", "validation", data.x_val, data.y_val),
-              ("test", "testing", data.x_test, data.y_test))  # fmt: skip
+    splits = (
+        ("train", "training", data.x_train, data.y_train),
+        ("val", "validation", data.x_val, data.y_val),
+        ("test", "testing", data.x_test, data.y_test),
+    )
     described = []
     for split, context, x, y in splits:
         if not len(x):
             continue
         digest = hashlib.md5(np.ascontiguousarray(x).tobytes()[: 1 << 22] + y.tobytes() + str(x.shape).encode())
-        spec = {"features": [{"type": "tensor", "tensor-spec": {"dtype": str(x.dtype), "shape": [-1, *x.shape[1:]]}}],
-                "targets": [{"type": "tensor", "tensor-spec": {"dtype": str(y.dtype), "shape": [-1]}}]}  # fmt: skip
-        described.append({"name": f"{Path(data.name).name}-{split}", "digest": digest.hexdigest()[:8],
-                          "source_type": source_type, "source": source, "context": context,
-                          "schema": {"mlflow_tensorspec": {k: json.dumps(v) for k, v in spec.items()}},
-                          "profile": {"num_rows": len(x), "features_shape": list(x.shape)}})  # fmt: skip
+        spec = {
+            "features": [{"type": "tensor", "tensor-spec": {"dtype": str(x.dtype), "shape": [-1, *x.shape[1:]]}}],
+            "targets": [{"type": "tensor", "tensor-spec": {"dtype": str(y.dtype), "shape": [-1]}}],
+        }
+        described.append(
+            {
+                "name": f"{Path(data.name).name}-{split}",
+                "digest": digest.hexdigest()[:8],
+                "source_type": source_type,
+                "source": source,
+                "context": context,
+                "schema": {"mlflow_tensorspec": {k: json.dumps(v) for k, v in spec.items()}},
+                "profile": {"num_rows": len(x), "features_shape": list(x.shape)},
+            }
+        )
     return described

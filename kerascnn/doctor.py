@@ -38,8 +38,13 @@ def _nvidia_smi() -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,memory.total,driver_version",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=10).stdout  # fmt: skip
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,compute_cap,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
@@ -50,8 +55,12 @@ def _data() -> dict[str, Any]:
 
     folder = os.environ.get(DATA_DIR_ENV)
     found = sorted(n for n in NAMED if folder and (Path(folder) / f"{n}.npz").is_file())
-    return {"env": DATA_DIR_ENV, "folder": folder, "datasets_there": found,
-            "otherwise": "keras.datasets (downloads when online)"}  # fmt: skip
+    return {
+        "env": DATA_DIR_ENV,
+        "folder": folder,
+        "datasets_there": found,
+        "otherwise": "keras.datasets (downloads when online)",
+    }
 
 
 def _tracking() -> dict[str, Any]:
@@ -63,8 +72,12 @@ def _tracking() -> dict[str, Any]:
     except ArgumentError as e:
         return {"uri": os.environ.get("MLFLOW_TRACKING_URI"), "problem": str(e)}
     db = store.sqlite_path(uri)
-    info: dict[str, Any] = {"uri": uri, "exists": db.exists() if db else None, "home": str(store.home(uri)),
-                            "timeout_s": store.timeout_s()}  # fmt: skip
+    info: dict[str, Any] = {
+        "uri": uri,
+        "exists": db.exists() if db else None,
+        "home": str(store.home(uri)),
+        "timeout_s": store.timeout_s(),
+    }
     if db is None:
         try:
             store.probe(uri)
@@ -82,19 +95,29 @@ def report(probe: bool = False) -> dict[str, Any]:
     plan = hardware.plan(machine)
     mixed = hardware.plan(machine, precision="mixed")
     result: dict[str, Any] = {
-        "machine": {"os": platform.platform(), "python": platform.python_version(), "cpu": machine.cpu_model,
-                    "arch": machine.arch, "cores": machine.cores, "cpu_flags": sorted(machine.cpu_flags),
-                    "native_bfloat16": machine.native_bfloat16,
-                    "gpus": [{"name": g.name, "compute_capability": list(g.compute_capability or ()),
-                              "memory_mib": g.memory_mib} for g in machine.gpus],
-                    "nvidia_smi": _nvidia_smi()},
+        "machine": {
+            "os": platform.platform(),
+            "python": platform.python_version(),
+            "cpu": machine.cpu_model,
+            "arch": machine.arch,
+            "cores": machine.cores,
+            "cpu_flags": sorted(machine.cpu_flags),
+            "native_bfloat16": machine.native_bfloat16,
+            "gpus": [
+                {"name": g.name, "compute_capability": list(g.compute_capability or ()), "memory_mib": g.memory_mib}
+                for g in machine.gpus
+            ],
+            "nvidia_smi": _nvidia_smi(),
+        },
         "versions": {p: _version(p) for p in PACKAGES},
         "data": _data(),
         "tracking": _tracking(),
-        "auto": {"precision": {"policy": plan.policy, "why": plan.reasons["precision"]},
-                 "jit": {"value": plan.jit, "why": plan.reasons["jit"]},
-                 "mixed_if_forced": {"policy": mixed.policy, "warnings": list(mixed.warnings)}},
-    }  # fmt: skip
+        "auto": {
+            "precision": {"policy": plan.policy, "why": plan.reasons["precision"]},
+            "jit": {"value": plan.jit, "why": plan.reasons["jit"]},
+            "mixed_if_forced": {"policy": mixed.policy, "warnings": list(mixed.warnings)},
+        },
+    }
     if probe:
         result["probe"] = run_probe(machine)
     return result
@@ -125,31 +148,44 @@ def _time_steps(machine: hardware.Machine, precision: str, jit: bool) -> dict[st
     model.fit(x, y, batch_size=PROBE_BATCH, epochs=1, verbose=0)
     seconds = time.perf_counter() - started
     keras.backend.clear_session()
-    return {"precision": precision, "policy": plan.policy, "jit": jit, "steps": PROBE_STEPS,
-            "ms_per_step": round(seconds / PROBE_STEPS * 1000, 1), "images_per_s": round(len(x) / seconds, 1)}  # fmt: skip
+    return {
+        "precision": precision,
+        "policy": plan.policy,
+        "jit": jit,
+        "steps": PROBE_STEPS,
+        "ms_per_step": round(seconds / PROBE_STEPS * 1000, 1),
+        "images_per_s": round(len(x) / seconds, 1),
+    }
 
 
 def format_report(r: dict[str, Any]) -> str:
     """The report as aligned text."""
     m, t, d = r["machine"], r["tracking"], r["data"]
-    gpus = "; ".join(f"{g['name']} (compute capability {'.'.join(map(str, g['compute_capability'])) or '?'})"
-                     for g in m["gpus"]) or "none visible to TensorFlow"  # fmt: skip
+    gpus = (
+        "; ".join(
+            f"{g['name']} (compute capability {'.'.join(map(str, g['compute_capability'])) or '?'})" for g in m["gpus"]
+        )
+        or "none visible to TensorFlow"
+    )
     lines = [
         f"machine     {m['cpu']} ({m['arch']}, {m['cores']} cores), {m['os']}, Python {m['python']}",
         f"cpu flags   {' '.join(m['cpu_flags']) or '-'}; native bfloat16: {'yes' if m['native_bfloat16'] else 'no'}",
         f"gpus        {gpus}" + (f"; nvidia-smi: {' | '.join(m['nvidia_smi'])}" if m["nvidia_smi"] else ""),
         "versions    " + ", ".join(f"{k} {v or 'not installed'}" for k, v in r["versions"].items()),
-        f"data        {d['env']}={d['folder'] or '(unset)'}" + (f": {', '.join(d['datasets_there'])}"
-                                                                 if d["datasets_there"] else "")
+        f"data        {d['env']}={d['folder'] or '(unset)'}"
+        + (f": {', '.join(d['datasets_there'])}" if d["datasets_there"] else "")
         + f"; otherwise {d['otherwise']}",
-        f"tracking    {t.get('uri')}" + (f" (problem: {t['problem']})" if t.get("problem") else "")
+        f"tracking    {t.get('uri')}"
+        + (f" (problem: {t['problem']})" if t.get("problem") else "")
         + (f"; {t['spooled_runs']} run(s) waiting in the spool (kerascnn sync)" if t.get("spooled_runs") else ""),
         f"precision   auto -> {r['auto']['precision']['policy']}: {r['auto']['precision']['why']}",
         f"xla (jit)   auto -> {'on' if r['auto']['jit']['value'] else 'off'}: {r['auto']['jit']['why']}",
-    ]  # fmt: skip
+    ]
     for warning in r["auto"]["mixed_if_forced"]["warnings"]:
         lines.append(f"note        --precision mixed here: {warning}")
     for p in r.get("probe", []):
-        lines.append(f"probe       {p['policy']:<15} jit={'on ' if p['jit'] else 'off'} {p['ms_per_step']:>7.1f} ms/step "
-                     f"{p['images_per_s']:>8.1f} images/s ({p['steps']} steps of {PROBE_BATCH})")  # fmt: skip
+        lines.append(
+            f"probe       {p['policy']:<15} jit={'on ' if p['jit'] else 'off'} {p['ms_per_step']:>7.1f} ms/step "
+            f"{p['images_per_s']:>8.1f} images/s ({p['steps']} steps of {PROBE_BATCH})"
+        )
     return "\n".join(lines)

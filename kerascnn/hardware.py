@@ -73,8 +73,11 @@ class Machine:
 
     def tags(self) -> dict[str, str]:
         """The machine as MLflow run tags."""
-        tags = {"kerascnn.cpu": self.cpu_model, "kerascnn.cpu_flags": " ".join(sorted(self.cpu_flags)),
-                "kerascnn.cpu_cores": str(self.cores)}  # fmt: skip
+        tags = {
+            "kerascnn.cpu": self.cpu_model,
+            "kerascnn.cpu_flags": " ".join(sorted(self.cpu_flags)),
+            "kerascnn.cpu_cores": str(self.cores),
+        }
         if self.gpus:
             tags["kerascnn.gpu"] = "; ".join(g.describe() for g in self.gpus)
         return tags
@@ -102,7 +105,8 @@ def parse_cpuinfo(text: str, arch: str) -> tuple[str, frozenset[str]]:
 def _macos_cpu(arch: str) -> tuple[str, frozenset[str]]:
     def sysctl(name: str) -> str:
         try:
-            return subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5).stdout.strip()
+            found = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5, check=False)
+            return found.stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -143,8 +147,12 @@ class SpeedPlan:
 
     def params(self) -> dict[str, object]:
         """The plan as run params: what was asked and what it resolved to."""
-        return {"precision": self.precision, "dtype_policy": self.policy, "jit_compile": self.jit,
-                "steps_per_execution": self.steps_per_execution}  # fmt: skip
+        return {
+            "precision": self.precision,
+            "dtype_policy": self.policy,
+            "jit_compile": self.jit,
+            "steps_per_execution": self.steps_per_execution,
+        }
 
     def tags(self) -> dict[str, str]:
         """The reasons as run tags (``kerascnn.why.precision`` ...)."""
@@ -160,17 +168,29 @@ def _precision(machine: Machine, precision: str) -> tuple[str, str, list[str]]:
         modern = all(cc is not None and cc >= TENSOR_CORES_FROM for cc in ccs)
         shown = ", ".join(g.describe() for g in machine.gpus)
         if precision == "mixed":
-            warn = [] if modern else [f"mixed float16 on {shown}: below compute capability 7.0 (no tensor cores) "
-                                      "it is not faster than float32"]  # fmt: skip
+            warn = (
+                []
+                if modern
+                else [
+                    f"mixed float16 on {shown}: below compute capability 7.0 (no tensor cores) "
+                    "it is not faster than float32"
+                ]
+            )
             return "mixed_float16", "asked for mixed precision on a GPU", warn
         if modern:
             return "mixed_float16", f"auto: {shown} has tensor cores (compute capability >= 7.0)", []
         return "float32", f"auto: {shown} is below compute capability 7.0 (no tensor cores)", []
     native = [f for f in BF16_FLAGS.get(machine.arch, ()) if f in machine.cpu_flags]
     if precision == "mixed":
-        warn = [] if native else [f"mixed precision on this CPU ({machine.cpu_model}, no native bfloat16) is emulated "
-                                  "and several times slower per step than float32; --precision auto picks float32 "
-                                  "here"]  # fmt: skip
+        warn = (
+            []
+            if native
+            else [
+                f"mixed precision on this CPU ({machine.cpu_model}, no native bfloat16) is emulated "
+                "and several times slower per step than float32; --precision auto picks float32 "
+                "here"
+            ]
+        )
         return "mixed_bfloat16", "asked for mixed precision on a CPU", warn
     if native:
         return "mixed_bfloat16", f"auto: the CPU does bfloat16 natively ({', '.join(native)})", []
@@ -200,8 +220,9 @@ def plan(
         'float32'
     """
     if precision not in PRECISIONS:
-        raise ArgumentError(f"`precision` must be one of {', '.join(map(repr, PRECISIONS))}. "
-                            f"Received: precision={precision!r}")  # fmt: skip
+        raise ArgumentError(
+            f"`precision` must be one of {', '.join(map(repr, PRECISIONS))}. Received: precision={precision!r}"
+        )
     if jit != "auto" and not isinstance(jit, bool):
         raise ArgumentError(f"`jit` must be True, False or 'auto'. Received: jit={jit!r}")
     policy, why_precision, warnings = _precision(machine, precision)

@@ -31,7 +31,11 @@ def pip_requirements() -> list[str]:
     from importlib import metadata
 
     pins = []
-    for name, dist in (("tensorflow", ("tensorflow", "tensorflow-cpu")), ("keras", ("keras",)), ("mlflow", ("mlflow",))):
+    for name, dist in (
+        ("tensorflow", ("tensorflow", "tensorflow-cpu")),
+        ("keras", ("keras",)),
+        ("mlflow", ("mlflow",)),
+    ):
         for candidate in dist:
             try:
                 pins.append(f"{name}=={metadata.version(candidate)}")
@@ -95,8 +99,8 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
     suffix = file.suffix.lower()
     if suffix in (".h5", ".hdf5") and not unsafe:
         raise ArgumentError(
-            "Legacy HDF5 models can execute code when loaded and are not loaded from untrusted paths; "
-            f"re-save as .keras, or pass unsafe=True (CLI: --unsafe) if you trust the file. Received: path={str(path)!r}"
+            "Legacy HDF5 models can execute code when loaded and are not loaded from untrusted paths; re-save "
+            f"as .keras, or pass unsafe=True (CLI: --unsafe) if you trust the file. Received: path={str(path)!r}"
         )
     if suffix not in (".keras", ".h5", ".hdf5"):
         raise ArgumentError(f"Model files must end in .keras. Received: path={str(path)!r}")
@@ -110,6 +114,10 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
                 "The model contains a Lambda layer, which runs arbitrary code when loaded; refused in safe "
                 f"mode. Pass unsafe=True (CLI: --unsafe) if you trust the file. Received: path={str(path)!r}"
             ) from None
-        raise ArgumentError(f"Cannot load the model ({' '.join(str(e).split())[:300]}). Received: path={str(path)!r}") from None
+        raise ArgumentError(
+            f"Cannot load the model ({' '.join(str(e).split())[:300]}). Received: path={str(path)!r}"
+        ) from None
     except (OSError, KeyError) as e:
-        raise ArgumentError(f"Model file is corrupt or not a Keras archive ({type(e).__name__}). Received: path={str(path)!r}") from None
+        raise ArgumentError(
+            f"Model file is corrupt or not a Keras archive ({type(e).__name__}). Received: path={str(path)!r}"
+        ) from None

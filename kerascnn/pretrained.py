@@ -202,9 +202,7 @@ def _open_source(weights: Any, model_name: str | None) -> _Source:
     if isinstance(weights, dict):
         return _Source("state_dict", "torch", "torchvision", state_dict=_arrays(weights, "weights"))
     if weights == "imagenet":
-        return _Source(
-            "imagenet", "caffe", "layers", layers=lambda model: _imagenet_layers(model_name, model)
-        )
+        return _Source("imagenet", "caffe", "layers", layers=lambda model: _imagenet_layers(model_name, model))
     path = Path(weights)
     suffix = _suffix(path)
     if suffix == ".keras":
@@ -247,8 +245,7 @@ def _keras_source(path: Path) -> _Source:
     nested = [layer.name for layer in ref.layers if hasattr(layer, "layers") and layer.weights]
     if nested:
         raise ArgumentError(
-            f"Nested models are not supported as a weights source ({nested[0]}). "
-            f"Received: weights={str(path)!r}"
+            f"Nested models are not supported as a weights source ({nested[0]}). Received: weights={str(path)!r}"
         )
     mode = model_preprocessing(ref)
     has_layer = any(layer.name == "preprocess" for layer in ref.layers)
@@ -279,9 +276,7 @@ def _read_h5_layers(path: Path) -> dict[str, list[np.ndarray]]:
             for raw in group.attrs["layer_names"]:
                 name = raw.decode() if isinstance(raw, bytes) else str(raw)
                 g = group[name]
-                names = [
-                    w.decode() if isinstance(w, bytes) else str(w) for w in g.attrs.get("weight_names", [])
-                ]
+                names = [w.decode() if isinstance(w, bytes) else str(w) for w in g.attrs.get("weight_names", [])]
                 if names:
                     out[name] = [np.asarray(g[w]) for w in names]
             return out
@@ -291,11 +286,10 @@ def _read_h5_layers(path: Path) -> dict[str, list[np.ndarray]]:
 
 def _arrays(state: dict[str, Any], argument: str) -> dict[str, np.ndarray]:
     out = {}
-    for key, value in state.items():
+    for key, item in state.items():
         if not isinstance(key, str):
             raise ArgumentError(f"A state dict's keys must be strings. Received: {argument} key {key!r}")
-        if hasattr(value, "detach"):  # a torch tensor
-            value = value.detach().cpu().numpy()
+        value = item.detach().cpu().numpy() if hasattr(item, "detach") else item  # a torch tensor, or not
         if not isinstance(value, np.ndarray) and not np.isscalar(value):
             raise ArgumentError(
                 f"A state dict maps names to arrays or tensors. Received: {argument}[{key!r}] of type "
@@ -327,9 +321,7 @@ def read_state_dict(source: str | os.PathLike | dict[str, Any]) -> dict[str, np.
             with np.load(path, allow_pickle=False) as data:
                 return _arrays({k: data[k] for k in data.files}, "state_dict")
         except (OSError, ValueError) as e:
-            raise ArgumentError(
-                f"Cannot read the .npz file ({e}). Received: state_dict={str(source)!r}"
-            ) from None
+            raise ArgumentError(f"Cannot read the .npz file ({e}). Received: state_dict={str(source)!r}") from None
     if suffix in (".pth", ".pt"):
         try:
             import torch
@@ -372,9 +364,7 @@ def torchvision_mapping(model: Any) -> dict[str, tuple[str, int, str]]:
         return _resnet_mapping(names)
     if "block1_conv1" in names:
         return _vgg_mapping(model)
-    raise ArgumentError(
-        f"torchvision weights map onto the kit's ResNet and VGG models. Received: model={model.name!r}"
-    )
+    raise ArgumentError(f"torchvision weights map onto the kit's ResNet and VGG models. Received: model={model.name!r}")
 
 
 def _conv_bn(mapping: dict, torch_prefix: str, conv: str | None, bn: str | None, bias: bool = False) -> None:
@@ -426,9 +416,7 @@ def _vgg_mapping(model: Any) -> dict[str, tuple[str, int, str]]:
         elif kind == "BatchNormalization":
             _conv_bn(mapping, ("", f"features.{index}"), None, layer.name)
             index += 1
-        elif kind == "ReLU":
-            index += 1
-        elif kind == "MaxPooling2D":
+        elif kind in {"ReLU", "MaxPooling2D"}:
             index += 1
         elif kind == "Dense":
             dense.append(layer.name)
@@ -448,7 +436,7 @@ def _transform(value: np.ndarray, transform: str, target_shape: tuple[int, ...])
     elif transform == "dense_chw" and value.ndim == 2:
         # torchvision flattens its (512, 7, 7) pooled map channel-first, Keras flattens (H, W, 512)
         units, flat = value.shape
-        side = int(round((flat / _VGG_CHANNELS) ** 0.5))
+        side = round((flat / _VGG_CHANNELS) ** 0.5)
         if side * side * _VGG_CHANNELS != flat or tuple(target_shape) != (flat, units):
             return None
         value = value.reshape(units, _VGG_CHANNELS, side, side).transpose(2, 3, 1, 0).reshape(flat, units)
@@ -475,9 +463,7 @@ def _torchvision_layers(model: Any, state: dict[str, np.ndarray], label: str) ->
     for key, (name, index, transform) in mapping.items():
         target = shapes[name][index]
         value = _transform(state[key], transform, target)
-        out.setdefault(name, [None] * len(shapes[name]))[index] = (
-            value if value is not None else np.asarray(state[key])
-        )
+        out.setdefault(name, [None] * len(shapes[name]))[index] = value if value is not None else np.asarray(state[key])
     return out
 
 
@@ -525,9 +511,7 @@ def _apply(model: Any, source: _Source) -> Pretrained:
     label = source.label
     mode = model_preprocessing(model)
     if any(layer.name == "preprocess" for layer in model.layers) and mode is None:
-        raise ArgumentError(
-            f"The model's `preprocess` layer is not a kit convention. Received: model={model.name!r}"
-        )
+        raise ArgumentError(f"The model's `preprocess` layer is not a kit convention. Received: model={model.name!r}")
     flip = False
     if source.has_preprocess_layer:
         if mode != source.preprocess:
@@ -555,7 +539,7 @@ def _apply(model: Any, source: _Source) -> Pretrained:
                 f"The .weights.h5 file does not fit {model.name} ({' '.join(str(e).split())[:200]}); it "
                 f"loads only into the architecture that saved it. Received: weights={label!r}"
             ) from None
-        return Pretrained(model, label, None, mode, loaded=[n for n in _layer_shapes(model)])
+        return Pretrained(model, label, None, mode, loaded=list(_layer_shapes(model)))
     if source.kind == "torchvision":
         by_layer = _torchvision_layers(model, source.state_dict, label)
     else:
@@ -587,9 +571,7 @@ def _apply(model: Any, source: _Source) -> Pretrained:
             values = [values[0][:, :, ::-1, :], *values[1:]]
         pending.append((layer, values))
         result.loaded.append(layer.name)
-    unused = sorted(
-        name for name in by_layer if name not in shapes and not _is_dense_name(name, by_layer[name])
-    )
+    unused = sorted(name for name in by_layer if name not in shapes and not _is_dense_name(name, by_layer[name]))
     if unused:
         raise ArgumentError(
             f"The source has weighted layers {model.name} lacks ({', '.join(unused[:3])}"
@@ -643,9 +625,7 @@ def create_pretrained(
     source = _open_source(weights, name)
     options = entry.options()
     if "preprocessing" in options:
-        overrides.setdefault(
-            "preprocessing", source.preprocess if source.has_preprocess_layer else source.convention
-        )
+        overrides.setdefault("preprocessing", source.preprocess if source.has_preprocess_layer else source.convention)
     if source.kind == "torchvision":
         if entry.family == "resnet":
             overrides.setdefault("stem", "imagenet")

@@ -79,7 +79,7 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> Any:
     total = max(1, recipe.epochs * steps_per_epoch)
     rate: Any = recipe.learning_rate
     if recipe.schedule == "cosine":
-        warmup = min(int(round(recipe.warmup_epochs * steps_per_epoch)), total - 1)
+        warmup = min(round(recipe.warmup_epochs * steps_per_epoch), total - 1)
         rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=recipe.learning_rate / 10 if warmup else recipe.learning_rate,
             decay_steps=total - warmup,

@@ -35,10 +35,9 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from kerascnn import arithmetic
 from kerascnn.errors import ArgumentError
 from kerascnn.models._layers import keras
-
-from kerascnn import arithmetic
 
 Axes = tuple[int, ...]
 
@@ -234,8 +233,11 @@ def _rank(kind: str) -> int:
     return 2
 
 
-_CONVS = {f"Conv{r}" for r in _RANK} | {f"DepthwiseConv{r}" for r in ("1D", "2D")} | {
-    f"SeparableConv{r}" for r in ("1D", "2D")}  # fmt: skip
+_CONVS = (
+    {f"Conv{r}" for r in _RANK}
+    | {f"DepthwiseConv{r}" for r in ("1D", "2D")}
+    | {f"SeparableConv{r}" for r in ("1D", "2D")}
+)
 _TRANSPOSED = {f"Conv{r}Transpose" for r in _RANK}
 _POOLS = {f"{kind}Pooling{r}" for kind in ("Max", "Average") for r in _RANK}
 _GLOBAL_POOLS = {f"Global{kind}Pooling{r}" for kind in ("Max", "Average") for r in _RANK}
@@ -245,23 +247,66 @@ _UPSAMPLINGS = {f"UpSampling{r}" for r in _RANK}
 _INTERPOLATION_TAPS = {"nearest": 1, "area": 1, "bilinear": 2, "bicubic": 4, "lanczos3": 6, "lanczos5": 10}
 _MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
 _ELEMENTWISE = {
-    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "GaussianNoise",
-    "AlphaDropout", "ActivityRegularization", "Activation", "ReLU", "Softmax", "LeakyReLU", "ELU", "PReLU",
-    "Rescaling", "Normalization", "LayerNormalization", "GroupNormalization", "UnitNormalization",
-    "RMSNormalization", "Identity", "Masking",
-}  # fmt: skip
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
+    "ActivityRegularization",
+    "Activation",
+    "ReLU",
+    "Softmax",
+    "LeakyReLU",
+    "ELU",
+    "PReLU",
+    "Rescaling",
+    "Normalization",
+    "LayerNormalization",
+    "GroupNormalization",
+    "UnitNormalization",
+    "RMSNormalization",
+    "Identity",
+    "Masking",
+}
 # keras.ops operations that can appear in a functional graph (ConvNeXt's residual add, MobileNetV3's hard
 # sigmoid): element-wise, with NumPy broadcasting
 _ELEMENTWISE_OPS = {
-    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Power", "Negative", "Abs",
-    "Square", "Sqrt", "Exp", "Log", "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Gelu",
-    "Tanh", "Softplus", "Elu", "Selu", "LeakyRelu",
-}  # fmt: skip
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Divide",
+    "TrueDivide",
+    "Maximum",
+    "Minimum",
+    "Power",
+    "Negative",
+    "Abs",
+    "Square",
+    "Sqrt",
+    "Exp",
+    "Log",
+    "Relu",
+    "Relu6",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSilu",
+    "Silu",
+    "Gelu",
+    "Tanh",
+    "Softplus",
+    "Elu",
+    "Selu",
+    "LeakyRelu",
+}
 # keras.applications' own layers: ConvNeXt's per-channel LayerScale and drop-path, InceptionResNetV2's
 # x0 + scale * x1
 _APPLICATION_LAYERS = {
-    "LayerScale": "elementwise", "StochasticDepth": "elementwise", "CustomScaleLayer": "merge",
-}  # fmt: skip
+    "LayerScale": "elementwise",
+    "StochasticDepth": "elementwise",
+    "CustomScaleLayer": "merge",
+}
 
 
 def _conv(kind: str, cfg: dict, src: _State) -> tuple[_State, int, int]:
@@ -281,14 +326,10 @@ def _conv(kind: str, cfg: dict, src: _State) -> tuple[_State, int, int]:
         op = cfg.get("output_padding")
         ops_ = (None,) * rank if op is None else _tuple(op, rank)
         out = tuple(
-            None
-            if n is None
-            else arithmetic.conv_transpose_output_size(n, k[i], s[i], cfg["padding"], ops_[i], d[i])
+            None if n is None else arithmetic.conv_transpose_output_size(n, k[i], s[i], cfg["padding"], ops_[i], d[i])
             for i, n in enumerate(spatial)
         )
-        fields = [
-            arithmetic.transposed_receptive_field(rf[i], jump[i], k[i], s[i], d[i]) for i in range(rank)
-        ]
+        fields = [arithmetic.transposed_receptive_field(rf[i], jump[i], k[i], s[i], d[i]) for i in range(rank)]
     else:
         out = tuple(
             None if n is None else arithmetic.conv_output_size(n, k[i], s[i], cfg["padding"], d[i])
@@ -306,9 +347,7 @@ def _conv(kind: str, cfg: dict, src: _State) -> tuple[_State, int, int]:
         c_out = cfg["filters"]
         per_pixel = kernel_volume * c_in // cfg.get("groups", 1) * c_out
     params = per_pixel + bias * c_out
-    state = _State(
-        _join(out, c_out, fmt), tuple(f[0] for f in fields), tuple(Fraction(f[1]) for f in fields), True
-    )
+    state = _State(_join(out, c_out, fmt), tuple(f[0] for f in fields), tuple(Fraction(f[1]) for f in fields), True)
     positions = spatial if transposed else out  # a transposed conv spends k*C_in*C_out per *input* pixel
     if not _known(*positions):
         raise _Partial(state, params, _SIZE_UNKNOWN)
@@ -330,12 +369,11 @@ def _pool(kind: str, cfg: dict, src: _State) -> _State:
     k = _tuple(cfg["pool_size"], rank)
     s = _tuple(cfg["strides"] if cfg["strides"] is not None else cfg["pool_size"], rank)
     rf, jump = _rf_axes(src, rank)
-    out = tuple(None if n is None else arithmetic.conv_output_size(n, k[i], s[i], cfg["padding"])
-                for i, n in enumerate(spatial))  # fmt: skip
-    fields = [arithmetic.receptive_field(rf[i], jump[i], k[i], s[i]) for i in range(rank)]
-    return _State(
-        _join(out, channels, fmt), tuple(f[0] for f in fields), tuple(Fraction(f[1]) for f in fields), True
+    out = tuple(
+        None if n is None else arithmetic.conv_output_size(n, k[i], s[i], cfg["padding"]) for i, n in enumerate(spatial)
     )
+    fields = [arithmetic.receptive_field(rf[i], jump[i], k[i], s[i]) for i in range(rank)]
+    return _State(_join(out, channels, fmt), tuple(f[0] for f in fields), tuple(Fraction(f[1]) for f in fields), True)
 
 
 def _collapse(src: _State, spatial: tuple[int | None, ...], shape: tuple[int | None, ...]) -> _State:
@@ -378,9 +416,7 @@ def _upsample(kind: str, cfg: dict, src: _State) -> _State:
         raise _Partial(state, 0, "unknown interpolation")
     rf, jump = _rf_axes(src, rank)
     # ``taps`` input pixels per output: like a transposed conv with kernel taps * factor
-    fields = [
-        arithmetic.transposed_receptive_field(rf[i], jump[i], taps * size[i], size[i]) for i in range(rank)
-    ]
+    fields = [arithmetic.transposed_receptive_field(rf[i], jump[i], taps * size[i], size[i]) for i in range(rank)]
     state.rf, state.jump = tuple(f[0] for f in fields), tuple(f[1] for f in fields)
     return state
 
@@ -398,13 +434,13 @@ def _broadcast(shapes: list[tuple[int | None, ...]]) -> tuple[int | None, ...]:
 def _merge_fields(inputs: list[_State]) -> tuple[Axes, tuple[Fraction, ...]]:
     rank = max(len(i.rf) for i in inputs)
     fields = [_rf_axes(i, rank) for i in inputs]
-    return (tuple(max(f[0][a] for f in fields) for a in range(rank)),
-            tuple(max(f[1][a] for f in fields) for a in range(rank)))  # fmt: skip
+    return (
+        tuple(max(f[0][a] for f in fields) for a in range(rank)),
+        tuple(max(f[1][a] for f in fields) for a in range(rank)),
+    )
 
 
-def _layer_info(
-    layer: Any, inputs: list[_State], keras_shape: tuple[int | None, ...]
-) -> tuple[_State, int, int, str]:
+def _layer_info(layer: Any, inputs: list[_State], keras_shape: tuple[int | None, ...]) -> tuple[_State, int, int, str]:
     """Returns (output state, params, MACs, note) for one layer; ``note`` is empty if counted."""
     kind = type(layer).__name__
     try:
@@ -418,9 +454,7 @@ def _layer_info(
             kind = {"elementwise": "Identity", "merge": "Add"}[_APPLICATION_LAYERS[kind]]
             state, _, _ = _known_layer(kind, {}, layer, inputs, inputs[0])
             return state, _count_params(layer), 0, ""
-        state, params, macs = _known_layer(
-            kind, layer.get_config(), layer, inputs, inputs[0] if inputs else None
-        )
+        state, params, macs = _known_layer(kind, layer.get_config(), layer, inputs, inputs[0] if inputs else None)
         return state, params, macs, ""
     except _Partial as p:
         return p.state, p.params, 0, p.note
@@ -443,13 +477,10 @@ class _Unknown(_NotCounted):
 
 
 def _count_params(layer: Any) -> int:
-    return (
-        int(layer.count_params()) if hasattr(layer, "count_params") and getattr(layer, "built", True) else 0
-    )
+    return int(layer.count_params()) if hasattr(layer, "count_params") and getattr(layer, "built", True) else 0
 
 
-def _known_layer(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State | None
-                 ) -> tuple[_State, int, int]:  # fmt: skip
+def _known_layer(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State | None) -> tuple[_State, int, int]:
     if kind == "InputLayer":
         shape = tuple(cfg["batch_shape"][1:])
         rank = max(len(shape) - 1, 1)
@@ -524,9 +555,7 @@ def _graph(model: Any) -> tuple[Any, list[Any]]:
         fn = getattr(model, "_functional", None)
     by_depth = getattr(fn, "_nodes_by_depth", None) if fn is not None else None
     if not by_depth:
-        raise ArgumentError(
-            f"`model` must be a built Sequential or functional Keras model. Received: model={model!r}"
-        )
+        raise ArgumentError(f"`model` must be a built Sequential or functional Keras model. Received: model={model!r}")
     return fn, [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
 
 

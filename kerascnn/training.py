@@ -72,16 +72,33 @@ class _Plan:
     def params(self, net: Any) -> dict[str, Any]:
         """The logged params: the resolved settings, then what they led to."""
         data = self.data
-        return {**self.config.params(), "family": self.entry.family, "input_shape": list(self.adaptation.target_shape),
-                "num_classes": self.num_classes, "dataset_source": data.source, "image_shape": list(data.image_shape),
-                "adaptation": self.adaptation.describe(), "train_size": len(data.x_train),
-                "val_size": len(data.x_val), "test_size": len(data.x_test), **self.speed.params(),
-                "strategy_class": type(self.strategy).__name__, "replicas": self.strategy.num_replicas_in_sync,
-                "params_count": net.count_params(), **self.weights}  # fmt: skip
+        return {
+            **self.config.params(),
+            "family": self.entry.family,
+            "input_shape": list(self.adaptation.target_shape),
+            "num_classes": self.num_classes,
+            "dataset_source": data.source,
+            "image_shape": list(data.image_shape),
+            "adaptation": self.adaptation.describe(),
+            "train_size": len(data.x_train),
+            "val_size": len(data.x_val),
+            "test_size": len(data.x_test),
+            **self.speed.params(),
+            "strategy_class": type(self.strategy).__name__,
+            "replicas": self.strategy.num_replicas_in_sync,
+            "params_count": net.count_params(),
+            **self.weights,
+        }
 
 
-def train(model: str | None = None, dataset: str | None = None, *, verbose: int | str = "auto",
-          callbacks: list[Any] | None = None, **settings: Any) -> TrainResult:  # fmt: skip
+def train(
+    model: str | None = None,
+    dataset: str | None = None,
+    *,
+    verbose: int | str = "auto",
+    callbacks: list[Any] | None = None,
+    **settings: Any,
+) -> TrainResult:
     """Trains a registered model on a dataset with ``model.fit`` and tracks the run in MLflow.
 
     Every setting is a field of :class:`~kerascnn.config.TrainConfig` (``epochs``,
@@ -122,9 +139,18 @@ def train(model: str | None = None, dataset: str | None = None, *, verbose: int 
         history, fit_seconds = _fit(plan, net, pipes, run, verbose, callbacks)
         probabilities = net.predict(pipes["test"], verbose=0)
         test_loss, test_accuracy = _test_metrics(net, plan.data.y_test, probabilities)
-        result = TrainResult(run_id=None, experiment=config.experiment if run else None, test_accuracy=test_accuracy,
-                             test_loss=test_loss, epochs=config.epochs, tracking_uri=config.tracking_uri if run else None,
-                             model_path=None, history=history, params=plan.params(net), model=net)  # type: ignore[arg-type]  # fmt: skip
+        result = TrainResult(
+            run_id=None,
+            experiment=config.experiment if run else None,
+            test_accuracy=test_accuracy,
+            test_loss=test_loss,
+            epochs=config.epochs,
+            tracking_uri=config.tracking_uri if run else None,
+            model_path=None,
+            history=history,
+            params=plan.params(net),
+            model=net,
+        )  # type: ignore[arg-type]
         if plan.chief:
             result.model_path = _save_outputs(plan, run, net, result, probabilities, fit_seconds)
     if run is not None:
@@ -148,18 +174,30 @@ def _plan(config: TrainConfig) -> _Plan:
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    data = data_module.load_dataset(config.dataset, validation_split=config.validation_split,
-                                    train_samples=config.train_samples, test_samples=config.test_samples,
-                                    seed=config.seed)  # fmt: skip
+    data = data_module.load_dataset(
+        config.dataset,
+        validation_split=config.validation_split,
+        train_samples=config.train_samples,
+        test_samples=config.test_samples,
+        seed=config.seed,
+    )
     entry = get_entry(config.model)
-    adaptation = data_module.plan_adaptation(data.image_shape, entry.min_input_size(**config.model_kwargs),
-                                             config.input_shape)  # fmt: skip
+    adaptation = data_module.plan_adaptation(
+        data.image_shape, entry.min_input_size(**config.model_kwargs), config.input_shape
+    )
     classes = config.num_classes or data.num_classes
     if classes < data.num_classes:
-        raise ArgumentError(f"`num_classes` is smaller than the {data.num_classes} classes of {config.dataset}. "
-                            f"Received: num_classes={classes}")  # fmt: skip
-    speed = hardware.plan(device.machine(), precision=config.precision, jit=config.jit,
-                          steps_per_execution=config.steps_per_execution, strategy=config.strategy)  # type: ignore[arg-type]
+        raise ArgumentError(
+            f"`num_classes` is smaller than the {data.num_classes} classes of {config.dataset}. "
+            f"Received: num_classes={classes}"
+        )
+    speed = hardware.plan(
+        device.machine(),
+        precision=config.precision,
+        jit=config.jit,
+        steps_per_execution=config.steps_per_execution,
+        strategy=config.strategy,
+    )  # type: ignore[arg-type]
     for warning in speed.warnings:
         print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     return _Plan(config, entry, data, adaptation, classes, speed, strategy, device.is_chief(strategy))
@@ -173,19 +211,36 @@ def _build(plan: _Plan) -> Any:
     config = plan.config
     with device.dtype_policy(plan.speed.policy), plan.strategy.scope():
         if config.weights is None:
-            net = create_model(config.model, input_shape=plan.adaptation.target_shape, num_classes=plan.num_classes,
-                               **config.model_kwargs)  # fmt: skip
+            net = create_model(
+                config.model,
+                input_shape=plan.adaptation.target_shape,
+                num_classes=plan.num_classes,
+                **config.model_kwargs,
+            )
         else:  # fine-tuning: every layer trains; the source's input convention is built in
             from kerascnn.pretrained import create_pretrained
 
-            pre = create_pretrained(config.model, config.weights, input_shape=plan.adaptation.target_shape,
-                                    num_classes=plan.num_classes, **config.model_kwargs)  # fmt: skip
+            pre = create_pretrained(
+                config.model,
+                config.weights,
+                input_shape=plan.adaptation.target_shape,
+                num_classes=plan.num_classes,
+                **config.model_kwargs,
+            )
             net = pre.model
-            plan.weights = {"weights_source": pre.source, "weights_preprocessing": pre.preprocessing,
-                            "weights_loaded": len(pre.loaded), "weights_skipped": ",".join(pre.skipped) or "none"}  # fmt: skip
-        net.compile(optimizer=make_optimizer(config.recipe, plan.steps_per_epoch),
-                    loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=plan.speed.jit,
-                    steps_per_execution=plan.speed.steps_per_execution)  # fmt: skip
+            plan.weights = {
+                "weights_source": pre.source,
+                "weights_preprocessing": pre.preprocessing,
+                "weights_loaded": len(pre.loaded),
+                "weights_skipped": ",".join(pre.skipped) or "none",
+            }
+        net.compile(
+            optimizer=make_optimizer(config.recipe, plan.steps_per_epoch),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=plan.speed.jit,
+            steps_per_execution=plan.speed.steps_per_execution,
+        )
     return net
 
 
@@ -194,17 +249,22 @@ def _pipelines(plan: _Plan) -> dict[str, Any]:
 
     config, data, adaptation = plan.config, plan.data, plan.adaptation
     if adaptation.describe() != "none":
-        print(f"kerascnn: adapting {config.dataset} images for {config.model}: {adaptation.describe()}",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"kerascnn: adapting {config.dataset} images for {config.model}: {adaptation.describe()}",
+            file=sys.stderr,
+            flush=True,
+        )
     augment = data_module.augmentation_layers(config.dataset, config.seed) if config.augment else None
     batch = config.batch_size
 
     def pipe(x: Any, y: Any, **options: Any) -> Any:
         return data_module.make_pipeline(x, y, batch_size=batch, adaptation=adaptation, **options)  # type: ignore[arg-type]
 
-    return {"train": pipe(data.x_train, data.y_train, training=True, seed=config.seed, augment=augment),
-            "val": pipe(data.x_val, data.y_val) if len(data.x_val) else None,
-            "test": pipe(data.x_test, data.y_test)}  # fmt: skip
+    return {
+        "train": pipe(data.x_train, data.y_train, training=True, seed=config.seed, augment=augment),
+        "val": pipe(data.x_val, data.y_val) if len(data.x_val) else None,
+        "test": pipe(data.x_test, data.y_test),
+    }
 
 
 def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
@@ -215,9 +275,16 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     if not config.tracking or not plan.chief:
         return None
     uri = config.tracking_uri
-    tags = {"kerascnn.model": config.model, "kerascnn.family": plan.entry.family, "kerascnn.dataset": config.dataset,
-            "kerascnn.kind": "train", "kerascnn.device": device.describe_devices(), **store.environment_tags(),
-            **device.machine().tags(), **plan.speed.tags()}  # fmt: skip
+    tags = {
+        "kerascnn.model": config.model,
+        "kerascnn.family": plan.entry.family,
+        "kerascnn.dataset": config.dataset,
+        "kerascnn.kind": "train",
+        "kerascnn.device": device.describe_devices(),
+        **store.environment_tags(),
+        **device.machine().tags(),
+        **plan.speed.tags(),
+    }
     if previous is not None:
         tags["kerascnn.resumed"] = str(int(previous.data.tags.get("kerascnn.resumed", "0")) + 1)
         backup = Path(previous.data.tags["kerascnn.backup_dir"])  # held: a second --resume of it is refused
@@ -227,8 +294,15 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
         return reopened
     name = config.run_name or f"{config.model}-{Path(config.dataset).name}"
     backups = store.home(uri) / "backups"  # type: ignore[arg-type]
-    run = TrackedRun.start(uri, config.experiment, name, tags=tags, params=plan.params(net),  # type: ignore[arg-type]
-                           lock=lambda local_id: backups / local_id, offline=config.offline)  # fmt: skip
+    run = TrackedRun.start(
+        uri,
+        config.experiment,
+        name,
+        tags=tags,
+        params=plan.params(net),  # type: ignore[arg-type]
+        lock=lambda local_id: backups / local_id,
+        offline=config.offline,
+    )
     run.set_tags({"kerascnn.backup_dir": str(run.locked)})
     run.log_inputs(data_module.describe_splits(plan.data))
     if config.system_metrics:
@@ -236,8 +310,9 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     return run
 
 
-def _fit(plan: _Plan, net: Any, pipes: dict[str, Any], run: TrackedRun | None, verbose: int | str,
-         extra: list[Any] | None) -> tuple[dict[str, list[float]], float]:  # fmt: skip
+def _fit(
+    plan: _Plan, net: Any, pipes: dict[str, Any], run: TrackedRun | None, verbose: int | str, extra: list[Any] | None
+) -> tuple[dict[str, list[float]], float]:
     """``model.fit`` with the kit's callbacks; returns the history and the training time."""
     import tempfile
 
@@ -259,8 +334,14 @@ def _fit(plan: _Plan, net: Any, pipes: dict[str, Any], run: TrackedRun | None, v
     if verbose == 1:
         callbacks.append(Progress())
     started = time.perf_counter()
-    history = net.fit(pipes["train"], validation_data=pipes["val"], epochs=config.epochs,
-                      callbacks=[*callbacks, *(extra or [])], verbose=verbose, shuffle=False)  # fmt: skip
+    history = net.fit(
+        pipes["train"],
+        validation_data=pipes["val"],
+        epochs=config.epochs,
+        callbacks=[*callbacks, *(extra or [])],
+        verbose=verbose,
+        shuffle=False,
+    )
     fit_seconds = time.perf_counter() - started
     hist = {k: [float(v) for v in values] for k, values in history.history.items()}
     for epoch, value in enumerate(hist.get("loss", [])):
@@ -277,22 +358,35 @@ def _test_metrics(net: Any, labels: np.ndarray, probabilities: np.ndarray) -> tu
     """
     import keras
 
-    loss = float(np.mean(keras.ops.convert_to_numpy(
-        keras.losses.sparse_categorical_crossentropy(labels, probabilities.astype(np.float32)))))  # fmt: skip
+    loss = float(
+        np.mean(
+            keras.ops.convert_to_numpy(
+                keras.losses.sparse_categorical_crossentropy(labels, probabilities.astype(np.float32))
+            )
+        )
+    )
     loss += float(sum(keras.ops.convert_to_numpy(w) for w in net.losses)) if net.losses else 0.0
     return loss, float(np.mean(probabilities.argmax(axis=1) == labels))
 
 
-def _save_outputs(plan: _Plan, run: TrackedRun | None, net: Any, result: TrainResult, probabilities: np.ndarray,
-                  fit_seconds: float) -> str:  # fmt: skip
+def _save_outputs(
+    plan: _Plan, run: TrackedRun | None, net: Any, result: TrainResult, probabilities: np.ndarray, fit_seconds: float
+) -> str:
     """Saves the model locally first; for a tracked run, queues the final metrics, plots,
     ``describe`` and the MLflow model (drawn and written off the main thread)."""
     from kerascnn.loading import save_model
 
     config, data = plan.config, plan.data
-    info = {"model": config.model, "dataset": config.dataset, "class_names": data.class_names,
-            "image_shape": list(data.image_shape), "adaptation": {"source_shape": list(plan.adaptation.source_shape),
-                                                                  "target_shape": list(plan.adaptation.target_shape)}}  # fmt: skip
+    info = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "class_names": data.class_names,
+        "image_shape": list(data.image_shape),
+        "adaptation": {
+            "source_shape": list(plan.adaptation.source_shape),
+            "target_shape": list(plan.adaptation.target_shape),
+        },
+    }
     if run is None:
         folder = Path("mlruns") / "untracked"
         folder.mkdir(parents=True, exist_ok=True)
@@ -304,25 +398,47 @@ def _save_outputs(plan: _Plan, run: TrackedRun | None, net: Any, result: TrainRe
     save_model(net, outputs / "model.keras", info)  # on disk before any upload is tried
     best_val = max(result.history.get("val_accuracy", [float("nan")]))
     images_per_s = len(plan.data.x_train) * config.epochs / max(fit_seconds, 1e-9)  # type: ignore[operator]
-    run.log_metrics({"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
-                     "best_val_accuracy": best_val, "fit_seconds": fit_seconds,
-                     "train_images_per_second": images_per_s}, step=config.epochs)  # type: ignore[arg-type]  # fmt: skip
+    run.log_metrics(
+        {
+            "test_accuracy": result.test_accuracy,
+            "test_loss": result.test_loss,
+            "best_val_accuracy": best_val,
+            "fit_seconds": fit_seconds,
+            "train_images_per_second": images_per_s,
+        },
+        step=config.epochs,
+    )  # type: ignore[arg-type]
     labels, names = plan.data.y_test, plan.data.class_names
     run.log_artifacts(outputs, prepare=lambda: _write_reports(outputs, net, result, labels, probabilities, names))
-    run.log_model(net, saved=outputs / "model.keras", name="mlflow_model", example=data.x_test[:2],
-                  outputs=probabilities[:2], adaptation=plan.adaptation,
-                  metadata={"class_names": data.class_names, "dataset": config.dataset})  # fmt: skip
+    run.log_model(
+        net,
+        saved=outputs / "model.keras",
+        name="mlflow_model",
+        example=data.x_test[:2],
+        outputs=probabilities[:2],
+        adaptation=plan.adaptation,
+        metadata={"class_names": data.class_names, "dataset": config.dataset},
+    )
     if config.register_model:
         import kerascnn
 
-        run.register_model(config.register_model, config.alias, {
-            "dataset": config.dataset, "model": config.model, "test_accuracy": f"{result.test_accuracy:.4f}",
-            "val_accuracy": f"{best_val:.4f}", "kerascnn_version": kerascnn.__version__})  # fmt: skip
+        run.register_model(
+            config.register_model,
+            config.alias,
+            {
+                "dataset": config.dataset,
+                "model": config.model,
+                "test_accuracy": f"{result.test_accuracy:.4f}",
+                "val_accuracy": f"{best_val:.4f}",
+                "kerascnn_version": kerascnn.__version__,
+            },
+        )
     return str(outputs / "model.keras")
 
 
-def _write_reports(folder: Path, net: Any, result: TrainResult, labels: np.ndarray, probabilities: np.ndarray,
-                   class_names: list[str]) -> None:  # fmt: skip
+def _write_reports(
+    folder: Path, net: Any, result: TrainResult, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]
+) -> None:
     """``describe`` (text, JSON), training curves and the confusion matrix (PNG, CSV)."""
     from kerascnn.report import describe
     from kerascnn.tracking import plots
@@ -361,8 +477,10 @@ def _find_resumable(config: TrainConfig) -> Any:
     of this model (and dataset, if given) with a saved epoch; checked without creating a store."""
     uri = config.tracking_uri
     what = config.model if "model" in config.given else "train"
-    nothing = ArgumentError(f"Nothing to resume: no interrupted {what} run with a saved epoch in experiment "
-                            f"{config.experiment!r}. Received: resume={config.resume!r}")  # fmt: skip
+    nothing = ArgumentError(
+        f"Nothing to resume: no interrupted {what} run with a saved epoch in experiment "
+        f"{config.experiment!r}. Received: resume={config.resume!r}"
+    )
     db = store.sqlite_path(uri)  # type: ignore[arg-type]
     if db is not None and not db.exists():
         raise nothing
@@ -374,8 +492,13 @@ def _find_resumable(config: TrainConfig) -> Any:
         raise ArgumentError(f"Run already FINISHED; nothing to resume. Received: resume={run.info.run_id!r}")
     tags = run.data.tags
     pid = int(tags.get("kerascnn.pid", "0") or 0)
-    if (run.info.status == "RUNNING" and tags.get("kerascnn.host") == socket.gethostname() and pid
-            and pid != os.getpid() and store.process_alive(pid)):  # fmt: skip
+    if (
+        run.info.status == "RUNNING"
+        and tags.get("kerascnn.host") == socket.gethostname()
+        and pid
+        and pid != os.getpid()
+        and store.process_alive(pid)
+    ):
         raise ArgumentError(f"Run is still running in process {pid}. Received: resume={run.info.run_id!r}")
     return run
 
@@ -388,18 +511,23 @@ def _latest_interrupted(config: TrainConfig, nothing: ArgumentError) -> Any:
     query = "tags.`kerascnn.kind` = 'train' AND attributes.status != 'FINISHED'"
     if "model" in config.given:
         query += f" AND tags.`kerascnn.model` = '{config.model}'"
-    candidates = store.retrying(client.search_runs, [experiment.experiment_id], query,
-                                order_by=["attributes.start_time DESC"])  # fmt: skip
-    candidates = [r for r in candidates if ("dataset" not in config.given or r.data.tags.get("kerascnn.dataset")
-                                            == config.dataset) and Path(r.data.tags.get("kerascnn.backup_dir", "/-"))
-                  .is_dir()]  # fmt: skip
+    candidates = store.retrying(
+        client.search_runs, [experiment.experiment_id], query, order_by=["attributes.start_time DESC"]
+    )
+    candidates = [
+        r
+        for r in candidates
+        if ("dataset" not in config.given or r.data.tags.get("kerascnn.dataset") == config.dataset)
+        and Path(r.data.tags.get("kerascnn.backup_dir", "/-")).is_dir()
+    ]
     if not candidates:
         raise nothing
     return candidates[0]
 
 
-def evaluate(model: Any, dataset: str = "mnist", *, test_samples: int | None = None, batch_size: int = 256,
-             unsafe: bool = False) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    model: Any, dataset: str = "mnist", *, test_samples: int | None = None, batch_size: int = 256, unsafe: bool = False
+) -> dict[str, Any]:
     """Test loss and accuracy of a model (or a ``.keras`` file, loaded safely) on a dataset.
 
     Images are adapted to the model's input (pad/resize, grey to RGB) as in ``train``. A kit
@@ -423,13 +551,18 @@ def evaluate(model: Any, dataset: str = "mnist", *, test_samples: int | None = N
     adaptation = data_module.plan_adaptation(data.image_shape, 1, tuple(int(d) for d in net.input_shape[1:]))
     out_classes = int(net.output_shape[-1])
     if out_classes < data.num_classes:
-        raise ArgumentError(f"The model predicts {out_classes} classes; {dataset} has {data.num_classes}. "
-                            f"Received: dataset={dataset!r}")  # fmt: skip
+        raise ArgumentError(
+            f"The model predicts {out_classes} classes; {dataset} has {data.num_classes}. Received: dataset={dataset!r}"
+        )
     pipe = data_module.make_pipeline(data.x_test, labels, batch_size=batch_size, adaptation=adaptation)
     probabilities = net.predict(pipe, verbose=0)
     loss, accuracy = _test_metrics(net, labels, probabilities)
-    return {"test_accuracy": accuracy, "test_loss": loss, "test_size": len(data.x_test),
-            "adaptation": adaptation.describe()}  # fmt: skip
+    return {
+        "test_accuracy": accuracy,
+        "test_loss": loss,
+        "test_size": len(data.x_test),
+        "adaptation": adaptation.describe(),
+    }
 
 
 def _labels_by_name(data: Any, trained: list[str] | None, dataset: str) -> np.ndarray:
@@ -438,7 +571,9 @@ def _labels_by_name(data: Any, trained: list[str] | None, dataset: str) -> np.nd
         return data.y_test
     unknown = sorted(set(data.class_names) - set(trained))
     if unknown:
-        raise ArgumentError(f"The dataset has classes the model was not trained on ({', '.join(unknown[:5])}); "
-                            f"the model knows {', '.join(trained[:10])}. Received: dataset={dataset!r}")  # fmt: skip
+        raise ArgumentError(
+            f"The dataset has classes the model was not trained on ({', '.join(unknown[:5])}); "
+            f"the model knows {', '.join(trained[:10])}. Received: dataset={dataset!r}"
+        )
     order = np.array([trained.index(name) for name in data.class_names], dtype=np.int32)
     return order[data.y_test]

@@ -28,8 +28,9 @@ def data_dir() -> Path:
     return Path(path)
 
 
-def run_cli(*args: str, cwd: Path | str | None = None, env: dict | None = None, timeout: float = 600,
-            check: bool = False) -> subprocess.CompletedProcess:  # fmt: skip
+def run_cli(
+    *args: str, cwd: Path | str | None = None, env: dict | None = None, timeout: float = 600, check: bool = False
+) -> subprocess.CompletedProcess:
     """Runs ``python -m kerascnn ARGS`` as a real subprocess and returns the result."""
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     result = subprocess.run([*PY, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
@@ -77,8 +78,9 @@ def metric_steps(uri: str, run_id: str, key: str) -> list[int]:
     return [m.step for m in store.client(uri).get_metric_history(run_id, key)]
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, process: subprocess.Popen | None = None,
-             what: str = "") -> None:  # fmt: skip
+def wait_for(
+    condition: Callable[[], Any], timeout: float, process: subprocess.Popen | None = None, what: str = ""
+) -> None:
     """Polls ``condition`` until it holds; fails if ``process`` ends first or time runs out."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -108,12 +110,24 @@ class MlflowServer:
 
     def start(self, timeout: float = 120) -> None:
         mlflow_cli = Path(sys.executable).with_name("mlflow")
-        command = [str(mlflow_cli), "server", "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-                   "--artifacts-destination", (self.root / "server-artifacts").as_uri(), "--host", "127.0.0.1",
-                   "--port", str(self.port), "--workers", "1"]  # fmt: skip
+        command = [
+            str(mlflow_cli),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.root / 'server.db'}",
+            "--artifacts-destination",
+            (self.root / "server-artifacts").as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)  # fmt: skip
+        self.process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         wait_for(lambda: _answers(f"{self.uri}/health"), timeout, self.process, "the MLflow server")
 
     def stop(self) -> None:

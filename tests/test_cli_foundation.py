@@ -22,24 +22,41 @@ def test_models_lists_every_model():
 def test_describe_table_and_json():
     result = run_cli("describe", "mnist_cnn", "--input-shape", "28", "28", "1", "--num-classes", "10", check=True)
     assert "block1_conv (Conv2D)" in result.stdout and "Total params: 93,322" in result.stdout
-    data = json.loads(run_cli("describe", "alexnet", "--input-shape", "227", "227", "3", "--num-classes",
-                              "1000", "-o", "conv1_padding=0", "--json", check=True).stdout)  # fmt: skip
+    data = json.loads(
+        run_cli(
+            "describe",
+            "alexnet",
+            "--input-shape",
+            "227",
+            "227",
+            "3",
+            "--num-classes",
+            "1000",
+            "-o",
+            "conv1_padding=0",
+            "--json",
+            check=True,
+        ).stdout
+    )
     assert set(data) == {"model", "params", "trainable_params", "macs", "layers"}
     conv1 = next(l for l in data["layers"] if l["name"] == "block1_conv")
     assert conv1["output_shape"] == [55, 55, 96] and conv1["params"] == 34_944
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["describe", "resnet19"], "Received: name='resnet19'"),
-    (["describe", "vgg11", "--input-shape", "16", "16", "3"], "at least 32"),
-    (["describe", "mnist_cnn", "--num-classes", "1"], "Received: num_classes=1"),
-    (["describe", "mnist_cnn", "--input-shape", "28", "28", "0"], "Received: input_shape=(28, 28, 0)"),
-    (["describe", "mnist_cnn", "--input-shape", "28", "28"], "--input-shape"),
-    (["describe", "mnist_cnn", "--input-shape", "a", "28", "1"], "invalid int value: 'a'"),
-    (["describe", "mnist_cnn", "-o", "widht=2"], "Received: widht=2"),
-    (["describe", "mnist_cnn", "-o", "dropout"], "expected KEY=VALUE"),
-    (["describe"], "name"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["describe", "resnet19"], "Received: name='resnet19'"),
+        (["describe", "vgg11", "--input-shape", "16", "16", "3"], "at least 32"),
+        (["describe", "mnist_cnn", "--num-classes", "1"], "Received: num_classes=1"),
+        (["describe", "mnist_cnn", "--input-shape", "28", "28", "0"], "Received: input_shape=(28, 28, 0)"),
+        (["describe", "mnist_cnn", "--input-shape", "28", "28"], "--input-shape"),
+        (["describe", "mnist_cnn", "--input-shape", "a", "28", "1"], "invalid int value: 'a'"),
+        (["describe", "mnist_cnn", "-o", "widht=2"], "Received: widht=2"),
+        (["describe", "mnist_cnn", "-o", "dropout"], "expected KEY=VALUE"),
+        (["describe"], "name"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(args, fragment):
     assert_usage_error(run_cli(*args), fragment)

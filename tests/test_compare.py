@@ -45,8 +45,19 @@ def test_compare_runs_by_id(store):
 def test_compare_cli_by_experiment_with_json_and_png(store):
     uri, a, b, root = store
     out = root / "exp.png"
-    result = run_cli("compare", "--experiment", "cmp", "--metric", "loss", "--output", str(out), "--tracking-uri",
-                     uri, "--json", check=True)  # fmt: skip
+    result = run_cli(
+        "compare",
+        "--experiment",
+        "cmp",
+        "--metric",
+        "loss",
+        "--output",
+        str(out),
+        "--tracking-uri",
+        uri,
+        "--json",
+        check=True,
+    )
     data = json.loads(result.stdout)
     assert data["metric"] == "loss" and data["output"] == str(out) and out.is_file()
     assert {r["run_id"] for r in data["runs"]} == {a.run_id, b.run_id}
@@ -58,15 +69,18 @@ def test_compare_cli_by_experiment_with_json_and_png(store):
     assert [r["run_id"] for r in everything["runs"]] == [r["run_id"] for r in runs]
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["compare", "0123"], "Received: run_id='0123'"),
-    (["compare", "--experiment", "nope"], "Received: experiment='nope'"),
-    (["compare", "0123456789abcdef"], "Received: run_id='0123456789abcdef'"),
-    (["compare", "--experiment", "cmp", "--metric", "f1"], "Received: metric='f1'"),
-    (["compare", "--experiment", "cmp", "--output", "plot.jpg"], "Received: output='plot.jpg'"),
-    (["compare", "--experiment", "cmp", "--output", "/no/such/dir/p.png"], "folder does not exist"),
-    (["compare", "--experiment", "cmp", "--limit", "0"], "Received: limit=0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["compare", "0123"], "Received: run_id='0123'"),
+        (["compare", "--experiment", "nope"], "Received: experiment='nope'"),
+        (["compare", "0123456789abcdef"], "Received: run_id='0123456789abcdef'"),
+        (["compare", "--experiment", "cmp", "--metric", "f1"], "Received: metric='f1'"),
+        (["compare", "--experiment", "cmp", "--output", "plot.jpg"], "Received: output='plot.jpg'"),
+        (["compare", "--experiment", "cmp", "--output", "/no/such/dir/p.png"], "folder does not exist"),
+        (["compare", "--experiment", "cmp", "--limit", "0"], "Received: limit=0"),
+    ],
+)
 def test_compare_bad_input(store, args, fragment):
     uri = store[0]
     assert_usage_error(run_cli(*args, "--tracking-uri", uri), fragment)

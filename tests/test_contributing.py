@@ -42,9 +42,18 @@ def test_a_family_in_one_file_is_listed_built_trained_and_tuned(tinynet, trackin
     assert kerascnn.describe(model).params == model.count_params()
     with pytest.raises(ValueError, match="Received: width=0"):
         kerascnn.create_model("tinynet8", width=0)
-    result = kerascnn.train("tinynet8", "mnist", train_samples=300, test_samples=100, tracking_uri=tracking_uri,
-                            verbose=0)  # fmt: skip
+    result = kerascnn.train(
+        "tinynet8", "mnist", train_samples=300, test_samples=100, tracking_uri=tracking_uri, verbose=0
+    )
     assert result.epochs == 2 and result.params["learning_rate"] == "0.003"  # its own recipe
-    search = kerascnn.tune("tinynet", "mnist", max_trials=2, epochs=1, train_samples=300, tracking_uri=tracking_uri,
-                           directory=tmp_path / "s", progress=False)  # fmt: skip
+    search = kerascnn.tune(
+        "tinynet",
+        "mnist",
+        max_trials=2,
+        epochs=1,
+        train_samples=300,
+        tracking_uri=tracking_uri,
+        directory=tmp_path / "s",
+        progress=False,
+    )
     assert {tuple(sorted(t["hyperparameters"])) for t in search.trials} == {("learning_rate", "width")}

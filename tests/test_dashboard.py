@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,16 +27,23 @@ def _get(url: str) -> dict:
 def _group_listens(pid: int) -> set[tuple[str, int]]:
     root = psutil.Process(pid)
     pids = {pid} | {p.pid for p in root.children(recursive=True)}
-    return {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp")
-            if c.status == psutil.CONN_LISTEN and c.pid in pids}  # fmt: skip
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    }
 
 
 def test_ui_serves_the_store_on_loopback_and_stops_cleanly(tracking_uri, tmp_path):
     experiment = tracking.ensure_experiment(tracking.resolve_tracking_uri(tracking_uri), "dash")
     run_id = MlflowClient(tracking_uri).create_run(experiment).info.run_id
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "kerascnn", "ui", "--port", str(port), "--tracking-uri",
-                                tracking_uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kerascnn", "ui", "--port", str(port), "--tracking-uri", tracking_uri],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -59,7 +65,7 @@ def test_ui_serves_the_store_on_loopback_and_stops_cleanly(tracking_uri, tmp_pat
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
-    gone, alive = psutil.wait_procs(children, timeout=15)
+    _, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"server processes left running: {alive}"
     assert f"http://127.0.0.1:{port}" in out
     assert "kerascnn: warning" not in err
@@ -74,9 +80,24 @@ def test_loopback_detection_and_the_server_command():
 
 def test_ui_warning_is_printed_for_a_public_bind(tracking_uri):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "kerascnn", "ui", "--host", "0.0.0.0", "--port", str(port),
-                                "--tracking-uri", tracking_uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kerascnn",
+            "ui",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--tracking-uri",
+            tracking_uri,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         line = ""
         for _ in range(50):  # MLflow logs its own lines (store creation) around ours
@@ -89,12 +110,15 @@ def test_ui_warning_is_printed_for_a_public_bind(tracking_uri):
     assert "warning" in line and "0.0.0.0" in line and "no authentication" in line
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["ui", "--port", "0"], "Received: port=0"),
-    (["ui", "--port", "70000"], "Received: port=70000"),
-    (["ui", "--host", ""], "Received: host=''"),
-    (["ui", "--tracking-uri", "ftp://example.com/store"], "unsupported scheme 'ftp'"),
-    (["ui", "--tracking-uri", "./mlruns"], "refuses file stores"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["ui", "--port", "0"], "Received: port=0"),
+        (["ui", "--port", "70000"], "Received: port=70000"),
+        (["ui", "--host", ""], "Received: host=''"),
+        (["ui", "--tracking-uri", "ftp://example.com/store"], "unsupported scheme 'ftp'"),
+        (["ui", "--tracking-uri", "./mlruns"], "refuses file stores"),
+    ],
+)
 def test_ui_bad_arguments(args, fragment):
     assert_usage_error(run_cli(*args), fragment)

@@ -74,8 +74,9 @@ def test_mnist_cnn_report():
     rows = {r.name: r for r in report.layers}
     assert rows["block1_conv"].output_shape == (26, 26, 32)
     assert rows["block1_conv"].macs == 26 * 26 * 3 * 3 * 1 * 32
-    assert [rows[n].receptive_field for n in ("block1_conv", "block1_pool", "block2_conv", "block2_pool",
-                                              "block3_conv")] == [3, 4, 8, 10, 18]  # fmt: skip
+    assert [
+        rows[n].receptive_field for n in ("block1_conv", "block1_pool", "block2_conv", "block2_pool", "block3_conv")
+    ] == [3, 4, 8, 10, 18]
     assert [rows[n].jump for n in ("block1_conv", "block1_pool", "block2_pool")] == [1, 2, 4]
     assert rows["fc1"].macs == 576 * 64
 
@@ -99,12 +100,14 @@ def test_alexnet_first_conv_on_227():
 
 def test_3x3_conv_with_padding_1_keeps_height_and_width():
     assert arithmetic.conv_output_size(32, 3, 1, 1) == 32
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        layers.ZeroPadding2D(1, name="pad"),
-        layers.Conv2D(128, 3, name="conv_pad1"),
-        layers.Conv2D(128, 3, padding="same", name="conv_same"),
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            layers.ZeroPadding2D(1, name="pad"),
+            layers.Conv2D(128, 3, name="conv_pad1"),
+            layers.Conv2D(128, 3, padding="same", name="conv_same"),
+        ]
+    )
     rows = {r.name: r for r in describe(model).layers}
     assert rows["conv_pad1"].output_shape == (32, 32, 128)
     assert rows["conv_pad1"].params == (3 * 3 * 3 + 1) * 128 == 3_584
@@ -123,15 +126,17 @@ def test_2x2_stride_2_max_pool_halves():
 
 
 def test_dilation_strides_and_rectangles_follow_the_formulas():
-    model = keras.Sequential([
-        keras.Input((40, 30, 2)),
-        layers.Conv2D(4, 3, dilation_rate=2, name="dilated"),        # k_eff = 5
-        layers.Conv2D(4, (5, 3), strides=(2, 1), name="rect"),
-        layers.MaxPooling2D(3, strides=2, padding="same", name="pool"),
-        layers.Conv2D(8, 3, groups=2, name="grouped"),
-        layers.DepthwiseConv2D(3, depth_multiplier=2, name="depthwise"),
-        layers.GlobalAveragePooling2D(name="gap"),
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((40, 30, 2)),
+            layers.Conv2D(4, 3, dilation_rate=2, name="dilated"),  # k_eff = 5
+            layers.Conv2D(4, (5, 3), strides=(2, 1), name="rect"),
+            layers.MaxPooling2D(3, strides=2, padding="same", name="pool"),
+            layers.Conv2D(8, 3, groups=2, name="grouped"),
+            layers.DepthwiseConv2D(3, depth_multiplier=2, name="depthwise"),
+            layers.GlobalAveragePooling2D(name="gap"),
+        ]
+    )
     report = describe(model)
     rows = {r.name: r for r in report.layers}
     keras_shapes = _keras_shapes(model)
@@ -156,8 +161,9 @@ def test_vgg16_receptive_field_is_212():
 
 
 def test_unknown_layers_fall_back_to_keras():
-    model = keras.Sequential([keras.Input((20, 20, 3)), layers.Resizing(10, 12, name="resize"),
-                              layers.Conv2D(2, 3, name="conv")])  # fmt: skip
+    model = keras.Sequential(
+        [keras.Input((20, 20, 3)), layers.Resizing(10, 12, name="resize"), layers.Conv2D(2, 3, name="conv")]
+    )
     rows = {r.name: r for r in describe(model).layers}
     assert rows["resize"].output_shape == (10, 12, 3)
     assert not rows["resize"].counted
@@ -168,8 +174,16 @@ def test_report_as_json_and_table():
     report = describe(kerascnn.create_model("lenet5"))
     data = report.to_dict()
     assert set(data) == {"model", "params", "trainable_params", "macs", "layers"}
-    assert set(data["layers"][0]) == {"name", "type", "output_shape", "params", "macs", "receptive_field",
-                                      "jump", "counted"}  # fmt: skip
+    assert set(data["layers"][0]) == {
+        "name",
+        "type",
+        "output_shape",
+        "params",
+        "macs",
+        "receptive_field",
+        "jump",
+        "counted",
+    }
     assert data["params"] == 61_706 and isinstance(data["layers"][1]["output_shape"], list)
     table = str(report)
     assert "block1_conv (Conv2D)" in table and "28x28x6" in table and "Total params: 61,706" in table
@@ -228,11 +242,21 @@ def _check_against_keras(model: keras.Model, report) -> None:
 # their rounding (within 1.2%): MobileNet 569M, MobileNetV2 300M, MobileNetV3-Small 56M, NASNet-A Mobile
 # 564M, EfficientNet-B0 0.39G, ConvNeXt-T 4.5G; VGG-16 as above.
 APPLICATIONS = {
-    "ConvNeXtTiny": 4.5e9, "DenseNet121": None, "EfficientNetB0": 0.39e9, "EfficientNetV2B0": None,
-    "InceptionResNetV2": None, "InceptionV3": None, "MobileNet": 569e6, "MobileNetV2": 300e6,
-    "MobileNetV3Small": 56e6, "NASNetMobile": 564e6, "ResNet50": None, "ResNet50V2": None,
-    "VGG16": 15.47e9, "Xception": None,
-}  # fmt: skip
+    "ConvNeXtTiny": 4.5e9,
+    "DenseNet121": None,
+    "EfficientNetB0": 0.39e9,
+    "EfficientNetV2B0": None,
+    "InceptionResNetV2": None,
+    "InceptionV3": None,
+    "MobileNet": 569e6,
+    "MobileNetV2": 300e6,
+    "MobileNetV3Small": 56e6,
+    "NASNetMobile": 564e6,
+    "ResNet50": None,
+    "ResNet50V2": None,
+    "VGG16": 15.47e9,
+    "Xception": None,
+}
 
 
 ALL_APPLICATIONS = sorted(n for n in dir(keras.applications) if n[0].isupper())
@@ -245,9 +269,19 @@ def test_every_keras_application_is_described_exactly(name):
     model = getattr(keras.applications, name)(weights=None)  # at its default input
     report = describe(model)
     _check_against_keras(model, report)
-    counted_types = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "MaxPooling2D",
-                     "AveragePooling2D", "GlobalAveragePooling2D", "BatchNormalization", "Add", "Concatenate",
-                     "Multiply"}  # fmt: skip
+    counted_types = {
+        "Conv2D",
+        "DepthwiseConv2D",
+        "SeparableConv2D",
+        "Dense",
+        "MaxPooling2D",
+        "AveragePooling2D",
+        "GlobalAveragePooling2D",
+        "BatchNormalization",
+        "Add",
+        "Concatenate",
+        "Multiply",
+    }
     if None in model.input_shape[1:]:  # MobileNetV3 takes any size: MACs unknown, marked, no crash
         assert all(r.note in ("", "spatial size unknown") for r in report.layers)
         keras.backend.clear_session()
@@ -289,11 +323,21 @@ def test_cli_describes_a_saved_keras_application(tmp_path):
 
 def test_global_pooling_and_flatten_widen_the_receptive_field_alike_and_dense_keeps_it():
     def head(collapse):
-        return describe(keras.Sequential([
-            keras.Input((28, 28, 1)), layers.Conv2D(4, 3, name="c1"), layers.MaxPooling2D(2, name="p1"),
-            layers.Conv2D(4, 3, name="c2"), layers.MaxPooling2D(2, name="p2"), layers.Conv2D(4, 3, name="c3"),
-            collapse, layers.Dense(8, name="fc"), layers.Dense(2, name="out"),
-        ]))  # fmt: skip
+        return describe(
+            keras.Sequential(
+                [
+                    keras.Input((28, 28, 1)),
+                    layers.Conv2D(4, 3, name="c1"),
+                    layers.MaxPooling2D(2, name="p1"),
+                    layers.Conv2D(4, 3, name="c2"),
+                    layers.MaxPooling2D(2, name="p2"),
+                    layers.Conv2D(4, 3, name="c3"),
+                    collapse,
+                    layers.Dense(8, name="fc"),
+                    layers.Dense(2, name="out"),
+                ]
+            )
+        )
 
     for collapse in (layers.Flatten(name="collapse"), layers.GlobalAveragePooling2D(name="collapse")):
         report = head(collapse)
@@ -302,8 +346,7 @@ def test_global_pooling_and_flatten_widen_the_receptive_field_alike_and_dense_ke
         assert rows["collapse"].receptive_field == 18 + (3 - 1) * 4 == 26  # r + (n - 1) j
         assert rows["fc"].receptive_field == rows["out"].receptive_field == 26
     # Dense on a feature map acts per position (a 1x1 convolution): the field stays
-    model = keras.Sequential([keras.Input((9, 9, 3)), layers.Conv2D(4, 3, name="c"),
-                              layers.Dense(5, name="fc")])  # fmt: skip
+    model = keras.Sequential([keras.Input((9, 9, 3)), layers.Conv2D(4, 3, name="c"), layers.Dense(5, name="fc")])
     rows = {r.name: r for r in describe(model).layers}
     assert rows["fc"].receptive_field == 3 and rows["fc"].output_shape == (7, 7, 5)
     assert rows["fc"].macs == 7 * 7 * 4 * 5
@@ -339,10 +382,12 @@ def test_transposed_convolution_doubles_4x4_to_8x8():
     assert arithmetic.conv_transpose_output_size(4, 4, 2, "same") == 8
     assert arithmetic.conv_transpose_output_size(4, 4, 2, "valid") == 10
     assert arithmetic.conv_transpose_output_size(4, 3, 2, "valid", output_padding=1) == 10
-    same = keras.Sequential([keras.Input((4, 4, 16)), layers.Conv2DTranspose(8, 4, strides=2, padding="same",
-                                                                             name="up")])  # fmt: skip
-    cropped = keras.Sequential([keras.Input((4, 4, 16)), layers.Conv2DTranspose(8, 4, strides=2, name="up"),
-                                layers.Cropping2D(1, name="crop")])  # p=1 written out  # fmt: skip
+    same = keras.Sequential(
+        [keras.Input((4, 4, 16)), layers.Conv2DTranspose(8, 4, strides=2, padding="same", name="up")]
+    )
+    cropped = keras.Sequential(
+        [keras.Input((4, 4, 16)), layers.Conv2DTranspose(8, 4, strides=2, name="up"), layers.Cropping2D(1, name="crop")]
+    )  # p=1 written out
     for model in (same, cropped):
         report = describe(model)
         _check_against_keras(model, report)
@@ -366,11 +411,14 @@ def test_dilated_3x3_with_dilation_2_sees_5_pixels():
 
 @pytest.mark.parametrize("interpolation,rf", [("nearest", 3), ("bilinear", 4)])
 def test_up_sampling_and_zero_padding(interpolation, rf):
-    model = keras.Sequential([
-        keras.Input((6, 6, 2)), layers.Conv2D(2, 3, padding="same", name="conv"),
-        layers.UpSampling2D(2, interpolation=interpolation, name="up"),
-        layers.ZeroPadding2D(((1, 2), (0, 3)), name="pad"),
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            layers.Conv2D(2, 3, padding="same", name="conv"),
+            layers.UpSampling2D(2, interpolation=interpolation, name="up"),
+            layers.ZeroPadding2D(((1, 2), (0, 3)), name="pad"),
+        ]
+    )
     report = describe(model)
     _check_against_keras(model, report)
     up, pad = report.layers[-2:]
@@ -381,14 +429,27 @@ def test_up_sampling_and_zero_padding(interpolation, rf):
 
 
 def test_conv1d_conv3d_and_their_pools():
-    model1 = keras.Sequential([
-        keras.Input((50, 3)), layers.Conv1D(8, 5, strides=2, name="c"), layers.MaxPooling1D(2, name="p"),
-        layers.Conv1DTranspose(4, 3, strides=2, name="t"), layers.UpSampling1D(2, name="u"),
-        layers.Cropping1D((1, 2), name="crop"), layers.GlobalAveragePooling1D(name="gap"),
-    ])  # fmt: skip
-    model3 = keras.Sequential([keras.Input((9, 10, 11, 2)), layers.Conv3D(4, (3, 3, 1), name="c"),
-                               layers.AveragePooling3D(2, name="p"), layers.ZeroPadding3D(1, name="pad"),
-                               layers.Conv3D(2, 1, name="c2"), layers.Flatten(name="flat")])  # fmt: skip
+    model1 = keras.Sequential(
+        [
+            keras.Input((50, 3)),
+            layers.Conv1D(8, 5, strides=2, name="c"),
+            layers.MaxPooling1D(2, name="p"),
+            layers.Conv1DTranspose(4, 3, strides=2, name="t"),
+            layers.UpSampling1D(2, name="u"),
+            layers.Cropping1D((1, 2), name="crop"),
+            layers.GlobalAveragePooling1D(name="gap"),
+        ]
+    )
+    model3 = keras.Sequential(
+        [
+            keras.Input((9, 10, 11, 2)),
+            layers.Conv3D(4, (3, 3, 1), name="c"),
+            layers.AveragePooling3D(2, name="p"),
+            layers.ZeroPadding3D(1, name="pad"),
+            layers.Conv3D(2, 1, name="c2"),
+            layers.Flatten(name="flat"),
+        ]
+    )
     for model in (model1, model3):
         report = describe(model)
         _check_against_keras(model, report)
@@ -401,19 +462,21 @@ def test_conv1d_conv3d_and_their_pools():
 
 def test_channels_first_shapes():
     first = "channels_first"
-    model = keras.Sequential([
-        keras.Input((3, 20, 16)), layers.Conv2D(4, 3, strides=2, data_format=first, name="c"),
-        layers.MaxPooling2D(2, data_format=first, name="p"),
-        layers.GlobalAveragePooling2D(data_format=first, name="gap"),
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((3, 20, 16)),
+            layers.Conv2D(4, 3, strides=2, data_format=first, name="c"),
+            layers.MaxPooling2D(2, data_format=first, name="p"),
+            layers.GlobalAveragePooling2D(data_format=first, name="gap"),
+        ]
+    )
     report = describe(model)
     _check_against_keras(model, report)
     assert report.layers[1].output_shape == (4, 9, 7)
 
 
 def test_nested_models_are_expanded():
-    inner = keras.Sequential([layers.Conv2D(4, 3, strides=2, name="conv"), layers.ReLU(name="relu")],
-                             name="stem")  # fmt: skip
+    inner = keras.Sequential([layers.Conv2D(4, 3, strides=2, name="conv"), layers.ReLU(name="relu")], name="stem")
     inputs = keras.Input((16, 16, 3), name="image")
     x = inner(inputs)
     x = layers.Conv2D(8, 3, name="conv2")(x)
@@ -434,8 +497,14 @@ def test_layers_it_cannot_reason_about_are_marked_not_counted():
         def call(self, x):
             return x[:, ::2] * self.w
 
-    model = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3, name="conv"),
-                              Shuffle(name="shuffle"), layers.Conv2D(2, 1, name="conv2")])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            layers.Conv2D(4, 3, name="conv"),
+            Shuffle(name="shuffle"),
+            layers.Conv2D(2, 1, name="conv2"),
+        ]
+    )
     report = describe(model)
     _check_against_keras(model, report)
     rows = {r.name: r for r in report.layers}

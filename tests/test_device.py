@@ -31,13 +31,16 @@ def machine(cpuinfo: str, arch: str = "x86_64", gpus: tuple = ()) -> hardware.Ma
     return hardware.Machine(model, arch, 2, flags, gpus)
 
 
-@pytest.mark.parametrize("cpuinfo,arch,policy", [
-    (AVX2, "x86_64", "float32"),
-    (AVX512_BF16, "x86_64", "mixed_bfloat16"),
-    (AMX, "x86_64", "mixed_bfloat16"),
-    (ARM, "aarch64", "float32"),
-    (ARM_BF16, "aarch64", "mixed_bfloat16"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "cpuinfo,arch,policy",
+    [
+        (AVX2, "x86_64", "float32"),
+        (AVX512_BF16, "x86_64", "mixed_bfloat16"),
+        (AMX, "x86_64", "mixed_bfloat16"),
+        (ARM, "aarch64", "float32"),
+        (ARM_BF16, "aarch64", "mixed_bfloat16"),
+    ],
+)
 def test_auto_precision_on_cpus(cpuinfo, arch, policy):
     plan = hardware.plan(machine(cpuinfo, arch))
     assert plan.policy == policy and plan.precision == "auto"
@@ -47,8 +50,14 @@ def test_auto_precision_on_cpus(cpuinfo, arch, policy):
 
 def test_cpu_description_is_parsed():
     model, flags = hardware.parse_cpuinfo(AVX512_BF16, "x86_64")
-    assert model == "Intel Xeon Platinum 8380" and flags == {"avx", "avx2", "fma", "avx512f", "avx512_bf16",
-                                                               "avx512_vnni"}  # fmt: skip
+    assert model == "Intel Xeon Platinum 8380" and flags == {
+        "avx",
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_bf16",
+        "avx512_vnni",
+    }
     assert hardware.parse_cpuinfo(ARM, "aarch64") == ("aarch64 CPU", frozenset({"asimd", "sve"}))
 
 
@@ -96,8 +105,18 @@ def test_this_machine_follows_its_own_flags():
 def test_device_options_are_applied_and_logged(tracking_uri, tmp_path, monkeypatch):
     data_dir()
     monkeypatch.chdir(tmp_path)
-    result = kerascnn.train("lenet5", "mnist", epochs=1, train_samples=300, test_samples=100, precision="mixed",
-                            jit=False, steps_per_execution=4, tracking_uri=tracking_uri, verbose=0)  # fmt: skip
+    result = kerascnn.train(
+        "lenet5",
+        "mnist",
+        epochs=1,
+        train_samples=300,
+        test_samples=100,
+        precision="mixed",
+        jit=False,
+        steps_per_execution=4,
+        tracking_uri=tracking_uri,
+        verbose=0,
+    )
     run = MlflowClient(tracking_uri).get_run(result.run_id)
     params = run.data.params
     policy = "mixed_float16" if device.machine().gpus else "mixed_bfloat16"
@@ -131,13 +150,37 @@ def test_two_workers_train_together_and_only_the_chief_tracks(tracking_uri, tmp_
     data_dir()
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    cmd = [sys.executable, "-m", "kerascnn", "train", "mnist_cnn", "--dataset", "mnist", "--strategy", "multiworker",
-           "--epochs", "1", "--train-samples", "1024", "--test-samples", "256", "--tracking-uri", tracking_uri,
-           "--json"]  # fmt: skip
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster,
-                                                                          "task": {"type": "worker", "index": i}})))
-             for i in range(2)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "kerascnn",
+        "train",
+        "mnist_cnn",
+        "--dataset",
+        "mnist",
+        "--strategy",
+        "multiworker",
+        "--epochs",
+        "1",
+        "--train-samples",
+        "1024",
+        "--test-samples",
+        "256",
+        "--tracking-uri",
+        tracking_uri,
+        "--json",
+    ]
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
+        )
+        for i in range(2)
+    ]
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]

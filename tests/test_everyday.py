@@ -100,27 +100,44 @@ def test_a_text_file_named_npz_is_reported_as_such(tmp_path):
 
 # 7, 8. fast and quiet --------------------------------------------------------------------------------
 def test_models_and_argument_checks_do_not_load_tensorflow():
-    code = ("import sys; from kerascnn.cli import main; assert main(['models']) == 0; "
-            "from kerascnn.config import TrainConfig; TrainConfig.create(model='vgg16', epochs=3); "
-            "assert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules, 'heavy import'")  # fmt: skip
+    code = (
+        "import sys; from kerascnn.cli import main; assert main(['models']) == 0; "
+        "from kerascnn.config import TrainConfig; TrainConfig.create(model='vgg16', epochs=3); "
+        "assert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules, 'heavy import'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "vgg16" in result.stdout
 
 
 def test_the_python_api_prints_no_tensorflow_or_mlflow_log_lines(tracking_uri):
-    code = ("import kerascnn; print(kerascnn.describe(kerascnn.create_model('lenet5')).params); "
-            f"kerascnn.train('lenet5', 'mnist', epochs=1, train_samples=200, tracking_uri={tracking_uri!r}, verbose=0)")
+    code = (
+        "import kerascnn; print(kerascnn.describe(kerascnn.create_model('lenet5')).params); "
+        f"kerascnn.train('lenet5', 'mnist', epochs=1, train_samples=200, tracking_uri={tracking_uri!r}, verbose=0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    noise = [line for line in result.stderr.splitlines() if "absl" in line or "cuInit" in line or " INFO " in line
-             or "cuda" in line.lower() or "retracing" in line]  # fmt: skip
+    noise = [
+        line
+        for line in result.stderr.splitlines()
+        if "absl" in line or "cuInit" in line or " INFO " in line or "cuda" in line.lower() or "retracing" in line
+    ]
     assert not noise, noise
 
 
 def test_dir_lists_the_lazy_api():
-    assert {"train", "tune", "evaluate", "describe", "load_dataset", "leaderboard", "compare", "TrainConfig",
-            "plots", "tracking"} <= set(dir(kerascnn))  # fmt: skip
+    assert {
+        "train",
+        "tune",
+        "evaluate",
+        "describe",
+        "load_dataset",
+        "leaderboard",
+        "compare",
+        "TrainConfig",
+        "plots",
+        "tracking",
+    } <= set(dir(kerascnn))
 
 
 # 9. tables and progress -----------------------------------------------------------------------------
@@ -136,12 +153,24 @@ def test_the_progress_bar_never_overshoots_the_epoch():
 
 
 def test_runs_table_names_runs_and_precision_and_stays_narrow(tracking_uri):
-    kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, run_name="narrow-one", tracking_uri=tracking_uri,
-                   verbose=0)  # fmt: skip
+    kerascnn.train(
+        "lenet5", "mnist", epochs=1, train_samples=200, run_name="narrow-one", tracking_uri=tracking_uri, verbose=0
+    )
     table = run_cli("runs", "--tracking-uri", tracking_uri, check=True).stdout.splitlines()
-    assert table[0].split() == ["#", "run_id", "name", "model", "data", "prec", "ep", "val_acc", "test_acc", "time",
-                                "status"]  # fmt: skip
-    assert "narrow-one" in table[1] and " fp32 " in table[1] or " bf16 " in table[1]
+    assert table[0].split() == [
+        "#",
+        "run_id",
+        "name",
+        "model",
+        "data",
+        "prec",
+        "ep",
+        "val_acc",
+        "test_acc",
+        "time",
+        "status",
+    ]
+    assert ("narrow-one" in table[1] and " fp32 " in table[1]) or " bf16 " in table[1]
     assert max(len(line) for line in table) <= 120
 
 
@@ -162,8 +191,12 @@ def test_ui_on_a_busy_port_fails_in_one_line(tracking_uri):
 
 def test_a_sigkilled_ui_leaves_no_server_behind(tracking_uri):
     port = free_port()
-    ui = subprocess.Popen([*PY, "ui", "--port", str(port), "--tracking-uri", tracking_uri], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    ui = subprocess.Popen(
+        [*PY, "ui", "--port", str(port), "--tracking-uri", tracking_uri],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         first = ui.stdout.readline()
         assert "/#/experiments/" in first or f"127.0.0.1:{port}" in first
@@ -173,7 +206,7 @@ def test_a_sigkilled_ui_leaves_no_server_behind(tracking_uri):
     finally:
         ui.send_signal(signal.SIGKILL)
         ui.wait()
-    gone, alive = psutil.wait_procs(server, timeout=30)
+    _, alive = psutil.wait_procs(server, timeout=30)
     assert not alive, f"orphaned server processes: {alive}"
 
 

@@ -23,8 +23,18 @@ def small_shape(name: str) -> tuple[int, int, int]:
 
 
 def test_required_models_are_registered():
-    required = {"mnist_cnn", "lenet5", "alexnet", "vgg11", "vgg13", "vgg16", "vgg19",
-                "resnet18", "resnet34", "resnet50"}  # fmt: skip
+    required = {
+        "mnist_cnn",
+        "lenet5",
+        "alexnet",
+        "vgg11",
+        "vgg13",
+        "vgg16",
+        "vgg19",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+    }
     assert required <= set(MODELS)
 
 
@@ -68,16 +78,24 @@ def test_mnist_cnn_is_the_classic_keras_example():
     model = kerascnn.create_model("mnist_cnn", input_shape=(28, 28, 1), num_classes=10)
     assert isinstance(model, keras.Sequential)
     assert model.count_params() == 93_322
-    convs = [(l.filters, l.kernel_size, l.activation.__name__) for l in model.layers
-             if isinstance(l, keras.layers.Conv2D)]  # fmt: skip
+    convs = [
+        (l.filters, l.kernel_size, l.activation.__name__) for l in model.layers if isinstance(l, keras.layers.Conv2D)
+    ]
     assert convs == [(32, (3, 3), "relu"), (64, (3, 3), "relu"), (64, (3, 3), "relu")]
     kinds = [type(l).__name__ for l in model.layers]
     assert kinds == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "Flatten", "Dense", "Dense"]
     assert model.layers[-2].units == 64 and model.layers[-1].units == 10
 
 
-@pytest.mark.parametrize("name,kind", [("lenet5", keras.Sequential), ("alexnet", keras.Sequential),
-                                       ("vgg11", keras.Sequential), ("resnet18", keras.Model)])
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        ("lenet5", keras.Sequential),
+        ("alexnet", keras.Sequential),
+        ("vgg11", keras.Sequential),
+        ("resnet18", keras.Model),
+    ],
+)
 def test_api_style_per_family(name, kind):
     model = kerascnn.create_model(name, input_shape=small_shape(name), num_classes=10)
     assert isinstance(model, kind)
@@ -130,14 +148,23 @@ def test_resnet_stem_is_chosen_by_input_size_and_overridable(shape, stem):
 
 
 def test_builders_are_configurable():
-    vgg = kerascnn.create_model("vgg11", input_shape=(32, 32, 3), num_classes=10,
-                                layout=(1, 1, 2), width=8, batch_norm=True, dropout=0.0, dense_units=(32,))
+    vgg = kerascnn.create_model(
+        "vgg11",
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        layout=(1, 1, 2),
+        width=8,
+        batch_norm=True,
+        dropout=0.0,
+        dense_units=(32,),
+    )
     convs = [l for l in vgg.layers if isinstance(l, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [8, 16, 32, 32]
     assert any(isinstance(l, keras.layers.BatchNormalization) for l in vgg.layers)
     assert not any(isinstance(l, keras.layers.Dropout) for l in vgg.layers)
-    res = kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=10,
-                                stage_depths=(1, 1), width=16, weight_decay=1e-4)
+    res = kerascnn.create_model(
+        "resnet18", input_shape=(32, 32, 3), num_classes=10, stage_depths=(1, 1), width=16, weight_decay=1e-4
+    )
     assert res.get_layer("stage2_block1_conv1").filters == 32
     assert len(res.losses) > 0  # the L2 penalties
     cnn = kerascnn.create_model("mnist_cnn", filters=16, dense_units=32, dropout=0.25)
@@ -155,38 +182,48 @@ def test_minimum_input_size_is_exact(name):
         kerascnn.create_model(name, input_shape=(minimum - 1, minimum, channels), num_classes=3)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(input_shape=(28, 28)), r"input_shape.*Received: input_shape=\(28, 28\)"),
-    (dict(input_shape=(28, 28, 0)), r"input_shape.*Received: input_shape=\(28, 28, 0\)"),
-    (dict(input_shape=(28, -28, 1)), r"Received: input_shape=\(28, -28, 1\)"),
-    (dict(input_shape="28x28"), r"Received: input_shape='28x28'"),
-    (dict(input_shape=(28.5, 28, 1)), r"Received: input_shape=\(28.5, 28, 1\)"),
-    (dict(num_classes=1), r"num_classes.*>= 2.*Received: num_classes=1"),
-    (dict(num_classes=10.0), r"Received: num_classes=10.0"),
-    (dict(num_classes=True), r"Received: num_classes=True"),
-    (dict(filters=0), r"filters.*Received: filters=0"),
-    (dict(dense_units=-1), r"dense_units.*Received: dense_units=-1"),
-    (dict(dropout=1.0), r"dropout.*Received: dropout=1.0"),
-    (dict(widht=2), r"no option `widht`.*Received: widht=2"),
-    (dict(input_shape=(17, 17, 1)), r"at least 18.*Received: input_shape=\(17, 17, 1\)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(input_shape=(28, 28)), r"input_shape.*Received: input_shape=\(28, 28\)"),
+        (dict(input_shape=(28, 28, 0)), r"input_shape.*Received: input_shape=\(28, 28, 0\)"),
+        (dict(input_shape=(28, -28, 1)), r"Received: input_shape=\(28, -28, 1\)"),
+        (dict(input_shape="28x28"), r"Received: input_shape='28x28'"),
+        (dict(input_shape=(28.5, 28, 1)), r"Received: input_shape=\(28.5, 28, 1\)"),
+        (dict(num_classes=1), r"num_classes.*>= 2.*Received: num_classes=1"),
+        (dict(num_classes=10.0), r"Received: num_classes=10.0"),
+        (dict(num_classes=True), r"Received: num_classes=True"),
+        (dict(filters=0), r"filters.*Received: filters=0"),
+        (dict(dense_units=-1), r"dense_units.*Received: dense_units=-1"),
+        (dict(dropout=1.0), r"dropout.*Received: dropout=1.0"),
+        (dict(widht=2), r"no option `widht`.*Received: widht=2"),
+        (dict(input_shape=(17, 17, 1)), r"at least 18.*Received: input_shape=\(17, 17, 1\)"),
+    ],
+)
 def test_validation_errors_name_the_argument_and_echo_the_value(kwargs, match):
     kwargs = dict(dict(input_shape=(28, 28, 1), num_classes=10), **kwargs)
     with pytest.raises(ValueError, match=match):
         kerascnn.create_model("mnist_cnn", **kwargs)
 
 
-@pytest.mark.parametrize("name,kwargs,match", [
-    ("vgg16", dict(depth=12), r"depth.*Received: depth=12"),
-    ("vgg16", dict(layout=(2, 0)), r"layout.*Received: layout=\(2, 0\)"),
-    ("resnet18", dict(stem="tiny"), r"stem.*Received: stem='tiny'"),
-    ("resnet18", dict(block="wide"), r"block.*Received: block='wide'"),
-    ("resnet50", dict(weight_decay=-1e-4), r"weight_decay.*Received: weight_decay=-0.0001"),
-    ("resnet18", dict(input_shape=(16, 16, 3), stem="imagenet"), r"at least 32.*Received: input_shape=\(16, 16, 3\)"),
-    ("alexnet", dict(conv1_padding=-1), r"conv1_padding.*Received: conv1_padding=-1"),
-    ("lenet5", dict(activation="swish"), r"activation.*Received: activation='swish'"),
-    ("lenet5", dict(pooling="min"), r"pooling.*Received: pooling='min'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,kwargs,match",
+    [
+        ("vgg16", dict(depth=12), r"depth.*Received: depth=12"),
+        ("vgg16", dict(layout=(2, 0)), r"layout.*Received: layout=\(2, 0\)"),
+        ("resnet18", dict(stem="tiny"), r"stem.*Received: stem='tiny'"),
+        ("resnet18", dict(block="wide"), r"block.*Received: block='wide'"),
+        ("resnet50", dict(weight_decay=-1e-4), r"weight_decay.*Received: weight_decay=-0.0001"),
+        (
+            "resnet18",
+            dict(input_shape=(16, 16, 3), stem="imagenet"),
+            r"at least 32.*Received: input_shape=\(16, 16, 3\)",
+        ),
+        ("alexnet", dict(conv1_padding=-1), r"conv1_padding.*Received: conv1_padding=-1"),
+        ("lenet5", dict(activation="swish"), r"activation.*Received: activation='swish'"),
+        ("lenet5", dict(pooling="min"), r"pooling.*Received: pooling='min'"),
+    ],
+)
 def test_family_option_errors(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         kerascnn.create_model(name, **kwargs)
@@ -204,8 +241,13 @@ def test_register_model_adds_a_testable_model():
     @register_model(default_input_shape=(8, 8, 1), default_num_classes=2)
     def tiny_test_cnn(*, input_shape, num_classes, units: int = 4):
         """A two-layer test model."""
-        return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(name="flatten"),
-                                 keras.layers.Dense(num_classes, name="predictions")])  # fmt: skip
+        return keras.Sequential(
+            [
+                keras.Input(input_shape),
+                keras.layers.Flatten(name="flatten"),
+                keras.layers.Dense(num_classes, name="predictions"),
+            ]
+        )
 
     try:
         assert "tiny_test_cnn" in kerascnn.list_models()
@@ -244,14 +286,27 @@ def test_resnet_strided_layers_pad_symmetrically_like_torchvision(block, side):
     import tensorflow as tf
 
     keras.utils.set_random_seed(1)
-    model = kerascnn.create_model("resnet18", input_shape=(side, side, 3), num_classes=5, stem="imagenet",
-                                  width=8, stage_depths=(1, 1), block=block)  # fmt: skip
+    model = kerascnn.create_model(
+        "resnet18",
+        input_shape=(side, side, 3),
+        num_classes=5,
+        stem="imagenet",
+        width=8,
+        stage_depths=(1, 1),
+        block=block,
+    )
     rng = np.random.default_rng(0)
     for layer in model.layers:  # non-trivial batch-norm statistics
         if isinstance(layer, keras.layers.BatchNormalization):
             c = layer.get_weights()[0].shape
-            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.uniform(-0.2, 0.2, c), rng.uniform(-0.2, 0.2, c),
-                               rng.uniform(0.5, 1.5, c)])  # fmt: skip
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, c),
+                    rng.uniform(-0.2, 0.2, c),
+                    rng.uniform(-0.2, 0.2, c),
+                    rng.uniform(0.5, 1.5, c),
+                ]
+            )
     x = rng.random((2, side, side, 3), dtype=np.float32)
     names = ["stem_pool", "stage1_block1_out", "stage2_block1_out"]
     stem_out, stage1_out, stage2_out = keras.Model(model.input, [model.get_layer(n).output for n in names])(x)
@@ -292,5 +347,6 @@ def test_batch_norm_uses_the_reference_epsilon_and_momentum(name):
     norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert norms and all((l.epsilon, l.momentum) == (1e-5, 0.9) for l in norms)
     resnet = kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=10, stage_depths=(1,))
-    assert all((l.epsilon, l.momentum) == (1e-5, 0.9) for l in resnet.layers
-               if isinstance(l, keras.layers.BatchNormalization))  # fmt: skip
+    assert all(
+        (l.epsilon, l.momentum) == (1e-5, 0.9) for l in resnet.layers if isinstance(l, keras.layers.BatchNormalization)
+    )

@@ -16,8 +16,11 @@ SMOKE_BUDGET_S = 180
 
 
 def test_the_three_notebooks_exist():
-    assert [p.name for p in NOTEBOOKS] == ["01_quickstart_mnist.ipynb", "02_architectures.ipynb",
-                                           "03_tuning_and_comparison.ipynb"]  # fmt: skip
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_quickstart_mnist.ipynb",
+        "02_architectures.ipynb",
+        "03_tuning_and_comparison.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -31,8 +34,9 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     book = nbformat.read(work / path.name, as_version=4)
     started = time.monotonic()
-    NotebookClient(book, timeout=SMOKE_BUDGET_S, kernel_name="python3",
-                   resources={"metadata": {"path": str(work)}}).execute()  # raises on any cell error
+    NotebookClient(
+        book, timeout=SMOKE_BUDGET_S, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+    ).execute()  # raises on any cell error
     elapsed = time.monotonic() - started
     assert elapsed < SMOKE_BUDGET_S, f"{path.name} took {elapsed:.0f} s in smoke mode"
     outputs = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", [])]
@@ -45,7 +49,10 @@ def test_committed_notebooks_hold_the_outputs_of_a_full_run():
         book = nbformat.read(path, as_version=4)
         code = [c for c in book.cells if c.cell_type == "code"]
         assert all(c.get("execution_count") for c in code), f"{path.name} has unexecuted cells"
-        text = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                       for c in code for o in c.get("outputs", []))  # fmt: skip
+        text = "".join(
+            str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+            for c in code
+            for o in c.get("outputs", [])
+        )
         assert "smoke=False" in text, f"{path.name} was not committed from a full run"
         assert any("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", []))

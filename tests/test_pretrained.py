@@ -37,8 +37,8 @@ def _random_state_dict(name: str, seed: int = 0, **shapes: tuple[int, ...]) -> d
     """torchvision's keys and shapes (``shapes`` overrides some) with random values; BN variances > 0."""
     rng = np.random.default_rng(seed)
     state = {}
-    for key, shape in KEYS[name].items():
-        shape = shapes.get(key.replace(".", "_"), shape)
+    for key, recorded in KEYS[name].items():
+        shape = shapes.get(key.replace(".", "_"), recorded)
         if key.endswith("num_batches_tracked"):
             state[key] = np.array(7, np.int64)
         elif key.endswith("running_var"):
@@ -65,10 +65,13 @@ def test_vgg16_from_a_saved_keras_applications_model_is_bit_identical(tmp_path):
     assert not any(layer.name == "preprocess" for layer in raw.layers)  # a plain .keras file: no convention
     assert np.array_equal(_predict(raw, caffe_x), want)  # same function, same float operations
 
-    result = pretrained.create_pretrained("vgg16", path, input_shape=(32, 32, 3), num_classes=10,
-                                          preprocessing="caffe")  # fmt: skip
-    assert result.loaded == [*(f"block{b}_conv{c}" for b, n in enumerate((2, 2, 3, 3, 3), 1)
-                               for c in range(1, n + 1)), "fc1", "fc2", "predictions"]  # fmt: skip
+    result = pretrained.create_pretrained("vgg16", path, input_shape=(32, 32, 3), num_classes=10, preprocessing="caffe")
+    assert result.loaded == [
+        *(f"block{b}_conv{c}" for b, n in enumerate((2, 2, 3, 3, 3), 1) for c in range(1, n + 1)),
+        "fc1",
+        "fc2",
+        "predictions",
+    ]
     assert result.skipped == [] and result.preprocessing == "caffe"
     # [0, 1] RGB in, keras.applications' BGR mean-subtracted input inside
     np.testing.assert_allclose(_predict(result.model, x), want, rtol=1e-5, atol=1e-7)
@@ -81,9 +84,10 @@ def test_vgg19_from_a_keras_applications_hdf5_file_keeps_a_new_classifier(tmp_pa
     ref.save(path)  # legacy HDF5, read by keras.applications' own loader too
     assert np.array_equal(
         keras.applications.VGG19(weights=str(path), include_top=False, input_shape=(48, 48, 3))
-        .get_layer("block5_conv4").get_weights()[0],
+        .get_layer("block5_conv4")
+        .get_weights()[0],
         ref.get_layer("block5_conv4").get_weights()[0],
-    )  # fmt: skip
+    )
     x = np.random.default_rng(1).uniform(0, 1, (2, 48, 48, 3)).astype(np.float32)
     want = _predict(ref, keras.applications.vgg19.preprocess_input(255.0 * x))
 
@@ -92,9 +96,7 @@ def test_vgg19_from_a_keras_applications_hdf5_file_keeps_a_new_classifier(tmp_pa
     assert result.skipped == ["fc1", "fc2", "predictions"] and len(result.loaded) == 16
     np.testing.assert_allclose(_predict(result.model, x, "block5_pool"), want, rtol=1e-5, atol=1e-6)
     assert result.model.predict_on_batch(x).shape == (2, 7)
-    raw = pretrained.create_pretrained(
-        "vgg19", path, input_shape=(48, 48, 3), num_classes=7, preprocessing=None
-    )
+    raw = pretrained.create_pretrained("vgg19", path, input_shape=(48, 48, 3), num_classes=7, preprocessing=None)
     caffe_x = keras.applications.vgg19.preprocess_input(255.0 * x)
     assert np.array_equal(_predict(raw.model, caffe_x, "block5_pool"), want)
 
@@ -110,24 +112,30 @@ def test_fine_tuning_from_a_kit_model_file(tmp_path):
             for a, b in zip(layer.get_weights(), model.get_layer(layer.name).get_weights()):
                 assert np.array_equal(a, b), layer.name
     source.save_weights(tmp_path / "run.weights.h5")  # Keras' own format: by position, same architecture
-    same = kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=10, width=8,
-                                 weights=tmp_path / "run.weights.h5")  # fmt: skip
+    same = kerascnn.create_model(
+        "resnet18", input_shape=(32, 32, 3), num_classes=10, width=8, weights=tmp_path / "run.weights.h5"
+    )
     assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), same.get_weights()))
     with pytest.raises(ValueError, match=r"does not fit resnet18.*Received: weights="):
-        kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=10, width=16,
-                              weights=tmp_path / "run.weights.h5")  # fmt: skip
+        kerascnn.create_model(
+            "resnet18", input_shape=(32, 32, 3), num_classes=10, width=16, weights=tmp_path / "run.weights.h5"
+        )
     with pytest.raises(ValueError, match=r"do not fit layer 'stem_conv'.*Received: weights="):
         kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=4, width=16, weights=path)
     with pytest.raises(ValueError, match=r"lacks \(stage.*Received: weights="):  # a deeper source
-        kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=4, width=8,
-                              stage_depths=(2, 2, 1, 2), weights=path)  # fmt: skip
+        kerascnn.create_model(
+            "resnet18", input_shape=(32, 32, 3), num_classes=4, width=8, stage_depths=(2, 2, 1, 2), weights=path
+        )
 
 
-@pytest.mark.parametrize("weights,match", [
-    ("imagenet", r"available for vgg16, vgg19.*convert torchvision's.*Received: weights='imagenet'"),
-    ("missing.keras", r"not found. Received: weights='missing.keras'"),
-    (3, r"Received: weights=3"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "weights,match",
+    [
+        ("imagenet", r"available for vgg16, vgg19.*convert torchvision's.*Received: weights='imagenet'"),
+        ("missing.keras", r"not found. Received: weights='missing.keras'"),
+        (3, r"Received: weights=3"),
+    ],
+)
 def test_weights_errors(weights, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=10, weights=weights)
@@ -176,9 +184,7 @@ def test_torchvision_mapping_names_every_weight_exactly_once(name):
         if transform == "dense_chw":
             continue  # fc1's input size depends on the input (224 in torchvision): checked below
         shape = tuple(KEYS[name][key])
-        want = {"conv": lambda s: (s[2], s[3], s[1], s[0]), "dense": lambda s: s[::-1]}.get(
-            transform, lambda s: s
-        )
+        want = {"conv": lambda s: (s[2], s[3], s[1], s[0]), "dense": lambda s: s[::-1]}.get(transform, lambda s: s)
         assert tuple(model.get_layer(layer).weights[index].shape) == want(shape), key
     keras.backend.clear_session()
 
@@ -209,9 +215,7 @@ def _torchvision_resnet18(state, x):
             out = relu(_bn_nchw(_conv_nchw(y, state[f"{p}.conv1.weight"], stride, 1), state, f"{p}.bn1"))
             out = _bn_nchw(_conv_nchw(out, state[f"{p}.conv2.weight"], 1, 1), state, f"{p}.bn2")
             if f"{p}.downsample.0.weight" in state:
-                y = _bn_nchw(
-                    _conv_nchw(y, state[f"{p}.downsample.0.weight"], stride, 0), state, f"{p}.downsample.1"
-                )
+                y = _bn_nchw(_conv_nchw(y, state[f"{p}.downsample.0.weight"], stride, 0), state, f"{p}.downsample.1")
             y = relu(out + y)
     return y.mean(axis=(2, 3)) @ state["fc.weight"].T + state["fc.bias"]
 
@@ -250,19 +254,22 @@ def _softmax(z):
 
 def test_torchvision_vgg11_bn_first_conv_and_channel_first_flatten(tmp_path):
     """VGG's classifier.0 reads PyTorch's (C, H, W) flatten order; Keras flattens (H, W, C)."""
-    state = _random_state_dict("vgg11_bn", classifier_0_weight=(64, 25088), classifier_0_bias=(64,),
-                               classifier_3_weight=(64, 64), classifier_3_bias=(64,),
-                               classifier_6_weight=(10, 64), classifier_6_bias=(10,))  # fmt: skip
+    state = _random_state_dict(
+        "vgg11_bn",
+        classifier_0_weight=(64, 25088),
+        classifier_0_bias=(64,),
+        classifier_3_weight=(64, 64),
+        classifier_3_bias=(64,),
+        classifier_6_weight=(10, 64),
+        classifier_6_bias=(10,),
+    )
     model = pretrained.convert_torchvision("vgg11_bn", state, preprocessing=None, dense_units=(64, 64))
     assert model.output_shape == (None, 10)  # the classifier's size from the state dict
     x = np.random.default_rng(4).uniform(0, 1, (1, 224, 224, 3)).astype(np.float32)
-    inner = keras.Model(
-        model.inputs, [model.get_layer(n).output for n in ("block1_relu1", "block5_pool", "fc1")]
-    )
+    inner = keras.Model(model.inputs, [model.get_layer(n).output for n in ("block1_relu1", "block5_pool", "fc1")])
     relu1, pool5, fc1 = (np.asarray(t) for t in inner.predict_on_batch(x))
     conv = (
-        _conv_nchw(x.transpose(0, 3, 1, 2), state["features.0.weight"], 1, 1)
-        + state["features.0.bias"][:, None, None]
+        _conv_nchw(x.transpose(0, 3, 1, 2), state["features.0.weight"], 1, 1) + state["features.0.bias"][:, None, None]
     )
     want_relu1 = np.maximum(_bn_nchw(conv, state, "features.1"), 0)
     np.testing.assert_allclose(relu1.transpose(0, 3, 1, 2), want_relu1, rtol=1e-4, atol=1e-5)
@@ -277,9 +284,7 @@ def test_torchvision_state_dict_errors(tmp_path):
         pretrained.convert_torchvision("resnet18", {k: v for k, v in state.items() if k != "fc.bias"})
     with pytest.raises(ValueError, match=r"has 1 entries .*'extra.weight'"):
         pretrained.convert_torchvision("resnet18", {**state, "extra.weight": np.zeros(3, np.float32)})
-    with pytest.raises(
-        ValueError, match=r"state dict lacks .* of resnet34"
-    ):  # ResNet-18 weights, ResNet-34 net
+    with pytest.raises(ValueError, match=r"state dict lacks .* of resnet34"):  # ResNet-18 weights, ResNet-34 net
         pretrained.convert_torchvision("resnet34", state)
     with pytest.raises(ValueError, match=r"`name` must be one of .*Received: name='resnet101'"):
         pretrained.convert_torchvision("resnet101", state)
@@ -293,16 +298,12 @@ def test_pth_files_need_torch_or_load_safely(tmp_path):
     path = tmp_path / "resnet18.pth"
     if importlib.util.find_spec("torch") is None:
         path.write_bytes(b"not read")
-        with pytest.raises(
-            ValueError, match=r"needs torch .*save the state dict as .npz.*Received: state_dict="
-        ):
+        with pytest.raises(ValueError, match=r"needs torch .*save the state dict as .npz.*Received: state_dict="):
             pretrained.read_state_dict(path)
     else:  # pragma: no cover - torch is not a test dependency
         import torch
 
-        torch.save(
-            {k: torch.from_numpy(np.asarray(v)) for k, v in _random_state_dict("resnet18").items()}, path
-        )
+        torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in _random_state_dict("resnet18").items()}, path)
         assert pretrained.read_state_dict(path)["conv1.weight"].shape == (64, 3, 7, 7)
 
 
@@ -316,10 +317,38 @@ def test_train_fine_tunes_from_weights_and_logs_them(tmp_path):
 
     data_dir()
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    first = json.loads(run_cli("train", "lenet5", "--epochs", "1", "--train-samples", "600", "--tracking-uri", uri,
-                               "--json", cwd=tmp_path, check=True).stdout)  # fmt: skip
-    tuned = json.loads(run_cli("train", "lenet5", "--epochs", "1", "--train-samples", "600", "--tracking-uri", uri,
-                               "--weights", first["model_path"], "--json", cwd=tmp_path, check=True).stdout)  # fmt: skip
+    first = json.loads(
+        run_cli(
+            "train",
+            "lenet5",
+            "--epochs",
+            "1",
+            "--train-samples",
+            "600",
+            "--tracking-uri",
+            uri,
+            "--json",
+            cwd=tmp_path,
+            check=True,
+        ).stdout
+    )
+    tuned = json.loads(
+        run_cli(
+            "train",
+            "lenet5",
+            "--epochs",
+            "1",
+            "--train-samples",
+            "600",
+            "--tracking-uri",
+            uri,
+            "--weights",
+            first["model_path"],
+            "--json",
+            cwd=tmp_path,
+            check=True,
+        ).stdout
+    )
     params = MlflowClient(uri).get_run(tuned["run_id"]).data.params
     assert params["weights"] == first["model_path"] and params["weights_skipped"] == "none"
     assert int(params["weights_loaded"]) == 5  # 2 convolutions, 2 hidden dense layers, the classifier
@@ -330,10 +359,25 @@ def test_convert_writes_a_kit_model_from_a_state_dict(tmp_path):
     from tests.helpers import assert_usage_error, run_cli
 
     np.savez(tmp_path / "r18.npz", **_random_state_dict("resnet18"))
-    out = json.loads(run_cli("convert", "resnet18", str(tmp_path / "r18.npz"), "--output", str(tmp_path / "r18.keras"),
-                             "--input-shape", "64", "64", "3", "--json", check=True).stdout)  # fmt: skip
+    out = json.loads(
+        run_cli(
+            "convert",
+            "resnet18",
+            str(tmp_path / "r18.npz"),
+            "--output",
+            str(tmp_path / "r18.keras"),
+            "--input-shape",
+            "64",
+            "64",
+            "3",
+            "--json",
+            check=True,
+        ).stdout
+    )
     assert out["params"] == kerascnn.load_model(tmp_path / "r18.keras", compile=False).count_params()
-    assert_usage_error(run_cli("convert", "resnet19", str(tmp_path / "r18.npz"), "--output", "x.keras"),
-                       "Received: name='resnet19'")  # fmt: skip
-    assert_usage_error(run_cli("convert", "resnet18", str(tmp_path / "none.npz"), "--output", "x.keras"),
-                       "State dict file not found")  # fmt: skip
+    assert_usage_error(
+        run_cli("convert", "resnet19", str(tmp_path / "r18.npz"), "--output", "x.keras"), "Received: name='resnet19'"
+    )
+    assert_usage_error(
+        run_cli("convert", "resnet18", str(tmp_path / "none.npz"), "--output", "x.keras"), "State dict file not found"
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import psutil
 import pytest
 
 import kerascnn
-from kerascnn import tracking
 from tests.helpers import PY, all_runs, assert_usage_error, data_dir, metric_steps, run_cli, wait_for
 
 
@@ -54,8 +52,12 @@ def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri
     assert run.info.status == "RUNNING"  # a SIGKILL cannot end it; --resume will
     backup = Path(run.data.tags["kerascnn.backup_dir"])
     (backup / "latest.weights.h5").write_bytes(b"torn by the kill")  # as if killed in the middle of a save
-    resumed = subprocess.run([*PY, "train", "--resume", "--tracking-uri", tracking_uri, "--json"],
-                             capture_output=True, text=True, timeout=600)  # the run's logged settings, not retyped
+    resumed = subprocess.run(
+        [*PY, "train", "--resume", "--tracking-uri", tracking_uri, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # the run's logged settings, not retyped
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     out = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert out["run_id"] == run.info.run_id
@@ -98,14 +100,36 @@ def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri):
 
 
 def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):
-    process = subprocess.Popen(_train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        _train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        wait_for(lambda: bool(all_runs(tracking_uri)) and bool(
-            metric_steps(tracking_uri, all_runs(tracking_uri)[0].info.run_id, "loss")), 300, process, "epoch 1")
+        wait_for(
+            lambda: (
+                bool(all_runs(tracking_uri))
+                and bool(metric_steps(tracking_uri, all_runs(tracking_uri)[0].info.run_id, "loss"))
+            ),
+            300,
+            process,
+            "epoch 1",
+        )
         run_id = all_runs(tracking_uri)[0].info.run_id
-        second = run_cli("train", "mnist_cnn", "--dataset", "mnist", "--epochs", "20", "--train-samples", "20000",
-                         "--tracking-uri", tracking_uri, "--resume", run_id)  # fmt: skip
+        second = run_cli(
+            "train",
+            "mnist_cnn",
+            "--dataset",
+            "mnist",
+            "--epochs",
+            "20",
+            "--train-samples",
+            "20000",
+            "--tracking-uri",
+            tracking_uri,
+            "--resume",
+            run_id,
+        )
         assert_usage_error(second, "Received: resume=")
         assert "still running" in second.stderr or "another process" in second.stderr
     finally:
@@ -118,10 +142,21 @@ def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):
 
 @pytest.mark.parametrize("signum,code,status", [(signal.SIGINT, 130, "FAILED"), (signal.SIGTERM, 143, "KILLED")])
 def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_uri):
-    process = subprocess.Popen(_train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    wait_for(lambda: bool(all_runs(tracking_uri)) and bool(metric_steps(tracking_uri, all_runs(tracking_uri)[0].info.run_id, "loss")),
-          300, process, "the first epoch")  # fmt: skip
+    process = subprocess.Popen(
+        _train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(
+        lambda: (
+            bool(all_runs(tracking_uri))
+            and bool(metric_steps(tracking_uri, all_runs(tracking_uri)[0].info.run_id, "loss"))
+        ),
+        300,
+        process,
+        "the first epoch",
+    )
     sent = time.monotonic()
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
@@ -139,9 +174,24 @@ def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_ur
 
 
 def test_nan_loss_fails_the_run_and_the_command(tracking_uri):
-    result = run_cli("train", "mnist_cnn", "--dataset", "mnist", "--epochs", "3", "--train-samples", "300",
-                     "--optimizer", "sgd", "--learning-rate", "1e12", "--schedule", "constant",
-                     "--tracking-uri", tracking_uri)  # fmt: skip
+    result = run_cli(
+        "train",
+        "mnist_cnn",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "3",
+        "--train-samples",
+        "300",
+        "--optimizer",
+        "sgd",
+        "--learning-rate",
+        "1e12",
+        "--schedule",
+        "constant",
+        "--tracking-uri",
+        tracking_uri,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("kerascnn: error: training failed: the training loss became nan") and "ended FAILED" in line
@@ -154,10 +204,27 @@ def test_nan_loss_fails_the_run_and_the_command(tracking_uri):
 
 
 def test_eight_concurrent_trainings_on_one_fresh_sqlite_store(tracking_uri):
-    procs = [subprocess.Popen(_train_cmd(tracking_uri, "--epochs", "2", "--train-samples", "300", "--test-samples",
-                                         "100", "--run-name", f"writer-{i}", "--seed", str(i)),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for i in range(8)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            _train_cmd(
+                tracking_uri,
+                "--epochs",
+                "2",
+                "--train-samples",
+                "300",
+                "--test-samples",
+                "100",
+                "--run-name",
+                f"writer-{i}",
+                "--seed",
+                str(i),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
     errors = [p.communicate(timeout=600)[1] for p in procs]
     for p, err in zip(procs, errors):
         assert p.returncode == 0, err[-2000:]
@@ -188,15 +255,26 @@ def bad_data(tmp_path) -> Path:
     (folder / "fashion_mnist.npz").write_bytes(b"\x00garbage, not a zip file")
     _write_npz(folder, "cifar100", x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.zeros(4))
     rng = np.random.default_rng(0)
-    _write_npz(folder, "cifar10", x_train=rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8),
-               y_train=np.arange(40) % 10, x_test=rng.integers(0, 255, (10, 32, 32, 3), dtype=np.uint8),
-               y_test=np.arange(10))  # fmt: skip
+    _write_npz(
+        folder,
+        "cifar10",
+        x_train=rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8),
+        y_train=np.arange(40) % 10,
+        x_test=rng.integers(0, 255, (10, 32, 32, 3), dtype=np.uint8),
+        y_test=np.arange(10),
+    )
     return folder
 
 
 def _lambda_model(path: Path) -> Path:
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2.0, name="double"),
-                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Lambda(lambda x: x * 2.0, name="double"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.save(path)
     return path
 
@@ -218,32 +296,45 @@ CLI_CASES = {
     "builder option name": ([*T, "-o", "widht=2"], {}, "Received: widht=2"),
     "too few classes": ([*T, "--num-classes", "1"], {}, "Received: num_classes=1"),
     "classes below the data's": ([*T, "--num-classes", "5"], {}, "smaller than the 10 classes"),
-    "input too small": (["train", "vgg11", "--dataset", "mnist", "--input-shape", "16", "16", "1"], {},
-                        "at least 32"),
+    "input too small": (["train", "vgg11", "--dataset", "mnist", "--input-shape", "16", "16", "1"], {}, "at least 32"),
     "corrupt npz": (["train", "lenet5", "--dataset", "fashion_mnist"], {"data": True}, "fashion_mnist.npz"),
     "wrong-layout npz": (["train", "lenet5", "--dataset", "cifar100"], {"data": True}, "lacks x_test, y_test"),
-    "images cannot feed model": (["train", "lenet5", "--dataset", "cifar10", "--input-shape", "32", "32", "1"],
-                                 {"data": True}, "cannot feed a model with 1 input channel"),
+    "images cannot feed model": (
+        ["train", "lenet5", "--dataset", "cifar10", "--input-shape", "32", "32", "1"],
+        {"data": True},
+        "cannot feed a model with 1 input channel",
+    ),
     "tracking uri scheme": ([*T, "--tracking-uri", "ftp://host/store"], {}, "unsupported scheme 'ftp'"),
     "tracking uri is a folder": ([*T, "--tracking-uri", "sqlite:///data"], {"data": True}, "names a folder"),
-    "tracking store corrupt": ([*T, "--tracking-uri", "sqlite:///notes.txt"], {"notes": True},
-                               "Cannot open the MLflow store"),
+    "tracking store corrupt": (
+        [*T, "--tracking-uri", "sqlite:///notes.txt"],
+        {"notes": True},
+        "Cannot open the MLflow store",
+    ),
     "file store in env": (T, {"env": {"MLFLOW_TRACKING_URI": "./mlruns"}}, "Received: MLFLOW_TRACKING_URI='./mlruns'"),
     "data dir env": (T, {"env": {"KERASCNN_DATA_DIR": "/no/such/dir"}}, "Received: KERASCNN_DATA_DIR='/no/such/dir'"),
     "strategy without TF_CONFIG": ([*T, "--strategy", "multiworker"], {}, "needs TF_CONFIG"),
-    "bad TF_CONFIG": ([*T, "--strategy", "multiworker"], {"env": {"TF_CONFIG": "{not json"}},
-                      "Received: TF_CONFIG='{not json'"),
-    "bad tuner port env": (["tune", "mnist_cnn", "--dataset", "mnist", "--train-samples", "100"],
-                           {"env": {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "http"}},
-                           "Received: KERASTUNER_ORACLE_PORT='http'"),
+    "bad TF_CONFIG": (
+        [*T, "--strategy", "multiworker"],
+        {"env": {"TF_CONFIG": "{not json"}},
+        "Received: TF_CONFIG='{not json'",
+    ),
+    "bad tuner port env": (
+        ["tune", "mnist_cnn", "--dataset", "mnist", "--train-samples", "100"],
+        {"env": {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "http"}},
+        "Received: KERASTUNER_ORACLE_PORT='http'",
+    ),
     "nothing to resume": ([*T, "--resume"], {}, "Nothing to resume"),
     "resume without tracking": ([*T, "--resume", "--no-tracking"], {}, "Received: tracking=False"),
     "missing model file": (["evaluate", "nope.keras", "--dataset", "mnist"], {}, "Model file not found"),
-    "lambda model refused": (["evaluate", "lambda.keras", "--dataset", "mnist"], {"lambda": True},
-                             "contains a Lambda layer"),
+    "lambda model refused": (
+        ["evaluate", "lambda.keras", "--dataset", "mnist"],
+        {"lambda": True},
+        "contains a Lambda layer",
+    ),
     "h5 model refused": (["evaluate", "model.h5", "--dataset", "mnist"], {"h5": True}, "Legacy HDF5"),
     "runs limit": (["runs", "--limit", "0"], {}, "Received: limit=0"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
@@ -258,10 +349,10 @@ def test_bad_input_catalogue_cli(case, tmp_path, bad_data):
         _lambda_model(tmp_path / "lambda.keras")
     if setup.get("h5"):
         (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n")
-    before = {p for p in tmp_path.rglob("*")}
+    before = set(tmp_path.rglob("*"))
     result = run_cli(*args, cwd=tmp_path, env=env)
     assert_usage_error(result, fragment)
-    left = {p for p in tmp_path.rglob("*")} - before
+    left = set(tmp_path.rglob("*")) - before
     assert not left, f"files left behind: {sorted(map(str, left))}"
     assert not all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
 
@@ -279,7 +370,7 @@ API_CASES = [
     (lambda: kerascnn.load_dataset("mnist", test_samples=-1), "Received: test_samples=-1"),
     (lambda: kerascnn.load_model("missing.keras"), "Received: path='missing.keras'"),
     (lambda: kerascnn.leaderboard("no-such-experiment"), "Received: experiment='no-such-experiment'"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("index", range(len(API_CASES)))
@@ -297,24 +388,26 @@ def test_bad_input_catalogue_api(index, tmp_path):
 
 def test_lambda_models_load_only_when_asked_to_be_unsafe(tmp_path):
     path = _lambda_model(tmp_path / "lambda.keras")
-    with pytest.raises(ValueError, match="Lambda layer.*unsafe=True"):
+    with pytest.raises(ValueError, match=r"Lambda layer.*unsafe=True"):
         kerascnn.load_model(path)
     model = kerascnn.load_model(path, unsafe=True)
     assert model.get_layer("double") is not None
-    result = run_cli("evaluate", str(path), "--dataset", "mnist", "--test-samples", "50", "--unsafe", "--json",
-                     check=True)  # fmt: skip
+    result = run_cli(
+        "evaluate", str(path), "--dataset", "mnist", "--test-samples", "50", "--unsafe", "--json", check=True
+    )
     assert json.loads(result.stdout)["test_size"] == 50
     (tmp_path / "weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
     with pytest.raises(ValueError, match="Legacy HDF5"):
         kerascnn.load_model(tmp_path / "weights.h5")
     (tmp_path / "broken.keras").write_bytes(b"PK\x03\x04broken")
-    with pytest.raises(ValueError, match="corrupt|Cannot load"):
+    with pytest.raises(ValueError, match=r"corrupt|Cannot load"):
         kerascnn.load_model(tmp_path / "broken.keras")
 
 
 def test_a_trained_model_reloads_safely_and_evaluates(tracking_uri):
-    result = kerascnn.train("lenet5", "mnist", epochs=1, train_samples=500, test_samples=200,
-                            tracking_uri=tracking_uri, verbose=0)  # fmt: skip
+    result = kerascnn.train(
+        "lenet5", "mnist", epochs=1, train_samples=500, test_samples=200, tracking_uri=tracking_uri, verbose=0
+    )
     metrics = kerascnn.evaluate(result.model_path, "mnist", test_samples=200)
     assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy, abs=1e-6)
     assert metrics["adaptation"] == "none"  # LeNet-5 accepts 28x28 as is (its minimum is 16)
@@ -326,8 +419,23 @@ RSS_GROWTH_BOUND_MB = 250  # from trial 5 to trial 20 (stated in README "Reliabi
 
 
 def test_twenty_trials_keep_memory_flat(tracking_uri, tmp_path):
-    cmd = [*PY, "tune", "mnist_cnn", "--dataset", "mnist", "--max-trials", "20", "--epochs", "1", "--train-samples",
-           "200", "--tracking-uri", tracking_uri, "--directory", str(tmp_path / "s")]  # fmt: skip
+    cmd = [
+        *PY,
+        "tune",
+        "mnist_cnn",
+        "--dataset",
+        "mnist",
+        "--max-trials",
+        "20",
+        "--epochs",
+        "1",
+        "--train-samples",
+        "200",
+        "--tracking-uri",
+        tracking_uri,
+        "--directory",
+        str(tmp_path / "s"),
+    ]
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     rss: list[float] = []
     ps = psutil.Process(process.pid)

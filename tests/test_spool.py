@@ -39,8 +39,20 @@ def _epochs_logged(uri: str) -> int:
 
 def test_server_killed_mid_training_loses_nothing_after_sync(tmp_path):
     with mlflow_server(tmp_path / "server") as server:
-        cmd = [*PY, "train", "mnist_cnn", "--epochs", "4", "--train-samples", "6000", "--test-samples", "500",
-               "--tracking-uri", server.uri, "--json"]  # fmt: skip
+        cmd = [
+            *PY,
+            "train",
+            "mnist_cnn",
+            "--epochs",
+            "4",
+            "--train-samples",
+            "6000",
+            "--test-samples",
+            "500",
+            "--tracking-uri",
+            server.uri,
+            "--json",
+        ]
         started = time.monotonic()
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: _epochs_logged(server.uri) >= 2, 300, process, "two epochs on the server")
@@ -77,8 +89,22 @@ def test_server_killed_mid_training_loses_nothing_after_sync(tmp_path):
 
 def test_server_down_during_a_search_keeps_trials_and_their_nesting(tmp_path):
     with mlflow_server(tmp_path / "server") as server:
-        cmd = [*PY, "tune", "mnist_cnn", "--max-trials", "3", "--epochs", "2", "--train-samples", "3000",
-               "--tracking-uri", server.uri, "--directory", str(tmp_path / "s"), "--json"]  # fmt: skip
+        cmd = [
+            *PY,
+            "tune",
+            "mnist_cnn",
+            "--max-trials",
+            "3",
+            "--epochs",
+            "2",
+            "--train-samples",
+            "3000",
+            "--tracking-uri",
+            server.uri,
+            "--directory",
+            str(tmp_path / "s"),
+            "--json",
+        ]
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: _epochs_logged(server.uri) >= 1, 300, process, "the first trial's first epoch")
         server.stop()
@@ -99,8 +125,22 @@ def test_server_down_during_a_search_keeps_trials_and_their_nesting(tmp_path):
 
 def test_sync_twice_and_two_syncs_at_once_write_every_step_once(tracking_uri):
     for seed in (1, 2):
-        run_cli("train", "lenet5", "--epochs", "2", "--train-samples", "400", "--test-samples", "100", "--seed",
-                str(seed), "--offline", "--tracking-uri", tracking_uri, check=True)  # fmt: skip
+        run_cli(
+            "train",
+            "lenet5",
+            "--epochs",
+            "2",
+            "--train-samples",
+            "400",
+            "--test-samples",
+            "100",
+            "--seed",
+            str(seed),
+            "--offline",
+            "--tracking-uri",
+            tracking_uri,
+            check=True,
+        )
     assert len(pending(tracking_uri)) == 2 and not all_runs(tracking_uri)
     table = run_cli("runs", "--tracking-uri", tracking_uri, check=True).stdout
     assert "waiting in the spool (2" in table and "SPOOLED (FINISHED)" in table

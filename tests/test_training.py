@@ -32,8 +32,17 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
 
 
 def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
-    result = kerascnn.train("mnist_cnn", "mnist", epochs=2, tracking_uri=tracking_uri, experiment="exp1",
-                            run_name="tiny", seed=1, verbose=0, **TINY)  # fmt: skip
+    result = kerascnn.train(
+        "mnist_cnn",
+        "mnist",
+        epochs=2,
+        tracking_uri=tracking_uri,
+        experiment="exp1",
+        run_name="tiny",
+        seed=1,
+        verbose=0,
+        **TINY,
+    )
     assert 0.1 < result.test_accuracy <= 1 and result.test_loss > 0 and result.epochs == 2
     client = MlflowClient(tracking_uri)
     run = client.get_run(result.run_id)
@@ -62,9 +71,13 @@ def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
     assert "native bfloat16" in tags["kerascnn.why.precision"] and tags["kerascnn.why.jit"].startswith("auto")
     assert tags["keras.version"].startswith("3.") and tags["tensorflow.version"] and tags["kerascnn.version"]
     assert _artifacts(client, result.run_id) >= {
-        "model.keras", "describe.txt", "describe.json", "confusion_matrix.csv",
-        "plots/training_curves.png", "plots/confusion_matrix.png",
-    }  # fmt: skip
+        "model.keras",
+        "describe.txt",
+        "describe.json",
+        "confusion_matrix.csv",
+        "plots/training_curves.png",
+        "plots/confusion_matrix.png",
+    }
     assert Path(result.model_path).is_file() and Path(tracking_uri[10:]).parent in Path(result.model_path).parents
     rows = Path(result.model_path).with_name("confusion_matrix.csv").read_text().splitlines()
     assert rows[0] == "true \\ predicted," + ",".join(map(str, range(10)))  # labelled with the class names
@@ -90,9 +103,18 @@ def test_untracked_training_creates_no_run(tracking_uri, tmp_path):
 
 
 def test_nan_loss_fails_the_run_with_the_reason(tracking_uri):
-    with pytest.raises(TrainingFailed, match="loss became nan") as info:
-        kerascnn.train("mnist_cnn", "mnist", epochs=2, optimizer="sgd", learning_rate=1e12,
-                       schedule="constant", tracking_uri=tracking_uri, verbose=0, **TINY)  # fmt: skip
+    with pytest.raises(TrainingFailed, match="loss became nan"):
+        kerascnn.train(
+            "mnist_cnn",
+            "mnist",
+            epochs=2,
+            optimizer="sgd",
+            learning_rate=1e12,
+            schedule="constant",
+            tracking_uri=tracking_uri,
+            verbose=0,
+            **TINY,
+        )
     run = MlflowClient(tracking_uri).get_run(last_outcome().run_id)
     assert run.info.status == "FAILED" and run.info.end_time
     assert "loss became nan" in run.data.tags["kerascnn.failure"]
@@ -113,13 +135,31 @@ def test_bad_arguments_raise_before_any_run(tracking_uri):
             kerascnn.train("mnist_cnn", "mnist", tracking_uri=tracking_uri, verbose=0, **dict(TINY, **kwargs))
     db = Path(tracking_uri[10:])
     assert not db.exists() or not MlflowClient(tracking_uri).search_runs(
-        [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()])
+        [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()]
+    )
 
 
 def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
-    result = run_cli("train", "vgg11", "--dataset", "mnist", "--epochs", "1", "--train-samples", "256",
-                     "--test-samples", "128", "-o", "width=4", "-o", "dense_units=(16,)", "--tracking-uri",
-                     tracking_uri, "--json", check=True)  # fmt: skip
+    result = run_cli(
+        "train",
+        "vgg11",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "1",
+        "--train-samples",
+        "256",
+        "--test-samples",
+        "128",
+        "-o",
+        "width=4",
+        "-o",
+        "dense_units=(16,)",
+        "--tracking-uri",
+        tracking_uri,
+        "--json",
+        check=True,
+    )
     assert "pad 28x28 -> 32x32" in result.stderr
     out = json.loads(result.stdout)  # stdout is exactly one JSON document; all else went to stderr
     assert set(out) == {"run_id", "experiment", "test_accuracy", "test_loss", "epochs", "tracking_uri", "model_path"}
@@ -128,8 +168,9 @@ def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
     assert params["adaptation"] == "pad 28x28 -> 32x32" and params["input_shape"] == "[32, 32, 1]"
     assert json.loads(params["model_kwargs"]) == {"dense_units": [16], "width": 4}
     mlflow.set_tracking_uri(tracking_uri)
-    (logged,) = mlflow.search_logged_models(output_format="list", experiment_ids=[
-        MlflowClient(tracking_uri).get_run(out["run_id"]).info.experiment_id])  # fmt: skip
+    (logged,) = mlflow.search_logged_models(
+        output_format="list", experiment_ids=[MlflowClient(tracking_uri).get_run(out["run_id"]).info.experiment_id]
+    )
     signature = mlflow.models.get_model_info(logged.model_uri).signature
     assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 32, 32, 1]  # as the model sees them
     assert "/step - accuracy:" in result.stderr and "\x1b[" not in result.stderr  # Keras' per-epoch line, no ANSI
@@ -137,8 +178,16 @@ def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
 
 def test_leaderboard_sorts_by_test_accuracy(tracking_uri):
     good = kerascnn.train("mnist_cnn", "mnist", epochs=2, tracking_uri=tracking_uri, verbose=0, **TINY)
-    poor = kerascnn.train("mnist_cnn", "mnist", epochs=1, learning_rate=1e-5, schedule="constant",
-                          tracking_uri=tracking_uri, verbose=0, **TINY)  # fmt: skip
+    poor = kerascnn.train(
+        "mnist_cnn",
+        "mnist",
+        epochs=1,
+        learning_rate=1e-5,
+        schedule="constant",
+        tracking_uri=tracking_uri,
+        verbose=0,
+        **TINY,
+    )
     assert good.test_accuracy > poor.test_accuracy
     result = run_cli("runs", "--tracking-uri", tracking_uri, "--json", check=True)
     rows = json.loads(result.stdout)
@@ -148,15 +197,33 @@ def test_leaderboard_sorts_by_test_accuracy(tracking_uri):
     assert first["params"]["epochs"] == "2" and first["best_val_accuracy"] > 0 and first["duration_s"] > 0
     table = run_cli("runs", "--tracking-uri", tracking_uri, "--experiment", "kerascnn", check=True).stdout
     assert good.run_id[:12] in table.splitlines()[1] and "test_acc" in table.splitlines()[0]
-    assert_usage_error(run_cli("runs", "--tracking-uri", tracking_uri, "--experiment", "nope"),
-                       "Received: experiment='nope'")  # fmt: skip
+    assert_usage_error(
+        run_cli("runs", "--tracking-uri", tracking_uri, "--experiment", "nope"), "Received: experiment='nope'"
+    )
 
 
 def test_deterministic_runs_repeat_exactly(tmp_path):
     def run(seed: int) -> dict:
-        result = run_cli("train", "mnist_cnn", "--dataset", "mnist", "--epochs", "1", "--train-samples", "400",
-                         "--test-samples", "200", "--seed", str(seed), "--deterministic", "--augment",
-                         "--no-tracking", "--json", cwd=tmp_path, check=True)  # fmt: skip
+        result = run_cli(
+            "train",
+            "mnist_cnn",
+            "--dataset",
+            "mnist",
+            "--epochs",
+            "1",
+            "--train-samples",
+            "400",
+            "--test-samples",
+            "200",
+            "--seed",
+            str(seed),
+            "--deterministic",
+            "--augment",
+            "--no-tracking",
+            "--json",
+            cwd=tmp_path,
+            check=True,
+        )
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     first, second, other = run(7), run(7), run(8)

@@ -33,14 +33,28 @@ def _tree(root: Path) -> set[str]:
 
 
 def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, tmp_path):
-    result = kerascnn.tune("mnist_cnn", "mnist", tuner="random", max_trials=3, tracking_uri=tracking_uri,
-                           directory=tmp_path / "searches", search_name="s1", progress=False, **TINY)  # fmt: skip
+    result = kerascnn.tune(
+        "mnist_cnn",
+        "mnist",
+        tuner="random",
+        max_trials=3,
+        tracking_uri=tracking_uri,
+        directory=tmp_path / "searches",
+        search_name="s1",
+        progress=False,
+        **TINY,
+    )
     client = MlflowClient(tracking_uri)
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
     p = parent.data.params
-    assert (p["search_name"], p["tuner"], p["objective"], p["family"], p["epochs"]) == ("s1", "random",
-                                                                                      "val_accuracy", "mnist_cnn", "1")
+    assert (p["search_name"], p["tuner"], p["objective"], p["family"], p["epochs"]) == (
+        "s1",
+        "random",
+        "val_accuracy",
+        "mnist_cnn",
+        "1",
+    )
     assert {h["name"] for h in json.loads(p["space"])} == {"learning_rate", "filters", "dense_units", "dropout"}
     assert parent.data.tags["kerascnn.max_trials"] == "3"
     children = child_runs(tracking_uri, result.parent_run_id)
@@ -50,7 +64,7 @@ def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, 
         tags = run.data.tags
         assert tags["kerascnn.trial_id"] == trial["trial_id"] and tags["kerascnn.worker"] == "tuner0"
         assert tags["kerascnn.trial_status"] == "COMPLETED" and trial["run_id"] == run.info.run_id
-        assert {k: v for k, v in run.data.params.items()} == {k: str(v) for k, v in trial["hyperparameters"].items()}
+        assert dict(run.data.params) == {k: str(v) for k, v in trial["hyperparameters"].items()}
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [0]
         assert run.data.metrics["final_val_accuracy"] == pytest.approx(trial["score"])
     best = result.best
@@ -87,8 +101,17 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
 @pytest.mark.parametrize("tuner", ["hyperband", "bayesian", "grid"])
 def test_every_tuner_runs_tracked_trials(tuner, tracking_uri, tmp_path):
     epochs = 3 if tuner == "hyperband" else 1
-    result = kerascnn.tune("lenet5", "mnist", tuner=tuner, max_trials=3, epochs=epochs, train_samples=300,
-                           tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False)  # fmt: skip
+    result = kerascnn.tune(
+        "lenet5",
+        "mnist",
+        tuner=tuner,
+        max_trials=3,
+        epochs=epochs,
+        train_samples=300,
+        tracking_uri=tracking_uri,
+        directory=tmp_path / "s",
+        progress=False,
+    )
     children = child_runs(tracking_uri, result.parent_run_id)
     assert len(children) == len(result.trials) == 3
     assert all(r.info.status == "FINISHED" for r in children)
@@ -110,8 +133,17 @@ def nan_or_fine(hp, *, input_shape, num_classes):
 
 
 def test_a_nan_trial_fails_with_its_reason_and_the_search_goes_on(tracking_uri, tmp_path):
-    result = kerascnn.tune(build=nan_or_fine, dataset="mnist", tuner="grid", max_trials=2, epochs=2,
-                           train_samples=300, tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False)
+    result = kerascnn.tune(
+        build=nan_or_fine,
+        dataset="mnist",
+        tuner="grid",
+        max_trials=2,
+        epochs=2,
+        train_samples=300,
+        tracking_uri=tracking_uri,
+        directory=tmp_path / "s",
+        progress=False,
+    )
     by_lr = {t["hyperparameters"]["learning_rate"]: t for t in result.trials}
     assert by_lr[1e12]["status"] == "FAILED" and by_lr[1e-3]["status"] == "COMPLETED"
     failed = MlflowClient(tracking_uri).get_run(by_lr[1e12]["run_id"])
@@ -121,12 +153,28 @@ def test_a_nan_trial_fails_with_its_reason_and_the_search_goes_on(tracking_uri, 
 
 
 def _tune_cmd(uri: str, directory: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "kerascnn", "tune", "mnist_cnn", "--dataset", "mnist", "--train-samples", "2000",
-            "--tracking-uri", uri, "--directory", str(directory), "--search-name", "killme", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "kerascnn",
+        "tune",
+        "mnist_cnn",
+        "--dataset",
+        "mnist",
+        "--train-samples",
+        "2000",
+        "--tracking-uri",
+        uri,
+        "--directory",
+        str(directory),
+        "--search-name",
+        "killme",
+        *extra,
+    ]
 
 
 def _running_trial(uri: str) -> str | None:
-    db = uri[len("sqlite:///"):]
+    db = uri[len("sqlite:///") :]
     if not os.path.exists(db):
         return None
     with sqlite3.connect(db, timeout=20) as con:
@@ -171,12 +219,16 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
     port = str(free_port())
     cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "6", "--epochs", "1", "--train-samples", "300")
     env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=port)
-    procs = {"chief": subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"),
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)}  # fmt: skip
+    procs = {
+        "chief": subprocess.Popen(
+            cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    }
     time.sleep(2)
     for worker in ("tuner0", "tuner1"):
-        procs[worker] = subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID=worker),
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        procs[worker] = subprocess.Popen(
+            cmd, env=dict(env, KERASTUNER_TUNER_ID=worker), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     outputs = {}
     try:
         for name, proc in procs.items():
@@ -197,22 +249,40 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
     assert "kerascnn: best trial" in outputs["chief"][0]
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["tune", "squeezenet", "--dataset", "mnist"], "Received: family='squeezenet'"),
-    (["tune", "mnist_cnn", "--dataset", "mnist", "--tuner", "evolution"], "Received: tuner='evolution'"),
-    (["tune", "mnist_cnn", "--dataset", "mnist", "--max-trials", "0"], "Received: max_trials=0"),
-    (["tune", "mnist_cnn", "--dataset", "mnist", "--epochs", "0"], "Received: epochs=0"),
-    (["tune", "mnist_cnn", "--dataset", "mnist", "--search-name", "a/b"], "Received: search_name='a/b'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["tune", "squeezenet", "--dataset", "mnist"], "Received: family='squeezenet'"),
+        (["tune", "mnist_cnn", "--dataset", "mnist", "--tuner", "evolution"], "Received: tuner='evolution'"),
+        (["tune", "mnist_cnn", "--dataset", "mnist", "--max-trials", "0"], "Received: max_trials=0"),
+        (["tune", "mnist_cnn", "--dataset", "mnist", "--epochs", "0"], "Received: epochs=0"),
+        (["tune", "mnist_cnn", "--dataset", "mnist", "--search-name", "a/b"], "Received: search_name='a/b'"),
+    ],
+)
 def test_bad_tune_arguments(args, fragment, tracking_uri):
     assert_usage_error(run_cli(*args, "--tracking-uri", tracking_uri), fragment)
     assert not Path(tracking_uri[10:]).exists()
 
 
 def test_an_empty_search_space_is_refused_before_any_run(tracking_uri, tmp_path):
-    result = run_cli("tune", "lenet5", "--dataset", "mnist", "--train-samples", "100", "--fixed", "learning_rate=0.001",
-                     "--fixed", "activation=relu", "--fixed", "pooling=max", "--tracking-uri", tracking_uri,
-                     "--directory", str(tmp_path / "s"))  # fmt: skip
+    result = run_cli(
+        "tune",
+        "lenet5",
+        "--dataset",
+        "mnist",
+        "--train-samples",
+        "100",
+        "--fixed",
+        "learning_rate=0.001",
+        "--fixed",
+        "activation=relu",
+        "--fixed",
+        "pooling=max",
+        "--tracking-uri",
+        tracking_uri,
+        "--directory",
+        str(tmp_path / "s"),
+    )
     assert_usage_error(result, "search space is empty")
     assert not Path(tracking_uri[10:]).exists() or not all_runs(tracking_uri)
 
@@ -237,21 +307,57 @@ def test_each_space_builds_through_the_registered_builder_with_builder_names(fam
 
 
 def test_overwrite_with_a_bad_space_keeps_the_previous_search(tracking_uri, tmp_path):
-    kerascnn.tune("lenet5", "mnist", max_trials=1, tracking_uri=tracking_uri, directory=tmp_path / "s",
-                  search_name="keep", progress=False, **TINY)  # fmt: skip
+    kerascnn.tune(
+        "lenet5",
+        "mnist",
+        max_trials=1,
+        tracking_uri=tracking_uri,
+        directory=tmp_path / "s",
+        search_name="keep",
+        progress=False,
+        **TINY,
+    )
     before = _tree(tmp_path / "s" / "keep")
-    for fixed, fragment in [({"learning_rate": 1e-3, "activation": "relu", "pooling": "max"}, "search space is empty"),
-                            ({"widht": 3}, "no hyperparameter widht")]:  # fmt: skip
+    for fixed, fragment in [
+        ({"learning_rate": 1e-3, "activation": "relu", "pooling": "max"}, "search space is empty"),
+        ({"widht": 3}, "no hyperparameter widht"),
+    ]:
         with pytest.raises(ValueError, match=fragment):
-            kerascnn.tune("lenet5", "mnist", max_trials=1, fixed=fixed, overwrite=True, tracking_uri=tracking_uri,
-                          directory=tmp_path / "s", search_name="keep", **TINY)  # fmt: skip
+            kerascnn.tune(
+                "lenet5",
+                "mnist",
+                max_trials=1,
+                fixed=fixed,
+                overwrite=True,
+                tracking_uri=tracking_uri,
+                directory=tmp_path / "s",
+                search_name="keep",
+                **TINY,
+            )
     assert _tree(tmp_path / "s" / "keep") == before
 
 
 def test_a_search_whose_trials_all_fail_stops_with_one_line(tracking_uri, tmp_path):
-    result = run_cli("tune", "mnist_cnn", "--dataset", "mnist", "--max-trials", "4", "--epochs", "1",
-                     "--train-samples", "200", "--fixed", "learning_rate=1e38", "--max-consecutive-failed-trials",
-                     "2", "--tracking-uri", tracking_uri, "--directory", str(tmp_path / "s"))  # fmt: skip
+    result = run_cli(
+        "tune",
+        "mnist_cnn",
+        "--dataset",
+        "mnist",
+        "--max-trials",
+        "4",
+        "--epochs",
+        "1",
+        "--train-samples",
+        "200",
+        "--fixed",
+        "learning_rate=1e38",
+        "--max-consecutive-failed-trials",
+        "2",
+        "--tracking-uri",
+        tracking_uri,
+        "--directory",
+        str(tmp_path / "s"),
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("kerascnn: error: search stopped:") and "consecutive failures" in line

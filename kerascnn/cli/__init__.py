@@ -24,8 +24,9 @@ def build_parser() -> Parser:
     """The argument parser of the ``kerascnn`` command (one sub-command per verb)."""
     from kerascnn import __version__
 
-    parser = Parser(prog="kerascnn", description="Build, describe, train, tune and compare Keras CNNs, tracked "
-                                                 "in MLflow.")  # fmt: skip
+    parser = Parser(
+        prog="kerascnn", description="Build, describe, train, tune and compare Keras CNNs, tracked in MLflow."
+    )
     parser.add_argument("--version", action="version", version=f"kerascnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for register in COMMANDS:

@@ -61,9 +61,17 @@ def cmd_models(args: argparse.Namespace) -> Said:
     from kerascnn.models import get_entry, list_models
 
     entries = [get_entry(n) for n in list_models()]
-    document = [{"name": e.name, "family": e.family, "default_input_shape": list(e.default_input_shape),
-                 "default_num_classes": e.default_num_classes, "options": e.options(), "summary": e.summary}
-                for e in entries]  # fmt: skip
+    document = [
+        {
+            "name": e.name,
+            "family": e.family,
+            "default_input_shape": list(e.default_input_shape),
+            "default_num_classes": e.default_num_classes,
+            "options": e.options(),
+            "summary": e.summary,
+        }
+        for e in entries
+    ]
     width = max(len(e.name) for e in entries)
     return Said(document, "\n".join(f"{e.name.ljust(width)}  {e.family.ljust(9)}  {e.summary}" for e in entries))
 
@@ -72,11 +80,23 @@ def cmd_models(args: argparse.Namespace) -> Said:
 def _describe_parser(sub: Any) -> None:
     p = sub.add_parser("describe", help="per-layer output size, parameters, MACs, receptive field")
     p.add_argument("name", help="model name (see `kerascnn models`) or a saved .keras file")
-    p.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"),
-                   help="input height, width, channels (default: the model's standard input)")  # fmt: skip
+    p.add_argument(
+        "--input-shape",
+        nargs=3,
+        type=int,
+        metavar=("H", "W", "C"),
+        help="input height, width, channels (default: the model's standard input)",
+    )
     p.add_argument("--num-classes", type=int, help="output classes (default: the model's standard count)")
-    p.add_argument("-o", "--option", action="append", type=pair, default=[], metavar="KEY=VALUE",
-                   help="builder option, repeatable (-o width=32 -o batch_norm=true)")  # fmt: skip
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        type=pair,
+        default=[],
+        metavar="KEY=VALUE",
+        help="builder option, repeatable (-o width=32 -o batch_norm=true)",
+    )
     p.add_argument("--unsafe", action="store_true", help="allow loading files that can run code (Lambda layers, .h5)")
     _json_flag(p, "the report")
     p.set_defaults(run=cmd_describe)
@@ -131,22 +151,35 @@ def cmd_convert(args: argparse.Namespace) -> Said:
     _tensorflow()
     from kerascnn.pretrained import convert_torchvision
 
-    model = convert_torchvision(args.name, state, input_shape=tuple(args.input_shape or (224, 224, 3)),
-                                num_classes=args.num_classes,
-                                preprocessing=None if args.preprocessing == "none" else "torch")  # fmt: skip
+    model = convert_torchvision(
+        args.name,
+        state,
+        input_shape=tuple(args.input_shape or (224, 224, 3)),
+        num_classes=args.num_classes,
+        preprocessing=None if args.preprocessing == "none" else "torch",
+    )
     model.save(args.output)
-    document = {"name": args.name, "output": str(Path(args.output).resolve()), "params": model.count_params(),
-                "preprocessing": args.preprocessing}  # fmt: skip
-    return Said(document, f"kerascnn: {args.name} -> {document['output']} ({document['params']:,} parameters, "
-                          f"preprocessing {args.preprocessing})")  # fmt: skip
+    document = {
+        "name": args.name,
+        "output": str(Path(args.output).resolve()),
+        "params": model.count_params(),
+        "preprocessing": args.preprocessing,
+    }
+    return Said(
+        document,
+        f"kerascnn: {args.name} -> {document['output']} ({document['params']:,} parameters, "
+        f"preprocessing {args.preprocessing})",
+    )
 
 
 # -- train, evaluate, tune ---------------------------------------------------------------------------
 @command
 def _train_parser(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a model on a dataset, tracked in MLflow",
-                       description="Train a model with its recipe; every option overrides one setting of "
-                                   "kerascnn.TrainConfig.")  # fmt: skip
+    p = sub.add_parser(
+        "train",
+        help="train a model on a dataset, tracked in MLflow",
+        description="Train a model with its recipe; every option overrides one setting of kerascnn.TrainConfig.",
+    )
     add_config_options(p, TrainConfig)
     _json_flag(p)
     p.set_defaults(run=cmd_train)
@@ -162,8 +195,10 @@ def cmd_train(args: argparse.Namespace) -> Said:
     where = f"run {result.run_id} in experiment {result.experiment!r}" if result.run_id else "untracked"
     if result.spool:
         where = f"run spooled to {result.spool} (the store failed; `kerascnn sync` sends it)"
-    text = (f"kerascnn: test accuracy {result.test_accuracy:.4f}, test loss {result.test_loss:.4f} ({where}); "
-            f"model: {result.model_path}")  # fmt: skip
+    text = (
+        f"kerascnn: test accuracy {result.test_accuracy:.4f}, test loss {result.test_loss:.4f} ({where}); "
+        f"model: {result.model_path}"
+    )
     return Said(result.to_json(), text)
 
 
@@ -190,17 +225,24 @@ def cmd_evaluate(args: argparse.Namespace) -> Said:
     _tensorflow()
     from kerascnn.training import evaluate
 
-    result = evaluate(args.model, args.dataset, test_samples=args.test_samples, batch_size=args.batch_size,
-                      unsafe=args.unsafe)  # fmt: skip
-    return Said(result, f"test accuracy {result['test_accuracy']:.4f}, test loss {result['test_loss']:.4f} on "
-                        f"{result['test_size']} images (adaptation: {result['adaptation']})")  # fmt: skip
+    result = evaluate(
+        args.model, args.dataset, test_samples=args.test_samples, batch_size=args.batch_size, unsafe=args.unsafe
+    )
+    return Said(
+        result,
+        f"test accuracy {result['test_accuracy']:.4f}, test loss {result['test_loss']:.4f} on "
+        f"{result['test_size']} images (adaptation: {result['adaptation']})",
+    )
 
 
 @command
 def _tune_parser(sub: Any) -> None:
-    p = sub.add_parser("tune", help="KerasTuner search, one nested MLflow run per trial (rerun to resume)",
-                       description="Search a family's space with KerasTuner; every option overrides one setting "
-                                   "of kerascnn.TuneConfig.")  # fmt: skip
+    p = sub.add_parser(
+        "tune",
+        help="KerasTuner search, one nested MLflow run per trial (rerun to resume)",
+        description="Search a family's space with KerasTuner; every option overrides one setting "
+        "of kerascnn.TuneConfig.",
+    )
     add_config_options(p, TuneConfig)
     _json_flag(p, "the search")
     p.set_defaults(run=cmd_tune)
@@ -262,8 +304,14 @@ def _compare_parser(sub: Any) -> None:
 def cmd_compare(args: argparse.Namespace) -> Said:
     from kerascnn.tracking.comparison import compare
 
-    result = compare(args.run_ids or None, experiment=args.experiment, metric=args.metric, output=args.output,
-                     limit=args.limit, tracking_uri=args.tracking_uri)  # fmt: skip
+    result = compare(
+        args.run_ids or None,
+        experiment=args.experiment,
+        metric=args.metric,
+        output=args.output,
+        limit=args.limit,
+        tracking_uri=args.tracking_uri,
+    )
     text = result.to_table() + (f"\nkerascnn: figure saved to {result.output}" if result.output else "")
     return Said(result.to_json(), text)
 

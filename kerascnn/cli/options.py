@@ -69,7 +69,7 @@ def _add(group: Any, name: str, option: Option, help: str) -> None:
     if kind == "positional":
         group.add_argument(name, nargs="?", default=argparse.SUPPRESS, metavar=option.metavar, help=help)
     elif kind == "value":
-        metavar = option.metavar or {int: "N", float: "X"}.get(option.type) or name.split("_")[-1].upper()
+        metavar = option.metavar or {int: "N", float: "X"}.get(option.type) or name.rsplit("_", maxsplit=1)[-1].upper()
         group.add_argument(flag, type=option.type, metavar=metavar, **common)
     elif kind == "flag":
         group.add_argument(flag, action="store_true", **common)
@@ -77,8 +77,13 @@ def _add(group: Any, name: str, option: Option, help: str) -> None:
         group.add_argument(flag, action="store_false", **common)
     elif kind == "switch":
         group.add_argument(flag, action="store_true", **common)
-        group.add_argument(f"--no-{name.replace('_', '-')}", action="store_false", dest=name, default=argparse.SUPPRESS,
-                           help=argparse.SUPPRESS)  # fmt: skip
+        group.add_argument(
+            f"--no-{name.replace('_', '-')}",
+            action="store_false",
+            dest=name,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
     elif kind == "shape":
         group.add_argument(flag, nargs=3, type=int, metavar=option.metavar, **common)
     elif kind == "pairs":

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from kerascnn.errors import ArgumentError
 from kerascnn import arithmetic, checks
-from kerascnn.models._layers import keras, layers, dense_head
+from kerascnn.errors import ArgumentError
+from kerascnn.models._layers import dense_head, keras, layers
 from kerascnn.models.registry import register_family, register_model
 from kerascnn.recipes import Recipe
 
 
 def _windows(conv1_padding: int = 2) -> list[arithmetic.Window]:
     return [
-        (11, 4, conv1_padding), (3, 2, "valid"),
-        (5, 1, "same"), (3, 2, "valid"),
-        (3, 1, "same"), (3, 1, "same"), (3, 1, "same"), (3, 2, "valid"),
-    ]  # fmt: skip
+        (11, 4, conv1_padding),
+        (3, 2, "valid"),
+        (5, 1, "same"),
+        (3, 2, "valid"),
+        (3, 1, "same"),
+        (3, 1, "same"),
+        (3, 1, "same"),
+        (3, 2, "valid"),
+    ]
 
 
 def _check_padding(conv1_padding: object) -> int:
@@ -76,9 +81,7 @@ def alexnet(
             model.add(layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"block{i}_bn"))
             model.add(layers.ReLU(name=f"block{i}_relu"))
         else:
-            model.add(
-                layers.Conv2D(f, k, strides=s, padding=padding, activation="relu", name=f"block{i}_conv")
-            )
+            model.add(layers.Conv2D(f, k, strides=s, padding=padding, activation="relu", name=f"block{i}_conv"))
         if i in pooled_after:
             model.add(layers.MaxPooling2D(3, strides=2, name=f"block{i}_pool"))
     for layer in dense_head(dense_units, dropout, num_classes):
@@ -93,17 +96,19 @@ def search_space(hp: Any, *, input_shape: tuple[int, int, int], num_classes: int
     """Dropout, batch-norm and learning rate of AlexNet."""
     hp.Choice("learning_rate", [1e-4, 3e-4, 1e-3])
     return alexnet(
-        input_shape=input_shape, num_classes=num_classes,
+        input_shape=input_shape,
+        num_classes=num_classes,
         dropout=hp.Float("dropout", 0.25, 0.5, step=0.25),
         batch_norm=hp.Boolean("batch_norm"),
-    )  # fmt: skip
+    )
 
 
 register_family(
     "alexnet",
     builder=alexnet,
-    recipe=Recipe(optimizer="adam", learning_rate=3e-4, schedule="cosine", warmup_epochs=0.5, batch_size=128,
-                  epochs=10),
+    recipe=Recipe(
+        optimizer="adam", learning_rate=3e-4, schedule="cosine", warmup_epochs=0.5, batch_size=128, epochs=10
+    ),
     space=search_space,
     min_input_size=min_input_size,
-)  # fmt: skip
+)

@@ -72,17 +72,25 @@ def search_space(hp: Any, *, input_shape: tuple[int, int, int], num_classes: int
     """Activation, pooling and learning rate of LeNet-5."""
     hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3, 6e-3])
     return lenet(
-        input_shape=input_shape, num_classes=num_classes,
+        input_shape=input_shape,
+        num_classes=num_classes,
         activation=hp.Choice("activation", ["tanh", "relu"]),
         pooling=hp.Choice("pooling", ["avg", "max"]),
-    )  # fmt: skip
+    )
 
 
 register_family(
     "lenet",
     builder=lenet,
-    recipe=Recipe(optimizer="adam", learning_rate=2e-3, schedule="cosine", warmup_epochs=0.3, batch_size=128,
-                  epochs=5, steps_per_execution=8),
+    recipe=Recipe(
+        optimizer="adam",
+        learning_rate=2e-3,
+        schedule="cosine",
+        warmup_epochs=0.3,
+        batch_size=128,
+        epochs=5,
+        steps_per_execution=8,
+    ),
     space=search_space,
     min_input_size=min_input_size,
-)  # fmt: skip
+)

@@ -72,19 +72,27 @@ def search_space(hp: Any, *, input_shape: tuple[int, int, int], num_classes: int
     """Filters, dense units, dropout and learning rate of the classic MNIST CNN."""
     hp.Choice("learning_rate", [3e-4, 1e-3, 3e-3, 6e-3])
     return mnist_cnn(
-        input_shape=input_shape, num_classes=num_classes,
+        input_shape=input_shape,
+        num_classes=num_classes,
         filters=hp.Choice("filters", [16, 32, 64]),
         dense_units=hp.Choice("dense_units", [32, 64, 128]),
         dropout=hp.Float("dropout", 0.0, 0.5, step=0.25),
-    )  # fmt: skip
+    )
 
 
 register_family(
     "mnist_cnn",
     builder=mnist_cnn,
     # 2 epochs reach 99.1-99.3% test accuracy (3 seeds); BENCHMARKS.md
-    recipe=Recipe(optimizer="adam", learning_rate=6e-3, schedule="cosine", warmup_epochs=0.3, batch_size=128,
-                  epochs=2, steps_per_execution=8),
+    recipe=Recipe(
+        optimizer="adam",
+        learning_rate=6e-3,
+        schedule="cosine",
+        warmup_epochs=0.3,
+        batch_size=128,
+        epochs=2,
+        steps_per_execution=8,
+    ),
     space=search_space,
     min_input_size=min_input_size,
-)  # fmt: skip
+)

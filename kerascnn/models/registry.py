@@ -19,6 +19,7 @@ every module under ``kerascnn/models/`` imported -- without loading TensorFlow:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -70,15 +71,19 @@ class ModelEntry:
         if self.family in _FAMILIES:
             return _FAMILIES[self.family].options()
         params = inspect.signature(self.fn).parameters
-        return [n for n in params if n not in ("input_shape", "num_classes") and params[n].kind != params[n].VAR_KEYWORD]
+        return [
+            n for n in params if n not in ("input_shape", "num_classes") and params[n].kind != params[n].VAR_KEYWORD
+        ]
 
     def check_options(self, overrides: dict[str, Any]) -> None:
         """Raises an ``ArgumentError`` for an option the builder does not have."""
         options = self.options()
         for key, value in overrides.items():
             if key not in options:
-                raise ArgumentError(f"`{self.name}` has no option `{key}`; its options are {', '.join(options)}. "
-                                    f"Received: {key}={value!r}")  # fmt: skip
+                raise ArgumentError(
+                    f"`{self.name}` has no option `{key}`; its options are {', '.join(options)}. "
+                    f"Received: {key}={value!r}"
+                )
 
     def min_input_size(self, **overrides: Any) -> int:
         """The smallest height/width this model accepts with ``overrides`` (checked)."""
@@ -88,7 +93,6 @@ class ModelEntry:
 
 _MODELS: dict[str, ModelEntry] = {}
 _FAMILIES: dict[str, Family] = {}
-_discovered = False
 
 
 def register_model(
@@ -150,12 +154,9 @@ def register_family(
     return family
 
 
+@functools.cache
 def discover() -> None:
     """Imports every family module under ``kerascnn/models/`` once (cheap: no Keras import)."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
     import kerascnn.models as package
 
     for module in pkgutil.iter_modules(package.__path__):
@@ -194,8 +195,9 @@ def check_known(name: Any, argument: str = "name") -> str:
     """
     discover()
     if not isinstance(name, str) or name not in _MODELS:
-        raise ArgumentError(f"Unknown model. Available models: {', '.join(sorted(_MODELS))}. "
-                            f"Received: {argument}={name!r}")  # fmt: skip
+        raise ArgumentError(
+            f"Unknown model. Available models: {', '.join(sorted(_MODELS))}. Received: {argument}={name!r}"
+        )
     return name
 
 
@@ -220,8 +222,10 @@ def get_family(name: str, argument: str = "family") -> Family:
     if isinstance(name, str) and name in _MODELS and name not in _FAMILIES:
         name = _MODELS[name].family
     if not isinstance(name, str) or name not in _FAMILIES:
-        raise ArgumentError(f"Unknown family. Available families: {', '.join(sorted(_FAMILIES))} (or a model name). "
-                            f"Received: {argument}={name!r}")  # fmt: skip
+        raise ArgumentError(
+            f"Unknown family. Available families: {', '.join(sorted(_FAMILIES))} (or a model name). "
+            f"Received: {argument}={name!r}"
+        )
     return _FAMILIES[name]
 
 

@@ -41,12 +41,17 @@ def min_input_size(stem: str = "auto", stage_depths: Any = None, depth: int = 18
     return 2 ** (stages - 1) * (4 if checks.one_of("stem", stem, STEMS) == "imagenet" else 1)
 
 
-def _conv(filters: int, kernel: int, stride: int, name: str, regularizer: Any,
-          padding: str = "same") -> layers.Conv2D:
+def _conv(filters: int, kernel: int, stride: int, name: str, regularizer: Any, padding: str = "same") -> layers.Conv2D:
     return layers.Conv2D(
-        filters, kernel, strides=stride, padding=padding, use_bias=False,
-        kernel_initializer="he_normal", kernel_regularizer=regularizer, name=name,
-    )  # fmt: skip
+        filters,
+        kernel,
+        strides=stride,
+        padding=padding,
+        use_bias=False,
+        kernel_initializer="he_normal",
+        kernel_regularizer=regularizer,
+        name=name,
+    )
 
 
 def _shortcut(x: Any, filters: int, stride: int, name: str, regularizer: Any) -> Any:
@@ -202,18 +207,18 @@ def search_space(hp: Any, *, input_shape: tuple[int, int, int], num_classes: int
     """Depth (18/34), width, weight decay and learning rate of ResNet."""
     hp.Choice("learning_rate", [0.01, 0.03, 0.1])
     return resnet(
-        input_shape=input_shape, num_classes=num_classes,
+        input_shape=input_shape,
+        num_classes=num_classes,
         depth=hp.Choice("depth", [18, 34]),
         width=hp.Choice("width", [16, 32, 64]),
         weight_decay=hp.Choice("weight_decay", [0.0, 1e-4, 5e-4]),
-    )  # fmt: skip
+    )
 
 
 register_family(
     "resnet",
     builder=resnet,
-    recipe=Recipe(optimizer="sgd", learning_rate=0.1, schedule="cosine", warmup_epochs=1.0, batch_size=128,
-                  epochs=15),
+    recipe=Recipe(optimizer="sgd", learning_rate=0.1, schedule="cosine", warmup_epochs=1.0, batch_size=128, epochs=15),
     space=search_space,
     min_input_size=min_input_size,
-)  # fmt: skip
+)

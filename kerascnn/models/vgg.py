@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kerascnn import checks
-from kerascnn.models._layers import keras, layers, dense_head
+from kerascnn.models._layers import dense_head, keras, layers
 from kerascnn.models.registry import register_family, register_model
 from kerascnn.recipes import Recipe
 
@@ -118,20 +118,22 @@ def search_space(hp: Any, *, input_shape: tuple[int, int, int], num_classes: int
     """Variant (depth), width, batch-norm, dropout and learning rate of VGG; 256-unit classifier."""
     hp.Choice("learning_rate", [1e-4, 3e-4, 1e-3])
     return vgg(
-        input_shape=input_shape, num_classes=num_classes,
+        input_shape=input_shape,
+        num_classes=num_classes,
         depth=hp.Choice("depth", [11, 13, 16]),
         width=hp.Choice("width", [16, 32, 64]),
         batch_norm=hp.Boolean("batch_norm"),
         dropout=hp.Float("dropout", 0.0, 0.5, step=0.25),
         dense_units=(256, 256),
-    )  # fmt: skip
+    )
 
 
 register_family(
     "vgg",
     builder=vgg,
-    recipe=Recipe(optimizer="adam", learning_rate=3e-4, schedule="cosine", warmup_epochs=0.5, batch_size=128,
-                  epochs=10),
+    recipe=Recipe(
+        optimizer="adam", learning_rate=3e-4, schedule="cosine", warmup_epochs=0.5, batch_size=128, epochs=10
+    ),
     space=search_space,
     min_input_size=min_input_size,
-)  # fmt: skip
+)

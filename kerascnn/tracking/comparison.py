@@ -29,8 +29,11 @@ class Comparison:
     output: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"metric": self.metric, "output": self.output,
-                "runs": [dict(r.to_dict(), curve=self.curves.get(r.run_id, [])) for r in self.rows]}  # fmt: skip
+        return {
+            "metric": self.metric,
+            "output": self.output,
+            "runs": [dict(r.to_dict(), curve=self.curves.get(r.run_id, [])) for r in self.rows],
+        }
 
     def to_table(self) -> str:
         table = runs.format_table(self.rows).splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ipaddress
 import os
@@ -38,8 +39,18 @@ def is_loopback(host: str) -> bool:
 def server_command(tracking_uri: str, host: str, port: int) -> list[str]:
     """The ``mlflow server`` command line for a resolved store."""
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    command = [str(mlflow_cli) if mlflow_cli.exists() else "mlflow", "server",
-               "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
+    command = [
+        str(mlflow_cli) if mlflow_cli.exists() else "mlflow",
+        "server",
+        "--backend-store-uri",
+        tracking_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     db = store.sqlite_path(tracking_uri)
     if db is not None:  # experiments created in the UI keep their artifacts beside the store too
         command += ["--artifacts-destination", (db.parent / "artifacts").as_uri()]
@@ -48,8 +59,9 @@ def server_command(tracking_uri: str, host: str, port: int) -> list[str]:
     return command
 
 
-def serve(*, host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = None,
-          experiment: str = DEFAULT_EXPERIMENT) -> int:  # fmt: skip
+def serve(
+    *, host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT
+) -> int:
     """Serves the dashboard until Ctrl-C/SIGTERM; returns the exit code (1: the port is busy
     or the server failed). The server dies with this process, even when it is SIGKILLed.
 
@@ -74,14 +86,19 @@ def serve(*, host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None
         return 1
     client = store.client(uri)  # create or upgrade the store before the server opens it
     if not is_loopback(host):
-        print(f"kerascnn: warning: the dashboard will listen on {host}, reachable from other machines; "
-              "MLflow has no authentication, so anyone who can reach it can read and change your runs",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"kerascnn: warning: the dashboard will listen on {host}, reachable from other machines; "
+            "MLflow has no authentication, so anyone who can reach it can read and change your runs",
+            file=sys.stderr,
+            flush=True,
+        )
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     found = store.retrying(client.get_experiment_by_name, experiment)
     page = f"{base}/#/experiments/{found.experiment_id}" if found is not None else base
-    print(f"kerascnn: MLflow dashboard for {uri} on {base}; experiment {experiment!r}: {page} (Ctrl-C stops it)",
-          flush=True)  # fmt: skip
+    print(
+        f"kerascnn: MLflow dashboard for {uri} on {base}; experiment {experiment!r}: {page} (Ctrl-C stops it)",
+        flush=True,
+    )
     return _run_server(server_command(uri, host, port))
 
 
@@ -99,10 +116,8 @@ def _port_busy(host: str, port: int) -> str | None:
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """The server gets SIGTERM when ``kerascnn ui`` dies, even by SIGKILL (Linux; MLflow's
     launcher forwards it to its uvicorn workers)."""
-    try:
+    with contextlib.suppress(OSError):  # not Linux: the server then outlives a SIGKILLed ui
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def _run_server(command: list[str]) -> int:
@@ -117,7 +132,7 @@ def _run_server(command: list[str]) -> int:
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        process = subprocess.Popen(command, start_new_session=True, env=env, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(command, start_new_session=True, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 (prctl only; no locks taken)
         started.append(process)
         while process.poll() is None:
             time.sleep(0.2)
@@ -133,7 +148,5 @@ def _run_server(command: list[str]) -> int:
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
     """Signals the server and its workers (one process group)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -46,7 +46,9 @@ def training_curves(history: Mapping[str, Sequence[float]], title: str = "") -> 
     return fig
 
 
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]) -> tuple[np.ndarray, Figure]:
+def confusion_matrix(
+    labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]
+) -> tuple[np.ndarray, Figure]:
     """The confusion matrix (rows: true class, columns: predicted) and its heat map.
 
     Example:
@@ -68,8 +70,15 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, class_names: S
         threshold = cm.max() / 2 if cm.size else 0
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if cm[i, j] > threshold else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if cm[i, j] > threshold else "black",
+                )
     accuracy = np.trace(cm) / max(1, cm.sum())
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -86,8 +95,11 @@ def save_confusion_csv(cm: np.ndarray, class_names: Sequence[str], path: Path) -
             writer.writerow([name, *(int(v) for v in row)])
 
 
-def compare_runs(curves: Mapping[str, Mapping[str, Sequence[float]]], finals: Mapping[str, Mapping[str, float]],
-                 metric: str = "val_accuracy") -> Figure:  # fmt: skip
+def compare_runs(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    finals: Mapping[str, Mapping[str, float]],
+    metric: str = "val_accuracy",
+) -> Figure:
     """Overlaid learning curves of ``metric`` per run, and the final metrics as labelled dots.
 
     Args:
@@ -125,8 +137,9 @@ def _final_dots(ax: Any, finals: Mapping[str, Mapping[str, float]]) -> None:
         ax.plot(values, rows + offset, markers[i % len(markers)], label=name, markersize=6)
         for value, y in zip(values, rows + offset):
             if np.isfinite(value):
-                ax.annotate(f"{value:.4f}", (value, y), xytext=(6, 0), textcoords="offset points", va="center",
-                            fontsize=7)  # fmt: skip
+                ax.annotate(
+                    f"{value:.4f}", (value, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7
+                )
     ax.set_yticks(rows, labels, fontsize=8)
     ax.set_ylim(-0.7, len(labels) - 0.3)
     finite = [v for f in finals.values() for v in f.values() if np.isfinite(v)]

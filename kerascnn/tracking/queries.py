@@ -41,8 +41,13 @@ class RunRow:
 KEY_PARAMS = ("epochs", "batch_size", "learning_rate", "optimizer", "dtype_policy", "tuner", "max_trials")
 
 
-def search_runs(experiment: str | None = None, *, run_ids: list[str] | None = None, tracking_uri: str | None = None,
-                include_trials: bool = False) -> Any:  # fmt: skip
+def search_runs(
+    experiment: str | None = None,
+    *,
+    run_ids: list[str] | None = None,
+    tracking_uri: str | None = None,
+    include_trials: bool = False,
+) -> Any:
     """Runs of the kit as a pandas DataFrame (``mlflow.search_runs`` columns).
 
     Args:
@@ -64,17 +69,24 @@ def search_runs(experiment: str | None = None, *, run_ids: list[str] | None = No
     db = store.sqlite_path(uri)
     if db is not None and not db.exists():  # reading never creates a store
         if run_ids:
-            raise ArgumentError(f"No run with this id in {uri} (the store does not exist). Received: run_id={run_ids[0]!r}")
+            raise ArgumentError(
+                f"No run with this id in {uri} (the store does not exist). Received: run_id={run_ids[0]!r}"
+            )
         if experiment is not None:
-            raise ArgumentError(f"Unknown experiment; the store {uri} does not exist yet. Received: experiment={experiment!r}")
+            raise ArgumentError(
+                f"Unknown experiment; the store {uri} does not exist yet. Received: experiment={experiment!r}"
+            )
         return pd.DataFrame()
     client = store.client(uri)
     mlflow.set_tracking_uri(uri)
     if run_ids:
         runs = [store.find_run(uri, r) for r in run_ids]
         quoted = ", ".join(f"'{r.info.run_id}'" for r in runs)
-        return store.retrying(mlflow.search_runs, experiment_ids=sorted({r.info.experiment_id for r in runs}),
-                              filter_string=f"attributes.run_id IN ({quoted})")  # fmt: skip
+        return store.retrying(
+            mlflow.search_runs,
+            experiment_ids=sorted({r.info.experiment_id for r in runs}),
+            filter_string=f"attributes.run_id IN ({quoted})",
+        )
     frame = store.retrying(mlflow.search_runs, experiment_ids=_experiment_ids(client, experiment))
     if frame.empty or include_trials or "tags.mlflow.parentRunId" not in frame:
         return frame
@@ -87,7 +99,9 @@ def _experiment_ids(client: Any, experiment: str | None) -> list[str]:
     found = store.retrying(client.get_experiment_by_name, experiment)
     if found is None:
         names = [e.name for e in store.retrying(client.search_experiments)]
-        raise ArgumentError(f"Unknown experiment; the store has {', '.join(names)}. Received: experiment={experiment!r}")
+        raise ArgumentError(
+            f"Unknown experiment; the store has {', '.join(names)}. Received: experiment={experiment!r}"
+        )
     return [found.experiment_id]
 
 
@@ -100,24 +114,30 @@ def _value(row: Any, column: str) -> Any:
 
 def _row(row: Any, experiments: dict[str, str]) -> RunRow:
     start, end = row.get("start_time"), row.get("end_time")
-    duration = (end - start).total_seconds() if start is not None and end is not None and end == end else None
+    ended = start is not None and end is not None and not math.isnan(end.timestamp())
+    duration = (end - start).total_seconds() if ended else None
     best_val = _value(row, "metrics.best_val_accuracy")
     if best_val is None and _value(row, "params.objective") == "val_accuracy":  # a search's best trial
         best_val = _value(row, "metrics.best_score")
     return RunRow(
-        run_id=row["run_id"], run_name=_value(row, "tags.mlflow.runName") or "",
+        run_id=row["run_id"],
+        run_name=_value(row, "tags.mlflow.runName") or "",
         experiment=experiments.get(row["experiment_id"], row["experiment_id"]),
         kind=_value(row, "tags.kerascnn.kind") or "run",
         model=_value(row, "tags.kerascnn.model") or _value(row, "params.family") or "",
         dataset=_value(row, "tags.kerascnn.dataset") or "",
         params={k: _value(row, f"params.{k}") for k in KEY_PARAMS if _value(row, f"params.{k}") is not None},
-        best_val_accuracy=best_val, test_accuracy=_value(row, "metrics.test_accuracy"), duration_s=duration,
-        status=row["status"], start_time=str(start)[:19] if start is not None else "",
-    )  # fmt: skip
+        best_val_accuracy=best_val,
+        test_accuracy=_value(row, "metrics.test_accuracy"),
+        duration_s=duration,
+        status=row["status"],
+        start_time=str(start)[:19] if start is not None else "",
+    )
 
 
-def leaderboard(experiment: str | None = None, *, tracking_uri: str | None = None,
-                run_ids: list[str] | None = None) -> list[RunRow]:  # fmt: skip
+def leaderboard(
+    experiment: str | None = None, *, tracking_uri: str | None = None, run_ids: list[str] | None = None
+) -> list[RunRow]:
     """Runs sorted by test accuracy (best first; runs without one last, newest first).
 
     Example:
@@ -144,14 +164,22 @@ def spooled_rows(tracking_uri: str | None = None) -> list[RunRow]:
         info, metrics = s.info, s.metrics()
         params = next((op["data"]["params"] for op in s.ops if op["kind"] == "params"), {})
         tags = next((op["data"]["tags"] for op in s.ops if op["kind"] == "create"), {})
-        rows.append(RunRow(
-            run_id=info.get("run_id") or f"local:{info['local_id']}", run_name=info.get("name", ""),
-            experiment=info.get("experiment", ""), kind=tags.get("kerascnn.kind", "run"),
-            model=tags.get("kerascnn.model", ""), dataset=tags.get("kerascnn.dataset", ""),
-            params={k: params[k] for k in KEY_PARAMS if k in params}, best_val_accuracy=metrics.get("best_val_accuracy"),
-            test_accuracy=metrics.get("test_accuracy"), duration_s=None, status=f"SPOOLED ({s.status})",
-            start_time="",
-        ))  # fmt: skip
+        rows.append(
+            RunRow(
+                run_id=info.get("run_id") or f"local:{info['local_id']}",
+                run_name=info.get("name", ""),
+                experiment=info.get("experiment", ""),
+                kind=tags.get("kerascnn.kind", "run"),
+                model=tags.get("kerascnn.model", ""),
+                dataset=tags.get("kerascnn.dataset", ""),
+                params={k: params[k] for k in KEY_PARAMS if k in params},
+                best_val_accuracy=metrics.get("best_val_accuracy"),
+                test_accuracy=metrics.get("test_accuracy"),
+                duration_s=None,
+                status=f"SPOOLED ({s.status})",
+                start_time="",
+            )
+        )
     return rows
 
 
@@ -170,15 +198,28 @@ def format_table(rows: list[RunRow]) -> str:
     def cut(text: str, width: int) -> str:
         return text if len(text) <= width else text[: width - 1] + "~"
 
-    body = [(str(i), r.run_id[:12], cut(r.run_name, 22), cut(r.model, 10), cut(r.dataset, 10),
-             PRECISION_SHORT.get(r.params.get("dtype_policy", ""), r.params.get("tuner", "-")),
-             r.params.get("epochs", "-"), score(r.best_val_accuracy), score(r.test_accuracy),
-             "-" if r.duration_s is None else f"{r.duration_s:.0f}s", r.status)
-            for i, r in enumerate(rows, start=1)]  # fmt: skip
+    body = [
+        (
+            str(i),
+            r.run_id[:12],
+            cut(r.run_name, 22),
+            cut(r.model, 10),
+            cut(r.dataset, 10),
+            PRECISION_SHORT.get(r.params.get("dtype_policy", ""), r.params.get("tuner", "-")),
+            r.params.get("epochs", "-"),
+            score(r.best_val_accuracy),
+            score(r.test_accuracy),
+            "-" if r.duration_s is None else f"{r.duration_s:.0f}s",
+            r.status,
+        )
+        for i, r in enumerate(rows, start=1)
+    ]
     widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
     right = {0, 6, 7, 8, 9}
-    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
-             for line in [header, *body]]  # fmt: skip
+    lines = [
+        "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+        for line in [header, *body]
+    ]
     return "\n".join(lines)
 
 

@@ -154,8 +154,12 @@ class Recorder:
             return
         self._warned.add(run.local_id)
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        print(f"kerascnn: warning: the tracking store failed ({type(error).__name__}: {first}); run {run.label} "
-              f"goes on into the spool {run.spool_dir} (`kerascnn sync` sends it)", file=sys.stderr, flush=True)
+        print(
+            f"kerascnn: warning: the tracking store failed ({type(error).__name__}: {first}); run {run.label} "
+            f"goes on into the spool {run.spool_dir} (`kerascnn sync` sends it)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _spool(self, op: Op) -> None:
         """Appends ``op`` to its run's spool (the run spools from now on)."""
@@ -183,9 +187,15 @@ class Recorder:
 
 
 def _write_run_json(run: RunRef) -> None:
-    info = {"local_id": run.local_id, "run_id": run.run_id, "uri": run.uri, "experiment": run.experiment,
-            "name": run.name, "parent_local_id": run.parent.local_id if run.parent else None,
-            "parent_run_id": run.parent.run_id if run.parent else None}  # fmt: skip
+    info = {
+        "local_id": run.local_id,
+        "run_id": run.run_id,
+        "uri": run.uri,
+        "experiment": run.experiment,
+        "name": run.name,
+        "parent_local_id": run.parent.local_id if run.parent else None,
+        "parent_run_id": run.parent.run_id if run.parent else None,
+    }
     (run.spool_dir / "run.json").write_text(json.dumps(info, indent=1))
 
 
@@ -213,8 +223,9 @@ def apply(uri: str, op: Op, folder: Path | None = None) -> None:
         tags = dict(data["tags"], **{"kerascnn.local_id": run.local_id})
         if run.parent is not None:
             tags["mlflow.parentRunId"] = run.parent.run_id
-        created = store.retrying(c.create_run, experiment_id, start_time=data["start_time"], tags=tags,
-                                 run_name=run.name)  # fmt: skip
+        created = store.retrying(
+            c.create_run, experiment_id, start_time=data["start_time"], tags=tags, run_name=run.name
+        )
         run.run_id = created.info.run_id
         return
     run_id = run.run_id
@@ -255,8 +266,14 @@ def _dataset_input(d: dict[str, Any]) -> Any:
     """An MLflow dataset input (name, digest, source, split context) from its JSON description."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    dataset = Dataset(d["name"], d["digest"], d["source_type"], json.dumps(d["source"]), json.dumps(d["schema"]),
-                      json.dumps(d["profile"]))  # fmt: skip
+    dataset = Dataset(
+        d["name"],
+        d["digest"],
+        d["source_type"],
+        json.dumps(d["source"]),
+        json.dumps(d["schema"]),
+        json.dumps(d["profile"]),
+    )
     return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", d["context"])])
 
 
@@ -297,9 +314,17 @@ def _log_model(uri: str, run_id: str | None, op: Op, folder: Path | None) -> str
     c = store.client(uri)
     experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
     logged = store.retrying(c.create_logged_model, experiment_id, name=data["name"], source_run_id=run_id)
-    Model.log(artifact_path=None, name=data["name"], flavor=mlflow.keras, run_id=run_id, model_id=logged.model_id,
-              model=model, signature=signature, pip_requirements=data["requirements"],
-              metadata=data.get("metadata"))  # fmt: skip
+    Model.log(
+        artifact_path=None,
+        name=data["name"],
+        flavor=mlflow.keras,
+        run_id=run_id,
+        model_id=logged.model_id,
+        model=model,
+        signature=signature,
+        pip_requirements=data["requirements"],
+        metadata=data.get("metadata"),
+    )
     return f"models:/{logged.model_id}"
 
 
@@ -315,12 +340,23 @@ def _register(c: Any, run: RunRef, data: dict[str, Any]) -> None:
         if "already exists" not in str(e) and "RESOURCE_ALREADY_EXISTS" not in str(e):
             raise
     tags = dict(data.get("tags", {}), run_id=run.run_id)
-    version = store.retrying(c.create_model_version, name, run.logged_model, run_id=run.run_id, tags=tags,
-                             model_id=run.logged_model.removeprefix("models:/"))  # fmt: skip
+    version = store.retrying(
+        c.create_model_version,
+        name,
+        run.logged_model,
+        run_id=run.run_id,
+        tags=tags,
+        model_id=run.logged_model.removeprefix("models:/"),
+    )
     if data.get("alias"):
         store.retrying(c.set_registered_model_alias, name, data["alias"], version.version)
-    print(f"kerascnn: registered {name} version {version.version}"
-          + (f" (alias {data['alias']})" if data.get("alias") else ""), file=sys.stderr, flush=True)
+    print(
+        f"kerascnn: registered {name} version {version.version}"
+        + (f" (alias {data['alias']})" if data.get("alias") else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+
 
 @functools.lru_cache(maxsize=8)
 def recorder(uri: str) -> Recorder:

@@ -105,9 +105,18 @@ class TrackedRun:
 
     # -- open ---------------------------------------------------------------------------------
     @classmethod
-    def start(cls, uri: str, experiment: str, name: str, *, tags: dict[str, str],
-              params: dict[str, Any] | None = None, parent: TrackedRun | None = None,
-              lock: Callable[[str], Path] | None = None, offline: bool = False) -> TrackedRun:  # fmt: skip
+    def start(
+        cls,
+        uri: str,
+        experiment: str,
+        name: str,
+        *,
+        tags: dict[str, str],
+        params: dict[str, Any] | None = None,
+        parent: TrackedRun | None = None,
+        lock: Callable[[str], Path] | None = None,
+        offline: bool = False,
+    ) -> TrackedRun:
         """Creates a run (in the background: ``run_id`` is known once the store answered).
         ``lock(local_id)`` names a folder to hold while this process writes the run;
         ``offline`` writes it to the spool only (``kerascnn sync`` sends it)."""
@@ -120,8 +129,9 @@ class TrackedRun:
         return run
 
     @classmethod
-    def reopen(cls, uri: str, experiment: str, existing: Any, *, tags: dict[str, str],
-               lock: Path | None = None) -> TrackedRun:  # fmt: skip
+    def reopen(
+        cls, uri: str, experiment: str, existing: Any, *, tags: dict[str, str], lock: Path | None = None
+    ) -> TrackedRun:
         """Sets an interrupted run RUNNING again, its failure reason dropped (the interruption
         is over). ``lock`` is taken first: a run another process holds is refused untouched."""
         local_id = existing.data.tags.get("kerascnn.local_id") or uuid.uuid4().hex
@@ -139,8 +149,9 @@ class TrackedRun:
 
         self._lock, self.locked = lock_folder(folder, wait=False), folder
         if self._lock is None:
-            raise ArgumentError(f"This run is being trained by another process. Received: {argument}="
-                                f"{self.ref.run_id or folder.name!r}")  # fmt: skip
+            raise ArgumentError(
+                f"This run is being trained by another process. Received: {argument}={self.ref.run_id or folder.name!r}"
+            )
 
     def unlock(self) -> None:
         if self._lock is not None:
@@ -168,8 +179,17 @@ class TrackedRun:
         """Uploads a file or folder (``prepare`` fills it first, in the background)."""
         self._submit("artifacts", prepare, path=str(path), artifact_path=artifact_path)
 
-    def log_model(self, model: Any, *, saved: Path, name: str, example: Any, outputs: Any,
-                  adaptation: Any = None, metadata: dict[str, Any] | None = None) -> None:  # fmt: skip
+    def log_model(
+        self,
+        model: Any,
+        *,
+        saved: Path,
+        name: str,
+        example: Any,
+        outputs: Any,
+        adaptation: Any = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         """Logs an MLflow Keras model; ``saved`` is its ``.keras`` file, already written (what the
         spool keeps). With ``adaptation``, the logged model takes raw ``uint8`` images (the
         preprocessing in front) and ``example`` is such images; ``outputs`` are its predictions."""
@@ -178,9 +198,18 @@ class TrackedRun:
         front = None
         if adaptation is not None:
             front = {"source_shape": list(adaptation.source_shape), "target_shape": list(adaptation.target_shape)}
-        self._submit("model", live=model, path=str(saved), name=name, example=example.tolist(),
-                     example_dtype=str(example.dtype), outputs=outputs.tolist(), requirements=pip_requirements(),
-                     adaptation=front, metadata=metadata)  # fmt: skip
+        self._submit(
+            "model",
+            live=model,
+            path=str(saved),
+            name=name,
+            example=example.tolist(),
+            example_dtype=str(example.dtype),
+            outputs=outputs.tolist(),
+            requirements=pip_requirements(),
+            adaptation=front,
+            metadata=metadata,
+        )
 
     def register_model(self, name: str, alias: str | None, tags: dict[str, Any]) -> None:
         """Registers the model logged last as a new version of ``name`` (tagged), ``alias`` moved to it."""
@@ -209,8 +238,9 @@ class TrackedRun:
             self._submit("end", status=status, reason=reason, end_time=_now_ms())
         if wait:
             self.wait()
-        outcome = RunOutcome(self.ref.run_id, self.ref.local_id, self.status, reason,
-                             self.ref.spool_dir if self.ref.spooled else None)  # fmt: skip
+        outcome = RunOutcome(
+            self.ref.run_id, self.ref.local_id, self.status, reason, self.ref.spool_dir if self.ref.spooled else None
+        )
         _last.append(outcome)
         return outcome
 

@@ -61,10 +61,14 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     if scheme in _REMOTE_SCHEMES:
         return uri.rstrip("/")
     if scheme in ("", "file"):
-        raise ArgumentError("MLflow >= 3.13 refuses file stores; use a database such as sqlite:///mlruns/mlflow.db "
-                            f"or a server URL. Received: {source}={uri!r}")  # fmt: skip
-    raise ArgumentError(f"`{source}` has an unsupported scheme {scheme!r} (use sqlite:///..., http(s)://..., "
-                        f"postgresql://..., mysql://...). Received: {source}={uri!r}")  # fmt: skip
+        raise ArgumentError(
+            "MLflow >= 3.13 refuses file stores; use a database such as sqlite:///mlruns/mlflow.db "
+            f"or a server URL. Received: {source}={uri!r}"
+        )
+    raise ArgumentError(
+        f"`{source}` has an unsupported scheme {scheme!r} (use sqlite:///..., http(s)://..., "
+        f"postgresql://..., mysql://...). Received: {source}={uri!r}"
+    )
 
 
 def _resolve_sqlite(uri: str, source: str) -> str:
@@ -110,7 +114,9 @@ def timeout_s() -> float:
         value = float(raw)
         assert value > 0
     except (ValueError, AssertionError):
-        raise ArgumentError(f"`{TIMEOUT_ENV}` must be a number of seconds > 0. Received: {TIMEOUT_ENV}={raw!r}") from None
+        raise ArgumentError(
+            f"`{TIMEOUT_ENV}` must be a number of seconds > 0. Received: {TIMEOUT_ENV}={raw!r}"
+        ) from None
     return value
 
 
@@ -142,8 +148,9 @@ def probe(uri: str) -> None:
     if db is not None and db.is_file() and db.stat().st_size:
         with open(db, "rb") as f:
             if f.read(16) != b"SQLite format 3\x00":
-                raise ArgumentError(f"Cannot open the MLflow store (not an SQLite database file). Received: "
-                                    f"tracking_uri={uri!r}")  # fmt: skip
+                raise ArgumentError(
+                    f"Cannot open the MLflow store (not an SQLite database file). Received: tracking_uri={uri!r}"
+                )
     if urlparse(uri).scheme not in ("http", "https"):
         return
     try:
@@ -151,16 +158,25 @@ def probe(uri: str) -> None:
             response.read(64)
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise ArgumentError(f"The tracking server does not answer ({reason}); start it, or train with --offline "
-                            f"to spool the run and `kerascnn sync` it later. Received: tracking_uri={uri!r}") from None
+        raise ArgumentError(
+            f"The tracking server does not answer ({reason}); start it, or train with --offline "
+            f"to spool the run and `kerascnn sync` it later. Received: tracking_uri={uri!r}"
+        ) from None
 
 
 def is_transient(error: BaseException) -> bool:
     """SQLite lock contention, and two writers logging the same dataset at once (MLflow checks,
     then inserts): worth retrying. (Dead servers are not: MLflow retried already.)"""
     text = str(error).lower()
-    return any(s in text for s in ("database is locked", "database table is locked", "disk i/o error",
-                                   "unique constraint failed: datasets"))  # fmt: skip
+    return any(
+        s in text
+        for s in (
+            "database is locked",
+            "database table is locked",
+            "disk i/o error",
+            "unique constraint failed: datasets",
+        )
+    )
 
 
 LOCK_PATIENCE_S = 120.0  # many processes writing one SQLite file take turns; none gives up early
@@ -237,8 +253,9 @@ def client(uri: str) -> Any:
             retrying(c.search_experiments, max_results=1)
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ArgumentError(f"Cannot open the MLflow store ({type(e).__name__}: {first}). "
-                            f"Received: tracking_uri={uri!r}") from None  # fmt: skip
+        raise ArgumentError(
+            f"Cannot open the MLflow store ({type(e).__name__}: {first}). Received: tracking_uri={uri!r}"
+        ) from None
     return c
 
 
@@ -258,8 +275,10 @@ def ensure_experiment(uri: str, name: str) -> str:
     found = retrying(c.get_experiment_by_name, name)
     if found is not None:
         if found.lifecycle_stage == "deleted":
-            raise ArgumentError("Experiment is deleted; restore it (mlflow experiments restore) or pick another "
-                                f"name. Received: experiment={name!r}")  # fmt: skip
+            raise ArgumentError(
+                "Experiment is deleted; restore it (mlflow experiments restore) or pick another "
+                f"name. Received: experiment={name!r}"
+            )
         return str(found.experiment_id)
     db = sqlite_path(uri)
     location = (db.parent / "artifacts" / _slug(name)).as_uri() if db else None
@@ -303,8 +322,11 @@ def environment_tags() -> dict[str, str]:
 
     import kerascnn
 
-    tags = {"kerascnn.version": kerascnn.__version__, "kerascnn.host": socket.gethostname(),
-            "kerascnn.pid": str(os.getpid())}  # fmt: skip
+    tags = {
+        "kerascnn.version": kerascnn.__version__,
+        "kerascnn.host": socket.gethostname(),
+        "kerascnn.pid": str(os.getpid()),
+    }
     for name, module in (("tensorflow", "tensorflow"), ("keras", "keras")):
         if module in sys.modules:
             tags[f"{name}.version"] = sys.modules[module].__version__

@@ -125,8 +125,14 @@ def _replay(uri: str, spooled: Spooled) -> str:
     if info.get("parent_local_id") or info.get("parent_run_id"):
         parent_id = info.get("parent_run_id") or _find_by_local_id(uri, info["experiment"], info["parent_local_id"])
         parent = RunRef(uri, info["experiment"], "", run_id=parent_id)
-    run = RunRef(uri, info["experiment"], info["name"], local_id=info["local_id"], parent=parent,
-                 run_id=info.get("run_id") or _find_by_local_id(uri, info["experiment"], info["local_id"]))  # fmt: skip
+    run = RunRef(
+        uri,
+        info["experiment"],
+        info["name"],
+        local_id=info["local_id"],
+        parent=parent,
+        run_id=info.get("run_id") or _find_by_local_id(uri, info["experiment"], info["local_id"]),
+    )
     seen: dict[str, set[tuple[int, int]]] = {}
     for entry in spooled.ops:
         op = Op(entry["kind"], run, entry["data"])
@@ -164,8 +170,9 @@ def _find_by_local_id(uri: str, experiment: str, local_id: str | None) -> str | 
     return runs[0].info.run_id if runs else None
 
 
-def _new_metrics(uri: str, run_id: str | None, metrics: list[list[Any]],
-                 seen: dict[str, set[tuple[int, int]]]) -> list[list[Any]]:  # fmt: skip
+def _new_metrics(
+    uri: str, run_id: str | None, metrics: list[list[Any]], seen: dict[str, set[tuple[int, int]]]
+) -> list[list[Any]]:
     """The metric points not in the store yet (same key, step and timestamp)."""
     fresh = []
     for key, value, timestamp, step in metrics:
@@ -189,8 +196,11 @@ def _has_model(uri: str, run_id: str | None, name: str) -> str | None:
         return None
     c = store.client(uri)
     experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
-    models = store.retrying(c.search_logged_models, experiment_ids=[experiment_id],
-                            filter_string=f"source_run_id = '{run_id}' AND name = '{name}'")  # fmt: skip
+    models = store.retrying(
+        c.search_logged_models,
+        experiment_ids=[experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+    )
     return f"models:/{models[0].model_id}" if models else None
 
 

@@ -27,8 +27,9 @@ class Display:
         if tuner == "hyperband" and planned is not None and planned < max_trials:
             why = f"hyperband with --epochs {epochs} plans {planned} trials (raise --epochs for more brackets)"
         elif tuner == "grid" and planned is not None:
-            why = f"the grid has {planned} combinations" + (f"; --max-trials {max_trials} runs the first "
-                                                            f"{max_trials}" if planned > max_trials else "")
+            why = f"the grid has {planned} combinations" + (
+                f"; --max-trials {max_trials} runs the first {max_trials}" if planned > max_trials else ""
+            )
         else:
             why = None
         total = min(max_trials, planned) if planned is not None else max_trials
@@ -46,12 +47,16 @@ class Display:
         reason = (trial.message or "").strip().splitlines()[-1:] or [""]
         failed = trial.status != "COMPLETED" and trial.message
         why = f" ({reason[0].replace('keras_tuner.src.errors.', '')[:160]})" if failed else ""
-        self.say(f"trial {trial.trial_id} [{self.worker}] {trial.status} {self.objective}={score:.4f} "
-                 f"{seconds:.1f}s {shown} run {run_id or '-'}{why}")  # fmt: skip
+        self.say(
+            f"trial {trial.trial_id} [{self.worker}] {trial.status} {self.objective}={score:.4f} "
+            f"{seconds:.1f}s {shown} run {run_id or '-'}{why}"
+        )
 
     def best(self, best: dict[str, Any] | None, parent_id: str | None) -> None:
         if best is not None and best["score"] is not None:
-            self.say(f"best trial {best['trial_id']} {self.objective}={best['score']:.4f} {best['hyperparameters']} "
-                     f"(parent run {parent_id})")  # fmt: skip
+            self.say(
+                f"best trial {best['trial_id']} {self.objective}={best['score']:.4f} {best['hyperparameters']} "
+                f"(parent run {parent_id})"
+            )
         elif parent_id:
             self.say(f"no trial completed (parent run {parent_id})")

@@ -48,8 +48,9 @@ class SearchRuns:
 
     def find_parent(self) -> Any:
         query = f"tags.`kerascnn.kind` = 'search' AND tags.`kerascnn.search_name` = '{self.name}'"
-        found = store.retrying(self.client.search_runs, [self.experiment_id], query,
-                               order_by=["attributes.start_time DESC"])  # fmt: skip
+        found = store.retrying(
+            self.client.search_runs, [self.experiment_id], query, order_by=["attributes.start_time DESC"]
+        )
         mine = [r for r in found if r.data.tags.get("kerascnn.search_dir") == str(self.search_dir)]
         return mine[0] if mine else None
 
@@ -59,12 +60,20 @@ class SearchRuns:
         from kerascnn import device
 
         previous = self.find_parent()
-        tags = {"kerascnn.kind": "search", "kerascnn.search_name": self.name, "kerascnn.search_dir": str(self.search_dir),
-                "kerascnn.max_trials": str(max_trials), "kerascnn.device": device.describe_devices(), **self.labels,
-                **store.environment_tags(), **device.machine().tags()}  # fmt: skip
+        tags = {
+            "kerascnn.kind": "search",
+            "kerascnn.search_name": self.name,
+            "kerascnn.search_dir": str(self.search_dir),
+            "kerascnn.max_trials": str(max_trials),
+            "kerascnn.device": device.describe_devices(),
+            **self.labels,
+            **store.environment_tags(),
+            **device.machine().tags(),
+        }
         if previous is not None and fresh and previous.info.status == "RUNNING":
             TrackedRun.reopen(self.uri, self.experiment, previous, tags={}).end(
-                "KILLED", "its process ended; the search was started afresh under a new parent run")
+                "KILLED", "its process ended; the search was started afresh under a new parent run"
+            )
         if previous is not None and not fresh:
             self.parent = TrackedRun.reopen(self.uri, self.experiment, previous, tags=tags)
             self.kill_stale_trials("the search process ended without closing it; the trial is re-run")
@@ -84,8 +93,10 @@ class SearchRuns:
                 ref = RunRef(self.uri, self.experiment, found.info.run_name, run_id=found.info.run_id)
                 self.parent = TrackedRun(ref)
             elif time.monotonic() > deadline:
-                raise SearchFailed(f"no RUNNING parent run for search {self.name!r} after {PARENT_WAIT_S:.0f} s; is "
-                                   "the chief running with the same tracking URI and experiment?")  # fmt: skip
+                raise SearchFailed(
+                    f"no RUNNING parent run for search {self.name!r} after {PARENT_WAIT_S:.0f} s; is "
+                    "the chief running with the same tracking URI and experiment?"
+                )
             else:
                 time.sleep(1.0)
         return self.parent
@@ -115,11 +126,23 @@ class SearchRuns:
         parent = self.resolve_parent()
         # an earlier run of this trial whose process died: KerasTuner re-runs the trial now
         self.kill_stale_trials("its process died; KerasTuner re-ran the trial", trial.trial_id)
-        tags = {"kerascnn.kind": "trial", "kerascnn.trial_id": trial.trial_id, "kerascnn.worker": self.worker,
-                "kerascnn.search_name": self.name, "kerascnn.host": socket.gethostname(),
-                "kerascnn.pid": str(os.getpid()), **self.labels}  # fmt: skip
-        run = TrackedRun.start(self.uri, self.experiment, f"{self.name}-trial-{trial.trial_id}", tags=tags,
-                               params=trial.hyperparameters.values, parent=parent)  # fmt: skip
+        tags = {
+            "kerascnn.kind": "trial",
+            "kerascnn.trial_id": trial.trial_id,
+            "kerascnn.worker": self.worker,
+            "kerascnn.search_name": self.name,
+            "kerascnn.host": socket.gethostname(),
+            "kerascnn.pid": str(os.getpid()),
+            **self.labels,
+        }
+        run = TrackedRun.start(
+            self.uri,
+            self.experiment,
+            f"{self.name}-trial-{trial.trial_id}",
+            tags=tags,
+            params=trial.hyperparameters.values,
+            parent=parent,
+        )
         self.trials[trial.trial_id] = run
         return run
 

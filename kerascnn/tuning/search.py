@@ -41,8 +41,12 @@ class TuneResult:
     best_model: Any = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"parent_run_id": self.parent_run_id, "search_name": self.search_name, "trials": self.trials,
-                "best": self.best}  # fmt: skip
+        return {
+            "parent_run_id": self.parent_run_id,
+            "search_name": self.search_name,
+            "trials": self.trials,
+            "best": self.best,
+        }
 
 
 @dataclass
@@ -60,8 +64,14 @@ class _Search:
     role: str
 
 
-def tune(family: str | None = None, dataset: str | None = None, *, build: Callable[..., Any] | None = None,
-         progress: bool = True, **settings: Any) -> TuneResult:  # fmt: skip
+def tune(
+    family: str | None = None,
+    dataset: str | None = None,
+    *,
+    build: Callable[..., Any] | None = None,
+    progress: bool = True,
+    **settings: Any,
+) -> TuneResult:
     """Runs (or resumes) a KerasTuner search; every trial is a nested MLflow run.
 
     Every setting is a field of :class:`~kerascnn.config.TuneConfig` (``tuner``,
@@ -95,13 +105,16 @@ def tune(family: str | None = None, dataset: str | None = None, *, build: Callab
     space = space_for(config.family, build)
     role = distributed.role()
     search = _prepare(config, space, role, progress)
-    with _search_lock(search), _kerastuner_quiet():
-        with lifecycle(lambda: _open_parent(search) if role != "worker" else None) as parent:
-            search.tuner.runs.parent = parent
-            _run(search)
-            if role == "worker":
-                return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
-            result = _summarize(search)
+    with (
+        _search_lock(search),
+        _kerastuner_quiet(),
+        lifecycle(lambda: _open_parent(search) if role != "worker" else None) as parent,
+    ):
+        search.tuner.runs.parent = parent
+        _run(search)
+        if role == "worker":
+            return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
+        result = _summarize(search)
     result.parent_run_id = parent.run_id if parent else None
     search.tuner.display.best(result.best, result.parent_run_id)
     return result
@@ -118,8 +131,9 @@ def _prepare(config: TuneConfig, space: SearchSpace, role: str, progress: bool) 
 
     device.import_tensorflow()
     keras.utils.set_random_seed(config.seed)
-    data = data_module.load_dataset(config.dataset, validation_split=config.validation_split,
-                                    train_samples=config.train_samples, seed=config.seed)  # fmt: skip
+    data = data_module.load_dataset(
+        config.dataset, validation_split=config.validation_split, train_samples=config.train_samples, seed=config.seed
+    )
     adaptation = data_module.plan_adaptation(data.image_shape, space.min_input_size)
     recipe = space.recipe.replace(batch_size=config.batch_size, epochs=config.epochs)
     speed = hardware.plan(device.machine(), precision=config.precision, steps_per_execution=recipe.steps_per_execution)
@@ -153,15 +167,31 @@ def _make_tuner(config: TuneConfig, hypermodel: HyperModel, folder: Path, policy
     hp = kt.HyperParameters()
     for key, value in config.fixed.items():
         hp.Fixed(key, value)
-    oracle = make_oracle(config.tuner, config.objective, config.max_trials, config.epochs, config.seed, hp,
-                         config.max_retries_per_trial, config.max_consecutive_failed_trials)  # fmt: skip
+    oracle = make_oracle(
+        config.tuner,
+        config.objective,
+        config.max_trials,
+        config.epochs,
+        config.seed,
+        hp,
+        config.max_retries_per_trial,
+        config.max_consecutive_failed_trials,
+    )
     with device.dtype_policy(policy):
-        tuner = TrackedTuner(oracle=oracle, hypermodel=hypermodel, directory=str(folder.parent),
-                             project_name=folder.name, overwrite=config.overwrite)  # fmt: skip
+        tuner = TrackedTuner(
+            oracle=oracle,
+            hypermodel=hypermodel,
+            directory=str(folder.parent),
+            project_name=folder.name,
+            overwrite=config.overwrite,
+        )
     if hasattr(tuner.oracle, "max_trials"):  # Hyperband's oracle takes no max_trials; cap it here
         tuner.oracle.max_trials = config.max_trials
-    labels = {"kerascnn.model": hypermodel.space.name, "kerascnn.family": hypermodel.space.name,
-              "kerascnn.dataset": config.dataset}  # fmt: skip
+    labels = {
+        "kerascnn.model": hypermodel.space.name,
+        "kerascnn.family": hypermodel.space.name,
+        "kerascnn.dataset": config.dataset,
+    }
     tuner.runs = SearchRuns(config.tracking_uri, config.experiment, config.name, folder, labels)  # type: ignore[arg-type]
     tuner.display = Display(config.objective, tuner.runs.worker, enabled=progress)
     return tuner
@@ -177,19 +207,28 @@ def _check_same_settings(config: TuneConfig, folder: Path) -> None:
     now = config.params()
     changed = [f"{k}: {before[k]} -> {now[k]}" for k in sorted(now) if k in before and before[k] != now[k]]
     if changed:
-        raise ArgumentError(f"Search {config.name!r} was started with other settings ({'; '.join(changed)}); rerun "
-                            "with its settings to resume it, or give --search-name to start another, or --overwrite. "
-                            f"Received: search_name={config.name!r}")  # fmt: skip
+        raise ArgumentError(
+            f"Search {config.name!r} was started with other settings ({'; '.join(changed)}); rerun "
+            "with its settings to resume it, or give --search-name to start another, or --overwrite. "
+            f"Received: search_name={config.name!r}"
+        )
 
 
 def _open_parent(search: _Search) -> Any:
     config, data = search.config, search.data
     fresh = not any(search.folder.glob("trial_*/trial.json"))  # no trial started in this folder yet
     (search.folder / SETTINGS_FILE).write_text(json.dumps(config.params(), indent=1))
-    params = {**config.params(), "search_name": config.name, "family": search.space.name,
-              "batch_size": search.recipe.batch_size, "train_size": len(data.x_train),
-              "val_size": len(data.x_val), "adaptation": search.adaptation.describe(), "dtype_policy": search.policy,
-              "space": json.dumps([p.get_config() for p in search.tuner.oracle.get_space().space], default=str)}  # fmt: skip
+    params = {
+        **config.params(),
+        "search_name": config.name,
+        "family": search.space.name,
+        "batch_size": search.recipe.batch_size,
+        "train_size": len(data.x_train),
+        "val_size": len(data.x_val),
+        "adaptation": search.adaptation.describe(),
+        "dtype_policy": search.policy,
+        "space": json.dumps([p.get_config() for p in search.tuner.oracle.get_space().space], default=str),
+    }
     return search.tuner.runs.open_parent(params, config.max_trials, fresh)
 
 
@@ -198,8 +237,9 @@ def _run(search: _Search) -> None:
 
     config, data, adaptation = search.config, search.data, search.adaptation
     batch = search.recipe.batch_size
-    train = data_module.make_pipeline(data.x_train, data.y_train, batch_size=batch, adaptation=adaptation,
-                                      training=True, seed=config.seed)  # fmt: skip
+    train = data_module.make_pipeline(
+        data.x_train, data.y_train, batch_size=batch, adaptation=adaptation, training=True, seed=config.seed
+    )
     val = data_module.make_pipeline(data.x_val, data.y_val, batch_size=batch, adaptation=adaptation)
     with device.dtype_policy(search.policy):
         try:
@@ -230,8 +270,13 @@ def _summarize(search: _Search) -> TuneResult:
             best_model = tuner.load_model(best_trials[0])
         save_model(best_model, outputs / "best_model.keras", _model_info(search))
         (outputs / "best_hyperparameters.json").write_text(json.dumps(best["hyperparameters"], indent=1))
-        parent.set_tags({**{f"best.{k}": str(v) for k, v in best["hyperparameters"].items()},
-                         "kerascnn.best_trial_id": best["trial_id"], "kerascnn.best_run_id": str(best["run_id"])})  # fmt: skip
+        parent.set_tags(
+            {
+                **{f"best.{k}": str(v) for k, v in best["hyperparameters"].items()},
+                "kerascnn.best_trial_id": best["trial_id"],
+                "kerascnn.best_run_id": str(best["run_id"]),
+            }
+        )
         done = sum(1 for t in trials if t["status"] in ("COMPLETED", "FAILED"))
         parent.log_metrics({"best_score": best["score"], f"best_{config.objective}": best["score"]}, step=done)
     parent.log_artifacts(outputs)
@@ -239,32 +284,54 @@ def _summarize(search: _Search) -> TuneResult:
         import numpy as np
 
         data = search.data
-        parent.log_model(best_model, saved=outputs / "best_model.keras", name="best_model", example=data.x_val[:2],
-                         outputs=np.zeros((2, int(best_model.output_shape[-1])), np.float32),
-                         adaptation=search.adaptation, metadata={"class_names": data.class_names,
-                                                                 "dataset": config.dataset})  # fmt: skip
+        parent.log_model(
+            best_model,
+            saved=outputs / "best_model.keras",
+            name="best_model",
+            example=data.x_val[:2],
+            outputs=np.zeros((2, int(best_model.output_shape[-1])), np.float32),
+            adaptation=search.adaptation,
+            metadata={"class_names": data.class_names, "dataset": config.dataset},
+        )
         if config.register_model:
             import kerascnn
 
-            parent.register_model(config.register_model, config.alias, {
-                "dataset": config.dataset, "family": search.space.name, f"best_{config.objective}": f"{best['score']:.4f}",
-                "trial_id": best["trial_id"], "kerascnn_version": kerascnn.__version__})  # fmt: skip
+            parent.register_model(
+                config.register_model,
+                config.alias,
+                {
+                    "dataset": config.dataset,
+                    "family": search.space.name,
+                    f"best_{config.objective}": f"{best['score']:.4f}",
+                    "trial_id": best["trial_id"],
+                    "kerascnn_version": kerascnn.__version__,
+                },
+            )
     tuner.prune_checkpoints(final=True)
     return TuneResult(parent_run_id=None, search_name=config.name, trials=trials, best=best, best_model=best_model)
 
 
 def _model_info(search: _Search) -> dict[str, Any]:
     a, data = search.adaptation, search.data
-    return {"model": search.space.name, "dataset": search.config.dataset, "class_names": data.class_names,
-            "image_shape": list(data.image_shape),
-            "adaptation": {"source_shape": list(a.source_shape), "target_shape": list(a.target_shape)}}  # fmt: skip
+    return {
+        "model": search.space.name,
+        "dataset": search.config.dataset,
+        "class_names": data.class_names,
+        "image_shape": list(data.image_shape),
+        "adaptation": {"source_shape": list(a.source_shape), "target_shape": list(a.target_shape)},
+    }
 
 
 def _trial_row(trial: Any, run_id: str | None) -> dict[str, Any]:
     score = None if trial.score is None or not math.isfinite(trial.score) else float(trial.score)
     shown = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
-    return {"trial_id": trial.trial_id, "run_id": run_id, "status": trial.status, "score": score,
-            "hyperparameters": shown}  # fmt: skip
+    return {
+        "trial_id": trial.trial_id,
+        "run_id": run_id,
+        "status": trial.status,
+        "score": score,
+        "hyperparameters": shown,
+    }
 
 
 def _write_leaderboard(path: Path, trials: list[dict[str, Any]], maximize: bool) -> None:
@@ -275,8 +342,16 @@ def _write_leaderboard(path: Path, trials: list[dict[str, Any]], maximize: bool)
     writer = csv.writer(buffer)
     writer.writerow(["rank", "trial_id", "run_id", "status", "score", *names])
     for rank, t in enumerate(ranked, start=1):
-        writer.writerow([rank, t["trial_id"], t["run_id"], t["status"], t["score"],
-                         *[t["hyperparameters"].get(n, "") for n in names]])  # fmt: skip
+        writer.writerow(
+            [
+                rank,
+                t["trial_id"],
+                t["run_id"],
+                t["status"],
+                t["score"],
+                *[t["hyperparameters"].get(n, "") for n in names],
+            ]
+        )
     path.write_text(buffer.getvalue())
 
 

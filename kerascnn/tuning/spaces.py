@@ -42,22 +42,32 @@ def space_for(family: str, build: Space | None = None) -> SearchSpace:
     """
     if build is not None:
         if not callable(build):
-            raise ArgumentError("`build` must be a callable build(hp, *, input_shape, num_classes). "
-                                f"Received: build={build!r}")  # fmt: skip
+            raise ArgumentError(
+                f"`build` must be a callable build(hp, *, input_shape, num_classes). Received: build={build!r}"
+            )
         return SearchSpace(getattr(build, "__name__", "custom"), build, get_family("mnist_cnn").recipe, 1)
     found = get_family(family)
     if found.space is None:
         with_spaces = [f for f in list_families() if get_family(f).space is not None]
-        raise ArgumentError(f"Family `{found.name}` declares no search space; these do: {', '.join(with_spaces)}. "
-                            f"Received: family={family!r}")  # fmt: skip
+        raise ArgumentError(
+            f"Family `{found.name}` declares no search space; these do: {', '.join(with_spaces)}. "
+            f"Received: family={family!r}"
+        )
     return SearchSpace(found.name, found.space, found.recipe, int(found.min_input_size()))
 
 
 class HyperModel:
     """Builds a trial's model from the space and compiles it with the trial's learning rate."""
 
-    def __init__(self, space: SearchSpace, input_shape: tuple[int, int, int], num_classes: int,
-                 recipe: Recipe, steps_per_epoch: int, policy: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        space: SearchSpace,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        recipe: Recipe,
+        steps_per_epoch: int,
+        policy: str,
+    ) -> None:
         self.space, self.input_shape, self.num_classes = space, input_shape, num_classes
         self.recipe, self.steps_per_epoch, self.policy = recipe, steps_per_epoch, policy
 
@@ -70,9 +80,12 @@ class HyperModel:
         if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
             rate = hp.values.get("learning_rate", self.recipe.learning_rate)
             recipe = self.recipe.replace(learning_rate=rate, schedule="constant")
-            model.compile(optimizer=make_optimizer(recipe, self.steps_per_epoch),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                          steps_per_execution=recipe.steps_per_execution)  # fmt: skip
+            model.compile(
+                optimizer=make_optimizer(recipe, self.steps_per_epoch),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+                steps_per_execution=recipe.steps_per_execution,
+            )
         return model
 
 
@@ -88,16 +101,20 @@ def probe(hypermodel: HyperModel, fixed: dict[str, Any], family: str) -> Any:
         try:
             hypermodel(hp)
         except (ValueError, TypeError) as e:  # bad builder options and the like
-            raise ArgumentError(f"The search space cannot build a model ({' '.join(str(e).split())[:300]}). "
-                                f"Received: family={family!r}, fixed={fixed!r}") from None  # fmt: skip
+            raise ArgumentError(
+                f"The search space cannot build a model ({' '.join(str(e).split())[:300]}). "
+                f"Received: family={family!r}, fixed={fixed!r}"
+            ) from None
 
     plain = kt.HyperParameters()
     build(plain)
     names = {p.name for p in plain.space}
     unknown = sorted(set(fixed) - names)
     if unknown:
-        raise ArgumentError(f"The search space has no hyperparameter {', '.join(unknown)}; it has "
-                            f"{', '.join(sorted(names))}. Received: fixed={fixed!r}")  # fmt: skip
+        raise ArgumentError(
+            f"The search space has no hyperparameter {', '.join(unknown)}; it has "
+            f"{', '.join(sorted(names))}. Received: fixed={fixed!r}"
+        )
     if not names - set(fixed):
         raise ArgumentError(f"The search space is empty: every hyperparameter is fixed. Received: fixed={fixed!r}")
     pinned = kt.HyperParameters()
@@ -124,7 +141,7 @@ def grid_size(hyperparameters: Any, fixed: dict[str, Any]) -> int | None:
         elif kind == "Boolean":
             total *= 2
         elif kind in ("Int", "Float") and config.get("step"):
-            total *= int(math.floor((config["max_value"] - config["min_value"]) / config["step"] + 1e-9)) + 1
+            total *= math.floor((config["max_value"] - config["min_value"]) / config["step"] + 1e-9) + 1
         elif kind != "Fixed":
             return None
     return total

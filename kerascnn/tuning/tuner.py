@@ -36,16 +36,25 @@ def quiet_optimizer_slots() -> Iterator[None]:
         yield
 
 
-def make_oracle(tuner: str, objective: str, max_trials: int, epochs: int, seed: int, hp: Any, retries: int,
-                failures: int) -> Any:  # fmt: skip
+def make_oracle(
+    tuner: str, objective: str, max_trials: int, epochs: int, seed: int, hp: Any, retries: int, failures: int
+) -> Any:
     """KerasTuner's oracle for ``tuner`` (Hyperband's is capped at ``max_trials`` afterwards)."""
     direction = "max" if objective == "val_accuracy" else "min"
-    common = dict(objective=kt.Objective(objective, direction), seed=seed, hyperparameters=hp,
-                  max_retries_per_trial=retries, max_consecutive_failed_trials=failures)  # fmt: skip
+    common = dict(
+        objective=kt.Objective(objective, direction),
+        seed=seed,
+        hyperparameters=hp,
+        max_retries_per_trial=retries,
+        max_consecutive_failed_trials=failures,
+    )
     if tuner == "hyperband":
         return kt.oracles.HyperbandOracle(max_epochs=epochs, factor=FACTOR, hyperband_iterations=1, **common)
-    cls = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
-           "grid": kt.oracles.GridSearchOracle}[tuner]  # fmt: skip
+    cls = {
+        "random": kt.oracles.RandomSearchOracle,
+        "bayesian": kt.oracles.BayesianOptimizationOracle,
+        "grid": kt.oracles.GridSearchOracle,
+    }[tuner]
     return cls(max_trials=max_trials, **common)
 
 

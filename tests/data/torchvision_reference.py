@@ -19,8 +19,19 @@ import json
 import os
 import sys
 
-NAMES = ["resnet18", "resnet34", "resnet50", "vgg11", "vgg13", "vgg16", "vgg19",
-         "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]  # fmt: skip
+NAMES = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "vgg11",
+    "vgg13",
+    "vgg16",
+    "vgg19",
+    "vgg11_bn",
+    "vgg13_bn",
+    "vgg16_bn",
+    "vgg19_bn",
+]
 
 
 def export(out: str, names: list[str]) -> None:
@@ -76,9 +87,12 @@ def compare(out: str, names: list[str]) -> None:
             logits = np.asarray(features.predict_on_batch(io[key].transpose(0, 2, 3, 1))) @ kernel + bias
             want = io[f"logits{side}"]
             diff = np.abs(logits - want).max()
-            print(f"{name:9s} {side}px {os.path.splitext(source)[1]:5s} max|diff| {diff:.2e}  "
-                  f"relative {diff / np.abs(want).max():.2e}  same top-1 {bool((logits.argmax(1) == want.argmax(1)).all())}",
-                  flush=True)  # fmt: skip
+            print(
+                f"{name:9s} {side}px {os.path.splitext(source)[1]:5s} max|diff| {diff:.2e}  "
+                f"relative {diff / np.abs(want).max():.2e}  "
+                f"same top-1 {bool((logits.argmax(1) == want.argmax(1)).all())}",
+                flush=True,
+            )
             keras.backend.clear_session()
 
 
