@@ -31,6 +31,8 @@ _LAZY = {
     "leaderboard": "kerascnn.tracking.queries",
     "compare": "kerascnn.tracking.comparison",
     "load_model": "kerascnn.loading",
+    "predict": "kerascnn.prediction",
+    "export": "kerascnn.exporting",
     "ArgumentError": "kerascnn.errors",
     "TrainingFailed": "kerascnn.errors",
     "SearchFailed": "kerascnn.errors",
