@@ -106,15 +106,15 @@ def _input_shape(source: Any) -> tuple[int, ...]:
     """The image shape in the logged model's signature (its ``MLmodel`` file; no model is loaded)."""
     import tempfile
 
-    import mlflow.artifacts
     from mlflow.models import Model
 
+    from kerascnn.sources import download
     from kerascnn.tracking import store
 
     location = store.retrying(store.client(source.tracking_uri).get_logged_model, source.model_id).artifact_location
     with tempfile.TemporaryDirectory(prefix="kerascnn-mlmodel-") as folder:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{location.rstrip('/')}/MLmodel",
-                                                    tracking_uri=source.tracking_uri, dst_path=folder)  # fmt: skip
+        local = download(artifact_uri=f"{location.rstrip('/')}/MLmodel", tracking_uri=source.tracking_uri,
+                         dst_path=folder)  # fmt: skip
         signature = Model.load(local).signature
     return tuple(int(d) for d in signature.inputs.inputs[0].shape[1:])
 

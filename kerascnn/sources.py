@@ -198,11 +198,9 @@ def load(source: ModelSource, *, unsafe: bool = False) -> LoadedModel:
     if source.path is not None:
         return _load_file(source, source.path, unsafe)
     if source.artifact is not None:
-        import mlflow.artifacts
-
         with tempfile.TemporaryDirectory(prefix="kerascnn-model-") as folder:
-            local = mlflow.artifacts.download_artifacts(run_id=source.run_id, artifact_path=source.artifact,
-                                                        tracking_uri=source.tracking_uri, dst_path=folder)  # fmt: skip
+            local = download(run_id=source.run_id, artifact_path=source.artifact, tracking_uri=source.tracking_uri,
+                             dst_path=folder)  # fmt: skip
             return _load_file(source, Path(local), unsafe)
     return _load_logged(source)
 
@@ -225,7 +223,6 @@ def _load_file(source: ModelSource, path: Path, unsafe: bool) -> LoadedModel:
 
 def _load_logged(source: ModelSource) -> LoadedModel:
     """Downloads the logged model's files from the store given, then loads them with MLflow's Keras flavor."""
-    import mlflow.artifacts
     import mlflow.keras
     from mlflow.models import Model
 
@@ -234,8 +231,7 @@ def _load_logged(source: ModelSource) -> LoadedModel:
     c = store.client(source.tracking_uri)  # type: ignore[arg-type]
     location = store.retrying(c.get_logged_model, source.model_id).artifact_location
     with tempfile.TemporaryDirectory(prefix="kerascnn-model-") as folder:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=source.tracking_uri,
-                                                    dst_path=folder)  # fmt: skip
+        local = download(artifact_uri=location, tracking_uri=source.tracking_uri, dst_path=folder)
         metadata = Model.load(os.path.join(local, "MLmodel")).metadata or {}
         model = mlflow.keras.load_model(local)
     classes = int(model.output_shape[-1])
@@ -245,3 +241,23 @@ def _load_logged(source: ModelSource) -> LoadedModel:
                             f"older kit?). Received: model={source.text!r}")  # fmt: skip
     return LoadedModel(model, names if len(names) == classes else [str(i) for i in range(classes)],
                        metadata.get("dataset"), source)  # fmt: skip
+
+
+def download(**kwargs: Any) -> str:
+    """``mlflow.artifacts.download_artifacts`` without its progress bar (it would break one-line errors and
+    ``--json`` logs); returns the local path.
+
+    Example:
+        >>> download(artifact_uri="file:///tmp/store/artifacts/MLmodel", dst_path=".")  # doctest: +SKIP
+    """
+    import mlflow.artifacts
+
+    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        return mlflow.artifacts.download_artifacts(**kwargs)
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
