@@ -117,7 +117,7 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
         missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:
             raise ArgumentError(f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}; "
-                                f"pip install tf2onnx onnxruntime). Received: format='onnx'")  # fmt: skip
+                                f"pip install 'kerascnn[export]'). Received: format='onnx'")  # fmt: skip
     return path
 
 
