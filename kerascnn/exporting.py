@@ -35,7 +35,7 @@ FORMATS = {"savedmodel": None, "tflite": ".tflite", "onnx": ".onnx"}  # format: 
 QUANTIZE = ("int8",)
 FLOAT_TOLERANCE = 1e-4
 INT8_MIN_AGREEMENT = 0.9
-SAMPLE_SIZE = 128
+SAMPLE_SIZE = 1000  # test images the export is checked on
 REPRESENTATIVE_SIZE = 200
 ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
 
@@ -95,8 +95,8 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
     """Checks the format, quantization and output path (no TensorFlow needed); returns the path.
 
     Example:
-        >>> check_request("onnx", "model.onnx")
-        PosixPath('model.onnx')
+        >>> check_request("tflite", "model.tflite")
+        PosixPath('model.tflite')
     """
     checks.one_of("format", format, FORMATS)
     if quantize is not None:

@@ -52,11 +52,11 @@ def example_request(base: str, image_shape: tuple[int, ...]) -> str:
 
     Example:
         >>> example_request("http://127.0.0.1:5001", (28, 28, 1))[:40]
-        "python -c 'import json; print(json.dump"
+        "python3 -c 'import json; print(json.dump"
     """
     h, w, c = image_shape
     payload = f'{{"inputs": [[[[0] * {c}] * {w}] * {h}]}}'
-    return (f"python -c 'import json; print(json.dumps({payload}))' | curl -s {base}/invocations "
+    return (f"python3 -c 'import json; print(json.dumps({payload}))' | curl -s {base}/invocations "
             "-H 'Content-Type: application/json' -d @-")  # fmt: skip
 
 
