@@ -127,7 +127,7 @@ def export(model: Any, format: str, output: str | os.PathLike, *, quantize: str 
 
     Args:
         model: A ``.keras`` file, ``runs:/RUN_ID[/NAME]``, a run id, ``models:/NAME@ALIAS`` or
-            ``models:/NAME/VERSION`` (see :mod:`kerascnn.sources`).
+            ``models:/NAME/VERSION`` (see :mod:`kerascnn.sources`), or a Keras model.
         format: ``savedmodel`` (a folder; endpoint ``serve``), ``tflite`` or ``onnx``.
         output: Where to write it (``.tflite`` / ``.onnx`` files, a new folder for SavedModel).
         quantize: ``"int8"``: full-integer TFLite, calibrated on the model's training images.
@@ -149,9 +149,9 @@ def export(model: Any, format: str, output: str | os.PathLike, *, quantize: str 
     from kerascnn import sources
 
     path = check_request(format, output, quantize, overwrite)
-    source = sources.resolve(model, tracking_uri)
     started = time.perf_counter()
-    loaded = sources.load(source, unsafe=unsafe)
+    loaded = sources.open_model(model, tracking_uri, unsafe=unsafe)
+    source = loaded.source
     net, precision = float32_model(loaded.model)
     sample, described, train_images = _sample(loaded, need_training_images=quantize == "int8")
     reference = np.asarray(net.predict(sample, verbose=0), dtype=np.float32)

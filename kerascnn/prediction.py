@@ -77,7 +77,8 @@ def predict(model: Any, inputs: Any, top_k: int = 1, *, tracking_uri: str | None
 
     Args:
         model: A ``.keras`` file, ``runs:/RUN_ID[/NAME]``, a run id, ``models:/NAME@ALIAS`` or
-            ``models:/NAME/VERSION`` (see :mod:`kerascnn.sources`).
+            ``models:/NAME/VERSION`` (see :mod:`kerascnn.sources`), or a Keras model (taking ``uint8``
+            images, or [0, 1] floats of its input shape).
         inputs: An image file, a folder of images, an ``.npz``/``.npy`` file, a list of those, or
             an array of images ``(N, H, W[, C])`` (see the module docstring).
         top_k: How many classes to report per image.
@@ -99,16 +100,16 @@ def predict(model: Any, inputs: Any, top_k: int = 1, *, tracking_uri: str | None
 
     top_k = checks.positive_int("top_k", top_k)
     batch_size = checks.positive_int("batch_size", batch_size)
-    source = sources.resolve(model, tracking_uri)
+    source = None if sources.is_keras_model(model) else sources.resolve(model, tracking_uri)
     if not isinstance(inputs, np.ndarray):
         _check_inputs_exist(inputs)
-    loaded = sources.load(source, unsafe=unsafe)
+    loaded = sources.from_keras(model) if source is None else sources.load(source, unsafe=unsafe)
     if top_k > len(loaded.class_names):
         raise ArgumentError(f"`top_k` must be at most the model's {len(loaded.class_names)} classes. "
                             f"Received: top_k={top_k}")  # fmt: skip
     names, images = read_images(inputs, loaded.image_shape)
     probabilities = np.asarray(loaded.model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
-    return Predictions(str(model), names, probabilities, loaded.class_names, top_k)
+    return Predictions(loaded.source.text, names, probabilities, loaded.class_names, top_k)
 
 
 def _paths(inputs: Any) -> list[Any]:

@@ -187,6 +187,42 @@ def _registry_call(fn: Any, text: str, missing: str, *args: Any) -> Any:
         raise
 
 
+def is_keras_model(model: Any) -> bool:
+    """Whether ``model`` is a Keras model object (rather than a MODEL argument)."""
+    return hasattr(model, "predict") and hasattr(model, "input_shape") and hasattr(model, "layers")
+
+
+def from_keras(model: Any) -> LoadedModel:
+    """A Keras model in memory: used as it is if it takes ``uint8`` images, else behind a front that scales
+    ``uint8`` images of its input shape to [0, 1] (no padding or resizing: images must have that shape).
+
+    Example:
+        >>> from_keras(kerascnn.train("mnist_cnn", "mnist").model).image_shape  # doctest: +SKIP
+        (28, 28, 1)
+    """
+    from kerascnn.data import Adaptation
+    from kerascnn.serving import served_model
+
+    served = model
+    if str(model.input.dtype) != "uint8":
+        shape = tuple(int(d) for d in model.input_shape[1:])
+        served = served_model(model, Adaptation(shape, shape))  # type: ignore[arg-type]
+    classes = int(served.output_shape[-1])
+    return LoadedModel(served, [str(i) for i in range(classes)], None, ModelSource(f"<Keras model {model.name}>"))
+
+
+def open_model(model: Any, tracking_uri: str | None = None, *, unsafe: bool = False) -> LoadedModel:
+    """:func:`load` of :func:`resolve`, or :func:`from_keras` for a Keras model object.
+
+    Example:
+        >>> open_model("models:/digits@champion").class_names[:2]  # doctest: +SKIP
+        ['0', '1']
+    """
+    if is_keras_model(model):
+        return from_keras(model)
+    return load(resolve(model, tracking_uri), unsafe=unsafe)
+
+
 def load(source: ModelSource, *, unsafe: bool = False) -> LoadedModel:
     """The model ``source`` names, taking raw ``uint8`` images (see the module docstring).
 

@@ -107,6 +107,8 @@ def test_predict_cli_by_alias_agrees_with_every_other_way_to_name_the_model(trai
         assert result.labels == top1[:16], model
         np.testing.assert_allclose([p for _, p in result.top(0)], [t["probability"] for t in rows[0]["top"]],
                                    atol=1e-5, err_msg=model)  # fmt: skip
+    in_memory = kerascnn.predict(trained.second.model, trained.x)  # the Keras model train() returned
+    assert in_memory.labels == top1[:16] and in_memory.model.startswith("<Keras model")
     older = kerascnn.predict("models:/digits/1", trained.x, tracking_uri=trained.uri)
     assert older.probabilities.shape == (16, 10)
     assert not np.allclose(older.probabilities, kerascnn.predict(run_id, trained.x, tracking_uri=trained.uri)
