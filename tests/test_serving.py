@@ -117,6 +117,22 @@ def test_predict_cli_by_alias_agrees_with_every_other_way_to_name_the_model(trai
     assert code == 0 and out.split()[0].endswith("0.png") and out.split()[1] == top1[0]
 
 
+@pytest.mark.parametrize("input_shape", [(32, 32, 3), (48, 48, 1)], ids=["pad+rgb", "resize"])
+def test_predict_prepares_raw_images_as_the_training_pipeline_does(input_shape, tmp_path):
+    from kerascnn.data import make_pipeline, plan_adaptation
+    from kerascnn.loading import save_model
+
+    with np.load(data_dir() / "mnist.npz") as mnist:
+        x, y = mnist["x_test"][:32], mnist["y_test"][:32]
+    adaptation = plan_adaptation((28, 28, 1), 1, input_shape)
+    net = kerascnn.create_model("mnist_cnn", input_shape=input_shape, num_classes=10)
+    save_model(net, tmp_path / "net.keras", {"dataset": "mnist", "class_names": list("0123456789"), "adaptation": {
+        "source_shape": [28, 28, 1], "target_shape": list(input_shape)}})  # fmt: skip
+    pipeline = make_pipeline(x[..., None], y, batch_size=16, adaptation=adaptation)  # what training feeds the net
+    np.testing.assert_allclose(kerascnn.predict(tmp_path / "net.keras", x).probabilities,
+                               net.predict(pipeline, verbose=0), atol=1e-5)  # fmt: skip
+
+
 def test_the_logged_model_takes_raw_uint8_in_pyfunc_and_agrees_with_predict(trained, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.uri)  # restored after the test
     mlflow.set_tracking_uri(trained.uri)
