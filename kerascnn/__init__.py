@@ -32,6 +32,8 @@ _LAZY = {
     "compare": "kerascnn.tracking.comparison",
     "load_model": "kerascnn.loading",
     "convert_torchvision": "kerascnn.pretrained",
+    "predict": "kerascnn.prediction",
+    "export": "kerascnn.exporting",
     "ArgumentError": "kerascnn.errors",
     "TrainingFailed": "kerascnn.errors",
     "SearchFailed": "kerascnn.errors",
@@ -51,7 +53,8 @@ _SUBMODULES = {
     "tuning": "kerascnn.tuning",
 }
 
-_QUIET_TF = {"describe", "train", "evaluate", "tune", "load_model", "load_dataset", "plots", "convert_torchvision"}
+_QUIET_TF = {"describe", "train", "evaluate", "tune", "load_model", "load_dataset", "plots", "convert_torchvision",
+             "predict", "export"}
 
 __all__ = [  # noqa: RUF022 (in the order of the docs)
     "__version__",
@@ -72,6 +75,8 @@ __all__ = [  # noqa: RUF022 (in the order of the docs)
     "leaderboard",
     "compare",
     "load_model",
+    "predict",
+    "export",
     "ArgumentError",
     "TrainingFailed",
     "SearchFailed",

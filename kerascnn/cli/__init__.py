@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from kerascnn.cli import serving as _serving  # noqa: F401  (predict, export, serve register)
 from kerascnn.cli.commands import COMMANDS, Said, print_said
 from kerascnn.cli.options import Parser, UsageError
 from kerascnn.errors import ArgumentError, SearchFailed, TrainingFailed

@@ -1,0 +1,329 @@
+"""``export()``: a trained model as a TensorFlow SavedModel, a TFLite flatbuffer or ONNX, checked on the spot.
+
+What is exported is the model a run logs for MLflow (:mod:`kerascnn.sources`): it takes raw
+``uint8`` images of the dataset's shape ``(N, H, W, C)`` and returns float32 probabilities,
+with the training preprocessing (scaling, padding or resizing, grey to RGB) inside. So an
+exported file takes images as ``kerascnn predict`` and ``kerascnn serve`` do. Mixed-precision
+models are exported in float32 (the same weights; the difference is reported).
+
+Each export is run at once on a sample of the model's test images (random images when its
+dataset cannot be loaded) and compared with Keras: a float export that differs by more than
+``FLOAT_TOLERANCE`` is deleted and refused (:class:`ExportMismatch`); an int8 TFLite model
+reports its top-1 agreement with Keras and is flagged below ``INT8_MIN_AGREEMENT``. When MODEL
+names a run, the exported file is also logged to the run under ``exports/``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerascnn import checks
+from kerascnn.errors import ArgumentError
+
+FORMATS = {"savedmodel": None, "tflite": ".tflite", "onnx": ".onnx"}  # format: required suffix
+QUANTIZE = ("int8",)
+FLOAT_TOLERANCE = 1e-4
+INT8_MIN_AGREEMENT = 0.9
+SAMPLE_SIZE = 1000  # test images the export is checked on
+REPRESENTATIVE_SIZE = 200
+ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
+
+__all__ = ["ExportMismatch", "ExportResult", "export"]
+
+
+class ExportMismatch(RuntimeError):
+    """The exported model disagrees with Keras beyond the tolerance; the file was deleted."""
+
+
+@dataclass
+class ExportResult:
+    """What ``export()`` did; ``to_json()`` is the CLI's ``--json`` document.
+
+    Attributes:
+        path: The exported file (a folder for SavedModel).
+        format, quantize: As asked.
+        input_dtype, input_shape: What the exported model takes (``uint8``, ``[None, H, W, C]``).
+        sample: What the check ran on (``"64 mnist test images"``).
+        max_abs_diff: Largest difference of a probability from Keras on the sample.
+        top1_agreement: Fraction of the sample with the same most probable class as Keras.
+        flagged: An int8 model whose agreement is below ``INT8_MIN_AGREEMENT``.
+        logged_to: ``runs:/ID/exports/NAME`` when it was logged to the run MODEL names.
+        precision: A note when a mixed-precision model was exported in float32.
+    """
+
+    path: str
+    format: str
+    quantize: str | None
+    input_dtype: str
+    input_shape: list[int | None]
+    sample: str
+    max_abs_diff: float
+    top1_agreement: float
+    flagged: bool
+    seconds: float
+    logged_to: str | None = None
+    precision: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        what = f"{self.format}{' ' + self.quantize if self.quantize else ''}"
+        text = (f"kerascnn: exported {what} to {self.path} in {self.seconds:.1f} s; input {self.input_dtype} "
+                f"{self.input_shape}; on {self.sample}: max |diff| vs Keras {self.max_abs_diff:.3g}, "
+                f"top-1 agreement {self.top1_agreement:.4f}")  # fmt: skip
+        if self.precision:
+            text += f"\nkerascnn: {self.precision}"
+        if self.logged_to:
+            text += f"\nkerascnn: logged to {self.logged_to}"
+        return text
+
+
+def check_request(format: str, output: str | os.PathLike, quantize: str | None = None,
+                  overwrite: bool = False) -> Path:  # fmt: skip
+    """Checks the format, quantization and output path (no TensorFlow needed); returns the path.
+
+    Example:
+        >>> check_request("tflite", "model.tflite")
+        PosixPath('model.tflite')
+    """
+    checks.one_of("format", format, FORMATS)
+    if quantize is not None:
+        checks.one_of("quantize", quantize, QUANTIZE)
+        if format != "tflite":
+            raise ArgumentError(f"`quantize` applies to the tflite format only. Received: quantize={quantize!r}")
+    if not isinstance(output, (str, os.PathLike)) or not str(output).strip():
+        raise ArgumentError(f"`output` must be a path. Received: output={output!r}")
+    path = Path(output)
+    suffix = FORMATS[format]
+    if suffix and path.suffix.lower() != suffix:
+        raise ArgumentError(f"A {format} export is a {suffix} file. Received: output={str(output)!r}")
+    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+        raise ArgumentError(f"Output exists (pass overwrite=True / --overwrite). Received: output={str(output)!r}")
+    if path.is_dir() and suffix:
+        raise ArgumentError(f"Output is a folder. Received: output={str(output)!r}")
+    if format == "onnx":
+        missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
+        if missing:
+            raise ArgumentError(f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}; "
+                                f"pip install 'kerascnn[export]'). Received: format='onnx'")  # fmt: skip
+    return path
+
+
+def export(model: Any, format: str, output: str | os.PathLike, *, quantize: str | None = None,
+           overwrite: bool = False, tracking_uri: str | None = None, unsafe: bool = False) -> ExportResult:  # fmt: skip
+    """Exports a trained model for serving without Keras, and checks the export against Keras.
+
+    Args:
+        model: A ``.keras`` file, ``runs:/RUN_ID[/NAME]``, a run id, ``models:/NAME@ALIAS`` or
+            ``models:/NAME/VERSION`` (see :mod:`kerascnn.sources`), or a Keras model.
+        format: ``savedmodel`` (a folder; endpoint ``serve``), ``tflite`` or ``onnx``.
+        output: Where to write it (``.tflite`` / ``.onnx`` files, a new folder for SavedModel).
+        quantize: ``"int8"``: full-integer TFLite, calibrated on the model's training images.
+        overwrite: Replace an existing output.
+        tracking_uri: The MLflow store of runs and registered models (default as in ``train``).
+        unsafe: Allow ``.keras`` files that can run code when loaded (``Lambda`` layers).
+
+    Returns:
+        An :class:`ExportResult` with the check's figures.
+
+    Raises:
+        ArgumentError: Bad arguments, an unknown model, or int8 without the model's training data.
+        ExportMismatch: A float export that differs from Keras by more than ``FLOAT_TOLERANCE``.
+
+    Example:
+        >>> kerascnn.export("models:/digits@champion", "onnx", "digits.onnx").max_abs_diff  # doctest: +SKIP
+        1.2e-07
+    """
+    from kerascnn import sources
+
+    path = check_request(format, output, quantize, overwrite)
+    started = time.perf_counter()
+    loaded = sources.open_model(model, tracking_uri, unsafe=unsafe)
+    source = loaded.source
+    net, precision = float32_model(loaded.model)
+    sample, described, train_images = _sample(loaded, need_training_images=quantize == "int8")
+    reference = np.asarray(net.predict(sample, verbose=0), dtype=np.float32)
+    if precision:
+        mixed = np.asarray(loaded.model.predict(sample, verbose=0), dtype=np.float32)
+        precision += (f" (vs the {precision.split()[0]} model: max |diff| {np.abs(mixed - reference).max():.3g}, "
+                      f"top-1 agreement {_agreement(mixed, reference):.4f})")  # fmt: skip
+    _clear(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    outputs = _WRITERS[format](net, path, sample, quantize, train_images)
+    diff, agreement = float(np.abs(outputs - reference).max()), _agreement(outputs, reference)
+    if quantize is None and not diff <= FLOAT_TOLERANCE:
+        _clear(path)
+        raise ExportMismatch(f"the {format} export differs from Keras by {diff:.3g} (> {FLOAT_TOLERANCE}) on "
+                             f"{described}; not written")  # fmt: skip
+    flagged = quantize is not None and agreement < INT8_MIN_AGREEMENT
+    result = ExportResult(str(path.resolve()), format, quantize, "uint8", [None, *loaded.image_shape], described,
+                          diff, agreement, flagged, 0.0, precision=precision)  # fmt: skip
+    if result.flagged:
+        print(f"kerascnn: warning: the int8 model agrees with Keras on only {agreement:.1%} of {described} "
+              f"(flagged; below {INT8_MIN_AGREEMENT:.0%})", file=sys.stderr, flush=True)  # fmt: skip
+    if source.run_id is not None:
+        result.logged_to = _log_to_run(source, path)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(a.argmax(axis=1) == b.argmax(axis=1)))
+
+
+def _clear(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def float32_model(model: Any) -> tuple[Any, str | None]:
+    """``model`` with every layer computing in float32 (the same weights), and a note when it was not.
+
+    Exporters cannot all take bfloat16/float16 layers (onnxruntime refuses bfloat16 convolutions).
+
+    Example:
+        >>> net, note = float32_model(served)  # doctest: +SKIP
+        >>> note  # doctest: +SKIP
+        'mixed_bfloat16 model exported in float32'
+    """
+    import keras
+
+    policies = {layer.dtype_policy.name for layer in _all_layers(model)} - {"float32"}
+    if not policies:
+        return model, None
+    copy = keras.saving.deserialize_keras_object(_float32_config(keras.saving.serialize_keras_object(model)))
+    copy.set_weights(model.get_weights())
+    return copy, f"{'/'.join(sorted(policies))} model exported in float32"
+
+
+def _all_layers(model: Any) -> list[Any]:
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if hasattr(layer, "layers"):
+            found += _all_layers(layer)
+    return found
+
+
+def _float32_config(config: Any) -> Any:
+    if isinstance(config, list):
+        return [_float32_config(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    policy = config.get("dtype")
+    out = {k: _float32_config(v) for k, v in config.items()}
+    if isinstance(policy, dict) and "DTypePolicy" in str(policy.get("class_name", "")):
+        out["dtype"] = "float32"
+    return out
+
+
+def _sample(loaded: Any, need_training_images: bool) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """Test images of the model's dataset (random ones if it cannot be loaded), and its first training images."""
+    from kerascnn.data import load_dataset
+
+    shape = loaded.image_shape
+    try:
+        if not loaded.dataset:
+            raise ArgumentError("the model does not name its dataset")
+        data = load_dataset(loaded.dataset, validation_split=0.0, train_samples=REPRESENTATIVE_SIZE,
+                            test_samples=SAMPLE_SIZE)  # fmt: skip
+        if data.image_shape != shape:
+            raise ArgumentError(f"its images are {data.image_shape}, the model takes {shape}")
+    except ArgumentError as e:
+        if need_training_images:
+            raise ArgumentError(f"int8 quantization calibrates on the model's training images, which cannot be "
+                                f"loaded ({e}). Received: quantize='int8'") from None  # fmt: skip
+        print(f"kerascnn: warning: checking the export on random images ({e})", file=sys.stderr, flush=True)
+        images = np.random.default_rng(0).integers(0, 256, (SAMPLE_SIZE, *shape), dtype=np.uint8)
+        return images, f"{SAMPLE_SIZE} random images", None
+    return data.x_test, f"{len(data.x_test)} {Path(str(loaded.dataset)).name} test images", data.x_train
+
+
+def _export_savedmodel(net: Any, path: Path, sample: np.ndarray, quantize: str | None, train: Any) -> np.ndarray:
+    import tensorflow as tf
+
+    net.export(str(path), format="tf_saved_model", verbose=False)
+    loaded = tf.saved_model.load(str(path))  # held: its variables must outlive the call
+    return loaded.serve(tf.constant(sample)).numpy()
+
+
+def _export_onnx(net: Any, path: Path, sample: np.ndarray, quantize: str | None, train: Any) -> np.ndarray:
+    import onnxruntime
+
+    net(sample[:1])  # a freshly loaded model must be called once before Keras' ONNX export
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf2onnx's NumPy deprecation chatter
+        net.export(str(path), format="onnx", verbose=False)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: sample})[0]
+
+
+def _export_tflite(net: Any, path: Path, sample: np.ndarray, quantize: str | None, train: Any) -> np.ndarray:
+    """TensorFlow's converter on a SavedModel of ``net``; int8: full-integer ops, raw ``uint8`` pixels in
+    (the model's own input), float32 probabilities out, calibrated on ``train`` images."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="kerascnn-export-") as folder:
+        net.export(folder, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        if quantize == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([train[i : i + 1]] for i in range(len(train)))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.float32
+        path.write_bytes(converter.convert())
+    return run_tflite(path, sample)
+
+
+def run_tflite(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
+    """Runs a TFLite model on a batch (LiteRT's interpreter when installed, else ``tf.lite``'s).
+
+    Example:
+        >>> run_tflite("digits.tflite", images).shape  # doctest: +SKIP
+        (64, 10)
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = Interpreter(model_path=str(path))
+    given, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(given["index"], list(images.shape))  # the flatbuffer's batch is 1
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(given["index"], images.astype(given["dtype"]))
+    interpreter.invoke()
+    return np.asarray(interpreter.get_tensor(out["index"]), dtype=np.float32)
+
+
+_WRITERS = {"savedmodel": _export_savedmodel, "tflite": _export_tflite, "onnx": _export_onnx}
+
+
+def _log_to_run(source: Any, path: Path) -> str:
+    """Logs the export to the run MODEL names, under ``exports/``."""
+    from kerascnn.tracking import store
+
+    c = store.client(source.tracking_uri)
+    if path.is_dir():
+        store.retrying(c.log_artifacts, source.run_id, str(path), f"exports/{path.name}")
+    else:
+        store.retrying(c.log_artifact, source.run_id, str(path), "exports")
+    return f"runs:/{source.run_id}/exports/{path.name}"

@@ -1,0 +1,299 @@
+"""What a MODEL argument names, and the model it loads: the one that takes raw ``uint8`` images.
+
+``predict``, ``export`` and ``serve`` accept the same MODEL:
+
+* a ``.keras`` file saved by the kit (its ``kerascnn.json`` gives the class names and how
+  images were adapted in training) or from elsewhere (assumed to take [0, 1] floats of its
+  input shape);
+* ``runs:/RUN_ID`` (a full id or a unique prefix; the run's logged MLflow model),
+  ``runs:/RUN_ID/NAME`` (the logged model ``NAME``, e.g. ``mlflow_model`` or ``best_model``),
+  ``runs:/RUN_ID/model.keras`` (the run's ``.keras`` artifact), or a bare run id;
+* ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` (the Model Registry) or ``models:/m-...``.
+
+Whatever the source, :func:`load` returns the model as the run logged it for MLflow
+(:func:`kerascnn.serving.served_model`): ``uint8`` images as the dataset has them go in,
+probabilities come out, with the training preprocessing done by layers in front.
+Everything MLflow is read from the store given (``--tracking-uri``, else
+``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``), never from a global setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kerascnn.errors import ArgumentError
+
+RUN_ID = re.compile(r"[0-9a-f]{4,32}")
+FORMS = "a .keras file, runs:/RUN_ID[/NAME], models:/NAME@ALIAS, models:/NAME/VERSION or a run id"
+
+
+@dataclass
+class ModelSource:
+    """A resolved MODEL argument.
+
+    Attributes:
+        text: What the user gave.
+        path: The ``.keras`` file to load.
+        artifact: The run's ``.keras`` artifact to load (``runs:/ID/model.keras``).
+        model_id: The MLflow logged model (``m-...``) to load, for runs and registered models.
+        run_id: The run the model comes from, when MODEL names a run (``export`` logs to it).
+        tracking_uri: The store, for runs and registered models.
+    """
+
+    text: str
+    path: Path | None = None
+    artifact: str | None = None
+    model_id: str | None = None
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    version: str | None = field(default=None, repr=False)
+
+    @property
+    def model_uri(self) -> str | None:
+        """The MLflow model URI (``models:/m-...``; the registry URI as given for registered models)."""
+        if self.text.startswith("models:/") and self.version is not None:
+            return self.text
+        return f"models:/{self.model_id}" if self.model_id else None
+
+
+@dataclass
+class LoadedModel:
+    """A model that takes raw ``uint8`` images, with what is known about its classes and data."""
+
+    model: Any
+    class_names: list[str]
+    dataset: str | None
+    source: ModelSource
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of the images the model takes."""
+        return tuple(int(d) for d in self.model.input_shape[1:])  # type: ignore[return-value]
+
+
+def resolve(model: str | os.PathLike, tracking_uri: str | None = None) -> ModelSource:
+    """Checks a MODEL argument and finds what it names (runs and registered models in the store).
+
+    Raises:
+        ArgumentError: A missing file, a malformed URI, an unknown run, registered model, alias or version.
+
+    Example:
+        >>> resolve("models:/digits@champion").model_id  # doctest: +SKIP
+        'm-23d0358dfc764177bba24155d164aeb6'
+    """
+    if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
+        raise ArgumentError(f"`model` must be {FORMS}. Received: model={model!r}")
+    text = str(model)
+    if text.startswith("runs:/"):
+        run_part, _, name = text[len("runs:/") :].partition("/")
+        return _from_run(text, run_part, name.strip("/"), tracking_uri)
+    if text.startswith("models:/"):
+        return _from_registry(text, tracking_uri)
+    if Path(text).exists():
+        if not Path(text).is_file():
+            raise ArgumentError(f"`model` names a folder, not a .keras file. Received: model={text!r}")
+        return ModelSource(text, path=Path(text))
+    if RUN_ID.fullmatch(text):
+        return _from_run(text, text, "", tracking_uri)
+    if "://" in text or text.startswith(("runs:", "models:")):
+        raise ArgumentError(f"`model` must be {FORMS}. Received: model={text!r}")
+    raise ArgumentError(f"Model file not found. Received: model={text!r}")
+
+
+def _client(text: str, tracking_uri: str | None) -> tuple[Any, str]:
+    """The store's client; a SQLite store that does not exist is refused, not created."""
+    from kerascnn.tracking import store
+
+    uri = store.resolve_tracking_uri(tracking_uri)
+    db = store.sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise ArgumentError(f"No MLflow store at {db} (pass --tracking-uri). Received: model={text!r}")
+    store.probe(uri)
+    return store.client(uri), uri
+
+
+def _from_run(text: str, run_part: str, name: str, tracking_uri: str | None) -> ModelSource:
+    from kerascnn.tracking import store
+
+    c, uri = _client(text, tracking_uri)
+    try:
+        run = store.find_run(uri, run_part, "model")
+    except ArgumentError as e:
+        raise ArgumentError(f"{str(e).rpartition(' Received:')[0]} Received: model={text!r}") from None
+    run_id = run.info.run_id
+    if name.endswith(".keras"):
+        folder = os.path.dirname(name)
+        listed = {f.path for f in store.retrying(c.list_artifacts, run_id, folder or None)}
+        if name not in listed:
+            raise ArgumentError(f"Run {run_id} has no artifact {name!r}. Received: model={text!r}")
+        return ModelSource(text, artifact=name, run_id=run_id, tracking_uri=uri)
+    logged = store.retrying(c.search_logged_models, experiment_ids=[run.info.experiment_id],
+                            filter_string=f"source_run_id = '{run_id}'")  # fmt: skip
+    logged = sorted(logged, key=lambda m: m.creation_timestamp or 0)
+    names = sorted({m.name for m in logged})
+    chosen = [m for m in logged if not name or m.name == name]
+    if not chosen:
+        has = f"its logged models: {', '.join(names)}" if names else "it has no logged model"
+        raise ArgumentError(f"No logged model {name or ''} in run {run_id} ({has}). Received: model={text!r}")
+    return ModelSource(text, model_id=chosen[-1].model_id, run_id=run_id, tracking_uri=uri)
+
+
+def _from_registry(text: str, tracking_uri: str | None) -> ModelSource:
+
+    rest = text[len("models:/") :]
+    name, alias, version = rest, None, None
+    if "@" in rest:
+        name, _, alias = rest.rpartition("@")
+    elif re.fullmatch(r".+/\d+", rest):
+        name, _, version = rest.rpartition("/")
+    elif not rest.startswith("m-"):
+        raise ArgumentError(f"`model` must be models:/NAME@ALIAS, models:/NAME/VERSION or models:/m-<id>. "
+                            f"Received: model={text!r}")  # fmt: skip
+    if not name or (alias is not None and not alias):
+        raise ArgumentError(f"`model` must be models:/NAME@ALIAS or models:/NAME/VERSION. Received: model={text!r}")
+    c, uri = _client(text, tracking_uri)
+    if alias is None and version is None:  # models:/m-<id>, a logged model
+        logged = _registry_call(c.get_logged_model, text, "No logged model with this id", name)
+        return ModelSource(text, model_id=logged.model_id, run_id=None, tracking_uri=uri)
+    _registry_call(c.get_registered_model, text, "No registered model with this name", name)
+    if alias is not None:
+        found = _registry_call(c.get_model_version_by_alias, text, f"Registered model {name!r} has no such alias",
+                               name, alias)  # fmt: skip
+    else:
+        found = _registry_call(c.get_model_version, text, f"Registered model {name!r} has no such version",
+                               name, version)  # fmt: skip
+    model_id = getattr(found, "model_id", None) or str(found.source).removeprefix("models:/")
+    if not model_id.startswith("m-"):
+        raise ArgumentError(f"Version {found.version} of {name!r} is not an MLflow 3 logged model (source "
+                            f"{found.source}). Received: model={text!r}")  # fmt: skip
+    return ModelSource(text, model_id=model_id, tracking_uri=uri, version=str(found.version))
+
+
+def _registry_call(fn: Any, text: str, missing: str, *args: Any) -> Any:
+    """Calls the registry; "not found" answers become one-line argument errors."""
+    from kerascnn.tracking import store
+
+    try:
+        return store.retrying(fn, *args)
+    except Exception as e:
+        code = str(getattr(e, "error_code", ""))
+        if "NOT_FOUND" in code or "not found" in str(e).lower() or "INVALID_PARAMETER" in code:
+            raise ArgumentError(f"{missing}. Received: model={text!r}") from None
+        raise
+
+
+def is_keras_model(model: Any) -> bool:
+    """Whether ``model`` is a Keras model object (rather than a MODEL argument)."""
+    return hasattr(model, "predict") and hasattr(model, "input_shape") and hasattr(model, "layers")
+
+
+def from_keras(model: Any) -> LoadedModel:
+    """A Keras model in memory: used as it is if it takes ``uint8`` images, else behind a front that scales
+    ``uint8`` images of its input shape to [0, 1] (no padding or resizing: images must have that shape).
+
+    Example:
+        >>> from_keras(kerascnn.train("mnist_cnn", "mnist").model).image_shape  # doctest: +SKIP
+        (28, 28, 1)
+    """
+    from kerascnn.data import Adaptation
+    from kerascnn.serving import served_model
+
+    served = model
+    if str(model.input.dtype) != "uint8":
+        shape = tuple(int(d) for d in model.input_shape[1:])
+        served = served_model(model, Adaptation(shape, shape))  # type: ignore[arg-type]
+    classes = int(served.output_shape[-1])
+    return LoadedModel(served, [str(i) for i in range(classes)], None, ModelSource(f"<Keras model {model.name}>"))
+
+
+def open_model(model: Any, tracking_uri: str | None = None, *, unsafe: bool = False) -> LoadedModel:
+    """:func:`load` of :func:`resolve`, or :func:`from_keras` for a Keras model object.
+
+    Example:
+        >>> open_model("models:/digits@champion").class_names[:2]  # doctest: +SKIP
+        ['0', '1']
+    """
+    if is_keras_model(model):
+        return from_keras(model)
+    return load(resolve(model, tracking_uri), unsafe=unsafe)
+
+
+def load(source: ModelSource, *, unsafe: bool = False) -> LoadedModel:
+    """The model ``source`` names, taking raw ``uint8`` images (see the module docstring).
+
+    Example:
+        >>> loaded = load(resolve("runs:/2975731803f1"))  # doctest: +SKIP
+        >>> loaded.image_shape, loaded.class_names[:3]  # doctest: +SKIP
+        ((28, 28, 1), ['0', '1', '2'])
+    """
+    if source.path is not None:
+        return _load_file(source, source.path, unsafe)
+    if source.artifact is not None:
+        with tempfile.TemporaryDirectory(prefix="kerascnn-model-") as folder:
+            local = download(run_id=source.run_id, artifact_path=source.artifact, tracking_uri=source.tracking_uri,
+                             dst_path=folder)  # fmt: skip
+            return _load_file(source, Path(local), unsafe)
+    return _load_logged(source)
+
+
+def _load_file(source: ModelSource, path: Path, unsafe: bool) -> LoadedModel:
+    from kerascnn.data import Adaptation
+    from kerascnn.loading import load_model, model_info
+    from kerascnn.serving import served_model
+
+    net = load_model(path, unsafe=unsafe, compile=False)
+    info = model_info(path)
+    shape = tuple(int(d) for d in net.input_shape[1:])
+    adaptation = info.get("adaptation") or {"source_shape": shape, "target_shape": shape}
+    served = served_model(net, Adaptation(tuple(adaptation["source_shape"]), tuple(adaptation["target_shape"])))
+    classes = int(net.output_shape[-1])
+    names = [str(n) for n in info.get("class_names", [])]
+    return LoadedModel(served, names if len(names) == classes else [str(i) for i in range(classes)],
+                       info.get("dataset"), source)  # fmt: skip
+
+
+def _load_logged(source: ModelSource) -> LoadedModel:
+    """Downloads the logged model's files from the store given, then loads them with MLflow's Keras flavor."""
+    import mlflow.keras
+    from mlflow.models import Model
+
+    from kerascnn.tracking import store
+
+    c = store.client(source.tracking_uri)  # type: ignore[arg-type]
+    location = store.retrying(c.get_logged_model, source.model_id).artifact_location
+    with tempfile.TemporaryDirectory(prefix="kerascnn-model-") as folder:
+        local = download(artifact_uri=location, tracking_uri=source.tracking_uri, dst_path=folder)
+        metadata = Model.load(os.path.join(local, "MLmodel")).metadata or {}
+        model = mlflow.keras.load_model(local)
+    classes = int(model.output_shape[-1])
+    names = [str(n) for n in metadata.get("class_names", [])]
+    if str(model.input.dtype) != "uint8":
+        raise ArgumentError(f"The logged model takes {model.input.dtype} tensors, not raw uint8 images (logged by an "
+                            f"older kit?). Received: model={source.text!r}")  # fmt: skip
+    return LoadedModel(model, names if len(names) == classes else [str(i) for i in range(classes)],
+                       metadata.get("dataset"), source)  # fmt: skip
+
+
+def download(**kwargs: Any) -> str:
+    """``mlflow.artifacts.download_artifacts`` without its progress bar (it would break one-line errors and
+    ``--json`` logs); returns the local path.
+
+    Example:
+        >>> download(artifact_uri="file:///tmp/store/artifacts/MLmodel", dst_path=".")  # doctest: +SKIP
+    """
+    import mlflow.artifacts
+
+    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        return mlflow.artifacts.download_artifacts(**kwargs)
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous

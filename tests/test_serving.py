@@ -1,0 +1,353 @@
+"""Using trained models: the Model Registry, predict, the logged model in pyfunc, export and serve.
+
+Real parts only: models trained here on MNIST subsets, real SQLite stores, a real ``mlflow
+server`` and a real ``mlflow models serve`` on 127.0.0.1, ONNX Runtime and the TFLite
+interpreter. One module-scoped pair of trained runs feeds every test that needs a model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import psutil
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+import kerascnn
+from kerascnn import exporting, server
+from kerascnn.cli import main
+from kerascnn.tracking import dashboard
+from tests.conftest import assert_usage_error, data_dir, run_cli
+from tests.test_dashboard import _group_listens, free_port
+
+TINY = ("--train-samples", "600", "--test-samples", "100", "--epochs", "1")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two runs registered as versions 1 and 2 of ``digits`` (alias ``champion`` on the last), and input files."""
+    data_dir()
+    root = tmp_path_factory.mktemp("serving")
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    first = run_cli("train", "mnist_cnn", "--dataset", "mnist", *TINY, "--tracking-uri", uri, "--register-model",
+                    "digits", "--alias", "champion", "--json", cwd=root, check=True)  # fmt: skip
+    assert "registered digits version 1 (alias champion)" in first.stderr
+    second = kerascnn.train("mnist_cnn", "mnist", train_samples=600, test_samples=100, epochs=1, seed=1,
+                            tracking_uri=uri, register_model="digits", alias="champion", verbose=0)  # fmt: skip
+    with np.load(data_dir() / "mnist.npz") as mnist:
+        x, y = mnist["x_test"][:16], mnist["y_test"][:16]
+    np.savez(root / "digits.npz", x=x)  # (N, H, W): no channel axis, as keras.datasets has it
+    folder = root / "images"
+    folder.mkdir()
+    for i, suffix in enumerate((".png", ".bmp", ".gif")):
+        Image.fromarray(x[i]).save(folder / f"{i}{suffix}")
+    Image.fromarray(np.repeat(x[3][..., None], 3, axis=-1)).save(folder / "3_rgb.png")  # a grey image saved as RGB
+    return SimpleNamespace(root=root, uri=uri, first=json.loads(first.stdout), second=second, x=x, y=y,
+                           npz=root / "digits.npz", folder=folder)  # fmt: skip
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """The CLI in this process (the model loads in about a second instead of a new process' ten)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(capsys, fragment: str, *args: str) -> None:
+    code, _out, err = _cli(capsys, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("kerascnn: error: "), (code, err)
+    assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_registering_makes_versions_with_tags_and_moves_the_alias(trained):
+    client = MlflowClient(trained.uri)
+    versions = {int(v.version): v for v in client.search_model_versions("name = 'digits'")}
+    assert sorted(versions) == [1, 2]
+    run_ids = {1: trained.first["run_id"], 2: trained.second.run_id}
+    for number, version in versions.items():
+        tags = client.get_model_version("digits", number).tags
+        assert tags["run_id"] == run_ids[number] and version.run_id == run_ids[number]
+        assert tags["dataset"] == "mnist" and tags["model"] == "mnist_cnn" and tags["kerascnn_version"]
+        assert 0 <= float(tags["test_accuracy"]) <= 1 and 0 <= float(tags["val_accuracy"]) <= 1
+        assert version.source.startswith("models:/m-")
+    assert {k: int(v) for k, v in client.get_registered_model("digits").aliases.items()} == {"champion": 2}
+    assert client.get_model_version("digits", 1).aliases == []  # moved off version 1
+
+
+def test_predict_cli_by_alias_agrees_with_every_other_way_to_name_the_model(trained, capsys):
+    done = run_cli("predict", "models:/digits@champion", str(trained.npz), str(trained.folder), "--top-k", "3",
+                   "--tracking-uri", trained.uri, "--json", check=True)  # fmt: skip
+    document = json.loads(done.stdout)
+    rows = document["predictions"]
+    assert [r["input"] for r in rows[:16]] == [f"{trained.npz}[{i}]" for i in range(16)]
+    assert [Path(r["input"]).name for r in rows[16:]] == ["0.png", "1.bmp", "2.gif", "3_rgb.png"]
+    for row in rows:
+        probabilities = [t["probability"] for t in row["top"]]
+        assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
+        assert all(t["class"] in list("0123456789") for t in row["top"])
+    top1 = [r["top"][0]["class"] for r in rows]
+    assert top1[16:] == top1[:4]  # lossless image files predict as the same arrays
+    run_id = trained.second.run_id
+    for model in ("models:/digits/2", f"runs:/{run_id[:8]}", run_id, f"runs:/{run_id}/model.keras",
+                  trained.second.model_path):  # fmt: skip
+        result = kerascnn.predict(model, trained.npz, top_k=3, tracking_uri=trained.uri)
+        assert result.labels == top1[:16], model
+        np.testing.assert_allclose([p for _, p in result.top(0)], [t["probability"] for t in rows[0]["top"]],
+                                   atol=1e-5, err_msg=model)  # fmt: skip
+    in_memory = kerascnn.predict(trained.second.model, trained.x)  # the Keras model train() returned
+    assert in_memory.labels == top1[:16] and in_memory.model.startswith("<Keras model")
+    older = kerascnn.predict("models:/digits/1", trained.x, tracking_uri=trained.uri)
+    assert older.probabilities.shape == (16, 10)
+    assert not np.allclose(older.probabilities, kerascnn.predict(run_id, trained.x, tracking_uri=trained.uri)
+                           .probabilities)  # version 1 is another model  # fmt: skip
+    code, out, _ = _cli(capsys, "predict", run_id[:8], str(trained.folder / "0.png"), "--tracking-uri", trained.uri)
+    assert code == 0 and out.split()[0].endswith("0.png") and out.split()[1] == top1[0]
+
+
+@pytest.mark.parametrize("input_shape", [(32, 32, 3), (48, 48, 1)], ids=["pad+rgb", "resize"])
+def test_predict_prepares_raw_images_as_the_training_pipeline_does(input_shape, tmp_path):
+    from kerascnn.data import make_pipeline, plan_adaptation
+    from kerascnn.loading import save_model
+
+    with np.load(data_dir() / "mnist.npz") as mnist:
+        x, y = mnist["x_test"][:32], mnist["y_test"][:32]
+    adaptation = plan_adaptation((28, 28, 1), 1, input_shape)
+    net = kerascnn.create_model("mnist_cnn", input_shape=input_shape, num_classes=10)
+    save_model(net, tmp_path / "net.keras", {"dataset": "mnist", "class_names": list("0123456789"), "adaptation": {
+        "source_shape": [28, 28, 1], "target_shape": list(input_shape)}})  # fmt: skip
+    pipeline = make_pipeline(x[..., None], y, batch_size=16, adaptation=adaptation)  # what training feeds the net
+    np.testing.assert_allclose(kerascnn.predict(tmp_path / "net.keras", x).probabilities,
+                               net.predict(pipeline, verbose=0), atol=1e-5)  # fmt: skip
+
+
+def test_the_logged_model_takes_raw_uint8_in_pyfunc_and_agrees_with_predict(trained, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.uri)  # restored after the test
+    mlflow.set_tracking_uri(trained.uri)
+    try:
+        _check_pyfunc(trained, "models:/digits@champion")
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def _check_pyfunc(trained, uri: str) -> None:
+    info = mlflow.models.get_model_info(uri)
+    spec = info.signature.inputs.to_dict()[0]["tensor-spec"]
+    assert spec["dtype"] == "uint8" and list(spec["shape"]) == [-1, 28, 28, 1]
+    assert info.metadata == {"class_names": list("0123456789"), "dataset": "mnist"}
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    probabilities = np.asarray(pyfunc.predict(trained.x[..., None]))
+    assert probabilities.shape == (16, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    ours = kerascnn.predict(uri, trained.npz, tracking_uri=trained.uri)
+    np.testing.assert_allclose(probabilities, ours.probabilities, atol=1e-5)
+    assert [str(i) for i in probabilities.argmax(axis=1)] == ours.labels
+    with pytest.raises(mlflow.exceptions.MlflowException, match="uint8"):  # the signature is enforced
+        pyfunc.predict(trained.x[..., None].astype(np.float32) / 255)
+
+
+def test_predict_refuses_bad_models_and_inputs_in_one_line(trained, capsys, tmp_path):
+    npz, uri = str(trained.npz), trained.uri
+    Path(tmp_path / "bad.png").write_bytes(b"not an image")
+    Image.fromarray(np.full((28, 28, 3), (200, 30, 30), np.uint8)).save(tmp_path / "red.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "big.png")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    np.savez(tmp_path / "two.npz", a=trained.x, b=trained.y)
+    np.save(tmp_path / "hot.npy", np.full((2, 28, 28), 300.0))
+    missing_store = tmp_path / "nowhere" / "mlflow.db"
+    cases = [
+        ("no such alias", "models:/digits@nope", npz),
+        ("No registered model with this name", "models:/nodigits@champion", npz),
+        ("no such version", "models:/digits/9", npz),
+        ("must be models:/NAME@ALIAS", "models:/digits", npz),
+        ("No run with an id starting with it", "runs:/ffffffff", npz),
+        ("its logged models: mlflow_model", f"runs:/{trained.first['run_id'][:8]}/nothing", npz),
+        ("has no artifact 'nothing.keras'", f"runs:/{trained.first['run_id'][:8]}/nothing.keras", npz),
+        ("Model file not found", str(tmp_path / "missing.keras"), npz),
+        ("`model` must be", "s3://bucket/model", npz),
+        ("Input not found", "models:/digits@champion", str(tmp_path / "missing.png")),
+        ("Inputs must be images", "models:/digits@champion", str(tmp_path / "notes.txt")),
+        ("Cannot read the image", "models:/digits@champion", str(tmp_path / "bad.png")),
+        ("Colour images cannot feed a model trained on grey images", "models:/digits@champion",
+         str(tmp_path / "red.png")),
+        ("Images are 32x32x1; the model takes 28x28x1 images", "models:/digits@champion", str(tmp_path / "big.png")),
+        ("Folder holds no images", "models:/digits@champion", str(tmp_path / "empty")),
+        ("name the images x, images or x_test", "models:/digits@champion", str(tmp_path / "two.npz")),
+        ("Float images must lie in [0, 1]", "models:/digits@champion", str(tmp_path / "hot.npy")),
+    ]  # fmt: skip
+    for fragment, model, inputs in cases:
+        _one_line_error(capsys, fragment, "predict", model, inputs, "--tracking-uri", uri)
+    _one_line_error(capsys, "at most the model's 10 classes. Received: top_k=11", "predict", "models:/digits@champion",
+                    npz, "--top-k", "11", "--tracking-uri", uri)  # fmt: skip
+    _one_line_error(capsys, "Received: top_k=0", "predict", "models:/digits@champion", npz, "--top-k", "0")
+    _one_line_error(capsys, "No MLflow store at", "predict", "models:/digits@champion", npz, "--tracking-uri",
+                    f"sqlite:///{missing_store}")  # fmt: skip
+    assert not missing_store.parent.exists()  # nothing created
+    assert_usage_error(run_cli("predict", "models:/digits@nope", npz, "--tracking-uri", uri), "no such alias")
+
+
+def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path):
+    import tensorflow as tf
+
+    expected = kerascnn.predict(trained.second.run_id, trained.x, tracking_uri=trained.uri)
+    run_id = trained.second.run_id
+    saved = kerascnn.export(f"runs:/{run_id[:8]}", "savedmodel", tmp_path / "saved", tracking_uri=trained.uri)
+    assert saved.max_abs_diff <= exporting.FLOAT_TOLERANCE and saved.top1_agreement == 1.0
+    assert saved.sample == f"{exporting.SAMPLE_SIZE} mnist test images" and saved.input_dtype == "uint8"
+    assert saved.logged_to == f"runs:/{run_id}/exports/saved"
+    logged = {a.path for a in MlflowClient(trained.uri).list_artifacts(run_id, "exports/saved")}
+    assert "exports/saved/saved_model.pb" in logged
+    endpoint = tf.saved_model.load(str(tmp_path / "saved"))
+    np.testing.assert_allclose(endpoint.serve(tf.constant(trained.x[..., None])).numpy(), expected.probabilities,
+                               atol=1e-5)  # fmt: skip
+    flat = kerascnn.export("models:/digits@champion", "tflite", tmp_path / "digits.tflite", tracking_uri=trained.uri)
+    assert flat.max_abs_diff <= 1e-4 and flat.logged_to is None  # a registered model: no run named, nothing logged
+    np.testing.assert_allclose(exporting.run_tflite(flat.path, trained.x[..., None]), expected.probabilities, atol=1e-5)
+    int8 = kerascnn.export(trained.second.model_path, "tflite", tmp_path / "int8.tflite", quantize="int8")
+    assert int8.top1_agreement >= exporting.INT8_MIN_AGREEMENT and not int8.flagged and int8.max_abs_diff < 0.2
+    assert Path(int8.path).stat().st_size < Path(flat.path).stat().st_size / 2.5  # int8 weights
+    quantized = exporting.run_tflite(int8.path, trained.x[..., None])  # raw pixels in, probabilities out
+    assert np.mean(quantized.argmax(axis=1) == expected.probabilities.argmax(axis=1)) >= 0.9
+
+
+def _need_onnx() -> None:
+    missing = [p for p in exporting.ONNX_PACKAGES if importlib.util.find_spec(p) is None]
+    if missing:
+        pytest.fail(f"ONNX tests need {', '.join(missing)}: pip install -e '.[dev]' -c .ci/constraints.txt")
+
+
+def test_onnx_export_from_the_cli_is_logged_to_the_run_and_runs_in_onnxruntime(trained, capsys, tmp_path):
+    _need_onnx()
+    import onnxruntime
+
+    run_id = trained.second.run_id
+    code, out, _ = _cli(capsys, "export", run_id, "--format", "onnx", "--output", str(tmp_path / "digits.onnx"),
+                        "--tracking-uri", trained.uri, "--json")  # fmt: skip
+    document = json.loads(out)
+    assert code == 0 and document["max_abs_diff"] <= 1e-4 and document["top1_agreement"] == 1.0
+    assert document["logged_to"] == f"runs:/{run_id}/exports/digits.onnx"
+    assert "exports/digits.onnx" in {a.path for a in MlflowClient(trained.uri).list_artifacts(run_id, "exports")}
+    session = onnxruntime.InferenceSession(str(tmp_path / "digits.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(uint8)"
+    probabilities = session.run(None, {session.get_inputs()[0].name: trained.x[..., None]})[0]
+    expected = kerascnn.predict(run_id, trained.x, tracking_uri=trained.uri)
+    np.testing.assert_allclose(probabilities, expected.probabilities, atol=1e-5)
+
+
+def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, monkeypatch):
+    model = trained.second.model_path
+    (tmp_path / "taken.tflite").write_bytes(b"x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "file").write_text("x")
+    cases = [
+        ("applies to the tflite format only", "--format", "onnx", "--output", "a.onnx", "--quantize", "int8"),
+        ("A tflite export is a .tflite file", "--format", "tflite", "--output", "a.onnx"),
+        ("Output exists", "--format", "tflite", "--output", str(tmp_path / "taken.tflite")),
+        ("Output exists", "--format", "savedmodel", "--output", str(tmp_path / "full")),
+    ]
+    for fragment, *args in cases:
+        _one_line_error(capsys, fragment, "export", model, *args)
+    _one_line_error(capsys, "Model file not found", "export", "nothing.keras", "--format", "tflite", "--output",
+                    str(tmp_path / "b.tflite"))  # fmt: skip
+    monkeypatch.setattr(exporting, "FLOAT_TOLERANCE", -1.0)  # no export can pass: the refusal path
+    code, _, err = _cli(capsys, "export", model, "--format", "tflite", "--output", str(tmp_path / "c.tflite"))
+    assert code == 1 and "export refused: the tflite export differs from Keras" in err
+    assert not (tmp_path / "c.tflite").exists()
+
+
+def test_mixed_precision_models_export_in_float32(tmp_path):
+    _need_onnx()  # onnxruntime refuses bfloat16 convolutions: the float32 copy is what makes this work
+    from kerascnn.loading import save_model
+
+    with kerascnn.device.dtype_policy("mixed_bfloat16"):
+        net = kerascnn.create_model("mnist_cnn", input_shape=(28, 28, 1), num_classes=10)
+    assert net.layers[0].dtype_policy.name == "mixed_bfloat16"
+    save_model(net, tmp_path / "mixed.keras", {"dataset": "mnist", "class_names": list("0123456789"),
+                                               "adaptation": {"source_shape": [28, 28, 1],
+                                                              "target_shape": [28, 28, 1]}})  # fmt: skip
+    result = kerascnn.export(tmp_path / "mixed.keras", "onnx", tmp_path / "mixed.onnx")
+    assert result.max_abs_diff <= 1e-4 and result.precision.startswith("mixed_bfloat16 model exported in float32")
+
+
+def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "kerascnn", "serve", "models:/digits@champion", "--port",
+                                str(port), "--tracking-uri", trained.uri], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        started, deadline = time.monotonic(), time.monotonic() + 120
+        while not server._answers(f"{base}/ping"):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the model server did not answer within 120 s"
+            time.sleep(0.5)
+        print(f"model server ready after {time.monotonic() - started:.1f} s")
+        served = np.asarray(server.predictions(base, trained.x[..., None]))
+        listening = _group_listens(process.pid)
+        children = psutil.Process(process.pid).children(recursive=True)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    _gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"server processes left running: {alive}"
+    assert listening and all(ip == "127.0.0.1" for ip, _ in listening) and ("127.0.0.1", port) in listening
+    expected = kerascnn.predict("models:/digits@champion", trained.x, tracking_uri=trained.uri)
+    assert [str(i) for i in served.argmax(axis=1)] == expected.labels
+    np.testing.assert_allclose(served, expected.probabilities, atol=1e-5)
+    assert f"{base}/invocations" in out and "curl" in out and "ready after" in out
+    assert "kerascnn: warning" not in err and "uvicorn: not found" not in err
+
+
+def test_serve_refuses_model_files_and_busy_ports(trained, capsys):
+    _one_line_error(capsys, "not a .keras file", "serve", trained.second.model_path)
+    _one_line_error(capsys, "Received: port=0", "serve", "models:/digits@champion", "--port", "0")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, _, err = _cli(capsys, "serve", "models:/digits@champion", "--port", str(taken.getsockname()[1]),
+                            "--tracking-uri", trained.uri)  # fmt: skip
+    assert code == 1 and "cannot listen on 127.0.0.1" in err
+
+
+def test_tune_registers_its_best_model_through_a_tracking_server(tmp_path):
+    data_dir()
+    port = free_port()
+    db = f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}"
+    (tmp_path / "server").mkdir()
+    command = dashboard.server_command(db, "127.0.0.1", port)
+    with open(tmp_path / "server.log", "w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while not server._answers(f"{uri}/health"):
+            assert process.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+        done = run_cli("tune", "mnist_cnn", "--dataset", "mnist", "--max-trials", "2", "--epochs", "1",
+                       "--train-samples", "300", "--tracking-uri", uri, "--register-model", "tuned", "--alias",
+                       "best", "--json", cwd=tmp_path, check=True)  # fmt: skip
+        search = json.loads(done.stdout)
+        client = MlflowClient(uri)
+        version = client.get_model_version_by_alias("tuned", "best")
+        assert version.version in ("1", 1) and version.run_id == search["parent_run_id"]
+        assert version.tags["dataset"] == "mnist" and version.tags["family"] == "mnist_cnn"
+        assert version.tags["trial_id"] == search["best"]["trial_id"]
+        assert {k: int(v) for k, v in client.get_registered_model("tuned").aliases.items()} == {"best": 1}
+        result = kerascnn.predict("models:/tuned@best", np.zeros((2, 28, 28), np.uint8), tracking_uri=uri)
+        assert result.probabilities.shape == (2, 10)
+    finally:
+        dashboard._signal_group(process, signal.SIGTERM)
+        process.wait(timeout=30)
