@@ -53,8 +53,18 @@ _SUBMODULES = {
     "tuning": "kerascnn.tuning",
 }
 
-_QUIET_TF = {"describe", "train", "evaluate", "tune", "load_model", "load_dataset", "plots", "convert_torchvision",
-             "predict", "export"}
+_QUIET_TF = {
+    "describe",
+    "train",
+    "evaluate",
+    "tune",
+    "load_model",
+    "load_dataset",
+    "plots",
+    "convert_torchvision",
+    "predict",
+    "export",
+}
 
 __all__ = [  # noqa: RUF022 (in the order of the docs)
     "__version__",

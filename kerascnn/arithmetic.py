@@ -60,7 +60,9 @@ def conv_params(kernel: int, c_in: int, c_out: int, *, use_bias: bool = True, gr
     return (kernel * kernel * c_in // groups + int(use_bias)) * c_out
 
 
-def receptive_field(r_in: int, j_in: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+def receptive_field(
+    r_in: int, j_in: int | Fraction, kernel: int, stride: int, dilation: int = 1
+) -> tuple[int, int | Fraction]:
     """Returns ``(r_out, j_out)`` after a window of ``kernel`` and ``stride``.
 
     Example:
@@ -68,7 +70,7 @@ def receptive_field(r_in: int, j_in: int, kernel: int, stride: int, dilation: in
         (3, 1)
     """
     effective = dilation * (kernel - 1) + 1
-    return r_in + (effective - 1) * j_in, j_in * stride
+    return math.ceil(r_in + (effective - 1) * j_in), j_in * stride
 
 
 def conv_transpose_output_size(

@@ -117,7 +117,7 @@ def int_tuple(name: str, value: Any, *, length: int | None = None) -> tuple[int,
     """
     ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
     if ok:
-        ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value)
+        ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1 for v in value)
     if ok and length is not None:
         ok = len(value) == length
     if not ok:

@@ -134,7 +134,7 @@ class _Config:
 
     @classmethod
     def fields(cls) -> dict[str, dataclasses.Field]:
-        return {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # a dataclass subclass
 
     @classmethod
     def option(cls, name: str) -> Option:
@@ -368,6 +368,13 @@ class TrainConfig(_Config):
         object.__setattr__(self, name, value)
 
     @property
+    def store_uri(self) -> str:
+        """The resolved tracking URI (with tracking on)."""
+        if self.tracking_uri is None:
+            raise ArgumentError("This run is not tracked. Received: tracking=False")
+        return self.tracking_uri
+
+    @property
     def recipe(self) -> Recipe:
         """The model's recipe with this config's recipe settings applied (checked)."""
         from kerascnn.models import recipe_for
@@ -500,6 +507,12 @@ class TuneConfig(_Config):
         object.__setattr__(self, name, value)
 
     @property
+    def store_uri(self) -> str:
+        """The resolved tracking URI."""
+        assert self.tracking_uri is not None, "resolved in __post_init__"
+        return self.tracking_uri
+
+    @property
     def name(self) -> str:
         """The search's name: ``search_name``, or FAMILY-DATASET-TUNER."""
         from pathlib import Path
@@ -519,7 +532,8 @@ def signature_of(config: type[_Config], fn: Callable[..., Any], positional: tupl
     params = []
     for f in dataclasses.fields(config):  # type: ignore[arg-type]
         kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if f.name in positional else inspect.Parameter.KEYWORD_ONLY
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
         params.append(inspect.Parameter(f.name, kind, default=default, annotation=f.type))
     params.sort(key=lambda p: p.kind)
     return inspect.Signature([*params, *own], return_annotation=inspect.signature(fn).return_annotation)

@@ -228,6 +228,15 @@ def _load_folder(
     return (x[train], y[train]), (x[test], y[test]), names
 
 
+def _read(name: str, seed: int) -> tuple[tuple[Any, Any], tuple[Any, Any], str, list[str]]:
+    """(train arrays, test arrays, source, class names) of a named dataset or an image folder."""
+    if name in NAMED:
+        train, test, source = load_arrays(name)
+        return train, test, source, [str(i) for i in range(NAMED[name][2])]
+    train, test, class_names = _load_folder(Path(name), seed)
+    return train, test, str(Path(name).resolve()), class_names
+
+
 def load_dataset(
     dataset: str = "mnist",
     *,
@@ -239,17 +248,13 @@ def load_dataset(
     """Loads a dataset and holds a seeded validation split out of its training part.
 
     Args:
-        dataset: A name (``mnist``, ``fashion_mnist``, ``cifar10``,
-            ``cifar100``) or a folder of class sub-folders (a folder without
-            ``train/``/``test/`` sub-trees gives 10% of its images to test).
-        validation_split: Fraction of the (first ``train_samples``) training
-            images held out for validation, chosen by ``seed``.
+        dataset: A name (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``) or a folder of class
+            sub-folders (without ``train/``/``test/`` sub-trees, 10% of its images go to test).
+        validation_split: Fraction of the (first ``train_samples``) training images held out for
+            validation, chosen by ``seed``.
         train_samples: Use only the first N training images.
         test_samples: Use only the first N test images.
         seed: Seed of the validation split.
-
-    Returns:
-        A :class:`Dataset`.
 
     Example:
         >>> data = load_dataset("mnist", train_samples=1000)  # doctest: +SKIP
@@ -262,14 +267,8 @@ def load_dataset(
         train_samples = checks.positive_int("train_samples", train_samples)
     if test_samples is not None:
         test_samples = checks.positive_int("test_samples", test_samples)
-    if name in NAMED:
-        (x, y), (xt, yt), source = load_arrays(name)
-        class_names = [str(i) for i in range(NAMED[name][2])]
-        num_classes = NAMED[name][2]
-    else:
-        (x, y), (xt, yt), class_names = _load_folder(Path(name), seed)
-        source, num_classes = str(Path(name).resolve()), len(class_names)
-    num_classes = max(num_classes, int(max(y.max(), yt.max())) + 1)
+    (x, y), (xt, yt), source, class_names = _read(name, seed)
+    num_classes = max(len(class_names), int(max(y.max(), yt.max())) + 1)
     if len(class_names) < num_classes:
         class_names = [str(i) for i in range(num_classes)]
     if train_samples is not None:
@@ -317,6 +316,20 @@ class Adaptation:
     @property
     def to_rgb(self) -> bool:
         return self.source_shape[2] == 1 and self.target_shape[2] == 3
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"source_shape": list(self.source_shape), "target_shape": list(self.target_shape)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Adaptation:
+        """The inverse of ``to_dict`` (what a model's ``kerascnn.json`` holds).
+
+        Example:
+            >>> Adaptation.from_dict({"source_shape": [28, 28, 1], "target_shape": [32, 32, 1]}).resize
+            'pad'
+        """
+        source, target = d["source_shape"], d["target_shape"]
+        return cls((int(source[0]), int(source[1]), int(source[2])), (int(target[0]), int(target[1]), int(target[2])))
 
     def describe(self) -> str:
         parts = []
@@ -439,6 +452,7 @@ def describe_splits(data: Dataset) -> list[dict[str, Any]]:
         >>> [d["context"] for d in describe_splits(load_dataset("mnist", train_samples=100))]  # doctest: +SKIP
         ['training', 'validation', 'testing']
     """
+    source: dict[str, Any]
     if data.source == "keras.datasets":
         source_type, source = "code", {"tags": {"loader": f"keras.datasets.{NAMED[data.name][0]}.load_data"}}
     else:
@@ -469,3 +483,15 @@ def describe_splits(data: Dataset) -> list[dict[str, Any]]:
             }
         )
     return described
+
+
+def model_info(model: str, data: Dataset, adaptation: Adaptation) -> dict[str, Any]:
+    """What a saved model needs to be used again: its class names, the images it was trained on
+    and how they were adapted (``loading.save_model`` keeps it inside the ``.keras`` file)."""
+    return {
+        "model": model,
+        "dataset": data.name,
+        "class_names": list(data.class_names),
+        "image_shape": list(data.image_shape),
+        "adaptation": adaptation.to_dict(),
+    }

@@ -171,14 +171,14 @@ def _multi_worker_strategy_class() -> type:
     """
     import tensorflow as tf
 
-    class NestedReduceMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-        def reduce(self, reduce_op: Any, value: Any, axis: Any) -> Any:
-            parent = super()
+    base: Any = tf.distribute.MultiWorkerMirroredStrategy
 
+    class NestedReduceMultiWorkerStrategy(base):
+        def reduce(self, reduce_op: Any, value: Any, axis: Any) -> Any:
             def leaf(v: Any) -> Any:
                 local = self.experimental_local_results(v)[0]
                 scalar = getattr(local, "shape", None) is not None and local.shape.rank == 0
-                return parent.reduce(reduce_op, v, None if scalar else axis)
+                return base.reduce(self, reduce_op, v, None if scalar else axis)
 
             return tf.nest.map_structure(leaf, value)
 

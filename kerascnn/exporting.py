@@ -80,9 +80,11 @@ class ExportResult:
 
     def to_text(self) -> str:
         what = f"{self.format}{' ' + self.quantize if self.quantize else ''}"
-        text = (f"kerascnn: exported {what} to {self.path} in {self.seconds:.1f} s; input {self.input_dtype} "
-                f"{self.input_shape}; on {self.sample}: max |diff| vs Keras {self.max_abs_diff:.3g}, "
-                f"top-1 agreement {self.top1_agreement:.4f}")  # fmt: skip
+        text = (
+            f"kerascnn: exported {what} to {self.path} in {self.seconds:.1f} s; input {self.input_dtype} "
+            f"{self.input_shape}; on {self.sample}: max |diff| vs Keras {self.max_abs_diff:.3g}, "
+            f"top-1 agreement {self.top1_agreement:.4f}"
+        )
         if self.precision:
             text += f"\nkerascnn: {self.precision}"
         if self.logged_to:
@@ -90,8 +92,7 @@ class ExportResult:
         return text
 
 
-def check_request(format: str, output: str | os.PathLike, quantize: str | None = None,
-                  overwrite: bool = False) -> Path:  # fmt: skip
+def check_request(format: str, output: str | os.PathLike, quantize: str | None = None, overwrite: bool = False) -> Path:
     """Checks the format, quantization and output path (no TensorFlow needed); returns the path.
 
     Example:
@@ -116,13 +117,23 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
     if format == "onnx":
         missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:
-            raise ArgumentError(f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}; "
-                                f"pip install 'kerascnn[export]'). Received: format='onnx'")  # fmt: skip
+            raise ArgumentError(
+                f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}; "
+                f"pip install 'kerascnn[export]'). Received: format='onnx'"
+            )
     return path
 
 
-def export(model: Any, format: str, output: str | os.PathLike, *, quantize: str | None = None,
-           overwrite: bool = False, tracking_uri: str | None = None, unsafe: bool = False) -> ExportResult:  # fmt: skip
+def export(
+    model: Any,
+    format: str,
+    output: str | os.PathLike,
+    *,
+    quantize: str | None = None,
+    overwrite: bool = False,
+    tracking_uri: str | None = None,
+    unsafe: bool = False,
+) -> ExportResult:
     """Exports a trained model for serving without Keras, and checks the export against Keras.
 
     Args:
@@ -151,32 +162,59 @@ def export(model: Any, format: str, output: str | os.PathLike, *, quantize: str 
     path = check_request(format, output, quantize, overwrite)
     started = time.perf_counter()
     loaded = sources.open_model(model, tracking_uri, unsafe=unsafe)
-    source = loaded.source
     net, precision = float32_model(loaded.model)
     sample, described, train_images = _sample(loaded, need_training_images=quantize == "int8")
     reference = np.asarray(net.predict(sample, verbose=0), dtype=np.float32)
     if precision:
-        mixed = np.asarray(loaded.model.predict(sample, verbose=0), dtype=np.float32)
-        precision += (f" (vs the {precision.split()[0]} model: max |diff| {np.abs(mixed - reference).max():.3g}, "
-                      f"top-1 agreement {_agreement(mixed, reference):.4f})")  # fmt: skip
+        precision += _precision_note(loaded.model, sample, reference, precision)
     _clear(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     outputs = _WRITERS[format](net, path, sample, quantize, train_images)
+    result = _checked(path, format, quantize, loaded.image_shape, described, outputs, reference)
+    result.precision = precision
+    if loaded.source.run_id is not None:
+        result.logged_to = _log_to_run(loaded.source, path)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _precision_note(mixed_model: Any, sample: np.ndarray, reference: np.ndarray, precision: str) -> str:
+    """How far the float32 copy that was exported is from the mixed-precision model."""
+    mixed = np.asarray(mixed_model.predict(sample, verbose=0), dtype=np.float32)
+    return (
+        f" (vs the {precision.split(maxsplit=1)[0]} model: max |diff| {np.abs(mixed - reference).max():.3g}, "
+        f"top-1 agreement {_agreement(mixed, reference):.4f})"
+    )
+
+
+def _checked(
+    path: Path,
+    format: str,
+    quantize: str | None,
+    image_shape: Any,
+    described: str,
+    outputs: np.ndarray,
+    reference: np.ndarray,
+) -> ExportResult:
+    """The export's figures against Keras: a float export that disagrees is deleted and refused, an int8
+    one that agrees too rarely is flagged."""
     diff, agreement = float(np.abs(outputs - reference).max()), _agreement(outputs, reference)
     if quantize is None and not diff <= FLOAT_TOLERANCE:
         _clear(path)
-        raise ExportMismatch(f"the {format} export differs from Keras by {diff:.3g} (> {FLOAT_TOLERANCE}) on "
-                             f"{described}; not written")  # fmt: skip
+        raise ExportMismatch(
+            f"the {format} export differs from Keras by {diff:.3g} (> {FLOAT_TOLERANCE}) on {described}; not written"
+        )
     flagged = quantize is not None and agreement < INT8_MIN_AGREEMENT
-    result = ExportResult(str(path.resolve()), format, quantize, "uint8", [None, *loaded.image_shape], described,
-                          diff, agreement, flagged, 0.0, precision=precision)  # fmt: skip
-    if result.flagged:
-        print(f"kerascnn: warning: the int8 model agrees with Keras on only {agreement:.1%} of {described} "
-              f"(flagged; below {INT8_MIN_AGREEMENT:.0%})", file=sys.stderr, flush=True)  # fmt: skip
-    if source.run_id is not None:
-        result.logged_to = _log_to_run(source, path)
-    result.seconds = time.perf_counter() - started
-    return result
+    if flagged:
+        print(
+            f"kerascnn: warning: the int8 model agrees with Keras on only {agreement:.1%} of {described} "
+            f"(flagged; below {INT8_MIN_AGREEMENT:.0%})",
+            file=sys.stderr,
+            flush=True,
+        )
+    return ExportResult(
+        str(path.resolve()), format, quantize, "uint8", [None, *image_shape], described, diff, agreement, flagged, 0.0
+    )
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -239,14 +277,17 @@ def _sample(loaded: Any, need_training_images: bool) -> tuple[np.ndarray, str, n
     try:
         if not loaded.dataset:
             raise ArgumentError("the model does not name its dataset")
-        data = load_dataset(loaded.dataset, validation_split=0.0, train_samples=REPRESENTATIVE_SIZE,
-                            test_samples=SAMPLE_SIZE)  # fmt: skip
+        data = load_dataset(
+            loaded.dataset, validation_split=0.0, train_samples=REPRESENTATIVE_SIZE, test_samples=SAMPLE_SIZE
+        )
         if data.image_shape != shape:
             raise ArgumentError(f"its images are {data.image_shape}, the model takes {shape}")
     except ArgumentError as e:
         if need_training_images:
-            raise ArgumentError(f"int8 quantization calibrates on the model's training images, which cannot be "
-                                f"loaded ({e}). Received: quantize='int8'") from None  # fmt: skip
+            raise ArgumentError(
+                f"int8 quantization calibrates on the model's training images, which cannot be "
+                f"loaded ({e}). Received: quantize='int8'"
+            ) from None
         print(f"kerascnn: warning: checking the export on random images ({e})", file=sys.stderr, flush=True)
         images = np.random.default_rng(0).integers(0, 256, (SAMPLE_SIZE, *shape), dtype=np.uint8)
         return images, f"{SAMPLE_SIZE} random images", None

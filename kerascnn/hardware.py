@@ -90,7 +90,7 @@ def parse_cpuinfo(text: str, arch: str) -> tuple[str, frozenset[str]]:
         >>> parse_cpuinfo("model name : AMD EPYC\\nflags : fpu avx avx2 fma\\n", "x86_64")
         ('AMD EPYC', frozenset({'avx', 'avx2', 'fma'}))
     """
-    model, flags = "", set()
+    model, flags = "", set[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()

@@ -61,18 +61,31 @@ class Predictions:
         return [(self.class_names[i], float(self.probabilities[row, i])) for i in order]
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "predictions": [
-            {"input": name, "top": [{"class": c, "probability": p} for c, p in self.top(i)]}
-            for i, name in enumerate(self.inputs)]}  # fmt: skip
+        return {
+            "model": self.model,
+            "predictions": [
+                {"input": name, "top": [{"class": c, "probability": p} for c, p in self.top(i)]}
+                for i, name in enumerate(self.inputs)
+            ],
+        }
 
     def to_table(self) -> str:
         width = max(len(n) for n in self.inputs)
-        return "\n".join(f"{name.ljust(width)}  " + "  ".join(f"{c} {p:.4f}" for c, p in self.top(i))
-                         for i, name in enumerate(self.inputs))  # fmt: skip
+        return "\n".join(
+            f"{name.ljust(width)}  " + "  ".join(f"{c} {p:.4f}" for c, p in self.top(i))
+            for i, name in enumerate(self.inputs)
+        )
 
 
-def predict(model: Any, inputs: Any, top_k: int = 1, *, tracking_uri: str | None = None, unsafe: bool = False,
-            batch_size: int = 256) -> Predictions:  # fmt: skip
+def predict(
+    model: Any,
+    inputs: Any,
+    top_k: int = 1,
+    *,
+    tracking_uri: str | None = None,
+    unsafe: bool = False,
+    batch_size: int = 256,
+) -> Predictions:
     """Predicts the classes of images with a trained model.
 
     Args:
@@ -105,8 +118,9 @@ def predict(model: Any, inputs: Any, top_k: int = 1, *, tracking_uri: str | None
         _check_inputs_exist(inputs)
     loaded = sources.from_keras(model) if source is None else sources.load(source, unsafe=unsafe)
     if top_k > len(loaded.class_names):
-        raise ArgumentError(f"`top_k` must be at most the model's {len(loaded.class_names)} classes. "
-                            f"Received: top_k={top_k}")  # fmt: skip
+        raise ArgumentError(
+            f"`top_k` must be at most the model's {len(loaded.class_names)} classes. Received: top_k={top_k}"
+        )
     names, images = read_images(inputs, loaded.image_shape)
     probabilities = np.asarray(loaded.model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
     return Predictions(loaded.source.text, names, probabilities, loaded.class_names, top_k)
@@ -117,8 +131,10 @@ def _paths(inputs: Any) -> list[Any]:
         return [inputs]
     if isinstance(inputs, Sequence) and inputs and all(isinstance(i, (str, os.PathLike)) for i in inputs):
         return list(inputs)
-    raise ArgumentError("`inputs` must be image files, folders, .npz/.npy files or an array of images. "
-                        f"Received: inputs={_short(inputs)}")  # fmt: skip
+    raise ArgumentError(
+        "`inputs` must be image files, folders, .npz/.npy files or an array of images. "
+        f"Received: inputs={_short(inputs)}"
+    )
 
 
 def _short(value: Any) -> str:
@@ -133,8 +149,10 @@ def _check_inputs_exist(inputs: Any) -> None:
         if not path.exists():
             raise ArgumentError(f"Input not found. Received: inputs={str(item)!r}")
         if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES + ARRAY_SUFFIXES:
-            raise ArgumentError(f"Inputs must be images ({', '.join(IMAGE_SUFFIXES)}), folders of them or "
-                                f".npz/.npy arrays. Received: inputs={str(item)!r}")  # fmt: skip
+            raise ArgumentError(
+                f"Inputs must be images ({', '.join(IMAGE_SUFFIXES)}), folders of them or "
+                f".npz/.npy arrays. Received: inputs={str(item)!r}"
+            )
 
 
 def read_images(inputs: Any, image_shape: tuple[int, int, int]) -> tuple[list[str], np.ndarray]:
@@ -174,8 +192,9 @@ def _decode(path: Path) -> np.ndarray:
 
     tf = import_tensorflow()
     try:
-        return tf.io.decode_image(tf.io.read_file(str(path)), channels=0, dtype=tf.uint8,
-                                  expand_animations=False).numpy()  # fmt: skip
+        return tf.io.decode_image(
+            tf.io.read_file(str(path)), channels=0, dtype=tf.uint8, expand_animations=False
+        ).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError):
         raise ArgumentError(
             f"Cannot read the image (corrupt or not png/jpg/bmp/gif). Received: inputs={str(path)!r}"
@@ -190,8 +209,10 @@ def _read_array(path: Path, text: str) -> np.ndarray:
         with np.load(path, allow_pickle=False) as loaded:
             keys = [k for k in ARRAY_KEYS if k in loaded.files] or (loaded.files if len(loaded.files) == 1 else [])
             if not keys:
-                raise ArgumentError(f"The .npz holds {', '.join(loaded.files) or 'no arrays'}; name the images x, "
-                                    f"images or x_test. Received: inputs={text!r}")  # fmt: skip
+                raise ArgumentError(
+                    f"The .npz holds {', '.join(loaded.files) or 'no arrays'}; name the images x, "
+                    f"images or x_test. Received: inputs={text!r}"
+                )
             return loaded[keys[0]]
     except ArgumentError:
         raise
@@ -207,8 +228,9 @@ def _array_images(array: np.ndarray, text: str, shape: tuple[int, int, int]) -> 
     if array.ndim == 2 or (array.ndim == 3 and array.shape[:2] == (h, w) and array.shape[2] in (1, 3, 4)):
         array = array[None]  # one image
     if array.ndim not in (3, 4) or len(array) == 0:
-        raise ArgumentError(f"Arrays must hold images (N, H, W) or (N, H, W, C); got shape {array.shape}. "
-                            f"Received: inputs={text!r}")  # fmt: skip
+        raise ArgumentError(
+            f"Arrays must hold images (N, H, W) or (N, H, W, C); got shape {array.shape}. Received: inputs={text!r}"
+        )
     images = _as_uint8(array[..., None] if array.ndim == 3 else array, text)
     return [f"{text}[{i}]" for i in range(len(images))], _fit(images, shape, text)
 

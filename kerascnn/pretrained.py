@@ -198,11 +198,11 @@ def check_weights(name: str, weights: Any) -> Any:
 
 
 def _open_source(weights: Any, model_name: str | None) -> _Source:
-    check_weights(model_name, weights)
+    check_weights(model_name or "?", weights)
     if isinstance(weights, dict):
         return _Source("state_dict", "torch", "torchvision", state_dict=_arrays(weights, "weights"))
     if weights == "imagenet":
-        return _Source("imagenet", "caffe", "layers", layers=lambda model: _imagenet_layers(model_name, model))
+        return _Source("imagenet", "caffe", "layers", layers=lambda model: _imagenet_layers(model_name or "", model))
     path = Path(weights)
     suffix = _suffix(path)
     if suffix == ".keras":
@@ -367,7 +367,9 @@ def torchvision_mapping(model: Any) -> dict[str, tuple[str, int, str]]:
     raise ArgumentError(f"torchvision weights map onto the kit's ResNet and VGG models. Received: model={model.name!r}")
 
 
-def _conv_bn(mapping: dict, torch_prefix: str, conv: str | None, bn: str | None, bias: bool = False) -> None:
+def _conv_bn(
+    mapping: dict, torch_prefix: tuple[str, str], conv: str | None, bn: str | None, bias: bool = False
+) -> None:
     if conv:
         mapping[f"{torch_prefix[0]}.weight"] = (conv, 0, "conv")
         if bias:
@@ -392,8 +394,8 @@ def _resnet_mapping(names: list[str]) -> dict[str, tuple[str, int, str]]:
                 mapping[f"{prefix}.conv{i}.weight"] = (name, 0, "conv")
             else:
                 _conv_bn(mapping, ("", f"{prefix}.bn{i}"), None, name)
-        elif name.endswith("_proj_conv"):
-            stage, block = re.match(r"^stage(\d+)_block(\d+)_", name).groups()
+        elif (proj := re.match(r"^stage(\d+)_block(\d+)_proj_conv$", name)) is not None:
+            stage, block = proj.groups()
             prefix = f"layer{stage}.{int(block) - 1}.downsample"
             _conv_bn(mapping, (f"{prefix}.0", f"{prefix}.1"), name, name[: -len("conv")] + "bn")
     mapping["fc.weight"] = ("predictions", 0, "dense")
@@ -507,59 +509,58 @@ def load_weights(model: Any, weights: Any, *, model_name: str | None = None) -> 
     return _apply(model, source)
 
 
-def _apply(model: Any, source: _Source) -> Pretrained:
-    label = source.label
+def _check_convention(model: Any, source: _Source) -> tuple[str | None, bool]:
+    """The model's preprocessing, and whether the first convolution must read the channels reversed."""
     mode = model_preprocessing(model)
     if any(layer.name == "preprocess" for layer in model.layers) and mode is None:
         raise ArgumentError(f"The model's `preprocess` layer is not a kit convention. Received: model={model.name!r}")
-    flip = False
     if source.has_preprocess_layer:
         if mode != source.preprocess:
             raise ArgumentError(
-                f"The weights come from a model built with preprocessing={source.preprocess!r}; build this "
-                "one "
-                f"the same way. Received: preprocessing={mode!r}"
+                f"The weights come from a model built with preprocessing={source.preprocess!r}; "
+                f"build this one the same way. Received: preprocessing={mode!r}"
             )
-    elif mode is not None:
-        if source.convention not in (None, mode):
-            raise ArgumentError(
-                f"These weights expect {source.convention!r} inputs; a model with preprocessing={mode!r} "
-                "would "
-                f"feed them the wrong ones. Received: preprocessing={mode!r}"
-            )
-        flip = mode == "caffe"  # caffe-convention weights read BGR; the model's input is RGB
+        return mode, False
+    if mode is not None and source.convention not in (None, mode):
+        raise ArgumentError(
+            f"These weights expect {source.convention!r} inputs; a model with preprocessing="
+            f"{mode!r} would feed them the wrong ones. Received: preprocessing={mode!r}"
+        )
+    return mode, mode == "caffe"  # caffe-convention weights read BGR; the model's input is RGB
 
+
+def _load_keras_weights(model: Any, label: str, mode: str | None) -> Pretrained:
+    try:
+        with warnings.catch_warnings():  # Keras 3.15 notes "Skipping nested container" though all loads
+            warnings.filterwarnings("ignore", message="Skipping nested container")
+            model.load_weights(label)
+    except (ValueError, KeyError) as e:
+        raise ArgumentError(
+            f"The .weights.h5 file does not fit {model.name} ({' '.join(str(e).split())[:200]}); "
+            f"it loads only into the architecture that saved it. Received: weights={label!r}"
+        ) from None
+    return Pretrained(model, label, None, mode, loaded=list(_layer_shapes(model)))
+
+
+def _apply(model: Any, source: _Source) -> Pretrained:
+    label = source.label
+    mode, flip = _check_convention(model, source)
     if source.kind == "keras_weights":
-        try:
-            with warnings.catch_warnings():  # Keras 3.15 notes "Skipping nested container" though all loads
-                warnings.filterwarnings("ignore", message="Skipping nested container")
-                model.load_weights(label)
-        except (ValueError, KeyError) as e:
-            raise ArgumentError(
-                f"The .weights.h5 file does not fit {model.name} ({' '.join(str(e).split())[:200]}); it "
-                f"loads only into the architecture that saved it. Received: weights={label!r}"
-            ) from None
-        return Pretrained(model, label, None, mode, loaded=list(_layer_shapes(model)))
-    if source.kind == "torchvision":
-        by_layer = _torchvision_layers(model, source.state_dict, label)
-    else:
-        by_layer = source.layers(model)
-    shapes = _layer_shapes(model)
-    first_conv = _first_conv(model)
+        return _load_keras_weights(model, label, mode)
+    by_layer = (
+        _torchvision_layers(model, source.state_dict or {}, label)
+        if source.kind == "torchvision"
+        else (source.layers(model))
+    )
+    shapes, first_conv = _layer_shapes(model), _first_conv(model)
     result = Pretrained(model, label, source.convention, mode)
     pending = []
     for layer in model.layers:
         if layer.name not in shapes:
             continue
-        is_dense = type(layer).__name__ == "Dense"
         values = by_layer.get(layer.name)
-        fits = (
-            values is not None
-            and len(values) == len(shapes[layer.name])
-            and all(v is not None and tuple(np.shape(v)) == s for v, s in zip(values, shapes[layer.name]))
-        )
-        if not fits:
-            if is_dense:
+        if not _fits(values, shapes[layer.name]):
+            if type(layer).__name__ == "Dense":  # a new classifier (or fc1 at another input size) stays fresh
                 result.skipped.append(layer.name)
                 continue
             found = "absent" if values is None else [tuple(np.shape(v)) for v in values]
@@ -567,6 +568,7 @@ def _apply(model: Any, source: _Source) -> Pretrained:
                 f"The weights do not fit layer {layer.name!r} of {model.name}: it needs "
                 f"{shapes[layer.name]}, the source has {found}. Received: weights={label!r}"
             )
+        assert values is not None
         if flip and layer.name == first_conv:
             values = [values[0][:, :, ::-1, :], *values[1:]]
         pending.append((layer, values))
@@ -575,11 +577,20 @@ def _apply(model: Any, source: _Source) -> Pretrained:
     if unused:
         raise ArgumentError(
             f"The source has weighted layers {model.name} lacks ({', '.join(unused[:3])}"
-            f"{', ...' if len(unused) > 3 else ''}); a different architecture? Received: weights={label!r}"
+            f"{', ...' if len(unused) > 3 else ''}); a different architecture? Received: "
+            f"weights={label!r}"
         )
     for layer, values in pending:
         layer.set_weights([np.ascontiguousarray(v) for v in values])
     return result
+
+
+def _fits(values: list[np.ndarray] | None, shapes: list[tuple[int, ...]]) -> bool:
+    return (
+        values is not None
+        and len(values) == len(shapes)
+        and all(v is not None and tuple(np.shape(v)) == s for v, s in zip(values, shapes))
+    )
 
 
 def _is_dense_name(name: str, values: list[np.ndarray]) -> bool:

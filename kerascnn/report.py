@@ -31,6 +31,7 @@ size is unknown (a model built for any input size) are marked the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -221,6 +222,11 @@ def _known(*sizes: int | None) -> bool:
     return all(s is not None for s in sizes)
 
 
+def _sizes(sizes: tuple[int | None, ...]) -> tuple[int, ...] | None:
+    """``sizes`` when every one is known, else ``None``."""
+    return None if None in sizes else tuple(s for s in sizes if s is not None)
+
+
 # Layer families (class name -> spatial rank) ----------------------------------------------------
 
 _RANK = {"1D": 1, "2D": 2, "3D": 3}
@@ -318,10 +324,13 @@ def _conv(kind: str, cfg: dict, src: _State) -> tuple[_State, int, int]:
         _tuple(cfg["strides"], rank),
         _tuple(cfg["dilation_rate"], rank),
     )
+    if c_in is None:
+        raise _NotCounted("input channels unknown")
     rf, jump = _rf_axes(src, rank)
     kernel_volume = math.prod(k)
     bias = int(cfg["use_bias"])
     transposed = kind in _TRANSPOSED
+    fields: list[tuple[int, Fraction | int]]
     if transposed:
         op = cfg.get("output_padding")
         ops_ = (None,) * rank if op is None else _tuple(op, rank)
@@ -348,8 +357,8 @@ def _conv(kind: str, cfg: dict, src: _State) -> tuple[_State, int, int]:
         per_pixel = kernel_volume * c_in // cfg.get("groups", 1) * c_out
     params = per_pixel + bias * c_out
     state = _State(_join(out, c_out, fmt), tuple(f[0] for f in fields), tuple(Fraction(f[1]) for f in fields), True)
-    positions = spatial if transposed else out  # a transposed conv spends k*C_in*C_out per *input* pixel
-    if not _known(*positions):
+    positions = _sizes(spatial if transposed else out)  # a transposed conv spends k*C_in*C_out per *input* pixel
+    if positions is None:
         raise _Partial(state, params, _SIZE_UNKNOWN)
     return state, params, math.prod(positions) * per_pixel
 
@@ -380,10 +389,10 @@ def _collapse(src: _State, spatial: tuple[int | None, ...], shape: tuple[int | N
     """Global pooling / Flatten: every output may depend on every position (see the module docstring)."""
     rf, jump = _rf_axes(src, len(spatial))
     state = _State(shape, rf, jump, False)
-    if not _known(*spatial):
+    sizes = _sizes(spatial)
+    if sizes is None:
         raise _Partial(state, 0, _SIZE_UNKNOWN)
-    state.rf = tuple(r + (n - 1) * j for r, n, j in zip(rf, spatial, jump))
-    state.rf = tuple(math.ceil(r) for r in state.rf)
+    state.rf = tuple(math.ceil(r + (n - 1) * j) for r, n, j in zip(rf, sizes, jump))
     return state
 
 
@@ -480,71 +489,111 @@ def _count_params(layer: Any) -> int:
     return int(layer.count_params()) if hasattr(layer, "count_params") and getattr(layer, "built", True) else 0
 
 
+def _global_pool(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State) -> tuple[_State, int, int]:
+    rank = _rank(kind)
+    fmt = cfg.get("data_format", "channels_last")
+    spatial, channels = _split(src, fmt, rank)
+    shape = _join((1,) * rank, channels, fmt) if cfg.get("keepdims") else (channels,)
+    state = _collapse(src, spatial, shape)
+    state.spatial = bool(cfg.get("keepdims"))
+    return state, 0, 0
+
+
+def _flatten(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State) -> tuple[_State, int, int]:
+    known = _sizes(src.shape)
+    flat = None if known is None else math.prod(known)
+    if not src.spatial:
+        return _State((flat,), src.rf, src.jump, False), 0, 0
+    fmt = cfg.get("data_format") or "channels_last"
+    spatial, _ = _split(src, fmt, len(src.shape) - 1)
+    return _collapse(src, spatial, (flat,)), 0, 0
+
+
+def _reshape(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State) -> tuple[_State, int, int]:
+    target: list[int | None] = list(cfg["target_shape"])
+    if -1 in target:
+        known, total = math.prod(d for d in target if d is not None and d != -1), _sizes(src.shape)
+        target[target.index(-1)] = None if total is None else math.prod(total) // known
+    rank = max(len(target) - 1, 1)
+    rf, jump = _rf_axes(src, rank)
+    return _State(tuple(target), rf, jump, src.spatial and len(target) > 1), 0, 0
+
+
+def _dense(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State) -> tuple[_State, int, int]:
+    units, c_in = cfg["units"], src.shape[-1]
+    if c_in is None:
+        raise _NotCounted("input features unknown")
+    params = c_in * units + int(cfg["use_bias"]) * units
+    state = _State((*src.shape[:-1], units), src.rf, src.jump, src.spatial)
+    positions = _sizes(src.shape[:-1])
+    if positions is None:
+        raise _Partial(state, params, _SIZE_UNKNOWN)
+    return state, params, math.prod(positions) * c_in * units
+
+
+def _batch_norm(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State) -> tuple[_State, int, int]:
+    axis = cfg["axis"] if isinstance(cfg["axis"], int) else cfg["axis"][0]
+    channels = src.shape[axis - 1 if axis > 0 else axis]  # ``axis`` counts the batch axis
+    if channels is None:
+        raise _NotCounted("channels unknown")
+    params = (int(cfg["center"]) + int(cfg["scale"])) * channels + 2 * channels  # + moving mean, variance
+    return _State(src.shape, src.rf, src.jump, src.spatial), params, 0
+
+
+def _merge(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State) -> tuple[_State, int, int]:
+    rf, jump = _merge_fields(inputs)
+    return _State(_broadcast([i.shape for i in inputs]), rf, jump, any(i.spatial for i in inputs)), 0, 0
+
+
+def _concatenate(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State) -> tuple[_State, int, int]:
+    axis = cfg.get("axis", -1)
+    axis = axis - 1 if axis > 0 else axis
+    shape = list(src.shape)
+    sizes = [i.shape[axis] for i in inputs]
+    shape[axis] = None if None in sizes else sum(s for s in sizes if s is not None)
+    rf, jump = _merge_fields(inputs)
+    return _State(tuple(shape), rf, jump, src.spatial), 0, 0
+
+
+def _elementwise(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State) -> tuple[_State, int, int]:
+    return _State(src.shape, src.rf, src.jump, src.spatial), _count_params(layer), 0
+
+
+def _window_layer(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State) -> tuple[_State, int, int]:
+    if kind in _CONVS or kind in _TRANSPOSED:
+        return _conv(kind, cfg, src)
+    if kind in _POOLS:
+        return _pool(kind, cfg, src), 0, 0
+    if kind in _UPSAMPLINGS:
+        return _upsample(kind, cfg, src), 0, 0
+    return _resize(kind, cfg, src, +1 if kind in _PADDINGS else -1), 0, 0
+
+
+Rule = Callable[[str, dict, Any, list[_State], _State], tuple[_State, int, int]]
+_RULES: list[tuple[set[str], Rule]] = [
+    (_CONVS | _TRANSPOSED | _POOLS | _UPSAMPLINGS | _PADDINGS | _CROPPINGS, _window_layer),
+    (_GLOBAL_POOLS, _global_pool),
+    ({"Flatten"}, _flatten),
+    ({"Reshape"}, _reshape),
+    ({"Dense"}, _dense),
+    ({"BatchNormalization"}, _batch_norm),
+    (_MERGES, _merge),
+    ({"Concatenate"}, _concatenate),
+    (_ELEMENTWISE, _elementwise),
+]
+
+
 def _known_layer(kind: str, cfg: dict, layer: Any, inputs: list[_State], src: _State | None) -> tuple[_State, int, int]:
+    """(output state, params, MACs) of a layer type the report knows; ``_Unknown`` for others."""
     if kind == "InputLayer":
         shape = tuple(cfg["batch_shape"][1:])
         rank = max(len(shape) - 1, 1)
         return _State(shape, (1,) * rank, (Fraction(1),) * rank, len(shape) > 1), 0, 0
-    if kind in _CONVS or kind in _TRANSPOSED:
-        state, params, macs = _conv(kind, cfg, src)
-        return state, params, macs
-    if kind in _POOLS:
-        return _pool(kind, cfg, src), 0, 0
-    if kind in _GLOBAL_POOLS:
-        rank = _rank(kind)
-        fmt = cfg.get("data_format", "channels_last")
-        spatial, channels = _split(src, fmt, rank)
-        shape = _join((1,) * rank, channels, fmt) if cfg.get("keepdims") else (channels,)
-        state = _collapse(src, spatial, shape)
-        state.spatial = bool(cfg.get("keepdims"))
-        return state, 0, 0
-    if kind in _PADDINGS:
-        return _resize(kind, cfg, src, +1), 0, 0
-    if kind in _CROPPINGS:
-        return _resize(kind, cfg, src, -1), 0, 0
-    if kind in _UPSAMPLINGS:
-        return _upsample(kind, cfg, src), 0, 0
-    if kind == "Flatten":
-        flat = None if None in src.shape else math.prod(src.shape)
-        if not src.spatial:
-            return _State((flat,), src.rf, src.jump, False), 0, 0
-        fmt = cfg.get("data_format") or "channels_last"
-        spatial, _ = _split(src, fmt, len(src.shape) - 1)
-        return _collapse(src, spatial, (flat,)), 0, 0
-    if kind == "Reshape":
-        target = list(cfg["target_shape"])
-        if -1 in target:
-            known = math.prod(d for d in target if d != -1)
-            total = None if None in src.shape else math.prod(src.shape)
-            target[target.index(-1)] = None if total is None else total // known
-        rank = max(len(target) - 1, 1)
-        rf, jump = _rf_axes(src, rank)
-        return _State(tuple(target), rf, jump, src.spatial and len(target) > 1), 0, 0
-    if kind == "Dense":
-        units, c_in = cfg["units"], src.shape[-1]
-        params = c_in * units + int(cfg["use_bias"]) * units
-        state = _State((*src.shape[:-1], units), src.rf, src.jump, src.spatial)
-        if not _known(*src.shape):
-            raise _Partial(state, params, _SIZE_UNKNOWN)
-        return state, params, math.prod(src.shape[:-1]) * c_in * units
-    if kind == "BatchNormalization":
-        axis = cfg["axis"] if isinstance(cfg["axis"], int) else cfg["axis"][0]
-        channels = src.shape[axis - 1 if axis > 0 else axis]  # ``axis`` counts the batch axis
-        params = (int(cfg["center"]) + int(cfg["scale"])) * channels + 2 * channels  # + moving mean, variance
-        return _State(src.shape, src.rf, src.jump, src.spatial), params, 0
-    if kind in _MERGES:
-        rf, jump = _merge_fields(inputs)
-        return _State(_broadcast([i.shape for i in inputs]), rf, jump, any(i.spatial for i in inputs)), 0, 0
-    if kind == "Concatenate":
-        axis = cfg.get("axis", -1)
-        axis = axis - 1 if axis > 0 else axis
-        shape = list(src.shape)
-        sizes = [i.shape[axis] for i in inputs]
-        shape[axis] = None if None in sizes else sum(sizes)
-        rf, jump = _merge_fields(inputs)
-        return _State(tuple(shape), rf, jump, src.spatial), 0, 0
-    if kind in _ELEMENTWISE:
-        return _State(src.shape, src.rf, src.jump, src.spatial), _count_params(layer), 0
+    for kinds, rule in _RULES:
+        if kind in kinds:
+            if src is None:
+                raise _NotCounted("no input")
+            return rule(kind, cfg, layer, inputs, src)
     raise _Unknown(kind)
 
 

@@ -132,8 +132,9 @@ def _from_run(text: str, run_part: str, name: str, tracking_uri: str | None) -> 
         if name not in listed:
             raise ArgumentError(f"Run {run_id} has no artifact {name!r}. Received: model={text!r}")
         return ModelSource(text, artifact=name, run_id=run_id, tracking_uri=uri)
-    logged = store.retrying(c.search_logged_models, experiment_ids=[run.info.experiment_id],
-                            filter_string=f"source_run_id = '{run_id}'")  # fmt: skip
+    logged = store.retrying(
+        c.search_logged_models, experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
     logged = sorted(logged, key=lambda m: m.creation_timestamp or 0)
     names = sorted({m.name for m in logged})
     chosen = [m for m in logged if not name or m.name == name]
@@ -152,8 +153,9 @@ def _from_registry(text: str, tracking_uri: str | None) -> ModelSource:
     elif re.fullmatch(r".+/\d+", rest):
         name, _, version = rest.rpartition("/")
     elif not rest.startswith("m-"):
-        raise ArgumentError(f"`model` must be models:/NAME@ALIAS, models:/NAME/VERSION or models:/m-<id>. "
-                            f"Received: model={text!r}")  # fmt: skip
+        raise ArgumentError(
+            f"`model` must be models:/NAME@ALIAS, models:/NAME/VERSION or models:/m-<id>. Received: model={text!r}"
+        )
     if not name or (alias is not None and not alias):
         raise ArgumentError(f"`model` must be models:/NAME@ALIAS or models:/NAME/VERSION. Received: model={text!r}")
     c, uri = _client(text, tracking_uri)
@@ -162,15 +164,19 @@ def _from_registry(text: str, tracking_uri: str | None) -> ModelSource:
         return ModelSource(text, model_id=logged.model_id, run_id=None, tracking_uri=uri)
     _registry_call(c.get_registered_model, text, "No registered model with this name", name)
     if alias is not None:
-        found = _registry_call(c.get_model_version_by_alias, text, f"Registered model {name!r} has no such alias",
-                               name, alias)  # fmt: skip
+        found = _registry_call(
+            c.get_model_version_by_alias, text, f"Registered model {name!r} has no such alias", name, alias
+        )
     else:
-        found = _registry_call(c.get_model_version, text, f"Registered model {name!r} has no such version",
-                               name, version)  # fmt: skip
+        found = _registry_call(
+            c.get_model_version, text, f"Registered model {name!r} has no such version", name, version
+        )
     model_id = getattr(found, "model_id", None) or str(found.source).removeprefix("models:/")
     if not model_id.startswith("m-"):
-        raise ArgumentError(f"Version {found.version} of {name!r} is not an MLflow 3 logged model (source "
-                            f"{found.source}). Received: model={text!r}")  # fmt: skip
+        raise ArgumentError(
+            f"Version {found.version} of {name!r} is not an MLflow 3 logged model (source "
+            f"{found.source}). Received: model={text!r}"
+        )
     return ModelSource(text, model_id=model_id, tracking_uri=uri, version=str(found.version))
 
 
@@ -235,8 +241,9 @@ def load(source: ModelSource, *, unsafe: bool = False) -> LoadedModel:
         return _load_file(source, source.path, unsafe)
     if source.artifact is not None:
         with tempfile.TemporaryDirectory(prefix="kerascnn-model-") as folder:
-            local = download(run_id=source.run_id, artifact_path=source.artifact, tracking_uri=source.tracking_uri,
-                             dst_path=folder)  # fmt: skip
+            local = download(
+                run_id=source.run_id, artifact_path=source.artifact, tracking_uri=source.tracking_uri, dst_path=folder
+            )
             return _load_file(source, Path(local), unsafe)
     return _load_logged(source)
 
@@ -253,8 +260,9 @@ def _load_file(source: ModelSource, path: Path, unsafe: bool) -> LoadedModel:
     served = served_model(net, Adaptation(tuple(adaptation["source_shape"]), tuple(adaptation["target_shape"])))
     classes = int(net.output_shape[-1])
     names = [str(n) for n in info.get("class_names", [])]
-    return LoadedModel(served, names if len(names) == classes else [str(i) for i in range(classes)],
-                       info.get("dataset"), source)  # fmt: skip
+    return LoadedModel(
+        served, names if len(names) == classes else [str(i) for i in range(classes)], info.get("dataset"), source
+    )
 
 
 def _load_logged(source: ModelSource) -> LoadedModel:
@@ -264,7 +272,7 @@ def _load_logged(source: ModelSource) -> LoadedModel:
 
     from kerascnn.tracking import store
 
-    c = store.client(source.tracking_uri)  # type: ignore[arg-type]
+    c = store.client(str(source.tracking_uri))
     location = store.retrying(c.get_logged_model, source.model_id).artifact_location
     with tempfile.TemporaryDirectory(prefix="kerascnn-model-") as folder:
         local = download(artifact_uri=location, tracking_uri=source.tracking_uri, dst_path=folder)
@@ -273,10 +281,13 @@ def _load_logged(source: ModelSource) -> LoadedModel:
     classes = int(model.output_shape[-1])
     names = [str(n) for n in metadata.get("class_names", [])]
     if str(model.input.dtype) != "uint8":
-        raise ArgumentError(f"The logged model takes {model.input.dtype} tensors, not raw uint8 images (logged by an "
-                            f"older kit?). Received: model={source.text!r}")  # fmt: skip
-    return LoadedModel(model, names if len(names) == classes else [str(i) for i in range(classes)],
-                       metadata.get("dataset"), source)  # fmt: skip
+        raise ArgumentError(
+            f"The logged model takes {model.input.dtype} tensors, not raw uint8 images (logged by an "
+            f"older kit?). Received: model={source.text!r}"
+        )
+    return LoadedModel(
+        model, names if len(names) == classes else [str(i) for i in range(classes)], metadata.get("dataset"), source
+    )
 
 
 def download(**kwargs: Any) -> str:

@@ -67,7 +67,7 @@ class _Plan:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.data.x_train) / self.config.batch_size)  # type: ignore[operator]
+        return math.ceil(len(self.data.x_train) / self.config.recipe.batch_size)
 
     def params(self, net: Any) -> dict[str, Any]:
         """The logged params: the resolved settings, then what they led to."""
@@ -101,16 +101,14 @@ def train(
 ) -> TrainResult:
     """Trains a registered model on a dataset with ``model.fit`` and tracks the run in MLflow.
 
-    Every setting is a field of :class:`~kerascnn.config.TrainConfig` (``epochs``,
-    ``batch_size``, ``precision``, ``tracking_uri``, ``resume``...); recipe settings left
-    unset come from the model's recipe, ``precision="auto"`` from the machine.
+    Every setting is a field of :class:`~kerascnn.config.TrainConfig` (``epochs``, ``batch_size``,
+    ``precision``, ``tracking_uri``, ``resume``...): recipe settings left unset come from the
+    model's recipe, ``precision="auto"`` from the machine (:mod:`kerascnn.hardware`).
 
     Args:
         model: A name from ``list_models()`` (default ``mnist_cnn``).
-        dataset: ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` or an image
-            folder (default ``mnist``).
-        verbose: Keras' ``fit`` verbosity; ``"auto"``: the progress bar on a terminal,
-            one line per epoch otherwise.
+        dataset: ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` or an image folder.
+        verbose: Keras' verbosity; ``"auto"``: a progress bar on a terminal, else a line per epoch.
         callbacks: Extra Keras callbacks.
         **settings: The other fields of ``TrainConfig``.
 
@@ -131,26 +129,14 @@ def train(
     previous = _find_resumable(config) if config.resume else None  # before any data is loaded
     config = (config.merged_with(previous.data.params) if previous else config).resolved()
     if config.tracking and not config.offline:
-        store.probe(config.tracking_uri)  # type: ignore[arg-type]
+        store.probe(config.store_uri)
     plan = _plan(config)
     net = _build(plan)
     pipes = _pipelines(plan)
     with lifecycle(lambda: _open_run(plan, net, previous)) as run:
         history, fit_seconds = _fit(plan, net, pipes, run, verbose, callbacks)
         probabilities = net.predict(pipes["test"], verbose=0)
-        test_loss, test_accuracy = _test_metrics(net, plan.data.y_test, probabilities)
-        result = TrainResult(
-            run_id=None,
-            experiment=config.experiment if run else None,
-            test_accuracy=test_accuracy,
-            test_loss=test_loss,
-            epochs=config.epochs,
-            tracking_uri=config.tracking_uri if run else None,
-            model_path=None,
-            history=history,
-            params=plan.params(net),
-            model=net,
-        )  # type: ignore[arg-type]
+        result = _result(plan, run, net, history, probabilities)
         if plan.chief:
             result.model_path = _save_outputs(plan, run, net, result, probabilities, fit_seconds)
     if run is not None:
@@ -160,6 +146,26 @@ def train(
 
 
 train.__signature__ = signature_of(TrainConfig, train, ("model", "dataset"))  # type: ignore[attr-defined]
+
+
+def _result(
+    plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str, list[float]], probabilities: np.ndarray
+) -> TrainResult:
+    config = plan.config
+    test_loss, test_accuracy = _test_metrics(net, plan.data.y_test, probabilities)
+    tracked = run is not None
+    return TrainResult(
+        run_id=None,
+        experiment=config.experiment if tracked else None,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        epochs=config.recipe.epochs,
+        tracking_uri=config.tracking_uri if tracked else None,
+        model_path=None,
+        history=history,
+        params=plan.params(net),
+        model=net,
+    )
 
 
 def _plan(config: TrainConfig) -> _Plan:
@@ -195,9 +201,9 @@ def _plan(config: TrainConfig) -> _Plan:
         device.machine(),
         precision=config.precision,
         jit=config.jit,
-        steps_per_execution=config.steps_per_execution,
+        steps_per_execution=config.recipe.steps_per_execution,
         strategy=config.strategy,
-    )  # type: ignore[arg-type]
+    )
     for warning in speed.warnings:
         print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     return _Plan(config, entry, data, adaptation, classes, speed, strategy, device.is_chief(strategy))
@@ -255,10 +261,10 @@ def _pipelines(plan: _Plan) -> dict[str, Any]:
             flush=True,
         )
     augment = data_module.augmentation_layers(config.dataset, config.seed) if config.augment else None
-    batch = config.batch_size
+    batch = config.recipe.batch_size
 
     def pipe(x: Any, y: Any, **options: Any) -> Any:
-        return data_module.make_pipeline(x, y, batch_size=batch, adaptation=adaptation, **options)  # type: ignore[arg-type]
+        return data_module.make_pipeline(x, y, batch_size=batch, adaptation=adaptation, **options)
 
     return {
         "train": pipe(data.x_train, data.y_train, training=True, seed=config.seed, augment=augment),
@@ -274,7 +280,7 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     config = plan.config
     if not config.tracking or not plan.chief:
         return None
-    uri = config.tracking_uri
+    uri = config.store_uri
     tags = {
         "kerascnn.model": config.model,
         "kerascnn.family": plan.entry.family,
@@ -288,18 +294,18 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     if previous is not None:
         tags["kerascnn.resumed"] = str(int(previous.data.tags.get("kerascnn.resumed", "0")) + 1)
         backup = Path(previous.data.tags["kerascnn.backup_dir"])  # held: a second --resume of it is refused
-        reopened = TrackedRun.reopen(uri, config.experiment, previous, tags=tags, lock=backup)  # type: ignore[arg-type]
+        reopened = TrackedRun.reopen(uri, config.experiment, previous, tags=tags, lock=backup)
         if config.system_metrics:
             reopened.monitor_system()
         return reopened
     name = config.run_name or f"{config.model}-{Path(config.dataset).name}"
-    backups = store.home(uri) / "backups"  # type: ignore[arg-type]
+    backups = store.home(uri) / "backups"
     run = TrackedRun.start(
         uri,
         config.experiment,
         name,
         tags=tags,
-        params=plan.params(net),  # type: ignore[arg-type]
+        params=plan.params(net),
         lock=lambda local_id: backups / local_id,
         offline=config.offline,
     )
@@ -328,7 +334,7 @@ def _fit(
     if backup is not None:
         callbacks.append(EpochBackup(str(backup)))
     if verbose:
-        callbacks.append(TimeEstimate(plan.steps_per_epoch, config.epochs))  # type: ignore[arg-type]
+        callbacks.append(TimeEstimate(plan.steps_per_epoch, config.recipe.epochs))
     if verbose == "auto":  # Keras' bar on a terminal; one line per epoch in logs and pipes
         verbose = 1 if sys.stdout.isatty() else 2
     if verbose == 1:
@@ -337,7 +343,7 @@ def _fit(
     history = net.fit(
         pipes["train"],
         validation_data=pipes["val"],
-        epochs=config.epochs,
+        epochs=config.recipe.epochs,
         callbacks=[*callbacks, *(extra or [])],
         verbose=verbose,
         shuffle=False,
@@ -374,30 +380,21 @@ def _save_outputs(
 ) -> str:
     """Saves the model locally first; for a tracked run, queues the final metrics, plots,
     ``describe`` and the MLflow model (drawn and written off the main thread)."""
+    from kerascnn.data import model_info
     from kerascnn.loading import save_model
 
     config, data = plan.config, plan.data
-    info = {
-        "model": config.model,
-        "dataset": config.dataset,
-        "class_names": data.class_names,
-        "image_shape": list(data.image_shape),
-        "adaptation": {
-            "source_shape": list(plan.adaptation.source_shape),
-            "target_shape": list(plan.adaptation.target_shape),
-        },
-    }
+    info = model_info(config.model, data, plan.adaptation)
     if run is None:
         folder = Path("mlruns") / "untracked"
         folder.mkdir(parents=True, exist_ok=True)
         name = config.run_name or f"{config.model}-{Path(config.dataset).name}"
-        path = save_model(net, folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.keras", info)
-        return str(path.resolve())
+        return str(save_model(net, folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.keras", info).resolve())
     outputs = store.home(run.ref.uri) / "outputs" / run.ref.local_id
     outputs.mkdir(parents=True, exist_ok=True)
     save_model(net, outputs / "model.keras", info)  # on disk before any upload is tried
     best_val = max(result.history.get("val_accuracy", [float("nan")]))
-    images_per_s = len(plan.data.x_train) * config.epochs / max(fit_seconds, 1e-9)  # type: ignore[operator]
+    images_per_s = len(data.x_train) * config.recipe.epochs / max(fit_seconds, 1e-9)
     run.log_metrics(
         {
             "test_accuracy": result.test_accuracy,
@@ -406,9 +403,9 @@ def _save_outputs(
             "fit_seconds": fit_seconds,
             "train_images_per_second": images_per_s,
         },
-        step=config.epochs,
-    )  # type: ignore[arg-type]
-    labels, names = plan.data.y_test, plan.data.class_names
+        step=config.recipe.epochs,
+    )
+    labels, names = data.y_test, data.class_names
     run.log_artifacts(outputs, prepare=lambda: _write_reports(outputs, net, result, labels, probabilities, names))
     run.log_model(
         net,
@@ -417,22 +414,16 @@ def _save_outputs(
         example=data.x_test[:2],
         outputs=probabilities[:2],
         adaptation=plan.adaptation,
-        metadata={"class_names": data.class_names, "dataset": config.dataset},
+        metadata={"class_names": names, "dataset": config.dataset},
     )
     if config.register_model:
-        import kerascnn
-
-        run.register_model(
-            config.register_model,
-            config.alias,
-            {
-                "dataset": config.dataset,
-                "model": config.model,
-                "test_accuracy": f"{result.test_accuracy:.4f}",
-                "val_accuracy": f"{best_val:.4f}",
-                "kerascnn_version": kerascnn.__version__,
-            },
-        )
+        tags = {
+            "dataset": config.dataset,
+            "model": config.model,
+            "test_accuracy": f"{result.test_accuracy:.4f}",
+            "val_accuracy": f"{best_val:.4f}",
+        }
+        run.register_model(config.register_model, config.alias, tags)
     return str(outputs / "model.keras")
 
 
@@ -475,17 +466,17 @@ def _model_location(run: TrackedRun, staged: str | None) -> str | None:
 def _find_resumable(config: TrainConfig) -> Any:
     """The run ``resume`` names (a full id or a unique prefix), or the latest interrupted one
     of this model (and dataset, if given) with a saved epoch; checked without creating a store."""
-    uri = config.tracking_uri
+    uri = config.store_uri
     what = config.model if "model" in config.given else "train"
     nothing = ArgumentError(
         f"Nothing to resume: no interrupted {what} run with a saved epoch in experiment "
         f"{config.experiment!r}. Received: resume={config.resume!r}"
     )
-    db = store.sqlite_path(uri)  # type: ignore[arg-type]
+    db = store.sqlite_path(uri)
     if db is not None and not db.exists():
         raise nothing
     if isinstance(config.resume, str):
-        run = store.find_run(uri, config.resume, "resume")  # type: ignore[arg-type]
+        run = store.find_run(uri, config.resume, "resume")
     else:
         run = _latest_interrupted(config, nothing)
     if run.info.status == "FINISHED":
@@ -504,7 +495,7 @@ def _find_resumable(config: TrainConfig) -> Any:
 
 
 def _latest_interrupted(config: TrainConfig, nothing: ArgumentError) -> Any:
-    client = store.client(config.tracking_uri)  # type: ignore[arg-type]
+    client = store.client(config.store_uri)
     experiment = store.retrying(client.get_experiment_by_name, config.experiment)
     if experiment is None:
         raise nothing
@@ -548,7 +539,7 @@ def evaluate(
     net = load_model(model, unsafe=unsafe, compile=False) if from_file else model
     data = data_module.load_dataset(dataset, validation_split=0.0, train_samples=1, test_samples=test_samples)
     labels = _labels_by_name(data, model_info(model).get("class_names") if from_file else None, dataset)
-    adaptation = data_module.plan_adaptation(data.image_shape, 1, tuple(int(d) for d in net.input_shape[1:]))
+    adaptation = data_module.plan_adaptation(data.image_shape, 1, checks.input_shape(net.input_shape[1:]))
     out_classes = int(net.output_shape[-1])
     if out_classes < data.num_classes:
         raise ArgumentError(

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from kerascnn import tracking
+from kerascnn import servers, tracking
 from kerascnn.tracking import dashboard
 from tests.helpers import assert_usage_error, free_port, run_cli
 
@@ -72,8 +72,8 @@ def test_ui_serves_the_store_on_loopback_and_stops_cleanly(tracking_uri, tmp_pat
 
 
 def test_loopback_detection_and_the_server_command():
-    assert dashboard.is_loopback("127.0.0.1") and dashboard.is_loopback("::1") and dashboard.is_loopback("localhost")
-    assert not dashboard.is_loopback("0.0.0.0") and not dashboard.is_loopback("192.168.1.4")
+    assert servers.is_loopback("127.0.0.1") and servers.is_loopback("::1") and servers.is_loopback("localhost")
+    assert not servers.is_loopback("0.0.0.0") and not servers.is_loopback("192.168.1.4")
     command = dashboard.server_command("sqlite:////tmp/x/mlflow.db", "0.0.0.0", 5000)
     assert command[command.index("--host") + 1] == "0.0.0.0"
 

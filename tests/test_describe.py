@@ -207,9 +207,11 @@ def test_package_functions_survive_submodule_imports():
     import kerascnn
 
     importlib.import_module("kerascnn.report")
-    importlib.import_module("kerascnn.comparison")
+    importlib.import_module("kerascnn.tracking.comparison")
+    importlib.import_module("kerascnn.prediction")
     importlib.import_module("kerascnn.training")
     assert callable(kerascnn.describe) and callable(kerascnn.compare) and callable(kerascnn.train)
+    assert callable(kerascnn.predict) and callable(kerascnn.export)
     assert kerascnn.describe(kerascnn.create_model("lenet5")).params == 61_706
 
 

@@ -25,11 +25,10 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 import kerascnn
-from kerascnn import exporting, server
+from kerascnn import exporting, server, servers
 from kerascnn.cli import main
-from kerascnn.tracking import dashboard
-from tests.conftest import assert_usage_error, data_dir, run_cli
-from tests.test_dashboard import _group_listens, free_port
+from tests.helpers import assert_usage_error, data_dir, free_port, mlflow_server, run_cli
+from tests.test_dashboard import _group_listens
 
 TINY = ("--train-samples", "600", "--test-samples", "100", "--epochs", "1")
 pytestmark = pytest.mark.slow
@@ -41,11 +40,35 @@ def trained(tmp_path_factory):
     data_dir()
     root = tmp_path_factory.mktemp("serving")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    first = run_cli("train", "mnist_cnn", "--dataset", "mnist", *TINY, "--tracking-uri", uri, "--register-model",
-                    "digits", "--alias", "champion", "--json", cwd=root, check=True)  # fmt: skip
+    first = run_cli(
+        "train",
+        "mnist_cnn",
+        "--dataset",
+        "mnist",
+        *TINY,
+        "--tracking-uri",
+        uri,
+        "--register-model",
+        "digits",
+        "--alias",
+        "champion",
+        "--json",
+        cwd=root,
+        check=True,
+    )
     assert "registered digits version 1 (alias champion)" in first.stderr
-    second = kerascnn.train("mnist_cnn", "mnist", train_samples=600, test_samples=100, epochs=1, seed=1,
-                            tracking_uri=uri, register_model="digits", alias="champion", verbose=0)  # fmt: skip
+    second = kerascnn.train(
+        "mnist_cnn",
+        "mnist",
+        train_samples=600,
+        test_samples=100,
+        epochs=1,
+        seed=1,
+        tracking_uri=uri,
+        register_model="digits",
+        alias="champion",
+        verbose=0,
+    )
     with np.load(data_dir() / "mnist.npz") as mnist:
         x, y = mnist["x_test"][:16], mnist["y_test"][:16]
     np.savez(root / "digits.npz", x=x)  # (N, H, W): no channel axis, as keras.datasets has it
@@ -54,8 +77,16 @@ def trained(tmp_path_factory):
     for i, suffix in enumerate((".png", ".bmp", ".gif")):
         Image.fromarray(x[i]).save(folder / f"{i}{suffix}")
     Image.fromarray(np.repeat(x[3][..., None], 3, axis=-1)).save(folder / "3_rgb.png")  # a grey image saved as RGB
-    return SimpleNamespace(root=root, uri=uri, first=json.loads(first.stdout), second=second, x=x, y=y,
-                           npz=root / "digits.npz", folder=folder)  # fmt: skip
+    return SimpleNamespace(
+        root=root,
+        uri=uri,
+        first=json.loads(first.stdout),
+        second=second,
+        x=x,
+        y=y,
+        npz=root / "digits.npz",
+        folder=folder,
+    )
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -88,8 +119,18 @@ def test_registering_makes_versions_with_tags_and_moves_the_alias(trained):
 
 
 def test_predict_cli_by_alias_agrees_with_every_other_way_to_name_the_model(trained, capsys):
-    done = run_cli("predict", "models:/digits@champion", str(trained.npz), str(trained.folder), "--top-k", "3",
-                   "--tracking-uri", trained.uri, "--json", check=True)  # fmt: skip
+    done = run_cli(
+        "predict",
+        "models:/digits@champion",
+        str(trained.npz),
+        str(trained.folder),
+        "--top-k",
+        "3",
+        "--tracking-uri",
+        trained.uri,
+        "--json",
+        check=True,
+    )
     document = json.loads(done.stdout)
     rows = document["predictions"]
     assert [r["input"] for r in rows[:16]] == [f"{trained.npz}[{i}]" for i in range(16)]
@@ -101,18 +142,25 @@ def test_predict_cli_by_alias_agrees_with_every_other_way_to_name_the_model(trai
     top1 = [r["top"][0]["class"] for r in rows]
     assert top1[16:] == top1[:4]  # lossless image files predict as the same arrays
     run_id = trained.second.run_id
-    for model in ("models:/digits/2", f"runs:/{run_id[:8]}", run_id, f"runs:/{run_id}/model.keras",
-                  trained.second.model_path):  # fmt: skip
+    for model in (
+        "models:/digits/2",
+        f"runs:/{run_id[:8]}",
+        run_id,
+        f"runs:/{run_id}/model.keras",
+        trained.second.model_path,
+    ):
         result = kerascnn.predict(model, trained.npz, top_k=3, tracking_uri=trained.uri)
         assert result.labels == top1[:16], model
-        np.testing.assert_allclose([p for _, p in result.top(0)], [t["probability"] for t in rows[0]["top"]],
-                                   atol=1e-5, err_msg=model)  # fmt: skip
+        np.testing.assert_allclose(
+            [p for _, p in result.top(0)], [t["probability"] for t in rows[0]["top"]], atol=1e-5, err_msg=model
+        )
     in_memory = kerascnn.predict(trained.second.model, trained.x)  # the Keras model train() returned
     assert in_memory.labels == top1[:16] and in_memory.model.startswith("<Keras model")
     older = kerascnn.predict("models:/digits/1", trained.x, tracking_uri=trained.uri)
     assert older.probabilities.shape == (16, 10)
-    assert not np.allclose(older.probabilities, kerascnn.predict(run_id, trained.x, tracking_uri=trained.uri)
-                           .probabilities)  # version 1 is another model  # fmt: skip
+    assert not np.allclose(
+        older.probabilities, kerascnn.predict(run_id, trained.x, tracking_uri=trained.uri).probabilities
+    )  # version 1 is another model
     code, out, _ = _cli(capsys, "predict", run_id[:8], str(trained.folder / "0.png"), "--tracking-uri", trained.uri)
     assert code == 0 and out.split()[0].endswith("0.png") and out.split()[1] == top1[0]
 
@@ -126,11 +174,19 @@ def test_predict_prepares_raw_images_as_the_training_pipeline_does(input_shape, 
         x, y = mnist["x_test"][:32], mnist["y_test"][:32]
     adaptation = plan_adaptation((28, 28, 1), 1, input_shape)
     net = kerascnn.create_model("mnist_cnn", input_shape=input_shape, num_classes=10)
-    save_model(net, tmp_path / "net.keras", {"dataset": "mnist", "class_names": list("0123456789"), "adaptation": {
-        "source_shape": [28, 28, 1], "target_shape": list(input_shape)}})  # fmt: skip
+    save_model(
+        net,
+        tmp_path / "net.keras",
+        {
+            "dataset": "mnist",
+            "class_names": list("0123456789"),
+            "adaptation": {"source_shape": [28, 28, 1], "target_shape": list(input_shape)},
+        },
+    )
     pipeline = make_pipeline(x[..., None], y, batch_size=16, adaptation=adaptation)  # what training feeds the net
-    np.testing.assert_allclose(kerascnn.predict(tmp_path / "net.keras", x).probabilities,
-                               net.predict(pipeline, verbose=0), atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        kerascnn.predict(tmp_path / "net.keras", x).probabilities, net.predict(pipeline, verbose=0), atol=1e-5
+    )
 
 
 def test_the_logged_model_takes_raw_uint8_in_pyfunc_and_agrees_with_predict(trained, monkeypatch):
@@ -180,20 +236,39 @@ def test_predict_refuses_bad_models_and_inputs_in_one_line(trained, capsys, tmp_
         ("Input not found", "models:/digits@champion", str(tmp_path / "missing.png")),
         ("Inputs must be images", "models:/digits@champion", str(tmp_path / "notes.txt")),
         ("Cannot read the image", "models:/digits@champion", str(tmp_path / "bad.png")),
-        ("Colour images cannot feed a model trained on grey images", "models:/digits@champion",
-         str(tmp_path / "red.png")),
+        (
+            "Colour images cannot feed a model trained on grey images",
+            "models:/digits@champion",
+            str(tmp_path / "red.png"),
+        ),
         ("Images are 32x32x1; the model takes 28x28x1 images", "models:/digits@champion", str(tmp_path / "big.png")),
         ("Folder holds no images", "models:/digits@champion", str(tmp_path / "empty")),
         ("name the images x, images or x_test", "models:/digits@champion", str(tmp_path / "two.npz")),
         ("Float images must lie in [0, 1]", "models:/digits@champion", str(tmp_path / "hot.npy")),
-    ]  # fmt: skip
+    ]
     for fragment, model, inputs in cases:
         _one_line_error(capsys, fragment, "predict", model, inputs, "--tracking-uri", uri)
-    _one_line_error(capsys, "at most the model's 10 classes. Received: top_k=11", "predict", "models:/digits@champion",
-                    npz, "--top-k", "11", "--tracking-uri", uri)  # fmt: skip
+    _one_line_error(
+        capsys,
+        "at most the model's 10 classes. Received: top_k=11",
+        "predict",
+        "models:/digits@champion",
+        npz,
+        "--top-k",
+        "11",
+        "--tracking-uri",
+        uri,
+    )
     _one_line_error(capsys, "Received: top_k=0", "predict", "models:/digits@champion", npz, "--top-k", "0")
-    _one_line_error(capsys, "No MLflow store at", "predict", "models:/digits@champion", npz, "--tracking-uri",
-                    f"sqlite:///{missing_store}")  # fmt: skip
+    _one_line_error(
+        capsys,
+        "No MLflow store at",
+        "predict",
+        "models:/digits@champion",
+        npz,
+        "--tracking-uri",
+        f"sqlite:///{missing_store}",
+    )
     assert not missing_store.parent.exists()  # nothing created
     assert_usage_error(run_cli("predict", "models:/digits@nope", npz, "--tracking-uri", uri), "no such alias")
 
@@ -210,8 +285,9 @@ def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path):
     logged = {a.path for a in MlflowClient(trained.uri).list_artifacts(run_id, "exports/saved")}
     assert "exports/saved/saved_model.pb" in logged
     endpoint = tf.saved_model.load(str(tmp_path / "saved"))
-    np.testing.assert_allclose(endpoint.serve(tf.constant(trained.x[..., None])).numpy(), expected.probabilities,
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        endpoint.serve(tf.constant(trained.x[..., None])).numpy(), expected.probabilities, atol=1e-5
+    )
     flat = kerascnn.export("models:/digits@champion", "tflite", tmp_path / "digits.tflite", tracking_uri=trained.uri)
     assert flat.max_abs_diff <= 1e-4 and flat.logged_to is None  # a registered model: no run named, nothing logged
     np.testing.assert_allclose(exporting.run_tflite(flat.path, trained.x[..., None]), expected.probabilities, atol=1e-5)
@@ -233,8 +309,18 @@ def test_onnx_export_from_the_cli_is_logged_to_the_run_and_runs_in_onnxruntime(t
     import onnxruntime
 
     run_id = trained.second.run_id
-    code, out, _ = _cli(capsys, "export", run_id, "--format", "onnx", "--output", str(tmp_path / "digits.onnx"),
-                        "--tracking-uri", trained.uri, "--json")  # fmt: skip
+    code, out, _ = _cli(
+        capsys,
+        "export",
+        run_id,
+        "--format",
+        "onnx",
+        "--output",
+        str(tmp_path / "digits.onnx"),
+        "--tracking-uri",
+        trained.uri,
+        "--json",
+    )
     document = json.loads(out)
     assert code == 0 and document["max_abs_diff"] <= 1e-4 and document["top1_agreement"] == 1.0
     assert document["logged_to"] == f"runs:/{run_id}/exports/digits.onnx"
@@ -259,8 +345,16 @@ def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, m
     ]
     for fragment, *args in cases:
         _one_line_error(capsys, fragment, "export", model, *args)
-    _one_line_error(capsys, "Model file not found", "export", "nothing.keras", "--format", "tflite", "--output",
-                    str(tmp_path / "b.tflite"))  # fmt: skip
+    _one_line_error(
+        capsys,
+        "Model file not found",
+        "export",
+        "nothing.keras",
+        "--format",
+        "tflite",
+        "--output",
+        str(tmp_path / "b.tflite"),
+    )
     monkeypatch.setattr(exporting, "FLOAT_TOLERANCE", -1.0)  # no export can pass: the refusal path
     code, _, err = _cli(capsys, "export", model, "--format", "tflite", "--output", str(tmp_path / "c.tflite"))
     assert code == 1 and "export refused: the tflite export differs from Keras" in err
@@ -274,22 +368,41 @@ def test_mixed_precision_models_export_in_float32(tmp_path):
     with kerascnn.device.dtype_policy("mixed_bfloat16"):
         net = kerascnn.create_model("mnist_cnn", input_shape=(28, 28, 1), num_classes=10)
     assert net.layers[0].dtype_policy.name == "mixed_bfloat16"
-    save_model(net, tmp_path / "mixed.keras", {"dataset": "mnist", "class_names": list("0123456789"),
-                                               "adaptation": {"source_shape": [28, 28, 1],
-                                                              "target_shape": [28, 28, 1]}})  # fmt: skip
+    save_model(
+        net,
+        tmp_path / "mixed.keras",
+        {
+            "dataset": "mnist",
+            "class_names": list("0123456789"),
+            "adaptation": {"source_shape": [28, 28, 1], "target_shape": [28, 28, 1]},
+        },
+    )
     result = kerascnn.export(tmp_path / "mixed.keras", "onnx", tmp_path / "mixed.onnx")
     assert result.max_abs_diff <= 1e-4 and result.precision.startswith("mixed_bfloat16 model exported in float32")
 
 
 def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "kerascnn", "serve", "models:/digits@champion", "--port",
-                                str(port), "--tracking-uri", trained.uri], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kerascnn",
+            "serve",
+            "models:/digits@champion",
+            "--port",
+            str(port),
+            "--tracking-uri",
+            trained.uri,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         started, deadline = time.monotonic(), time.monotonic() + 120
-        while not server._answers(f"{base}/ping"):
+        while not servers.answers(f"{base}/ping"):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the model server did not answer within 120 s"
             time.sleep(0.5)
@@ -317,28 +430,43 @@ def test_serve_refuses_model_files_and_busy_ports(trained, capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        code, _, err = _cli(capsys, "serve", "models:/digits@champion", "--port", str(taken.getsockname()[1]),
-                            "--tracking-uri", trained.uri)  # fmt: skip
+        code, _, err = _cli(
+            capsys,
+            "serve",
+            "models:/digits@champion",
+            "--port",
+            str(taken.getsockname()[1]),
+            "--tracking-uri",
+            trained.uri,
+        )
     assert code == 1 and "cannot listen on 127.0.0.1" in err
 
 
 def test_tune_registers_its_best_model_through_a_tracking_server(tmp_path):
     data_dir()
-    port = free_port()
-    db = f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}"
-    (tmp_path / "server").mkdir()
-    command = dashboard.server_command(db, "127.0.0.1", port)
-    with open(tmp_path / "server.log", "w") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while not server._answers(f"{uri}/health"):
-            assert process.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-        done = run_cli("tune", "mnist_cnn", "--dataset", "mnist", "--max-trials", "2", "--epochs", "1",
-                       "--train-samples", "300", "--tracking-uri", uri, "--register-model", "tuned", "--alias",
-                       "best", "--json", cwd=tmp_path, check=True)  # fmt: skip
+    with mlflow_server(tmp_path / "server") as srv:
+        uri = srv.uri
+        done = run_cli(
+            "tune",
+            "mnist_cnn",
+            "--dataset",
+            "mnist",
+            "--max-trials",
+            "2",
+            "--epochs",
+            "1",
+            "--train-samples",
+            "300",
+            "--tracking-uri",
+            uri,
+            "--register-model",
+            "tuned",
+            "--alias",
+            "best",
+            "--json",
+            cwd=tmp_path,
+            check=True,
+        )
         search = json.loads(done.stdout)
         client = MlflowClient(uri)
         version = client.get_model_version_by_alias("tuned", "best")
@@ -348,6 +476,3 @@ def test_tune_registers_its_best_model_through_a_tracking_server(tmp_path):
         assert {k: int(v) for k, v in client.get_registered_model("tuned").aliases.items()} == {"best": 1}
         result = kerascnn.predict("models:/tuned@best", np.zeros((2, 28, 28), np.uint8), tracking_uri=uri)
         assert result.probabilities.shape == (2, 10)
-    finally:
-        dashboard._signal_group(process, signal.SIGTERM)
-        process.wait(timeout=30)

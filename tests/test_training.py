@@ -90,9 +90,10 @@ def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
     assert len(logged) == 1 and logged[0].source_run_id == result.run_id
     info = mlflow.models.get_model_info(logged[0].model_uri)
     assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 28, 28, 1]
-    reloaded = mlflow.keras.load_model(logged[0].model_uri)
-    x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0), result.model.predict(x, verbose=0), rtol=1e-5)
+    reloaded = mlflow.keras.load_model(logged[0].model_uri)  # takes raw uint8 images, as the dataset has them
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+    expected = result.model.predict(x.astype(np.float32) / 255, verbose=0)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-7)
 
 
 def test_untracked_training_creates_no_run(tracking_uri, tmp_path):
@@ -172,7 +173,8 @@ def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
         output_format="list", experiment_ids=[MlflowClient(tracking_uri).get_run(out["run_id"]).info.experiment_id]
     )
     signature = mlflow.models.get_model_info(logged.model_uri).signature
-    assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 32, 32, 1]  # as the model sees them
+    spec = signature.inputs.to_dict()[0]["tensor-spec"]  # raw images: the served model pads them itself
+    assert list(spec["shape"]) == [-1, 28, 28, 1] and spec["dtype"] == "uint8"
     assert "/step - accuracy:" in result.stderr and "\x1b[" not in result.stderr  # Keras' per-epoch line, no ANSI
 
 

@@ -69,7 +69,8 @@ def _add(group: Any, name: str, option: Option, help: str) -> None:
     if kind == "positional":
         group.add_argument(name, nargs="?", default=argparse.SUPPRESS, metavar=option.metavar, help=help)
     elif kind == "value":
-        metavar = option.metavar or {int: "N", float: "X"}.get(option.type) or name.rsplit("_", maxsplit=1)[-1].upper()
+        placeholders: dict[Any, str] = {int: "N", float: "X"}
+        metavar = option.metavar or placeholders.get(option.type) or name.rsplit("_", maxsplit=1)[-1].upper()
         group.add_argument(flag, type=option.type, metavar=metavar, **common)
     elif kind == "flag":
         group.add_argument(flag, action="store_true", **common)

@@ -17,12 +17,19 @@ MODEL_HELP = "a .keras file, runs:/RUN_ID[/NAME], a run id, models:/NAME@ALIAS o
 
 @command
 def _predict_parser(sub: Any) -> None:
-    p = sub.add_parser("predict", help="class names and probabilities of images, from a model file, run or registry",
-                       description="Predict the classes of images; they are taken raw (uint8, the dataset's size) "
-                                   "and preprocessed as in training.")  # fmt: skip
+    p = sub.add_parser(
+        "predict",
+        help="class names and probabilities of images, from a model file, run or registry",
+        description="Predict the classes of images; they are taken raw (uint8, the dataset's size) "
+        "and preprocessed as in training.",
+    )
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (png, jpg, bmp, gif), folders of them, "
-                                                              "or .npz/.npy arrays of images")  # fmt: skip
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files (png, jpg, bmp, gif), folders of them, or .npz/.npy arrays of images",
+    )
     p.add_argument("--top-k", type=int, default=1, help="classes reported per image (default: 1)")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.add_argument("--tracking-uri", help=URI_HELP)
@@ -39,16 +46,25 @@ def cmd_predict(args: argparse.Namespace) -> Said:
     _tensorflow()
     from kerascnn.prediction import predict
 
-    result = predict(args.model, args.inputs, args.top_k, tracking_uri=args.tracking_uri, unsafe=args.unsafe,
-                     batch_size=args.batch_size)  # fmt: skip
+    result = predict(
+        args.model,
+        args.inputs,
+        args.top_k,
+        tracking_uri=args.tracking_uri,
+        unsafe=args.unsafe,
+        batch_size=args.batch_size,
+    )
     return Said(result.to_json(), result.to_table())
 
 
 @command
 def _export_parser(sub: Any) -> None:
-    p = sub.add_parser("export", help="SavedModel, TFLite or ONNX of a model (raw uint8 images in), checked vs Keras",
-                       description="Export the model a run logs (uint8 images in, probabilities out) and check the "
-                                   "export against Keras on test images; a run's export is logged to it.")  # fmt: skip
+    p = sub.add_parser(
+        "export",
+        help="SavedModel, TFLite or ONNX of a model (raw uint8 images in), checked vs Keras",
+        description="Export the model a run logs (uint8 images in, probabilities out) and check the "
+        "export against Keras on test images; a run's export is logged to it.",
+    )
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--format", required=True, choices=("savedmodel", "tflite", "onnx"), help="what to write")
     p.add_argument("--output", required=True, metavar="PATH", help="a new folder (savedmodel), .tflite or .onnx file")
@@ -66,9 +82,15 @@ def cmd_export(args: argparse.Namespace) -> Said | int:
     exporting.check_request(args.format, args.output, args.quantize, args.overwrite)  # before TensorFlow loads
     _tensorflow()
     try:
-        result = exporting.export(args.model, args.format, args.output, quantize=args.quantize,
-                                  overwrite=args.overwrite, tracking_uri=args.tracking_uri,
-                                  unsafe=args.unsafe)  # fmt: skip
+        result = exporting.export(
+            args.model,
+            args.format,
+            args.output,
+            quantize=args.quantize,
+            overwrite=args.overwrite,
+            tracking_uri=args.tracking_uri,
+            unsafe=args.unsafe,
+        )
     except exporting.ExportMismatch as e:
         print(f"kerascnn: error: export refused: {e}", file=sys.stderr, flush=True)
         return 1
@@ -77,11 +99,15 @@ def cmd_export(args: argparse.Namespace) -> Said | int:
 
 @command
 def _serve_parser(sub: Any) -> None:
-    p = sub.add_parser("serve", help="serve a run's or registered model over HTTP (mlflow models serve)",
-                       description="MLflow's scoring server for MODEL in this environment; POST raw uint8 images "
-                                   "as {\"inputs\": [...]} to /invocations.")  # fmt: skip
-    p.add_argument("model", metavar="MODEL", help="runs:/RUN_ID[/NAME], a run id, models:/NAME@ALIAS or "
-                                                  "models:/NAME/VERSION")  # fmt: skip
+    p = sub.add_parser(
+        "serve",
+        help="serve a run's or registered model over HTTP (mlflow models serve)",
+        description="MLflow's scoring server for MODEL in this environment; POST raw uint8 images "
+        'as {"inputs": [...]} to /invocations.',
+    )
+    p.add_argument(
+        "model", metavar="MODEL", help="runs:/RUN_ID[/NAME], a run id, models:/NAME@ALIAS or models:/NAME/VERSION"
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=5001, help="TCP port (default: 5001; `kerascnn ui` takes 5000)")
     p.add_argument("--tracking-uri", help=URI_HELP)

@@ -41,6 +41,28 @@ def predictions(num_classes: int, kernel_regularizer: Any = None) -> Any:
     )
 
 
+def conv_relu(
+    filters: int,
+    kernel: int,
+    *,
+    name: str,
+    bn_name: str,
+    relu_name: str,
+    batch_norm: bool,
+    strides: int = 1,
+    padding: str = "same",
+) -> list[Any]:
+    """A convolution and its ReLU, with batch normalisation between them when ``batch_norm``
+    (torchvision's epsilon 1e-5 and momentum 0.1, 0.9 in Keras' terms: VGG-BN's, AlexNet-BN's)."""
+    if not batch_norm:
+        return [layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu", name=name)]
+    return [
+        layers.Conv2D(filters, kernel, strides=strides, padding=padding, name=name),
+        layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=bn_name),
+        layers.ReLU(name=relu_name),
+    ]
+
+
 def dense_head(dense_units: tuple[int, ...], dropout: float, num_classes: int) -> list[Any]:
     """Flatten, ReLU dense layers ``fc1, fc2, ...`` each followed by dropout, then the classifier."""
     head: list[Any] = [layers.Flatten(name="flatten")]

@@ -6,7 +6,7 @@ from typing import Any
 
 from kerascnn import arithmetic, checks
 from kerascnn.errors import ArgumentError
-from kerascnn.models._layers import dense_head, keras, layers
+from kerascnn.models._layers import conv_relu, dense_head, keras, layers
 from kerascnn.models.registry import register_family, register_model
 from kerascnn.recipes import Recipe
 
@@ -39,8 +39,8 @@ def alexnet(
     *,
     input_shape: tuple[int, int, int],
     num_classes: int,
-    filters: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256),
-    dense_units: tuple[int, int] = (4096, 4096),
+    filters: tuple[int, ...] = (96, 256, 384, 384, 256),
+    dense_units: tuple[int, ...] = (4096, 4096),
     dropout: float = 0.5,
     batch_norm: bool = False,
     conv1_padding: int = 2,
@@ -75,13 +75,17 @@ def alexnet(
     if conv1_padding:
         model.add(layers.ZeroPadding2D(conv1_padding, name="block1_pad"))
     for i, (f, k, s) in enumerate(zip(filters, kernels, strides), start=1):
-        padding = "valid" if i == 1 else "same"
-        if batch_norm:
-            model.add(layers.Conv2D(f, k, strides=s, padding=padding, name=f"block{i}_conv"))
-            model.add(layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"block{i}_bn"))
-            model.add(layers.ReLU(name=f"block{i}_relu"))
-        else:
-            model.add(layers.Conv2D(f, k, strides=s, padding=padding, activation="relu", name=f"block{i}_conv"))
+        for layer in conv_relu(
+            f,
+            k,
+            name=f"block{i}_conv",
+            bn_name=f"block{i}_bn",
+            relu_name=f"block{i}_relu",
+            batch_norm=batch_norm,
+            strides=s,
+            padding="valid" if i == 1 else "same",
+        ):
+            model.add(layer)
         if i in pooled_after:
             model.add(layers.MaxPooling2D(3, strides=2, name=f"block{i}_pool"))
     for layer in dense_head(dense_units, dropout, num_classes):

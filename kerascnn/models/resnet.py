@@ -11,6 +11,7 @@ from typing import Any
 from kerascnn import checks
 from kerascnn.models._layers import keras, layers, predictions
 from kerascnn.models.registry import register_family, register_model
+from kerascnn.pretrained import check_preprocessing, preprocessing_layer
 from kerascnn.recipes import Recipe
 
 DEPTHS = {
@@ -109,6 +110,22 @@ def bottleneck_block(x: Any, filters: int, stride: int, name: str, regularizer: 
 BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
 
 
+def stem_block(x: Any, stem: str, width: int, regularizer: Any = None) -> Any:
+    """``"small"``: a 3x3 convolution; ``"imagenet"``: torchvision's 7x7/2 convolution padded 3 pixels
+    (``stem_pad``) and 3x3/2 max-pool padded 1 (``stem_pool_pad``), symmetric on any input size."""
+    if stem == "imagenet":
+        x = layers.ZeroPadding2D(3, name="stem_pad")(x)
+        x = _conv(width, 7, 2, "stem_conv", regularizer, padding="valid")(x)
+    else:
+        x = _conv(width, 3, 1, "stem_conv", regularizer)(x)
+    x = layers.BatchNormalization(**_BN, name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    if stem == "imagenet":  # zeros pad like -inf here: the input is a ReLU's (>= 0)
+        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    return x
+
+
 def resnet(
     *,
     input_shape: tuple[int, int, int],
@@ -131,19 +148,15 @@ def resnet(
         stage_depths: Blocks per stage, e.g. ``(1, 1, 1)``; overrides ``depth``'s.
         width: Filters of the first stage; stage ``i`` has ``width * 2**i``.
         block: ``"basic"`` or ``"bottleneck"``; overrides ``depth``'s.
-        stem: ``"small"`` (3x3 conv, no pool, for MNIST/CIFAR-sized images),
-            ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"auto"``
-            (small under 128 pixels).
+        stem: ``"small"`` (3x3 conv, no pool, for MNIST/CIFAR-sized images), ``"imagenet"``
+            (7x7/2 conv + 3x3/2 max-pool) or ``"auto"`` (small under 128 pixels).
         weight_decay: L2 factor on every kernel (0 for none).
         dropout: Dropout rate before the classifier (0 adds no layer).
-        preprocessing: ``None``, or ``"torch"``/``"caffe"``: a first ``preprocess`` layer turning [0, 1]
-            RGB into torchvision's (``(x - mean) / std``) or keras.applications' input, for pretrained
-            weights (``create_model(..., weights=...)`` sets it).
+        preprocessing: ``None``, or ``"torch"``/``"caffe"``: a first ``preprocess`` layer making [0, 1] RGB
+            the input of torchvision's or keras.applications' weights (``create_model(weights=...)`` sets it).
 
-    Strided layers pad symmetrically, as torchvision and keras.applications do: the 7x7/2 stem
-    convolution 3 pixels (``stem_pad``), the 3x3/2 max-pool 1 (``stem_pool_pad``), the strided 3x3
-    convolution of a block 1 (``{block}_pad``); ``padding="same"`` would pad an even input 0 before and 1
-    after. Batch normalisation uses torchvision's epsilon 1e-5 and momentum 0.1 (0.9 in Keras' terms).
+    Strided layers pad symmetrically, as torchvision and keras.applications do (see ``stem`` and
+    ``_strided_conv3x3``); batch normalisation uses torchvision's epsilon 1e-5 and momentum 0.1.
 
     Example:
         >>> model = resnet(input_shape=(32, 32, 3), num_classes=10, depth=18)
@@ -157,23 +170,10 @@ def resnet(
     stem = _stem(stem, input_shape)
     checks.min_spatial_size(f"resnet{depth}", input_shape, min_input_size(stem, stages))
     regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
-    from kerascnn.pretrained import check_preprocessing, preprocessing_layer
-
     preprocessing = check_preprocessing(preprocessing)
-
     inputs = keras.Input(shape=input_shape, name="input")
     x = preprocessing_layer(preprocessing)(inputs) if preprocessing else inputs
-    if stem == "imagenet":  # torchvision's conv 7x7/2 padding 3: symmetric on any input size
-        x = layers.ZeroPadding2D(3, name="stem_pad")(x)
-        x = _conv(width, 7, 2, "stem_conv", regularizer, padding="valid")(x)
-    else:
-        x = _conv(width, 3, 1, "stem_conv", regularizer)(x)
-    x = layers.BatchNormalization(**_BN, name="stem_bn")(x)
-    x = layers.ReLU(name="stem_relu")(x)
-    if stem == "imagenet":
-        # max-pool 3x3/2 padding 1; zeros pad like -inf here since the input is a ReLU's (>= 0)
-        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    x = stem_block(x, stem, width, regularizer)
     for s, blocks in enumerate(stages, start=1):
         for b in range(1, blocks + 1):
             stride = 2 if s > 1 and b == 1 else 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kerascnn import checks
-from kerascnn.models._layers import dense_head, keras, layers
+from kerascnn.models._layers import conv_relu, dense_head, keras, layers
 from kerascnn.models.registry import register_family, register_model
 from kerascnn.recipes import Recipe
 
@@ -22,6 +22,24 @@ def _layout(depth: int, layout: tuple[int, ...] | None) -> tuple[int, ...]:
 def min_input_size(depth: int = 16, layout: tuple[int, ...] | None = None, **overrides: Any) -> int:
     """Smallest height/width: each block ends in a 2x2 max-pool, so 2**blocks."""
     return 2 ** len(_layout(depth, layout))
+
+
+def features(blocks: tuple[int, ...], width: int, batch_norm: bool) -> list[Any]:
+    """The convolutional part: per block, 3x3 'same' convolutions (``block{b}_conv{c}``) and a 2x2 max-pool."""
+    stack: list[Any] = []
+    for b, convs in enumerate(blocks, start=1):
+        filters = width * _WIDTH_MULTIPLIERS[min(b, len(_WIDTH_MULTIPLIERS)) - 1]
+        for c in range(1, convs + 1):
+            stack += conv_relu(
+                filters,
+                3,
+                name=f"block{b}_conv{c}",
+                bn_name=f"block{b}_bn{c}",
+                relu_name=f"block{b}_relu{c}",
+                batch_norm=batch_norm,
+            )
+        stack.append(layers.MaxPooling2D(2, name=f"block{b}_pool"))
+    return stack
 
 
 def vgg(
@@ -43,17 +61,12 @@ def vgg(
         num_classes: Number of classes.
         depth: 11, 13, 16 or 19 (weight layers), the standard block layouts.
         layout: Convolutions per block, e.g. ``(1, 1, 2)``; overrides ``depth``.
-        width: Filters of the first block; block ``i`` has
-            ``width * (1, 2, 4, 8, 8)[i]`` (capped at 8x).
-        batch_norm: Batch normalisation after each convolution (VGG-BN).
+        width: Filters of the first block; block ``i`` has ``width * (1, 2, 4, 8, 8)[i]``.
+        batch_norm: Batch normalisation after each convolution (VGG-BN, torchvision's settings).
         dropout: Dropout rate after each hidden dense layer.
         dense_units: Units of the hidden dense layers (may be empty).
-        preprocessing: ``None``, or ``"caffe"``/``"torch"``: a first ``preprocess`` layer turning [0, 1]
-            RGB into keras.applications' (``255 x - mean``) or torchvision's (``(x - mean) / std``)
-            input, for their pretrained weights (``create_model(..., weights=...)`` sets it).
-
-    Batch normalisation uses torchvision's settings (epsilon 1e-5, momentum 0.1 in PyTorch's terms,
-    0.9 in Keras'), the reference for VGG-BN.
+        preprocessing: ``None``, or ``"caffe"``/``"torch"``: a first ``preprocess`` layer making [0, 1] RGB
+            the input of keras.applications' or torchvision's weights (``create_model(weights=...)`` sets it).
 
     Example:
         >>> model = vgg(input_shape=(32, 32, 3), num_classes=10, depth=11, width=16)
@@ -74,18 +87,7 @@ def vgg(
     model.add(keras.Input(shape=input_shape, name="input"))
     if preprocessing:
         model.add(preprocessing_layer(preprocessing))
-    for b, convs in enumerate(blocks, start=1):
-        filters = width * _WIDTH_MULTIPLIERS[min(b, len(_WIDTH_MULTIPLIERS)) - 1]
-        for c in range(1, convs + 1):
-            prefix = f"block{b}_conv{c}"
-            if batch_norm:
-                model.add(layers.Conv2D(filters, 3, padding="same", name=prefix))
-                model.add(layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"block{b}_bn{c}"))
-                model.add(layers.ReLU(name=f"block{b}_relu{c}"))
-            else:
-                model.add(layers.Conv2D(filters, 3, padding="same", activation="relu", name=prefix))
-        model.add(layers.MaxPooling2D(2, name=f"block{b}_pool"))
-    for layer in dense_head(dense_units, dropout, num_classes):
+    for layer in [*features(blocks, width, batch_norm), *dense_head(dense_units, dropout, num_classes)]:
         model.add(layer)
     return model
 

@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ipaddress
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from kerascnn import servers
 from kerascnn.config import DEFAULT_EXPERIMENT
-from kerascnn.errors import ArgumentError
 from kerascnn.tracking import store
-
-LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
-STOP_GRACE_S = 10.0
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine.
-
-    Example:
-        >>> is_loopback("127.0.0.1"), is_loopback("0.0.0.0")
-        (True, False)
-    """
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def server_command(tracking_uri: str, host: str, port: int) -> list[str]:
@@ -54,7 +29,7 @@ def server_command(tracking_uri: str, host: str, port: int) -> list[str]:
     db = store.sqlite_path(tracking_uri)
     if db is not None:  # experiments created in the UI keep their artifacts beside the store too
         command += ["--artifacts-destination", (db.parent / "artifacts").as_uri()]
-    if not is_loopback(host):
+    if not servers.is_loopback(host):
         command += ["--allowed-hosts", "*"]
     return command
 
@@ -75,78 +50,18 @@ def serve(
     Example:
         >>> serve(port=5001)  # doctest: +SKIP
     """
-    if not isinstance(host, str) or not host.strip() or any(c.isspace() for c in host):
-        raise ArgumentError(f"`host` must be a host name or IP address. Received: host={host!r}")
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ArgumentError(f"`port` must be an integer in 1..65535. Received: port={port!r}")
+    servers.check_address(host, port)
     uri = store.resolve_tracking_uri(tracking_uri)
-    busy = _port_busy(host, port)
-    if busy:
-        print(f"kerascnn: error: cannot listen on {host}:{port} ({busy}); pick another with --port", file=sys.stderr)
+    if servers.refuse_busy(host, port):
         return 1
     client = store.client(uri)  # create or upgrade the store before the server opens it
-    if not is_loopback(host):
-        print(
-            f"kerascnn: warning: the dashboard will listen on {host}, reachable from other machines; "
-            "MLflow has no authentication, so anyone who can reach it can read and change your runs",
-            file=sys.stderr,
-            flush=True,
-        )
-    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    servers.warn_if_public(host, "the dashboard")
+    base = servers.base_url(host, port)
     found = store.retrying(client.get_experiment_by_name, experiment)
     page = f"{base}/#/experiments/{found.experiment_id}" if found is not None else base
     print(
         f"kerascnn: MLflow dashboard for {uri} on {base}; experiment {experiment!r}: {page} (Ctrl-C stops it)",
         flush=True,
     )
-    return _run_server(server_command(uri, host, port))
-
-
-def _port_busy(host: str, port: int) -> str | None:
-    """Why ``host:port`` cannot be listened on, or ``None`` when it can."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            return e.strerror or str(e)
-    return None
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """The server gets SIGTERM when ``kerascnn ui`` dies, even by SIGKILL (Linux; MLflow's
-    launcher forwards it to its uvicorn workers)."""
-    with contextlib.suppress(OSError):  # not Linux: the server then outlives a SIGKILLed ui
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _run_server(command: list[str]) -> int:
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no job runner: starts 2x faster
-    stop_requested: list[float] = []
-    started: list[subprocess.Popen] = []
-
-    def stop(signum: int, frame: object) -> None:  # only signal here; the loop below reaps
-        stop_requested.append(time.monotonic())
-        for p in started:
-            _signal_group(p, signal.SIGTERM)
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        process = subprocess.Popen(command, start_new_session=True, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 (prctl only; no locks taken)
-        started.append(process)
-        while process.poll() is None:
-            time.sleep(0.2)
-            if stop_requested and time.monotonic() - stop_requested[0] > STOP_GRACE_S:
-                _signal_group(process, signal.SIGKILL)
-        return 0 if stop_requested else (process.returncode or 1)
-    finally:
-        for p in started:
-            _signal_group(p, signal.SIGTERM)  # workers left behind by an exited leader
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    """Signals the server and its workers (one process group)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
+    return servers.run(server_command(uri, host, port), env)

@@ -162,8 +162,8 @@ def spooled_rows(tracking_uri: str | None = None) -> list[RunRow]:
     rows = []
     for s in pending(tracking_uri):
         info, metrics = s.info, s.metrics()
-        params = next((op["data"]["params"] for op in s.ops if op["kind"] == "params"), {})
-        tags = next((op["data"]["tags"] for op in s.ops if op["kind"] == "create"), {})
+        params: dict[str, str] = next((op["data"]["params"] for op in s.ops if op["kind"] == "params"), {})
+        tags: dict[str, str] = next((op["data"]["tags"] for op in s.ops if op["kind"] == "create"), {})
         rows.append(
             RunRow(
                 run_id=info.get("run_id") or f"local:{info['local_id']}",

@@ -305,8 +305,7 @@ def _log_model(uri: str, run_id: str | None, op: Op, folder: Path | None) -> str
 
         model = load_model(Path(data["path"]) if folder is None else folder / data["path"], compile=False)
     if data.get("adaptation"):
-        source, target = data["adaptation"]["source_shape"], data["adaptation"]["target_shape"]
-        model = served_model(model, Adaptation(tuple(source), tuple(target)))
+        model = served_model(model, Adaptation.from_dict(data["adaptation"]))
     example = np.asarray(data["example"], dtype=data.get("example_dtype", "float32"))
     outputs = np.asarray(data["outputs"], dtype=np.float32)
     signature = infer_signature(example, outputs)
@@ -339,7 +338,9 @@ def _register(c: Any, run: RunRef, data: dict[str, Any]) -> None:
     except Exception as e:  # it exists: a new version of it
         if "already exists" not in str(e) and "RESOURCE_ALREADY_EXISTS" not in str(e):
             raise
-    tags = dict(data.get("tags", {}), run_id=run.run_id)
+    import kerascnn
+
+    tags = dict(data.get("tags", {}), run_id=run.run_id, kerascnn_version=kerascnn.__version__)
     version = store.retrying(
         c.create_model_version,
         name,

@@ -195,9 +195,7 @@ class TrackedRun:
         preprocessing in front) and ``example`` is such images; ``outputs`` are its predictions."""
         from kerascnn.loading import pip_requirements
 
-        front = None
-        if adaptation is not None:
-            front = {"source_shape": list(adaptation.source_shape), "target_shape": list(adaptation.target_shape)}
+        front = adaptation.to_dict() if adaptation is not None else None
         self._submit(
             "model",
             live=model,

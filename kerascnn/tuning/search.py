@@ -101,7 +101,7 @@ def tune(
     if build is not None:
         given.setdefault("family", "custom")
     config = TuneConfig.create(**given, **settings)
-    store.probe(config.tracking_uri)  # type: ignore[arg-type]
+    store.probe(config.store_uri)
     space = space_for(config.family, build)
     role = distributed.role()
     search = _prepare(config, space, role, progress)
@@ -192,7 +192,7 @@ def _make_tuner(config: TuneConfig, hypermodel: HyperModel, folder: Path, policy
         "kerascnn.family": hypermodel.space.name,
         "kerascnn.dataset": config.dataset,
     }
-    tuner.runs = SearchRuns(config.tracking_uri, config.experiment, config.name, folder, labels)  # type: ignore[arg-type]
+    tuner.runs = SearchRuns(config.store_uri, config.experiment, config.name, folder, labels)
     tuner.display = Display(config.objective, tuner.runs.worker, enabled=progress)
     return tuner
 
@@ -249,8 +249,7 @@ def _run(search: _Search) -> None:
 
 
 def _summarize(search: _Search) -> TuneResult:
-    """Tags the best trial, logs its model and a leaderboard on the parent run."""
-    from kerascnn.loading import save_model
+    """The search's trials and best one; its leaderboard, tags and best model on the parent run."""
     from kerascnn.tuning.tuner import quiet_optimizer_slots
 
     tuner, runs, config = search.tuner, search.tuner.runs, search.config
@@ -268,58 +267,45 @@ def _summarize(search: _Search) -> TuneResult:
     if best is not None:
         with quiet_optimizer_slots():
             best_model = tuner.load_model(best_trials[0])
-        save_model(best_model, outputs / "best_model.keras", _model_info(search))
-        (outputs / "best_hyperparameters.json").write_text(json.dumps(best["hyperparameters"], indent=1))
-        parent.set_tags(
-            {
-                **{f"best.{k}": str(v) for k, v in best["hyperparameters"].items()},
-                "kerascnn.best_trial_id": best["trial_id"],
-                "kerascnn.best_run_id": str(best["run_id"]),
-            }
-        )
         done = sum(1 for t in trials if t["status"] in ("COMPLETED", "FAILED"))
-        parent.log_metrics({"best_score": best["score"], f"best_{config.objective}": best["score"]}, step=done)
-    parent.log_artifacts(outputs)
-    if best_model is not None:
-        import numpy as np
-
-        data = search.data
-        parent.log_model(
-            best_model,
-            saved=outputs / "best_model.keras",
-            name="best_model",
-            example=data.x_val[:2],
-            outputs=np.zeros((2, int(best_model.output_shape[-1])), np.float32),
-            adaptation=search.adaptation,
-            metadata={"class_names": data.class_names, "dataset": config.dataset},
-        )
-        if config.register_model:
-            import kerascnn
-
-            parent.register_model(
-                config.register_model,
-                config.alias,
-                {
-                    "dataset": config.dataset,
-                    "family": search.space.name,
-                    f"best_{config.objective}": f"{best['score']:.4f}",
-                    "trial_id": best["trial_id"],
-                    "kerascnn_version": kerascnn.__version__,
-                },
-            )
+        _log_best(search, parent, best, best_model, outputs, done)
+    else:
+        parent.log_artifacts(outputs)
     tuner.prune_checkpoints(final=True)
     return TuneResult(parent_run_id=None, search_name=config.name, trials=trials, best=best, best_model=best_model)
 
 
-def _model_info(search: _Search) -> dict[str, Any]:
-    a, data = search.adaptation, search.data
-    return {
-        "model": search.space.name,
-        "dataset": search.config.dataset,
-        "class_names": data.class_names,
-        "image_shape": list(data.image_shape),
-        "adaptation": {"source_shape": list(a.source_shape), "target_shape": list(a.target_shape)},
-    }
+def _log_best(search: _Search, parent: Any, best: dict[str, Any], model: Any, outputs: Path, done: int) -> None:
+    """The best trial on the parent run: tags, score, its model (``.keras`` and MLflow), registered if asked."""
+    import numpy as np
+
+    from kerascnn.data import model_info
+    from kerascnn.loading import save_model
+
+    config, data = search.config, search.data
+    save_model(model, outputs / "best_model.keras", model_info(search.space.name, data, search.adaptation))
+    (outputs / "best_hyperparameters.json").write_text(json.dumps(best["hyperparameters"], indent=1))
+    tags = {f"best.{k}": str(v) for k, v in best["hyperparameters"].items()}
+    parent.set_tags({**tags, "kerascnn.best_trial_id": best["trial_id"], "kerascnn.best_run_id": str(best["run_id"])})
+    parent.log_metrics({"best_score": best["score"], f"best_{config.objective}": best["score"]}, step=done)
+    parent.log_artifacts(outputs)
+    parent.log_model(
+        model,
+        saved=outputs / "best_model.keras",
+        name="best_model",
+        example=data.x_val[:2],
+        outputs=np.zeros((2, int(model.output_shape[-1])), np.float32),
+        adaptation=search.adaptation,
+        metadata={"class_names": data.class_names, "dataset": config.dataset},
+    )
+    if config.register_model:
+        tags = {
+            "dataset": config.dataset,
+            "family": search.space.name,
+            "trial_id": best["trial_id"],
+            f"best_{config.objective}": f"{best['score']:.4f}",
+        }
+        parent.register_model(config.register_model, config.alias, tags)
 
 
 def _trial_row(trial: Any, run_id: str | None) -> dict[str, Any]:
