@@ -307,7 +307,7 @@ def read_state_dict(source: str | os.PathLike | dict[str, Any]) -> dict[str, np.
 
     Example:
         >>> state = read_state_dict("resnet18.npz")  # doctest: +SKIP
-        >>> state["conv1.weight"].shape
+        >>> state["conv1.weight"].shape  # doctest: +SKIP
         (64, 3, 7, 7)
     """
     if isinstance(source, dict):
@@ -355,7 +355,8 @@ def torchvision_mapping(model: Any) -> dict[str, tuple[str, int, str]]:
     order to Keras' channel-last one) or ``"copy"``. ``num_batches_tracked`` entries are not used.
 
     Example:
-        >>> mapping = torchvision_mapping(create_model("resnet18"))  # doctest: +SKIP
+        >>> from kerascnn import create_model
+        >>> mapping = torchvision_mapping(create_model("resnet18", input_shape=(32, 32, 3), stem="imagenet"))
         >>> mapping["layer2.0.downsample.0.weight"]
         ('stage2_block1_proj_conv', 0, 'conv')
     """
@@ -502,7 +503,7 @@ def load_weights(model: Any, weights: Any, *, model_name: str | None = None) -> 
     Example:
         >>> model = create_model("vgg16", input_shape=(64, 64, 3), num_classes=10,
         ...                      preprocessing="caffe")  # doctest: +SKIP
-        >>> load_weights(model, "imagenet").skipped
+        >>> load_weights(model, "imagenet").skipped  # doctest: +SKIP
         ['fc1', 'fc2', 'predictions']
     """
     source = _open_source(weights, model_name or model.name)
@@ -627,7 +628,7 @@ def create_pretrained(
     Example:
         >>> result = create_pretrained("vgg16", "imagenet", input_shape=(32, 32, 3),
         ...                            num_classes=10)  # doctest: +SKIP
-        >>> result.skipped
+        >>> result.skipped  # doctest: +SKIP
         ['fc1', 'fc2', 'predictions']
     """
     from kerascnn.models.registry import create_model, get_entry

@@ -169,17 +169,38 @@ def _result(
 
 
 def _plan(config: TrainConfig) -> _Plan:
-    """Strategy, seed, data, adaptation, classes and speed settings."""
-    tf = device.import_tensorflow()  # first: quietly
+    """Data, adaptation and classes (checked before TensorFlow loads where they can be), strategy,
+    seed and speed settings."""
+    from kerascnn import data as data_module
+
+    # a folder is read with TensorFlow, which a multi-worker strategy must precede
+    early = config.dataset in data_module.NAMED or config.strategy != "multiworker"
+    checked = _data(config) if early else None
+    tf = device.import_tensorflow()
     import keras
 
-    from kerascnn import data as data_module
-    from kerascnn.models import get_entry
-
-    strategy = device.make_strategy(config.strategy)  # first: multi-worker needs it before other TF work
+    strategy = device.make_strategy(config.strategy)  # before other TF work: multi-worker needs it first
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    entry, data, adaptation, classes = checked or _data(config)
+    speed = hardware.plan(
+        device.machine(),
+        precision=config.precision,
+        jit=config.jit,
+        steps_per_execution=config.recipe.steps_per_execution,
+        strategy=config.strategy,
+    )
+    for warning in speed.warnings:
+        print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
+    return _Plan(config, entry, data, adaptation, classes, speed, strategy, device.is_chief(strategy))
+
+
+def _data(config: TrainConfig) -> tuple[Any, Any, Any, int]:
+    """The model's entry, the data, how images feed the model, and the classes (checked)."""
+    from kerascnn import data as data_module
+    from kerascnn.models import get_entry
+
     data = data_module.load_dataset(
         config.dataset,
         validation_split=config.validation_split,
@@ -197,16 +218,7 @@ def _plan(config: TrainConfig) -> _Plan:
             f"`num_classes` is smaller than the {data.num_classes} classes of {config.dataset}. "
             f"Received: num_classes={classes}"
         )
-    speed = hardware.plan(
-        device.machine(),
-        precision=config.precision,
-        jit=config.jit,
-        steps_per_execution=config.recipe.steps_per_execution,
-        strategy=config.strategy,
-    )
-    for warning in speed.warnings:
-        print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
-    return _Plan(config, entry, data, adaptation, classes, speed, strategy, device.is_chief(strategy))
+    return entry, data, adaptation, classes
 
 
 def _build(plan: _Plan) -> Any:

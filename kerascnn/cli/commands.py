@@ -103,7 +103,7 @@ def _describe_parser(sub: Any) -> None:
 
 
 def cmd_describe(args: argparse.Namespace) -> Said:
-    from kerascnn.models import check_known, create_model
+    from kerascnn.models import create_model
 
     if args.name.lower().endswith((".keras", ".h5", ".hdf5")) or os.sep in args.name:
         if args.input_shape or args.num_classes or args.option:
@@ -113,10 +113,9 @@ def cmd_describe(args: argparse.Namespace) -> Said:
 
         model = load_model(args.name, unsafe=args.unsafe, compile=False)
     else:
-        check_known(args.name)  # unknown names fail before Keras loads
+        shape, options = _checked_build(args)  # bad names and options fail before Keras loads
         _tensorflow()
-        shape = tuple(args.input_shape) if args.input_shape else None
-        model = create_model(args.name, input_shape=shape, num_classes=args.num_classes, **dict(args.option))
+        model = create_model(args.name, input_shape=shape, num_classes=args.num_classes, **options)
     from kerascnn.report import describe
 
     report = describe(model)
@@ -172,6 +171,21 @@ def cmd_convert(args: argparse.Namespace) -> Said:
     )
 
 
+def _checked_build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """``describe NAME``'s input shape and builder options, checked without Keras."""
+    from kerascnn import checks
+    from kerascnn.models import get_entry
+
+    entry = get_entry(args.name)
+    options = dict(args.option)
+    entry.check_options(options)
+    shape = checks.input_shape(args.input_shape) if args.input_shape else entry.default_input_shape
+    if args.num_classes is not None:
+        checks.num_classes(args.num_classes)
+    checks.min_spatial_size(args.name, shape, entry.min_input_size(**options))
+    return shape, options
+
+
 # -- train, evaluate, tune ---------------------------------------------------------------------------
 @command
 def _train_parser(sub: Any) -> None:
@@ -189,9 +203,7 @@ def cmd_train(args: argparse.Namespace) -> Said:
     from kerascnn import training
 
     settings = typed_settings(args, TrainConfig)
-    TrainConfig.create(**settings)  # checked before TensorFlow loads
-    _tensorflow()
-    result = training.train(**settings)
+    result = training.train(**settings)  # settings and data are checked before TensorFlow loads
     where = f"run {result.run_id} in experiment {result.experiment!r}" if result.run_id else "untracked"
     if result.spool:
         where = f"run spooled to {result.spool} (the store failed; `kerascnn sync` sends it)"
@@ -253,10 +265,8 @@ def cmd_tune(args: argparse.Namespace) -> Said:
     from kerascnn.tuning import distributed
 
     settings = typed_settings(args, TuneConfig)
-    TuneConfig.create(**settings)  # checked before TensorFlow loads
     distributed.role()
-    _tensorflow()
-    result = tuning.tune(**settings)
+    result = tuning.tune(**settings)  # settings and data are checked before TensorFlow loads
     return Said(result.to_json(), None)
 
 

@@ -124,25 +124,26 @@ tune.__signature__ = signature_of(TuneConfig, tune, ("family", "dataset"))  # ty
 
 
 def _prepare(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -> _Search:
-    """Data, speed plan, hypermodel (probed), settings check and KerasTuner's tuner."""
-    import keras
-
+    """Data and settings (checked before TensorFlow loads), speed plan, the hypermodel (probed) and
+    KerasTuner's tuner."""
     from kerascnn import data as data_module
 
-    device.import_tensorflow()
-    keras.utils.set_random_seed(config.seed)
     data = data_module.load_dataset(
         config.dataset, validation_split=config.validation_split, train_samples=config.train_samples, seed=config.seed
     )
     adaptation = data_module.plan_adaptation(data.image_shape, space.min_input_size)
     recipe = space.recipe.replace(batch_size=config.batch_size, epochs=config.epochs)
+    folder = Path(config.directory).resolve() / config.name
+    if role != "worker":
+        _check_same_settings(config, folder)
+    device.import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
     speed = hardware.plan(device.machine(), precision=config.precision, steps_per_execution=recipe.steps_per_execution)
     steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
     hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed.policy)
     whole = probe(hypermodel, config.fixed, config.family)  # before KerasTuner reads (or deletes) the folder
-    folder = Path(config.directory).resolve() / config.name
-    if role != "worker":
-        _check_same_settings(config, folder)
     tuner = _make_tuner(config, hypermodel, folder, speed.policy, progress)
     if role != "worker":  # a worker's oracle is the chief's, behind a client
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
