@@ -1,7 +1,5 @@
 """``python -m kerascnn`` runs the CLI."""
 
-import sys
+from kerascnn.cli import run
 
-from kerascnn.cli import main
-
-sys.exit(main())
+run()

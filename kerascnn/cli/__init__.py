@@ -87,5 +87,26 @@ def _fail(error: BaseException, code: int, message: str | None = None, command: 
     return code
 
 
+def run() -> None:
+    """The ``kerascnn`` console script: ``main()``, then a quick exit.
+
+    With TensorFlow loaded, the interpreter's own teardown takes 2-3 s after everything is
+    done (measured: 2.2 s of an MNIST run); the exit handlers run and the output is flushed
+    first, then the process ends.
+    """
+    code = main()
+    if "tensorflow" not in sys.modules:
+        sys.exit(code)
+    import atexit
+    import logging
+
+    atexit._run_exitfuncs()  # the tracking recorder's flush among them
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
