@@ -209,6 +209,43 @@ def _recipe_overrides(config: Any) -> dict[str, Any]:
     }
 
 
+def _experiment() -> Any:
+    return setting(DEFAULT_EXPERIMENT, "MLflow experiment", group="tracking", log=False)
+
+
+def _tracking_uri() -> Any:
+    return setting(
+        None, "MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)", group="tracking", log=False
+    )
+
+
+def _system_metrics() -> Any:
+    return setting(
+        True,
+        "do not sample CPU/memory/GPU use into system/... metrics",
+        group="tracking",
+        kind="off",
+        flag="--no-system-metrics",
+        log=False,
+    )
+
+
+def _register_model() -> Any:
+    return setting(
+        None,
+        "register the model in MLflow's Model Registry under this name (a new version)",
+        group="tracking",
+        metavar="NAME",
+        log=False,
+    )
+
+
+def _alias() -> Any:
+    return setting(
+        None, "with --register-model: point this alias (e.g. champion) at the new version", group="tracking", log=False
+    )
+
+
 @dataclass(frozen=True)
 class TrainConfig(_Config):
     """The settings of one training run (``kerascnn train``).
@@ -226,8 +263,15 @@ class TrainConfig(_Config):
         group="recipe",
         type=float,
     )
-    optimizer: str | None = setting(None, f"{', '.join(OPTIMIZERS)} (default: the recipe's)", group="recipe")
-    schedule: str | None = setting(None, "constant or cosine (warm-up + cosine decay)", group="recipe")
+    optimizer: str | None = setting(
+        None, "optimizer (default: the recipe's)", group="recipe", metavar="{" + ",".join(OPTIMIZERS) + "}"
+    )
+    schedule: str | None = setting(
+        None,
+        "constant, or cosine: warm-up + cosine decay (default: the recipe's)",
+        group="recipe",
+        metavar="{constant,cosine}",
+    )
     warmup_epochs: float | None = setting(None, "warm-up epochs of the cosine schedule", group="recipe", type=float)
     train_samples: int | None = setting(None, "use the first N training images", group="data", type=int)
     test_samples: int | None = setting(
@@ -264,18 +308,24 @@ class TrainConfig(_Config):
     seed: int = setting(0, "seed of the split, shuffling and weights", group="run", type=int)
     deterministic: bool = setting(False, "deterministic TensorFlow ops (slower)", group="run", kind="flag")
     precision: str = setting(
-        "auto", "auto, float32 or mixed (auto: what this machine does fast, see `kerascnn doctor`)", group="device"
+        "auto",
+        "auto: what this machine does fast (see `kerascnn doctor`)",
+        group="device",
+        metavar="{auto,float32,mixed}",
     )
     jit: bool | str = setting("auto", "XLA-compile (default: on GPUs only)", group="device", kind="switch")
     steps_per_execution: int | None = setting(
         None, "batches per compiled call (default: the recipe's)", group="device", type=int
     )
-    strategy: str = setting("auto", "auto, mirrored or multiworker (TF_CONFIG)", group="device")
-    experiment: str = setting(DEFAULT_EXPERIMENT, "MLflow experiment", group="tracking", log=False)
-    run_name: str | None = setting(None, "MLflow run name (default MODEL-DATASET)", group="tracking", log=False)
-    tracking_uri: str | None = setting(
-        None, "MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)", group="tracking", log=False
+    strategy: str = setting(
+        "auto",
+        "tf.distribute strategy (multiworker: from TF_CONFIG)",
+        group="device",
+        metavar="{auto,mirrored,multiworker}",
     )
+    experiment: str = _experiment()
+    run_name: str | None = setting(None, "MLflow run name (default MODEL-DATASET)", group="tracking", log=False)
+    tracking_uri: str | None = _tracking_uri()
     tracking: bool = setting(
         True, "train without MLflow", group="tracking", kind="off", flag="--no-tracking", log=False
     )
@@ -287,24 +337,9 @@ class TrainConfig(_Config):
         metavar="RUN_ID",
         log=False,
     )
-    system_metrics: bool = setting(
-        True,
-        "do not sample CPU/memory/GPU use into system/... metrics",
-        group="tracking",
-        kind="off",
-        flag="--no-system-metrics",
-        log=False,
-    )
-    register_model: str | None = setting(
-        None,
-        "register the model in MLflow's Model Registry under this name (a new version)",
-        group="tracking",
-        metavar="NAME",
-        log=False,
-    )
-    alias: str | None = setting(
-        None, "with --register-model: point this alias (e.g. champion) at the new version", group="tracking", log=False
-    )
+    system_metrics: bool = _system_metrics()
+    register_model: str | None = _register_model()
+    alias: str | None = _alias()
     offline: bool = setting(
         False,
         "track into the local spool only; `kerascnn sync` sends the run later",
@@ -404,7 +439,7 @@ class TuneConfig(_Config):
         "mnist_cnn", "search space: a family or model name (see `kerascnn models`)", kind="positional", metavar="FAMILY"
     )
     dataset: str = setting("mnist", DATASET_HELP)
-    tuner: str = setting("random", "random, hyperband, bayesian or grid", group="search")
+    tuner: str = setting("random", "KerasTuner's tuner", group="search", metavar="{random,hyperband,bayesian,grid}")
     max_trials: int = setting(
         10,
         "trials in the search (raise it to extend one; Hyperband plans its own brackets within it)",
@@ -416,13 +451,18 @@ class TuneConfig(_Config):
     fixed: dict[str, Any] = setting(
         {}, "pin a hyperparameter, repeatable (--fixed filters=32)", group="search", kind="pairs", metavar="KEY=VALUE"
     )
-    objective: str = setting("val_accuracy", "val_accuracy (maximised) or val_loss (minimised)", group="search")
+    objective: str = setting(
+        "val_accuracy",
+        "maximised (val_accuracy) or minimised (val_loss)",
+        group="search",
+        metavar="{val_accuracy,val_loss}",
+    )
     batch_size: int | None = setting(None, "batch size (default: the family's recipe)", group="data", type=int)
     train_samples: int | None = setting(None, "use the first N training images", group="data", type=int)
     validation_split: float = setting(
         0.1, "fraction of training images the objective is measured on", group="data", type=float
     )
-    precision: str = setting("auto", "auto, float32 or mixed (as for train)", group="device")
+    precision: str = setting("auto", "as for train", group="device", metavar="{auto,float32,mixed}")
     seed: int = setting(0, "seed of the split, the tuner and the weights", group="run", type=int)
     search_name: str | None = setting(
         None, "name of the search (default FAMILY-DATASET-TUNER); the same name resumes it", group="search", log=False
@@ -437,28 +477,11 @@ class TuneConfig(_Config):
     max_consecutive_failed_trials: int = setting(
         3, "KerasTuner stops after this many failures in a row", group="search", type=int, log=False
     )
-    experiment: str = setting(DEFAULT_EXPERIMENT, "MLflow experiment", group="tracking", log=False)
-    tracking_uri: str | None = setting(
-        None, "MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)", group="tracking", log=False
-    )
-    system_metrics: bool = setting(
-        True,
-        "do not sample CPU/memory/GPU use into system/... metrics",
-        group="tracking",
-        kind="off",
-        flag="--no-system-metrics",
-        log=False,
-    )
-    register_model: str | None = setting(
-        None,
-        "register the model in MLflow's Model Registry under this name (a new version)",
-        group="tracking",
-        metavar="NAME",
-        log=False,
-    )
-    alias: str | None = setting(
-        None, "with --register-model: point this alias (e.g. champion) at the new version", group="tracking", log=False
-    )
+    experiment: str = _experiment()
+    tracking_uri: str | None = _tracking_uri()
+    system_metrics: bool = _system_metrics()
+    register_model: str | None = _register_model()
+    alias: str | None = _alias()
 
     def __post_init__(self) -> None:
         from kerascnn.data import check_dataset_name

@@ -230,7 +230,10 @@ def _open_parent(search: _Search) -> Any:
         "dtype_policy": search.policy,
         "space": json.dumps([p.get_config() for p in search.tuner.oracle.get_space().space], default=str),
     }
-    return search.tuner.runs.open_parent(params, config.max_trials, fresh)
+    parent = search.tuner.runs.open_parent(params, config.max_trials, fresh)
+    if config.system_metrics:
+        parent.monitor_system()
+    return parent
 
 
 def _run(search: _Search) -> None:
