@@ -325,6 +325,7 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     run.log_inputs(data_module.describe_splits(plan.data))
     if config.system_metrics:
         run.monitor_system()
+    run.warm_up()
     return run
 
 

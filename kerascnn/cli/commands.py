@@ -179,7 +179,7 @@ def _checked_build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     entry = get_entry(args.name)
     options = dict(args.option)
     entry.check_options(options)
-    shape = checks.input_shape(args.input_shape) if args.input_shape else entry.default_input_shape
+    shape = checks.input_shape(tuple(args.input_shape)) if args.input_shape else entry.default_input_shape
     if args.num_classes is not None:
         checks.num_classes(args.num_classes)
     checks.min_spatial_size(args.name, shape, entry.min_input_size(**options))

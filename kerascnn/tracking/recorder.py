@@ -15,6 +15,7 @@ and the files of its artifacts, the trained model included. ``kerascnn sync`` re
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import os
@@ -32,7 +33,7 @@ from typing import Any
 from kerascnn.tracking import store
 
 SPOOL = "spool"
-LOCAL_ONLY = ("monitor",)  # ops that write nothing the spool could replay
+LOCAL_ONLY = ("monitor", "warm")  # ops that write nothing the spool could replay
 
 
 @dataclass(eq=False)
@@ -251,6 +252,8 @@ def apply(uri: str, op: Op, folder: Path | None = None) -> None:
         _register(c, run, data)
     elif op.kind == "monitor":
         run.monitor = _start_monitor(uri, run_id, data["interval_s"])
+    elif op.kind == "warm":
+        _import_quietly(data["modules"])
     elif op.kind == "end":
         if run.monitor is not None:
             run.monitor.finish()
@@ -275,6 +278,15 @@ def _dataset_input(d: dict[str, Any]) -> Any:
         json.dumps(d["profile"]),
     )
     return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", d["context"])])
+
+
+def _import_quietly(modules: list[str]) -> None:
+    """Imports ``modules`` now (a module that fails is imported again, and fails loudly, where used)."""
+    import importlib
+
+    for name in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 def _start_monitor(uri: str, run_id: str | None, interval_s: float) -> Any:

@@ -24,6 +24,7 @@ from kerascnn.errors import ArgumentError
 from kerascnn.tracking.recorder import Op, RunRef, recorder
 
 MAX_PARAM_LENGTH = 6000
+END_MODULES = ("mlflow", "mlflow.keras", "mlflow.models", "kerascnn.tracking.plots", "kerascnn.report")
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,11 @@ class TrackedRun:
     def monitor_system(self, interval_s: float = 10.0) -> None:
         """Samples CPU, memory (and GPU, with nvidia-ml-py) into ``system/...`` metrics until the run ends."""
         self._submit("monitor", interval_s=interval_s)
+
+    def warm_up(self, modules: tuple[str, ...] = END_MODULES) -> None:
+        """Imports what the end of the run needs (MLflow's model API, matplotlib) in the
+        background, while training runs and the GIL is mostly free, not after it."""
+        self._submit("warm", modules=list(modules))
 
     # -- end ----------------------------------------------------------------------------------
     def finish(self) -> RunOutcome:
