@@ -12,11 +12,15 @@ them, so ``import kerascnn`` and the CLI's argument checks are fast.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 from kerascnn.models import create_model, list_families, list_models, register_family, register_model
 
 __version__ = "0.2.0"
+
+# MLflow imports tqdm.auto, which warns in Jupyter when ipywidgets is missing; the kit draws no bars there.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 # public name -> the module that defines it (imported on first use)
 _LAZY = {

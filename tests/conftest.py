@@ -21,4 +21,3 @@ if "KERASCNN_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
 def tracking_uri(tmp_path: Path) -> str:
     """A fresh SQLite MLflow store in a temp dir (artifacts beside it)."""
     return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-

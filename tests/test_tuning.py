@@ -185,14 +185,20 @@ def _running_trial(uri: str) -> str | None:
     return row[0] if row else None
 
 
-def test_sigkill_mid_trial_then_rerun_loses_nothing(tracking_uri, tmp_path):
+def test_sigkill_mid_trial_then_rerun_loses_nothing_and_a_second_search_is_refused(tracking_uri, tmp_path):
     cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "3", "--epochs", "3", "--json")
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while _running_trial(tracking_uri) != "1":
-        assert process.poll() is None, "search ended before trial 1 started"
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    for trial in ("0", "1"):
+        while _running_trial(tracking_uri) != trial:
+            assert process.poll() is None, f"search ended before trial {trial} started"
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        if trial == "0":  # a second search of the same name, even with --overwrite, is refused untouched
+            kept = _tree(tmp_path / "s" / "killme")
+            second = subprocess.run([*cmd, "--overwrite"], capture_output=True, text=True, timeout=300)
+            assert_usage_error(second, "This search is running in another process", "search_name='killme'")
+            assert kept <= _tree(tmp_path / "s" / "killme"), "a refused --overwrite deleted the search's files"
     time.sleep(1.5)  # inside trial 1's training
     process.send_signal(signal.SIGKILL)
     process.wait()

@@ -62,6 +62,7 @@ class _Search:
     tuner: Any
     folder: Path
     role: str
+    lock: int | None = None  # the search's lock, held from before KerasTuner may delete the folder
 
 
 def tune(
@@ -124,18 +125,38 @@ tune.__signature__ = signature_of(TuneConfig, tune, ("family", "dataset"))  # ty
 
 
 def _prepare(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -> _Search:
-    """Data and settings (checked before TensorFlow loads), speed plan, the hypermodel (probed) and
-    KerasTuner's tuner."""
+    """Data and settings (checked before TensorFlow loads), the search's lock, then the rest
+    (:func:`_assemble`)."""
     from kerascnn import data as data_module
 
     data = data_module.load_dataset(
         config.dataset, validation_split=config.validation_split, train_samples=config.train_samples, seed=config.seed
     )
     adaptation = data_module.plan_adaptation(data.image_shape, space.min_input_size)
-    recipe = space.recipe.replace(batch_size=config.batch_size, epochs=config.epochs)
     folder = Path(config.directory).resolve() / config.name
     if role != "worker":
         _check_same_settings(config, folder)
+    lock = _lock_search(folder, role)  # before KerasTuner may delete the folder (overwrite)
+    try:
+        return _assemble(config, space, (data, adaptation), folder, role, progress, lock)
+    except BaseException:
+        if lock is not None:
+            os.close(lock)
+        raise
+
+
+def _assemble(
+    config: TuneConfig,
+    space: SearchSpace,
+    inputs: tuple[Any, Any],
+    folder: Path,
+    role: str,
+    progress: bool,
+    lock: int | None,
+) -> _Search:
+    """Speed plan, the hypermodel (probed) and KerasTuner's tuner; ``inputs`` are the data and its adaptation."""
+    data, adaptation = inputs
+    recipe = space.recipe.replace(batch_size=config.batch_size, epochs=config.epochs)
     device.import_tensorflow()
     import keras
 
@@ -149,7 +170,7 @@ def _prepare(config: TuneConfig, space: SearchSpace, role: str, progress: bool) 
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
         planned = grid_size(whole, config.fixed) if config.tuner == "grid" else _hyperband_trials(tuner)
         tuner.display.plan(config.tuner, config.max_trials, planned, config.epochs, done)
-    return _Search(config, space, data, adaptation, recipe, speed.policy, tuner, folder, role)
+    return _Search(config, space, data, adaptation, recipe, speed.policy, tuner, folder, role, lock)
 
 
 def _hyperband_trials(tuner: Any) -> int | None:
@@ -354,19 +375,25 @@ def _first_and_last_line(text: str) -> str:
     return lines[0] if len(lines) == 1 else f"{lines[0].rstrip('.')}; last trial: {last}"
 
 
+def _lock_search(folder: Path, role: str) -> int | None:
+    """One process runs a search at a time (workers share the chief's folder). The lock is a
+    sibling folder, ``.locks/NAME``: KerasTuner's ``overwrite`` deletes the search folder itself."""
+    if role == "worker":
+        return None
+    fd = store.lock_folder(folder.parent / ".locks" / folder.name, wait=False)
+    if fd is None:
+        raise ArgumentError(f"This search is running in another process. Received: search_name={folder.name!r}")
+    return fd
+
+
 @contextlib.contextmanager
 def _search_lock(search: _Search) -> Iterator[None]:
-    """One process runs a search at a time (workers share the chief's folder)."""
-    if search.role == "worker":
-        yield
-        return
-    fd = store.lock_folder(search.folder, wait=False)
-    if fd is None:
-        raise ArgumentError(f"This search is running in another process. Received: search_name={search.folder.name!r}")
+    """Holds the search's lock (taken by ``_prepare``) until the search ends."""
     try:
         yield
     finally:
-        os.close(fd)
+        if search.lock is not None:
+            os.close(search.lock)
 
 
 @contextlib.contextmanager
