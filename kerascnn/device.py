@@ -29,7 +29,8 @@ def import_tensorflow() -> Any:
     """
     import sys
 
-    if "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules:  # imported before the kit (``import keras`` first)
+        _quiet_retracing()
         return sys.modules["tensorflow"]
     import tempfile
 
@@ -50,10 +51,16 @@ def import_tensorflow() -> Any:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    _quiet_retracing()
+    return tf
+
+
+def _quiet_retracing() -> None:
     import logging
 
-    logging.getLogger("tensorflow").addFilter(_NoRetracingNotes())
-    return tf
+    tf_logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _NoRetracingNotes) for f in tf_logger.filters):
+        tf_logger.addFilter(_NoRetracingNotes())
 
 
 class _NoRetracingNotes:

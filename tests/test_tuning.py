@@ -374,3 +374,14 @@ def test_a_search_whose_trials_all_fail_stops_with_one_line(tracking_uri, tmp_pa
     trials = [r for r in runs if r.data.tags.get("kerascnn.kind") == "trial"]
     assert len(trials) == 2 and all(r.info.status == "FAILED" for r in trials)
     assert all("loss became nan" in r.data.tags["kerascnn.failure"] for r in trials)
+
+
+def test_a_search_prints_no_retracing_notes_when_keras_came_first(tracking_uri, tmp_path):
+    code = (
+        "import keras, kerascnn; "  # TensorFlow imported before the kit: the kit's own import path never runs
+        f"kerascnn.tune('mnist_cnn', 'mnist', max_trials=5, epochs=1, train_samples=300, "
+        f"tracking_uri={tracking_uri!r}, directory={str(tmp_path / 's')!r})"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trial 4" in result.stdout and "retracing" not in result.stderr, result.stderr[-3000:]
