@@ -84,3 +84,18 @@ def test_compare_cli_by_experiment_with_json_and_png(store):
 def test_compare_bad_input(store, args, fragment):
     uri = store[0]
     assert_usage_error(run_cli(*args, "--tracking-uri", uri), fragment)
+
+
+def test_a_continued_hyperband_trial_is_drawn_at_its_own_epochs(tracking_uri):
+    from mlflow.entities import Metric
+
+    from kerascnn.tracking import store
+
+    client = store.client(tracking_uri)
+    run = client.create_run(store.ensure_experiment(tracking_uri, "hb"), run_name="trial-06").info.run_id
+    client.log_batch(run, metrics=[Metric("val_accuracy", v, 0, step) for step, v in ((2, 0.97), (3, 0.98))])
+    client.set_terminated(run)
+    result = compare([run], tracking_uri=tracking_uri)
+    assert result.curves[run] == [0.97, 0.98] and result.epochs[run] == [3, 4]  # epochs 3 and 4, not 1 and 2
+    assert list(result.figure.axes[0].lines[0].get_xdata()) == [3, 4]
+    assert result.to_json()["runs"][0]["epochs"] == [3, 4]

@@ -25,6 +25,7 @@ class Comparison:
     rows: list[runs.RunRow]
     metric: str
     curves: dict[str, list[float]] = field(default_factory=dict)
+    epochs: dict[str, list[int]] = field(default_factory=dict)  # run id -> the curve's epochs (1-based)
     figure: Any = field(default=None, repr=False)
     output: str | None = None
 
@@ -32,7 +33,10 @@ class Comparison:
         return {
             "metric": self.metric,
             "output": self.output,
-            "runs": [dict(r.to_dict(), curve=self.curves.get(r.run_id, [])) for r in self.rows],
+            "runs": [
+                dict(r.to_dict(), curve=self.curves.get(r.run_id, []), epochs=self.epochs.get(r.run_id, []))
+                for r in self.rows
+            ],
         }
 
     def to_table(self) -> str:
@@ -78,17 +82,7 @@ def compare(
         >>> c = compare(experiment="kerascnn", output="compare.png")  # doctest: +SKIP
         >>> print(c.to_table())  # doctest: +SKIP
     """
-    if run_ids is not None and (not isinstance(run_ids, (list, tuple)) or not all(isinstance(r, str) for r in run_ids)):
-        raise ArgumentError(f"`run_ids` must be a list of run id strings. Received: run_ids={run_ids!r}")
-    if not isinstance(metric, str) or not metric:
-        raise ArgumentError(f"`metric` must be a metric name. Received: metric={metric!r}")
-    limit = runs.check_limit(limit)
-    if output is not None:
-        path = Path(output)
-        if path.suffix.lower() not in FIGURE_SUFFIXES:
-            raise ArgumentError(f"`output` must end in {', '.join(FIGURE_SUFFIXES)}. Received: output={str(output)!r}")
-        if not path.parent.resolve().is_dir():
-            raise ArgumentError(f"`output`'s folder does not exist. Received: output={str(output)!r}")
+    limit = _checked(run_ids, metric, limit, output)
     rows = runs.leaderboard(experiment, tracking_uri=tracking_uri, run_ids=list(run_ids) if run_ids else None)
     if run_ids:
         order = {r: i for i, r in enumerate(run_ids)}
@@ -98,12 +92,40 @@ def compare(
     if not rows:
         where = f"in experiment {experiment!r}" if experiment else "in the store"
         raise ArgumentError(f"No runs to compare {where}; train one first. Received: experiment={experiment!r}")
-    curves = {r.run_id: runs.metric_history(r.run_id, metric, tracking_uri=tracking_uri) for r in rows}
-    if not any(curves.values()):
-        raise ArgumentError(f"None of the runs logged a per-epoch `{metric}`. Received: metric={metric!r}")
+    comparison = _curves(rows, metric, tracking_uri)
     from kerascnn.tracking import plots
 
-    finals = {_label(r): {k: getattr(r, k) for k in FINAL_METRICS if getattr(r, k) is not None} for r in rows}
-    figure = plots.compare_runs({_label(r): {metric: curves[r.run_id]} for r in rows}, finals, metric)
-    saved = plots.save(figure, str(output)) if output is not None else None
-    return Comparison(rows=rows, metric=metric, curves=curves, figure=figure, output=saved)
+    labelled = {_label(r): r.run_id for r in rows}
+    comparison.figure = plots.compare_runs(
+        {label: {metric: comparison.curves[i]} for label, i in labelled.items()},
+        {_label(r): {k: getattr(r, k) for k in FINAL_METRICS if getattr(r, k) is not None} for r in rows},
+        metric,
+        {label: comparison.epochs[i] for label, i in labelled.items()},
+    )
+    comparison.output = plots.save(comparison.figure, str(output)) if output is not None else None
+    return comparison
+
+
+def _checked(run_ids: Any, metric: Any, limit: Any, output: str | Path | None) -> int:
+    """``compare``'s arguments, checked; returns ``limit``."""
+    if run_ids is not None and (not isinstance(run_ids, (list, tuple)) or not all(isinstance(r, str) for r in run_ids)):
+        raise ArgumentError(f"`run_ids` must be a list of run id strings. Received: run_ids={run_ids!r}")
+    if not isinstance(metric, str) or not metric:
+        raise ArgumentError(f"`metric` must be a metric name. Received: metric={metric!r}")
+    if output is not None:
+        path = Path(output)
+        if path.suffix.lower() not in FIGURE_SUFFIXES:
+            raise ArgumentError(f"`output` must end in {', '.join(FIGURE_SUFFIXES)}. Received: output={str(output)!r}")
+        if not path.parent.resolve().is_dir():
+            raise ArgumentError(f"`output`'s folder does not exist. Received: output={str(output)!r}")
+    return runs.check_limit(limit)
+
+
+def _curves(rows: list[runs.RunRow], metric: str, tracking_uri: str | None) -> Comparison:
+    """Each run's ``metric`` per epoch, at the epochs it was logged at."""
+    steps = {r.run_id: runs.metric_steps(r.run_id, metric, tracking_uri=tracking_uri) for r in rows}
+    if not any(steps.values()):
+        raise ArgumentError(f"None of the runs logged a per-epoch `{metric}`. Received: metric={metric!r}")
+    curves = {run_id: list(s.values()) for run_id, s in steps.items()}
+    epochs = {run_id: [step + 1 for step in s] for run_id, s in steps.items()}
+    return Comparison(rows=rows, metric=metric, curves=curves, epochs=epochs)

@@ -99,6 +99,7 @@ def compare_runs(
     curves: Mapping[str, Mapping[str, Sequence[float]]],
     finals: Mapping[str, Mapping[str, float]],
     metric: str = "val_accuracy",
+    epochs: Mapping[str, Sequence[int]] | None = None,
 ) -> Figure:
     """Overlaid learning curves of ``metric`` per run, and the final metrics as labelled dots.
 
@@ -106,6 +107,8 @@ def compare_runs(
         curves: run label -> {metric name -> values per epoch}.
         finals: run label -> {final metric name -> value}.
         metric: The metric to overlay.
+        epochs: run label -> the epoch of each value (default 1, 2, ...; a continued Hyperband
+            trial starts later).
 
     Example:
         >>> fig = compare_runs({"a": {"val_accuracy": [0.9, 0.95]}}, {"a": {"test_accuracy": 0.95}})
@@ -115,7 +118,8 @@ def compare_runs(
     for label, series in curves.items():
         values = series.get(metric) or []
         if values:
-            left.plot(range(1, len(values) + 1), values, "-o", markersize=3, label=label)
+            xs = list((epochs or {}).get(label) or range(1, len(values) + 1))
+            left.plot(xs, values, "-o", markersize=3, label=label)
     _epoch_axis(left)
     left.set_ylabel(metric)
     left.set_title(f"{metric} per epoch")

@@ -230,12 +230,23 @@ def metric_history(run_id: str, metric: str, *, tracking_uri: str | None = None)
         >>> metric_history("0123abcd", "val_accuracy")  # doctest: +SKIP
         [0.97, 0.98]
     """
+    return list(metric_steps(run_id, metric, tracking_uri=tracking_uri).values())
+
+
+def metric_steps(run_id: str, metric: str, *, tracking_uri: str | None = None) -> dict[int, float]:
+    """Step (epoch index) -> value of ``metric`` for one run, in step order (last value per step).
+    A Hyperband trial that continues another starts at that trial's last epoch, not at 0.
+
+    Example:
+        >>> metric_steps("0123abcd", "val_accuracy")  # doctest: +SKIP
+        {2: 0.97, 3: 0.98}
+    """
     uri = store.resolve_tracking_uri(tracking_uri)
     history = store.retrying(store.client(uri).get_metric_history, run_id, metric)
-    by_step: dict[int, Any] = {}
+    by_step: dict[int, float] = {}
     for m in sorted(history, key=lambda m: (m.step, m.timestamp)):
-        by_step[m.step] = m.value
-    return [by_step[k] for k in sorted(by_step)]
+        by_step[int(m.step)] = float(m.value)
+    return dict(sorted(by_step.items()))
 
 
 def check_limit(limit: Any) -> int:

@@ -239,6 +239,7 @@ def _check_same_settings(config: TuneConfig, folder: Path) -> None:
 def _open_parent(search: _Search) -> Any:
     config, data = search.config, search.data
     fresh = not any(search.folder.glob("trial_*/trial.json"))  # no trial started in this folder yet
+    search.folder.mkdir(parents=True, exist_ok=True)  # KerasTuner's overwrite removed it
     (search.folder / SETTINGS_FILE).write_text(json.dumps(config.params(), indent=1))
     params = {
         **config.params(),
