@@ -223,16 +223,6 @@ def format_table(rows: list[RunRow]) -> str:
     return "\n".join(lines)
 
 
-def metric_history(run_id: str, metric: str, *, tracking_uri: str | None = None) -> list[float]:
-    """The per-epoch values of ``metric`` for one run, ordered by step (last value per step).
-
-    Example:
-        >>> metric_history("0123abcd", "val_accuracy")  # doctest: +SKIP
-        [0.97, 0.98]
-    """
-    return list(metric_steps(run_id, metric, tracking_uri=tracking_uri).values())
-
-
 def metric_steps(run_id: str, metric: str, *, tracking_uri: str | None = None) -> dict[int, float]:
     """Step (epoch index) -> value of ``metric`` for one run, in step order (last value per step).
     A Hyperband trial that continues another starts at that trial's last epoch, not at 0.
