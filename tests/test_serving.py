@@ -30,7 +30,7 @@ from kerascnn.cli import main
 from tests.helpers import assert_usage_error, data_dir, free_port, mlflow_server, run_cli
 from tests.test_dashboard import _group_listens
 
-TINY = ("--train-samples", "600", "--test-samples", "100", "--epochs", "1")
+TINY = ("--train-samples", "600", "--test-samples", "100", "--epochs", "1", "--precision", "float32")
 pytestmark = pytest.mark.slow
 
 
@@ -64,6 +64,7 @@ def trained(tmp_path_factory):
         test_samples=100,
         epochs=1,
         seed=1,
+        precision="float32",  # exports are compared with Keras at float32 tolerances, on every CPU
         tracking_uri=uri,
         register_model="digits",
         alias="champion",

@@ -19,7 +19,7 @@ import kerascnn
 from kerascnn.models import create_model
 from tests.helpers import all_runs, assert_usage_error, child_runs, data_dir, free_port, run_cli
 
-TINY = dict(train_samples=300, epochs=1)
+TINY = dict(train_samples=300, epochs=1, precision="float32")  # float32 on every CPU: tests do not depend on its flags
 
 
 @pytest.fixture(autouse=True)
