@@ -415,6 +415,7 @@ def make_pipeline(
     Padding and grey-to-RGB are applied once to the ``uint8`` arrays; then the
     data is cached, shuffled (seeded, reshuffled each epoch) when ``training``,
     batched, scaled (and resized, if needed) in a parallel ``map``, prefetched.
+    tf.data's autotuning model is off (it held up the end of ``fit`` for seconds).
 
     Example:
         >>> ds = make_pipeline(x, y, batch_size=128, adaptation=plan_adaptation((28, 28, 1), 1))  # doctest: +SKIP
@@ -441,6 +442,9 @@ def make_pipeline(
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # No autotuning model: at the end of every fit() Keras' iterator waited for its thread, up to
+    # ~5 s; without it an epoch still takes as long as the steps alone (BENCHMARKS.md).
+    options.autotune.enabled = False
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
