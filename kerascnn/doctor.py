@@ -33,13 +33,14 @@ def _version(package: str) -> str | None:
     return None
 
 
-def _nvidia_smi() -> list[str]:
+def _nvidia_smi() -> list[dict[str, Any]]:
     """The GPUs the NVIDIA driver sees (TensorFlow may see fewer: a CPU-only build, no CUDA)."""
     if shutil.which("nvidia-smi") is None:
         return []
+    query = "--query-gpu=name,compute_cap,memory.total,driver_version"
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,compute_cap,memory.total,driver_version", "--format=csv,noheader"],
+            ["nvidia-smi", query, "--format=csv,noheader,nounits"],
             capture_output=True,
             check=False,
             text=True,
@@ -47,7 +48,24 @@ def _nvidia_smi() -> list[str]:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
+    return [parse_nvidia_smi(line) for line in out.splitlines() if line.strip()]
+
+
+def parse_nvidia_smi(line: str) -> dict[str, Any]:
+    """One line of ``nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version``.
+
+    Example:
+        >>> parse_nvidia_smi("NVIDIA H200, 9.0, 143771, 570.86.15")
+        {'name': 'NVIDIA H200', 'compute_capability': [9, 0], 'memory_mib': 143771, 'driver': '570.86.15'}
+    """
+    name, cc, memory, driver = ([*(p.strip() for p in line.split(",")), "", "", ""])[:4]
+    major, _, minor = cc.partition(".")
+    return {
+        "name": name,
+        "compute_capability": [int(major), int(minor)] if major.isdigit() and minor.isdigit() else [],
+        "memory_mib": int(memory) if memory.isdigit() else None,
+        "driver": driver,
+    }
 
 
 def _data() -> dict[str, Any]:
@@ -92,6 +110,7 @@ def _tracking() -> dict[str, Any]:
 def report(probe: bool = False) -> dict[str, Any]:
     """Everything ``kerascnn doctor`` prints, as a JSON-able dict."""
     machine = device.machine()
+    driver = _nvidia_smi()
     plan = hardware.plan(machine)
     mixed = hardware.plan(machine, precision="mixed")
     result: dict[str, Any] = {
@@ -103,11 +122,8 @@ def report(probe: bool = False) -> dict[str, Any]:
             "cores": machine.cores,
             "cpu_flags": sorted(machine.cpu_flags),
             "native_bfloat16": machine.native_bfloat16,
-            "gpus": [
-                {"name": g.name, "compute_capability": list(g.compute_capability or ()), "memory_mib": g.memory_mib}
-                for g in machine.gpus
-            ],
-            "nvidia_smi": _nvidia_smi(),
+            "gpus": _gpus(machine.gpus, driver),
+            "nvidia_smi": driver,
         },
         "versions": {p: _version(p) for p in PACKAGES},
         "data": _data(),
@@ -161,16 +177,12 @@ def _time_steps(machine: hardware.Machine, precision: str, jit: bool) -> dict[st
 def format_report(r: dict[str, Any]) -> str:
     """The report as aligned text."""
     m, t, d = r["machine"], r["tracking"], r["data"]
-    gpus = (
-        "; ".join(
-            f"{g['name']} (compute capability {'.'.join(map(str, g['compute_capability'])) or '?'})" for g in m["gpus"]
-        )
-        or "none visible to TensorFlow"
-    )
+    gpus = "; ".join(_gpu_line(g) for g in m["gpus"]) or "none visible to TensorFlow"
+    driver = "; ".join(_gpu_line(g) + f", driver {g['driver']}" for g in m["nvidia_smi"])
     lines = [
         f"machine     {m['cpu']} ({m['arch']}, {m['cores']} cores), {m['os']}, Python {m['python']}",
         f"cpu flags   {' '.join(m['cpu_flags']) or '-'}; native bfloat16: {'yes' if m['native_bfloat16'] else 'no'}",
-        f"gpus        {gpus}" + (f"; nvidia-smi: {' | '.join(m['nvidia_smi'])}" if m["nvidia_smi"] else ""),
+        f"gpus        {gpus}" + (f"; the driver sees {driver}" if driver else ""),
         "versions    " + ", ".join(f"{k} {v or 'not installed'}" for k, v in r["versions"].items()),
         f"data        {d['env']}={d['folder'] or '(unset)'}"
         + (f": {', '.join(d['datasets_there'])}" if d["datasets_there"] else "")
@@ -189,3 +201,22 @@ def format_report(r: dict[str, Any]) -> str:
             f"{p['images_per_s']:>8.1f} images/s ({p['steps']} steps of {PROBE_BATCH})"
         )
     return "\n".join(lines)
+
+
+def _gpus(gpus: tuple[hardware.Gpu, ...], driver: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """TensorFlow's GPUs, with the memory the driver reports for the GPU of the same name."""
+    unclaimed = list(driver)
+    found = []
+    for gpu in gpus:
+        same = next((d for d in unclaimed if d["name"] == gpu.name), None)
+        if same is not None:
+            unclaimed.remove(same)
+        memory = gpu.memory_mib or (same or {}).get("memory_mib")
+        found.append({"name": gpu.name, "compute_capability": list(gpu.compute_capability or ()), "memory_mib": memory})
+    return found
+
+
+def _gpu_line(gpu: dict[str, Any]) -> str:
+    cc = ".".join(map(str, gpu["compute_capability"])) or "?"
+    memory = f", {gpu['memory_mib'] / 1024:.0f} GiB" if gpu.get("memory_mib") else ""
+    return f"{gpu['name']} (compute capability {cc}{memory})"

@@ -209,8 +209,12 @@ def from_keras(model: Any) -> LoadedModel:
     from kerascnn.data import Adaptation
     from kerascnn.serving import served_model
 
+    try:
+        takes_uint8 = str(model.input.dtype) == "uint8"
+    except AttributeError:  # a Sequential model never called on a symbolic input has no front either
+        takes_uint8 = False
     served = model
-    if str(model.input.dtype) != "uint8":
+    if not takes_uint8:
         shape = tuple(int(d) for d in model.input_shape[1:])
         served = served_model(model, Adaptation(shape, shape))  # type: ignore[arg-type]
     classes = int(served.output_shape[-1])

@@ -26,6 +26,7 @@ from kerascnn.config import TrainConfig, signature_of
 from kerascnn.errors import ArgumentError, TrainingFailed
 from kerascnn.tracking import store
 from kerascnn.tracking.run import TrackedRun, lifecycle
+from kerascnn.tracking.writer import recorder
 
 __all__ = ["TrainResult", "TrainingFailed", "evaluate", "train"]
 
@@ -130,15 +131,20 @@ def train(
     config = (config.merged_with(previous.data.params) if previous else config).resolved()
     if config.tracking and not config.offline:
         store.probe(config.store_uri)
-    plan = _plan(config)
+    checked = _data(config) if _data_first(config) else None
+    if config.tracking and not config.offline and checked is not None and config.strategy != "multiworker":
+        recorder(config.store_uri).warm()  # MLflow loads in the writer process while TensorFlow loads here
+    plan = _plan(config, checked)
     net = _build(plan)
     pipes = _pipelines(plan)
     with lifecycle(lambda: _open_run(plan, net, previous)) as run:
         history, fit_seconds = _fit(plan, net, pipes, run, verbose, callbacks)
+        saved = _save_model(plan, run, net, history) if plan.chief else None  # logged during the test pass
         probabilities = net.predict(pipes["test"], verbose=0)
         result = _result(plan, run, net, history, probabilities)
-        if plan.chief:
-            result.model_path = _save_outputs(plan, run, net, result, probabilities, fit_seconds)
+        result.model_path = str(saved) if saved else None
+        if run is not None:
+            _log_results(plan, run, net, result, probabilities, fit_seconds)
     if run is not None:
         result.run_id, result.spool = run.run_id, str(run.ref.spool_dir) if run.ref.spooled else None
         result.model_path = _model_location(run, result.model_path)
@@ -168,14 +174,16 @@ def _result(
     )
 
 
-def _plan(config: TrainConfig) -> _Plan:
-    """Data, adaptation and classes (checked before TensorFlow loads where they can be), strategy,
-    seed and speed settings."""
+def _data_first(config: TrainConfig) -> bool:
+    """Whether the data is loaded (and checked) before TensorFlow: always, except an image folder
+    under the multi-worker strategy (read with TensorFlow, which the strategy must precede)."""
     from kerascnn import data as data_module
 
-    # a folder is read with TensorFlow, which a multi-worker strategy must precede
-    early = config.dataset in data_module.NAMED or config.strategy != "multiworker"
-    checked = _data(config) if early else None
+    return config.dataset in data_module.NAMED or config.strategy != "multiworker"
+
+
+def _plan(config: TrainConfig, checked: tuple[Any, Any, Any, int] | None) -> _Plan:
+    """Strategy, seed, the data (``checked`` already, or now) and the speed settings."""
     tf = device.import_tensorflow()
     import keras
 
@@ -325,7 +333,6 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     run.log_inputs(data_module.describe_splits(plan.data))
     if config.system_metrics:
         run.monitor_system()
-    run.warm_up()
     return run
 
 
@@ -388,11 +395,15 @@ def _test_metrics(net: Any, labels: np.ndarray, probabilities: np.ndarray) -> tu
     return loss, float(np.mean(probabilities.argmax(axis=1) == labels))
 
 
-def _save_outputs(
-    plan: _Plan, run: TrackedRun | None, net: Any, result: TrainResult, probabilities: np.ndarray, fit_seconds: float
-) -> str:
-    """Saves the model locally first; for a tracked run, queues the final metrics, plots,
-    ``describe`` and the MLflow model (drawn and written off the main thread)."""
+def _staging(run: TrackedRun) -> Path:
+    """The local folder of a tracked run's files until they are in the store."""
+    return store.home(run.ref.uri) / "outputs" / run.ref.local_id
+
+
+def _save_model(plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str, list[float]]) -> Path:
+    """Saves the trained model (``mlruns/untracked/`` without tracking). For a tracked run, the
+    writer logs it (``model.keras`` and an MLflow model) and draws the training curves while
+    this process evaluates the model."""
     from kerascnn.data import model_info
     from kerascnn.loading import save_model
 
@@ -402,33 +413,48 @@ def _save_outputs(
         folder = Path("mlruns") / "untracked"
         folder.mkdir(parents=True, exist_ok=True)
         name = config.run_name or f"{config.model}-{Path(config.dataset).name}"
-        return str(save_model(net, folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.keras", info).resolve())
-    outputs = store.home(run.ref.uri) / "outputs" / run.ref.local_id
-    outputs.mkdir(parents=True, exist_ok=True)
-    save_model(net, outputs / "model.keras", info)  # on disk before any upload is tried
+        return save_model(net, folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.keras", info).resolve()
+    folder = _staging(run) / "trained"
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = save_model(net, folder / "model.keras", info)  # on disk before any upload is tried
+    run.log_artifacts(folder, draw={"history": history, "title": f"{config.model} on {config.dataset}"})
+    run.log_model(
+        saved=saved,
+        name="mlflow_model",
+        example=data.x_test[:2],
+        outputs=np.zeros((2, plan.num_classes), np.float32),  # the signature's shape and type
+        adaptation=plan.adaptation,
+        metadata={"class_names": data.class_names, "dataset": config.dataset},
+    )
+    return saved
+
+
+def _log_results(
+    plan: _Plan, run: TrackedRun, net: Any, result: TrainResult, probabilities: np.ndarray, fit_seconds: float
+) -> None:
+    """The final metrics, ``describe``, the report plots (drawn by the writer) and the registered
+    version of a tracked run."""
+    from kerascnn.report import describe
+
+    config, data = plan.config, plan.data
     best_val = max(result.history.get("val_accuracy", [float("nan")]))
-    images_per_s = len(data.x_train) * config.recipe.epochs / max(fit_seconds, 1e-9)
     run.log_metrics(
         {
             "test_accuracy": result.test_accuracy,
             "test_loss": result.test_loss,
             "best_val_accuracy": best_val,
             "fit_seconds": fit_seconds,
-            "train_images_per_second": images_per_s,
+            "train_images_per_second": len(data.x_train) * config.recipe.epochs / max(fit_seconds, 1e-9),
         },
         step=config.recipe.epochs,
     )
-    labels, names = data.y_test, data.class_names
-    run.log_artifacts(outputs, prepare=lambda: _write_reports(outputs, net, result, labels, probabilities, names))
-    run.log_model(
-        net,
-        saved=outputs / "model.keras",
-        name="mlflow_model",
-        example=data.x_test[:2],
-        outputs=probabilities[:2],
-        adaptation=plan.adaptation,
-        metadata={"class_names": names, "dataset": config.dataset},
-    )
+    folder = _staging(run) / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    report = describe(net)
+    (folder / "describe.txt").write_text(report.to_table() + "\n")
+    (folder / "describe.json").write_text(json.dumps(report.to_dict(), indent=1))
+    confusion = {"labels": data.y_test, "predicted": probabilities.argmax(axis=1), "class_names": data.class_names}
+    run.log_artifacts(folder, draw=confusion)
     if config.register_model:
         tags = {
             "dataset": config.dataset,
@@ -437,25 +463,6 @@ def _save_outputs(
             "val_accuracy": f"{best_val:.4f}",
         }
         run.register_model(config.register_model, config.alias, tags)
-    return str(outputs / "model.keras")
-
-
-def _write_reports(
-    folder: Path, net: Any, result: TrainResult, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]
-) -> None:
-    """``describe`` (text, JSON), training curves and the confusion matrix (PNG, CSV)."""
-    from kerascnn.report import describe
-    from kerascnn.tracking import plots
-
-    report = describe(net)
-    (folder / "describe.txt").write_text(report.to_table() + "\n")
-    (folder / "describe.json").write_text(json.dumps(report.to_dict(), indent=1))
-    (folder / "plots").mkdir(exist_ok=True)
-    title = f"{result.params.get('model')} on {result.params.get('dataset')}"
-    plots.save(plots.training_curves(result.history, title=title), str(folder / "plots" / "training_curves.png"))
-    cm, figure = plots.confusion_matrix(labels, probabilities.argmax(axis=1), class_names)
-    plots.save(figure, str(folder / "plots" / "confusion_matrix.png"))
-    plots.save_confusion_csv(cm, class_names, folder / "confusion_matrix.csv")
 
 
 def _model_location(run: TrackedRun, staged: str | None) -> str | None:
@@ -463,7 +470,7 @@ def _model_location(run: TrackedRun, staged: str | None) -> str | None:
     the staging copy is removed."""
     if staged is None:
         return None
-    outputs = Path(staged).parent
+    outputs = _staging(run)
     if run.ref.spooled:
         shutil.rmtree(outputs, ignore_errors=True)
         kept = sorted(run.ref.spool_dir.glob("files/*/model.keras"))
@@ -472,7 +479,7 @@ def _model_location(run: TrackedRun, staged: str | None) -> str | None:
     shutil.rmtree(outputs, ignore_errors=True)
     if db is None:
         return f"runs:/{run.run_id}/model.keras"
-    artifact_uri = store.client(run.ref.uri).get_run(run.run_id).info.artifact_uri
+    artifact_uri = run.ref.artifact_uri or store.client(run.ref.uri).get_run(run.run_id).info.artifact_uri
     return artifact_uri.removeprefix("file://") + "/model.keras"
 
 

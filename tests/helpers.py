@@ -72,6 +72,12 @@ def child_runs(uri: str, parent: str) -> list[Any]:
     return [r for r in all_runs(uri) if r.data.tags.get("mlflow.parentRunId") == parent]
 
 
+def first_epoch_logged(uri: str) -> bool:
+    """Whether the first run of the store has logged an epoch's loss."""
+    runs = all_runs(uri)
+    return bool(runs) and bool(metric_steps(uri, runs[0].info.run_id, "loss"))
+
+
 def metric_steps(uri: str, run_id: str, key: str) -> list[int]:
     from kerascnn.tracking import store
 
@@ -89,6 +95,23 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def writer_of(process: subprocess.Popen) -> Any:
+    """The tracking writer the CLI process started (its one ``kerascnn.tracking.writer`` child)."""
+    import psutil
+
+    found: list[psutil.Process] = []
+
+    def started() -> bool:
+        found[:] = [
+            c for c in psutil.Process(process.pid).children() if "kerascnn.tracking.writer" in " ".join(c.cmdline())
+        ]
+        return bool(found)
+
+    wait_for(started, 120, process, "the tracking writer")
+    assert len(found) == 1, found
+    return found[0]
 
 
 def _answers(url: str) -> bool:

@@ -146,6 +146,22 @@ def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
     assert "precision   auto ->" in text and here.cpu_model in text
 
 
+def test_doctor_lists_gpus_with_the_memory_the_driver_reports():
+    from kerascnn import doctor
+
+    driver = [
+        doctor.parse_nvidia_smi(line)
+        for line in ("Tesla P100-PCIE-16GB, 6.0, 16384, 535.1", "NVIDIA H200, 9.0, 143771, 570.8")
+    ]
+    gpus = doctor._gpus((hardware.Gpu("NVIDIA H200", (9, 0)), hardware.Gpu("Tesla P100-PCIE-16GB", (6, 0))), driver)
+    assert [(g["name"], g["compute_capability"], g["memory_mib"]) for g in gpus] == [
+        ("NVIDIA H200", [9, 0], 143771),
+        ("Tesla P100-PCIE-16GB", [6, 0], 16384),
+    ]
+    assert doctor._gpu_line(gpus[0]) == "NVIDIA H200 (compute capability 9.0, 140 GiB)"
+    assert doctor.parse_nvidia_smi("NVIDIA A100, [N/A], [N/A], 1")["memory_mib"] is None
+
+
 def test_two_workers_train_together_and_only_the_chief_tracks(tracking_uri, tmp_path):
     data_dir()
     ports = [free_port(), free_port()]

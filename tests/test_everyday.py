@@ -19,7 +19,8 @@ from PIL import Image
 
 import kerascnn
 from kerascnn.config import TrainConfig, TuneConfig
-from tests.helpers import PY, assert_usage_error, data_dir, free_port, run_cli, wait_for
+from kerascnn.tracking import store
+from tests.helpers import PY, all_runs, assert_usage_error, data_dir, free_port, run_cli, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -112,11 +113,17 @@ def test_models_and_argument_checks_do_not_load_tensorflow():
 
 def test_the_python_api_prints_no_tensorflow_or_mlflow_log_lines(tracking_uri):
     code = (
-        "import kerascnn; print(kerascnn.describe(kerascnn.create_model('lenet5')).params); "
-        f"kerascnn.train('lenet5', 'mnist', epochs=1, train_samples=200, tracking_uri={tracking_uri!r}, verbose=0)"
+        "import sys, kerascnn; print(kerascnn.describe(kerascnn.create_model('lenet5')).params); "
+        f"kerascnn.train('lenet5', 'mnist', epochs=1, train_samples=200, tracking_uri={tracking_uri!r}, verbose=0); "
+        "print('mlflow imported:', 'mlflow' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "mlflow imported: False" in result.stdout  # the writer process tracked the run
+    (run,) = all_runs(tracking_uri)
+    assert run.info.status == "FINISHED" and "model.keras" in {
+        a.path for a in store.client(tracking_uri).list_artifacts(run.info.run_id)
+    }
     noise = [
         line
         for line in result.stderr.splitlines()

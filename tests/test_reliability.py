@@ -7,6 +7,7 @@ the dashboard's loopback binding in test_dashboard.py.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -17,7 +18,17 @@ import numpy as np
 import pytest
 
 import kerascnn
-from tests.helpers import PY, all_runs, assert_usage_error, data_dir, metric_steps, run_cli, wait_for
+from tests.helpers import (
+    PY,
+    all_runs,
+    assert_usage_error,
+    data_dir,
+    first_epoch_logged,
+    metric_steps,
+    run_cli,
+    wait_for,
+    writer_of,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +47,7 @@ def _train_cmd(uri: str, *extra: str) -> list[str]:
 def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri):
     cmd = _train_cmd(tracking_uri, "--epochs", "4", "--train-samples", "12000", "--precision", "float32", "--json")
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    writer = writer_of(process)
 
     def backed_up_two_epochs() -> bool:
         runs = all_runs(tracking_uri)
@@ -47,6 +59,7 @@ def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri
     wait_for(backed_up_two_epochs, 300, process, "the backup of epoch 2")
     process.send_signal(signal.SIGKILL)
     process.wait()
+    writer.wait(timeout=120)  # the tracking writer wrote what it had been sent, then exited
     (run,) = all_runs(tracking_uri)
     assert run.info.status == "RUNNING"  # a SIGKILL cannot end it; --resume will
     backup = Path(run.data.tags["kerascnn.backup_dir"])
@@ -106,10 +119,7 @@ def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):
     )
     try:
         wait_for(
-            lambda: (
-                bool(all_runs(tracking_uri))
-                and bool(metric_steps(tracking_uri, all_runs(tracking_uri)[0].info.run_id, "loss"))
-            ),
+            lambda: first_epoch_logged(tracking_uri),
             300,
             process,
             "epoch 1",
@@ -146,18 +156,19 @@ def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_ur
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a shell job
     )
     wait_for(
-        lambda: (
-            bool(all_runs(tracking_uri))
-            and bool(metric_steps(tracking_uri, all_runs(tracking_uri)[0].info.run_id, "loss"))
-        ),
+        lambda: first_epoch_logged(tracking_uri),
         300,
         process,
         "the first epoch",
     )
     sent = time.monotonic()
-    process.send_signal(signum)
+    if signum == signal.SIGINT:  # Ctrl-C: the terminal signals the whole foreground group
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     _, err = process.communicate(timeout=60)
     assert time.monotonic() - sent < 20, "did not exit promptly"
     assert process.returncode == code, err[-2000:]

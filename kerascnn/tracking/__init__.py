@@ -2,7 +2,8 @@
 
 * :mod:`~kerascnn.tracking.store` -- the tracking URI, the client, experiments, locks;
 * :mod:`~kerascnn.tracking.run` -- ``TrackedRun`` and its ``lifecycle`` (runs always end);
-* :mod:`~kerascnn.tracking.recorder` -- writes off the training thread, a spool on failure;
+* :mod:`~kerascnn.tracking.writer` -- a child process that writes the runs, so MLflow never slows training;
+* :mod:`~kerascnn.tracking.recorder` and ``writes`` -- its ordered writes, and a spool when the store fails;
 * :mod:`~kerascnn.tracking.queries`, ``comparison``, ``plots``, ``dashboard`` -- reading runs back.
 
 Tracking never owns model code and never crashes or stalls training.

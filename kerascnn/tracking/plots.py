@@ -161,3 +161,24 @@ def save(fig: Figure, path: str) -> str:
     """Saves ``fig`` (100 dpi; the format from the suffix) and returns the path."""
     fig.savefig(path, dpi=100)
     return path
+
+
+def draw_reports(folder: Path | str, spec: Mapping[str, Any]) -> None:
+    """A training run's report plots, drawn into ``folder`` from numbers alone: with ``history``
+    (and ``title``), the training curves (``plots/training_curves.png``); with ``labels``,
+    ``predicted`` and ``class_names``, the confusion matrix (``plots/confusion_matrix.png``
+    and ``confusion_matrix.csv``).
+
+    Example:
+        >>> draw_reports("/tmp/kerascnn-doc-reports", {"history": {"loss": [0.5, 0.2]}, "title": "demo"})
+    """
+    folder = Path(folder)
+    (folder / "plots").mkdir(parents=True, exist_ok=True)
+    if spec.get("history") is not None:
+        figure = training_curves(spec["history"], title=spec.get("title", ""))
+        save(figure, str(folder / "plots" / "training_curves.png"))
+    if spec.get("labels") is not None:
+        names = list(spec["class_names"])
+        cm, figure = confusion_matrix(np.asarray(spec["labels"]), np.asarray(spec["predicted"]), names)
+        save(figure, str(folder / "plots" / "confusion_matrix.png"))
+        save_confusion_csv(cm, names, folder / "confusion_matrix.csv")

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from kerascnn.errors import ArgumentError
-from kerascnn.tracking.recorder import Op, RunRef, recorder
+from kerascnn.tracking.recorder import Op, RunRef, spool
+from kerascnn.tracking.writer import recorder
 
 MAX_PARAM_LENGTH = 6000
-END_MODULES = ("mlflow", "mlflow.keras", "mlflow.models", "kerascnn.tracking.plots", "kerascnn.report")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def describe_failure(error: BaseException) -> str:
 
 
 class TrackedRun:
-    """An MLflow run written through the process's recorder (never blocking training).
+    """An MLflow run written by the store's writer process (never blocking training).
 
     Example:
         >>> run = TrackedRun.start("sqlite:////tmp/doc/mlflow.db", "demo", "doc-run", tags={})  # doctest: +SKIP
@@ -99,7 +99,7 @@ class TrackedRun:
 
     def __init__(self, ref: RunRef) -> None:
         self.ref = ref
-        self._recorder = recorder(ref.uri)
+        self._offline = False  # written to the spool here, no writer process, no store
         self._lock: int | None = None
         self.locked: Path | None = None  # the folder held by lock()
         self.status: str | None = None
@@ -122,6 +122,7 @@ class TrackedRun:
         ``lock(local_id)`` names a folder to hold while this process writes the run;
         ``offline`` writes it to the spool only (``kerascnn sync`` sends it)."""
         run = cls(RunRef(uri, experiment, name, parent=parent.ref if parent else None, spooled=offline))
+        run._offline = offline
         if lock is not None:
             run.lock(lock(run.ref.local_id))
         run._submit("create", tags=dict(tags), start_time=_now_ms())
@@ -160,8 +161,12 @@ class TrackedRun:
             self._lock = None
 
     # -- write --------------------------------------------------------------------------------
-    def _submit(self, kind: str, prepare: Callable[[], None] | None = None, live: Any = None, **data: Any) -> None:
-        self._recorder.submit(Op(kind, self.ref, data, prepare, live))
+    def _submit(self, kind: str, **data: Any) -> None:
+        op = Op(kind, self.ref, data)
+        if self._offline:
+            spool(op)
+        else:
+            recorder(self.ref.uri).submit(op)
 
     def log_params(self, params: dict[str, Any]) -> None:
         self._submit("params", params=flatten_params(params))
@@ -176,13 +181,13 @@ class TrackedRun:
         if values:
             self._submit("metrics", metrics=values)
 
-    def log_artifacts(self, path: Path, artifact_path: str = "", prepare: Callable[[], None] | None = None) -> None:
-        """Uploads a file or folder (``prepare`` fills it first, in the background)."""
-        self._submit("artifacts", prepare, path=str(path), artifact_path=artifact_path)
+    def log_artifacts(self, path: Path, artifact_path: str = "", draw: dict[str, Any] | None = None) -> None:
+        """Uploads a file or folder; ``draw`` (see ``plots.draw_reports``) has the writer draw the
+        run's report plots into it first."""
+        self._submit("artifacts", path=str(path), artifact_path=artifact_path, draw=draw)
 
     def log_model(
         self,
-        model: Any,
         *,
         saved: Path,
         name: str,
@@ -191,15 +196,15 @@ class TrackedRun:
         adaptation: Any = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        """Logs an MLflow Keras model; ``saved`` is its ``.keras`` file, already written (what the
-        spool keeps). With ``adaptation``, the logged model takes raw ``uint8`` images (the
-        preprocessing in front) and ``example`` is such images; ``outputs`` are its predictions."""
+        """Logs an MLflow Keras model from its ``.keras`` file ``saved``, already written (the writer
+        loads it; the spool keeps it). With ``adaptation``, the logged model takes raw ``uint8``
+        images (the preprocessing in front) and ``example`` is such images; ``outputs`` has the
+        shape and type of its predictions (for the signature)."""
         from kerascnn.loading import pip_requirements
 
         front = adaptation.to_dict() if adaptation is not None else None
         self._submit(
             "model",
-            live=model,
             path=str(saved),
             name=name,
             example=example.tolist(),
@@ -221,11 +226,6 @@ class TrackedRun:
     def monitor_system(self, interval_s: float = 10.0) -> None:
         """Samples CPU, memory (and GPU, with nvidia-ml-py) into ``system/...`` metrics until the run ends."""
         self._submit("monitor", interval_s=interval_s)
-
-    def warm_up(self, modules: tuple[str, ...] = END_MODULES) -> None:
-        """Imports what the end of the run needs (MLflow's model API, matplotlib) in the
-        background, while training runs and the GIL is mostly free, not after it."""
-        self._submit("warm", modules=list(modules))
 
     # -- end ----------------------------------------------------------------------------------
     def finish(self) -> RunOutcome:
@@ -250,7 +250,7 @@ class TrackedRun:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Waits (bounded) until every write so far reached the store or the spool."""
-        return self._recorder.flush(timeout)
+        return self._offline or recorder(self.ref.uri).flush(timeout)
 
     @property
     def run_id(self) -> str | None:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from kerascnn.tracking import store
-from kerascnn.tracking.recorder import SPOOL, Op, RunRef, apply
+from kerascnn.tracking.recorder import SPOOL, Op, RunRef
+from kerascnn.tracking.writes import apply
 
 
 @dataclass

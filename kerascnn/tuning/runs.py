@@ -17,8 +17,9 @@ from typing import Any
 
 from kerascnn.errors import SearchFailed
 from kerascnn.tracking import store
-from kerascnn.tracking.recorder import RunRef, recorder
+from kerascnn.tracking.recorder import RunRef
 from kerascnn.tracking.run import TrackedRun, describe_failure, failure_status
+from kerascnn.tracking.writer import recorder
 
 PARENT_WAIT_S = 120.0  # how long a worker waits for the chief's parent run
 

@@ -316,7 +316,6 @@ def _log_best(search: _Search, parent: Any, best: dict[str, Any], model: Any, ou
     parent.log_metrics({"best_score": best["score"], f"best_{config.objective}": best["score"]}, step=done)
     parent.log_artifacts(outputs)
     parent.log_model(
-        model,
         saved=outputs / "best_model.keras",
         name="best_model",
         example=data.x_val[:2],

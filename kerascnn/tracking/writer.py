@@ -1,0 +1,330 @@
+"""The tracking writer: a child process that owns a store's MLflow client while a run trains.
+
+Importing MLflow and opening a SQLite store cost seconds of Python that hold the GIL; in the
+training process they would slow the steps around them. The writer does that work, and
+every write of the runs, in its own process (niced, GPU-less, out of the terminal's signal
+group), on a core the training leaves idle or while the training process imports TensorFlow.
+
+The training process sends each op as a JSON line on the writer's stdin and returns at once;
+the writer answers on its stdout, in order: ``{"ack": seq, "run_id": ...}`` once an op is
+written (or spooled), ``{"say": text}`` for what it prints (shown on this process's
+stderr). ``flush()`` waits for the acks. If the writer dies, or does not finish within the
+store's flush timeout, the ops it did not acknowledge are spooled here, in order, and
+``kerascnn sync`` sends them: nothing is lost. After a SIGKILL of the training process the
+writer still writes what it was sent, then exits (the run stays RUNNING until resumed).
+
+Run ``python -m kerascnn.tracking.writer URI`` is how it starts; it is not a user command.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from kerascnn.tracking import store
+from kerascnn.tracking.recorder import Op, Recorder, RunRef, plain, spool
+
+# What a training run's end needs, imported by the writer while the run trains.
+WARM = ("mlflow", "tensorflow", "mlflow.keras", "mlflow.models", "kerascnn.serving", "kerascnn.tracking.plots")
+MAX_IDLE = 2  # writers kept alive per process with no open run (a notebook going through stores)
+
+
+class WriterProcess:
+    """This process's end of one store's writer process: ``submit`` queues, ``flush`` waits.
+
+    Example:
+        >>> w = recorder("sqlite:////tmp/doc/mlflow.db")  # doctest: +SKIP
+        >>> w.submit(Op("tags", run, {"tags": {"a": "1"}})); w.flush()  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._cond = threading.Condition()
+        self._pending: dict[int, Op] = {}  # sent, not acknowledged yet
+        self._seq = 0
+        self._open: set[str] = set()  # runs created or reopened and not ended
+        self.lost: str | None = None  # why the writer is gone (ops are spooled here from then on)
+        self._closing = False
+        self._outbox: queue.Queue[bytes | None] = queue.Queue()
+        try:
+            self._process: subprocess.Popen[bytes] | None = _spawn(uri)
+        except OSError as e:  # no Python to start: every write goes to the spool, for `kerascnn sync`
+            self._process, self.lost = None, f"could not start ({e})"
+            return
+        for target, name in ((self._send_loop, "send"), (self._read_loop, "read")):
+            threading.Thread(target=target, name=f"kerascnn-writer-{name}", daemon=True).start()
+
+    @property
+    def idle(self) -> bool:
+        """No write waiting and no run open."""
+        with self._cond:
+            return not self._pending and not self._open
+
+    def submit(self, op: Op) -> None:
+        """Sends ``op`` to the writer (spools it if the writer is gone); returns at once."""
+        with self._cond:
+            if op.kind in ("create", "reopen"):
+                self._open.add(op.run.local_id)
+            elif op.kind == "end":
+                self._open.discard(op.run.local_id)
+            if self.lost is not None:
+                spool(op)
+                return
+            self._seq += 1
+            op.seq = self._seq
+            self._pending[op.seq] = op
+            message = {"seq": op.seq, "kind": op.kind, "run": op.run.to_wire(), "data": op.data}
+            self._outbox.put(json.dumps(message, default=plain).encode() + b"\n")
+
+    def warm(self, modules: tuple[str, ...] = WARM) -> None:
+        """Has the writer import ``modules`` now, in the background (what a run's end needs)."""
+        self._outbox.put(json.dumps({"warm": list(modules)}).encode() + b"\n")
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until the writer acknowledged every op sent so far; after ``timeout`` (the
+        store's flush timeout by default) the rest is spooled here and ``False`` returned."""
+        wait = store.flush_timeout(self.uri) if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while self._pending and self.lost is None and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(min(left, 0.5))
+            if not self._pending:
+                return self.lost is None
+        self._lose(f"did not finish its writes within {wait:.0f} s")
+        return False
+
+    def close(self) -> None:
+        """Flushes, then lets the writer exit (it reads the end of its input)."""
+        self.flush()
+        self._closing = True
+        self._outbox.put(None)
+
+    def _lose(self, why: str) -> None:
+        """The writer is gone or stuck: stop it, spool what it did not acknowledge, in order."""
+        with self._cond:
+            if self.lost is None:
+                self.lost = why
+                if self._process is not None:
+                    with contextlib.suppress(OSError):
+                        self._process.kill()
+                print(
+                    f"kerascnn: warning: the tracking writer {why}; the runs' writes go to the spool "
+                    f"{store.home(self.uri) / 'spool'} from now on (`kerascnn sync` sends them)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            left = [self._pending.pop(seq) for seq in sorted(self._pending)]
+            self._cond.notify_all()
+            for op in left:
+                spool(op)
+
+    def _send_loop(self) -> None:
+        assert self._process is not None
+        stdin = self._process.stdin
+        assert stdin is not None
+        while (line := self._outbox.get()) is not None:
+            try:
+                stdin.write(line)
+                stdin.flush()
+            except (BrokenPipeError, OSError):
+                return  # the read loop sees the writer's end and spools what is left
+        with contextlib.suppress(OSError):
+            stdin.close()
+
+    def _read_loop(self) -> None:
+        assert self._process is not None
+        stdout = self._process.stdout
+        assert stdout is not None
+        for raw in stdout:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue
+            if "say" in message:
+                with contextlib.suppress(Exception):
+                    sys.stderr.write(message["say"])
+                    sys.stderr.flush()
+            elif "ack" in message:
+                self._acknowledged(message)
+        if not self._closing:
+            code = self._process.wait()
+            self._lose(f"process ended unexpectedly (exit code {code})")
+
+    def _acknowledged(self, message: dict[str, Any]) -> None:
+        with self._cond:
+            op = self._pending.pop(message["ack"], None)
+            if op is not None:
+                run = op.run
+                run.run_id = message.get("run_id") or run.run_id
+                run.artifact_uri = message.get("artifact_uri") or run.artifact_uri
+                run.spooled = run.spooled or bool(message.get("spooled"))
+            self._cond.notify_all()
+
+
+def _spawn(uri: str) -> subprocess.Popen[bytes]:
+    """Starts ``python -m kerascnn.tracking.writer URI`` with this kit on its path and no GPU."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(
+        os.environ,
+        CUDA_VISIBLE_DEVICES="",  # it loads a model to log it: no GPU memory taken from training
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
+    )
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return subprocess.Popen(
+        [sys.executable, "-m", "kerascnn.tracking.writer", uri],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        start_new_session=True,  # Ctrl-C and a closed terminal reach the training process, which ends its runs
+    )
+
+
+_writers: dict[str, WriterProcess] = {}
+_registry = threading.Lock()
+
+
+def recorder(uri: str) -> WriterProcess:
+    """The writer of store ``uri`` for this process (started on first use; flushed at exit).
+
+    Example:
+        >>> recorder("sqlite:////tmp/doc/mlflow.db").flush()  # doctest: +SKIP
+        True
+    """
+    with _registry:
+        writer = _writers.get(uri)
+        if writer is None or (writer.lost is not None and writer.idle):
+            writer = _writers[uri] = WriterProcess(uri)
+            idle = [w for u, w in _writers.items() if w is not writer and w.idle]
+            for old in idle[: max(0, len(idle) - MAX_IDLE + 1)]:
+                old.close()
+                del _writers[old.uri]
+        return writer
+
+
+@atexit.register
+def _close_all() -> None:
+    for writer in list(_writers.values()):
+        writer.close()
+
+
+# -- the writer process ------------------------------------------------------------------------
+
+
+class _Say:
+    """``sys.stdout``/``sys.stderr`` of the writer: whole lines sent to the training process."""
+
+    def __init__(self, send: Any) -> None:
+        self._send, self._buffer = send, ""
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            self._send({"say": line + "\n"})
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _channel() -> Any:
+    """A function that sends one message on the real stdout; fd 1 then points at stderr, so
+    that nothing else can write into the channel."""
+    out: IO[bytes] = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    lock = threading.Lock()
+
+    def send(message: dict[str, Any]) -> None:
+        with lock:
+            out.write(json.dumps(message).encode() + b"\n")
+            out.flush()
+
+    return send
+
+
+def _open(uri: str, opened: threading.Event) -> None:
+    """Opens the store (MLflow's import, a new SQLite store's schema) before the first run needs it.
+    The writer starts once the settings and the data were checked; a store that cannot be
+    opened is reported by the first write, which goes to the spool."""
+    try:
+        with contextlib.suppress(Exception):
+            store.client(uri)
+    finally:
+        opened.set()
+
+
+def _warm(modules: list[str], after: threading.Event | None = None) -> None:
+    """Imports ``modules`` (TensorFlow quietly, on one thread: this process only saves models);
+    with ``mlflow.keras``, also runs MLflow's check of a model's requirements against the
+    installed packages once (a scan of them all, ~1 s, that the first ``log_model`` would pay)."""
+    import importlib
+
+    from kerascnn.tracking.writes import IMPORT_LOCK
+
+    if after is not None:
+        after.wait()
+    for name in modules:
+        with IMPORT_LOCK, contextlib.suppress(Exception):  # a module that fails is imported again where used
+            if name == "tensorflow":
+                from kerascnn.device import import_tensorflow
+
+                tf = import_tensorflow()
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+                tf.config.threading.set_intra_op_parallelism_threads(1)
+            else:
+                importlib.import_module(name)
+    if "mlflow.keras" in modules:
+        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+        from kerascnn.loading import pip_requirements
+
+        with contextlib.suppress(Exception):
+            warn_dependency_requirement_mismatches(pip_requirements())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The writer process: ops from stdin to the store, acks to stdout, until stdin ends."""
+    uri = (argv or sys.argv[1:])[0]
+    send = _channel()
+    sys.stdout = sys.stderr = _Say(send)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(10)  # training first
+
+    def done(op: Op) -> None:
+        run = op.run
+        send({"ack": op.seq, "run_id": run.run_id, "artifact_uri": run.artifact_uri, "spooled": run.spooled})
+
+    writes = Recorder(uri, on_done=done)
+    opened = threading.Event()
+    threading.Thread(target=_open, args=(uri, opened), daemon=True).start()  # before the first op needs it
+    known: dict[str, RunRef] = {}
+    for line in sys.stdin.buffer:
+        message = json.loads(line)
+        if "warm" in message:  # after the store is open: the run's writes come first
+            threading.Thread(target=_warm, args=(message["warm"], opened), daemon=True).start()
+        else:
+            run = RunRef.from_wire(uri, message["run"], known)
+            writes.submit(Op(message["kind"], run, message["data"], seq=message["seq"]))
+    opened.wait()  # never leave a new store's schema half made
+    writes.flush()
+    os._exit(0)  # no interpreter teardown (seconds with TensorFlow loaded); every write is done
+
+
+if __name__ == "__main__":
+    main()

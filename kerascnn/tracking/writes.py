@@ -1,0 +1,209 @@
+"""The writes themselves: one recorded op (see :mod:`~kerascnn.tracking.recorder`) applied to an
+MLflow store with the MLflow client.
+
+Used by the tracking writer process while a run trains, and by ``kerascnn sync`` when it
+replays a spool. Every op's data is JSON: files are named by path (a spool's copy when
+``folder`` is given) and reports are drawn here, from the numbers in the op.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kerascnn.tracking import store
+from kerascnn.tracking.recorder import Op, RunRef
+
+# Held while heavy modules (TensorFlow, MLflow's Keras flavor, matplotlib) are imported: two
+# threads importing them at once can trip Python's import deadlock detection.
+IMPORT_LOCK = threading.RLock()
+
+
+def apply(uri: str, op: Op, folder: Path | None = None) -> None:
+    """Writes one op to the store. ``folder`` is a spool folder its file paths are relative to.
+
+    Example:
+        >>> apply("sqlite:////tmp/doc/mlflow.db", Op("tags", run, {"tags": {"a": "1"}}))  # doctest: +SKIP
+    """
+    handler = _HANDLERS.get(op.kind)
+    if handler is None:
+        raise AssertionError(f"unknown op {op.kind}")
+    handler(uri, op, folder)
+
+
+def _create(uri: str, op: Op, folder: Path | None) -> None:
+    run, data, c = op.run, op.data, store.client(uri)
+    experiment_id = store.ensure_experiment(uri, run.experiment)
+    tags = dict(data["tags"], **{"kerascnn.local_id": run.local_id})
+    if run.parent is not None:
+        tags["mlflow.parentRunId"] = run.parent.run_id
+    created = store.retrying(c.create_run, experiment_id, start_time=data["start_time"], tags=tags, run_name=run.name)
+    run.run_id, run.artifact_uri = created.info.run_id, created.info.artifact_uri
+
+
+def _reopen(uri: str, op: Op, folder: Path | None) -> None:
+    c = store.client(uri)
+    store.retrying(c.update_run, op.run.run_id, status="RUNNING")
+    if op.data.get("drop_failure"):
+        store.retrying(c.delete_tag, op.run.run_id, "kerascnn.failure")
+    op.run.artifact_uri = store.retrying(c.get_run, op.run.run_id).info.artifact_uri
+
+
+def _batch(uri: str, op: Op, folder: Path | None) -> None:
+    """Params, tags or metrics, in one ``log_batch``."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    data = op.data
+    entities: dict[str, list[Any]] = {
+        "params": [Param(k, v) for k, v in data.get("params", {}).items()],
+        "tags": [RunTag(k, v) for k, v in data.get("tags", {}).items()],
+        "metrics": [Metric(k, v, t, s) for k, v, t, s in data.get("metrics", [])],
+    }
+    store.retrying(store.client(uri).log_batch, op.run.run_id, **{op.kind: entities[op.kind]})
+
+
+def _artifacts(uri: str, op: Op, folder: Path | None) -> None:
+    """Uploads a file or a folder; a ``draw`` spec first draws the run's report plots into it."""
+    data, c = op.data, store.client(uri)
+    path = Path(data["path"]) if folder is None else folder / data["path"]
+    if data.get("draw"):
+        with IMPORT_LOCK:
+            from kerascnn.tracking.plots import draw_reports
+
+        draw_reports(path, data["draw"])
+    log = c.log_artifacts if path.is_dir() else c.log_artifact
+    store.retrying(log, op.run.run_id, str(path), data.get("artifact_path") or None)
+
+
+def _inputs(uri: str, op: Op, folder: Path | None) -> None:
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    datasets = [
+        DatasetInput(
+            Dataset(
+                d["name"],
+                d["digest"],
+                d["source_type"],
+                json.dumps(d["source"]),
+                json.dumps(d["schema"]),
+                json.dumps(d["profile"]),
+            ),
+            tags=[InputTag("mlflow.data.context", d["context"])],
+        )
+        for d in op.data["datasets"]
+    ]
+    store.retrying(store.client(uri).log_inputs, op.run.run_id, datasets=datasets)
+
+
+def _monitor(uri: str, op: Op, folder: Path | None) -> None:
+    """MLflow's system-metrics sampler (CPU, memory, disk, network; GPUs with nvidia-ml-py)."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(op.run.run_id, sampling_interval=op.data["interval_s"], tracking_uri=uri)
+    monitor.start()
+    op.run.monitor = monitor
+
+
+def _end(uri: str, op: Op, folder: Path | None) -> None:
+    run, data, c = op.run, op.data, store.client(uri)
+    if run.monitor is not None:
+        run.monitor.finish()
+        run.monitor = None
+    if data.get("reason"):
+        store.retrying(c.set_tag, run.run_id, "kerascnn.failure", data["reason"])
+    store.retrying(c.set_terminated, run.run_id, data["status"], end_time=data["end_time"])
+
+
+def _model(uri: str, op: Op, folder: Path | None) -> None:
+    """An MLflow Keras model that takes raw ``uint8`` images (the training preprocessing in
+    front, see :mod:`kerascnn.serving`), rebuilt from the saved ``.keras`` file, with a
+    signature and the class names as metadata."""
+    with IMPORT_LOCK:
+        from kerascnn.device import import_tensorflow
+
+        import_tensorflow()  # quietly, before MLflow's Keras flavor imports it
+        import mlflow
+        import mlflow.keras
+        import numpy as np
+        from mlflow.models import Model, infer_signature
+
+        from kerascnn.data import Adaptation
+        from kerascnn.loading import load_model
+        from kerascnn.serving import served_model
+
+    data, run_id = op.data, op.run.run_id
+    model = load_model(Path(data["path"]) if folder is None else folder / data["path"], compile=False)
+    if data.get("adaptation"):
+        model = served_model(model, Adaptation.from_dict(data["adaptation"]))
+    example = np.asarray(data["example"], dtype=data.get("example_dtype", "float32"))
+    signature = infer_signature(example, np.asarray(data["outputs"], dtype=np.float32))
+    mlflow.set_tracking_uri(uri)
+    c = store.client(uri)
+    experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
+    logged = store.retrying(c.create_logged_model, experiment_id, name=data["name"], source_run_id=run_id)
+    Model.log(
+        artifact_path=None,
+        name=data["name"],
+        flavor=mlflow.keras,
+        run_id=run_id,
+        model_id=logged.model_id,
+        model=model,
+        signature=signature,
+        pip_requirements=data["requirements"],
+        metadata=data.get("metadata"),
+    )
+    op.run.logged_model = f"models:/{logged.model_id}"
+
+
+def _register(uri: str, op: Op, folder: Path | None) -> None:
+    """A new version of registered model ``data["name"]`` from the run's logged model, tagged;
+    ``data["alias"]`` is moved to it."""
+    run, data, c = op.run, op.data, store.client(uri)
+    if run.logged_model is None:
+        raise RuntimeError("no logged model to register")
+    name = data["name"]
+    try:
+        store.retrying(c.create_registered_model, name)
+    except Exception as e:  # it exists: a new version of it
+        if "already exists" not in str(e) and "RESOURCE_ALREADY_EXISTS" not in str(e):
+            raise
+    import kerascnn
+
+    tags = dict(data.get("tags", {}), run_id=run.run_id, kerascnn_version=kerascnn.__version__)
+    version = store.retrying(
+        c.create_model_version,
+        name,
+        run.logged_model,
+        run_id=run.run_id,
+        tags=tags,
+        model_id=run.logged_model.removeprefix("models:/"),
+    )
+    if data.get("alias"):
+        store.retrying(c.set_registered_model_alias, name, data["alias"], version.version)
+    print(
+        f"kerascnn: registered {name} version {version.version}"
+        + (f" (alias {data['alias']})" if data.get("alias") else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+_HANDLERS: dict[str, Callable[[str, Op, Path | None], None]] = {
+    "create": _create,
+    "reopen": _reopen,
+    "params": _batch,
+    "tags": _batch,
+    "metrics": _batch,
+    "artifacts": _artifacts,
+    "inputs": _inputs,
+    "model": _model,
+    "register": _register,
+    "monitor": _monitor,
+    "end": _end,
+}
+
+__all__ = ["Op", "RunRef", "apply"]

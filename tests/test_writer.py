@@ -1,0 +1,87 @@
+"""The tracking writer process: MLflow stays out of the training process, and a writer that dies
+loses nothing (its unacknowledged writes go to the spool; `kerascnn sync` sends them).
+
+Real parts: the CLI as a subprocess, its real writer child, a real SIGKILL, a real SQLite store.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from kerascnn.tracking.recorder import RunRef
+from tests.helpers import PY, all_runs, data_dir, first_epoch_logged, metric_steps, run_cli, wait_for, writer_of
+
+EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
+@pytest.fixture(autouse=True)
+def _cwd(monkeypatch, tmp_path):
+    data_dir()
+    monkeypatch.chdir(tmp_path)
+
+
+def test_a_killed_writer_loses_nothing_after_sync(tracking_uri):
+    cmd = [
+        *PY,
+        "train",
+        "lenet5",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "3",
+        "--train-samples",
+        "6000",
+        "--test-samples",
+        "500",
+        "--precision",
+        "float32",
+        "--tracking-uri",
+        tracking_uri,
+        "--json",
+    ]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = writer_of(process)
+    wait_for(
+        lambda: first_epoch_logged(tracking_uri),
+        300,
+        process,
+        "the first epoch in the store",
+    )
+    writer.send_signal(signal.SIGKILL)  # the writer dies mid-run; training must not notice
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    assert "the tracking writer process ended unexpectedly" in err and "Traceback" not in err
+    result = json.loads(out)
+    assert result["spool"] and result["model_path"].startswith(result["spool"])  # the model is kept locally
+    (run,) = all_runs(tracking_uri)
+    assert run.info.status == "RUNNING"  # its end is in the spool
+    synced = run_cli("sync", "--tracking-uri", tracking_uri, "--json", check=True)
+    assert list(json.loads(synced.stdout)["synced"].values()) == [result["run_id"]]
+    run = MlflowClient(tracking_uri).get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    for key in EPOCH_KEYS:
+        assert metric_steps(tracking_uri, result["run_id"], key) == [0, 1, 2], key  # each epoch exactly once
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result["test_accuracy"])
+    logged = {a.path for a in MlflowClient(tracking_uri).list_artifacts(result["run_id"])}
+    assert {"model.keras", "describe.txt", "confusion_matrix.csv", "plots"} <= logged  # drawn by sync
+
+
+def test_a_run_travels_to_the_writer_and_back_as_json():
+    parent = RunRef("sqlite:////tmp/x/mlflow.db", "exp", "search", run_id="p1")
+    child = RunRef("sqlite:////tmp/x/mlflow.db", "exp", "trial", parent=parent)
+    known: dict[str, RunRef] = {}
+    there = RunRef.from_wire(child.uri, json.loads(json.dumps(child.to_wire())), known)
+    assert (there.local_id, there.name, there.parent.local_id, there.parent.run_id) == (
+        child.local_id,
+        "trial",
+        parent.local_id,
+        "p1",
+    )
+    child.run_id, child.spooled = "c1", True
+    again = RunRef.from_wire(child.uri, child.to_wire(), known)
+    assert again is there and (again.run_id, again.spooled) == ("c1", True)
