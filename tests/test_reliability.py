@@ -87,7 +87,7 @@ def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri
 
 
 def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri):
-    cmd = _train_cmd(tracking_uri, "--epochs", "3", "--train-samples", "8000", "--json")
+    cmd = _train_cmd(tracking_uri, "--epochs", "6", "--train-samples", "8000", "--json")
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def backed_up_one_epoch() -> bool:
@@ -105,10 +105,10 @@ def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri):
     (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n torn")
     resumed = run_cli("train", "--resume", run.info.run_id[:12], "--tracking-uri", tracking_uri, "--json")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "training starts over from epoch 1 in the same run" in resumed.stderr and "Epoch 1/3" in resumed.stderr
+    assert "training starts over from epoch 1 in the same run" in resumed.stderr and "Epoch 1/6" in resumed.stderr
     (final,) = all_runs(tracking_uri)
     assert final.info.run_id == run.info.run_id and final.info.status == "FINISHED"
-    assert sorted(set(metric_steps(tracking_uri, run.info.run_id, "val_loss"))) == [0, 1, 2]
+    assert sorted(set(metric_steps(tracking_uri, run.info.run_id, "val_loss"))) == [0, 1, 2, 3, 4, 5]
 
 
 def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):

@@ -34,8 +34,19 @@ from typing import IO, Any
 from kerascnn.tracking import store
 from kerascnn.tracking.recorder import Op, Recorder, RunRef, plain, spool
 
-# What a training run's end needs, imported by the writer while the run trains.
-WARM = ("mlflow", "tensorflow", "mlflow.keras", "mlflow.models", "kerascnn.serving", "kerascnn.tracking.plots")
+# What a training run needs, imported by the writer while the training process imports TensorFlow and
+# trains: MLflow's client and SQLite store first (the run's first writes), then what its end needs.
+WARM = (
+    "mlflow.tracking",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "alembic",
+    "mlflow",
+    "tensorflow",
+    "mlflow.keras",
+    "mlflow.models",
+    "kerascnn.serving",
+    "kerascnn.tracking.plots",
+)
 MAX_IDLE = 2  # writers kept alive per process with no open run (a notebook going through stores)
 
 
@@ -50,6 +61,7 @@ class WriterProcess:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        self.pid = os.getpid()  # a forked copy of this process needs its own writer
         self._cond = threading.Condition()
         self._pending: dict[int, Op] = {}  # sent, not acknowledged yet
         self._seq = 0
@@ -204,11 +216,12 @@ def recorder(uri: str) -> WriterProcess:
     """
     with _registry:
         writer = _writers.get(uri)
-        if writer is None or (writer.lost is not None and writer.idle):
+        if writer is None or writer.pid != os.getpid() or (writer.lost is not None and writer.idle):
             writer = _writers[uri] = WriterProcess(uri)
-            idle = [w for u, w in _writers.items() if w is not writer and w.idle]
-            for old in idle[: max(0, len(idle) - MAX_IDLE + 1)]:
-                old.close()
+            idle = [w for w in _writers.values() if w is not writer and w.idle]
+            for old in idle[: max(0, len(idle) - MAX_IDLE + 1)]:  # the oldest first
+                if old.pid == os.getpid():
+                    old.close()
                 del _writers[old.uri]
         return writer
 
@@ -216,7 +229,8 @@ def recorder(uri: str) -> WriterProcess:
 @atexit.register
 def _close_all() -> None:
     for writer in list(_writers.values()):
-        writer.close()
+        if writer.pid == os.getpid():
+            writer.close()
 
 
 # -- the writer process ------------------------------------------------------------------------
@@ -257,18 +271,7 @@ def _channel() -> Any:
     return send
 
 
-def _open(uri: str, opened: threading.Event) -> None:
-    """Opens the store (MLflow's import, a new SQLite store's schema) before the first run needs it.
-    The writer starts once the settings and the data were checked; a store that cannot be
-    opened is reported by the first write, which goes to the spool."""
-    try:
-        with contextlib.suppress(Exception):
-            store.client(uri)
-    finally:
-        opened.set()
-
-
-def _warm(modules: list[str], after: threading.Event | None = None) -> None:
+def _warm(modules: list[str]) -> None:
     """Imports ``modules`` (TensorFlow quietly, on one thread: this process only saves models);
     with ``mlflow.keras``, also runs MLflow's check of a model's requirements against the
     installed packages once (a scan of them all, ~1 s, that the first ``log_model`` would pay)."""
@@ -276,8 +279,6 @@ def _warm(modules: list[str], after: threading.Event | None = None) -> None:
 
     from kerascnn.tracking.writes import IMPORT_LOCK
 
-    if after is not None:
-        after.wait()
     for name in modules:
         with IMPORT_LOCK, contextlib.suppress(Exception):  # a module that fails is imported again where used
             if name == "tensorflow":
@@ -310,19 +311,16 @@ def main(argv: list[str] | None = None) -> None:
         run = op.run
         send({"ack": op.seq, "run_id": run.run_id, "artifact_uri": run.artifact_uri, "spooled": run.spooled})
 
-    writes = Recorder(uri, on_done=done)
-    opened = threading.Event()
-    threading.Thread(target=_open, args=(uri, opened), daemon=True).start()  # before the first op needs it
+    writes = Recorder(uri, on_done=done)  # the store is opened by the first op: nothing is created before
     known: dict[str, RunRef] = {}
     for line in sys.stdin.buffer:
         message = json.loads(line)
-        if "warm" in message:  # after the store is open: the run's writes come first
-            threading.Thread(target=_warm, args=(message["warm"], opened), daemon=True).start()
+        if "warm" in message:
+            threading.Thread(target=_warm, args=(message["warm"],), daemon=True).start()
         else:
             run = RunRef.from_wire(uri, message["run"], known)
             writes.submit(Op(message["kind"], run, message["data"], seq=message["seq"]))
-    opened.wait()  # never leave a new store's schema half made
-    writes.flush()
+    writes.flush()  # every op sent, a new store's schema included, is done (or spooled)
     os._exit(0)  # no interpreter teardown (seconds with TensorFlow loaded); every write is done
 
 
