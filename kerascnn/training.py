@@ -131,9 +131,9 @@ def train(
     config = (config.merged_with(previous.data.params) if previous else config).resolved()
     if config.tracking and not config.offline:
         store.probe(config.store_uri)
+        if config.strategy != "multiworker":  # (only a multi-worker chief tracks: it starts its writer later)
+            recorder(config.store_uri).warm()  # MLflow loads in the writer process while TensorFlow loads here
     checked = _data(config) if _data_first(config) else None
-    if config.tracking and not config.offline and checked is not None and config.strategy != "multiworker":
-        recorder(config.store_uri).warm()  # MLflow loads in the writer process while TensorFlow loads here
     plan = _plan(config, checked)
     net = _build(plan)
     pipes = _pipelines(plan)

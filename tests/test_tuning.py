@@ -57,6 +57,15 @@ def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, 
     )
     assert {h["name"] for h in json.loads(p["space"])} == {"learning_rate", "filters", "dense_units", "dropout"}
     assert parent.data.tags["kerascnn.max_trials"] == "3"
+    # the speed settings follow train's one rule, logged with their reasons
+    assert (p["precision"], p["dtype_policy"], p["jit_compile"], p["steps_per_execution"]) == (
+        "float32",
+        "float32",
+        "False",
+        "8",
+    )
+    assert parent.data.tags["kerascnn.why.precision"] == "asked for float32"
+    assert parent.data.tags["kerascnn.cpu_flags"] == " ".join(sorted(kerascnn.device.machine().cpu_flags))
     children = child_runs(tracking_uri, result.parent_run_id)
     assert len(children) == 3 == len(result.trials)
     for run, trial in zip(children, result.trials):

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,7 @@ class _Search:
     data: Any
     adaptation: Any
     recipe: Any
-    policy: str
+    speed: hardware.SpeedPlan
     tuner: Any
     folder: Path
     role: str
@@ -162,15 +163,17 @@ def _assemble(
 
     keras.utils.set_random_seed(config.seed)
     speed = hardware.plan(device.machine(), precision=config.precision, steps_per_execution=recipe.steps_per_execution)
+    for warning in speed.warnings:
+        print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
-    hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed.policy)
+    hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed)
     whole = probe(hypermodel, config.fixed, config.family)  # before KerasTuner reads (or deletes) the folder
-    tuner = _make_tuner(config, hypermodel, folder, speed.policy, progress)
+    tuner = _make_tuner(config, hypermodel, folder, speed, progress)
     if role != "worker":  # a worker's oracle is the chief's, behind a client
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
         planned = grid_size(whole, config.fixed) if config.tuner == "grid" else _hyperband_trials(tuner)
         tuner.display.plan(config.tuner, config.max_trials, planned, config.epochs, done)
-    return _Search(config, space, data, adaptation, recipe, speed.policy, tuner, folder, role, lock)
+    return _Search(config, space, data, adaptation, recipe, speed, tuner, folder, role, lock)
 
 
 def _hyperband_trials(tuner: Any) -> int | None:
@@ -179,7 +182,9 @@ def _hyperband_trials(tuner: Any) -> int | None:
     return hyperband_trials(tuner.oracle)
 
 
-def _make_tuner(config: TuneConfig, hypermodel: HyperModel, folder: Path, policy: str, progress: bool) -> Any:
+def _make_tuner(
+    config: TuneConfig, hypermodel: HyperModel, folder: Path, speed: hardware.SpeedPlan, progress: bool
+) -> Any:
     import keras_tuner as kt
 
     from kerascnn.tuning.display import Display
@@ -199,7 +204,7 @@ def _make_tuner(config: TuneConfig, hypermodel: HyperModel, folder: Path, policy
         config.max_retries_per_trial,
         config.max_consecutive_failed_trials,
     )
-    with device.dtype_policy(policy):
+    with device.dtype_policy(speed.policy):
         tuner = TrackedTuner(
             oracle=oracle,
             hypermodel=hypermodel,
@@ -213,6 +218,7 @@ def _make_tuner(config: TuneConfig, hypermodel: HyperModel, folder: Path, policy
         "kerascnn.model": hypermodel.space.name,
         "kerascnn.family": hypermodel.space.name,
         "kerascnn.dataset": config.dataset,
+        **speed.tags(),  # why each speed setting, on the parent and every trial
     }
     tuner.runs = SearchRuns(config.store_uri, config.experiment, config.name, folder, labels)
     tuner.display = Display(config.objective, tuner.runs.worker, enabled=progress)
@@ -249,7 +255,7 @@ def _open_parent(search: _Search) -> Any:
         "train_size": len(data.x_train),
         "val_size": len(data.x_val),
         "adaptation": search.adaptation.describe(),
-        "dtype_policy": search.policy,
+        **search.speed.params(),
         "space": json.dumps([p.get_config() for p in search.tuner.oracle.get_space().space], default=str),
     }
     parent = search.tuner.runs.open_parent(params, config.max_trials, fresh)
@@ -267,7 +273,7 @@ def _run(search: _Search) -> None:
         data.x_train, data.y_train, batch_size=batch, adaptation=adaptation, training=True, seed=config.seed
     )
     val = data_module.make_pipeline(data.x_val, data.y_val, batch_size=batch, adaptation=adaptation)
-    with device.dtype_policy(search.policy):
+    with device.dtype_policy(search.speed.policy):
         try:
             search.tuner.search(train, validation_data=val, epochs=config.epochs, verbose=0, shuffle=False)
         except RuntimeError as e:  # KerasTuner's consecutive-failure limit

@@ -66,16 +66,16 @@ class HyperModel:
         num_classes: int,
         recipe: Recipe,
         steps_per_epoch: int,
-        policy: str,
+        speed: Any,
     ) -> None:
         self.space, self.input_shape, self.num_classes = space, input_shape, num_classes
-        self.recipe, self.steps_per_epoch, self.policy = recipe, steps_per_epoch, policy
+        self.recipe, self.steps_per_epoch, self.speed = recipe, steps_per_epoch, speed
 
     def __call__(self, hp: Any) -> Any:
         from kerascnn import device
         from kerascnn.recipes import make_optimizer
 
-        with device.dtype_policy(self.policy):
+        with device.dtype_policy(self.speed.policy):
             model = self.space.build(hp, input_shape=self.input_shape, num_classes=self.num_classes)
         if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
             rate = hp.values.get("learning_rate", self.recipe.learning_rate)
@@ -84,7 +84,8 @@ class HyperModel:
                 optimizer=make_optimizer(recipe, self.steps_per_epoch),
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
-                steps_per_execution=recipe.steps_per_execution,
+                jit_compile=self.speed.jit,
+                steps_per_execution=self.speed.steps_per_execution,
             )
         return model
 
