@@ -7,8 +7,10 @@ Real parts: the CLI as a subprocess, its real writer child, a real SIGKILL, a re
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -52,6 +54,12 @@ def test_a_killed_writer_loses_nothing_after_sync(tracking_uri):
         process,
         "the first epoch in the store",
     )
+    # Niced in the training process's session (Linux's scheduler groups are per session: a session of
+    # its own would make the niceness count for nothing), in a process group of its own (Ctrl-C spares it).
+    assert writer.nice() >= 10
+    assert os.getpgid(writer.pid) == writer.pid != os.getpgid(process.pid)
+    if sys.version_info >= (3, 11):
+        assert os.getsid(writer.pid) == os.getsid(process.pid)
     writer.send_signal(signal.SIGKILL)  # the writer dies mid-run; training must not notice
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]

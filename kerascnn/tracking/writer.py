@@ -194,12 +194,16 @@ def _spawn(uri: str) -> subprocess.Popen[bytes]:
         PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
     )
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Its own process group, so that Ctrl-C at a terminal reaches the training process only (which
+    # ends its runs), but the same session: with Linux's scheduler autogroups (one per session) a
+    # new session would weigh as much as the training process and its niceness would count for nothing.
+    group: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
     return subprocess.Popen(
         [sys.executable, "-m", "kerascnn.tracking.writer", uri],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
-        start_new_session=True,  # Ctrl-C and a closed terminal reach the training process, which ends its runs
+        **group,
     )
 
 

@@ -1,0 +1,55 @@
+"""CPU seconds of each piece of work the tracking writer does before and for a run.
+
+    python benchmarks/writer_cost.py
+
+In a fresh process, in the writer's order: its own module, each module of
+``kerascnn.tracking.writer.WARM``, MLflow's scan of the installed packages, and creating a
+new SQLite store (in a temporary folder). Each figure is the process's CPU time across the
+step (``time.process_time``), so another process's load does not inflate it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    started = time.process_time()
+    mark = started
+
+    def step(what: str) -> None:
+        nonlocal mark
+        now = time.process_time()
+        print(f"{what:50s} {now - mark:5.2f} s", flush=True)
+        mark = now
+
+    from kerascnn.tracking import writer
+
+    step("kerascnn.tracking.writer")
+    for name in writer.WARM:
+        if name == "tensorflow":
+            from kerascnn.device import import_tensorflow
+
+            import_tensorflow()
+        else:
+            importlib.import_module(name)
+        step(f"import {name}")
+    from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+    from kerascnn.loading import pip_requirements
+
+    warn_dependency_requirement_mismatches(pip_requirements())
+    step("MLflow's scan of the installed packages")
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory() as folder:
+        MlflowClient(f"sqlite:///{Path(folder) / 'mlflow.db'}").search_experiments()
+        step("a new store's tables")
+    print(f"{'total':50s} {time.process_time() - started:5.2f} s")
+
+
+if __name__ == "__main__":
+    main()
