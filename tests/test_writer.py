@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -54,12 +53,9 @@ def test_a_killed_writer_loses_nothing_after_sync(tracking_uri):
         process,
         "the first epoch in the store",
     )
-    # Niced in the training process's session (Linux's scheduler groups are per session: a session of
-    # its own would make the niceness count for nothing), in a process group of its own (Ctrl-C spares it).
-    assert writer.nice() >= 10
-    assert os.getpgid(writer.pid) == writer.pid != os.getpgid(process.pid)
-    if sys.version_info >= (3, 11):
-        assert os.getsid(writer.pid) == os.getsid(process.pid)
+    # A session of its own: Ctrl-C at a terminal spares it, and (with Linux's per-session scheduler
+    # groups) it keeps a fair share of the CPU, so the store keeps up with training.
+    assert os.getsid(writer.pid) == writer.pid != os.getsid(process.pid)
     writer.send_signal(signal.SIGKILL)  # the writer dies mid-run; training must not notice
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]

@@ -2,8 +2,9 @@
 
 Importing MLflow and opening a SQLite store cost seconds of Python that hold the GIL; in the
 training process they would slow the steps around them. The writer does that work, and
-every write of the runs, in its own process (niced, GPU-less, out of the terminal's signal
-group), on a core the training leaves idle or while the training process imports TensorFlow.
+every write of the runs, in its own process (GPU-less, in a session of its own, out of the
+terminal's signals), on a core the training leaves idle or while the training process imports
+TensorFlow.
 
 The training process sends each op as a JSON line on the writer's stdin and returns at once;
 the writer answers on its stdout, in order: ``{"ack": seq, "run_id": ...}`` once an op is
@@ -194,16 +195,16 @@ def _spawn(uri: str) -> subprocess.Popen[bytes]:
         PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
     )
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Its own process group, so that Ctrl-C at a terminal reaches the training process only (which
-    # ends its runs), but the same session: with Linux's scheduler autogroups (one per session) a
-    # new session would weigh as much as the training process and its niceness would count for nothing.
-    group: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+    # A session of its own: Ctrl-C and a closed terminal reach the training process only (which ends
+    # its runs). With Linux's scheduler autogroups (one per session) that also gives the writer a fair
+    # share of the CPU next to a busy training process, so the store keeps up with the epochs (a niced
+    # writer in the training process's group lagged by whole trials under load; BENCHMARKS.md).
     return subprocess.Popen(
         [sys.executable, "-m", "kerascnn.tracking.writer", uri],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
-        **group,
+        start_new_session=True,
     )
 
 
@@ -308,8 +309,6 @@ def main(argv: list[str] | None = None) -> None:
     send = _channel()
     sys.stdout = sys.stderr = _Say(send)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        os.nice(10)  # training first
 
     def done(op: Op) -> None:
         run = op.run

@@ -161,4 +161,4 @@ class SearchRuns:
         for run in sorted(self.children(), key=lambda r: r.info.start_time):  # the latest run of a trial wins
             if run.info.status in ("FINISHED", "FAILED"):
                 ids[run.data.tags.get("kerascnn.trial_id", "")] = run.info.run_id
-        return ids | {t: r.run_id for t, r in self.trials.items()}
+        return ids | {t: r.run_id for t, r in self.trials.items() if r.run_id}  # None: not written yet
