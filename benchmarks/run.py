@@ -22,6 +22,7 @@ MNIST comes from $KERASCNN_DATA_DIR (default ../shared/data beside the repo).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -108,11 +109,18 @@ def tracking_overhead(pairs: int, repeats: int, kept_store: bool = False) -> dic
         for i, tracked_first in enumerate(firsts):
             times = {}
             for tracked in (True, False) if tracked_first else (False, True):
-                with tempfile.TemporaryDirectory() as fresh:
-                    times[tracked], _ = _kit(kept if kept_store else fresh, *(() if tracked else ("--no-tracking",)))
+                folder = contextlib.nullcontext(kept) if kept_store else tempfile.TemporaryDirectory()
+                with folder as cwd:
+                    times[tracked], _ = _kit(cwd, *(() if tracked else ("--no-tracking",)))
             overhead = times[True] / times[False] - 1
-            rows.append({"tracked_s": times[True], "untracked_s": times[False], "overhead": overhead})
-            rows[-1]["tracked_first"] = tracked_first
+            rows.append(
+                {
+                    "tracked_s": times[True],
+                    "untracked_s": times[False],
+                    "overhead": overhead,
+                    "tracked_first": tracked_first,
+                }
+            )
             print(
                 f"  tracking #{i + 1} ({'tracked' if tracked_first else 'untracked'} first): tracked "
                 f"{times[True]:.1f}s untracked {times[False]:.1f}s overhead {100 * overhead:+.1f}%",

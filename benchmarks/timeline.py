@@ -7,41 +7,27 @@ Prints each output line with the second it appeared, then every ``--every`` seco
 seconds used so far by the command and by each child process (the tracking writer, for a
 tracked ``train``). Comparing a tracked and an untracked timeline shows where tracking costs
 time (before ``fit``, during the first epoch, at the end), which differences of whole-process
-wall times on a noisy VM cannot. Linux only (reads ``/proc``).
+wall times on a noisy VM cannot. Needs psutil (a dev dependency).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import subprocess
 import threading
 import time
 
-TICK = os.sysconf("SC_CLK_TCK")
+import psutil
 
 
-def _stat(pid: int) -> list[str] | None:
+def cpu_seconds(process: psutil.Process) -> float | None:
+    """User + system CPU seconds of ``process`` so far (``None`` once it is gone)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except OSError:
+        times = process.cpu_times()
+    except psutil.Error:
         return None
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of ``pid`` so far (``None`` once it is gone)."""
-    fields = _stat(pid)
-    return None if fields is None else (int(fields[11]) + int(fields[12])) / TICK
-
-
-def children(pid: int) -> set[int]:
-    """The live processes whose parent is ``pid``."""
-    found = set()
-    for name in os.listdir("/proc"):
-        if name.isdigit() and (fields := _stat(int(name))) is not None and int(fields[1]) == pid:
-            found.add(int(name))
-    return found
+    return times.user + times.system
 
 
 def main() -> None:
@@ -64,10 +50,13 @@ def main() -> None:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     samples: list[tuple[float, float | None, dict[int, float | None]]] = []
-    kids: set[int] = set()
+    watched = psutil.Process(process.pid)
+    kids: dict[int, psutil.Process] = {}
     while process.poll() is None:
-        kids |= children(process.pid)
-        samples.append((time.perf_counter() - start, cpu_seconds(process.pid), {k: cpu_seconds(k) for k in kids}))
+        with contextlib.suppress(psutil.Error):
+            kids.update((child.pid, child) for child in watched.children())
+        at = time.perf_counter() - start
+        samples.append((at, cpu_seconds(watched), {pid: cpu_seconds(child) for pid, child in kids.items()}))
         time.sleep(0.25)
     wall = time.perf_counter() - start
     reader.join(timeout=2)
