@@ -3,6 +3,7 @@
     python benchmarks/run.py --quick      # a few minutes: 1 repeat, short throughput runs
     python benchmarks/run.py              # 3 interleaved repeats, medians
     python benchmarks/run.py --only throughput
+    python benchmarks/run.py --only accuracy --repeats 5   # 5 pairs instead of 3
 
 1. time-to-accuracy: ``kerascnn train mnist_cnn --dataset mnist`` (tracked, no other
    flag: ``precision=auto``) vs the classic Keras script (benchmarks/classic_mnist.py),
@@ -341,9 +342,10 @@ def main() -> None:
     parser.add_argument("--only", choices=["accuracy", "tracking", "throughput", "profile", "memory"], action="append")
     parser.add_argument("--pairs", type=int, help="tracked/untracked pairs of the tracking benchmark (default 10)")
     parser.add_argument("--kept-store", action="store_true", help="tracking benchmark: one store for all runs")
+    parser.add_argument("--repeats", type=int, help="time-to-accuracy pairs and warm tracking pairs (default 3)")
     args = parser.parse_args()
     os.environ.update({k: v for k, v in _env().items() if k.startswith(("KERASCNN", "TF_CPP"))})
-    repeats = 1 if args.quick else 3
+    repeats = args.repeats or (1 if args.quick else 3)
     chosen = args.only or ["accuracy", "tracking", "throughput", "profile", "memory"]
     import keras
     import mlflow
