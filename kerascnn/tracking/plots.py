@@ -78,6 +78,7 @@ def confusion_matrix(
                     va="center",
                     fontsize=8,
                     color="white" if cm[i, j] > threshold else "black",
+                    in_layout=False,  # inside the axes: the layout need not measure 100 texts (~2x faster)
                 )
     accuracy = np.trace(cm) / max(1, cm.sum())
     ax.set_xlabel("predicted")
