@@ -15,6 +15,25 @@ from kerascnn import checks, hardware
 from kerascnn.config import STRATEGIES
 from kerascnn.errors import ArgumentError
 
+# Installed libraries that TensorFlow's import of Keras loads only to offer extras: DataFrame
+# inputs (pandas), the scikit-learn wrappers, image-gallery plots (matplotlib). MLflow
+# installs all three; together they are ~2.4 s of a ~6.4 s import on an AVX2 VM (BENCHMARKS.md).
+KERAS_EXTRAS = ("pandas", "sklearn", "matplotlib")
+_skipped_extras: list[str] = []  # what this process's TensorFlow import leaves out
+
+
+def import_without_keras_extras() -> None:
+    """Makes this process's TensorFlow import skip Keras' optional extras (``KERAS_EXTRAS``).
+
+    For processes that use none of them, like the CLI's: Keras then treats the libraries as
+    absent (no DataFrame input to ``fit``, no scikit-learn wrappers), while ``import pandas``
+    and the others still work afterwards. No effect once TensorFlow is imported.
+
+    Example:
+        >>> import_without_keras_extras()  # doctest: +SKIP
+    """
+    _skipped_extras[:] = KERAS_EXTRAS
+
 
 def import_tensorflow() -> Any:
     """Imports TensorFlow with its C++ start-up lines on fd 2 hidden, and returns it.
@@ -35,6 +54,9 @@ def import_tensorflow() -> Any:
     import tempfile
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    hidden = [name for name in _skipped_extras if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
@@ -51,6 +73,8 @@ def import_tensorflow() -> Any:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+            for name in hidden:
+                del sys.modules[name]
     _quiet_retracing()
     return tf
 

@@ -146,6 +146,25 @@ def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
     assert "precision   auto ->" in text and here.cpu_model in text
 
 
+def test_the_cli_imports_tensorflow_without_keras_extras(tmp_path):
+    """The CLI's Keras skips pandas, scikit-learn and matplotlib, which stay importable afterwards."""
+    import importlib.util
+
+    assert all(importlib.util.find_spec(name) for name in device.KERAS_EXTRAS)  # installed (MLflow brings them)
+    script = (
+        "import json, sys\n"
+        "from kerascnn.cli import main\n"
+        "code = main(['describe', 'mnist_cnn'])\n"
+        f"loaded = [name for name in sys.modules if name.split('.')[0] in {device.KERAS_EXTRAS!r}]\n"
+        "from keras.src.trainers.data_adapters import array_slicing\n"
+        "import matplotlib.pyplot, pandas, sklearn\n"
+        "print(json.dumps([code, loaded, array_slicing.pandas is None, pandas.__name__]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == [0, [], True, "pandas"]
+
+
 def test_doctor_lists_gpus_with_the_memory_the_driver_reports():
     from kerascnn import doctor
 
