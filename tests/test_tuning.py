@@ -394,3 +394,23 @@ def test_a_search_prints_no_retracing_notes_when_keras_came_first(tracking_uri, 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trial 4" in result.stdout and "retracing" not in result.stderr, result.stderr[-3000:]
+
+
+def test_a_trial_rerun_not_yet_in_the_store_keeps_its_stored_run(tracking_uri, tmp_path):
+    """A trial's run in this process without an id yet (the writer has not created it) does not
+    hide the trial's finished run in the store."""
+    import keras_tuner
+
+    from kerascnn.tracking.recorder import RunRef
+    from kerascnn.tracking.run import TrackedRun
+    from kerascnn.tuning.runs import SearchRuns
+
+    runs = SearchRuns(tracking_uri, "kerascnn", "lagging", tmp_path / "search", labels={})
+    runs.open_parent({}, max_trials=1, fresh=True)
+    trial = keras_tuner.engine.trial.Trial(keras_tuner.HyperParameters(), trial_id="t1")
+    runs.start_trial(trial)
+    runs.end_trial(trial, None)
+    stored = runs.trial_run_ids()["t1"]
+    assert stored is not None and MlflowClient(tracking_uri).get_run(stored).info.status == "FINISHED"
+    runs.trials["t1"] = TrackedRun(RunRef(tracking_uri, "kerascnn", "lagging-trial-t1"))  # created, not written
+    assert runs.trial_run_ids() == {"t1": stored}

@@ -104,7 +104,7 @@ class SearchRuns:
 
     def children(self, status: str | None = None) -> list[Any]:
         """The trial runs in the store (after this process's writes are in)."""
-        if self.parent_id is None or not self._readable():
+        if self.parent is None or not self._readable() or self.parent_id is None:  # its id comes with the writes
             return []
         query = f"tags.`mlflow.parentRunId` = '{self.parent_id}'"
         if status:
