@@ -30,9 +30,10 @@ def main() -> None:
 
     step("kerascnn.tracking.writer")
     for name in writer.WARM:
-        if name == "tensorflow":
-            from kerascnn.device import import_tensorflow
+        if name == "tensorflow":  # as the writer does: without Keras' optional extras
+            from kerascnn.device import import_tensorflow, import_without_keras_extras
 
+            import_without_keras_extras()
             import_tensorflow()
         else:
             importlib.import_module(name)

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -89,3 +90,18 @@ def test_a_run_travels_to_the_writer_and_back_as_json():
     child.run_id, child.spooled = "c1", True
     again = RunRef.from_wire(child.uri, child.to_wire(), known)
     assert again is there and (again.run_id, again.spooled) == ("c1", True)
+
+
+def test_the_writer_imports_tensorflow_without_keras_extras():
+    """What it imports for a run's end (TensorFlow, MLflow's Keras flavor, the plots) leaves out
+    scikit-learn and pyplot, which Keras would load only for extras the writer never uses."""
+    script = (
+        "import json, sys\n"
+        "from kerascnn.tracking import writer\n"
+        "writer._warm(list(writer.WARM))\n"
+        "print(json.dumps([name in sys.modules for name in ('mlflow.keras', 'kerascnn.tracking.plots', "
+        "'sklearn', 'matplotlib.pyplot')]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == [True, True, False, False]

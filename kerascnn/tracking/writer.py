@@ -277,7 +277,8 @@ def _channel() -> Any:
 
 
 def _warm(modules: list[str]) -> None:
-    """Imports ``modules`` (TensorFlow quietly, on one thread: this process only saves models);
+    """Imports ``modules`` (TensorFlow quietly, on one thread and without Keras' optional extras:
+    this process only loads and saves models);
     with ``mlflow.keras``, also runs MLflow's check of a model's requirements against the
     installed packages once (a scan of them all, ~1 s, that the first ``log_model`` would pay)."""
     import importlib
@@ -287,8 +288,9 @@ def _warm(modules: list[str]) -> None:
     for name in modules:
         with IMPORT_LOCK, contextlib.suppress(Exception):  # a module that fails is imported again where used
             if name == "tensorflow":
-                from kerascnn.device import import_tensorflow
+                from kerascnn.device import import_tensorflow, import_without_keras_extras
 
+                import_without_keras_extras()  # ~1 s less of CPU that would compete with training
                 tf = import_tensorflow()
                 tf.config.threading.set_inter_op_parallelism_threads(1)
                 tf.config.threading.set_intra_op_parallelism_threads(1)
