@@ -7,7 +7,7 @@ Prints each output line with the second it appeared, then every ``--every`` seco
 seconds used so far by the command and by each child process (the tracking writer, for a
 tracked ``train``). Comparing a tracked and an untracked timeline shows where tracking costs
 time (before ``fit``, during the first epoch, at the end), which differences of whole-process
-wall times on a noisy VM cannot. Needs psutil (a dev dependency).
+wall times on a noisy VM cannot. Uses psutil (installed with the kit).
 """
 
 from __future__ import annotations
