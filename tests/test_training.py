@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -102,6 +103,24 @@ def test_untracked_training_creates_no_run(tracking_uri, tmp_path):
     assert result.run_id is None and result.tracking_uri is None
     assert Path(result.model_path).is_file() and Path(result.model_path).suffix == ".keras"
     assert not Path(tracking_uri[10:]).exists()
+
+
+def test_a_system_metrics_sampler_that_cannot_start_costs_only_the_system_metrics(
+    tracking_uri, tmp_path, monkeypatch, capfd
+):
+    """Without psutil (MLflow's sampler needs it and does not install it) the run is still written
+    to the store, not spooled; one warning says why it has no ``system/...`` metrics."""
+    hidden = tmp_path / "no_psutil"
+    hidden.mkdir()
+    (hidden / "psutil.py").write_text("raise ImportError(\"No module named 'psutil'\")\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hidden), os.environ.get("PYTHONPATH")])))
+    result = kerascnn.train("mnist_cnn", "mnist", epochs=1, tracking_uri=tracking_uri, verbose=0, **TINY)
+    run = MlflowClient(tracking_uri).get_run(result.run_id)
+    assert result.spool is None and run.info.status == "FINISHED"
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert not [name for name in run.data.metrics if name.startswith("system/")]
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "no system metrics" in warnings[0] and "psutil" in warnings[0], warnings
 
 
 def test_nan_loss_fails_the_run_with_the_reason(tracking_uri):

@@ -100,11 +100,22 @@ def _inputs(uri: str, op: Op, folder: Path | None) -> None:
 
 
 def _monitor(uri: str, op: Op, folder: Path | None) -> None:
-    """MLflow's system-metrics sampler (CPU, memory, disk, network; GPUs with nvidia-ml-py)."""
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    """MLflow's system-metrics sampler (CPU, memory, disk, network; GPUs with nvidia-ml-py).
+    A sampler that cannot start (psutil missing) costs the run its ``system/...`` metrics only,
+    with a warning: its other writes still go to the store."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    monitor = SystemMetricsMonitor(op.run.run_id, sampling_interval=op.data["interval_s"], tracking_uri=uri)
-    monitor.start()
+        monitor = SystemMetricsMonitor(op.run.run_id, sampling_interval=op.data["interval_s"], tracking_uri=uri)
+        monitor.start()
+    except Exception as e:
+        print(
+            f"kerascnn: warning: no system metrics for run {op.run.label}: MLflow's sampler could not start "
+            f"({type(e).__name__}: {e})",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
     op.run.monitor = monitor
 
 
