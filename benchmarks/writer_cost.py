@@ -26,14 +26,13 @@ def main() -> None:
         print(f"{what:50s} {now - mark:5.2f} s", flush=True)
         mark = now
 
+    from kerascnn.device import import_tensorflow, import_without_keras_extras
     from kerascnn.tracking import writer
 
+    import_without_keras_extras()  # as the writer's main() does
     step("kerascnn.tracking.writer")
     for name in writer.WARM:
-        if name == "tensorflow":  # as the writer does: without Keras' optional extras
-            from kerascnn.device import import_tensorflow, import_without_keras_extras
-
-            import_without_keras_extras()
+        if name == "tensorflow":
             import_tensorflow()
         else:
             importlib.import_module(name)

@@ -10,12 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from kerascnn.tracking.recorder import RunRef
+from kerascnn.tracking.writer import WARM, WriterProcess
 from tests.helpers import PY, all_runs, data_dir, first_epoch_logged, metric_steps, run_cli, wait_for, writer_of
 
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
@@ -92,16 +92,24 @@ def test_a_run_travels_to_the_writer_and_back_as_json():
     assert again is there and (again.run_id, again.spooled) == ("c1", True)
 
 
-def test_the_writer_imports_tensorflow_without_keras_extras():
-    """What it imports for a run's end (TensorFlow, MLflow's Keras flavor, the plots) leaves out
-    scikit-learn and pyplot, which Keras would load only for extras the writer never uses."""
-    script = (
-        "import json, sys\n"
-        "from kerascnn.tracking import writer\n"
-        "writer._warm(list(writer.WARM))\n"
-        "print(json.dumps([name in sys.modules for name in ('mlflow.keras', 'kerascnn.tracking.plots', "
-        "'sklearn', 'matplotlib.pyplot')]))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout.splitlines()[-1]) == [True, True, False, False]
+def test_the_writer_imports_tensorflow_without_keras_extras(tracking_uri, tmp_path, monkeypatch, capfd):
+    """What the writer process imports for a run's end (TensorFlow, MLflow's Keras flavor, the
+    plots) leaves out scikit-learn and pyplot, which Keras loads only for extras it never uses."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    names = ("mlflow.keras", "kerascnn.tracking.plots", "sklearn", "matplotlib.pyplot")
+    (probe / "kerascnn_probe.py").write_text(f"import sys\nprint('probe', [n in sys.modules for n in {names}])\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(probe), os.environ.get("PYTHONPATH")])))
+    said: list[str] = []
+
+    def reported() -> bool:
+        said.extend(capfd.readouterr().err.splitlines())
+        return any(line.startswith("probe") for line in said)
+
+    writer = WriterProcess(tracking_uri)
+    try:
+        writer.warm((*WARM, "kerascnn_probe"))  # the probe prints on the writer's stdout, forwarded to our stderr
+        wait_for(reported, 300, what="the probe's line")
+    finally:
+        writer.close()
+    assert [line for line in said if line.startswith("probe")] == ["probe [True, True, False, False]"], said
