@@ -41,7 +41,7 @@ def import_tensorflow() -> Any:
     TensorFlow >= 2.20 prints absl and CUDA-probe lines before its logging is
     configured, whatever ``TF_CPP_MIN_LOG_LEVEL`` says; they break the CLI's
     one-line errors and clutter notebooks. The lines are replayed if the
-    import fails. After ``import_without_keras_extras()`` (the CLI), Keras' optional extras
+    import fails. After ``import_without_keras_extras()`` (the CLI, the tracking writer), Keras' optional extras
     are hidden during the import.
 
     Example:

@@ -104,6 +104,7 @@ def test_the_writer_imports_tensorflow_without_keras_extras(tracking_uri, tmp_pa
 
     def reported() -> bool:
         said.extend(capfd.readouterr().err.splitlines())
+        assert writer.lost is None, (writer.lost, said)
         return any(line.startswith("probe") for line in said)
 
     writer = WriterProcess(tracking_uri)
@@ -112,4 +113,6 @@ def test_the_writer_imports_tensorflow_without_keras_extras(tracking_uri, tmp_pa
         wait_for(reported, 300, what="the probe's line")
     finally:
         writer.close()
+        if writer._process is not None:
+            writer._process.wait(timeout=60)
     assert [line for line in said if line.startswith("probe")] == ["probe [True, True, False, False]"], said
