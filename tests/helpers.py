@@ -97,6 +97,14 @@ def wait_for(
         time.sleep(0.2)
 
 
+def module_for_children(monkeypatch: pytest.MonkeyPatch, folder: Path, name: str, source: str) -> None:
+    """Puts module ``name`` (``source``) first on the path of every process started from now on
+    (the tracking writer among them), for the rest of the test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.py").write_text(source)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
+
+
 def writer_of(process: subprocess.Popen) -> Any:
     """The tracking writer the CLI process started (its one ``kerascnn.tracking.writer`` child)."""
     import psutil

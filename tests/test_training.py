@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import mlflow
@@ -14,7 +13,7 @@ from mlflow.tracking import MlflowClient
 import kerascnn
 from kerascnn.tracking.run import last_outcome
 from kerascnn.training import TrainingFailed
-from tests.helpers import assert_usage_error, data_dir, run_cli
+from tests.helpers import assert_usage_error, data_dir, module_for_children, run_cli
 
 TINY = dict(train_samples=600, test_samples=300)
 
@@ -110,10 +109,9 @@ def test_a_system_metrics_sampler_that_cannot_start_costs_only_the_system_metric
 ):
     """Without psutil (MLflow's sampler needs it and does not install it) the run is still written
     to the store, not spooled; one warning says why it has no ``system/...`` metrics."""
-    hidden = tmp_path / "no_psutil"
-    hidden.mkdir()
-    (hidden / "psutil.py").write_text("raise ImportError(\"No module named 'psutil'\")\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hidden), os.environ.get("PYTHONPATH")])))
+    module_for_children(
+        monkeypatch, tmp_path / "no_psutil", "psutil", "raise ImportError(\"No module named 'psutil'\")\n"
+    )
     result = kerascnn.train("mnist_cnn", "mnist", epochs=1, tracking_uri=tracking_uri, verbose=0, **TINY)
     run = MlflowClient(tracking_uri).get_run(result.run_id)
     assert result.spool is None and run.info.status == "FINISHED"

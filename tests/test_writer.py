@@ -16,7 +16,17 @@ from mlflow.tracking import MlflowClient
 
 from kerascnn.tracking.recorder import RunRef
 from kerascnn.tracking.writer import WARM, WriterProcess
-from tests.helpers import PY, all_runs, data_dir, first_epoch_logged, metric_steps, run_cli, wait_for, writer_of
+from tests.helpers import (
+    PY,
+    all_runs,
+    data_dir,
+    first_epoch_logged,
+    metric_steps,
+    module_for_children,
+    run_cli,
+    wait_for,
+    writer_of,
+)
 
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
@@ -95,11 +105,9 @@ def test_a_run_travels_to_the_writer_and_back_as_json():
 def test_the_writer_imports_tensorflow_without_keras_extras(tracking_uri, tmp_path, monkeypatch, capfd):
     """What the writer process imports for a run's end (TensorFlow, MLflow's Keras flavor, the
     plots) leaves out scikit-learn and pyplot, which Keras loads only for extras it never uses."""
-    probe = tmp_path / "probe"
-    probe.mkdir()
     names = ("mlflow.keras", "kerascnn.tracking.plots", "sklearn", "matplotlib.pyplot")
-    (probe / "kerascnn_probe.py").write_text(f"import sys\nprint('probe', [n in sys.modules for n in {names}])\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(probe), os.environ.get("PYTHONPATH")])))
+    probe = f"import sys\nprint('probe', [n in sys.modules for n in {names}])\n"
+    module_for_children(monkeypatch, tmp_path / "probe", "kerascnn_probe", probe)
     said: list[str] = []
 
     def reported() -> bool:
