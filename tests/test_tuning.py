@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -186,11 +187,16 @@ def _running_trial(uri: str) -> str | None:
     db = uri[len("sqlite:///") :]
     if not os.path.exists(db):
         return None
-    with sqlite3.connect(db, timeout=20) as con:
-        row = con.execute(
-            "SELECT t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-            "WHERE r.status = 'RUNNING' AND t.key = 'kerascnn.trial_id' ORDER BY r.start_time DESC LIMIT 1"
-        ).fetchone()
+    with contextlib.closing(sqlite3.connect(db, timeout=20)) as con:
+        try:
+            row = con.execute(
+                "SELECT t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                "WHERE r.status = 'RUNNING' AND t.key = 'kerascnn.trial_id' ORDER BY r.start_time DESC LIMIT 1"
+            ).fetchone()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):  # the file exists, MLflow is still creating its tables
+                return None
+            raise
     return row[0] if row else None
 
 
