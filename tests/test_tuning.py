@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -184,20 +182,9 @@ def _tune_cmd(uri: str, directory: Path, *extra: str) -> list[str]:
 
 
 def _running_trial(uri: str) -> str | None:
-    db = uri[len("sqlite:///") :]
-    if not os.path.exists(db):
-        return None
-    with contextlib.closing(sqlite3.connect(db, timeout=20)) as con:
-        try:
-            row = con.execute(
-                "SELECT t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-                "WHERE r.status = 'RUNNING' AND t.key = 'kerascnn.trial_id' ORDER BY r.start_time DESC LIMIT 1"
-            ).fetchone()
-        except sqlite3.OperationalError as e:
-            if "no such table" in str(e):  # the file exists, MLflow is still creating its tables
-                return None
-            raise
-    return row[0] if row else None
+    """The trial id of the newest RUNNING trial run (``all_runs`` waits out a schema being created)."""
+    running = [r for r in all_runs(uri) if r.info.status == "RUNNING" and "kerascnn.trial_id" in r.data.tags]
+    return running[-1].data.tags["kerascnn.trial_id"] if running else None
 
 
 def test_sigkill_mid_trial_then_rerun_loses_nothing_and_a_second_search_is_refused(tracking_uri, tmp_path):
