@@ -40,8 +40,7 @@ os._exit = lambda code: (_record(), _exit(code))
 
 def kind(argv: list[str]) -> str:
     """``cli:train``, ``writer``, ``pytest`` or the command's start."""
-    text = " ".join(argv)
-    if "kerascnn.tracking.writer" in text or text.endswith("tracking/writer.py"):
+    if argv and argv[0].endswith("kerascnn/tracking/writer.py"):  # `-m` leaves the module's path in argv[0]
         return "writer"
     if argv and argv[0].endswith(("kerascnn/__main__.py", "bin/kerascnn")):
         return f"cli:{argv[1] if len(argv) > 1 else ''}"
@@ -49,7 +48,7 @@ def kind(argv: list[str]) -> str:
         return "pytest-xdist workers (in-process tests)"
     if argv and argv[0].endswith("pytest/__main__.py"):
         return "pytest"
-    return text[:60]
+    return " ".join(argv)[:60]
 
 
 def main() -> None:
@@ -60,21 +59,22 @@ def main() -> None:
         env = dict(os.environ, PYTHONPATH=path)
         code = subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], cwd=ROOT, env=env)
         rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    by_kind: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
+    count: collections.Counter[str] = collections.Counter()
+    cpu: dict[str, float] = collections.defaultdict(float)
     by_test: dict[str, float] = collections.defaultdict(float)
     for row in rows:
-        entry = by_kind[kind(row["argv"])]
-        entry[0] += 1
-        entry[1] += row["cpu"]
+        name = kind(row["argv"])
+        count[name] += 1
+        cpu[name] += row["cpu"]
         if row["test"]:
             by_test[row["test"]] += row["cpu"]
     print(f"\n{sum(r['cpu'] for r in rows):.0f} CPU-s in {len(rows)} Python processes (pytest exit code {code})")
     print(f"{'CPU-s':>8} {'procs':>6}  kind")
-    for name, (count, cpu) in sorted(by_kind.items(), key=lambda item: -item[1][1]):
-        print(f"{cpu:8.1f} {count:6.0f}  {name}")
+    for name in sorted(cpu, key=lambda k: -cpu[k]):
+        print(f"{cpu[name]:8.1f} {count[name]:6d}  {name}")
     print(f"\n{'CPU-s':>8}  test (its subprocesses)")
-    for test, cpu in sorted(by_test.items(), key=lambda item: -item[1])[:20]:
-        print(f"{cpu:8.1f}  {test}")
+    for test in sorted(by_test, key=lambda k: -by_test[k])[:20]:
+        print(f"{by_test[test]:8.1f}  {test}")
     sys.exit(code)
 
 
