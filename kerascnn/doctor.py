@@ -190,8 +190,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"tracking    {t.get('uri')}"
         + (f" (problem: {t['problem']})" if t.get("problem") else "")
         + (f"; {t['spooled_runs']} run(s) waiting in the spool (kerascnn sync)" if t.get("spooled_runs") else ""),
-        f"precision   auto -> {r['auto']['precision']['policy']}: {r['auto']['precision']['why']}",
-        f"xla (jit)   auto -> {'on' if r['auto']['jit']['value'] else 'off'}: {r['auto']['jit']['why']}",
+        f"precision   auto -> {r['auto']['precision']['policy']}: {_why(r['auto']['precision'])}",
+        f"xla (jit)   auto -> {'on' if r['auto']['jit']['value'] else 'off'}: {_why(r['auto']['jit'])}",
     ]
     for warning in r["auto"]["mixed_if_forced"]["warnings"]:
         lines.append(f"note        --precision mixed here: {warning}")
@@ -214,6 +214,11 @@ def _gpus(gpus: tuple[hardware.Gpu, ...], driver: list[dict[str, Any]]) -> list[
         memory = gpu.memory_mib or (same or {}).get("memory_mib")
         found.append({"name": gpu.name, "compute_capability": list(gpu.compute_capability or ()), "memory_mib": memory})
     return found
+
+
+def _why(choice: dict[str, Any]) -> str:
+    """A choice's reason without the ``auto: `` its MLflow tag starts with (the line says ``auto ->``)."""
+    return str(choice["why"]).removeprefix("auto: ")
 
 
 def _gpu_line(gpu: dict[str, Any]) -> str:

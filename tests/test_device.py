@@ -143,7 +143,9 @@ def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
     assert set(probes) >= {"float32", "mixed_bfloat16" if not here.gpus else "mixed_float16"}
     assert all(p["images_per_s"] > 0 for p in probes.values())
     text = run_cli("doctor", env={"MLFLOW_TRACKING_URI": tracking_uri}, check=True).stdout
-    assert "precision   auto ->" in text and here.cpu_model in text
+    chosen = hardware.plan(here)
+    why = chosen.reasons["precision"].removeprefix("auto: ")
+    assert f"precision   auto -> {chosen.policy}: {why}\n" in text and here.cpu_model in text
 
 
 def test_the_cli_imports_tensorflow_without_keras_extras(tmp_path):
