@@ -104,8 +104,8 @@ def gpus() -> list[Any]:
 
 @functools.lru_cache(maxsize=1)
 def machine() -> hardware.Machine:
-    """This machine: its CPU (read without TensorFlow) and the GPUs TensorFlow sees, with
-    their compute capability.
+    """This machine: its CPU (read without TensorFlow), the GPUs TensorFlow sees, with their
+    compute capability, and whether TensorFlow uses oneDNN on the CPU.
 
     Example:
         >>> machine().cores >= 1
@@ -117,7 +117,21 @@ def machine() -> hardware.Machine:
         details = tf.config.experimental.get_device_details(gpu)
         cc = details.get("compute_capability")
         found.append(hardware.Gpu(details.get("device_name", gpu.name), tuple(cc) if cc else None))
-    return hardware.detect(tuple(found))
+    return hardware.detect(tuple(found), onednn=_onednn_enabled())
+
+
+def _onednn_enabled() -> bool | None:
+    """Whether this process's TensorFlow runs its CPU kernels through oneDNN (``None``: unknown).
+
+    On by default on x86 and some aarch64 Linux builds, off with ``TF_ENABLE_ONEDNN_OPTS=0``;
+    TensorFlow answers it only through an internal module, hence the guard.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def describe_devices() -> str:

@@ -39,16 +39,18 @@ def _nvidia_smi() -> list[dict[str, Any]]:
         return []
     query = "--query-gpu=name,compute_cap,memory.total,driver_version"
     try:
-        out = subprocess.run(
+        found = subprocess.run(
             ["nvidia-smi", query, "--format=csv,noheader,nounits"],
             capture_output=True,
             check=False,
             text=True,
             timeout=10,
-        ).stdout
+        )
     except (OSError, subprocess.SubprocessError):
         return []
-    return [parse_nvidia_smi(line) for line in out.splitlines() if line.strip()]
+    if found.returncode != 0:  # no driver loaded, or one too old for the query's fields
+        return []
+    return [parse_nvidia_smi(line) for line in found.stdout.splitlines() if line.strip()]
 
 
 def parse_nvidia_smi(line: str) -> dict[str, Any]:
@@ -122,6 +124,7 @@ def report(probe: bool = False) -> dict[str, Any]:
             "cores": machine.cores,
             "cpu_flags": sorted(machine.cpu_flags),
             "native_bfloat16": machine.native_bfloat16,
+            "onednn": machine.onednn,
             "gpus": _gpus(machine.gpus, driver),
             "nvidia_smi": driver,
         },
@@ -181,7 +184,8 @@ def format_report(r: dict[str, Any]) -> str:
     driver = "; ".join(_gpu_line(g) + f", driver {g['driver']}" for g in m["nvidia_smi"])
     lines = [
         f"machine     {m['cpu']} ({m['arch']}, {m['cores']} cores), {m['os']}, Python {m['python']}",
-        f"cpu flags   {' '.join(m['cpu_flags']) or '-'}; native bfloat16: {'yes' if m['native_bfloat16'] else 'no'}",
+        f"cpu flags   {' '.join(m['cpu_flags']) or '-'}; native bfloat16: {'yes' if m['native_bfloat16'] else 'no'}"
+        + {True: "; TensorFlow's oneDNN: on", False: "; TensorFlow's oneDNN: off", None: ""}[m["onednn"]],
         f"gpus        {gpus}" + (f"; the driver sees {driver}" if driver else ""),
         "versions    " + ", ".join(f"{k} {v or 'not installed'}" for k, v in r["versions"].items()),
         f"data        {d['env']}={d['folder'] or '(unset)'}"

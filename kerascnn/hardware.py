@@ -7,9 +7,10 @@ training speed) without TensorFlow; the GPUs TensorFlow sees are passed in by
 
 * ``precision="auto"``: ``mixed_float16`` on NVIDIA GPUs of compute capability >= 7.0
   (tensor cores); ``mixed_bfloat16`` on CPUs that do bfloat16 natively (x86
-  ``avx512_bf16`` or ``amx_bf16``, aarch64 ``bf16``); ``float32`` everywhere else --
+  ``avx512_bf16`` or ``amx_bf16``, aarch64 ``bf16``) while TensorFlow runs its CPU kernels
+  through oneDNN (the library that uses those instructions); ``float32`` everywhere else --
   without native support TensorFlow emulates bfloat16, several times slower than float32.
-* ``jit="auto"``: XLA on GPUs; off on CPUs, where it measured 2-4x slower (BENCHMARKS.md).
+* ``jit="auto"``: XLA on CUDA GPUs; off on CPUs, where it measured 2-4x slower (BENCHMARKS.md).
 * ``steps_per_execution``: as asked (the recipe's by default), 1 under the
   multi-worker strategy (keras-team/keras#19246).
 """
@@ -30,6 +31,7 @@ X86_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512
 ARM_FLAGS = ("asimd", "asimdhp", "sve", "sve2", "bf16", "i8mm")
 BF16_FLAGS = {"x86_64": ("avx512_bf16", "amx_bf16"), "aarch64": ("bf16",), "arm64": ("bf16",)}
 TENSOR_CORES_FROM = (7, 0)
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 
 @dataclass(frozen=True)
@@ -55,16 +57,25 @@ class Machine:
     cores: int
     cpu_flags: frozenset[str] = field(default_factory=frozenset)
     gpus: tuple[Gpu, ...] = ()
+    onednn: bool | None = None  # whether TensorFlow runs its CPU kernels through oneDNN (None: unknown)
+
+    @property
+    def bfloat16_flags(self) -> tuple[str, ...]:
+        """The CPU's flags for native bfloat16 math (``("avx512_bf16",)``; empty without)."""
+        return tuple(flag for flag in BF16_FLAGS.get(self.arch, ()) if flag in self.cpu_flags)
 
     @property
     def native_bfloat16(self) -> bool:
-        """Whether the CPU computes in bfloat16 natively (not emulated).
+        """Whether bfloat16 runs natively here (not emulated): the CPU has the instructions and
+        TensorFlow's oneDNN, which uses them, is not off.
 
         Example:
             >>> Machine("x", "x86_64", 2, frozenset({"avx2"})).native_bfloat16
             False
+            >>> Machine("x", "x86_64", 2, frozenset({"avx512_bf16"}), onednn=False).native_bfloat16
+            False
         """
-        return any(flag in self.cpu_flags for flag in BF16_FLAGS.get(self.arch, ()))
+        return bool(self.bfloat16_flags) and self.onednn is not False
 
     def describe_cpu(self) -> str:
         """``"AMD EPYC (x86_64, 2 cores; avx avx2 fma)"``."""
@@ -78,6 +89,8 @@ class Machine:
             "kerascnn.cpu_flags": " ".join(sorted(self.cpu_flags)),
             "kerascnn.cpu_cores": str(self.cores),
         }
+        if self.onednn is not None:
+            tags["kerascnn.onednn"] = "on" if self.onednn else "off"
         if self.gpus:
             tags["kerascnn.gpu"] = "; ".join(g.describe() for g in self.gpus)
         return tags
@@ -115,8 +128,9 @@ def _macos_cpu(arch: str) -> tuple[str, frozenset[str]]:
     return sysctl("machdep.cpu.brand_string") or f"{arch} CPU", frozenset(flags)
 
 
-def detect(gpus: tuple[Gpu, ...] = ()) -> Machine:
-    """Reads this machine's CPU; ``gpus`` are the GPUs TensorFlow sees (see ``device.machine()``).
+def detect(gpus: tuple[Gpu, ...] = (), onednn: bool | None = None) -> Machine:
+    """Reads this machine's CPU; ``gpus`` are the GPUs TensorFlow sees and ``onednn`` whether it
+    uses oneDNN (see ``device.machine()``).
 
     Example:
         >>> detect().cores >= 1
@@ -132,7 +146,7 @@ def detect(gpus: tuple[Gpu, ...] = ()) -> Machine:
     else:
         model, flags = platform.processor() or f"{arch} CPU", frozenset()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return Machine(cpu_model=model, arch=arch, cores=cores, cpu_flags=flags, gpus=tuple(gpus))
+    return Machine(cpu_model=model, arch=arch, cores=cores, cpu_flags=flags, gpus=tuple(gpus), onednn=onednn)
 
 
 @dataclass(frozen=True)
@@ -165,38 +179,66 @@ def _precision(machine: Machine, precision: str) -> tuple[str, str, list[str]]:
     if precision == "float32":
         return "float32", "asked for float32", []
     if machine.gpus:
-        ccs = [g.compute_capability for g in machine.gpus]
-        modern = all(cc is not None and cc >= TENSOR_CORES_FROM for cc in ccs)
-        shown = ", ".join(g.describe() for g in machine.gpus)
-        if precision == "mixed":
-            warn = (
-                []
-                if modern
-                else [
-                    f"mixed float16 on {shown}: below compute capability 7.0 (no tensor cores) "
-                    "it is not faster than float32"
-                ]
-            )
-            return "mixed_float16", "asked for mixed precision on a GPU", warn
-        if modern:
-            return "mixed_float16", f"auto: {shown} has tensor cores (compute capability >= 7.0)", []
-        return "float32", f"auto: {shown} is below compute capability 7.0 (no tensor cores)", []
-    native = [f for f in BF16_FLAGS.get(machine.arch, ()) if f in machine.cpu_flags]
+        return _gpu_precision(machine.gpus, precision)
+    lacking = _why_not_native_bfloat16(machine)
     if precision == "mixed":
         warn = (
-            []
-            if native
-            else [
-                f"mixed precision on this CPU ({machine.cpu_model}, no native bfloat16) is emulated "
-                "and several times slower per step than float32; --precision auto picks float32 "
-                "here"
+            [
+                f"mixed precision on this CPU ({machine.cpu_model}) is likely emulated, several times slower "
+                f"per step than float32: {lacking}; --precision auto picks float32 here"
             ]
+            if lacking
+            else []
         )
         return "mixed_bfloat16", "asked for mixed precision on a CPU", warn
-    if native:
-        return "mixed_bfloat16", f"auto: the CPU does bfloat16 natively ({', '.join(native)})", []
-    wanted = " or ".join(BF16_FLAGS.get(machine.arch, ("bf16",)))
-    return "float32", f"auto: the CPU has no native bfloat16 ({wanted}); emulated bfloat16 is slower", []
+    if lacking:
+        return "float32", f"auto: {lacking}; emulated bfloat16 is slower", []
+    return "mixed_bfloat16", f"auto: the CPU does bfloat16 natively ({', '.join(machine.bfloat16_flags)})", []
+
+
+def _why_not_native_bfloat16(machine: Machine) -> str | None:
+    """Why bfloat16 may be emulated on ``machine``'s CPU, or ``None`` where it is native."""
+    if machine.native_bfloat16:
+        return None
+    if machine.bfloat16_flags:
+        return (
+            f"TensorFlow runs without oneDNN here ({ONEDNN_ENV}=0, or a build without it), "
+            f"which the CPU's {', '.join(machine.bfloat16_flags)} needs"
+        )
+    if not machine.cpu_flags:
+        return "no CPU flags could be read to confirm native bfloat16"
+    return f"the CPU has no native bfloat16 ({' or '.join(BF16_FLAGS.get(machine.arch, ('bf16',)))})"
+
+
+def _gpu_precision(gpus: tuple[Gpu, ...], precision: str) -> tuple[str, str, list[str]]:
+    """(policy, reason, warnings) for ``auto`` or ``mixed`` on ``gpus``: float16 needs tensor cores on all."""
+    old = [g for g in gpus if not (g.compute_capability and g.compute_capability >= TENSOR_CORES_FROM)]
+    shown = ", ".join(g.describe() for g in (old or gpus))
+    below = "below compute capability 7.0" + (
+        "" if all(g.compute_capability for g in old) else " or of unknown capability"
+    )
+    lacking = f"{shown} {'is' if len(old) == 1 else 'are'} {below} (no tensor cores)"
+    if precision == "mixed":
+        warn = [f"mixed float16 on GPUs without tensor cores is not faster than float32: {lacking}"] if old else []
+        return "mixed_float16", "asked for mixed precision on a GPU", warn
+    if old:
+        return "float32", f"auto: {lacking}", []
+    return (
+        "mixed_float16",
+        f"auto: {shown} {'has' if len(gpus) == 1 else 'have'} tensor cores (compute capability >= 7.0)",
+        [],
+    )
+
+
+def _auto_jit(gpus: tuple[Gpu, ...]) -> tuple[bool, str]:
+    """(jit, reason) for ``jit="auto"``: XLA where every GPU is a CUDA one, never on CPUs."""
+    if not gpus:
+        return False, "auto: no XLA on CPUs (measured 2-4x slower)"
+    unknown = [g.name for g in gpus if g.compute_capability is None]
+    if unknown:
+        verb = "reports" if len(unknown) == 1 else "report"
+        return False, f"auto: XLA on CUDA GPUs only; {', '.join(unknown)} {verb} no CUDA compute capability"
+    return True, "auto: XLA on GPUs"
 
 
 def plan(
@@ -212,7 +254,7 @@ def plan(
     Args:
         machine: From :func:`detect` (or a description, in tests).
         precision: ``auto``, ``float32`` or ``mixed``.
-        jit: ``True``, ``False`` or ``"auto"`` (XLA on GPUs only).
+        jit: ``True``, ``False`` or ``"auto"`` (XLA on CUDA GPUs only).
         steps_per_execution: Batches per compiled call (1 under ``multiworker``).
         strategy: The distribution strategy's name.
 
@@ -228,8 +270,7 @@ def plan(
         raise ArgumentError(f"`jit` must be True, False or 'auto'. Received: jit={jit!r}")
     policy, why_precision, warnings = _precision(machine, precision)
     if jit == "auto":
-        use_jit = bool(machine.gpus)
-        why_jit = "auto: XLA on GPUs" if use_jit else "auto: no XLA on CPUs (measured 2-4x slower)"
+        use_jit, why_jit = _auto_jit(machine.gpus)
     else:
         use_jit, why_jit = bool(jit), f"asked for jit={jit}"
     steps, why_steps = steps_per_execution, "the recipe's, or asked for"

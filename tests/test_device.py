@@ -69,6 +69,28 @@ def test_auto_precision_on_gpus(cc, policy):
     assert "compute capability" in plan.reasons["precision"]
 
 
+def test_bfloat16_needs_tensorflows_onednn_and_readable_flags():
+    model, flags = hardware.parse_cpuinfo(AVX512_BF16, "x86_64")
+    off = hardware.Machine(model, "x86_64", 2, flags, onednn=False)  # TF_ENABLE_ONEDNN_OPTS=0
+    plan = hardware.plan(off)
+    assert plan.policy == "float32" and "without oneDNN" in plan.reasons["precision"]
+    assert "avx512_bf16" in plan.reasons["precision"] and not off.native_bfloat16
+    assert "without oneDNN" in hardware.plan(off, precision="mixed").warnings[0]
+    assert hardware.plan(hardware.Machine(model, "x86_64", 2, flags, onednn=True)).policy == "mixed_bfloat16"
+    unread = hardware.plan(hardware.Machine("Windows CPU", "x86_64", 2))  # no /proc/cpuinfo
+    assert unread.policy == "float32" and "no CPU flags could be read" in unread.reasons["precision"]
+
+
+def test_gpu_reasons_name_the_gpus_without_tensor_cores():
+    new, old = hardware.Gpu("H100", (9, 0)), hardware.Gpu("GT 1030", (6, 1))
+    plan = hardware.plan(machine(AVX2, gpus=(new, old)))
+    assert plan.policy == "float32" and "GT 1030" in plan.reasons["precision"]
+    assert "H100" not in plan.reasons["precision"] and plan.jit is True
+    metal = hardware.plan(machine(AVX2, gpus=(hardware.Gpu("METAL"),)))  # not CUDA: no capability
+    assert metal.policy == "float32" and "unknown capability" in metal.reasons["precision"]
+    assert metal.jit is False and "no CUDA compute capability" in metal.reasons["jit"]
+
+
 def test_forced_mixed_warns_where_it_is_slow():
     slow = hardware.plan(machine(AVX2), precision="mixed")
     assert slow.policy == "mixed_bfloat16" and len(slow.warnings) == 1 and "emulated" in slow.warnings[0]
@@ -92,14 +114,28 @@ def test_bad_precision_and_jit_are_refused():
     assert_usage_error(run_cli("train", "mnist_cnn", "--precision", "bf16"), "Received: precision='bf16'")
 
 
+def _bfloat16_flags_in_proc_cpuinfo(here: hardware.Machine) -> bool:
+    """Read here without kerascnn's parser where Linux has /proc/cpuinfo: does a CPU line list
+    avx512_bf16, amx_bf16 or (arm) bf16?"""
+    if not os.path.exists("/proc/cpuinfo"):
+        return bool(here.bfloat16_flags)
+    with open("/proc/cpuinfo") as f:
+        words = {w for line in f if line.lower().startswith(("flags", "features")) for w in line.split()}
+    return bool(words & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
 def test_this_machine_follows_its_own_flags():
     here = device.machine()
     assert here.cores >= 1 and here.cpu_model
+    onednn_off = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
+    if sys.platform == "linux" and here.arch == "x86_64":  # TensorFlow's x86 Linux wheel uses oneDNN unless told not to
+        assert here.onednn is not onednn_off
     plan = hardware.plan(here)
     if here.gpus:
-        assert plan.jit is True
+        assert plan.jit is all(g.compute_capability for g in here.gpus)
     else:
-        assert plan.policy == ("mixed_bfloat16" if here.native_bfloat16 else "float32")
+        native = _bfloat16_flags_in_proc_cpuinfo(here) and here.onednn is not False
+        assert plan.policy == ("mixed_bfloat16" if native else "float32")
 
 
 def test_device_options_are_applied_and_logged(tracking_uri, tmp_path, monkeypatch):
@@ -119,11 +155,12 @@ def test_device_options_are_applied_and_logged(tracking_uri, tmp_path, monkeypat
     )
     run = MlflowClient(tracking_uri).get_run(result.run_id)
     params = run.data.params
-    policy = "mixed_float16" if device.machine().gpus else "mixed_bfloat16"
+    gpus = device.machine().gpus
+    policy = "mixed_float16" if gpus else "mixed_bfloat16"
     assert params["precision"] == "mixed" and params["dtype_policy"] == policy
     assert params["jit_compile"] == "False" and params["steps_per_execution"] == "4"
-    assert params["strategy"] == "auto" and params["replicas"] == "1"
-    assert run.data.tags["kerascnn.why.precision"] == "asked for mixed precision on a CPU"
+    assert params["strategy"] == "auto" and params["replicas"] == str(max(1, len(gpus)))
+    assert run.data.tags["kerascnn.why.precision"] == f"asked for mixed precision on a {'GPU' if gpus else 'CPU'}"
     model = result.model
     assert model.get_layer("block1_conv").compute_dtype == policy.removeprefix("mixed_")
     assert model.get_layer("predictions").compute_dtype == "float32"  # the output stays float32
@@ -146,6 +183,16 @@ def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
     chosen = hardware.plan(here)
     why = chosen.reasons["precision"].removeprefix("auto: ")
     assert f"precision   auto -> {chosen.policy}: {why}\n" in text and here.cpu_model in text
+
+
+def test_doctor_without_onednn_picks_float32_on_a_cpu(tracking_uri):
+    """With TensorFlow's oneDNN off, bfloat16 is emulated even on a CPU that has it."""
+    env = {"MLFLOW_TRACKING_URI": tracking_uri, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    report = json.loads(run_cli("doctor", "--json", env=env, check=True).stdout)
+    assert report["machine"]["onednn"] is False and report["machine"]["native_bfloat16"] is False
+    if not report["machine"]["gpus"]:
+        assert report["auto"]["precision"]["policy"] == "float32"
+        assert report["auto"]["mixed_if_forced"]["warnings"]
 
 
 def test_the_cli_imports_tensorflow_without_keras_extras(tmp_path):

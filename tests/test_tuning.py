@@ -72,6 +72,8 @@ def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, 
         tags = run.data.tags
         assert tags["kerascnn.trial_id"] == trial["trial_id"] and tags["kerascnn.worker"] == "tuner0"
         assert tags["kerascnn.trial_status"] == "COMPLETED" and trial["run_id"] == run.info.run_id
+        assert (tags["kerascnn.dtype_policy"], tags["kerascnn.jit_compile"]) == ("float32", "False")
+        assert tags["kerascnn.cpu_flags"] == parent.data.tags["kerascnn.cpu_flags"]
         assert dict(run.data.params) == {k: str(v) for k, v in trial["hyperparameters"].items()}
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [0]
         assert run.data.metrics["final_val_accuracy"] == pytest.approx(trial["score"])

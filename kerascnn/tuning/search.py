@@ -218,7 +218,11 @@ def _make_tuner(
         "kerascnn.model": hypermodel.space.name,
         "kerascnn.family": hypermodel.space.name,
         "kerascnn.dataset": config.dataset,
-        **speed.tags(),  # why each speed setting, on the parent and every trial
+        # what each trial ran with, on this process's machine (a worker's may differ from the chief's)
+        "kerascnn.dtype_policy": speed.policy,
+        "kerascnn.jit_compile": str(speed.jit),
+        **speed.tags(),
+        **device.machine().tags(),
     }
     tuner.runs = SearchRuns(config.store_uri, config.experiment, config.name, folder, labels)
     tuner.display = Display(config.objective, tuner.runs.worker, enabled=progress)
