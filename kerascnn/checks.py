@@ -108,22 +108,35 @@ def one_of(name: str, value: Any, choices: Iterable[Any]) -> Any:
     return value
 
 
-def int_tuple(name: str, value: Any, *, length: int | None = None) -> tuple[int, ...]:
-    """Returns ``value`` as a tuple of positive ints (of ``length`` if given).
+def int_tuple(name: str, value: Any, *, length: int | None = None, allow_empty: bool = False) -> tuple[int, ...]:
+    """Returns ``value`` as a tuple of positive ints (of ``length`` if given; ``()`` if ``allow_empty``).
 
     Example:
         >>> int_tuple("filters", [32, 64])
         (32, 64)
     """
-    ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+    ok = isinstance(value, Sequence) and not isinstance(value, str) and (allow_empty or len(value) > 0)
     if ok:
         ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1 for v in value)
     if ok and length is not None:
         ok = len(value) == length
     if not ok:
         what = f"{length} positive integers" if length else "a non-empty sequence of positive integers"
+        what = "a sequence of positive integers (or empty)" if allow_empty else what
         raise ArgumentError(f"`{name}` must be {what}. {_received(name, value)}")
     return tuple(int(v) for v in value)
+
+
+def boolean(name: str, value: Any) -> bool:
+    """Returns ``value`` if it is ``True`` or ``False``.
+
+    Example:
+        >>> boolean("batch_norm", True)
+        True
+    """
+    if not isinstance(value, bool):
+        raise ArgumentError(f"`{name}` must be True or False. {_received(name, value)}")
+    return value
 
 
 def input_shape(value: Any) -> tuple[int, int, int]:

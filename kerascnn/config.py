@@ -76,12 +76,6 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return lambda name, value: None if value is None else check(name, value)
 
 
-def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ArgumentError(f"`{name}` must be True or False. Received: {name}={value!r}")
-    return value
-
-
 def _pairs(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
         raise ArgumentError(f"`{name}` must map option names to values. Received: {name}={value!r}")
@@ -370,7 +364,7 @@ class TrainConfig(_Config):
             check_weights(self.model, self.weights)
         fix("seed", checks.non_negative_int("seed", self.seed))
         for name in ("augment", "deterministic", "tracking", "system_metrics", "offline"):
-            fix(name, _bool(name, getattr(self, name)))
+            fix(name, checks.boolean(name, getattr(self, name)))
         checks.one_of("precision", self.precision, PRECISIONS)
         if self.jit != "auto" and not isinstance(self.jit, bool):
             raise ArgumentError(f"`jit` must be True, False or 'auto'. Received: jit={self.jit!r}")
@@ -515,8 +509,8 @@ class TuneConfig(_Config):
             raise ArgumentError(f"`search_name` must be a plain name (no slashes). Received: search_name={name!r}")
         checks.non_empty("directory", str(self.directory))
         fix("directory", str(self.directory))
-        fix("overwrite", _bool("overwrite", self.overwrite))
-        fix("system_metrics", _bool("system_metrics", self.system_metrics))
+        fix("overwrite", checks.boolean("overwrite", self.overwrite))
+        fix("system_metrics", checks.boolean("system_metrics", self.system_metrics))
         fix("max_retries_per_trial", checks.non_negative_int("max_retries_per_trial", self.max_retries_per_trial))
         fix(
             "max_consecutive_failed_trials",

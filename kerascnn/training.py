@@ -128,6 +128,8 @@ def train(
     given = {k: v for k, v in (("model", model), ("dataset", dataset)) if v is not None}
     config = TrainConfig.create(**given, **settings)
     previous = _find_resumable(config) if config.resume else None  # before any data is loaded
+    if previous:
+        _check_unchanged(config, previous)
     config = (config.merged_with(previous.data.params) if previous else config).resolved()
     if config.tracking and not config.offline:
         store.probe(config.store_uri)
@@ -512,6 +514,18 @@ def _find_resumable(config: TrainConfig) -> Any:
     ):
         raise ArgumentError(f"Run is still running in process {pid}. Received: resume={run.info.run_id!r}")
     return run
+
+
+def _check_unchanged(config: TrainConfig, previous: Any) -> None:
+    """A resumed run goes on with the settings it logged: a given setting that differs is refused."""
+    changed = config.changed_from(previous.data.params)
+    if changed:
+        logged = ", ".join(f"{k}={was}" for k, (was, _) in changed.items())
+        given = ", ".join(f"{k}={now}" for k, (_, now) in changed.items())
+        raise ArgumentError(
+            f"`resume` continues run {previous.info.run_id[:12]} with the settings it logged ({logged}); drop "
+            f"the differing flags, or start a new run. Received: {given}"
+        )
 
 
 def _latest_interrupted(config: TrainConfig, nothing: ArgumentError) -> Any:

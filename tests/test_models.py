@@ -211,6 +211,9 @@ def test_validation_errors_name_the_argument_and_echo_the_value(kwargs, match):
     [
         ("vgg16", dict(depth=12), r"depth.*Received: depth=12"),
         ("vgg16", dict(layout=(2, 0)), r"layout.*Received: layout=\(2, 0\)"),
+        ("vgg11", dict(dense_units=64), r"dense_units.*Received: dense_units=64"),
+        ("vgg11", dict(batch_norm=3), r"batch_norm.*True or False.*Received: batch_norm=3"),
+        ("alexnet", dict(batch_norm="yes"), r"Received: batch_norm='yes'"),
         ("resnet18", dict(stem="tiny"), r"stem.*Received: stem='tiny'"),
         ("resnet18", dict(block="wide"), r"block.*Received: block='wide'"),
         ("resnet50", dict(weight_decay=-1e-4), r"weight_decay.*Received: weight_decay=-0.0001"),

@@ -103,7 +103,11 @@ def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri):
     for name in ("latest.weights.h5.bkp", "training_metadata.json.bkp"):
         (backup / name).unlink(missing_ok=True)  # killed in the middle of the first save: nothing older to use
     (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n torn")
-    resumed = run_cli("train", "--resume", run.info.run_id[:12], "--tracking-uri", tracking_uri, "--json")
+    other = run_cli("train", "--resume", run.info.run_id[:12], "--epochs", "9", "--tracking-uri", tracking_uri)
+    assert_usage_error(other, "(epochs=6); drop the differing flags, or start a new run. Received: epochs=9")
+    resumed = run_cli(
+        "train", "--resume", run.info.run_id[:12], "--epochs", "6", "--tracking-uri", tracking_uri, "--json"
+    )  # a flag equal to the logged setting is fine
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "training starts over from epoch 1 in the same run" in resumed.stderr and "Epoch 1/6" in resumed.stderr
     (final,) = all_runs(tracking_uri)

@@ -65,6 +65,7 @@ def alexnet(
     filters = checks.int_tuple("filters", filters, length=5)
     dense_units = checks.int_tuple("dense_units", dense_units, length=2)
     dropout = checks.fraction("dropout", dropout)
+    batch_norm = checks.boolean("batch_norm", batch_norm)
     _check_padding(conv1_padding)
     checks.min_spatial_size("alexnet", input_shape, min_input_size(conv1_padding))
     kernels, strides = (11, 5, 3, 3, 3), (4, 1, 1, 1, 1)

@@ -74,9 +74,8 @@ def vgg(
     blocks = _layout(depth, layout)
     width = checks.positive_int("width", width)
     dropout = checks.fraction("dropout", dropout)
-    dense_units = tuple(dense_units)
-    if dense_units:
-        dense_units = checks.int_tuple("dense_units", dense_units)
+    dense_units = checks.int_tuple("dense_units", dense_units, allow_empty=True)
+    batch_norm = checks.boolean("batch_norm", batch_norm)
     name = f"vgg{depth}" if layout is None else "vgg"
     checks.min_spatial_size(name, input_shape, min_input_size(depth, layout))
     from kerascnn.pretrained import check_preprocessing, preprocessing_layer
