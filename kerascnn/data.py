@@ -111,6 +111,9 @@ def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
         if path.is_file():
             (x, y), (xt, yt) = _read_npz(path, NAMED[name][1])
             return (x, y), (xt, yt), str(path)
+    from kerascnn.device import import_tensorflow
+
+    import_tensorflow()  # quietly: its start-up lines would break the CLI's one-line errors
     import keras
 
     module = getattr(keras.datasets, NAMED[name][0])
@@ -186,8 +189,6 @@ def _load_folder(
     path: Path, seed: int
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[str]]:
     """Loads a class-per-sub-folder image tree; ``train/`` + ``test/`` sub-trees are used when present."""
-    import keras
-    import tensorflow as tf
 
     def read(folder: Path, class_names: list[str] | None = None):
         classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
@@ -198,6 +199,11 @@ def _load_folder(
                 f"({', '.join(IMAGE_SUFFIXES)}); found {len(classes)} classes, {len(files)} images. "
                 f"Received: dataset={str(folder)!r}"
             )
+        from kerascnn.device import import_tensorflow
+
+        tf = import_tensorflow()  # quietly, and only once the folder is known to hold a dataset
+        import keras
+
         first = tf.io.decode_image(tf.io.read_file(str(files[0])), expand_animations=False)
         height, width, channels = (int(d) for d in first.shape)
         ds = keras.utils.image_dataset_from_directory(
