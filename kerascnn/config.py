@@ -307,7 +307,7 @@ class TrainConfig(_Config):
         group="device",
         metavar="{auto,float32,mixed}",
     )
-    jit: bool | str = setting("auto", "XLA-compile (default: on GPUs only)", group="device", kind="switch")
+    jit: bool | str = setting("auto", "XLA-compile (default: auto, on CUDA GPUs only)", group="device", kind="switch")
     steps_per_execution: int | None = setting(
         None, "batches per compiled call (default: the recipe's)", group="device", type=int
     )

@@ -51,10 +51,14 @@ def serve_command(model_uri: str, host: str, port: int) -> list[str]:
 
 
 def server_env(tracking_uri: str) -> dict[str, str]:
-    """The server's environment: the store, and this Python's ``bin`` folder first on ``PATH``
-    (not resolved: a virtual environment's ``python`` is a symlink out of it)."""
+    """The server's environment: the store, this Python's ``bin`` folder first on ``PATH``
+    (not resolved: a virtual environment's ``python`` is a symlink out of it), and no
+    download progress bars unless on a terminal."""
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    return dict(os.environ, PATH=path, MLFLOW_TRACKING_URI=tracking_uri)
+    env = dict(os.environ, PATH=path, MLFLOW_TRACKING_URI=tracking_uri)
+    if not sys.stderr.isatty():  # MLflow's download bars are "\r"-joined noise in a pipe or a log file
+        env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return env
 
 
 def example_request(base: str, image_shape: tuple[int, ...]) -> str:

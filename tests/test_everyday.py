@@ -184,6 +184,8 @@ def test_runs_table_names_runs_and_precision_and_stays_narrow(tracking_uri):
 def test_help_tells_what_the_defaults_are():
     text = run_cli("train", "--help", check=True).stdout
     assert "the images' shape" in text and "(default: mnist)" in text and "(default: auto)" in text
+    assert "--jit, --no-jit" in text and "only)\n" in text  # one default, not two
+    assert "train without MLflow\n" in text  # no "(default: True)" beside --no-tracking
 
 
 # 5. the dashboard on a busy port, and a SIGKILLed ui ------------------------------------------------

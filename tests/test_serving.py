@@ -423,6 +423,8 @@ def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained):
     np.testing.assert_allclose(served, expected.probabilities, atol=1e-5)
     assert f"{base}/invocations" in out and "curl" in out and "ready after" in out
     assert "kerascnn: warning" not in err and "uvicorn: not found" not in err
+    assert "\r" not in out + err  # no progress bars in a pipe
+    assert server.server_env(trained.uri)["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"  # stderr is no tty here
 
 
 def test_serve_refuses_model_files_and_busy_ports(trained, capsys):

@@ -206,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> Said:
     result = training.train(**settings)  # settings and data are checked before TensorFlow loads
     where = f"run {result.run_id} in experiment {result.experiment!r}" if result.run_id else "untracked"
     if result.spool:
-        where = f"run spooled to {result.spool} (the store failed; `kerascnn sync` sends it)"
+        why = "--offline" if settings.get("offline") else "the store failed"
+        where = f"run spooled to {result.spool} ({why}; `kerascnn sync` sends it)"
     text = (
         f"kerascnn: test accuracy {result.test_accuracy:.4f}, test loss {result.test_loss:.4f} ({where}); "
         f"model: {result.model_path}"

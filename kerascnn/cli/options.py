@@ -41,9 +41,11 @@ def pair(text: str) -> tuple[str, Any]:
         return key, raw
 
 
-def _default_text(field: dataclasses.Field) -> str:
+def _default_text(field: dataclasses.Field, option: Option) -> str:
     default = field.default
     if default in (None, False, "", dataclasses.MISSING) or isinstance(default, dict):
+        return ""
+    if option.kind == "off" or "default" in option.help:  # `--no-tracking` turns off a True; help says it
         return ""
     return f" (default: {default})"
 
@@ -59,7 +61,7 @@ def add_config_options(parser: argparse.ArgumentParser, config: type, skip: tupl
         if group is None:
             group = parser if option.group == "options" else parser.add_argument_group(option.group)
             groups[option.group] = group
-        _add(group, field.name, option, option.help + _default_text(field))
+        _add(group, field.name, option, option.help + _default_text(field, option))
 
 
 def _add(group: Any, name: str, option: Option, help: str) -> None:
@@ -76,15 +78,8 @@ def _add(group: Any, name: str, option: Option, help: str) -> None:
         group.add_argument(flag, action="store_true", **common)
     elif kind == "off":
         group.add_argument(flag, action="store_false", **common)
-    elif kind == "switch":
-        group.add_argument(flag, action="store_true", **common)
-        group.add_argument(
-            f"--no-{name.replace('_', '-')}",
-            action="store_false",
-            dest=name,
-            default=argparse.SUPPRESS,
-            help=argparse.SUPPRESS,
-        )
+    elif kind == "switch":  # --jit / --no-jit
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
     elif kind == "shape":
         group.add_argument(flag, nargs=3, type=int, metavar=option.metavar, **common)
     elif kind == "pairs":
