@@ -205,7 +205,7 @@ def format_table(rows: list[RunRow]) -> str:
             cut(r.run_name, 22),
             cut(r.model, 10),
             cut(r.dataset, 10),
-            PRECISION_SHORT.get(r.params.get("dtype_policy", ""), r.params.get("tuner", "-")),
+            PRECISION_SHORT.get(r.params.get("dtype_policy", ""), "-"),
             r.params.get("epochs", "-"),
             score(r.best_val_accuracy),
             score(r.test_accuracy),
