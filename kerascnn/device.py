@@ -195,7 +195,7 @@ def make_strategy(strategy: str = "auto") -> Any:
     check_strategy(strategy)
     if strategy == "multiworker":
         return _multi_worker_strategy_class()()
-    if strategy == "mirrored" or len(gpus()) > 1:
+    if strategy == "mirrored" or (strategy == "auto" and hardware.auto_strategy(machine())[0] == "mirrored"):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 

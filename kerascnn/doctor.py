@@ -134,6 +134,7 @@ def report(probe: bool = False) -> dict[str, Any]:
         "auto": {
             "precision": {"policy": plan.policy, "why": plan.reasons["precision"]},
             "jit": {"value": plan.jit, "why": plan.reasons["jit"]},
+            "strategy": {"value": hardware.auto_strategy(machine)[0], "why": plan.reasons["strategy"]},
             "mixed_if_forced": {"policy": mixed.policy, "warnings": list(mixed.warnings)},
         },
     }
@@ -196,6 +197,7 @@ def format_report(r: dict[str, Any]) -> str:
         + (f"; {t['spooled_runs']} run(s) waiting in the spool (kerascnn sync)" if t.get("spooled_runs") else ""),
         f"precision   auto -> {r['auto']['precision']['policy']}: {_why(r['auto']['precision'])}",
         f"xla (jit)   auto -> {'on' if r['auto']['jit']['value'] else 'off'}: {_why(r['auto']['jit'])}",
+        f"strategy    auto -> {r['auto']['strategy']['value']}: {_why(r['auto']['strategy'])}",
     ]
     for warning in r["auto"]["mixed_if_forced"]["warnings"]:
         lines.append(f"note        --precision mixed here: {warning}")

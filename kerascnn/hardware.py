@@ -13,6 +13,7 @@ training speed) without TensorFlow; the GPUs TensorFlow sees are passed in by
 * ``jit="auto"``: XLA on CUDA GPUs; off on CPUs, where it measured 2-4x slower (BENCHMARKS.md).
 * ``steps_per_execution``: as asked (the recipe's by default), 1 under the
   multi-worker strategy (keras-team/keras#19246).
+* ``strategy="auto"``: ``MirroredStrategy`` over more than one GPU, else none (one device).
 """
 
 from __future__ import annotations
@@ -241,13 +242,25 @@ def _auto_jit(gpus: tuple[Gpu, ...]) -> tuple[bool, str]:
     return True, "auto: XLA on GPUs"
 
 
+def auto_strategy(machine: Machine) -> tuple[str, str]:
+    """(``"mirrored"`` or ``"default"``, reason) for ``strategy="auto"`` on ``machine``.
+
+    Example:
+        >>> auto_strategy(Machine("cpu", "x86_64", 2))[0]
+        'default'
+    """
+    if len(machine.gpus) > 1:
+        return "mirrored", f"auto: MirroredStrategy over the {len(machine.gpus)} GPUs"
+    return "default", "auto: one device, no tf.distribute strategy"
+
+
 def plan(
     machine: Machine,
     *,
     precision: str = "auto",
     jit: bool | str = "auto",
     steps_per_execution: int = 1,
-    strategy: str = "auto",
+    strategy: str | None = "auto",
 ) -> SpeedPlan:
     """Resolves the speed settings of a run on ``machine``.
 
@@ -256,7 +269,7 @@ def plan(
         precision: ``auto``, ``float32`` or ``mixed``.
         jit: ``True``, ``False`` or ``"auto"`` (XLA on CUDA GPUs only).
         steps_per_execution: Batches per compiled call (1 under ``multiworker``).
-        strategy: The distribution strategy's name.
+        strategy: The distribution strategy's name (``None`` where none is used: a tuner's trials).
 
     Example:
         >>> plan(Machine("cpu", "x86_64", 2, frozenset({"avx2"}))).policy
@@ -278,4 +291,6 @@ def plan(
         steps, why_steps = 1, f"{steps_per_execution} -> 1 under the multiworker strategy (keras-team/keras#19246)"
         warnings.append(f"steps_per_execution {steps_per_execution} -> 1 under the multiworker strategy")
     reasons = {"precision": why_precision, "jit": why_jit, "steps_per_execution": why_steps}
+    if strategy is not None:
+        reasons["strategy"] = auto_strategy(machine)[1] if strategy == "auto" else f"asked for {strategy}"
     return SpeedPlan(precision, policy, use_jit, steps, reasons, tuple(warnings))

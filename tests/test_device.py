@@ -86,6 +86,8 @@ def test_gpu_reasons_name_the_gpus_without_tensor_cores():
     plan = hardware.plan(machine(AVX2, gpus=(new, old)))
     assert plan.policy == "float32" and "GT 1030" in plan.reasons["precision"]
     assert "H100" not in plan.reasons["precision"] and plan.jit is True
+    assert "MirroredStrategy over the 2 GPUs" in plan.reasons["strategy"]
+    assert hardware.auto_strategy(machine(AVX2, gpus=(new,)))[0] == "default"
     metal = hardware.plan(machine(AVX2, gpus=(hardware.Gpu("METAL"),)))  # not CUDA: no capability
     assert metal.policy == "float32" and "unknown capability" in metal.reasons["precision"]
     assert metal.jit is False and "no CUDA compute capability" in metal.reasons["jit"]
@@ -176,6 +178,7 @@ def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
     assert report["versions"]["keras"].startswith("3.") and report["versions"]["mlflow"]
     assert report["tracking"]["uri"] == tracking_uri and report["data"]["folder"]
     assert report["auto"]["precision"]["policy"] == hardware.plan(here).policy
+    assert report["auto"]["strategy"]["value"] == ("mirrored" if len(here.gpus) > 1 else "default")
     probes = {p["policy"]: p for p in report["probe"]}
     assert set(probes) >= {"float32", "mixed_bfloat16" if not here.gpus else "mixed_float16"}
     assert all(p["images_per_s"] > 0 for p in probes.values())

@@ -71,6 +71,7 @@ def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
     assert tags.get("kerascnn.onednn") == {True: "on", False: "off", None: None}[kerascnn.device.machine().onednn]
     assert tags["kerascnn.why.precision"] == kerascnn.hardware.plan(kerascnn.device.machine()).reasons["precision"]
     assert ("natively" in tags["kerascnn.why.precision"]) is native and tags["kerascnn.why.jit"].startswith("auto")
+    assert tags["kerascnn.why.strategy"] == kerascnn.hardware.auto_strategy(kerascnn.device.machine())[1]
     assert tags["keras.version"].startswith("3.") and tags["tensorflow.version"] and tags["kerascnn.version"]
     assert _artifacts(client, result.run_id) >= {
         "model.keras",

@@ -64,6 +64,7 @@ def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, 
         "8",
     )
     assert parent.data.tags["kerascnn.why.precision"] == "asked for float32"
+    assert "kerascnn.why.strategy" not in parent.data.tags  # trials train on one device each
     assert parent.data.tags["kerascnn.cpu_flags"] == " ".join(sorted(kerascnn.device.machine().cpu_flags))
     children = child_runs(tracking_uri, result.parent_run_id)
     assert len(children) == 3 == len(result.trials)

@@ -162,7 +162,9 @@ def _assemble(
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    speed = hardware.plan(device.machine(), precision=config.precision, steps_per_execution=recipe.steps_per_execution)
+    speed = hardware.plan(
+        device.machine(), precision=config.precision, steps_per_execution=recipe.steps_per_execution, strategy=None
+    )  # trials train on one device each
     for warning in speed.warnings:
         print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
