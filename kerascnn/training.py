@@ -137,6 +137,8 @@ def train(
             recorder(config.store_uri).warm()  # MLflow loads in the writer process while TensorFlow loads here
     checked = _data(config) if _data_first(config) else None
     plan = _plan(config, checked)
+    if previous:
+        _warn_if_precision_changed(plan, previous)
     net = _build(plan)
     pipes = _pipelines(plan)
     with lifecycle(lambda: _open_run(plan, net, previous)) as run:
@@ -315,6 +317,8 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     }
     if previous is not None:
         tags["kerascnn.resumed"] = str(int(previous.data.tags.get("kerascnn.resumed", "0")) + 1)
+        if previous.data.params.get("dtype_policy", plan.speed.policy) != plan.speed.policy:
+            tags["kerascnn.resumed_dtype_policy"] = plan.speed.policy
         backup = Path(previous.data.tags["kerascnn.backup_dir"])  # held: a second --resume of it is refused
         reopened = TrackedRun.reopen(uri, config.experiment, previous, tags=tags, lock=backup)
         if config.system_metrics:
@@ -514,6 +518,19 @@ def _find_resumable(config: TrainConfig) -> Any:
     ):
         raise ArgumentError(f"Run is still running in process {pid}. Received: resume={run.info.run_id!r}")
     return run
+
+
+def _warn_if_precision_changed(plan: _Plan, previous: Any) -> None:
+    """A run resumed on another machine (or TensorFlow setup) may resolve ``auto`` otherwise: say so."""
+    logged = previous.data.params.get("dtype_policy")
+    if logged and logged != plan.speed.policy:
+        print(
+            f"kerascnn: warning: run {previous.info.run_id[:12]} trained in {logged} so far; here "
+            f"precision={plan.config.precision!r} resolves to {plan.speed.policy}, which it continues in "
+            f"(tag kerascnn.resumed_dtype_policy; the dtype_policy param keeps {logged})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _check_unchanged(config: TrainConfig, previous: Any) -> None:

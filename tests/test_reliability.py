@@ -106,12 +106,23 @@ def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri):
     other = run_cli("train", "--resume", run.info.run_id[:12], "--epochs", "9", "--tracking-uri", tracking_uri)
     assert_usage_error(other, "(epochs=6); drop the differing flags, or start a new run. Received: epochs=9")
     resumed = run_cli(
-        "train", "--resume", run.info.run_id[:12], "--epochs", "6", "--tracking-uri", tracking_uri, "--json"
+        "train",
+        "--resume",
+        run.info.run_id[:12],
+        "--epochs",
+        "6",
+        "--tracking-uri",
+        tracking_uri,
+        "--json",
+        env={"TF_ENABLE_ONEDNN_OPTS": "0"},  # as on another machine: no native bfloat16 without oneDNN
     )  # a flag equal to the logged setting is fine
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "training starts over from epoch 1 in the same run" in resumed.stderr and "Epoch 1/6" in resumed.stderr
     (final,) = all_runs(tracking_uri)
     assert final.info.run_id == run.info.run_id and final.info.status == "FINISHED"
+    changed = run.data.params["dtype_policy"] == "mixed_bfloat16"  # where native; float32 without oneDNN
+    assert ("trained in mixed_bfloat16 so far; here precision='auto' resolves to float32" in resumed.stderr) is changed
+    assert final.data.tags.get("kerascnn.resumed_dtype_policy") == ("float32" if changed else None)
     assert sorted(set(metric_steps(tracking_uri, run.info.run_id, "val_loss"))) == [0, 1, 2, 3, 4, 5]
 
 
