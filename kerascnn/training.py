@@ -317,7 +317,7 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     }
     if previous is not None:
         tags["kerascnn.resumed"] = str(int(previous.data.tags.get("kerascnn.resumed", "0")) + 1)
-        if previous.data.params.get("dtype_policy", plan.speed.policy) != plan.speed.policy:
+        if _logged_policy_if_changed(plan, previous):
             tags["kerascnn.resumed_dtype_policy"] = plan.speed.policy
         backup = Path(previous.data.tags["kerascnn.backup_dir"])  # held: a second --resume of it is refused
         reopened = TrackedRun.reopen(uri, config.experiment, previous, tags=tags, lock=backup)
@@ -520,10 +520,16 @@ def _find_resumable(config: TrainConfig) -> Any:
     return run
 
 
+def _logged_policy_if_changed(plan: _Plan, previous: Any) -> str | None:
+    """The resumed run's logged dtype policy where this machine resolves another one, else ``None``."""
+    logged = previous.data.params.get("dtype_policy")
+    return logged if logged and logged != plan.speed.policy else None
+
+
 def _warn_if_precision_changed(plan: _Plan, previous: Any) -> None:
     """A run resumed on another machine (or TensorFlow setup) may resolve ``auto`` otherwise: say so."""
-    logged = previous.data.params.get("dtype_policy")
-    if logged and logged != plan.speed.policy:
+    logged = _logged_policy_if_changed(plan, previous)
+    if logged:
         print(
             f"kerascnn: warning: run {previous.info.run_id[:12]} trained in {logged} so far; here "
             f"precision={plan.config.precision!r} resolves to {plan.speed.policy}, which it continues in "

@@ -67,9 +67,8 @@ class SearchRuns:
             "kerascnn.search_dir": str(self.search_dir),
             "kerascnn.max_trials": str(max_trials),
             "kerascnn.device": device.describe_devices(),
-            **self.labels,
+            **self.labels,  # with the machine's tags (see search._make_tuner)
             **store.environment_tags(),
-            **device.machine().tags(),
         }
         if previous is not None and fresh and previous.info.status == "RUNNING":
             TrackedRun.reopen(self.uri, self.experiment, previous, tags={}).end(
