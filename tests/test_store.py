@@ -1,0 +1,57 @@
+"""New SQLite stores: copied from MLflow's cached empty schema, the same as MLflow makes them."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from kerascnn.tracking import store
+
+
+def _tables(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as con:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {n: con.execute(f'SELECT COUNT(*) FROM "{n}"').fetchone()[0] for n in names}
+
+
+def _revision(db: Path) -> str:
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+
+def test_a_new_store_is_the_one_mlflow_makes_and_an_old_one_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    ref_db, kit_db = tmp_path / "ref" / "mlflow.db", tmp_path / "kit" / "mlflow.db"
+    ref_db.parent.mkdir()
+    reference = MlflowClient(tracking_uri=f"sqlite:///{ref_db}")  # MLflow alone
+    kit = store.client(f"sqlite:///{kit_db}")
+
+    template = tmp_path / "cache" / f"mlflow-{mlflow.__version__}-empty.db"
+    assert _tables(template)["experiments"] == 0  # MLflow adds its Default experiment on opening a copy
+    assert _tables(kit_db).keys() == _tables(ref_db).keys()
+    assert _revision(kit_db) == _revision(ref_db)
+    assert kit.get_experiment("0").artifact_location == reference.get_experiment("0").artifact_location
+
+    uri = f"sqlite:///{kit_db}"
+    run = kit.create_run(store.ensure_experiment(uri, "kept"))
+    kit.log_metric(run.info.run_id, "accuracy", 0.99)
+    built = template.stat().st_mtime_ns
+    store.client.cache_clear()
+    assert store.client(uri).get_run(run.info.run_id).data.metrics == {"accuracy": 0.99}
+    assert _tables(kit_db)["runs"] == 1  # the file itself, not MLflow's cached engine: never replaced
+    other = store.client(f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}")
+    assert other.get_experiment_by_name("kept") is None and other.get_experiment("0").name == "Default"
+    assert template.stat().st_mtime_ns == built  # made once, copied since
+
+
+def test_an_unwritable_cache_leaves_the_store_to_mlflow(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv(store.CACHE_ENV, str(tmp_path / "a-file" / "cache"))
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    experiment = store.ensure_experiment(uri, "fine")
+    assert store.client(uri).get_experiment(experiment).name == "fine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "runs"]
