@@ -99,8 +99,9 @@ def tracking_overhead(pairs: int, repeats: int, kept_store: bool = False) -> dic
     included), interleaved pairs, half of them tracked first, in a shuffled order (strict
     alternation locked onto the VMs' periodic speed phases: the order effect flipped sign
     between two runs); then pairs in one warm process. Each run gets a new store (a first run
-    on a fresh machine), or with ``kept_store`` all runs share one folder, as a user's
-    repeated runs do (the store is made by an untimed warm-up run)."""
+    in a new folder: copied from the kit's cached empty store, made on a machine's first
+    store, ``kerascnn.tracking.store.empty_store``), or with ``kept_store`` all runs share one
+    folder, as a user's repeated runs do (the store is made by an untimed warm-up run)."""
     rows = []
     firsts = [True] * (pairs // 2) + [False] * (pairs - pairs // 2)
     random.Random(time.time_ns()).shuffle(firsts)

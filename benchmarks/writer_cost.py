@@ -6,8 +6,9 @@ In a fresh process, in the writer's order: its own module, each module of
 ``kerascnn.tracking.writer.WARM``, MLflow's scan of the installed packages, and creating a
 new SQLite store (in a temporary folder) as the writer does: a copy of the cached empty store
 (``kerascnn.tracking.store.empty_store``), or MLflow's migrations where there is none yet
-(``KERASCNN_CACHE_DIR=/dev/null/x``, a cache that cannot be made, shows that case). Each figure is the process's CPU time across the
-step (``time.process_time``), so another process's load does not inflate it.
+(``KERASCNN_CACHE_DIR=/dev/null/x``, a cache that cannot be made, shows that case). Each
+figure is the process's CPU time across the step (``time.process_time``), so another
+process's load does not inflate it.
 """
 
 from __future__ import annotations
