@@ -55,3 +55,13 @@ def test_an_unwritable_cache_leaves_the_store_to_mlflow(tmp_path, monkeypatch):
     experiment = store.ensure_experiment(uri, "fine")
     assert store.client(uri).get_experiment(experiment).name == "fine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "runs"]
+
+
+def test_a_damaged_cached_store_is_made_again(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.CACHE_ENV, str(tmp_path / "cache"))
+    template = store.empty_store_path()
+    template.parent.mkdir()
+    template.write_bytes(b"half a download")
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    assert store.client(uri).get_experiment("0").name == "Default"
+    assert _tables(template)["experiments"] == 0

@@ -148,12 +148,10 @@ def probe(uri: str) -> None:
         ArgumentError: The store is unreachable or not a store.
     """
     db = sqlite_path(uri)
-    if db is not None and db.is_file() and db.stat().st_size:
-        with open(db, "rb") as f:
-            if f.read(16) != b"SQLite format 3\x00":
-                raise ArgumentError(
-                    f"Cannot open the MLflow store (not an SQLite database file). Received: tracking_uri={uri!r}"
-                )
+    if db is not None and db.is_file() and db.stat().st_size and not _is_sqlite(db):
+        raise ArgumentError(
+            f"Cannot open the MLflow store (not an SQLite database file). Received: tracking_uri={uri!r}"
+        )
     if urlparse(uri).scheme not in ("http", "https"):
         return
     try:
@@ -165,6 +163,11 @@ def probe(uri: str) -> None:
             f"The tracking server does not answer ({reason}); start it, or train with --offline "
             f"to spool the run and `kerascnn sync` it later. Received: tracking_uri={uri!r}"
         ) from None
+
+
+def _is_sqlite(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
 
 
 def is_transient(error: BaseException) -> bool:
@@ -289,10 +292,14 @@ def empty_store_path() -> Path:
 def empty_store() -> Path | None:
     """An SQLite file with MLflow's schema and no experiment yet, made once per MLflow version
     by MLflow's own migrations (``cache_dir()/mlflow-VERSION-empty.db``); ``None`` where the
-    cache cannot be written. A new store copied from it skips the migrations (~2 CPU-s).
+    cache cannot be written. A new store copied from it skips the migrations (1-2 CPU-s).
+
+    Example:
+        >>> empty_store()  # doctest: +SKIP
+        PosixPath('/home/me/.cache/kerascnn/mlflow-3.17.2-empty.db')
     """
     path = empty_store_path()
-    if path.is_file():
+    if path.is_file() and _is_sqlite(path):  # else made again: a damaged cache never spreads
         return path
     tmp = None
     try:
