@@ -123,8 +123,9 @@ def machine() -> hardware.Machine:
 def _onednn_enabled() -> bool | None:
     """Whether this process's TensorFlow runs its CPU kernels through oneDNN (``None``: unknown).
 
-    On by default on x86 and some aarch64 Linux builds, off with ``TF_ENABLE_ONEDNN_OPTS=0``;
-    TensorFlow answers it only through an internal module, hence the guard.
+    TensorFlow's Linux default: on only for CPUs with neural-network features (AVX512_VNNI,
+    AVX512_BF16, AVX_VNNI, AMX; Neoverse V1), so off on AVX2-only CPUs; ``TF_ENABLE_ONEDNN_OPTS``
+    overrides it. TensorFlow answers it only through an internal module, hence the guard.
     """
     try:
         from tensorflow.python.util import _pywrap_util_port

@@ -116,6 +116,17 @@ def test_bad_precision_and_jit_are_refused():
     assert_usage_error(run_cli("train", "mnist_cnn", "--precision", "bf16"), "Received: precision='bf16'")
 
 
+def _onednn_expected() -> bool:
+    """TensorFlow's x86 Linux rule, read here without kerascnn: ``TF_ENABLE_ONEDNN_OPTS`` if set,
+    else on only for CPUs with neural-network features (AVX512_VNNI, AVX512_BF16, AVX_VNNI, AMX)."""
+    setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").lower()
+    if setting in ("0", "false", "1", "true"):
+        return setting in ("1", "true")
+    with open("/proc/cpuinfo") as f:
+        words = {w for line in f if line.lower().startswith("flags") for w in line.split()}
+    return bool(words & {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"})
+
+
 def _bfloat16_flags_in_proc_cpuinfo(here: hardware.Machine) -> bool:
     """Read here without kerascnn's parser where Linux has /proc/cpuinfo: does a CPU line list
     avx512_bf16, amx_bf16 or (arm) bf16?"""
@@ -129,9 +140,8 @@ def _bfloat16_flags_in_proc_cpuinfo(here: hardware.Machine) -> bool:
 def test_this_machine_follows_its_own_flags():
     here = device.machine()
     assert here.cores >= 1 and here.cpu_model
-    onednn_off = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
-    if sys.platform == "linux" and here.arch == "x86_64":  # TensorFlow's x86 Linux wheel uses oneDNN unless told not to
-        assert here.onednn is not onednn_off
+    if sys.platform == "linux" and here.arch == "x86_64":
+        assert here.onednn is _onednn_expected()
     plan = hardware.plan(here)
     if here.gpus:
         assert plan.jit is all(g.compute_capability for g in here.gpus)
