@@ -116,15 +116,19 @@ def test_bad_precision_and_jit_are_refused():
     assert_usage_error(run_cli("train", "mnist_cnn", "--precision", "bf16"), "Received: precision='bf16'")
 
 
+def _proc_cpuinfo_flags() -> set[str]:
+    """The words of /proc/cpuinfo's flag lines (x86 ``flags``, arm ``Features``), read without kerascnn's parser."""
+    with open("/proc/cpuinfo") as f:
+        return {w for line in f if line.lower().startswith(("flags", "features")) for w in line.split()}
+
+
 def _onednn_expected() -> bool:
     """TensorFlow's x86 Linux rule, read here without kerascnn: ``TF_ENABLE_ONEDNN_OPTS`` if set,
     else on only for CPUs with neural-network features (AVX512_VNNI, AVX512_BF16, AVX_VNNI, AMX)."""
     setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").lower()
     if setting in ("0", "false", "1", "true"):
         return setting in ("1", "true")
-    with open("/proc/cpuinfo") as f:
-        words = {w for line in f if line.lower().startswith("flags") for w in line.split()}
-    return bool(words & {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"})
+    return bool(_proc_cpuinfo_flags() & {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"})
 
 
 def _bfloat16_flags_in_proc_cpuinfo(here: hardware.Machine) -> bool:
@@ -132,9 +136,7 @@ def _bfloat16_flags_in_proc_cpuinfo(here: hardware.Machine) -> bool:
     avx512_bf16, amx_bf16 or (arm) bf16?"""
     if not os.path.exists("/proc/cpuinfo"):
         return bool(here.bfloat16_flags)
-    with open("/proc/cpuinfo") as f:
-        words = {w for line in f if line.lower().startswith(("flags", "features")) for w in line.split()}
-    return bool(words & {"avx512_bf16", "amx_bf16", "bf16"})
+    return bool(_proc_cpuinfo_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def test_this_machine_follows_its_own_flags():
