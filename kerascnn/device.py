@@ -5,9 +5,11 @@ Which precision and XLA setting a run uses is decided in :mod:`kerascnn.hardware
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
+import platform
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,7 @@ from kerascnn.errors import ArgumentError
 # installs all three; together they are ~2.4 s of a ~6.4 s import on an AVX2 VM (BENCHMARKS.md).
 KERAS_EXTRAS = ("pandas", "sklearn", "matplotlib")
 _skipped_extras: list[str] = []  # what this process's TensorFlow import leaves out
+_onednn_at_import: list[tuple[str | None, str]] = []  # hardware.onednn_setting's answer, when the kit imported TF
 
 
 def import_without_keras_extras() -> None:
@@ -60,7 +63,7 @@ def import_tensorflow() -> Any:
         sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
+    with tempfile.TemporaryFile() as capture, _onednn_for_import():
         os.dup2(capture.fileno(), 2)
         try:
             import tensorflow as tf
@@ -78,6 +81,22 @@ def import_tensorflow() -> Any:
                 del sys.modules[name]
     _quiet_retracing()
     return tf
+
+
+@contextlib.contextmanager
+def _onednn_for_import() -> Iterator[None]:
+    """``TF_ENABLE_ONEDNN_OPTS`` as ``hardware.onednn_setting`` decides, only while TensorFlow imports
+    (it reads the variable once, then), so that processes this one starts decide for themselves."""
+    value, why = hardware.onednn_setting(hardware.detect(), os.environ, platform.system())
+    _onednn_at_import[:] = [(value, why)]
+    if value is None:
+        yield
+        return
+    os.environ[hardware.ONEDNN_ENV] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(hardware.ONEDNN_ENV, None)
 
 
 def _quiet_retracing() -> None:
@@ -117,7 +136,23 @@ def machine() -> hardware.Machine:
         details = tf.config.experimental.get_device_details(gpu)
         cc = details.get("compute_capability")
         found.append(hardware.Gpu(details.get("device_name", gpu.name), tuple(cc) if cc else None))
-    return hardware.detect(tuple(found), onednn=_onednn_enabled())
+    cpu = hardware.detect(tuple(found), onednn=_onednn_enabled())
+    why, warnings = _onednn_why(cpu)
+    return dataclasses.replace(cpu, onednn_why=why, warnings=warnings)
+
+
+def _onednn_why(cpu: hardware.Machine) -> tuple[str, tuple[str, ...]]:
+    """Why TensorFlow's oneDNN is on or off here, and a warning where kerascnn came too late to turn it on."""
+    late = not _onednn_at_import  # TensorFlow was imported before the kit
+    value, why = _onednn_at_import[0] if not late else hardware.onednn_setting(cpu, os.environ, platform.system())
+    if value != "1" or cpu.onednn is not False:
+        return why, ()
+    if not late:
+        return "off: asked for, but this TensorFlow build runs without oneDNN", ()
+    return "off: TensorFlow was imported before kerascnn", (
+        "TensorFlow's oneDNN is off: TensorFlow (or Keras) was imported before kerascnn, which turns it on for "
+        f"this CPU (float32 training steps 1.1-4x faster); set {hardware.ONEDNN_ENV}=1 before importing them",
+    )
 
 
 def _onednn_enabled() -> bool | None:

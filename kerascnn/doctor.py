@@ -135,8 +135,13 @@ def report(probe: bool = False) -> dict[str, Any]:
             "precision": {"policy": plan.policy, "why": plan.reasons["precision"]},
             "jit": {"value": plan.jit, "why": plan.reasons["jit"]},
             "strategy": {"value": hardware.auto_strategy(machine)[0], "why": plan.reasons["strategy"]},
-            "mixed_if_forced": {"policy": mixed.policy, "warnings": list(mixed.warnings)},
+            "onednn": {"value": machine.onednn, "why": machine.onednn_why},
+            "mixed_if_forced": {
+                "policy": mixed.policy,
+                "warnings": [w for w in mixed.warnings if w not in plan.warnings],
+            },
         },
+        "warnings": list(machine.warnings),
     }
     if probe:
         result["probe"] = run_probe(machine)
@@ -198,7 +203,10 @@ def format_report(r: dict[str, Any]) -> str:
         f"precision   auto -> {r['auto']['precision']['policy']}: {_why(r['auto']['precision'])}",
         f"xla (jit)   auto -> {'on' if r['auto']['jit']['value'] else 'off'}: {_why(r['auto']['jit'])}",
         f"strategy    auto -> {r['auto']['strategy']['value']}: {_why(r['auto']['strategy'])}",
+        _onednn_line(r["auto"]["onednn"]),
     ]
+    for warning in r["warnings"]:
+        lines.append(f"warning     {warning}")
     for warning in r["auto"]["mixed_if_forced"]["warnings"]:
         lines.append(f"note        --precision mixed here: {warning}")
     for p in r.get("probe", []):
@@ -220,6 +228,13 @@ def _gpus(gpus: tuple[hardware.Gpu, ...], driver: list[dict[str, Any]]) -> list[
         memory = gpu.memory_mib or (same or {}).get("memory_mib")
         found.append({"name": gpu.name, "compute_capability": list(gpu.compute_capability or ()), "memory_mib": memory})
     return found
+
+
+def _onednn_line(choice: dict[str, Any]) -> str:
+    """``onednn      auto -> on: <why>``, or ``on: <why>`` where the kit did not decide it."""
+    state = {True: "on", False: "off", None: "unknown"}[choice["value"]]
+    why = str(choice["why"]).removeprefix(f"{state}: ")
+    return f"onednn      {'auto -> ' if why.startswith('auto: ') else ''}{state}: {_why({'why': why})}"
 
 
 def _why(choice: dict[str, Any]) -> str:

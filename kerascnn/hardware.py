@@ -2,8 +2,14 @@
 
 ``detect()`` reads the CPU (model, cores, the instruction-set flags that matter for
 training speed) without TensorFlow; the GPUs TensorFlow sees are passed in by
-:mod:`kerascnn.device`. ``plan()`` turns the requested ``precision``, ``jit`` and
-``steps_per_execution`` into what a run uses, with the reason for each choice:
+:mod:`kerascnn.device`. ``onednn_setting()`` decides, before TensorFlow's import, whether
+its CPU kernels run through oneDNN. ``plan()`` turns the requested ``precision``, ``jit``
+and ``steps_per_execution`` into what a run uses, with the reason for each choice:
+
+* oneDNN: TensorFlow's Linux x86 builds turn it on by themselves only on CPUs with
+  neural-network instructions (``ONEDNN_BY_TENSORFLOW``); the kit turns it on on the other
+  AVX2 CPUs too, where float32 training steps measured 1.1-4x faster with it, depending
+  on the model (BENCHMARKS.md). ``TF_ENABLE_ONEDNN_OPTS``, when set, is left to decide.
 
 * ``precision="auto"``: ``mixed_float16`` on NVIDIA GPUs of compute capability >= 7.0
   (tensor cores); ``mixed_bfloat16`` on CPUs that do bfloat16 natively (x86
@@ -21,6 +27,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +40,8 @@ ARM_FLAGS = ("asimd", "asimdhp", "sve", "sve2", "bf16", "i8mm")
 BF16_FLAGS = {"x86_64": ("avx512_bf16", "amx_bf16"), "aarch64": ("bf16",), "arm64": ("bf16",)}
 TENSOR_CORES_FROM = (7, 0)
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+# x86 CPU flags for which TensorFlow's Linux builds run oneDNN by themselves (amx_int8 comes with amx_tile).
+ONEDNN_BY_TENSORFLOW = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ class Machine:
     cpu_flags: frozenset[str] = field(default_factory=frozenset)
     gpus: tuple[Gpu, ...] = ()
     onednn: bool | None = None  # whether TensorFlow runs its CPU kernels through oneDNN (None: unknown)
+    onednn_why: str = ""  # why it does or does not (``onednn_setting``)
+    warnings: tuple[str, ...] = ()  # what makes runs here slower than they could be
 
     @property
     def bfloat16_flags(self) -> tuple[str, ...]:
@@ -92,6 +103,8 @@ class Machine:
         }
         if self.onednn is not None:
             tags["kerascnn.onednn"] = "on" if self.onednn else "off"
+        if self.onednn_why:
+            tags["kerascnn.why.onednn"] = self.onednn_why
         if self.gpus:
             tags["kerascnn.gpu"] = "; ".join(g.describe() for g in self.gpus)
         return tags
@@ -131,7 +144,7 @@ def _macos_cpu(arch: str) -> tuple[str, frozenset[str]]:
 
 def detect(gpus: tuple[Gpu, ...] = (), onednn: bool | None = None) -> Machine:
     """Reads this machine's CPU; ``gpus`` are the GPUs TensorFlow sees and ``onednn`` whether it
-    uses oneDNN (see ``device.machine()``).
+    uses oneDNN (``device.machine()`` fills them in, with the reason for oneDNN).
 
     Example:
         >>> detect().cores >= 1
@@ -147,7 +160,35 @@ def detect(gpus: tuple[Gpu, ...] = (), onednn: bool | None = None) -> Machine:
     else:
         model, flags = platform.processor() or f"{arch} CPU", frozenset()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return Machine(cpu_model=model, arch=arch, cores=cores, cpu_flags=flags, gpus=tuple(gpus), onednn=onednn)
+    return Machine(model, arch, cores, flags, tuple(gpus), onednn)
+
+
+def onednn_setting(cpu: Machine, environ: Mapping[str, str], system: str) -> tuple[str | None, str]:
+    """The ``TF_ENABLE_ONEDNN_OPTS`` value to import TensorFlow with on ``cpu`` (``None``: leave
+    TensorFlow's default), and why.
+
+    Args:
+        cpu: This machine (from :func:`detect`; GPUs do not matter here).
+        environ: The process environment; a ``TF_ENABLE_ONEDNN_OPTS`` there is kept.
+        system: ``platform.system()``; only TensorFlow's Linux x86 builds were measured.
+
+    Example:
+        >>> onednn_setting(Machine("AMD EPYC", "x86_64", 2, frozenset({"avx", "avx2"})), {}, "Linux")[0]
+        '1'
+    """
+    if ONEDNN_ENV in environ:
+        return None, f"{ONEDNN_ENV}={environ[ONEDNN_ENV]} was set"
+    if system != "Linux" or cpu.arch != "x86_64":
+        return None, f"TensorFlow's default on {system} {cpu.arch}"
+    own = [flag for flag in ONEDNN_BY_TENSORFLOW if flag in cpu.cpu_flags]
+    if own:
+        return None, f"TensorFlow's default: on for CPUs with {', '.join(own)}"
+    if "avx2" in cpu.cpu_flags:
+        return "1", (
+            "auto: TensorFlow leaves it off on AVX2 CPUs without neural-network instructions; "
+            "float32 training steps measured 1.1-4x faster with it (BENCHMARKS.md)"
+        )
+    return None, "TensorFlow's default: off on x86 CPUs without AVX2 (not measured with oneDNN)"
 
 
 @dataclass(frozen=True)
@@ -282,6 +323,7 @@ def plan(
     if jit != "auto" and not isinstance(jit, bool):
         raise ArgumentError(f"`jit` must be True, False or 'auto'. Received: jit={jit!r}")
     policy, why_precision, warnings = _precision(machine, precision)
+    warnings = [*machine.warnings, *warnings]
     if jit == "auto":
         use_jit, why_jit = _auto_jit(machine.gpus)
     else:

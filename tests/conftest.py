@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kerascnn.device import import_tensorflow
 from tests.helpers import ROOT
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -15,6 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERASCNN_TRACKING_TIMEOUT", "5")  # a dead store is given up on quickly in tests
 if "KERASCNN_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["KERASCNN_DATA_DIR"] = str(SHARED_DATA)
+
+# TensorFlow imported by the kit, before any test module imports Keras: quietly, and with the kit's
+# oneDNN choice, as in the CLI and in a notebook that uses kerascnn before Keras.
+import_tensorflow()
 
 
 @pytest.fixture

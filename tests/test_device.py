@@ -81,6 +81,61 @@ def test_bfloat16_needs_tensorflows_onednn_and_readable_flags():
     assert unread.policy == "float32" and "no CPU flags could be read" in unread.reasons["precision"]
 
 
+@pytest.mark.parametrize(
+    "cpuinfo,arch,system,env,value,why",
+    [
+        (AVX2, "x86_64", "Linux", {}, "1", "auto: TensorFlow leaves it off on AVX2 CPUs without neural-network"),
+        (AVX2, "x86_64", "Linux", {"TF_ENABLE_ONEDNN_OPTS": "0"}, None, "TF_ENABLE_ONEDNN_OPTS=0 was set"),
+        (AVX512_BF16, "x86_64", "Linux", {}, None, "TensorFlow's default: on for CPUs with avx512_vnni, avx512_bf16"),
+        (AMX, "x86_64", "Linux", {}, None, "TensorFlow's default: on for CPUs with amx_tile, amx_bf16"),
+        ("flags : sse4_2 avx\n", "x86_64", "Linux", {}, None, "TensorFlow's default: off on x86 CPUs without AVX2"),
+        (AVX2, "x86_64", "Windows", {}, None, "TensorFlow's default on Windows x86_64"),
+        (ARM_BF16, "aarch64", "Linux", {}, None, "TensorFlow's default on Linux aarch64"),
+    ],
+)
+def test_onednn_is_turned_on_where_tensorflow_leaves_it_off(cpuinfo, arch, system, env, value, why):
+    setting = hardware.onednn_setting(machine(cpuinfo, arch), env, system)
+    assert setting[0] == value and setting[1].startswith(why)
+
+
+def test_a_machine_warning_reaches_every_plan():
+    slowed = hardware.Machine("AMD EPYC", "x86_64", 2, frozenset({"avx2"}), warnings=("oneDNN is off",))
+    assert hardware.plan(slowed).warnings == ("oneDNN is off",)
+    assert hardware.plan(slowed, precision="mixed").warnings[0] == "oneDNN is off"
+    assert slowed.tags().get("kerascnn.why.onednn") is None
+    assert hardware.Machine("x", "x86_64", 2, onednn_why="why").tags()["kerascnn.why.onednn"] == "why"
+
+
+def _machine_in_a_subprocess(script: str) -> list:
+    """``[onednn, onednn_why, plan warnings, TF_ENABLE_ONEDNN_OPTS afterwards]`` from a fresh Python
+    running ``script`` then ``device.machine()``, with ``TF_ENABLE_ONEDNN_OPTS`` unset."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    report = (
+        "m = device.machine(); print(json.dumps([m.onednn, m.onednn_why, list(hardware.plan(m).warnings), "
+        "os.environ.get('TF_ENABLE_ONEDNN_OPTS')]))"
+    )
+    code = f"import json, os; from kerascnn import device, hardware; {script}; {report}"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64", reason="TensorFlow's x86 Linux rule")
+def test_onednn_follows_the_cpu_and_who_imported_tensorflow():
+    """Imported by the kit: on where the kit's rule says, and the environment left as it was.
+    Imported before the kit: TensorFlow's own default, with a warning where the kit would turn it on."""
+    onednn, why, warnings, env_after = _machine_in_a_subprocess("device.import_tensorflow()")
+    assert onednn is _onednn_expected({}) and env_after is None and not warnings
+    assert why.startswith(("auto: TensorFlow leaves it off on AVX2", "TensorFlow's default"))
+    onednn, why, warnings, env_after = _machine_in_a_subprocess("import tensorflow")
+    tensorflows_default = bool(_proc_cpuinfo_flags() & {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"})
+    missed = _onednn_expected({}) and not tensorflows_default
+    assert onednn is tensorflows_default and env_after is None
+    assert (why == "off: TensorFlow was imported before kerascnn") is missed
+    assert len(warnings) == int(missed)
+    assert all("set TF_ENABLE_ONEDNN_OPTS=1 before importing them" in w for w in warnings)
+
+
 def test_gpu_reasons_name_the_gpus_without_tensor_cores():
     new, old = hardware.Gpu("H100", (9, 0)), hardware.Gpu("GT 1030", (6, 1))
     plan = hardware.plan(machine(AVX2, gpus=(new, old)))
@@ -122,13 +177,15 @@ def _proc_cpuinfo_flags() -> set[str]:
         return {w for line in f if line.lower().startswith(("flags", "features")) for w in line.split()}
 
 
-def _onednn_expected() -> bool:
-    """TensorFlow's x86 Linux rule, read here without kerascnn: ``TF_ENABLE_ONEDNN_OPTS`` if set,
-    else on only for CPUs with neural-network features (AVX512_VNNI, AVX512_BF16, AVX_VNNI, AMX)."""
-    setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").lower()
+def _onednn_expected(env: dict[str, str]) -> bool:
+    """The rule for a process whose TensorFlow kerascnn imports, on x86 Linux, read here without
+    kerascnn: ``TF_ENABLE_ONEDNN_OPTS`` if set; else on for CPUs with neural-network features
+    (TensorFlow's own default: AVX512_VNNI, AVX512_BF16, AVX_VNNI, AMX) and for AVX2 CPUs (the kit's)."""
+    setting = env.get("TF_ENABLE_ONEDNN_OPTS", "").lower()
     if setting in ("0", "false", "1", "true"):
         return setting in ("1", "true")
-    return bool(_proc_cpuinfo_flags() & {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"})
+    nn = {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"}
+    return bool(_proc_cpuinfo_flags() & (nn | {"avx2"}))
 
 
 def _bfloat16_flags_in_proc_cpuinfo(here: hardware.Machine) -> bool:
@@ -141,9 +198,7 @@ def _bfloat16_flags_in_proc_cpuinfo(here: hardware.Machine) -> bool:
 
 def test_this_machine_follows_its_own_flags():
     here = device.machine()
-    assert here.cores >= 1 and here.cpu_model
-    if sys.platform == "linux" and here.arch == "x86_64":
-        assert here.onednn is _onednn_expected()
+    assert here.cores >= 1 and here.cpu_model and here.onednn_why
     plan = hardware.plan(here)
     if here.gpus:
         assert plan.jit is all(g.compute_capability for g in here.gpus)
@@ -186,7 +241,11 @@ def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
     report = json.loads(result.stdout)
     here = device.machine()
     assert report["machine"]["cpu_flags"] == sorted(here.cpu_flags) and report["machine"]["cores"] == here.cores
-    assert report["machine"]["native_bfloat16"] is here.native_bfloat16
+    assert report["machine"]["native_bfloat16"] is (
+        bool(here.bfloat16_flags) and report["machine"]["onednn"] is not False
+    )  # the CLI imports TensorFlow itself, so its oneDNN may differ from this process's
+    if sys.platform == "linux" and here.arch == "x86_64":
+        assert report["machine"]["onednn"] is _onednn_expected(dict(os.environ))
     assert report["versions"]["keras"].startswith("3.") and report["versions"]["mlflow"]
     assert report["tracking"]["uri"] == tracking_uri and report["data"]["folder"]
     assert report["auto"]["precision"]["policy"] == hardware.plan(here).policy
@@ -198,6 +257,9 @@ def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
     chosen = hardware.plan(here)
     why = chosen.reasons["precision"].removeprefix("auto: ")
     assert f"precision   auto -> {chosen.policy}: {why}\n" in text and here.cpu_model in text
+    onednn = report["auto"]["onednn"]
+    if onednn["why"].startswith("auto: "):
+        assert f"onednn      auto -> on: {onednn['why'].removeprefix('auto: ')}\n" in text
 
 
 def test_doctor_without_onednn_picks_float32_on_a_cpu(tracking_uri):
@@ -205,6 +267,7 @@ def test_doctor_without_onednn_picks_float32_on_a_cpu(tracking_uri):
     env = {"MLFLOW_TRACKING_URI": tracking_uri, "TF_ENABLE_ONEDNN_OPTS": "0"}
     report = json.loads(run_cli("doctor", "--json", env=env, check=True).stdout)
     assert report["machine"]["onednn"] is False and report["machine"]["native_bfloat16"] is False
+    assert report["auto"]["onednn"] == {"value": False, "why": "TF_ENABLE_ONEDNN_OPTS=0 was set"}
     if not report["machine"]["gpus"]:
         assert report["auto"]["precision"]["policy"] == "float32"
         assert report["auto"]["mixed_if_forced"]["warnings"]

@@ -69,6 +69,7 @@ def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
     assert tags["kerascnn.family"] == "mnist_cnn" and tags["kerascnn.device"] == "CPU"
     assert tags["kerascnn.cpu_flags"] == " ".join(sorted(kerascnn.device.machine().cpu_flags))
     assert tags.get("kerascnn.onednn") == {True: "on", False: "off", None: None}[kerascnn.device.machine().onednn]
+    assert tags["kerascnn.why.onednn"] == kerascnn.device.machine().onednn_why
     assert tags["kerascnn.why.precision"] == kerascnn.hardware.plan(kerascnn.device.machine()).reasons["precision"]
     assert ("natively" in tags["kerascnn.why.precision"]) is native and tags["kerascnn.why.jit"].startswith("auto")
     assert tags["kerascnn.why.strategy"] == kerascnn.hardware.auto_strategy(kerascnn.device.machine())[1]
