@@ -348,11 +348,11 @@ def main() -> None:
     os.environ.update({k: v for k, v in _env().items() if k.startswith(("KERASCNN", "TF_CPP"))})
     repeats = args.repeats or (1 if args.quick else 3)
     chosen = args.only or ["accuracy", "tracking", "throughput", "profile", "memory"]
+    from kerascnn import device
+
+    tf = device.import_tensorflow()  # before Keras: with the kit's oneDNN choice, as in its own runs
     import keras
     import mlflow
-    import tensorflow as tf
-
-    from kerascnn import device
 
     machine = device.machine()
     report: dict = {

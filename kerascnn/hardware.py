@@ -8,9 +8,8 @@ and ``steps_per_execution`` into what a run uses, with the reason for each choic
 
 * oneDNN: TensorFlow's Linux x86 builds turn it on by themselves only on CPUs with
   neural-network instructions (``ONEDNN_BY_TENSORFLOW``); the kit turns it on on the other
-  AVX2 CPUs too, where float32 training steps measured 1.1-4x faster with it, depending
-  on the model (BENCHMARKS.md). ``TF_ENABLE_ONEDNN_OPTS``, when set, is left to decide.
-
+  AVX2 CPUs too, where float32 training steps measured 1.2-2.6x faster with it (median
+  per model family, BENCHMARKS.md). ``TF_ENABLE_ONEDNN_OPTS``, when set, is left to decide.
 * ``precision="auto"``: ``mixed_float16`` on NVIDIA GPUs of compute capability >= 7.0
   (tensor cores); ``mixed_bfloat16`` on CPUs that do bfloat16 natively (x86
   ``avx512_bf16`` or ``amx_bf16``, aarch64 ``bf16``) while TensorFlow runs its CPU kernels
@@ -160,7 +159,7 @@ def detect(gpus: tuple[Gpu, ...] = (), onednn: bool | None = None) -> Machine:
     else:
         model, flags = platform.processor() or f"{arch} CPU", frozenset()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return Machine(model, arch, cores, flags, tuple(gpus), onednn)
+    return Machine(cpu_model=model, arch=arch, cores=cores, cpu_flags=flags, gpus=tuple(gpus), onednn=onednn)
 
 
 def onednn_setting(cpu: Machine, environ: Mapping[str, str], system: str) -> tuple[str | None, str]:
@@ -186,7 +185,7 @@ def onednn_setting(cpu: Machine, environ: Mapping[str, str], system: str) -> tup
     if "avx2" in cpu.cpu_flags:
         return "1", (
             "auto: TensorFlow leaves it off on AVX2 CPUs without neural-network instructions; "
-            "float32 training steps measured 1.1-4x faster with it (BENCHMARKS.md)"
+            "float32 training steps measured 1.2-2.6x faster with it (BENCHMARKS.md)"
         )
     return None, "TensorFlow's default: off on x86 CPUs without AVX2 (not measured with oneDNN)"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -239,6 +240,7 @@ def test_device_options_are_applied_and_logged(tracking_uri, tmp_path, monkeypat
 def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
     result = run_cli("doctor", "--probe", "--json", env={"MLFLOW_TRACKING_URI": tracking_uri}, check=True)
     report = json.loads(result.stdout)
+    assert not re.search(r"^[IWEF]\d{4} ", result.stderr, re.MULTILINE)  # no C++ log line (oneDNN's bf16 note)
     here = device.machine()
     assert report["machine"]["cpu_flags"] == sorted(here.cpu_flags) and report["machine"]["cores"] == here.cores
     assert report["machine"]["native_bfloat16"] is (
