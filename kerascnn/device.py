@@ -168,7 +168,8 @@ def _onednn_why(cpu: hardware.Machine) -> tuple[str, tuple[str, ...]]:
         return "off: asked for, but this TensorFlow build runs without oneDNN", ()
     return "off: TensorFlow was imported before kerascnn", (
         "TensorFlow's oneDNN is off: TensorFlow (or Keras) was imported before kerascnn, which turns it on for "
-        f"this CPU (float32 training steps 1.2-2.6x faster); set {hardware.ONEDNN_ENV}=1 before importing them",
+        f"this CPU (float32 training steps {hardware.ONEDNN_SPEEDUP} faster); "
+        f"set {hardware.ONEDNN_ENV}=1 before importing them",
     )
 
 

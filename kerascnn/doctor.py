@@ -138,7 +138,7 @@ def report(probe: bool = False) -> dict[str, Any]:
             "onednn": {"value": machine.onednn, "why": machine.onednn_why},
             "mixed_if_forced": {
                 "policy": mixed.policy,
-                "warnings": [w for w in mixed.warnings if w not in plan.warnings],
+                "warnings": [w for w in mixed.warnings if w not in machine.warnings],
             },
         },
         "warnings": list(machine.warnings),
@@ -235,7 +235,8 @@ def _onednn_line(choice: dict[str, Any]) -> str:
     """``onednn      auto -> on: <why>``, or ``on: <why>`` where the kit did not decide it."""
     state = {True: "on", False: "off", None: "unknown"}[choice["value"]]
     why = str(choice["why"]).removeprefix(f"{state}: ")
-    return f"onednn      {'auto -> ' if why.startswith('auto: ') else ''}{state}: {_why({'why': why})}"
+    auto = "auto -> " if why.startswith("auto: ") else ""
+    return f"onednn      {auto}{state}: {why.removeprefix('auto: ')}"
 
 
 def _why(choice: dict[str, Any]) -> str:

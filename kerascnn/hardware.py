@@ -41,6 +41,7 @@ TENSOR_CORES_FROM = (7, 0)
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 # x86 CPU flags for which TensorFlow's Linux builds run oneDNN by themselves (amx_int8 comes with amx_tile).
 ONEDNN_BY_TENSORFLOW = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16")
+ONEDNN_SPEEDUP = "1.2-2.6x"  # float32 training steps with oneDNN on AVX2, median per family (BENCHMARKS.md)
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def onednn_setting(cpu: Machine, environ: Mapping[str, str], system: str) -> tup
     if "avx2" in cpu.cpu_flags:
         return "1", (
             "auto: TensorFlow leaves it off on AVX2 CPUs without neural-network instructions; "
-            "float32 training steps measured 1.2-2.6x faster with it (BENCHMARKS.md)"
+            f"float32 training steps measured {ONEDNN_SPEEDUP} faster with it (BENCHMARKS.md)"
         )
     return None, "TensorFlow's default: off on x86 CPUs without AVX2 (not measured with oneDNN)"
 

@@ -25,6 +25,8 @@ AVX512_BF16 = "model name : Intel Xeon Platinum 8380\nflags : avx avx2 fma avx51
 AMX = "model name : Intel Xeon 8480+\nflags : avx2 avx512f amx_tile amx_bf16 amx_int8\n"
 ARM = "processor : 0\nFeatures : fp asimd evtstrm aes crc32 sve\nCPU implementer : 0x41\n"
 ARM_BF16 = "processor : 0\nFeatures : fp asimd sve sve2 bf16 i8mm\n"
+# x86 flags for which TensorFlow's Linux builds turn oneDNN on by themselves, written here without kerascnn
+TENSORFLOW_ONEDNN_FLAGS = {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"}
 
 
 def machine(cpuinfo: str, arch: str = "x86_64", gpus: tuple = ()) -> hardware.Machine:
@@ -129,7 +131,7 @@ def test_onednn_follows_the_cpu_and_who_imported_tensorflow():
     assert onednn is _onednn_expected({}) and env_after is None and not warnings
     assert why.startswith(("auto: TensorFlow leaves it off on AVX2", "TensorFlow's default"))
     onednn, why, warnings, env_after = _machine_in_a_subprocess("import tensorflow")
-    tensorflows_default = bool(_proc_cpuinfo_flags() & {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"})
+    tensorflows_default = bool(_proc_cpuinfo_flags() & TENSORFLOW_ONEDNN_FLAGS)
     missed = _onednn_expected({}) and not tensorflows_default
     assert onednn is tensorflows_default and env_after is None
     assert (why == "off: TensorFlow was imported before kerascnn") is missed
@@ -185,8 +187,7 @@ def _onednn_expected(env: dict[str, str]) -> bool:
     setting = env.get("TF_ENABLE_ONEDNN_OPTS", "").lower()
     if setting in ("0", "false", "1", "true"):
         return setting in ("1", "true")
-    nn = {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"}
-    return bool(_proc_cpuinfo_flags() & (nn | {"avx2"}))
+    return bool(_proc_cpuinfo_flags() & (TENSORFLOW_ONEDNN_FLAGS | {"avx2"}))
 
 
 def _bfloat16_flags_in_proc_cpuinfo(here: hardware.Machine) -> bool:
