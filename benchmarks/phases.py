@@ -1,0 +1,91 @@
+"""Where a tracked run's extra time lands: the default command's phases, tracked and untracked.
+
+    python benchmarks/phases.py --rounds 6
+    git worktree add /tmp/base <commit> && python benchmarks/phases.py --rounds 6 --baseline /tmp/base
+
+Runs ``kerascnn train mnist_cnn --dataset mnist`` untracked, tracked, and (with ``--baseline``)
+tracked by another checkout of the kit, as whole processes, each in a new folder, the arms in a
+shuffled order per round. From the output lines it times each run's phases: Python start to the
+first epoch (imports, data, model), epoch 1, epoch 2, and the end (the test pass, the model and
+plots, the last writes confirmed). Epoch 1 over epoch 2 compares the first epoch, where the
+writer's start-up competes with the steps, with a later one of the same process, which takes the
+VM's speed at that moment out of the comparison; whole-process differences of a few percent
+drown in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = [sys.executable, "-m", "kerascnn", "train", "mnist_cnn", "--dataset", "mnist"]
+PHASES = ("wall", "to_fit", "epoch1", "epoch2", "end")
+
+
+def phases(command: list[str], checkout: str | None) -> dict[str, float]:
+    """One run's wall time and phases (seconds), from when its epoch lines appear."""
+    env = dict(os.environ)
+    if "KERASCNN_DATA_DIR" not in env and (ROOT.parent / "shared" / "data").is_dir():
+        env["KERASCNN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+    if checkout:
+        env["PYTHONPATH"] = checkout  # ahead of the installed kit
+    marks: list[float] = []
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("Epoch ") or " - val_accuracy" in line:
+                marks.append(time.perf_counter() - start)
+        wall = time.perf_counter() - start
+    if process.wait() != 0 or len(marks) != 4:
+        raise SystemExit(
+            f"the run failed or printed other epochs. Received: exit code {process.returncode}, {len(marks)} marks"
+        )
+    begin1, end1, begin2, end2 = marks
+    return {"wall": wall, "to_fit": begin1, "epoch1": end1 - begin1, "epoch2": end2 - begin2, "end": wall - end2}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of every arm (default 6)")
+    parser.add_argument("--baseline", help="another checkout of the kit: a third arm, tracked with its code")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the arms' order")
+    args = parser.parse_args()
+    arms: dict[str, tuple[list[str], str | None]] = {
+        "untracked": ([*COMMAND, "--no-tracking"], None),
+        "tracked": (COMMAND, None),
+    }
+    if args.baseline:
+        arms["baseline"] = (COMMAND, args.baseline)
+    order = random.Random(args.seed)
+    results: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
+    for number in range(1, args.rounds + 1):
+        names = list(arms)
+        order.shuffle(names)
+        for name in names:
+            results[name].append(phases(*arms[name]))
+        print(
+            f"round {number} ({', '.join(names)}): "
+            + "; ".join(f"{name} " + " ".join(f"{k} {results[name][-1][k]:.1f}" for k in PHASES) for name in arms),
+            flush=True,
+        )
+    print("\nmedians (s)      " + " ".join(f"{k:>8}" for k in PHASES) + "  epoch1/epoch2")
+    for name, runs in results.items():
+        medians = " ".join(f"{statistics.median(r[k] for r in runs):8.2f}" for k in PHASES)
+        ratio = statistics.median(r["epoch1"] / r["epoch2"] for r in runs)
+        print(f"{name:16s} {medians}  {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
