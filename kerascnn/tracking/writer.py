@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -330,7 +331,7 @@ class _Yielding:
         return False
 
 
-def _warm(modules: list[str], then: Any = None) -> None:
+def _warm(modules: list[str], then: Callable[[], None] | None = None) -> None:
     """Imports ``modules`` (TensorFlow quietly and on one thread);
     with ``mlflow.keras``, also runs MLflow's check of a model's requirements against the
     installed packages once (a scan of them all, ~1 s, that the first ``log_model`` would pay);
