@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -125,81 +124,3 @@ def test_the_writer_imports_tensorflow_without_keras_extras(tracking_uri, tmp_pa
         if writer._process is not None:
             writer._process.wait(timeout=60)
     assert [line for line in said if line.startswith("probe")] == ["probe [True, True, False, False]"], said
-
-
-AUTOGROUP = Path("/proc/self/autogroup")  # Linux's scheduler autogroups; absent elsewhere
-PROBE_NICE = (  # a module the writer imports: it prints the nice value of the writer's autogroup
-    "import pathlib\n"
-    "f = pathlib.Path('/proc/self/autogroup')\n"
-    "print('nice', f.read_text().split()[-1] if f.exists() else 'none')\n"
-)
-
-
-def _autogroup_nice(pid: int) -> str:
-    return Path(f"/proc/{pid}/autogroup").read_text().split()[-1]
-
-
-def _yielding_writer(tracking_uri, tmp_path, monkeypatch, capfd, modules):
-    """A writer told to warm ``modules`` yielding, and what its probe module said of its nice value."""
-    module_for_children(monkeypatch, tmp_path / "probe", "kerascnn_probe", PROBE_NICE)
-    module_for_children(monkeypatch, tmp_path / "sleeper", "kerascnn_sleeper", "import time\ntime.sleep(60)\n")
-    said: list[str] = []
-
-    def reported() -> bool:
-        said.extend(capfd.readouterr().err.splitlines())
-        assert writer.lost is None, (writer.lost, said)
-        return any(line.startswith("nice") for line in said)
-
-    writer = WriterProcess(tracking_uri)
-    writer.warm(modules, yielding=True)
-    wait_for(reported, 120, what="the probe's line")
-    return writer, [line for line in said if line.startswith("nice")]
-
-
-def _closed(writer: WriterProcess) -> None:
-    writer.close()
-    if writer._process is not None:
-        writer._process.wait(timeout=60)
-
-
-def test_a_yielding_writer_warms_up_at_nice_19_then_takes_its_share_back(tracking_uri, tmp_path, monkeypatch, capfd):
-    """While the training process trains, the writer's warm-up (TensorFlow for the run's end) runs at
-    its autogroup's nice 19, on the CPU time training leaves idle; once it is warm, nice 0 again."""
-    writer, said = _yielding_writer(tracking_uri, tmp_path, monkeypatch, capfd, ("kerascnn_probe",))
-    try:
-        assert said == (["nice 19"] if AUTOGROUP.exists() else ["nice none"])
-        if AUTOGROUP.exists():
-            assert writer._process is not None
-            wait_for(lambda: _autogroup_nice(writer._process.pid) == "0", 30, what="nice 0 after the warm-up")
-    finally:
-        _closed(writer)
-
-
-def test_waiting_for_the_writer_ends_its_yielding_before_its_warm_up_does(tracking_uri, tmp_path, monkeypatch, capfd):
-    """A process that waits for its writes (the run's end) gets them at the writer's full share: a
-    flush puts the writer back at nice 0 while its warm-up (here a module that sleeps) still runs."""
-    writer, said = _yielding_writer(tracking_uri, tmp_path, monkeypatch, capfd, ("kerascnn_probe", "kerascnn_sleeper"))
-    try:
-        assert said == (["nice 19"] if AUTOGROUP.exists() else ["nice none"])
-        assert writer.flush(timeout=30)
-        if AUTOGROUP.exists():
-            assert writer._process is not None
-            wait_for(lambda: _autogroup_nice(writer._process.pid) == "0", 10, what="nice 0 after a flush")
-    finally:
-        _closed(writer)
-
-
-def test_yielding_changes_nothing_for_a_process_that_shares_its_session():
-    """The autogroup is the session's: a writer that does not lead its own session (so would
-    slow its parent too) leaves the nice value alone."""
-    code = (
-        "from pathlib import Path\n"
-        "from kerascnn.tracking.writer import _Yielding\n"
-        "f = Path('/proc/self/autogroup')\n"
-        "before = f.read_text() if f.exists() else None\n"
-        "y = _Yielding(); y.start()\n"
-        "print(before == (f.read_text() if f.exists() else None))\n"
-    )
-    out = subprocess.run([*PY[:1], "-c", code], capture_output=True, text=True, timeout=60)  # not a session leader
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True"
