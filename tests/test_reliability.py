@@ -6,6 +6,7 @@ the dashboard's loopback binding in test_dashboard.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,19 +45,24 @@ def _train_cmd(uri: str, *extra: str) -> list[str]:
 # 2. SIGKILL during training, then --resume ------------------------------------------------------
 
 
+def _backed_up(uri: str) -> int:
+    """The last epoch the run's backup holds, read from its folder: the training process writes it
+    there itself, while the store hears of the run from the tracking writer (later under load)."""
+    from kerascnn.tracking import store
+
+    epochs = [0]
+    for meta in (store.home(uri) / "backups").glob("*/training_metadata.json"):
+        with contextlib.suppress(OSError, ValueError):  # being written (or replaced) right now
+            epochs.append(json.loads(meta.read_text()).get("epoch", 0))
+    return max(epochs)
+
+
 def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri):
     cmd = _train_cmd(tracking_uri, "--epochs", "4", "--train-samples", "12000", "--precision", "float32", "--json")
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     writer = writer_of(process)
 
-    def backed_up_two_epochs() -> bool:
-        runs = all_runs(tracking_uri)
-        if not runs:
-            return False
-        meta = Path(runs[0].data.tags.get("kerascnn.backup_dir", "/nonexistent")) / "training_metadata.json"
-        return meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 2
-
-    wait_for(backed_up_two_epochs, 300, process, "the backup of epoch 2")
+    wait_for(lambda: _backed_up(tracking_uri) >= 2, 300, process, "the backup of epoch 2")
     process.send_signal(signal.SIGKILL)
     process.wait()
     writer.wait(timeout=300)  # the tracking writer wrote what it had been sent, then exited (slow under load)
@@ -89,15 +95,11 @@ def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri
 def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri):
     cmd = _train_cmd(tracking_uri, "--epochs", "6", "--train-samples", "8000", "--json")
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def backed_up_one_epoch() -> bool:
-        runs = all_runs(tracking_uri)
-        meta = Path(runs[0].data.tags.get("kerascnn.backup_dir", "/-")) / "training_metadata.json" if runs else None
-        return bool(meta and meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 1)
-
-    wait_for(backed_up_one_epoch, 300, process, "the backup of epoch 1")
+    writer = writer_of(process)
+    wait_for(lambda: _backed_up(tracking_uri) >= 1, 300, process, "the backup of epoch 1")
     process.send_signal(signal.SIGKILL)
     process.wait()
+    writer.wait(timeout=300)
     (run,) = all_runs(tracking_uri)
     backup = Path(run.data.tags["kerascnn.backup_dir"])
     for name in ("latest.weights.h5.bkp", "training_metadata.json.bkp"):
