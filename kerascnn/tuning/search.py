@@ -25,6 +25,7 @@ from kerascnn.config import TuneConfig, signature_of
 from kerascnn.errors import ArgumentError, SearchFailed
 from kerascnn.tracking import store
 from kerascnn.tracking.run import lifecycle
+from kerascnn.tracking.writer import recorder
 from kerascnn.tuning import distributed
 from kerascnn.tuning.spaces import HyperModel, SearchSpace, grid_size, probe, space_for
 
@@ -106,6 +107,8 @@ def tune(
     store.probe(config.store_uri)
     space = space_for(config.family, build)
     role = distributed.role()
+    if role != "worker":  # it logs the best model at the end: MLflow's Keras flavor loads now, beside the trials
+        recorder(config.store_uri).warm()
     search = _prepare(config, space, role, progress)
     with (
         _search_lock(search),
