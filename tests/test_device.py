@@ -255,7 +255,7 @@ def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
     assert report["auto"]["strategy"]["value"] == ("mirrored" if len(here.gpus) > 1 else "default")
     probes = {p["policy"]: p for p in report["probe"]}
     assert set(probes) >= {"float32", "mixed_bfloat16" if not here.gpus else "mixed_float16"}
-    assert all(p["images_per_s"] > 0 for p in probes.values())
+    assert all(p["images_per_s"] > 0 and p["rounds"] == 3 and p["steps"] == 12 for p in probes.values())
     text = run_cli("doctor", env={"MLFLOW_TRACKING_URI": tracking_uri}, check=True).stdout
     chosen = hardware.plan(here)
     why = chosen.reasons["precision"].removeprefix("auto: ")
