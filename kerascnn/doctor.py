@@ -161,29 +161,29 @@ def run_probe(machine: hardware.Machine) -> list[dict[str, Any]]:
     x = rng.random((PROBE_BATCH * PROBE_STEPS, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, len(x))
     with device.cpp_lines_hidden():  # e.g. oneDNN's "bfloat16 only with AVX-512" on an AVX2 CPU
-        models = [_warm_model(plan.policy, jit, x, y) for plan, (_, jit) in zip(plans, variants)]
+        models = [_warm_model(plan, x, y) for plan in plans]
         rounds = [[_time_fit(model, x, y) for model in models] for _ in range(PROBE_ROUNDS)]
     return [
         {
-            "precision": precision,
+            "precision": plan.precision,
             "policy": plan.policy,
-            "jit": jit,
+            "jit": plan.jit,
             "steps": PROBE_STEPS,
             "rounds": PROBE_ROUNDS,
             "ms_per_step": round(seconds / PROBE_STEPS * 1000, 1),
             "images_per_s": round(len(x) / seconds, 1),
         }
-        for (precision, jit), plan, seconds in zip(variants, plans, map(min, zip(*rounds)))
+        for plan, seconds in zip(plans, map(min, zip(*rounds)))
     ]
 
 
-def _warm_model(policy: str, jit: bool, x: Any, y: Any) -> Any:
-    """``mnist_cnn`` compiled under ``policy``, its training step traced by a short fit."""
+def _warm_model(plan: hardware.SpeedPlan, x: Any, y: Any) -> Any:
+    """``mnist_cnn`` compiled as ``plan`` says (policy, XLA), its training step traced by a short fit."""
     from kerascnn.models import create_model
 
-    with device.dtype_policy(policy):
+    with device.dtype_policy(plan.policy):
         model = create_model("mnist_cnn")
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=jit)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=plan.jit)
     model.fit(x[: PROBE_BATCH * 3], y[: PROBE_BATCH * 3], batch_size=PROBE_BATCH, epochs=1, verbose=0)
     return model
 
