@@ -115,34 +115,6 @@ class EpochMetrics(keras.callbacks.Callback):
         return EpochMetrics(self.run)
 
 
-class AfterFirstStep(keras.callbacks.Callback):
-    """Calls ``work()`` from a background thread once the first training step is done (its
-    function traced and compiled, the part of ``fit`` that needs Python most), read from the
-    optimizer's step counter (no per-batch hook); at the end of training at the latest.
-
-    Example:
-        >>> cb = AfterFirstStep(lambda: print("steps are running"))
-    """
-
-    def __init__(self, work: Any, poll_s: float = 0.2) -> None:
-        super().__init__()
-        self.work = work
-        self.poll_s = poll_s
-        self._ended = threading.Event()
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        first = int(self.model.optimizer.iterations.numpy())
-        threading.Thread(target=self._wait, args=(first,), name="kerascnn-after-first-step", daemon=True).start()
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        self._ended.set()
-
-    def _wait(self, first: int) -> None:
-        while int(self.model.optimizer.iterations.numpy()) <= first and not self._ended.wait(self.poll_s):
-            pass
-        self.work()
-
-
 class TimeEstimate(keras.callbacks.Callback):
     """Says, once, how long the whole run will take: after ``after_s`` seconds of training
     (read from the optimizer's step counter by a timer thread, no per-batch hook) or at the

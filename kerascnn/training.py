@@ -348,13 +348,12 @@ def _fit(
     """``model.fit`` with the kit's callbacks; returns the history and the training time."""
     import tempfile
 
-    from kerascnn.callbacks import AfterFirstStep, EpochBackup, EpochMetrics, Progress, StopOnNaN, TimeEstimate
-    from kerascnn.serving import preload_mlflow
+    from kerascnn.callbacks import EpochBackup, EpochMetrics, Progress, StopOnNaN, TimeEstimate
 
     config = plan.config
     callbacks: list[Any] = [StopOnNaN()]
     if run is not None:  # metrics before the backup: a kill in between repeats an epoch's point, never loses it
-        callbacks += [EpochMetrics(run), AfterFirstStep(preload_mlflow)]  # (what saving the MLflow model needs)
+        callbacks.append(EpochMetrics(run))
     backup = run.locked if run is not None else None
     if backup is None and config.strategy == "multiworker":
         backup = Path(tempfile.mkdtemp(prefix="kerascnn-backup-"))
@@ -408,9 +407,9 @@ def _staging(run: TrackedRun) -> Path:
 
 
 def _save_model(plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str, list[float]]) -> Path:
-    """Saves the trained model (``mlruns/untracked/`` without tracking). For a tracked run, also
-    as an MLflow model; the writer uploads both and draws the training curves while this
-    process evaluates the model."""
+    """Saves the trained model (``mlruns/untracked/`` without tracking). For a tracked run, the
+    writer logs it (``model.keras`` and an MLflow model) and draws the training curves while
+    this process evaluates the model."""
     from kerascnn.data import model_info
     from kerascnn.loading import save_model
 
@@ -427,7 +426,6 @@ def _save_model(plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str
     run.log_artifacts(folder, draw={"history": history, "title": f"{config.model} on {config.dataset}"})
     run.log_model(
         saved=saved,
-        folder=_staging(run) / "mlflow_model",
         name="mlflow_model",
         example=data.x_test[:2],
         outputs=np.zeros((2, plan.num_classes), np.float32),  # the signature's shape and type

@@ -173,37 +173,3 @@ def test_a_dead_server_at_the_start_is_refused_in_one_line(tmp_path):
 
     result = run_cli("train", "mnist_cnn", "--tracking-uri", f"http://127.0.0.1:{free_port()}", "--epochs", "1")
     assert_usage_error(result, "does not answer", "--offline")
-
-
-def test_a_model_spooled_by_an_older_version_is_rebuilt_and_logged_by_sync(tracking_uri):
-    """Spools written before the training process saved MLflow models name the ``.keras`` file
-    in their model op; ``sync`` still logs a model that takes raw ``uint8`` images."""
-    from kerascnn.data import Adaptation
-
-    run_cli("train", "lenet5", "--epochs", "1", "--train-samples", "200", "--test-samples", "50", "--offline",
-            "--tracking-uri", tracking_uri, check=True)  # fmt: skip
-    (folder,) = (Path(tracking_uri[10:]).parent / "spool").iterdir()
-    ops = [json.loads(line) for line in (folder / "ops.jsonl").read_text().splitlines()]
-    (kept,) = folder.glob("files/*/model.keras")
-    x = np.load(data_dir() / "mnist.npz")["x_test"][:4, :, :, None]
-    for op in ops:
-        if op["kind"] == "model":  # as kerascnn 0.2.0 wrote it
-            op["data"] = {
-                "path": str(kept.relative_to(folder)),
-                "name": op["data"]["name"],
-                "example": x[:2].tolist(),
-                "example_dtype": "uint8",
-                "outputs": np.zeros((2, 10), np.float32).tolist(),
-                "requirements": ["keras"],
-                "adaptation": Adaptation((28, 28, 1), (28, 28, 1)).to_dict(),  # lenet5 takes 28x28
-                "metadata": {"dataset": "mnist"},
-            }
-    (folder / "ops.jsonl").write_text("".join(json.dumps(op) + "\n" for op in ops))
-    report = sync(tracking_uri)
-    assert len(report.synced) == 1 and not report.failed, report
-    (run,) = all_runs(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
-    served = mlflow.pyfunc.load_model(logged.model_uri)
-    assert served.metadata.metadata == {"dataset": "mnist"} and served.metadata.run_id == run.info.run_id
-    assert served.predict(x).shape == (4, 10)

@@ -190,24 +190,30 @@ class TrackedRun:
         self,
         *,
         saved: Path,
-        folder: Path,
         name: str,
         example: Any,
         outputs: Any,
         adaptation: Any = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        """Logs the model of ``.keras`` file ``saved`` (no optimizer) as an MLflow Keras model: its files
-        are written here, into ``folder`` (see :func:`kerascnn.serving.save_mlflow_model`: with
-        ``adaptation`` the model takes raw ``uint8`` images like ``example``; ``outputs`` has the
-        shape and type of its predictions), and the writer uploads them (the spool keeps a copy if
-        it cannot)."""
-        from kerascnn.loading import load_model
-        from kerascnn.serving import save_mlflow_model
+        """Logs an MLflow Keras model from its ``.keras`` file ``saved``, already written (the writer
+        loads it; the spool keeps it). With ``adaptation``, the logged model takes raw ``uint8``
+        images (the preprocessing in front) and ``example`` is such images; ``outputs`` has the
+        shape and type of its predictions (for the signature)."""
+        from kerascnn.loading import pip_requirements
 
-        net = load_model(saved, compile=False)
-        save_mlflow_model(net, folder, example=example, outputs=outputs, adaptation=adaptation, metadata=metadata)
-        self._submit("model", path=str(folder), name=name)
+        front = adaptation.to_dict() if adaptation is not None else None
+        self._submit(
+            "model",
+            path=str(saved),
+            name=name,
+            example=example.tolist(),
+            example_dtype=str(example.dtype),
+            outputs=outputs.tolist(),
+            requirements=pip_requirements(),
+            adaptation=front,
+            metadata=metadata,
+        )
 
     def register_model(self, name: str, alias: str | None, tags: dict[str, Any]) -> None:
         """Registers the model logged last as a new version of ``name`` (tagged), ``alias`` moved to it."""

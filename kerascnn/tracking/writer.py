@@ -35,15 +35,17 @@ from typing import IO, Any
 from kerascnn.tracking import store
 from kerascnn.tracking.recorder import Op, Recorder, RunRef, plain, spool
 
-# What a training run needs, imported by the writer while the training process imports TensorFlow:
-# MLflow's client and SQLite store first (the run's first writes), then what its end needs. No
-# TensorFlow: the training process writes the model's files (kerascnn.serving.save_mlflow_model).
+# What a training run needs, imported by the writer while the training process imports TensorFlow and
+# trains: MLflow's client and SQLite store first (the run's first writes), then what its end needs.
 WARM = (
     "mlflow.tracking",
     "mlflow.store.tracking.sqlalchemy_store",
     "alembic",
     "mlflow",
+    "tensorflow",
+    "mlflow.keras",
     "mlflow.models",
+    "kerascnn.serving",
     "kerascnn.tracking.plots",
 )
 MAX_IDLE = 2  # writers kept alive per process with no open run (a notebook going through stores)
@@ -188,7 +190,7 @@ def _spawn(uri: str) -> subprocess.Popen[bytes]:
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(
         os.environ,
-        CUDA_VISIBLE_DEVICES="",  # (TensorFlow, for an older spool's model only): no GPU memory taken
+        CUDA_VISIBLE_DEVICES="",  # it loads a model to log it: no GPU memory taken from training
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
         PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
     )
@@ -275,14 +277,30 @@ def _channel() -> Any:
 
 
 def _warm(modules: list[str]) -> None:
-    """Imports ``modules``, one at a time."""
+    """Imports ``modules`` (TensorFlow quietly and on one thread);
+    with ``mlflow.keras``, also runs MLflow's check of a model's requirements against the
+    installed packages once (a scan of them all, ~1 s, that the first ``log_model`` would pay)."""
     import importlib
 
     from kerascnn.tracking.writes import IMPORT_LOCK
 
     for name in modules:
         with IMPORT_LOCK, contextlib.suppress(Exception):  # a module that fails is imported again where used
-            importlib.import_module(name)
+            if name == "tensorflow":
+                from kerascnn.device import import_tensorflow
+
+                tf = import_tensorflow()
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+                tf.config.threading.set_intra_op_parallelism_threads(1)
+            else:
+                importlib.import_module(name)
+    if "mlflow.keras" in modules:
+        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+        from kerascnn.loading import pip_requirements
+
+        with contextlib.suppress(Exception):
+            warn_dependency_requirement_mismatches(pip_requirements())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -293,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from kerascnn.device import import_without_keras_extras
 
-    import_without_keras_extras()  # if TensorFlow loads (an older spool's model): ~1.4 s less CPU
+    import_without_keras_extras()  # it only loads and saves models: ~1.4 s less CPU beside training
 
     def done(op: Op) -> None:
         run = op.run

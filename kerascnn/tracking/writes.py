@@ -9,9 +9,7 @@ replays a spool. Every op's data is JSON: files are named by path (a spool's cop
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -132,65 +130,44 @@ def _end(uri: str, op: Op, folder: Path | None) -> None:
 
 
 def _model(uri: str, op: Op, folder: Path | None) -> None:
-    """Uploads the MLflow model folder the training process wrote (see
-    :func:`kerascnn.serving.save_mlflow_model`) as a logged model of the run; no TensorFlow here.
-    An op from an older spool names a ``.keras`` file instead: that model is rebuilt first."""
-    with IMPORT_LOCK:
-        import mlflow
-        from mlflow.models import Model
-
-    data, run_id = op.data, op.run.run_id
-    path = Path(data["path"]) if folder is None else folder / data["path"]
-    if not path.is_dir():
-        with tempfile.TemporaryDirectory(prefix="kerascnn-model-") as scratch:
-            _model(uri, Op(op.kind, op.run, dict(data, path=str(_rebuilt(path, data, Path(scratch))))), None)
-        return
-    mlflow.set_tracking_uri(uri)
-    c = store.client(uri)
-    experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
-    logged = store.retrying(c.create_logged_model, experiment_id, name=data["name"], source_run_id=run_id)
-    Model.log(artifact_path=None, name=data["name"], flavor=_Saved, run_id=run_id, model_id=logged.model_id, saved=path)
-    op.run.logged_model = f"models:/{logged.model_id}"
-
-
-class _Saved:
-    """A flavor for ``Model.log`` whose "saving" is copying a folder MLflow's own flavor saved
-    (with its flavors, signature and metadata) under the logged model's identity."""
-
-    @staticmethod
-    def save_model(path: str, mlflow_model: Any, saved: Path) -> None:
-        from mlflow.models import Model
-
-        written = Model.load(str(saved))
-        shutil.copytree(saved, path, ignore=shutil.ignore_patterns("MLmodel"))
-        for name, options in written.flavors.items():
-            mlflow_model.add_flavor(name, **options)
-        mlflow_model.signature, mlflow_model.metadata = written.signature, written.metadata
-        mlflow_model.model_size_bytes = written.model_size_bytes
-        mlflow_model.save(str(Path(path) / "MLmodel"))
-
-
-def _rebuilt(path: Path, data: dict[str, Any], scratch: Path) -> Path:
-    """The MLflow model folder, in ``scratch``, of a ``.keras`` file (an op spooled by kerascnn <= 0.2.0)."""
+    """An MLflow Keras model that takes raw ``uint8`` images (the training preprocessing in
+    front, see :mod:`kerascnn.serving`), rebuilt from the saved ``.keras`` file, with a
+    signature and the class names as metadata."""
     with IMPORT_LOCK:
         from kerascnn.device import import_tensorflow
 
         import_tensorflow()  # quietly, before MLflow's Keras flavor imports it
+        import mlflow
+        import mlflow.keras
         import numpy as np
+        from mlflow.models import Model, infer_signature
 
         from kerascnn.data import Adaptation
         from kerascnn.loading import load_model
-        from kerascnn.serving import save_mlflow_model
+        from kerascnn.serving import served_model
 
-    model = load_model(path, compile=False)
-    return save_mlflow_model(
-        model,
-        scratch / "model",
-        example=np.asarray(data["example"], dtype=data.get("example_dtype", "float32")),
-        outputs=np.asarray(data["outputs"], dtype=np.float32),
-        adaptation=Adaptation.from_dict(data["adaptation"]) if data.get("adaptation") else None,
+    data, run_id = op.data, op.run.run_id
+    model = load_model(Path(data["path"]) if folder is None else folder / data["path"], compile=False)
+    if data.get("adaptation"):
+        model = served_model(model, Adaptation.from_dict(data["adaptation"]))
+    example = np.asarray(data["example"], dtype=data.get("example_dtype", "float32"))
+    signature = infer_signature(example, np.asarray(data["outputs"], dtype=np.float32))
+    mlflow.set_tracking_uri(uri)
+    c = store.client(uri)
+    experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
+    logged = store.retrying(c.create_logged_model, experiment_id, name=data["name"], source_run_id=run_id)
+    Model.log(
+        artifact_path=None,
+        name=data["name"],
+        flavor=mlflow.keras,
+        run_id=run_id,
+        model_id=logged.model_id,
+        model=model,
+        signature=signature,
+        pip_requirements=data["requirements"],
         metadata=data.get("metadata"),
     )
+    op.run.logged_model = f"models:/{logged.model_id}"
 
 
 def _register(uri: str, op: Op, folder: Path | None) -> None:

@@ -332,7 +332,6 @@ def _log_best(search: _Search, parent: Any, best: dict[str, Any], model: Any, ou
     parent.log_artifacts(outputs)
     parent.log_model(
         saved=outputs / "best_model.keras",
-        folder=outputs.with_name(f"{outputs.name}-best_model"),  # beside the folder logged as artifacts
         name="best_model",
         example=data.x_val[:2],
         outputs=np.zeros((2, int(model.output_shape[-1])), np.float32),
