@@ -153,6 +153,7 @@ def run_probe(machine: hardware.Machine) -> list[dict[str, Any]]:
     a GPU), on random 28x28 images. Every variant is built and warmed up first, then timed in
     ``PROBE_ROUNDS`` alternating rounds; each keeps its fastest, so that one slow moment of
     the machine does not decide the ranking."""
+    import keras
     import numpy as np
 
     variants = [("float32", False), ("mixed", False)] + ([("mixed", True)] if machine.gpus else [])
@@ -163,6 +164,8 @@ def run_probe(machine: hardware.Machine) -> list[dict[str, Any]]:
     with device.cpp_lines_hidden():  # e.g. oneDNN's "bfloat16 only with AVX-512" on an AVX2 CPU
         models = [_warm_model(plan, x, y) for plan in plans]
         rounds = [[_time_fit(model, x, y) for model in models] for _ in range(PROBE_ROUNDS)]
+    del models
+    keras.backend.clear_session()  # the probe's models leave no state behind (a notebook calling report())
     return [
         {
             "precision": plan.precision,
