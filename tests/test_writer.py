@@ -10,12 +10,13 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from kerascnn.tracking.recorder import RunRef
-from kerascnn.tracking.writer import WARM, WriterProcess
+from kerascnn.tracking.writer import WARM, WriterProcess, _spawn
 from tests.helpers import (
     PY,
     all_runs,
@@ -84,6 +85,31 @@ def test_a_killed_writer_loses_nothing_after_sync(tracking_uri):
     assert run.data.metrics["test_accuracy"] == pytest.approx(result["test_accuracy"])
     logged = {a.path for a in MlflowClient(tracking_uri).list_artifacts(result["run_id"])}
     assert {"model.keras", "describe.txt", "confusion_matrix.csv", "plots"} <= logged  # drawn by sync
+
+
+def test_the_writer_writes_what_it_was_sent_when_nobody_reads_its_acks(tracking_uri):
+    """A training process killed with writes in flight (the writer lags it on a loaded machine):
+    the writer's acks meet a closed pipe, and every write it was sent still reaches the store,
+    at once, not after the store's flush timeout."""
+    run = RunRef(tracking_uri, "kerascnn", "killed")
+    ops = [
+        ("create", {"tags": {}, "start_time": int(time.time() * 1000)}),
+        ("tags", {"tags": {"after": "create"}}),
+        ("params", {"params": {"epochs": "2"}}),
+    ]
+    process = _spawn(tracking_uri)
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdout.close()  # the training process is gone: nobody reads the acks
+        for seq, (kind, data) in enumerate(ops, 1):
+            message = {"seq": seq, "kind": kind, "run": run.to_wire(), "data": data}
+            process.stdin.write(json.dumps(message).encode() + b"\n")
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+    (logged,) = all_runs(tracking_uri)
+    assert logged.data.tags["after"] == "create" and logged.data.params == {"epochs": "2"}
 
 
 def test_a_run_travels_to_the_writer_and_back_as_json():

@@ -269,7 +269,7 @@ def _channel() -> Any:
     lock = threading.Lock()
 
     def send(message: dict[str, Any]) -> None:
-        with lock:
+        with lock, contextlib.suppress(OSError):  # the training process is gone: the writes go on
             out.write(json.dumps(message).encode() + b"\n")
             out.flush()
 
