@@ -134,7 +134,7 @@ def train(
     if config.tracking and not config.offline:
         store.probe(config.store_uri)
         if config.strategy != "multiworker":  # (only a multi-worker chief tracks: it starts its writer later)
-            recorder(config.store_uri).warm()  # MLflow loads in the writer process while TensorFlow loads here
+            recorder(config.store_uri).warm(yielding=True)  # MLflow loads in the writer while TensorFlow loads here
     checked = _data(config) if _data_first(config) else None
     plan = _plan(config, checked)
     if previous:

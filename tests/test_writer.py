@@ -11,11 +11,12 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from kerascnn.tracking.recorder import RunRef
+from kerascnn.tracking.recorder import Op, RunRef
 from kerascnn.tracking.writer import WARM, WriterProcess, _spawn
 from tests.helpers import (
     PY,
@@ -150,3 +151,109 @@ def test_the_writer_imports_tensorflow_without_keras_extras(tracking_uri, tmp_pa
         if writer._process is not None:
             writer._process.wait(timeout=60)
     assert [line for line in said if line.startswith("probe")] == ["probe [True, True, False, False]"], said
+
+
+AUTOGROUP = Path("/proc/self/autogroup")  # Linux's scheduler autogroups; absent elsewhere
+PROBE_NICE = (  # a module the writer imports: it prints the nice value of the writer's autogroup
+    "import pathlib\n"
+    "f = pathlib.Path('/proc/self/autogroup')\n"
+    "print('nice', f.read_text().split()[-1] if f.exists() else 'none')\n"
+)
+
+
+def _autogroup_nice(pid: int) -> str:
+    return Path(f"/proc/{pid}/autogroup").read_text().split()[-1]
+
+
+def _yielding_writer(tracking_uri, tmp_path, monkeypatch, capfd, modules):
+    """A writer told to warm ``modules`` yielding, and what its probe module said of its nice value."""
+    module_for_children(monkeypatch, tmp_path / "probe", "kerascnn_probe", PROBE_NICE)
+    module_for_children(monkeypatch, tmp_path / "sleeper", "kerascnn_sleeper", "import time\ntime.sleep(60)\n")
+    said: list[str] = []
+
+    def reported() -> bool:
+        said.extend(capfd.readouterr().err.splitlines())
+        assert writer.lost is None, (writer.lost, said)
+        return any(line.startswith("nice") for line in said)
+
+    writer = WriterProcess(tracking_uri)
+    writer.warm(modules, yielding=True)
+    wait_for(reported, 120, what="the probe's line")
+    return writer, [line for line in said if line.startswith("nice")]
+
+
+def _closed(writer: WriterProcess) -> None:
+    writer.close()
+    if writer._process is not None:
+        writer._process.wait(timeout=60)
+
+
+def test_a_yielding_writer_warms_up_at_nice_19_then_takes_its_share_back(tracking_uri, tmp_path, monkeypatch, capfd):
+    """While the training process trains, the writer's warm-up (TensorFlow for the run's end) runs at
+    its autogroup's nice 19, on the CPU time training leaves idle; once it is warm, nice 0 again."""
+    writer, said = _yielding_writer(tracking_uri, tmp_path, monkeypatch, capfd, ("kerascnn_probe",))
+    try:
+        assert said == (["nice 19"] if AUTOGROUP.exists() else ["nice none"])
+        if AUTOGROUP.exists():
+            assert writer._process is not None
+            wait_for(lambda: _autogroup_nice(writer._process.pid) == "0", 30, what="nice 0 after the warm-up")
+    finally:
+        _closed(writer)
+
+
+def test_waiting_for_the_writer_ends_its_yielding_before_its_warm_up_does(tracking_uri, tmp_path, monkeypatch, capfd):
+    """A process that waits for its writes (the run's end) gets them at the writer's full share: a
+    flush puts the writer back at nice 0 while its warm-up (here a module that sleeps) still runs."""
+    writer, said = _yielding_writer(tracking_uri, tmp_path, monkeypatch, capfd, ("kerascnn_probe", "kerascnn_sleeper"))
+    try:
+        assert said == (["nice 19"] if AUTOGROUP.exists() else ["nice none"])
+        assert writer.flush(timeout=30)
+        if AUTOGROUP.exists():
+            assert writer._process is not None
+            wait_for(lambda: _autogroup_nice(writer._process.pid) == "0", 10, what="nice 0 after a flush")
+    finally:
+        _closed(writer)
+
+
+def test_a_write_gets_the_writers_full_share_while_it_yields(tracking_uri, tmp_path, monkeypatch, capfd):
+    """A write sent while the writer warms up yielding (the run's creation, an epoch's metrics) runs
+    at nice 0 until it is done, then the warm-up yields again: on a loaded machine, where nice 19
+    gets almost nothing, the store still follows the run. Here the write waits for the store's
+    lock, which the test holds."""
+    from kerascnn.tracking import store
+
+    writer, said = _yielding_writer(tracking_uri, tmp_path, monkeypatch, capfd, ("kerascnn_probe", "kerascnn_sleeper"))
+    db = store.sqlite_path(tracking_uri)
+    assert writer._process is not None and db is not None
+    held: int | None = store.lock_folder(db.parent, wait=True)
+    try:
+        create = {"tags": {}, "start_time": int(time.time() * 1000)}
+        writer.submit(Op("create", RunRef(tracking_uri, "kerascnn", "queued"), create))
+        if AUTOGROUP.exists():
+            assert said == ["nice 19"]
+            wait_for(lambda: _autogroup_nice(writer._process.pid) == "0", 30, what="nice 0 for the write")
+        os.close(held)
+        held = None
+        wait_for(lambda: [r.info.run_name for r in all_runs(tracking_uri)] == ["queued"], 60, what="the run")
+        if AUTOGROUP.exists():  # written; the warm-up (a module that sleeps) goes on, yielding again
+            wait_for(lambda: _autogroup_nice(writer._process.pid) == "19", 30, what="nice 19 after the write")
+    finally:
+        if held is not None:
+            os.close(held)
+        _closed(writer)
+
+
+def test_yielding_changes_nothing_for_a_process_that_shares_its_session():
+    """The autogroup is the session's: a writer that does not lead its own session (so would
+    slow its parent too) leaves the nice value alone."""
+    code = (
+        "from pathlib import Path\n"
+        "from kerascnn.tracking.writer import _Yielding\n"
+        "f = Path('/proc/self/autogroup')\n"
+        "before = f.read_text() if f.exists() else None\n"
+        "y = _Yielding(); y.start()\n"
+        "print(before == (f.read_text() if f.exists() else None))\n"
+    )
+    out = subprocess.run([*PY[:1], "-c", code], capture_output=True, text=True, timeout=60)  # not a session leader
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"

@@ -4,7 +4,8 @@ Importing MLflow and opening a SQLite store cost seconds of Python that hold the
 training process they would slow the steps around them. The writer does that work, and
 every write of the runs, in its own process (GPU-less, in a session of its own, out of the
 terminal's signals), on a core the training leaves idle or while the training process imports
-TensorFlow.
+TensorFlow. For ``train`` it warms up yielding (:class:`_Yielding`): at nice 19 while it has no
+write to do, until it is warm, the run's end work is sent, or the training process waits for it.
 
 The training process sends each op as a JSON line on the writer's stdin and returns at once;
 the writer answers on its stdout, in order: ``{"ack": seq, "run_id": ...}`` once an op is
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,6 +50,7 @@ WARM = (
     "kerascnn.serving",
     "kerascnn.tracking.plots",
 )
+END_WORK = ("artifacts", "model", "register", "end")  # a run's end: what the training process waits for
 MAX_IDLE = 2  # writers kept alive per process with no open run (a notebook going through stores)
 
 
@@ -69,6 +72,7 @@ class WriterProcess:
         self._open: set[str] = set()  # runs created or reopened and not ended
         self.lost: str | None = None  # why the writer is gone (ops are spooled here from then on)
         self._closing = False
+        self._yielding = False
         self._outbox: queue.Queue[bytes | None] = queue.Queue()
         try:
             self._process: subprocess.Popen[bytes] | None = _spawn(uri)
@@ -94,19 +98,30 @@ class WriterProcess:
             if self.lost is not None:
                 spool(op)
                 return
+            if op.kind in END_WORK:
+                self._stop_yielding()
             self._seq += 1
             op.seq = self._seq
             self._pending[op.seq] = op
             message = {"seq": op.seq, "kind": op.kind, "run": op.run.to_wire(), "data": op.data}
             self._outbox.put(json.dumps(message, default=plain).encode() + b"\n")
 
-    def warm(self, modules: tuple[str, ...] = WARM) -> None:
-        """Has the writer import ``modules`` now, in the background (what a run's end needs)."""
-        self._outbox.put(json.dumps({"warm": list(modules)}).encode() + b"\n")
+    def warm(self, modules: tuple[str, ...] = WARM, yielding: bool = False) -> None:
+        """Has the writer import ``modules`` now, in the background (what a run's end needs).
+        ``yielding``: on the CPU time training leaves idle (see :class:`_Yielding`) until the
+        imports are done, this process waits for the writer, or a run's end work is sent."""
+        self._yielding = yielding
+        self._outbox.put(json.dumps({"warm": list(modules), "yielding": yielding}).encode() + b"\n")
+
+    def _stop_yielding(self) -> None:
+        if self._yielding:
+            self._yielding = False
+            self._outbox.put(b'{"stop_yielding": true}\n')
 
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until the writer acknowledged every op sent so far; after ``timeout`` (the
         store's flush timeout by default) the rest is spooled here and ``False`` returned."""
+        self._stop_yielding()
         wait = store.flush_timeout(self.uri) if timeout is None else timeout
         deadline = time.monotonic() + wait
         with self._cond:
@@ -276,10 +291,84 @@ def _channel() -> Any:
     return send
 
 
-def _warm(modules: list[str]) -> None:
+class _Yielding:
+    """The writer's warm-up on the CPU time training leaves idle: from ``start()`` to ``stop()``,
+    its scheduler autogroup (Linux; the writer leads a session of its own, so the group is the
+    writer alone) runs at nice 19 whenever no write is waiting.
+
+    A busy training process keeps every core; the warm-up (TensorFlow, to log the model at the
+    run's end) then runs in the gaps between its steps instead of taking a core from them. A write
+    sent meanwhile (the run's creation, an epoch's metrics) puts the group back at nice 0 until it
+    is done: on a loaded machine, where nice 19 gets almost nothing, the store still follows the
+    run (a writer niced for its whole warm-up did not; BENCHMARKS.md). Linux lets a process put
+    its own autogroup back to nice 0 (``sched(7)``), without privileges one change per 0.1 s
+    system-wide, hence the retries. Without autogroups (another OS, or a writer not leading its
+    session) nothing changes.
+    """
+
+    NICE = 19
+    FILE = Path("/proc/self/autogroup")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._on = False
+        self._writes = 0  # writes received and not done
+        self._nice = 0
+        self._retry: threading.Timer | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            self._on = self.FILE.exists() and os.getsid(0) == os.getpid()
+            self._settle()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._on = False
+            self._settle()
+
+    def busy(self) -> None:
+        """A write came in: the writer's full share until it is done."""
+        with self._lock:
+            self._writes += 1
+            self._settle()
+
+    def done(self) -> None:
+        with self._lock:
+            self._writes -= 1
+            self._settle()
+
+    def _settle(self) -> None:
+        """Sets the nice value that the state asks for; nice 0 with retries, 19 once (then again
+        in 0.15 s: another autogroup may have changed in the last 0.1 s)."""
+        want = self.NICE if self._on and not self._writes else 0
+        if want == self._nice:
+            return
+        for _ in range(40 if want == 0 else 1):
+            try:
+                self.FILE.write_text(str(want))
+                self._nice = want
+                return
+            except BlockingIOError:
+                time.sleep(0.05)
+            except OSError:  # no autogroups here
+                self._on = False
+                return
+        if want and self._retry is None:
+            self._retry = threading.Timer(0.15, self._again)
+            self._retry.daemon = True
+            self._retry.start()
+
+    def _again(self) -> None:
+        with self._lock:
+            self._retry = None
+            self._settle()
+
+
+def _warm(modules: list[str], then: Callable[[], None] | None = None) -> None:
     """Imports ``modules`` (TensorFlow quietly and on one thread);
     with ``mlflow.keras``, also runs MLflow's check of a model's requirements against the
-    installed packages once (a scan of them all, ~1 s, that the first ``log_model`` would pay)."""
+    installed packages once (a scan of them all, ~1 s, that the first ``log_model`` would pay);
+    then calls ``then()``."""
     import importlib
 
     from kerascnn.tracking.writes import IMPORT_LOCK
@@ -301,6 +390,8 @@ def _warm(modules: list[str]) -> None:
 
         with contextlib.suppress(Exception):
             warn_dependency_requirement_mismatches(pip_requirements())
+    if then is not None:
+        then()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -313,19 +404,28 @@ def main(argv: list[str] | None = None) -> None:
 
     import_without_keras_extras()  # it only loads and saves models: ~1.4 s less CPU beside training
 
+    yielding = _Yielding()
+
     def done(op: Op) -> None:
         run = op.run
         send({"ack": op.seq, "run_id": run.run_id, "artifact_uri": run.artifact_uri, "spooled": run.spooled})
+        yielding.done()
 
     writes = Recorder(uri, on_done=done)  # the store is opened by the first op: nothing is created before
     known: dict[str, RunRef] = {}
     for line in sys.stdin.buffer:
         message = json.loads(line)
         if "warm" in message:
-            threading.Thread(target=_warm, args=(message["warm"],), daemon=True).start()
+            if message.get("yielding"):
+                yielding.start()
+            threading.Thread(target=_warm, args=(message["warm"], yielding.stop), daemon=True).start()
+        elif "stop_yielding" in message:
+            yielding.stop()
         else:
             run = RunRef.from_wire(uri, message["run"], known)
+            yielding.busy()
             writes.submit(Op(message["kind"], run, message["data"], seq=message["seq"]))
+    yielding.stop()
     writes.flush()  # every op sent, a new store's schema included, is done (or spooled)
     os._exit(0)  # no interpreter teardown (seconds with TensorFlow loaded); every write is done
 
