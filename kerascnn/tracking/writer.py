@@ -300,10 +300,11 @@ class _Yielding:
     run's end) then runs in the gaps between its steps instead of taking a core from them. A write
     sent meanwhile (the run's creation, an epoch's metrics) puts the group back at nice 0 until it
     is done: on a loaded machine, where nice 19 gets almost nothing, the store still follows the
-    run (a writer niced for its whole warm-up did not; BENCHMARKS.md). Linux lets a process put
-    its own autogroup back to nice 0 (``sched(7)``), without privileges one change per 0.1 s
-    system-wide, hence the retries. Without autogroups (another OS, or a writer not leading its
-    session) nothing changes.
+    run (a writer niced for its whole warm-up did not), and no starved writer holds the SQLite lock
+    that other runs' writers wait for (one niced for a 2-s grace did; BENCHMARKS.md). Linux lets
+    a process put its own autogroup back to nice 0 (``sched(7)``), without privileges one change
+    per 0.1 s system-wide, hence the retries. Without autogroups (another OS, or a writer not
+    leading its session) nothing changes.
     """
 
     NICE = 19
