@@ -135,22 +135,27 @@ def test_the_writer_imports_tensorflow_without_keras_extras(tracking_uri, tmp_pa
     names = ("mlflow.keras", "kerascnn.tracking.plots", "sklearn", "matplotlib.pyplot")
     probe = f"import sys\nprint('probe', [n in sys.modules for n in {names}])\n"
     module_for_children(monkeypatch, tmp_path / "probe", "kerascnn_probe", probe)
+    writer = WriterProcess(tracking_uri)
+    try:
+        said = _warmed(writer, capfd, (*WARM, "kerascnn_probe"), "probe", timeout=300)
+    finally:
+        _closed(writer)
+    assert said == ["probe [True, True, False, False]"]
+
+
+def _warmed(writer: WriterProcess, capfd, modules, prefix: str, timeout: float, yielding: bool = False) -> list[str]:
+    """Has ``writer`` warm ``modules``, one of them a probe that prints a line starting with
+    ``prefix`` on the writer's stdout (forwarded to our stderr); returns the probe's lines."""
     said: list[str] = []
 
     def reported() -> bool:
         said.extend(capfd.readouterr().err.splitlines())
         assert writer.lost is None, (writer.lost, said)
-        return any(line.startswith("probe") for line in said)
+        return any(line.startswith(prefix) for line in said)
 
-    writer = WriterProcess(tracking_uri)
-    try:
-        writer.warm((*WARM, "kerascnn_probe"))  # the probe prints on the writer's stdout, forwarded to our stderr
-        wait_for(reported, 300, what="the probe's line")
-    finally:
-        writer.close()
-        if writer._process is not None:
-            writer._process.wait(timeout=60)
-    assert [line for line in said if line.startswith("probe")] == ["probe [True, True, False, False]"], said
+    writer.warm(modules, yielding=yielding)
+    wait_for(reported, timeout, what="the probe's line")
+    return [line for line in said if line.startswith(prefix)]
 
 
 AUTOGROUP = Path("/proc/self/autogroup")  # Linux's scheduler autogroups; absent elsewhere
@@ -169,17 +174,8 @@ def _yielding_writer(tracking_uri, tmp_path, monkeypatch, capfd, modules):
     """A writer told to warm ``modules`` yielding, and what its probe module said of its nice value."""
     module_for_children(monkeypatch, tmp_path / "probe", "kerascnn_probe", PROBE_NICE)
     module_for_children(monkeypatch, tmp_path / "sleeper", "kerascnn_sleeper", "import time\ntime.sleep(60)\n")
-    said: list[str] = []
-
-    def reported() -> bool:
-        said.extend(capfd.readouterr().err.splitlines())
-        assert writer.lost is None, (writer.lost, said)
-        return any(line.startswith("nice") for line in said)
-
     writer = WriterProcess(tracking_uri)
-    writer.warm(modules, yielding=True)
-    wait_for(reported, 120, what="the probe's line")
-    return writer, [line for line in said if line.startswith("nice")]
+    return writer, _warmed(writer, capfd, modules, "nice", timeout=120, yielding=True)
 
 
 def _closed(writer: WriterProcess) -> None:
