@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import json
 import os
 import platform
@@ -24,6 +25,43 @@ from kerascnn.errors import ArgumentError
 KERAS_EXTRAS = ("pandas", "sklearn", "matplotlib")
 _skipped_extras: list[str] = []  # what this process's TensorFlow import leaves out
 _onednn_at_import: list[tuple[str | None, str]] = []  # hardware.onednn_setting's answer, when the kit imported TF
+_freezing: list[bool] = []  # [True] in a process the kit owns: what big imports create is frozen
+
+
+def freeze_after_imports() -> None:
+    """Makes :func:`collector_paused` also freeze (``gc.freeze``) what exists after each big import,
+    so that no later collection of this process scans it again.
+
+    For processes the kit owns (the CLI, the tracking writer); not for a notebook, where freezing
+    would also keep for good whatever garbage the session holds at that moment.
+
+    Example:
+        >>> freeze_after_imports()  # doctest: +SKIP
+    """
+    _freezing[:] = [True]
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off in the block (a big import), on again after.
+
+    Importing TensorFlow or MLflow creates ~500k objects that live as long as the process, and
+    every full collection during the import scans them all again: 8 of them, ~1 CPU-s, on the
+    benchmark VM (BENCHMARKS.md). After :func:`freeze_after_imports` they are also frozen.
+
+    Example:
+        >>> with collector_paused():
+        ...     import json
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if _freezing:
+            gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def import_without_keras_extras() -> None:
@@ -60,7 +98,7 @@ def import_tensorflow() -> Any:
     hidden = [name for name in _skipped_extras if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
-    with cpp_lines_hidden(), _onednn_for_import():
+    with cpp_lines_hidden(), _onednn_for_import(), collector_paused():
         try:
             import tensorflow as tf
 

@@ -42,10 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["models"])  # doctest: +SKIP
         0
     """
-    from kerascnn.device import import_without_keras_extras
+    from kerascnn.device import freeze_after_imports, import_without_keras_extras
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import_without_keras_extras()  # no command feeds Keras DataFrames or uses its scikit-learn wrappers
+    freeze_after_imports()
     stdout, command = sys.stdout, None
     try:
         args = build_parser().parse_args(argv)

@@ -62,8 +62,11 @@ def search_runs(
     Example:
         >>> df = search_runs("kerascnn")  # doctest: +SKIP
     """
-    import mlflow
-    import pandas as pd
+    from kerascnn.device import collector_paused
+
+    with collector_paused():
+        import mlflow
+        import pandas as pd
 
     uri = store.resolve_tracking_uri(tracking_uri)
     db = store.sqlite_path(uri)

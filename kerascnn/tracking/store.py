@@ -252,7 +252,10 @@ def client(uri: str) -> Any:
     bound_http_retries()
     for noisy in ("mlflow.store.db.utils", "alembic", "mlflow.system_metrics"):  # INFO chatter of every run
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from mlflow.tracking import MlflowClient
+    from kerascnn.device import collector_paused
+
+    with collector_paused():  # (MLflow's ~250k objects)
+        from mlflow.tracking import MlflowClient
 
     try:
         with store_lock(uri):

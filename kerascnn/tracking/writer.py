@@ -372,13 +372,12 @@ def _warm(modules: list[str], then: Callable[[], None] | None = None) -> None:
     then calls ``then()``."""
     import importlib
 
+    from kerascnn.device import collector_paused, import_tensorflow
     from kerascnn.tracking.writes import IMPORT_LOCK
 
     for name in modules:
-        with IMPORT_LOCK, contextlib.suppress(Exception):  # a module that fails is imported again where used
+        with IMPORT_LOCK, collector_paused(), contextlib.suppress(Exception):  # a failed import is retried where used
             if name == "tensorflow":
-                from kerascnn.device import import_tensorflow
-
                 tf = import_tensorflow()
                 tf.config.threading.set_inter_op_parallelism_threads(1)
                 tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -401,9 +400,10 @@ def main(argv: list[str] | None = None) -> None:
     send = _channel()
     sys.stdout = sys.stderr = _Say(send)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from kerascnn.device import import_without_keras_extras
+    from kerascnn.device import freeze_after_imports, import_without_keras_extras
 
     import_without_keras_extras()  # it only loads and saves models: ~1.4 s less CPU beside training
+    freeze_after_imports()  # the warm-up's ~500k objects are never scanned again
 
     yielding = _Yielding()
 
