@@ -100,6 +100,17 @@ def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("classes, cells_written, axes", [(10, 100, 1), (40, 0, 2)])
+def test_the_confusion_matrix_writes_its_cells_or_has_a_colour_bar(classes, cells_written, axes):
+    from kerascnn.tracking.plots import confusion_matrix
+
+    labels = np.arange(400) % classes
+    cm, figure = confusion_matrix(labels, (labels + (labels == 0)) % classes, [f"class {i}" for i in range(classes)])
+    assert cm.sum() == 400 and cm[0, 1] == 400 // classes and np.trace(cm) == 400 - 400 // classes
+    assert len(figure.axes) == axes  # the image, and a colour bar where the cells carry no numbers
+    assert len(figure.axes[0].texts) == cells_written
+
+
 def test_untracked_training_creates_no_run(tracking_uri, tmp_path):
     result = kerascnn.train("lenet5", "mnist", epochs=1, tracking=False, verbose=0, **TINY)
     assert result.run_id is None and result.tracking_uri is None
