@@ -64,9 +64,7 @@ def confusion_matrix(
     fig = Figure(figsize=(size if written else size + 1.2, size), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(cm, cmap="Blues")
-    if not written:  # (a bar beside numbers repeats them, and costs a third of the drawing: the run waits for it)
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="images")
-    else:
+    if written:
         ticks = np.arange(k)
         crowded = k > 10 or max(len(name) for name in class_names) > 6  # names wider than their column
         ax.set_xticks(ticks, class_names, rotation=45 if crowded else 0, ha="right" if crowded else "center")
@@ -84,6 +82,8 @@ def confusion_matrix(
                     color="white" if cm[i, j] > threshold else "black",
                     in_layout=False,  # inside the axes: the layout need not measure 100 texts (~2x faster)
                 )
+    else:  # (only here: a bar beside the numbers repeats them, and is a third of the drawing a run waits for)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="images")
     accuracy = np.trace(cm) / max(1, cm.sum())
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
