@@ -204,7 +204,10 @@ def _load_folder(
         tf = import_tensorflow()  # quietly, and only once the folder is known to hold a dataset
         import keras
 
-        first = tf.io.decode_image(tf.io.read_file(str(files[0])), expand_animations=False)
+        try:
+            first = tf.io.decode_image(tf.io.read_file(str(files[0])), expand_animations=False)
+        except tf.errors.OpError:
+            raise _unreadable(files[0], folder) from None
         height, width, channels = (int(d) for d in first.shape)
         ds = keras.utils.image_dataset_from_directory(
             str(folder),
@@ -218,9 +221,12 @@ def _load_folder(
             verbose=False,
         )
         images, labels = [], []
-        for image, label in ds.as_numpy_iterator():
-            images.append(np.clip(image, 0, 255).astype(np.uint8))
-            labels.append(label)
+        try:
+            for image, label in ds.as_numpy_iterator():
+                images.append(np.clip(image, 0, 255).astype(np.uint8))
+                labels.append(label)
+        except tf.errors.OpError:  # the files are read in ``file_paths`` order
+            raise _unreadable(Path(ds.file_paths[len(images)]), folder) from None
         return np.stack(images), np.asarray(labels, np.int32), class_names or classes
 
     if (path / "train").is_dir() and (path / "test").is_dir():
@@ -232,6 +238,13 @@ def _load_folder(
     n_test = max(1, len(x) // 10)
     test, train = order[:n_test], order[n_test:]
     return (x[train], y[train]), (x[test], y[test]), names
+
+
+def _unreadable(file: Path, folder: Path) -> ArgumentError:
+    return ArgumentError(
+        f"Cannot read the image {str(file)!r} (corrupt, or not {', '.join(IMAGE_SUFFIXES)}). "
+        f"Received: dataset={str(folder)!r}"
+    )
 
 
 def _read(name: str, seed: int) -> tuple[tuple[Any, Any], tuple[Any, Any], str, list[str]]:

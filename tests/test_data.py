@@ -120,6 +120,16 @@ def test_image_folder_is_a_dataset(tmp_path):
         data.load_dataset(str(make_image_folder(tmp_path / "one", classes=("only",))))
 
 
+def test_an_unreadable_image_is_named(tmp_path):
+    folder = make_image_folder(tmp_path / "animals", per_class=3)
+    (folder / "dog" / "1.png").write_bytes(b"not an image")  # in the middle of the files read
+    with pytest.raises(ValueError, match=r"Cannot read the image '.*dog/1\.png'.*Received: dataset='.*animals'"):
+        data.load_dataset(str(folder))
+    (folder / "cat" / "0.png").write_bytes(b"")  # the first file, read to learn the image size
+    with pytest.raises(ValueError, match=r"Cannot read the image '.*cat/0\.png'"):
+        data.load_dataset(str(folder))
+
+
 def test_adaptation_plans():
     assert data.plan_adaptation((28, 28, 1), 32).describe() == "pad 28x28 -> 32x32"
     assert data.plan_adaptation((28, 28, 1), 63).describe() == "resize 28x28 -> 63x63"

@@ -311,6 +311,11 @@ CLI_CASES = {
     "unknown model": (["train", "lenet6", "--dataset", "mnist"], {}, "Received: model='lenet6'"),
     "unknown dataset": (["train", "lenet5", "--dataset", "imagenet"], {}, "Received: dataset='imagenet'"),
     "missing image folder": (["train", "lenet5", "--dataset", "./no/such/folder"], {}, "Image folder not found"),
+    "unreadable image in a folder": (
+        ["train", "mnist_cnn", "--dataset", "photos"],
+        {"photos": True, "corrupt": True},
+        "Cannot read the image 'photos/b/3.png'",
+    ),
     "zero epochs": ([*T, "--epochs", "0"], {}, "Received: epochs=0"),
     "negative batch": ([*T, "--batch-size", "-8"], {}, "Received: batch_size=-8"),
     "zero learning rate": ([*T, "--learning-rate", "0"], {}, "Received: learning_rate=0.0"),
@@ -386,6 +391,8 @@ def test_bad_input_catalogue_cli(case, tmp_path, bad_data):
             (tmp_path / "photos" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
             image = np.random.default_rng(i).integers(0, 255, (20, 24, 3), dtype=np.uint8)
             keras.utils.save_img(tmp_path / "photos" / "ab"[i % 2] / f"{i}.png", image, scale=False)
+        if setup.get("corrupt"):
+            (tmp_path / "photos" / "b" / "3.png").write_bytes(b"GIF89a, cut short")
     before = set(tmp_path.rglob("*"))
     result = run_cli(*args, cwd=tmp_path, env=env)
     assert_usage_error(result, fragment)
