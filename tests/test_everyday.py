@@ -163,7 +163,13 @@ def test_runs_table_names_runs_and_precision_and_stays_narrow(tracking_uri):
     kerascnn.train(
         "lenet5", "mnist", epochs=1, train_samples=200, run_name="narrow-one", tracking_uri=tracking_uri, verbose=0
     )
+    going = kerascnn.tracking.client(tracking_uri).create_run(  # a run still training: no end time yet
+        kerascnn.tracking.ensure_experiment(tracking_uri, "kerascnn"), run_name="still-going"
+    )
     table = run_cli("runs", "--tracking-uri", tracking_uri, check=True).stdout.splitlines()
+    (still,) = [line for line in table if going.info.run_id[:12] in line]
+    assert "still-going" in still and still.split()[-1] == "RUNNING"
+    table.remove(still)
     assert table[0].split() == [
         "#",
         "run_id",

@@ -116,8 +116,10 @@ def _value(row: Any, column: str) -> Any:
 
 
 def _row(row: Any, experiments: dict[str, str]) -> RunRow:
+    import pandas as pd  # (loaded: the rows come from MLflow's DataFrame)
+
     start, end = row.get("start_time"), row.get("end_time")
-    ended = start is not None and end is not None and not math.isnan(end.timestamp())
+    ended = not pd.isna(start) and not pd.isna(end)  # a run still going has no end (NaT)
     duration = (end - start).total_seconds() if ended else None
     best_val = _value(row, "metrics.best_val_accuracy")
     if best_val is None and _value(row, "params.objective") == "val_accuracy":  # a search's best trial
