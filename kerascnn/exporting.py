@@ -114,6 +114,14 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
         raise ArgumentError(f"Output exists (pass overwrite=True / --overwrite). Received: output={str(output)!r}")
     if path.is_dir() and suffix:
         raise ArgumentError(f"Output is a folder. Received: output={str(output)!r}")
+    if path.is_dir() and any(path.iterdir()):  # --overwrite: only a previous export is replaced
+        if Path.cwd().resolve().is_relative_to(path.resolve()):
+            raise ArgumentError(f"Output holds the current folder; not replaced. Received: output={str(output)!r}")
+        if not (path / "saved_model.pb").is_file():
+            raise ArgumentError(
+                "Output is a folder that holds no SavedModel (saved_model.pb); --overwrite replaces only "
+                f"a previous export. Received: output={str(output)!r}"
+            )
     if format == "onnx":
         missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:
@@ -142,7 +150,7 @@ def export(
         format: ``savedmodel`` (a folder; endpoint ``serve``), ``tflite`` or ``onnx``.
         output: Where to write it (``.tflite`` / ``.onnx`` files, a new folder for SavedModel).
         quantize: ``"int8"``: full-integer TFLite, calibrated on the model's training images.
-        overwrite: Replace an existing output.
+        overwrite: Replace an existing output (a file, or a folder holding a previous SavedModel).
         tracking_uri: The MLflow store of runs and registered models (default as in ``train``).
         unsafe: Allow ``.keras`` files that can run code when loaded (``Lambda`` layers).
 

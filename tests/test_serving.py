@@ -346,6 +346,15 @@ def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, m
     ]
     for fragment, *args in cases:
         _one_line_error(capsys, fragment, "export", model, *args)
+    full = ("--format", "savedmodel", "--output", str(tmp_path / "full"), "--overwrite")  # a user's folder
+    _one_line_error(capsys, "holds no SavedModel (saved_model.pb)", "export", model, *full)
+    monkeypatch.chdir(tmp_path / "full")
+    _one_line_error(
+        capsys, "holds the current folder", "export", model, "--format", "savedmodel", "--output", ".", "--overwrite"
+    )
+    _one_line_error(capsys, "holds the current folder", "export", model, *full[:3], str(tmp_path), "--overwrite")
+    monkeypatch.chdir(tmp_path)
+    assert (tmp_path / "full" / "file").read_text() == "x" and (tmp_path / "taken.tflite").exists()
     _one_line_error(
         capsys,
         "Model file not found",
