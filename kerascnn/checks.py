@@ -18,8 +18,11 @@ def _received(name: str, value: Any) -> str:
     return f"Received: {name}={value!r}"
 
 
-def positive_int(name: str, value: Any) -> int:
-    """Returns ``value`` as an int if it is a positive integer.
+INT_MAX = 2**31 - 1  # the largest count the kit takes (epochs, sizes, trials): TensorFlow's counters are int32/int64
+
+
+def positive_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
+    """Returns ``value`` as an int if it is an integer from 1 to ``maximum``.
 
     Example:
         >>> positive_int("epochs", 3)
@@ -27,18 +30,22 @@ def positive_int(name: str, value: Any) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ArgumentError(f"`{name}` must be a positive integer. {_received(name, value)}")
+    if value > maximum:
+        raise ArgumentError(f"`{name}` must be at most {maximum}. {_received(name, value)}")
     return int(value)
 
 
-def non_negative_int(name: str, value: Any) -> int:
-    """Returns ``value`` as an int if it is an integer >= 0.
+def non_negative_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
+    """Returns ``value`` as an int if it is an integer from 0 to ``maximum``.
 
     Example:
-        >>> non_negative_int("seed", 0)
+        >>> non_negative_int("seed", 0, maximum=2**32 - 1)
         0
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ArgumentError(f"`{name}` must be an integer >= 0. {_received(name, value)}")
+    if value > maximum:
+        raise ArgumentError(f"`{name}` must be at most {maximum}. {_received(name, value)}")
     return int(value)
 
 

@@ -36,6 +36,7 @@ TUNERS = ("random", "hyperband", "bayesian", "grid")
 OBJECTIVES = ("val_accuracy", "val_loss")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 DATASET_HELP = "mnist, fashion_mnist, cifar10, cifar100 or a folder of class sub-folders"
+SEED_MAX = 2**32 - 1  # what NumPy and Keras take as a seed
 C = TypeVar("C", bound="_Config")
 
 
@@ -362,7 +363,7 @@ class TrainConfig(_Config):
             from kerascnn.pretrained import check_weights
 
             check_weights(self.model, self.weights)
-        fix("seed", checks.non_negative_int("seed", self.seed))
+        fix("seed", checks.non_negative_int("seed", self.seed, maximum=SEED_MAX))
         for name in ("augment", "deterministic", "tracking", "system_metrics", "offline"):
             fix(name, checks.boolean(name, getattr(self, name)))
         checks.one_of("precision", self.precision, PRECISIONS)
@@ -501,7 +502,7 @@ class TuneConfig(_Config):
                 f"Received: validation_split={self.validation_split!r}"
             )
         checks.one_of("precision", self.precision, PRECISIONS)
-        fix("seed", checks.non_negative_int("seed", self.seed))
+        fix("seed", checks.non_negative_int("seed", self.seed, maximum=SEED_MAX))
         name = self.search_name
         if name is not None and (
             not isinstance(name, str) or not name.strip() or name.startswith(".") or any(c in name for c in "/\\'\"`")

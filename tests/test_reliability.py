@@ -317,6 +317,8 @@ CLI_CASES = {
         "Cannot read the image 'photos/b/3.png'",
     ),
     "zero epochs": ([*T, "--epochs", "0"], {}, "Received: epochs=0"),
+    "epochs past any counter": ([*T, "--epochs", "99999999999999999999"], {}, "Received: epochs=99999999999999999999"),
+    "seed past NumPy's": ([*T, "--seed", "4294967296"], {}, "must be at most 4294967295. Received: seed=4294967296"),
     "negative batch": ([*T, "--batch-size", "-8"], {}, "Received: batch_size=-8"),
     "zero learning rate": ([*T, "--learning-rate", "0"], {}, "Received: learning_rate=0.0"),
     "nan learning rate": ([*T, "--learning-rate", "nan"], {}, "Received: learning_rate=nan"),
