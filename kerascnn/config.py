@@ -86,6 +86,11 @@ def _pairs(name: str, value: Any) -> dict[str, Any]:
 def _registration(config: Any) -> None:
     """``register_model`` is a non-empty name; ``alias`` needs it and is a valid MLflow alias."""
     _optional(checks.non_empty)("register_model", config.register_model)
+    name = config.register_model
+    if name is not None and (any(c in name for c in "/:") or name.strip() in (".", "..")):
+        raise ArgumentError(
+            f"`register_model` must be a name without '/' or ':' (MLflow's rule). Received: register_model={name!r}"
+        )
     if config.alias is None:
         return
     if config.register_model is None:

@@ -317,6 +317,7 @@ CLI_CASES = {
         "Cannot read the image 'photos/b/3.png'",
     ),
     "zero epochs": ([*T, "--epochs", "0"], {}, "Received: epochs=0"),
+    "registered model name": ([*T, "--register-model", "digits/v2"], {}, "Received: register_model='digits/v2'"),
     "epochs past any counter": ([*T, "--epochs", "99999999999999999999"], {}, "Received: epochs=99999999999999999999"),
     "seed past NumPy's": ([*T, "--seed", "4294967296"], {}, "must be at most 4294967295. Received: seed=4294967296"),
     "negative batch": ([*T, "--batch-size", "-8"], {}, "Received: batch_size=-8"),

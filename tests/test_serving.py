@@ -119,6 +119,19 @@ def test_registering_makes_versions_with_tags_and_moves_the_alias(trained):
     assert client.get_model_version("digits", 1).aliases == []  # moved off version 1
 
 
+def test_a_replayed_registration_finds_the_runs_logged_model(trained):
+    """``kerascnn sync`` replays a spooled ``register`` with a new RunRef: the writer that logged the
+    model, and knew its id, is gone. The model is found in the store."""
+    from kerascnn.tracking.recorder import Op, RunRef
+    from kerascnn.tracking.writes import apply
+
+    run = RunRef(trained.uri, "kerascnn", "replayed", run_id=trained.second.run_id)
+    apply(trained.uri, Op("register", run, {"name": "digits-replayed", "alias": None, "tags": {}}))
+    (version,) = MlflowClient(trained.uri).search_model_versions("name = 'digits-replayed'")
+    registered = MlflowClient(trained.uri).get_model_version("digits", 2)  # the same run's model
+    assert version.run_id == trained.second.run_id and version.source == registered.source
+
+
 def test_predict_cli_by_alias_agrees_with_every_other_way_to_name_the_model(trained, capsys):
     done = run_cli(
         "predict",

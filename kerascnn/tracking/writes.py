@@ -173,9 +173,12 @@ def _model(uri: str, op: Op, folder: Path | None) -> None:
 def _register(uri: str, op: Op, folder: Path | None) -> None:
     """A new version of registered model ``data["name"]`` from the run's logged model, tagged;
     ``data["alias"]`` is moved to it."""
+    import mlflow
+
     run, data, c = op.run, op.data, store.client(uri)
-    if run.logged_model is None:
-        raise RuntimeError("no logged model to register")
+    mlflow.set_tracking_uri(uri)  # MLflow's registry reads the logged model from the global store
+    if run.logged_model is None:  # a replay (``kerascnn sync``): the model was logged before the store failed
+        run.logged_model = _last_logged_model(c, str(run.run_id))
     name = data["name"]
     try:
         store.retrying(c.create_registered_model, name)
@@ -201,6 +204,18 @@ def _register(uri: str, op: Op, folder: Path | None) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def _last_logged_model(c: Any, run_id: str) -> str:
+    """``models:/ID`` of the model run ``run_id`` logged last."""
+    experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
+    order = [{"field_name": "creation_time", "ascending": False}]
+    found = store.retrying(
+        c.search_logged_models, [experiment_id], f"source_run_id = '{run_id}'", order_by=order, max_results=1
+    )
+    if not found:
+        raise RuntimeError(f"run {run_id} logged no model to register")
+    return f"models:/{found[0].model_id}"
 
 
 _HANDLERS: dict[str, Callable[[str, Op, Path | None], None]] = {
