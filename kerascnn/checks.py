@@ -30,7 +30,7 @@ def positive_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ArgumentError(f"`{name}` must be a positive integer. {_received(name, value)}")
-    if value > maximum:
+    if int(value) > maximum:
         raise ArgumentError(f"`{name}` must be at most {maximum}. {_received(name, value)}")
     return int(value)
 
@@ -44,7 +44,7 @@ def non_negative_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ArgumentError(f"`{name}` must be an integer >= 0. {_received(name, value)}")
-    if value > maximum:
+    if int(value) > maximum:
         raise ArgumentError(f"`{name}` must be at most {maximum}. {_received(name, value)}")
     return int(value)
 
