@@ -30,8 +30,11 @@ preprocesses).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,15 +209,26 @@ def _open_source(weights: Any, model_name: str | None) -> _Source:
     path = Path(weights)
     suffix = _suffix(path)
     if suffix == ".keras":
-        return _keras_source(path)
+        with _as_weights():
+            return _keras_source(path)
     if suffix == ".weights.h5":  # Keras 3's own format names weights by position, not by layer name
         return _Source(str(path), None, "keras_weights")
     if suffix in (".h5", ".hdf5"):
         layers = _read_h5_layers(path)
         return _Source(str(path), "caffe", "layers", layers=lambda model: layers)
     if suffix in (".pth", ".pt", ".npz"):
-        return _Source(str(path), "torch", "torchvision", state_dict=read_state_dict(path))
+        with _as_weights():
+            return _Source(str(path), "torch", "torchvision", state_dict=read_state_dict(path))
     raise AssertionError(suffix)  # check_weights lets only the suffixes above through
+
+
+@contextlib.contextmanager
+def _as_weights() -> Iterator[None]:
+    """The loaders' errors name the argument the user gave (``weights``), not their own (``path``)."""
+    try:
+        yield
+    except ArgumentError as e:
+        raise ArgumentError(re.sub(r"Received: \w+=", "Received: weights=", str(e), count=1)) from None
 
 
 def _imagenet_layers(model_name: str, model: Any) -> dict[str, list[np.ndarray]]:

@@ -134,9 +134,17 @@ def test_fine_tuning_from_a_kit_model_file(tmp_path):
         ("imagenet", r"available for vgg16, vgg19.*convert torchvision's.*Received: weights='imagenet'"),
         ("missing.keras", r"not found. Received: weights='missing.keras'"),
         (3, r"Received: weights=3"),
+        (
+            "empty.keras",
+            r"not a Keras archive \(empty, cut short or another format\). Received: weights='.*empty.keras'",
+        ),
+        ("text.npz", r"Cannot read the .npz file .*Received: weights='.*text.npz'"),
     ],
 )
 def test_weights_errors(weights, match, tmp_path):
+    (tmp_path / "empty.keras").write_bytes(b"")
+    (tmp_path / "text.npz").write_text("not an archive\n")
+    weights = str(tmp_path / weights) if weights in ("empty.keras", "text.npz") else weights
     with pytest.raises(ValueError, match=match):
         kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=10, weights=weights)
 
