@@ -486,7 +486,11 @@ def _model_location(run: TrackedRun, staged: str | None) -> str | None:
     if db is None:
         return f"runs:/{run.run_id}/model.keras"
     artifact_uri = run.ref.artifact_uri or store.client(run.ref.uri).get_run(run.run_id).info.artifact_uri
-    return artifact_uri.removeprefix("file://") + "/model.keras"
+    if artifact_uri.startswith("file://"):  # a path, %-escapes (a space: %20) decoded
+        from urllib.parse import unquote
+
+        artifact_uri = unquote(artifact_uri.removeprefix("file://"))
+    return artifact_uri + "/model.keras"
 
 
 def _find_resumable(config: TrainConfig) -> Any:

@@ -187,6 +187,14 @@ def test_runs_table_names_runs_and_precision_and_stays_narrow(tracking_uri):
     assert max(len(line) for line in table) <= 120
 
 
+def test_a_store_in_a_folder_with_a_space_gives_a_model_path_that_exists(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'my runs' / 'mlflow.db'}"
+    result = kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, tracking_uri=uri, verbose=0)
+    assert "my runs" in result.model_path and Path(result.model_path).is_file()  # not my%20runs
+    shown = run_cli("compare", result.run_id[:12].upper(), "--tracking-uri", uri, check=True).stdout  # as printed
+    assert result.run_id[:12] in shown
+
+
 def test_help_tells_what_the_defaults_are():
     text = run_cli("train", "--help", check=True).stdout
     assert "the images' shape" in text and "(default: mnist)" in text and "(default: auto)" in text

@@ -386,8 +386,9 @@ def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
         ArgumentError: No run, or more than one run, matches.
     """
     c = client(uri)
-    if not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-f]{4,32}", run_id):
+    if not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-fA-F]{4,32}", run_id):
         raise ArgumentError(f"`{argument}` must be a run id (4-32 hex digits). Received: {argument}={run_id!r}")
+    run_id = run_id.lower()  # (MLflow writes them in lower case)
     if len(run_id) == 32:
         try:
             return retrying(c.get_run, run_id)
