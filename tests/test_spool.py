@@ -173,3 +173,23 @@ def test_a_dead_server_at_the_start_is_refused_in_one_line(tmp_path):
 
     result = run_cli("train", "mnist_cnn", "--tracking-uri", f"http://127.0.0.1:{free_port()}", "--epochs", "1")
     assert_usage_error(result, "does not answer", "--offline")
+
+
+def test_a_failed_sync_keeps_the_spool_and_says_so_on_stderr_with_the_report_on_stdout(tracking_uri):
+    import shutil
+
+    import kerascnn
+
+    kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, offline=True, tracking_uri=tracking_uri, verbose=0)
+    (spooled,) = pending(tracking_uri)
+    for files in Path(tracking_uri[10:]).parent.glob("spool/*/files"):
+        shutil.rmtree(files)  # the model file is gone: the replay cannot log it
+    plain = run_cli("sync", "--tracking-uri", tracking_uri)
+    assert plain.returncode == 1 and plain.stdout == ""
+    assert (
+        plain.stderr.startswith(f"kerascnn: could not sync {spooled.folder.name[:12]}: ")
+        and "Model file not found" in plain.stderr
+    )
+    as_json = run_cli("sync", "--tracking-uri", tracking_uri, "--json")
+    assert as_json.returncode == 1 and list(json.loads(as_json.stdout)["failed"]) == [spooled.folder.name]
+    assert len(pending(tracking_uri)) == 1  # kept for another try

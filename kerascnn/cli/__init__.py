@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             said = args.run(args)
         if isinstance(said, Said):
             print_said(said, as_json, stdout)
+            return said.code
         return said if isinstance(said, int) else 0
     except (UsageError, ArgumentError) as e:
         return _fail(e, EXIT_USAGE)

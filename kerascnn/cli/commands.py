@@ -26,6 +26,7 @@ class Said:
 
     document: Any
     text: str | None = None
+    code: int = 0  # the exit status
 
 
 Command = Callable[[argparse.Namespace], Said | int | None]
@@ -341,12 +342,12 @@ def cmd_sync(args: argparse.Namespace) -> Said | int:
     report = sync(args.tracking_uri)
     lines = [f"kerascnn: synced {local[:12]} as run {run_id}" for local, run_id in report.synced.items()]
     lines += [f"kerascnn: {local[:12]} is being written or synced by another process; skipped" for local in report.busy]
-    lines += [f"kerascnn: could not sync {local[:12]}: {why}" for local, why in report.failed.items()]
-    said = Said(report.to_json(), "\n".join(lines) or "kerascnn: nothing to sync")
-    if report.failed:
-        print_said(said, getattr(args, "json", False))
-        return 1
-    return said
+    failed = [f"kerascnn: could not sync {local[:12]}: {why}" for local, why in report.failed.items()]
+    if failed and not getattr(args, "json", False):
+        print("\n".join(failed), file=sys.stderr, flush=True)  # the report on stdout, what failed on stderr
+    return Said(
+        report.to_json(), "\n".join(lines) or ("" if failed else "kerascnn: nothing to sync"), 1 if failed else 0
+    )
 
 
 @command
