@@ -146,6 +146,8 @@ def _check_inputs_exist(inputs: Any) -> None:
     """Missing files and unknown file types are refused before any model is loaded."""
     for item in _paths(inputs):
         path = Path(item)
+        if not str(item).strip():  # Path("") is the current folder
+            raise ArgumentError(f"`inputs` must name files or folders. Received: inputs={str(item)!r}")
         if not path.exists():
             raise ArgumentError(f"Input not found. Received: inputs={str(item)!r}")
         if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES + ARRAY_SUFFIXES:

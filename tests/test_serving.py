@@ -248,6 +248,7 @@ def test_predict_refuses_bad_models_and_inputs_in_one_line(trained, capsys, tmp_
         ("Model file not found", str(tmp_path / "missing.keras"), npz),
         ("`model` must be", "s3://bucket/model", npz),
         ("Input not found", "models:/digits@champion", str(tmp_path / "missing.png")),
+        ("must name files or folders. Received: inputs=''", "models:/digits@champion", ""),
         ("Inputs must be images", "models:/digits@champion", str(tmp_path / "notes.txt")),
         ("Cannot read the image", "models:/digits@champion", str(tmp_path / "bad.png")),
         (
