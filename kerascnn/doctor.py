@@ -75,12 +75,15 @@ def _data() -> dict[str, Any]:
 
     folder = os.environ.get(DATA_DIR_ENV)
     found = sorted(n for n in NAMED if folder and (Path(folder) / f"{n}.npz").is_file())
-    return {
+    report = {
         "env": DATA_DIR_ENV,
         "folder": folder,
         "datasets_there": found,
         "otherwise": "keras.datasets (downloads when online)",
     }
+    if folder and not Path(folder).is_dir():  # what `train` refuses
+        report["problem"] = "not a folder: training refuses it"
+    return report
 
 
 def _tracking() -> dict[str, Any]:
@@ -210,7 +213,7 @@ def format_report(r: dict[str, Any]) -> str:
         "versions    " + ", ".join(f"{k} {v or 'not installed'}" for k, v in r["versions"].items()),
         f"data        {d['env']}={d['folder'] or '(unset)'}"
         + (f": {', '.join(d['datasets_there'])}" if d["datasets_there"] else "")
-        + f"; otherwise {d['otherwise']}",
+        + (f" (problem: {d['problem']})" if d.get("problem") else f"; otherwise {d['otherwise']}"),
         f"tracking    {t.get('uri')}"
         + (f" (problem: {t['problem']})" if t.get("problem") else "")
         + (f"; {t['spooled_runs']} run(s) waiting in the spool (kerascnn sync)" if t.get("spooled_runs") else ""),
