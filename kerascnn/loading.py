@@ -106,7 +106,8 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
         raise ArgumentError(f"Model files must end in .keras. Received: path={str(path)!r}")
     if suffix == ".keras" and not zipfile.is_zipfile(file):  # (Keras says "File not found" for these)
         raise ArgumentError(
-            f"Model file is not a Keras archive (empty, cut short or another format). Received: path={str(path)!r}"
+            "Model file is corrupt or not a Keras archive (empty, cut short or another format). "
+            f"Received: path={str(path)!r}"
         )
     import keras
 
