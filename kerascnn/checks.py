@@ -30,9 +30,7 @@ def positive_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ArgumentError(f"`{name}` must be a positive integer. {_received(name, value)}")
-    if int(value) > maximum:
-        raise ArgumentError(f"`{name}` must be at most {maximum}. {_received(name, value)}")
-    return int(value)
+    return _at_most(name, int(value), maximum)
 
 
 def non_negative_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
@@ -44,9 +42,13 @@ def non_negative_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ArgumentError(f"`{name}` must be an integer >= 0. {_received(name, value)}")
-    if int(value) > maximum:
+    return _at_most(name, int(value), maximum)
+
+
+def _at_most(name: str, value: int, maximum: int) -> int:
+    if value > maximum:
         raise ArgumentError(f"`{name}` must be at most {maximum}. {_received(name, value)}")
-    return int(value)
+    return value
 
 
 def non_empty(argument: str, value: Any) -> str:
