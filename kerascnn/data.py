@@ -204,11 +204,8 @@ def _load_folder(
         tf = import_tensorflow()  # quietly, and only once the folder is known to hold a dataset
         import keras
 
-        try:
-            first = tf.io.decode_image(tf.io.read_file(str(files[0])), expand_animations=False)
-        except tf.errors.OpError:
-            raise _unreadable(files[0], folder) from None
-        height, width, channels = (int(d) for d in first.shape)
+        received = f"dataset={str(folder)!r}"
+        height, width, channels = decode_image(files[0], received).shape
         ds = keras.utils.image_dataset_from_directory(
             str(folder),
             labels="inferred",
@@ -226,7 +223,7 @@ def _load_folder(
                 images.append(np.clip(image, 0, 255).astype(np.uint8))
                 labels.append(label)
         except tf.errors.OpError:  # the files are read in ``file_paths`` order
-            raise _unreadable(Path(ds.file_paths[len(images)]), folder) from None
+            raise _unreadable(Path(ds.file_paths[len(images)]), received) from None
         return np.stack(images), np.asarray(labels, np.int32), class_names or classes
 
     if (path / "train").is_dir() and (path / "test").is_dir():
@@ -240,10 +237,28 @@ def _load_folder(
     return (x[train], y[train]), (x[test], y[test]), names
 
 
-def _unreadable(file: Path, folder: Path) -> ArgumentError:
+def decode_image(file: Path, received: str) -> np.ndarray:
+    """One image file as ``uint8`` ``(H, W, C)`` (a GIF's first frame); an unreadable one is an
+    ``ArgumentError`` ending in ``Received: {received}`` (the argument that named it).
+
+    Example:
+        >>> decode_image(Path("photos/cat/1.png"), "dataset='photos'").dtype  # doctest: +SKIP
+        dtype('uint8')
+    """
+    from kerascnn.device import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        return tf.io.decode_image(
+            tf.io.read_file(str(file)), channels=0, dtype=tf.uint8, expand_animations=False
+        ).numpy()
+    except tf.errors.OpError:
+        raise _unreadable(file, received) from None
+
+
+def _unreadable(file: Path, received: str) -> ArgumentError:
     return ArgumentError(
-        f"Cannot read the image {str(file)!r} (corrupt, or not {', '.join(IMAGE_SUFFIXES)}). "
-        f"Received: dataset={str(folder)!r}"
+        f"Cannot read the image {str(file)!r} (corrupt, or not {', '.join(IMAGE_SUFFIXES)}). Received: {received}"
     )
 
 

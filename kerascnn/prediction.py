@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from kerascnn import checks
-from kerascnn.data import IMAGE_SUFFIXES
+from kerascnn.data import IMAGE_SUFFIXES, decode_image
 from kerascnn.errors import ArgumentError
 
 ARRAY_SUFFIXES = (".npz", ".npy")
@@ -182,25 +182,10 @@ def _read_path(path: Path, text: str, shape: tuple[int, int, int]) -> list[tuple
         files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ArgumentError(f"Folder holds no images ({', '.join(IMAGE_SUFFIXES)}). Received: inputs={text!r}")
-        return [([str(f)], _fit(_decode(f), shape, str(f))[None]) for f in files]
+        return [([str(f)], _fit(decode_image(f, f"inputs={text!r}"), shape, str(f))[None]) for f in files]
     if path.suffix.lower() in ARRAY_SUFFIXES:
         return [_array_images(_read_array(path, text), text, shape)]
-    return [([text], _fit(_decode(path), shape, text)[None])]
-
-
-def _decode(path: Path) -> np.ndarray:
-    """One image file as ``uint8`` ``(H, W, C)`` (a GIF's first frame)."""
-    from kerascnn.device import import_tensorflow
-
-    tf = import_tensorflow()
-    try:
-        return tf.io.decode_image(
-            tf.io.read_file(str(path)), channels=0, dtype=tf.uint8, expand_animations=False
-        ).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError):
-        raise ArgumentError(
-            f"Cannot read the image (corrupt or not png/jpg/bmp/gif). Received: inputs={str(path)!r}"
-        ) from None
+    return [([text], _fit(decode_image(path, f"inputs={text!r}"), shape, text)[None])]
 
 
 def _read_array(path: Path, text: str) -> np.ndarray:
