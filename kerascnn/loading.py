@@ -75,7 +75,7 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
         return {}
 
 
-def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool = True) -> Any:
+def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool = True, argument: str = "path") -> Any:
     """Loads a ``.keras`` model file safely.
 
     Args:
@@ -83,6 +83,7 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
         unsafe: Allow files that can run code when loaded (``Lambda`` layers,
             legacy HDF5). Only for files you trust.
         compile: Restore the training configuration too.
+        argument: The caller's name for ``path``, which errors end with (``Received: weights=...``).
 
     Returns:
         The ``keras.Model``.
@@ -93,21 +94,20 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
     Example:
         >>> model = load_model("mlruns/artifacts/kerascnn/<run_id>/artifacts/model.keras")  # doctest: +SKIP
     """
-    file = Path(path)
+    file, received = Path(path), f"Received: {argument}={str(path)!r}"
     if not file.is_file():
-        raise ArgumentError(f"Model file not found. Received: path={str(path)!r}")
+        raise ArgumentError(f"Model file not found. {received}")
     suffix = file.suffix.lower()
     if suffix in (".h5", ".hdf5") and not unsafe:
         raise ArgumentError(
             "Legacy HDF5 models can execute code when loaded and are not loaded from untrusted paths; re-save "
-            f"as .keras, or pass unsafe=True (CLI: --unsafe) if you trust the file. Received: path={str(path)!r}"
+            f"as .keras, or pass unsafe=True (CLI: --unsafe) if you trust the file. {received}"
         )
     if suffix not in (".keras", ".h5", ".hdf5"):
-        raise ArgumentError(f"Model files must end in .keras. Received: path={str(path)!r}")
+        raise ArgumentError(f"Model files must end in .keras. {received}")
     if suffix == ".keras" and not zipfile.is_zipfile(file):  # (Keras says "File not found" for these)
         raise ArgumentError(
-            "Model file is corrupt or not a Keras archive (empty, cut short or another format). "
-            f"Received: path={str(path)!r}"
+            f"Model file is corrupt or not a Keras archive (empty, cut short or another format). {received}"
         )
     import keras
 
@@ -117,12 +117,8 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
         if "safe_mode" in str(e) or "Lambda" in str(e):
             raise ArgumentError(
                 "The model contains a Lambda layer, which runs arbitrary code when loaded; refused in safe "
-                f"mode. Pass unsafe=True (CLI: --unsafe) if you trust the file. Received: path={str(path)!r}"
+                f"mode. Pass unsafe=True (CLI: --unsafe) if you trust the file. {received}"
             ) from None
-        raise ArgumentError(
-            f"Cannot load the model ({' '.join(str(e).split())[:300]}). Received: path={str(path)!r}"
-        ) from None
+        raise ArgumentError(f"Cannot load the model ({' '.join(str(e).split())[:300]}). {received}") from None
     except (OSError, KeyError) as e:
-        raise ArgumentError(
-            f"Model file is corrupt or not a Keras archive ({type(e).__name__}). Received: path={str(path)!r}"
-        ) from None
+        raise ArgumentError(f"Model file is corrupt or not a Keras archive ({type(e).__name__}). {received}") from None

@@ -30,11 +30,8 @@ preprocesses).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,26 +206,15 @@ def _open_source(weights: Any, model_name: str | None) -> _Source:
     path = Path(weights)
     suffix = _suffix(path)
     if suffix == ".keras":
-        with _as_weights():
-            return _keras_source(path)
+        return _keras_source(path)
     if suffix == ".weights.h5":  # Keras 3's own format names weights by position, not by layer name
         return _Source(str(path), None, "keras_weights")
     if suffix in (".h5", ".hdf5"):
         layers = _read_h5_layers(path)
         return _Source(str(path), "caffe", "layers", layers=lambda model: layers)
     if suffix in (".pth", ".pt", ".npz"):
-        with _as_weights():
-            return _Source(str(path), "torch", "torchvision", state_dict=read_state_dict(path))
+        return _Source(str(path), "torch", "torchvision", state_dict=read_state_dict(path, "weights"))
     raise AssertionError(suffix)  # check_weights lets only the suffixes above through
-
-
-@contextlib.contextmanager
-def _as_weights() -> Iterator[None]:
-    """The loaders' errors name the argument the user gave (``weights``), not their own (``path``)."""
-    try:
-        yield
-    except ArgumentError as e:
-        raise ArgumentError(re.sub(r"Received: \w+=", "Received: weights=", str(e), count=1)) from None
 
 
 def _imagenet_layers(model_name: str, model: Any) -> dict[str, list[np.ndarray]]:
@@ -254,7 +240,7 @@ def _imagenet_layers(model_name: str, model: Any) -> dict[str, list[np.ndarray]]
 def _keras_source(path: Path) -> _Source:
     from kerascnn.loading import load_model
 
-    ref = load_model(path, compile=False)
+    ref = load_model(path, compile=False, argument="weights")
     layers = {layer.name: layer.get_weights() for layer in ref.layers if layer.weights}
     nested = [layer.name for layer in ref.layers if hasattr(layer, "layers") and layer.weights]
     if nested:
@@ -313,7 +299,7 @@ def _arrays(state: dict[str, Any], argument: str) -> dict[str, np.ndarray]:
     return out
 
 
-def read_state_dict(source: str | os.PathLike | dict[str, Any]) -> dict[str, np.ndarray]:
+def read_state_dict(source: str | os.PathLike | dict[str, Any], argument: str = "state_dict") -> dict[str, np.ndarray]:
     """A torchvision state dict as NumPy arrays, from a dict, a ``.pth``/``.pt`` file (torch) or an ``.npz``.
 
     ``.pth`` files load with ``torch.load(weights_only=True)`` (no code runs); ``.npz`` with
@@ -325,17 +311,17 @@ def read_state_dict(source: str | os.PathLike | dict[str, Any]) -> dict[str, np.
         (64, 3, 7, 7)
     """
     if isinstance(source, dict):
-        return _arrays(source, "state_dict")
-    path = Path(source)
+        return _arrays(source, argument)
+    path, received = Path(source), f"Received: {argument}={str(source)!r}"
     if not path.is_file():
-        raise ArgumentError(f"State dict file not found. Received: state_dict={str(source)!r}")
+        raise ArgumentError(f"State dict file not found. {received}")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as data:
                 return _arrays({k: data[k] for k in data.files}, "state_dict")
         except (OSError, ValueError) as e:
-            raise ArgumentError(f"Cannot read the .npz file ({e}). Received: state_dict={str(source)!r}") from None
+            raise ArgumentError(f"Cannot read the .npz file ({e}). {received}") from None
     if suffix in (".pth", ".pt"):
         try:
             import torch
@@ -343,15 +329,15 @@ def read_state_dict(source: str | os.PathLike | dict[str, Any]) -> dict[str, np.
             raise ArgumentError(
                 "Reading a .pth/.pt file needs torch (pip install torch), or save the state dict as .npz: "
                 "numpy.savez(out, **{k: v.numpy() for k, v in state_dict.items()}). "
-                f"Received: state_dict={str(source)!r}"
+                f"{received}"
             ) from None
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         if not isinstance(state, dict):
-            raise ArgumentError(f"The file does not hold a state dict. Received: state_dict={str(source)!r}")
+            raise ArgumentError(f"The file does not hold a state dict. {received}")
         return _arrays(state, "state_dict")
-    raise ArgumentError(f"State dict files must end in .pth, .pt or .npz. Received: state_dict={str(source)!r}")
+    raise ArgumentError(f"State dict files must end in .pth, .pt or .npz. {received}")
 
 
 # torchvision ------------------------------------------------------------------------------------
