@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import platform
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -136,6 +137,33 @@ def cpp_lines_hidden() -> Iterator[None]:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+@contextlib.contextmanager
+def weights_in_memory(model: str, **received: Any) -> Iterator[None]:
+    """Turns running out of memory while the block builds ``model`` (a weight bigger than the
+    machine, from a huge ``input_shape`` or ``num_classes``) into one :class:`ArgumentError` line
+    that echoes ``received``, instead of TensorFlow's traceback.
+
+    Example:
+        >>> with weights_in_memory("mnist_cnn", num_classes=10):
+        ...     pass
+    """
+    try:
+        yield
+    except MemoryError:
+        what = "its weights"
+    except Exception as error:
+        import tensorflow as tf  # (loaded: it raised)
+
+        if not isinstance(error, tf.errors.ResourceExhaustedError):
+            raise
+        shape = re.search(r"shape\[([\d,]*)\]", str(error))
+        what = f"a weight of shape [{shape.group(1).replace(',', ', ')}]" if shape else "its weights"
+    else:
+        return
+    values = ", ".join(f"{key}={value!r}" for key, value in received.items())
+    raise ArgumentError(f"`{model}` does not fit in memory: TensorFlow could not allocate {what}. Received: {values}")
 
 
 @contextlib.contextmanager

@@ -331,6 +331,11 @@ CLI_CASES = {
     "builder option name": ([*T, "-o", "widht=2"], {}, "Received: widht=2"),
     "too few classes": ([*T, "--num-classes", "1"], {}, "Received: num_classes=1"),
     "classes below the data's": ([*T, "--num-classes", "5"], {}, "smaller than the 10 classes"),
+    "weights past the memory": (  # TensorFlow's allocator retries for 10 s before it gives up
+        ["train", "lenet5", "--dataset", "mnist", "--num-classes", "2000000000"],
+        {},
+        "a weight of shape [84, 2000000000]. Received: input_shape=(28, 28, 1), num_classes=2000000000",
+    ),
     "input too small": (["train", "vgg11", "--dataset", "mnist", "--input-shape", "16", "16", "1"], {}, "at least 32"),
     "corrupt npz": (["train", "lenet5", "--dataset", "fashion_mnist"], {"data": True}, "fashion_mnist.npz"),
     "wrong-layout npz": (["train", "lenet5", "--dataset", "cifar100"], {"data": True}, "lacks x_test, y_test"),

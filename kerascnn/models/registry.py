@@ -277,4 +277,7 @@ def create_model(
         from kerascnn.pretrained import create_pretrained
 
         return create_pretrained(name, weights, input_shape=shape, num_classes=classes, **overrides).model
-    return entry.fn(input_shape=shape, num_classes=classes, **overrides)
+    from kerascnn.device import weights_in_memory
+
+    with weights_in_memory(name, input_shape=shape, num_classes=classes):
+        return entry.fn(input_shape=shape, num_classes=classes, **overrides)
