@@ -151,6 +151,11 @@ class _Source:
     state_dict: dict[str, np.ndarray] | None = None
     preprocess: str | None = None  # the source model's own preprocess layer (a kit model), if any
     has_preprocess_layer: bool = False
+    argument: str = "weights"  # the argument errors echo
+
+    @property
+    def received(self) -> str:
+        return f"Received: {self.argument}={self.label!r}"
 
 
 _SUFFIXES = (".keras", ".weights.h5", ".h5", ".hdf5", ".pth", ".pt", ".npz")
@@ -446,20 +451,20 @@ def _transform(value: np.ndarray, transform: str, target_shape: tuple[int, ...])
     return value if tuple(value.shape) == tuple(target_shape) else None
 
 
-def _torchvision_layers(model: Any, state: dict[str, np.ndarray], label: str) -> dict[str, list[np.ndarray]]:
+def _torchvision_layers(model: Any, state: dict[str, np.ndarray], received: str) -> dict[str, list[np.ndarray]]:
     mapping = torchvision_mapping(model)
     used = {k for k in state if not k.endswith(_IGNORED_TORCH_KEYS)}
     missing = sorted(set(mapping) - set(state))
     if missing:
         raise ArgumentError(
             f"The state dict lacks {len(missing)} weights of {model.name} (first: {missing[0]!r}); is it a "
-            f"torchvision {model.name} with this configuration? Received: weights={label!r}"
+            f"torchvision {model.name} with this configuration? {received}"
         )
     unexpected = sorted(used - set(mapping))
     if unexpected:
         raise ArgumentError(
             f"The state dict has {len(unexpected)} entries {model.name} has no weight for (first: "
-            f"{unexpected[0]!r}). Received: weights={label!r}"
+            f"{unexpected[0]!r}). {received}"
         )
     shapes = _layer_shapes(model)
     out: dict[str, list[Any]] = {}
@@ -549,7 +554,7 @@ def _apply(model: Any, source: _Source) -> Pretrained:
     if source.kind == "keras_weights":
         return _load_keras_weights(model, label, mode)
     by_layer = (
-        _torchvision_layers(model, source.state_dict or {}, label)
+        _torchvision_layers(model, source.state_dict or {}, source.received)
         if source.kind == "torchvision"
         else (source.layers(model))
     )
@@ -567,7 +572,7 @@ def _apply(model: Any, source: _Source) -> Pretrained:
             found = "absent" if values is None else [tuple(np.shape(v)) for v in values]
             raise ArgumentError(
                 f"The weights do not fit layer {layer.name!r} of {model.name}: it needs "
-                f"{shapes[layer.name]}, the source has {found}. Received: weights={label!r}"
+                f"{shapes[layer.name]}, the source has {found}. {source.received}"
             )
         assert values is not None
         if flip and layer.name == first_conv:
@@ -578,8 +583,7 @@ def _apply(model: Any, source: _Source) -> Pretrained:
     if unused:
         raise ArgumentError(
             f"The source has weighted layers {model.name} lacks ({', '.join(unused[:3])}"
-            f"{', ...' if len(unused) > 3 else ''}); a different architecture? Received: "
-            f"weights={label!r}"
+            f"{', ...' if len(unused) > 3 else ''}); a different architecture? {source.received}"
         )
     for layer, values in pending:
         layer.set_weights([np.ascontiguousarray(v) for v in values])
@@ -683,11 +687,11 @@ def convert_torchvision(
     checks.one_of("name", name, TORCHVISION_MODELS)
     kit_name, fixed = TORCHVISION_MODELS[name]
     state = read_state_dict(state_dict)
-    label = str(state_dict) if not isinstance(state_dict, dict) else "state_dict"
+    label = str(state_dict) if not isinstance(state_dict, dict) else f"<a dict of {len(state)} arrays>"
     if num_classes is None:
         head = state.get("fc.weight", state.get("classifier.6.weight"))
         num_classes = int(head.shape[0]) if head is not None else None
-    source = _Source(label, "torch", "torchvision", state_dict=state)
+    source = _Source(label, "torch", "torchvision", state_dict=state, argument="state_dict")
     from kerascnn.models.registry import create_model
 
     options = dict(fixed, preprocessing=check_preprocessing(preprocessing), **overrides)

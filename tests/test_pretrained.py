@@ -288,7 +288,7 @@ def test_torchvision_vgg11_bn_first_conv_and_channel_first_flatten(tmp_path):
 
 def test_torchvision_state_dict_errors(tmp_path):
     state = _random_state_dict("resnet18")
-    with pytest.raises(ValueError, match=r"lacks 1 weights .*'fc.bias'.*Received: weights='state_dict'"):
+    with pytest.raises(ValueError, match=r"lacks 1 weights .*'fc.bias'.*state_dict='<a dict of 121 arrays>'$"):
         pretrained.convert_torchvision("resnet18", {k: v for k, v in state.items() if k != "fc.bias"})
     with pytest.raises(ValueError, match=r"has 1 entries .*'extra.weight'"):
         pretrained.convert_torchvision("resnet18", {**state, "extra.weight": np.zeros(3, np.float32)})
@@ -388,4 +388,11 @@ def test_convert_writes_a_kit_model_from_a_state_dict(tmp_path):
     )
     assert_usage_error(
         run_cli("convert", "resnet18", str(tmp_path / "none.npz"), "--output", "x.keras"), "State dict file not found"
+    )
+    misfit = {k: v for k, v in _random_state_dict("resnet18").items() if k != "fc.bias"}
+    np.savez(tmp_path / "misfit.npz", **misfit)
+    assert_usage_error(  # the file the user named, not the dict it was read into
+        run_cli("convert", "resnet18", str(tmp_path / "misfit.npz"), "--output", str(tmp_path / "m.keras")),
+        "lacks 1 weights of resnet18 (first: 'fc.bias')",
+        f"Received: state_dict='{tmp_path / 'misfit.npz'}'",
     )

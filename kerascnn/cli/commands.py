@@ -147,13 +147,13 @@ def cmd_convert(args: argparse.Namespace) -> Said:
     checks.one_of("preprocessing", args.preprocessing, ("torch", "none"))
     if not str(args.output).endswith(".keras") or not Path(args.output).resolve().parent.is_dir():
         raise ArgumentError(f"`output` must be a .keras file in an existing folder. Received: output={args.output!r}")
-    state = read_state_dict(args.state_dict)  # checked before TensorFlow loads
+    read_state_dict(args.state_dict)  # checked before TensorFlow loads (read again below: errors echo the path)
     _tensorflow()
     from kerascnn.pretrained import convert_torchvision
 
     model = convert_torchvision(
         args.name,
-        state,
+        args.state_dict,
         input_shape=tuple(args.input_shape or (224, 224, 3)),
         num_classes=args.num_classes,
         preprocessing=None if args.preprocessing == "none" else "torch",
