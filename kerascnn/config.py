@@ -394,6 +394,13 @@ class TrainConfig(_Config):
                 "`register_model` registers a tracked run's model; it cannot be used without "
                 "tracking. Received: tracking=False"
             )
+        where = {"experiment": self.experiment != DEFAULT_EXPERIMENT, "tracking_uri": self.tracking_uri is not None}
+        if not self.tracking and any(where.values()):
+            given = ", ".join(f"{name}={getattr(self, name)!r}" for name, set_ in where.items() if set_)
+            raise ArgumentError(
+                "`experiment` and `tracking_uri` say where a tracked run goes; they cannot be used without "
+                f"tracking. Received: {given}, tracking=False"
+            )
         if self.tracking:
             from kerascnn.tracking.store import resolve_tracking_uri
 

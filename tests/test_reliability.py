@@ -366,6 +366,11 @@ CLI_CASES = {
     ),
     "nothing to resume": ([*T, "--resume"], {}, "Nothing to resume"),
     "resume without tracking": ([*T, "--resume", "--no-tracking"], {}, "Received: tracking=False"),
+    "experiment without tracking": (
+        [*T, "--experiment", "digits", "--no-tracking"],
+        {},
+        "Received: experiment='digits', tracking=False",
+    ),
     "missing model file": (["evaluate", "nope.keras", "--dataset", "mnist"], {}, "Model file not found"),
     "lambda model refused": (
         ["evaluate", "lambda.keras", "--dataset", "mnist"],
