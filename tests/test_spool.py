@@ -173,6 +173,11 @@ def test_a_dead_server_at_the_start_is_refused_in_one_line(tmp_path):
 
     result = run_cli("train", "mnist_cnn", "--tracking-uri", f"http://127.0.0.1:{free_port()}", "--epochs", "1")
     assert_usage_error(result, "does not answer", "--offline")
+    np.save(tmp_path / "images.npy", np.zeros((2, 28, 28), np.uint8))
+    uri = f"http://127.0.0.1:{free_port()}"
+    result = run_cli("predict", "models:/digits@champion", str(tmp_path / "images.npy"), "--tracking-uri", uri)
+    assert_usage_error(result, "does not answer (", f"); start it. Received: tracking_uri='{uri}'")
+    assert "--offline" not in result.stderr  # predicting reads a model: there is nothing to spool
 
 
 def test_a_failed_sync_keeps_the_spool_and_says_so_on_stderr_with_the_report_on_stdout(tracking_uri):

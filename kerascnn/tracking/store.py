@@ -140,9 +140,10 @@ def bound_http_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(budget / 3))))  # and here
 
 
-def probe(uri: str) -> None:
+def probe(uri: str, *, offline_hint: bool = False) -> None:
     """Refuses a store that cannot work, cheaply (no MLflow import): a server that does not
-    answer ``GET /health``, a SQLite path holding something else than a database.
+    answer ``GET /health``, a SQLite path holding something else than a database. With
+    ``offline_hint`` (training, which can spool), the error names ``--offline``.
 
     Raises:
         ArgumentError: The store is unreachable or not a store.
@@ -159,9 +160,9 @@ def probe(uri: str) -> None:
             response.read(64)
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
+        hint = ", or train with --offline to spool the run and `kerascnn sync` it later" if offline_hint else ""
         raise ArgumentError(
-            f"The tracking server does not answer ({reason}); start it, or train with --offline "
-            f"to spool the run and `kerascnn sync` it later. Received: tracking_uri={uri!r}"
+            f"The tracking server does not answer ({reason}); start it{hint}. Received: tracking_uri={uri!r}"
         ) from None
 
 
