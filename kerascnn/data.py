@@ -192,26 +192,27 @@ def _load_folder(
 
     def read(folder: Path, class_names: list[str] | None = None):
         classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
-        files = [f for c in classes for f in sorted((folder / c).rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
-        if len(classes) < 2 or not files:
+        files = {c: [f for f in sorted((folder / c).rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES] for c in classes}
+        received = f"dataset={str(folder)!r}"
+        if len(classes) < 2 or not any(files.values()):
             raise ArgumentError(
                 "Image folder must hold at least 2 class sub-folders with images "
-                f"({', '.join(IMAGE_SUFFIXES)}); found {len(classes)} classes, {len(files)} images. "
-                f"Received: dataset={str(folder)!r}"
+                f"({', '.join(IMAGE_SUFFIXES)}); found {len(classes)} classes, "
+                f"{sum(map(len, files.values()))} images. Received: {received}"
             )
+        _check_classes(files, class_names, received)
         from kerascnn.device import import_tensorflow
 
         tf = import_tensorflow()  # quietly, and only once the folder is known to hold a dataset
         import keras
 
-        received = f"dataset={str(folder)!r}"
-        height, width, channels = decode_image(files[0], received).shape
+        height, width, channels = decode_image(next(f for c in classes for f in files[c]), received).shape
         ds = keras.utils.image_dataset_from_directory(
             str(folder),
             labels="inferred",
             label_mode="int",
             class_names=class_names or classes,
-            color_mode="grayscale" if channels == 1 else "rgb",
+            color_mode="grayscale" if channels <= 2 else "rgb",  # 2: grey with alpha
             batch_size=None,
             image_size=(height, width),
             shuffle=False,
@@ -235,6 +236,25 @@ def _load_folder(
     n_test = max(1, len(x) // 10)
     test, train = order[:n_test], order[n_test:]
     return (x[train], y[train]), (x[test], y[test]), names
+
+
+def _check_classes(files: dict[str, list[Path]], trained: list[str] | None, received: str) -> None:
+    """A class sub-folder without images, or a ``test/`` class that ``train/`` lacks, is refused
+    (either would silently become a class with no examples, or test images left out)."""
+    if trained is None:
+        empty = [c for c, found in files.items() if not found]
+        if empty:
+            raise ArgumentError(
+                f"Class folder {empty[0]!r} holds no images ({len(empty)} such); add images or remove it. "
+                f"Received: {received}"
+            )
+        return
+    unknown = [c for c, found in files.items() if found and c not in trained]
+    if unknown:
+        raise ArgumentError(
+            f"test/ has classes train/ lacks ({', '.join(unknown[:3])}); the model could not predict them. "
+            f"Received: {received}"
+        )
 
 
 def decode_image(file: Path, received: str) -> np.ndarray:

@@ -120,6 +120,32 @@ def test_image_folder_is_a_dataset(tmp_path):
         data.load_dataset(str(make_image_folder(tmp_path / "one", classes=("only",))))
 
 
+def test_folder_classes_that_would_be_empty_or_left_out_are_refused(tmp_path):
+    folder = make_image_folder(tmp_path / "animals", per_class=2)
+    (folder / "emu").mkdir()  # no images: a class the model could never learn
+    with pytest.raises(ValueError, match=r"Class folder 'emu' holds no images.*Received: dataset='.*animals'$"):
+        data.load_dataset(str(folder))
+    split = tmp_path / "split"
+    make_image_folder(split / "train", classes=("a", "b"), per_class=2)
+    make_image_folder(split / "test", classes=("a", "b", "c"), per_class=2)
+    with pytest.raises(ValueError, match=r"test/ has classes train/ lacks \(c\).*Received: dataset='.*split/test'$"):
+        data.load_dataset(str(split))  # (its 2 images of c were left out of the test accuracy)
+
+
+def test_grey_images_with_alpha_load_as_grey(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("0", "1"):
+        (tmp_path / "digits" / c).mkdir(parents=True)
+        for i in range(3):  # grey + alpha (PNG's LA mode): 2 channels decoded
+            Image.fromarray(rng.integers(0, 256, (20, 24, 2), dtype=np.uint8), "LA").save(
+                tmp_path / "digits" / c / f"{i}.png"
+            )
+    d = data.load_dataset(str(tmp_path / "digits"), validation_split=0.0)
+    assert d.image_shape == (20, 24, 1) and sum(d.sizes().values()) == 6
+
+
 def test_an_unreadable_image_is_named(tmp_path):
     folder = make_image_folder(tmp_path / "animals", per_class=3)
     (folder / "dog" / "1.png").write_bytes(b"not an image")  # in the middle of the files read
