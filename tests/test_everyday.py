@@ -39,6 +39,17 @@ def test_a_search_is_resumed_only_with_its_own_settings(tracking_uri, tmp_path):
     assert other.search_name == "lenet-e2" and len(other.trials) == 1
     more = kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))  # a bigger budget is fine
     assert len(more.trials) == 2
+    with pytest.raises(ValueError, match=r"other settings \(experiment: kerascnn -> digits\)"):
+        kerascnn.tune("lenet5", "mnist", epochs=1, experiment="digits", **common)  # its parent run is elsewhere
+    with pytest.raises(ValueError, match=r"other settings \(tracking_uri: sqlite:.* -> sqlite:.*other.db\)"):
+        kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, tracking_uri=f"sqlite:///{tmp_path / 'other.db'}"))
+    search = tmp_path / "s" / "lenet5-mnist-random"
+    (search / "oracle.json").write_text("{cut short")
+    with pytest.raises(ValueError, match=r"saved state that cannot be read \(KerasTuner's files: .*--overwrite"):
+        kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))
+    (search / "kerascnn_search.json").write_text("{cut short")
+    with pytest.raises(ValueError, match=r"cannot be read \(kerascnn_search.json: .*Received: search_name='lenet5"):
+        kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))
 
 
 # 2. settings: one source, the CLI derived from it --------------------------------------------------

@@ -210,13 +210,16 @@ def _make_tuner(
         config.max_consecutive_failed_trials,
     )
     with device.dtype_policy(speed.policy):
-        tuner = TrackedTuner(
-            oracle=oracle,
-            hypermodel=hypermodel,
-            directory=str(folder.parent),
-            project_name=folder.name,
-            overwrite=config.overwrite,
-        )
+        try:
+            tuner = TrackedTuner(
+                oracle=oracle,
+                hypermodel=hypermodel,
+                directory=str(folder.parent),
+                project_name=folder.name,
+                overwrite=config.overwrite,
+            )
+        except json.JSONDecodeError as e:  # KerasTuner reloads its oracle and trials from the folder
+            raise _unreadable_state(config, f"KerasTuner's files: {e}") from None
     if hasattr(tuner.oracle, "max_trials"):  # Hyperband's oracle takes no max_trials; cap it here
         tuner.oracle.max_trials = config.max_trials
     labels = {
@@ -240,8 +243,11 @@ def _check_same_settings(config: TuneConfig, folder: Path) -> None:
     saved = folder / SETTINGS_FILE
     if config.overwrite or not saved.is_file():
         return
-    before = json.loads(saved.read_text())
-    now = config.params()
+    try:
+        before = json.loads(saved.read_text())
+    except (ValueError, OSError) as e:
+        raise _unreadable_state(config, f"{SETTINGS_FILE}: {e}") from None
+    now = _search_settings(config)
     changed = [f"{k}: {before[k]} -> {now[k]}" for k in sorted(now) if k in before and before[k] != now[k]]
     if changed:
         raise ArgumentError(
@@ -251,11 +257,23 @@ def _check_same_settings(config: TuneConfig, folder: Path) -> None:
         )
 
 
+def _search_settings(config: TuneConfig) -> dict[str, str]:
+    """What a search is started with and must be resumed with: its logged settings and its store."""
+    return {**config.params(), "experiment": config.experiment, "tracking_uri": config.store_uri}
+
+
+def _unreadable_state(config: TuneConfig, problem: str) -> ArgumentError:
+    return ArgumentError(
+        f"Search {config.name!r} has a saved state that cannot be read ({problem}); rerun with --overwrite "
+        f"to start it again, or give --search-name to start another. Received: search_name={config.name!r}"
+    )
+
+
 def _open_parent(search: _Search) -> Any:
     config, data = search.config, search.data
     fresh = not any(search.folder.glob("trial_*/trial.json"))  # no trial started in this folder yet
     search.folder.mkdir(parents=True, exist_ok=True)  # KerasTuner's overwrite removed it
-    (search.folder / SETTINGS_FILE).write_text(json.dumps(config.params(), indent=1))
+    (search.folder / SETTINGS_FILE).write_text(json.dumps(_search_settings(config), indent=1))
     params = {
         **config.params(),
         "search_name": config.name,
