@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from kerascnn.errors import ArgumentError
@@ -190,3 +192,26 @@ def min_spatial_size(model: str, shape: tuple[int, int, int], minimum: int) -> N
             f"`input_shape` is too small for {model}: height and width must be at least "
             f"{minimum} (its down-sampling would leave no pixels). Received: input_shape={shape}"
         )
+
+
+def writable(name: str, value: Any, *, folder: bool = False) -> Path:
+    """``value`` is a place this process can write (a file or folder in it, or with ``folder=True``
+    that folder), creating missing folders on the way: no file stands where a folder must be, and
+    the nearest existing folder is writable. Checked before any work, so that the work is not lost.
+
+    Example:
+        >>> writable("output", "/tmp/kerascnn-doc/figure.png").name
+        'figure.png'
+    """
+    path = Path(value)
+    if folder and path.exists() and not path.is_dir():
+        raise ArgumentError(f"`{name}` is a file, not a folder. {_received(name, str(value))}")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    received = _received(name, str(value))
+    if not existing.is_dir():
+        raise ArgumentError(f"`{name}` goes through a file ({existing}). {received}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ArgumentError(f"`{name}` is in a folder this user cannot write ({existing}). {received}")
+    return path

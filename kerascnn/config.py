@@ -521,7 +521,7 @@ class TuneConfig(_Config):
         ):
             raise ArgumentError(f"`search_name` must be a plain name (no slashes). Received: search_name={name!r}")
         checks.non_empty("directory", str(self.directory))
-        fix("directory", str(self.directory))
+        fix("directory", str(checks.writable("directory", self.directory, folder=True)))
         fix("overwrite", checks.boolean("overwrite", self.overwrite))
         fix("system_metrics", checks.boolean("system_metrics", self.system_metrics))
         fix("max_retries_per_trial", checks.non_negative_int("max_retries_per_trial", self.max_retries_per_trial))

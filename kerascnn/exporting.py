@@ -122,6 +122,7 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
                 "Output is a folder that holds no SavedModel (saved_model.pb); --overwrite replaces only "
                 f"a previous export. Received: output={str(output)!r}"
             )
+    checks.writable("output", output)
     if format == "onnx":
         missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:

@@ -379,6 +379,16 @@ CLI_CASES = {
     ),
     "h5 model refused": (["evaluate", "model.h5", "--dataset", "mnist"], {"h5": True}, "Legacy HDF5"),
     "runs limit": (["runs", "--limit", "0"], {}, "Received: limit=0"),
+    "search folder is a file": (
+        ["tune", "lenet5", "--dataset", "mnist", "--directory", "notes.txt"],
+        {"notes": True},
+        "`directory` is a file, not a folder. Received: directory='notes.txt'",
+    ),
+    "export through a file": (  # refused before the conversion, not after it
+        ["export", "nope.keras", "--format", "tflite", "--output", "notes.txt/m.tflite"],
+        {"notes": True},
+        "`output` goes through a file (notes.txt). Received: output='notes.txt/m.tflite'",
+    ),
     "rgb image folder for a grey model": (  # found after TensorFlow read the images: its start-up lines stay hidden
         ["train", "mnist_cnn", "--dataset", "photos", "--input-shape", "28", "28", "1"],
         {"photos": True},

@@ -147,6 +147,7 @@ def cmd_convert(args: argparse.Namespace) -> Said:
     checks.one_of("preprocessing", args.preprocessing, ("torch", "none"))
     if not str(args.output).endswith(".keras") or not Path(args.output).resolve().parent.is_dir():
         raise ArgumentError(f"`output` must be a .keras file in an existing folder. Received: output={args.output!r}")
+    checks.writable("output", args.output)
     read_state_dict(args.state_dict)  # checked before TensorFlow loads (read again below: errors echo the path)
     _tensorflow()
     from kerascnn.pretrained import convert_torchvision

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kerascnn import checks
 from kerascnn.errors import ArgumentError
 from kerascnn.tracking import queries as runs
 
@@ -118,6 +119,7 @@ def _checked(run_ids: Any, metric: Any, limit: Any, output: str | Path | None) -
             raise ArgumentError(f"`output` must end in {', '.join(FIGURE_SUFFIXES)}. Received: output={str(output)!r}")
         if not path.parent.resolve().is_dir():
             raise ArgumentError(f"`output`'s folder does not exist. Received: output={str(output)!r}")
+        checks.writable("output", output)
     return runs.check_limit(limit)
 
 
