@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -120,5 +121,13 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
                 f"mode. Pass unsafe=True (CLI: --unsafe) if you trust the file. {received}"
             ) from None
         raise ArgumentError(f"Cannot load the model ({' '.join(str(e).split())[:300]}). {received}") from None
+    except TypeError as e:  # Keras' deserialization: a custom class not registered in this process
+        missing = re.search(r"Could not locate class '([^']+)'", str(e))
+        if missing is None:
+            raise ArgumentError(f"Cannot load the model ({' '.join(str(e).split())[:300]}). {received}") from None
+        raise ArgumentError(
+            f"The model uses a custom class ({missing.group(1)!r}) that is not registered here: import its code "
+            f"(with @keras.saving.register_keras_serializable()) before loading it. {received}"
+        ) from None
     except (OSError, KeyError) as e:
         raise ArgumentError(f"Model file is corrupt or not a Keras archive ({type(e).__name__}). {received}") from None

@@ -471,6 +471,18 @@ def test_lambda_models_load_only_when_asked_to_be_unsafe(tmp_path):
         kerascnn.load_model(tmp_path / "broken.keras")
 
 
+def test_a_model_with_an_unregistered_custom_layer_is_refused_in_one_line(tmp_path):
+    class Doubler(keras.layers.Layer):  # not registered with keras.saving.register_keras_serializable
+        def call(self, x):
+            return x * 2.0
+
+    keras.Sequential([keras.Input((28, 28, 1)), Doubler(), keras.layers.Flatten(), keras.layers.Dense(10)]).save(
+        tmp_path / "custom.keras"
+    )
+    with pytest.raises(ValueError, match=r"custom class \('Doubler'\) that is not registered.*Received: path=.*'$"):
+        kerascnn.load_model(tmp_path / "custom.keras")
+
+
 def test_a_trained_model_reloads_safely_and_evaluates(tracking_uri):
     result = kerascnn.train(
         "lenet5", "mnist", epochs=1, train_samples=500, test_samples=200, tracking_uri=tracking_uri, verbose=0
