@@ -132,7 +132,7 @@ def train(
         _check_unchanged(config, previous)
     config = (config.merged_with(previous.data.params) if previous else config).resolved()
     if config.tracking and not config.offline:
-        store.probe(config.store_uri, offline_hint=True)
+        store.probe(config.store_uri, offline_hint=True, experiment=config.experiment)
         if config.strategy != "multiworker":  # (only a multi-worker chief tracks: it starts its writer later)
             recorder(config.store_uri).warm(yielding=True)  # MLflow loads in the writer while TensorFlow loads here
     checked = _data(config) if _data_first(config) else None

@@ -497,6 +497,9 @@ def test_tune_registers_its_best_model_through_a_tracking_server(tmp_path):
         search = json.loads(done.stdout)
         assert "spool" not in done.stderr and "registered tuned version 1 (alias best)" in done.stderr, done.stderr
         client = MlflowClient(uri)
+        client.delete_experiment(client.create_experiment("gone"))  # the server says so before any training
+        refused = run_cli("train", "lenet5", "--dataset", "mnist", "--tracking-uri", uri, "--experiment", "gone")
+        assert_usage_error(refused, "Experiment is deleted; restore it", "Received: experiment='gone'")
         version = client.get_model_version_by_alias("tuned", "best")
         assert version.version in ("1", 1) and version.run_id == search["parent_run_id"]
         assert version.tags["dataset"] == "mnist" and version.tags["family"] == "mnist_cnn"

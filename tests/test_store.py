@@ -65,3 +65,17 @@ def test_a_damaged_cached_store_is_made_again(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     assert store.client(uri).get_experiment("0").name == "Default"
     assert _tables(template)["experiments"] == 0
+
+
+def test_a_deleted_experiment_is_refused_before_training(tracking_uri, tmp_path):
+    import pytest
+
+    import kerascnn
+    from tests.helpers import all_runs, data_dir
+
+    data_dir()
+    client = MlflowClient(tracking_uri)
+    client.delete_experiment(client.create_experiment("gone"))
+    with pytest.raises(ValueError, match=r"Experiment is deleted; restore it .*Received: experiment='gone'$"):
+        kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, tracking_uri=tracking_uri, experiment="gone")
+    assert not all_runs(tracking_uri) and not list(tmp_path.glob("mlruns/spool/*"))  # (it trained, then spooled)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
 import logging
 import os
 import random
@@ -21,6 +22,7 @@ import socket
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,13 +142,14 @@ def bound_http_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(budget / 3))))  # and here
 
 
-def probe(uri: str, *, offline_hint: bool = False) -> None:
+def probe(uri: str, *, offline_hint: bool = False, experiment: str | None = None) -> None:
     """Refuses a store that cannot work, cheaply (no MLflow import): a server that does not
-    answer ``GET /health``, a SQLite path holding something else than a database. With
-    ``offline_hint`` (training, which can spool), the error names ``--offline``.
+    answer ``GET /health``, a SQLite path holding something else than a database, and with
+    ``experiment``, an experiment of that name that is deleted (its runs could not be written).
+    With ``offline_hint`` (training, which can spool), the error names ``--offline``.
 
     Raises:
-        ArgumentError: The store is unreachable or not a store.
+        ArgumentError: The store is unreachable or not a store, or the experiment is deleted.
     """
     db = sqlite_path(uri)
     if db is not None and db.is_file() and db.stat().st_size and not _is_sqlite(db):
@@ -154,6 +157,8 @@ def probe(uri: str, *, offline_hint: bool = False) -> None:
             f"Cannot open the MLflow store (not an SQLite database file). Received: tracking_uri={uri!r}"
         )
     if urlparse(uri).scheme not in ("http", "https"):
+        if db is not None and experiment is not None and _stage_in_sqlite(db, experiment) == "deleted":
+            raise _deleted(experiment)
         return
     try:
         with urllib.request.urlopen(f"{uri}/health", timeout=min(5.0, timeout_s())) as response:
@@ -164,6 +169,42 @@ def probe(uri: str, *, offline_hint: bool = False) -> None:
         raise ArgumentError(
             f"The tracking server does not answer ({reason}); start it{hint}. Received: tracking_uri={uri!r}"
         ) from None
+    if experiment is not None and _stage_on_server(uri, experiment) == "deleted":
+        raise _deleted(experiment)
+
+
+def _deleted(experiment: str) -> ArgumentError:
+    return ArgumentError(
+        "Experiment is deleted; restore it (mlflow experiments restore) or pick another "
+        f"name. Received: experiment={experiment!r}"
+    )
+
+
+def _stage_in_sqlite(db: Path, experiment: str) -> str | None:
+    """The experiment's lifecycle stage read from the database file (``None``: no such experiment
+    or no answer; the writer then finds out)."""
+    import sqlite3
+
+    if not db.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=1.0)) as con:
+            row = con.execute("SELECT lifecycle_stage FROM experiments WHERE name = ?", (experiment,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+def _stage_on_server(uri: str, experiment: str) -> str | None:
+    """The experiment's lifecycle stage from MLflow's REST API (``None``: no such experiment or no answer)."""
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    try:
+        with urllib.request.urlopen(
+            f"{uri}/api/2.0/mlflow/experiments/get-by-name?{query}", timeout=min(5.0, timeout_s())
+        ) as response:
+            return json.loads(response.read()).get("experiment", {}).get("lifecycle_stage")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
 
 
 def _is_sqlite(path: Path) -> bool:
@@ -361,10 +402,7 @@ def ensure_experiment(uri: str, name: str) -> str:
     found = retrying(c.get_experiment_by_name, name)
     if found is not None:
         if found.lifecycle_stage == "deleted":
-            raise ArgumentError(
-                "Experiment is deleted; restore it (mlflow experiments restore) or pick another "
-                f"name. Received: experiment={name!r}"
-            )
+            raise _deleted(name)
         return str(found.experiment_id)
     db = sqlite_path(uri)
     location = (db.parent / "artifacts" / _slug(name)).as_uri() if db else None

@@ -104,7 +104,7 @@ def tune(
     if build is not None:
         given.setdefault("family", "custom")
     config = TuneConfig.create(**given, **settings)
-    store.probe(config.store_uri)
+    store.probe(config.store_uri, experiment=config.experiment)
     space = space_for(config.family, build)
     role = distributed.role()
     if role != "worker":  # it logs the best model at the end: MLflow's Keras flavor loads now, beside the trials
