@@ -379,6 +379,7 @@ CLI_CASES = {
     ),
     "h5 model refused": (["evaluate", "model.h5", "--dataset", "mnist"], {"h5": True}, "Legacy HDF5"),
     "runs limit": (["runs", "--limit", "0"], {}, "Received: limit=0"),
+    "dashboard host not here": (["ui", "--host", "999.1.1.1"], {}, "not an address of this machine"),
     "search folder is a file": (
         ["tune", "lenet5", "--dataset", "mnist", "--directory", "notes.txt"],
         {"notes": True},
