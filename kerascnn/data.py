@@ -333,7 +333,8 @@ def load_dataset(
     if n_val >= len(x) or (validation_split > 0 and n_val == 0):
         raise ArgumentError(
             f"`train_samples` leaves no images for training or validation ({len(x)} images, "
-            f"validation_split={validation_split}). Received: train_samples={train_samples!r}"
+            f"validation_split={validation_split}). Received: train_samples={train_samples!r}, "
+            f"validation_split={validation_split!r}"
         )
     order = np.random.default_rng(seed).permutation(len(x))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])

@@ -95,6 +95,8 @@ def test_bad_dataset_names_and_folders():
         data.load_dataset("mnist", train_samples=0)
     with pytest.raises(ValueError, match=r"Received: validation_split=1.5"):
         data.load_dataset("mnist", validation_split=1.5)
+    with pytest.raises(ValueError, match=r"leaves no images .*Received: train_samples=3, validation_split=0.9$"):
+        data.load_dataset("mnist", train_samples=3, validation_split=0.9)
 
 
 def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class=6, size=(20, 24), channels=3) -> Path:

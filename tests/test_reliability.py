@@ -379,6 +379,11 @@ CLI_CASES = {
     ),
     "h5 model refused": (["evaluate", "model.h5", "--dataset", "mnist"], {"h5": True}, "Legacy HDF5"),
     "runs limit": (["runs", "--limit", "0"], {}, "Received: limit=0"),
+    "builder options for a saved file": (
+        ["describe", "model.h5", "--num-classes", "5"],
+        {},
+        "apply to model names, not saved files. Received: name='model.h5'",
+    ),
     "dashboard host not here": (["ui", "--host", "999.1.1.1"], {}, "not an address of this machine"),
     "search folder is a file": (
         ["tune", "lenet5", "--dataset", "mnist", "--directory", "notes.txt"],

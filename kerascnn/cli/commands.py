@@ -108,7 +108,10 @@ def cmd_describe(args: argparse.Namespace) -> Said:
 
     if args.name.lower().endswith((".keras", ".h5", ".hdf5")) or os.sep in args.name:
         if args.input_shape or args.num_classes or args.option:
-            raise UsageError("--input-shape, --num-classes and -o apply to model names, not saved files")
+            raise UsageError(
+                "--input-shape, --num-classes and -o apply to model names, not saved files. "
+                f"Received: name={args.name!r}"
+            )
         _tensorflow()
         from kerascnn.loading import load_model
 

@@ -6,6 +6,7 @@ import numbers
 from typing import Any
 
 from kerascnn import arithmetic, checks
+from kerascnn.errors import ArgumentError
 from kerascnn.models._layers import keras, layers, predictions
 from kerascnn.models.registry import register_family, register_model
 from kerascnn.recipes import Recipe
@@ -14,6 +15,8 @@ from kerascnn.recipes import Recipe
 def _filters(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
         return (int(value), 2 * int(value), 2 * int(value))
+    if isinstance(value, (numbers.Integral, str)) and not isinstance(value, bool):  # (an int below 1, or a word)
+        raise ArgumentError(f"`filters` must be a positive integer or 3 of them. Received: filters={value!r}")
     return checks.int_tuple("filters", value, length=3)  # type: ignore[return-value]
 
 
