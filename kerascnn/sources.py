@@ -139,8 +139,13 @@ def _from_run(text: str, run_part: str, name: str, tracking_uri: str | None) -> 
     names = sorted({m.name for m in logged})
     chosen = [m for m in logged if not name or m.name == name]
     if not chosen:
-        has = f"its logged models: {', '.join(names)}" if names else "it has no logged model"
-        raise ArgumentError(f"No logged model {name or ''} in run {run_id} ({has}). Received: model={text!r}")
+        received = f"Received: model={text!r}"
+        if names:
+            has = ", ".join(names)
+            raise ArgumentError(f"No logged model {name} in run {run_id} (its logged models: {has}). {received}")
+        parent = run.data.tags.get("mlflow.parentRunId")
+        hint = f"; its search's run {parent} holds the best trial's model" if parent else ""
+        raise ArgumentError(f"Run {run_id} has no logged model{hint}. {received}")
     return ModelSource(text, model_id=chosen[-1].model_id, run_id=run_id, tracking_uri=uri)
 
 

@@ -507,3 +507,6 @@ def test_tune_registers_its_best_model_through_a_tracking_server(tmp_path):
         assert {k: int(v) for k, v in client.get_registered_model("tuned").aliases.items()} == {"best": 1}
         result = kerascnn.predict("models:/tuned@best", np.zeros((2, 28, 28), np.uint8), tracking_uri=uri)
         assert result.probabilities.shape == (2, 10)
+        trial, parent = search["trials"][0]["run_id"], search["parent_run_id"]  # a trial keeps no model
+        with pytest.raises(ValueError, match=rf"Run {trial} has no logged model; its search's run {parent} holds"):
+            kerascnn.predict(trial, np.zeros((2, 28, 28), np.uint8), tracking_uri=uri)
