@@ -39,6 +39,8 @@ def test_a_search_is_resumed_only_with_its_own_settings(tracking_uri, tmp_path):
     assert other.search_name == "lenet-e2" and len(other.trials) == 1
     more = kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))  # a bigger budget is fine
     assert len(more.trials) == 2
+    with pytest.raises(ValueError, match=r"per-epoch `val_accuracy`; a search's per-epoch curves are on its trials"):
+        kerascnn.compare(tracking_uri=tracking_uri)  # the store holds searches only
     with pytest.raises(ValueError, match=r"other settings \(experiment: kerascnn -> digits\)"):
         kerascnn.tune("lenet5", "mnist", epochs=1, experiment="digits", **common)  # its parent run is elsewhere
     with pytest.raises(ValueError, match=r"other settings \(tracking_uri: sqlite:.* -> sqlite:.*other.db\)"):
