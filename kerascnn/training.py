@@ -600,7 +600,10 @@ def evaluate(
     net = load_model(model, unsafe=unsafe, compile=False) if from_file else model
     data = data_module.load_dataset(dataset, validation_split=0.0, train_samples=1, test_samples=test_samples)
     labels = _labels_by_name(data, model_info(model).get("class_names") if from_file else None, dataset)
-    adaptation = data_module.plan_adaptation(data.image_shape, 1, checks.input_shape(net.input_shape[1:]))
+    try:
+        adaptation = data_module.plan_adaptation(data.image_shape, 1, checks.input_shape(net.input_shape[1:]))
+    except ArgumentError as e:  # (the model's shape is not the user's argument here: the dataset is)
+        raise ArgumentError(f"{str(e).rpartition(' Received:')[0]} Received: dataset={dataset!r}") from None
     out_classes = int(net.output_shape[-1])
     if out_classes < data.num_classes:
         raise ArgumentError(

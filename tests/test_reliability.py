@@ -477,6 +477,17 @@ def test_lambda_models_load_only_when_asked_to_be_unsafe(tmp_path):
         kerascnn.load_model(tmp_path / "broken.keras")
 
 
+def test_evaluating_colour_images_with_a_grey_model_names_the_dataset(tmp_path):
+    grey = keras.Sequential([keras.Input((20, 20, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    for i in range(4):
+        (tmp_path / "photos" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        image = np.random.default_rng(i).integers(0, 255, (20, 20, 3), dtype=np.uint8)
+        keras.utils.save_img(tmp_path / "photos" / "ab"[i % 2] / f"{i}.png", image, scale=False)
+    folder = str(tmp_path / "photos")
+    with pytest.raises(ValueError, match=rf"3 channel\(s\) cannot feed a model with 1 .*Received: dataset='{folder}'$"):
+        kerascnn.evaluate(grey, folder)
+
+
 def test_a_model_with_an_unregistered_custom_layer_is_refused_in_one_line(tmp_path):
     class Doubler(keras.layers.Layer):  # not registered with keras.saving.register_keras_serializable
         def call(self, x):
