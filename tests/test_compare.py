@@ -40,6 +40,8 @@ def test_compare_runs_by_id(store):
     assert all(tick == int(tick) for tick in axes[0].get_xticks())  # epochs are whole numbers
     table = result.to_table()
     assert "final val_accuracy" in table.splitlines()[0] and a.run_id[:12] in table
+    with pytest.raises(ValueError, match=r"Give run ids or an experiment, not both. Received: experiment='nope'"):
+        compare([a.run_id], experiment="nope", tracking_uri=uri)  # (the experiment was ignored)
 
 
 def test_compare_cli_by_experiment_with_json_and_png(store):
