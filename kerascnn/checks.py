@@ -203,13 +203,12 @@ def writable(name: str, value: Any, *, folder: bool = False) -> Path:
         >>> writable("output", "/tmp/kerascnn-doc/figure.png").name
         'figure.png'
     """
-    path = Path(value)
+    path, received = Path(value), _received(name, str(value))
     if folder and path.exists() and not path.is_dir():
-        raise ArgumentError(f"`{name}` is a file, not a folder. {_received(name, str(value))}")
+        raise ArgumentError(f"`{name}` is a file, not a folder. {received}")
     existing = path if folder and path.is_dir() else path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    received = _received(name, str(value))
     if not existing.is_dir():
         raise ArgumentError(f"`{name}` goes through a file ({existing}). {received}")
     if not os.access(existing, os.W_OK | os.X_OK):

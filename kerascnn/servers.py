@@ -44,14 +44,9 @@ def check_address(host: str, port: int) -> None:
         raise ArgumentError(f"`host` must be a host name or IP address. Received: host={host!r}")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ArgumentError(f"`port` must be an integer in 1..65535. Received: port={port!r}")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, 0))  # any free port: only the address is in question here
-        except OSError as e:
-            raise ArgumentError(
-                f"`host` is not an address of this machine ({e.strerror or e}). Received: host={host!r}"
-            ) from None
+    unusable = port_busy(host, 0)  # any free port: only the address is in question here
+    if unusable:
+        raise ArgumentError(f"`host` is not an address of this machine ({unusable}). Received: host={host!r}")
 
 
 def warn_if_public(host: str, what: str) -> None:
