@@ -329,6 +329,7 @@ CLI_CASES = {
     "precision": ([*T, "--precision", "half"], {}, "Received: precision='half'"),
     "builder option value": ([*T, "-o", "filters=0"], {}, "Received: filters=0"),
     "builder option name": ([*T, "-o", "widht=2"], {}, "Received: widht=2"),
+    "builder option twice": ([*T, "-o", "width=2", "-o", "width=3"], {}, "-o sets width twice (2, then 3)"),
     "too few classes": ([*T, "--num-classes", "1"], {}, "Received: num_classes=1"),
     "classes below the data's": ([*T, "--num-classes", "5"], {}, "smaller than the 10 classes"),
     "weights past the memory": (  # TensorFlow's allocator retries for 10 s before it gives up

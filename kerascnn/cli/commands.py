@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kerascnn.cli.options import UsageError, add_config_options, pair, typed_settings
+from kerascnn.cli.options import UsageError, add_config_options, pair, pairs, typed_settings
 from kerascnn.config import DATASET_HELP, TrainConfig, TuneConfig
 
 URI_HELP = "MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
@@ -182,7 +182,7 @@ def _checked_build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from kerascnn.models import get_entry
 
     entry = get_entry(args.name)
-    options = dict(args.option)
+    options = pairs("-o", args.option)
     entry.check_options(options)
     shape = checks.input_shape(tuple(args.input_shape)) if args.input_shape else entry.default_input_shape
     if args.num_classes is not None:

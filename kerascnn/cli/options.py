@@ -41,6 +41,22 @@ def pair(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+def pairs(flag: str, items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Repeated ``KEY=VALUE`` options as a dict; a key given twice with two values is refused
+    (the last would silently win).
+
+    Example:
+        >>> pairs("-o", [("width", 32), ("dropout", 0.1)])
+        {'width': 32, 'dropout': 0.1}
+    """
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if key in out and out[key] != value:
+            raise UsageError(f"{flag} sets {key} twice ({out[key]!r}, then {value!r}). Received: {key}={value!r}")
+        out[key] = value
+    return out
+
+
 def _default_text(field: dataclasses.Field, option: Option) -> str:
     default = field.default
     if default in (None, False, "", dataclasses.MISSING) or isinstance(default, dict):
@@ -97,6 +113,8 @@ def typed_settings(args: argparse.Namespace, config: type) -> dict[str, Any]:
         if not hasattr(args, field.name):
             continue
         value = getattr(args, field.name)
-        kind = field.metadata["option"].kind
-        settings[field.name] = dict(value) if kind == "pairs" else tuple(value) if kind == "shape" else value
+        option = field.metadata["option"]
+        flag = option.flag or f"--{field.name.replace('_', '-')}"
+        kind = option.kind
+        settings[field.name] = pairs(flag, value) if kind == "pairs" else tuple(value) if kind == "shape" else value
     return settings
