@@ -194,6 +194,18 @@ def min_spatial_size(model: str, shape: tuple[int, int, int], minimum: int) -> N
         )
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (where missing folders would be created).
+
+    Example:
+        >>> nearest_existing(Path("/tmp/kerascnn-doc/a/b"))
+        PosixPath('/tmp')
+    """
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def writable(name: str, value: Any, *, folder: bool = False) -> Path:
     """``value`` is a place this process can write (a file or folder in it, or with ``folder=True``
     that folder), creating missing folders on the way: no file stands where a folder must be, and
@@ -206,9 +218,7 @@ def writable(name: str, value: Any, *, folder: bool = False) -> Path:
     path, received = Path(value), _received(name, str(value))
     if folder and path.exists() and not path.is_dir():
         raise ArgumentError(f"`{name}` is a file, not a folder. {received}")
-    existing = path if folder and path.is_dir() else path.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(path if folder and path.is_dir() else path.parent)
     if not existing.is_dir():
         raise ArgumentError(f"`{name}` goes through a file ({existing}). {received}")
     if not os.access(existing, os.W_OK | os.X_OK):

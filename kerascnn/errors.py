@@ -20,6 +20,16 @@ class ArgumentError(ValueError):
         kerascnn.errors.ArgumentError: `epochs` must be a positive integer. Received: epochs=0
     """
 
+    def echoing(self, received: str) -> ArgumentError:
+        """The same message ending in ``Received: {received}``: what the caller's user gave, where
+        the check saw a value derived from it.
+
+        Example:
+            >>> str(ArgumentError("Bad. Received: run_id='x'").echoing("model='runs:/x'"))
+            "Bad. Received: model='runs:/x'"
+        """
+        return ArgumentError(f"{str(self).rpartition(' Received:')[0]} Received: {received}")
+
 
 class TrainingFailed(RuntimeError):
     """Training ran but did not finish (a NaN loss, for instance); the run is marked FAILED."""

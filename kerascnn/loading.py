@@ -114,20 +114,24 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
 
     try:
         return keras.saving.load_model(file, compile=compile, safe_mode=not unsafe)
-    except ValueError as e:
-        if "safe_mode" in str(e) or "Lambda" in str(e):
-            raise ArgumentError(
-                "The model contains a Lambda layer, which runs arbitrary code when loaded; refused in safe "
-                f"mode. Pass unsafe=True (CLI: --unsafe) if you trust the file. {received}"
-            ) from None
-        raise ArgumentError(f"Cannot load the model ({' '.join(str(e).split())[:300]}). {received}") from None
-    except TypeError as e:  # Keras' deserialization: a custom class not registered in this process
-        missing = re.search(r"Could not locate class '([^']+)'", str(e))
-        if missing is None:
-            raise ArgumentError(f"Cannot load the model ({' '.join(str(e).split())[:300]}). {received}") from None
-        raise ArgumentError(
-            f"The model uses a custom class ({missing.group(1)!r}) that is not registered here: import its code "
-            f"(with @keras.saving.register_keras_serializable()) before loading it. {received}"
-        ) from None
+    except (ValueError, TypeError) as e:
+        raise _refused(e, received) from None
     except (OSError, KeyError) as e:
         raise ArgumentError(f"Model file is corrupt or not a Keras archive ({type(e).__name__}). {received}") from None
+
+
+def _refused(error: Exception, received: str) -> ArgumentError:
+    """Keras' error for a model it would not or could not deserialize, as one line."""
+    text = str(error)
+    if isinstance(error, ValueError) and ("safe_mode" in text or "Lambda" in text):
+        return ArgumentError(
+            "The model contains a Lambda layer, which runs arbitrary code when loaded; refused in safe "
+            f"mode. Pass unsafe=True (CLI: --unsafe) if you trust the file. {received}"
+        )
+    missing = re.search(r"Could not locate class '([^']+)'", text) if isinstance(error, TypeError) else None
+    if missing:  # a custom class not registered in this process
+        return ArgumentError(
+            f"The model uses a custom class ({missing.group(1)!r}) that is not registered here: import its code "
+            f"(with @keras.saving.register_keras_serializable()) before loading it. {received}"
+        )
+    return ArgumentError(f"Cannot load the model ({' '.join(text.split())[:300]}). {received}")

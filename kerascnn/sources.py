@@ -124,7 +124,7 @@ def _from_run(text: str, run_part: str, name: str, tracking_uri: str | None) -> 
     try:
         run = store.find_run(uri, run_part, "model")
     except ArgumentError as e:
-        raise ArgumentError(f"{str(e).rpartition(' Received:')[0]} Received: model={text!r}") from None
+        raise e.echoing(f"model={text!r}") from None
     run_id = run.info.run_id
     if name.endswith(".keras"):
         folder = os.path.dirname(name)

@@ -603,7 +603,7 @@ def evaluate(
     try:
         adaptation = data_module.plan_adaptation(data.image_shape, 1, checks.input_shape(net.input_shape[1:]))
     except ArgumentError as e:  # (the model's shape is not the user's argument here: the dataset is)
-        raise ArgumentError(f"{str(e).rpartition(' Received:')[0]} Received: dataset={dataset!r}") from None
+        raise e.echoing(f"dataset={dataset!r}") from None
     out_classes = int(net.output_shape[-1])
     if out_classes < data.num_classes:
         raise ArgumentError(

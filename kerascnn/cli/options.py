@@ -80,8 +80,12 @@ def add_config_options(parser: argparse.ArgumentParser, config: type, skip: tupl
         _add(group, field.name, option, option.help + _default_text(field, option))
 
 
+def _flag(name: str, option: Option) -> str:
+    return option.flag or f"--{name.replace('_', '-')}"
+
+
 def _add(group: Any, name: str, option: Option, help: str) -> None:
-    flag = option.flag or f"--{name.replace('_', '-')}"
+    flag = _flag(name, option)
     common: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=help)
     kind = option.kind
     if kind == "positional":
@@ -114,7 +118,8 @@ def typed_settings(args: argparse.Namespace, config: type) -> dict[str, Any]:
             continue
         value = getattr(args, field.name)
         option = field.metadata["option"]
-        flag = option.flag or f"--{field.name.replace('_', '-')}"
         kind = option.kind
-        settings[field.name] = pairs(flag, value) if kind == "pairs" else tuple(value) if kind == "shape" else value
+        settings[field.name] = (
+            pairs(_flag(field.name, option), value) if kind == "pairs" else tuple(value) if kind == "shape" else value
+        )
     return settings

@@ -83,9 +83,7 @@ def _resolve_sqlite(uri: str, source: str) -> str:
     path = path if path.is_absolute() else Path.cwd() / path
     if path.is_dir():
         raise ArgumentError(f"`{source}` names a folder, not a database file. Received: {source}={uri!r}")
-    existing = path.parent
-    while not existing.exists():
-        existing = existing.parent
+    existing = checks.nearest_existing(path.parent)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ArgumentError(f"The store's folder cannot be created or written ({existing}). Received: {source}={uri!r}")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
