@@ -373,6 +373,7 @@ def test_a_search_whose_trials_all_fail_stops_with_one_line(tracking_uri, tmp_pa
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("kerascnn: error: search stopped:") and "consecutive failures" in line
     assert "last trial: FailedTrialError: the training loss became nan" in line and "File " not in line
+    assert "kerascnn: trial 1 [tuner0] FAILED" in result.stdout  # the trial that stopped the search too
     runs = all_runs(tracking_uri)
     (parent,) = [r for r in runs if r.data.tags.get("kerascnn.kind") == "search"]
     assert parent.info.status == "FAILED" and "ended FAILED" in line

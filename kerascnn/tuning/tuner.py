@@ -119,9 +119,11 @@ class TrackedTuner(kt.Tuner):
         return model
 
     def on_trial_end(self, trial: Any) -> None:
-        super().on_trial_end(trial)
-        run = self.runs.trials.get(trial.trial_id)
-        self.display.trial_ended(self.oracle.get_trial(trial.trial_id), run.run_id if run else None)
+        try:
+            super().on_trial_end(trial)  # raises when this trial is one failure too many
+        finally:
+            run = self.runs.trials.get(trial.trial_id)
+            self.display.trial_ended(self.oracle.get_trial(trial.trial_id), run.run_id if run else None)
         self.prune_checkpoints(final=False)
 
     def prune_checkpoints(self, final: bool) -> None:
