@@ -71,7 +71,7 @@ class Dataset:
 
 
 def check_dataset_name(dataset: Any) -> str:
-    """Accepts a named dataset or an existing folder; raises ``ValueError`` otherwise.
+    """Accepts a named dataset or an existing folder (returned as :func:`as_run`); raises ``ValueError`` otherwise.
 
     Example:
         >>> check_dataset_name("mnist")
@@ -90,7 +90,18 @@ def check_dataset_name(dataset: Any) -> str:
         )
     if not Path(text).is_dir():
         raise ArgumentError(f"Image folder not found. Received: dataset={text!r}")
-    return text
+    return as_run(text)
+
+
+def as_run(dataset: str) -> str:
+    """A dataset as a run records it: a name as is, a folder as its absolute path (so that a
+    resumed run or search finds it from any folder).
+
+    Example:
+        >>> as_run("mnist"), as_run("/data/../photos")
+        ('mnist', '/photos')
+    """
+    return dataset if dataset in NAMED else str(Path(dataset).resolve())
 
 
 def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], str]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,3 +180,16 @@ def mlflow_server(root: Path) -> Iterator[MlflowServer]:
         yield server
     finally:
         server.stop()
+
+
+def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class=6, size=(20, 24), channels=3) -> Path:
+    """Writes small random PNGs, one sub-folder per class."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 256, (*size, channels), dtype=np.uint8)
+            keras.utils.save_img(root / c / f"{i}.png", img, scale=False)
+    return root

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kerascnn import data
-from tests.helpers import data_dir
+from tests.helpers import data_dir, make_image_folder
 
 
 def test_mnist_from_the_offline_mirror_with_a_seeded_split():
@@ -97,19 +97,6 @@ def test_bad_dataset_names_and_folders():
         data.load_dataset("mnist", validation_split=1.5)
     with pytest.raises(ValueError, match=r"leaves no images .*Received: train_samples=3, validation_split=0.9$"):
         data.load_dataset("mnist", train_samples=3, validation_split=0.9)
-
-
-def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class=6, size=(20, 24), channels=3) -> Path:
-    """Writes small random PNGs, one sub-folder per class."""
-    import keras
-
-    rng = np.random.default_rng(0)
-    for c in classes:
-        (root / c).mkdir(parents=True)
-        for i in range(per_class):
-            img = rng.integers(0, 256, (*size, channels), dtype=np.uint8)
-            keras.utils.save_img(root / c / f"{i}.png", img, scale=False)
-    return root
 
 
 def test_image_folder_is_a_dataset(tmp_path):

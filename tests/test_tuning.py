@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 import kerascnn
 from kerascnn.models import create_model
-from tests.helpers import all_runs, assert_usage_error, child_runs, data_dir, free_port, run_cli
+from tests.helpers import all_runs, assert_usage_error, child_runs, data_dir, free_port, make_image_folder, run_cli
 
 TINY = dict(train_samples=300, epochs=1, precision="float32")  # float32 on every CPU: tests do not depend on its flags
 
@@ -107,6 +107,16 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
     assert MlflowClient(tracking_uri).get_run(first.parent_run_id).data.tags["kerascnn.max_trials"] == "4"
     fresh = kerascnn.tune("mnist_cnn", "mnist", max_trials=1, overwrite=True, **common)
     assert fresh.parent_run_id != first.parent_run_id and len(fresh.trials) == 1
+
+
+def test_a_folder_search_resumes_whether_the_folder_is_given_relative_or_absolute(tracking_uri, tmp_path):
+    make_image_folder(tmp_path / "animals", classes=("cat", "dog"), per_class=8)
+    common = dict(tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, **TINY)
+    first = kerascnn.tune("lenet5", "animals", max_trials=1, **common)
+    more = kerascnn.tune("lenet5", str(tmp_path / "animals"), max_trials=2, **common)
+    assert first.parent_run_id == more.parent_run_id and len(more.trials) == 2
+    logged = MlflowClient(tracking_uri).get_run(first.parent_run_id).data.params["dataset"]
+    assert logged == str((tmp_path / "animals").resolve())  # what was run, wherever the next command runs from
 
 
 @pytest.mark.parametrize("tuner", ["hyperband", "bayesian", "grid"])

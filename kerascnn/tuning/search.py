@@ -240,6 +240,8 @@ def _make_tuner(
 def _check_same_settings(config: TuneConfig, folder: Path) -> None:
     """A search continues only with the settings it was started with (``--overwrite`` or
     another ``--search-name`` starts a new one)."""
+    from kerascnn.data import as_run
+
     saved = folder / SETTINGS_FILE
     if config.overwrite or not saved.is_file():
         return
@@ -247,6 +249,8 @@ def _check_same_settings(config: TuneConfig, folder: Path) -> None:
         before = json.loads(saved.read_text())
     except (ValueError, OSError) as e:
         raise _unreadable_state(config, f"{SETTINGS_FILE}: {e}") from None
+    if "dataset" in before:  # kerascnn <= 0.2.0 saved a folder as it was given, maybe relative
+        before["dataset"] = as_run(before["dataset"])
     now = _search_settings(config)
     changed = [f"{k}: {before[k]} -> {now[k]}" for k in sorted(now) if k in before and before[k] != now[k]]
     if changed:
