@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,30 +141,39 @@ def cpp_lines_hidden() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def weights_in_memory(model: str, **received: Any) -> Iterator[None]:
-    """Turns running out of memory while the block builds ``model`` (a weight bigger than the
-    machine, from a huge ``input_shape`` or ``num_classes``) into one :class:`ArgumentError` line
-    that echoes ``received``, instead of TensorFlow's traceback.
+def fits_in_memory(
+    what: str, hint: str = "", error: type[Exception] = ArgumentError, **received: Any
+) -> Iterator[None]:
+    """Turns running out of memory in the block (a weight or a batch bigger than the machine)
+    into one ``error`` line (``ArgumentError`` by default) that says ``what`` did not fit, gives
+    ``hint`` and echoes ``received``, instead of TensorFlow's traceback.
 
     Example:
-        >>> with weights_in_memory("mnist_cnn", num_classes=10):
+        >>> with fits_in_memory("`mnist_cnn`", num_classes=10):
         ...     pass
     """
+    tensor: str | None = None
     try:
         yield
     except MemoryError:
-        what = "its weights"
-    except Exception as error:
-        import tensorflow as tf  # (loaded: it raised)
-
-        if not isinstance(error, tf.errors.ResourceExhaustedError):
+        tensor = "the memory it needs"
+    except Exception as e:
+        tensor = _not_allocated(e)
+        if tensor is None:
             raise
-        shape = re.search(r"shape\[([\d,]*)\]", str(error))
-        what = f"a weight of shape [{shape.group(1).replace(',', ', ')}]" if shape else "its weights"
-    else:
+    if tensor is None:
         return
     values = ", ".join(f"{key}={value!r}" for key, value in received.items())
-    raise ArgumentError(f"`{model}` does not fit in memory: TensorFlow could not allocate {what}. Received: {values}")
+    raise error(f"{what} does not fit in memory: TensorFlow could not allocate {tensor}{hint}. Received: {values}")
+
+
+def _not_allocated(error: Exception) -> str | None:
+    """The tensor TensorFlow could not allocate, when ``error`` says it ran out of memory."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(error, tf.errors.ResourceExhaustedError):
+        return None
+    shape = re.search(r"shape\[([\d,]*)\]", str(error))
+    return f"a tensor of shape [{shape.group(1).replace(',', ', ')}]" if shape else "the memory it needs"
 
 
 @contextlib.contextmanager

@@ -118,7 +118,8 @@ def train(
 
     Raises:
         ArgumentError: Bad settings or data (a ``ValueError``), before any run exists.
-        TrainingFailed: The loss became NaN; the run is marked FAILED.
+        TrainingFailed: The loss became NaN, or a training step did not fit in memory; the run is
+            marked FAILED.
 
     Example:
         >>> result = train("mnist_cnn", "mnist", epochs=1, train_samples=2000)  # doctest: +SKIP
@@ -141,10 +142,12 @@ def train(
         _warn_if_precision_changed(plan, previous)
     net = _build(plan)
     pipes = _pipelines(plan)
+    batch = {"batch_size": plan.config.recipe.batch_size}
     with lifecycle(lambda: _open_run(plan, net, previous)) as run:
-        history, fit_seconds = _fit(plan, net, pipes, run, verbose, callbacks)
-        saved = _save_model(plan, run, net, history) if plan.chief else None  # logged during the test pass
-        probabilities = net.predict(pipes["test"], verbose=0)
+        with device.fits_in_memory("a training step", "; lower batch_size", TrainingFailed, **batch):
+            history, fit_seconds = _fit(plan, net, pipes, run, verbose, callbacks)
+            saved = _save_model(plan, run, net, history) if plan.chief else None  # logged during the test pass
+            probabilities = net.predict(pipes["test"], verbose=0)
         result = _result(plan, run, net, history, probabilities)
         result.model_path = str(saved) if saved else None
         if run is not None:
@@ -610,7 +613,8 @@ def evaluate(
             f"The model predicts {out_classes} classes; {dataset} has {data.num_classes}. Received: dataset={dataset!r}"
         )
     pipe = data_module.make_pipeline(data.x_test, labels, batch_size=batch_size, adaptation=adaptation)
-    probabilities = net.predict(pipe, verbose=0)
+    with device.fits_in_memory("A batch", "; lower batch_size", batch_size=batch_size):
+        probabilities = net.predict(pipe, verbose=0)
     loss, accuracy = _test_metrics(net, labels, probabilities)
     return {
         "test_accuracy": accuracy,

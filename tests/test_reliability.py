@@ -227,6 +227,39 @@ def test_nan_loss_fails_the_run_and_the_command(tracking_uri):
     assert len(metric_steps(tracking_uri, run.info.run_id, "val_accuracy")) == 1  # stopped after the bad epoch
 
 
+def test_a_batch_past_the_memory_fails_the_run_in_one_line_and_evaluate_names_batch_size(tracking_uri):
+    from kerascnn.models import register_model
+    from kerascnn.models.registry import _MODELS
+
+    @register_model(default_input_shape=(28, 28, 1), default_num_classes=10)
+    def wide_test_net(*, input_shape, num_classes):
+        """Each image becomes 28 x 84,000,000 pixels (~9 GB): a batch is past any machine's memory."""
+        return keras.Sequential(
+            [
+                keras.Input(input_shape),
+                keras.layers.UpSampling2D((1, 3_000_000)),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(num_classes, activation="softmax"),
+            ]
+        )
+
+    try:  # (TensorFlow's allocator retries for 10 s before it gives up, each time)
+        with pytest.raises(kerascnn.TrainingFailed) as failed:
+            kerascnn.train(
+                "wide_test_net", "mnist", epochs=1, train_samples=64, batch_size=32, tracking_uri=tracking_uri
+            )
+        assert str(failed.value) == (
+            "a training step does not fit in memory: TensorFlow could not allocate a tensor of shape "
+            "[32, 28, 28, 3000000, 1]; lower batch_size. Received: batch_size=32"
+        )
+        (run,) = all_runs(tracking_uri)
+        assert run.info.status == "FAILED" and "does not fit in memory" in run.data.tags["kerascnn.failure"]
+        with pytest.raises(ValueError, match=r"^A batch does not fit in memory: .*Received: batch_size=8$"):
+            kerascnn.evaluate(kerascnn.create_model("wide_test_net"), "mnist", test_samples=8, batch_size=8)
+    finally:
+        _MODELS.pop("wide_test_net")
+
+
 # 5. Eight writers on one SQLite store --------------------------------------------------------------
 
 
@@ -335,7 +368,7 @@ CLI_CASES = {
     "weights past the memory": (  # TensorFlow's allocator retries for 10 s before it gives up
         ["train", "lenet5", "--dataset", "mnist", "--num-classes", "2000000000"],
         {},
-        "a weight of shape [84, 2000000000]. Received: input_shape=(28, 28, 1), num_classes=2000000000",
+        "a tensor of shape [84, 2000000000]. Received: input_shape=(28, 28, 1), num_classes=2000000000",
     ),
     "input too small": (["train", "vgg11", "--dataset", "mnist", "--input-shape", "16", "16", "1"], {}, "at least 32"),
     "corrupt npz": (["train", "lenet5", "--dataset", "fashion_mnist"], {"data": True}, "fashion_mnist.npz"),

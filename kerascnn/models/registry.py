@@ -277,7 +277,7 @@ def create_model(
         from kerascnn.pretrained import create_pretrained
 
         return create_pretrained(name, weights, input_shape=shape, num_classes=classes, **overrides).model
-    from kerascnn.device import weights_in_memory
+    from kerascnn.device import fits_in_memory
 
-    with weights_in_memory(name, input_shape=shape, num_classes=classes):
+    with fits_in_memory(f"`{name}`", input_shape=shape, num_classes=classes):
         return entry.fn(input_shape=shape, num_classes=classes, **overrides)
