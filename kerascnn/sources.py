@@ -109,7 +109,7 @@ def _client(text: str, tracking_uri: str | None) -> tuple[Any, str]:
     """The store's client; a SQLite store that does not exist is refused, not created."""
     from kerascnn.tracking import store
 
-    uri = store.resolve_tracking_uri(tracking_uri)
+    uri = store.resolve_tracking_uri(tracking_uri, write=False)
     db = store.sqlite_path(uri)
     if db is not None and not db.is_file():
         raise ArgumentError(f"No MLflow store at {db} (pass --tracking-uri). Received: model={text!r}")

@@ -51,7 +51,7 @@ def serve(
         >>> serve(port=5001)  # doctest: +SKIP
     """
     servers.check_address(host, port)
-    uri = store.resolve_tracking_uri(tracking_uri)
+    uri = store.resolve_tracking_uri(tracking_uri, write=False)
     if servers.refuse_busy(host, port):
         return 1
     client = store.client(uri)  # create or upgrade the store before the server opens it

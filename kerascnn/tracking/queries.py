@@ -68,7 +68,7 @@ def search_runs(
         import mlflow
         import pandas as pd
 
-    uri = store.resolve_tracking_uri(tracking_uri)
+    uri = store.resolve_tracking_uri(tracking_uri, write=False)
     db = store.sqlite_path(uri)
     if db is not None and not db.exists():  # reading never creates a store
         if run_ids:
@@ -152,7 +152,7 @@ def leaderboard(
     frame = search_runs(experiment, tracking_uri=tracking_uri, run_ids=run_ids)
     if frame.empty:
         return []
-    client = store.client(store.resolve_tracking_uri(tracking_uri))
+    client = store.client(store.resolve_tracking_uri(tracking_uri, write=False))
     names = {e.experiment_id: e.name for e in store.retrying(client.search_experiments)}
     rows = [_row(row, names) for _, row in frame.iterrows()]
     rows.sort(key=lambda r: r.start_time, reverse=True)
@@ -236,7 +236,7 @@ def metric_steps(run_id: str, metric: str, *, tracking_uri: str | None = None) -
         >>> metric_steps("0123abcd", "val_accuracy")  # doctest: +SKIP
         {2: 0.97, 3: 0.98}
     """
-    uri = store.resolve_tracking_uri(tracking_uri)
+    uri = store.resolve_tracking_uri(tracking_uri, write=False)
     history = store.retrying(store.client(uri).get_metric_history, run_id, metric)
     by_step: dict[int, float] = {}
     for m in sorted(history, key=lambda m: (m.step, m.timestamp)):

@@ -43,11 +43,12 @@ T = TypeVar("T")
 __all__ = ["DEFAULT_EXPERIMENT", "DEFAULT_TRACKING_URI", "client", "ensure_experiment", "resolve_tracking_uri"]
 
 
-def resolve_tracking_uri(uri: str | None = None) -> str:
+def resolve_tracking_uri(uri: str | None = None, *, write: bool = True) -> str:
     """The store to use: ``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``.
 
     SQLite paths are made absolute (relative ones are taken from the working directory)
-    and checked for writability; nothing is created here. File stores (``./mlruns``,
+    and checked for writability, or, with ``write=False`` (a command that only reads) and an
+    existing file, for readability only; nothing is created here. File stores (``./mlruns``,
     ``file:``) are refused: MLflow >= 3.13 no longer accepts them.
 
     Example:
@@ -62,7 +63,7 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
         raise ArgumentError(f"`{source}` must be an MLflow tracking URI. Received: {source}={uri!r}")
     scheme = urlparse(uri).scheme.split("+")[0]
     if scheme == "sqlite":
-        return _resolve_sqlite(uri, source)
+        return _resolve_sqlite(uri, source, write)
     if scheme in _REMOTE_SCHEMES:
         return uri.rstrip("/")
     if scheme in ("", "file"):
@@ -76,13 +77,17 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     )
 
 
-def _resolve_sqlite(uri: str, source: str) -> str:
+def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
     if not uri.startswith("sqlite:///") or uri == "sqlite:///":
         raise ArgumentError(f"`{source}` must look like sqlite:///path/to/mlflow.db. Received: {source}={uri!r}")
     path = Path(uri[len("sqlite:///") :]).expanduser()
     path = path if path.is_absolute() else Path.cwd() / path
     if path.is_dir():
         raise ArgumentError(f"`{source}` names a folder, not a database file. Received: {source}={uri!r}")
+    if not write and path.is_file():  # a store someone else writes (read-only here) can still be read
+        if not os.access(path, os.R_OK):
+            raise ArgumentError(f"The store file is not readable. Received: {source}={uri!r}")
+        return f"sqlite:///{path}"
     existing = checks.nearest_existing(path.parent)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ArgumentError(f"The store's folder cannot be created or written ({existing}). Received: {source}={uri!r}")

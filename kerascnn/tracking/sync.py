@@ -68,7 +68,7 @@ def pending(tracking_uri: str | None = None) -> list[Spooled]:
         >>> [s.info["name"] for s in pending()]  # doctest: +SKIP
         ['mnist_cnn-mnist']
     """
-    uri = store.resolve_tracking_uri(tracking_uri)
+    uri = store.resolve_tracking_uri(tracking_uri, write=False)
     root = store.home(uri) / SPOOL
     found = [s for f in sorted(root.iterdir()) if f.is_dir() and (s := _read(f))] if root.is_dir() else []
     found = [s for s in found if s.info.get("uri") == uri]
