@@ -131,6 +131,7 @@ class _Config:
 
     _given: frozenset[str] = frozenset()
     API_ONLY: ClassVar[frozenset[str]] = frozenset()
+    dataset: str  # (a field of each subclass)
 
     @classmethod
     def fields(cls) -> dict[str, dataclasses.Field]:
@@ -163,8 +164,20 @@ class _Config:
         return self._given
 
     def params(self) -> dict[str, str]:
-        """The logged settings (``Option.log``) as MLflow params."""
-        return {name: encode(getattr(self, name)) for name in self.fields() if self.option(name).log}
+        """The logged settings (``Option.log``) as MLflow params (the dataset as :attr:`recorded_dataset`)."""
+        return {
+            name: encode(self.recorded_dataset if name == "dataset" else getattr(self, name))
+            for name in self.fields()
+            if self.option(name).log
+        }
+
+    @property
+    def recorded_dataset(self) -> str:
+        """The dataset as runs record it: a name as is, a folder as its absolute path (so that a
+        resumed run or search finds it from any folder); errors echo it as the user gave it."""
+        from kerascnn.data import as_run
+
+        return as_run(str(self.dataset))
 
     @classmethod
     def decode(cls, name: str, text: str) -> Any:

@@ -71,7 +71,7 @@ class Dataset:
 
 
 def check_dataset_name(dataset: Any) -> str:
-    """Accepts a named dataset or an existing folder (returned as :func:`as_run`); raises ``ValueError`` otherwise.
+    """Accepts a named dataset or an existing folder; raises ``ValueError`` otherwise.
 
     Example:
         >>> check_dataset_name("mnist")
@@ -90,7 +90,7 @@ def check_dataset_name(dataset: Any) -> str:
         )
     if not Path(text).is_dir():
         raise ArgumentError(f"Image folder not found. Received: dataset={text!r}")
-    return as_run(text)
+    return text
 
 
 def as_run(dataset: str) -> str:

@@ -1,6 +1,6 @@
 """What a MODEL argument names, and the model it loads: the one that takes raw ``uint8`` images.
 
-``predict``, ``export`` and ``serve`` accept the same MODEL:
+``predict``, ``evaluate``, ``export`` and ``serve`` accept the same MODEL:
 
 * a ``.keras`` file saved by the kit (its ``kerascnn.json`` gives the class names and how
   images were adapted in training) or from elsewhere (assumed to take [0, 1] floats of its
@@ -19,9 +19,11 @@ Everything MLflow is read from the store given (``--tracking-uri``, else
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,23 +248,65 @@ def load(source: ModelSource, *, unsafe: bool = False) -> LoadedModel:
         >>> loaded.image_shape, loaded.class_names[:3]  # doctest: +SKIP
         ((28, 28, 1), ['0', '1', '2'])
     """
+    if source.path is None and source.artifact is None:
+        return _load_logged(source)
+    with keras_file(source) as path:
+        return _load_file(source, path, unsafe)
+
+
+@contextlib.contextmanager
+def keras_file(source: ModelSource) -> Iterator[Path]:
+    """The ``.keras`` file ``source`` names, local while the block runs: the file itself, the
+    artifact named, or the ``.keras`` artifact of the run a logged or registered model comes from
+    (the model as trained, without the raw-image front of the logged one).
+
+    Example:
+        >>> with keras_file(resolve("runs:/2975731803f1")) as path:  # doctest: +SKIP
+        ...     path.name
+        'model.keras'
+    """
     if source.path is not None:
-        return _load_file(source, source.path, unsafe)
-    if source.artifact is not None:
-        with tempfile.TemporaryDirectory(prefix="kerascnn-model-") as folder:
-            local = download(
-                run_id=source.run_id, artifact_path=source.artifact, tracking_uri=source.tracking_uri, dst_path=folder
-            )
-            return _load_file(source, Path(local), unsafe)
-    return _load_logged(source)
+        yield source.path
+        return
+    run_id, name = (source.run_id, source.artifact) if source.artifact else _run_keras_artifact(source)
+    with tempfile.TemporaryDirectory(prefix="kerascnn-model-") as folder:
+        yield Path(download(run_id=run_id, artifact_path=name, tracking_uri=source.tracking_uri, dst_path=folder))
+
+
+def _run_keras_artifact(source: ModelSource) -> tuple[str, str]:
+    from kerascnn.tracking import store
+
+    c = store.client(str(source.tracking_uri))
+    run_id = source.run_id or store.retrying(c.get_logged_model, source.model_id).source_run_id
+    listed = {f.path for f in store.retrying(c.list_artifacts, run_id)}
+    name = next((n for n in ("model.keras", "best_model.keras") if n in listed), None)
+    if run_id is None or name is None:
+        raise ArgumentError(f"Run {run_id} has no .keras artifact to load. Received: model={source.text!r}")
+    return run_id, name
+
+
+def load_keras(source: ModelSource, path: Path, *, unsafe: bool = False) -> Any:
+    """The Keras model in ``path`` (:func:`keras_file` of ``source``), uncompiled; its errors echo
+    the MODEL the user gave.
+
+    Example:
+        >>> load_keras(resolve("model.keras"), Path("model.keras")).name  # doctest: +SKIP
+        'mnist_cnn'
+    """
+    from kerascnn.loading import load_model
+
+    try:
+        return load_model(path, unsafe=unsafe, compile=False)
+    except ArgumentError as e:
+        raise e.echoing(f"model={source.text!r}") from None
 
 
 def _load_file(source: ModelSource, path: Path, unsafe: bool) -> LoadedModel:
     from kerascnn.data import Adaptation
-    from kerascnn.loading import load_model, model_info
+    from kerascnn.loading import model_info
     from kerascnn.serving import served_model
 
-    net = load_model(path, unsafe=unsafe, compile=False)
+    net = load_keras(source, path, unsafe=unsafe)
     info = model_info(path)
     shape = tuple(int(d) for d in net.input_shape[1:])
     adaptation = info.get("adaptation") or {"source_shape": shape, "target_shape": shape}

@@ -311,7 +311,7 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
     tags = {
         "kerascnn.model": config.model,
         "kerascnn.family": plan.entry.family,
-        "kerascnn.dataset": config.dataset,
+        "kerascnn.dataset": config.recorded_dataset,
         "kerascnn.kind": "train",
         "kerascnn.device": device.describe_devices(),
         **store.environment_tags(),
@@ -433,7 +433,7 @@ def _save_model(plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str
         example=data.x_test[:2],
         outputs=np.zeros((2, plan.num_classes), np.float32),  # the signature's shape and type
         adaptation=plan.adaptation,
-        metadata={"class_names": data.class_names, "dataset": config.dataset},
+        metadata={"class_names": data.class_names, "dataset": config.recorded_dataset},
     )
     return saved
 
@@ -466,7 +466,7 @@ def _log_results(
     run.log_artifacts(folder, draw=confusion)
     if config.register_model:
         tags = {
-            "dataset": config.dataset,
+            "dataset": config.recorded_dataset,
             "model": config.model,
             "test_accuracy": f"{result.test_accuracy:.4f}",
             "val_accuracy": f"{best_val:.4f}",
@@ -572,7 +572,7 @@ def _latest_interrupted(config: TrainConfig, nothing: ArgumentError) -> Any:
     candidates = [
         r
         for r in candidates
-        if ("dataset" not in config.given or r.data.tags.get("kerascnn.dataset") == config.dataset)
+        if ("dataset" not in config.given or r.data.tags.get("kerascnn.dataset") == config.recorded_dataset)
         and Path(r.data.tags.get("kerascnn.backup_dir", "/-")).is_dir()
     ]
     if not candidates:
@@ -581,9 +581,17 @@ def _latest_interrupted(config: TrainConfig, nothing: ArgumentError) -> Any:
 
 
 def evaluate(
-    model: Any, dataset: str = "mnist", *, test_samples: int | None = None, batch_size: int = 256, unsafe: bool = False
+    model: Any,
+    dataset: str = "mnist",
+    *,
+    test_samples: int | None = None,
+    batch_size: int = 256,
+    tracking_uri: str | None = None,
+    unsafe: bool = False,
 ) -> dict[str, Any]:
-    """Test loss and accuracy of a model (or a ``.keras`` file, loaded safely) on a dataset.
+    """Test loss and accuracy of a model on a dataset: a Keras model, or a MODEL as ``predict``
+    takes it (a ``.keras`` file, ``runs:/RUN_ID``, ``models:/NAME@ALIAS``...; loaded safely, a
+    run's or registered model's from its run's ``.keras`` artifact in ``tracking_uri``).
 
     Images are adapted to the model's input (pad/resize, grey to RGB) as in ``train``. A kit
     model knows its class names: the dataset's labels are matched to them by name (an image
@@ -595,14 +603,18 @@ def evaluate(
         {'test_accuracy': 0.9921, 'test_loss': 0.0243, 'test_size': 10000, 'adaptation': 'none'}
     """
     from kerascnn import data as data_module
-    from kerascnn.loading import load_model, model_info
+    from kerascnn import sources
+    from kerascnn.loading import model_info
 
     data_module.check_dataset_name(dataset)
     batch_size = checks.positive_int("batch_size", batch_size)
-    from_file = isinstance(model, (str, os.PathLike))
-    net = load_model(model, unsafe=unsafe, compile=False) if from_file else model
+    net, trained = model, None
+    if not sources.is_keras_model(model):
+        source = sources.resolve(model, tracking_uri)
+        with sources.keras_file(source) as path:
+            net, trained = sources.load_keras(source, path, unsafe=unsafe), model_info(path).get("class_names")
     data = data_module.load_dataset(dataset, validation_split=0.0, train_samples=1, test_samples=test_samples)
-    labels = _labels_by_name(data, model_info(model).get("class_names") if from_file else None, dataset)
+    labels = _labels_by_name(data, trained, dataset)
     try:
         adaptation = data_module.plan_adaptation(data.image_shape, 1, checks.input_shape(net.input_shape[1:]))
     except ArgumentError as e:  # (the model's shape is not the user's argument here: the dataset is)

@@ -179,6 +179,23 @@ def test_predict_cli_by_alias_agrees_with_every_other_way_to_name_the_model(trai
     assert code == 0 and out.split()[0].endswith("0.png") and out.split()[1] == top1[0]
 
 
+def test_evaluate_takes_a_model_as_predict_does_and_scores_the_run_it_names(trained, capsys):
+    run_id = trained.second.run_id
+    expected = kerascnn.evaluate(trained.second.model_path, "mnist", test_samples=100)
+    assert expected["test_accuracy"] == pytest.approx(trained.second.test_accuracy, abs=1e-6)
+    for model in ("models:/digits@champion", f"runs:/{run_id[:8]}", run_id, f"runs:/{run_id}/model.keras"):
+        got = kerascnn.evaluate(model, "mnist", test_samples=100, tracking_uri=trained.uri)
+        assert got == pytest.approx(expected), model
+    args = ("models:/digits/1", "--dataset", "mnist", "--test-samples", "100", "--tracking-uri", trained.uri)
+    code, out, _ = _cli(capsys, "evaluate", *args, "--json")
+    assert code == 0 and json.loads(out)["test_accuracy"] == pytest.approx(trained.first["test_accuracy"], abs=1e-6)
+    _one_line_error(
+        capsys,
+        f"No logged model nope in run {trained.first['run_id']}",
+        *("evaluate", f"runs:/{trained.first['run_id']}/nope", "--dataset", "mnist", "--tracking-uri", trained.uri),
+    )
+
+
 @pytest.mark.parametrize("input_shape", [(32, 32, 3), (48, 48, 1)], ids=["pad+rgb", "resize"])
 def test_predict_prepares_raw_images_as_the_training_pipeline_does(input_shape, tmp_path):
     from kerascnn.data import make_pipeline, plan_adaptation

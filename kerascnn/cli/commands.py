@@ -18,6 +18,7 @@ from kerascnn.cli.options import UsageError, add_config_options, pair, pairs, ty
 from kerascnn.config import DATASET_HELP, TrainConfig, TuneConfig
 
 URI_HELP = "MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
+MODEL_HELP = "a .keras file, runs:/RUN_ID[/NAME], a run id, models:/NAME@ALIAS or models:/NAME/VERSION"
 
 
 @dataclass
@@ -222,11 +223,12 @@ def cmd_train(args: argparse.Namespace) -> Said:
 
 @command
 def _evaluate_parser(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="test accuracy of a saved .keras model on a dataset")
-    p.add_argument("model", help="a .keras file (e.g. a run's model.keras artifact)")
+    p = sub.add_parser("evaluate", help="test accuracy of a saved or tracked model on a dataset")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--dataset", required=True, help=DATASET_HELP)
     p.add_argument("--test-samples", type=int, help="evaluate on the first N test images")
     p.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
+    p.add_argument("--tracking-uri", help=URI_HELP)
     p.add_argument("--unsafe", action="store_true", help="allow loading files that can run code (Lambda layers, .h5)")
     _json_flag(p)
     p.set_defaults(run=cmd_evaluate)
@@ -244,7 +246,12 @@ def cmd_evaluate(args: argparse.Namespace) -> Said:
     from kerascnn.training import evaluate
 
     result = evaluate(
-        args.model, args.dataset, test_samples=args.test_samples, batch_size=args.batch_size, unsafe=args.unsafe
+        args.model,
+        args.dataset,
+        test_samples=args.test_samples,
+        batch_size=args.batch_size,
+        tracking_uri=args.tracking_uri,
+        unsafe=args.unsafe,
     )
     return Said(
         result,

@@ -10,9 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from kerascnn.cli.commands import URI_HELP, Said, _json_flag, _tensorflow, command
-
-MODEL_HELP = "a .keras file, runs:/RUN_ID[/NAME], a run id, models:/NAME@ALIAS or models:/NAME/VERSION"
+from kerascnn.cli.commands import MODEL_HELP, URI_HELP, Said, _json_flag, _tensorflow, command
 
 
 @command

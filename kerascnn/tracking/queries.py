@@ -7,6 +7,7 @@ unique prefix (the 12-character ids the tables print).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -209,7 +210,7 @@ def format_table(rows: list[RunRow]) -> str:
             r.run_id[:12],
             cut(r.run_name, 22),
             cut(r.model, 10),
-            cut(r.dataset, 10),
+            cut(os.path.basename(r.dataset), 10),  # (a folder by its name)
             PRECISION_SHORT.get(r.params.get("dtype_policy", ""), "-"),
             r.params.get("epochs", "-"),
             score(r.best_val_accuracy),

@@ -225,7 +225,7 @@ def _make_tuner(
     labels = {
         "kerascnn.model": hypermodel.space.name,
         "kerascnn.family": hypermodel.space.name,
-        "kerascnn.dataset": config.dataset,
+        "kerascnn.dataset": config.recorded_dataset,
         # what each trial ran with, on this process's machine (a worker's may differ from the chief's)
         "kerascnn.dtype_policy": speed.policy,
         "kerascnn.jit_compile": str(speed.jit),
@@ -358,11 +358,11 @@ def _log_best(search: _Search, parent: Any, best: dict[str, Any], model: Any, ou
         example=data.x_val[:2],
         outputs=np.zeros((2, int(model.output_shape[-1])), np.float32),
         adaptation=search.adaptation,
-        metadata={"class_names": data.class_names, "dataset": config.dataset},
+        metadata={"class_names": data.class_names, "dataset": config.recorded_dataset},
     )
     if config.register_model:
         tags = {
-            "dataset": config.dataset,
+            "dataset": config.recorded_dataset,
             "family": search.space.name,
             "trial_id": best["trial_id"],
             f"best_{config.objective}": f"{best['score']:.4f}",
