@@ -278,10 +278,11 @@ def _run_keras_artifact(source: ModelSource) -> tuple[str, str]:
 
     c = store.client(str(source.tracking_uri))
     run_id = source.run_id or store.retrying(c.get_logged_model, source.model_id).source_run_id
-    listed = {f.path for f in store.retrying(c.list_artifacts, run_id)}
+    listed = {f.path for f in store.retrying(c.list_artifacts, run_id)} if run_id else set()
     name = next((n for n in ("model.keras", "best_model.keras") if n in listed), None)
-    if run_id is None or name is None:
-        raise ArgumentError(f"Run {run_id} has no .keras artifact to load. Received: model={source.text!r}")
+    if name is None:
+        where = f"Run {run_id} has" if run_id else "The logged model comes from no run, so it has"
+        raise ArgumentError(f"{where} no .keras artifact to evaluate. Received: model={source.text!r}")
     return run_id, name
 
 
