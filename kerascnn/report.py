@@ -61,6 +61,7 @@ class LayerInfo:
     trainable_params: int = field(default=0, repr=False)
     counted: bool = True
     note: str = field(default="", repr=False)
+    call: int = 1  # a shared layer's later calls: their MACs count again, their parameters (0 here) do not
 
 
 @dataclass
@@ -91,7 +92,7 @@ class Description:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"model", "params", "trainable_params", "macs", "layers"}``.
 
-        Each layer has ``name, type, output_shape, params, macs, receptive_field, jump, counted``.
+        Each layer has ``name, type, output_shape, params, macs, receptive_field, jump, counted, call``.
         """
         rows = []
         for row in self.layers:
@@ -115,7 +116,7 @@ class Description:
         header = ("Layer (type)", "Output shape", "Params", "MACs", "RF", "Jump")
         body = [
             (
-                f"{r.name} ({r.type})",
+                f"{r.name} ({r.type})" + (f" call {r.call}" if r.call > 1 else ""),
                 "x".join("?" if d is None else str(d) for d in r.output_shape),
                 f"{r.params:,}",
                 f"{r.macs:,}" if r.counted else "?",
@@ -612,7 +613,9 @@ def _shape(tensor: Any) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in tensor.shape[1:])
 
 
-def _walk(model: Any, states: dict[int, _State], rows: list[LayerInfo], prefix: str) -> None:
+def _walk(model: Any, states: dict[int, _State], rows: list[LayerInfo], prefix: str, calls: dict[int, int]) -> None:
+    """Appends a row per layer call of ``model``; ``calls`` counts each layer's calls so far (a
+    shared layer's parameters are counted at its first call only, as ``count_params()`` does)."""
     _, nodes = _graph(model)
     for node in nodes:
         op = node.operation
@@ -623,7 +626,7 @@ def _walk(model: Any, states: dict[int, _State], rows: list[LayerInfo], prefix: 
             inner, _ = _graph(op)
             for outer_t, inner_t in zip(node.input_tensors, inner.inputs):
                 states[id(inner_t)] = states[id(outer_t)]
-            _walk(op, states, rows, f"{prefix}{op.name}/")
+            _walk(op, states, rows, f"{prefix}{op.name}/", calls)
             for outer_t, inner_t in zip(node.output_tensors, inner.outputs):
                 states[id(outer_t)] = states[id(inner_t)]
             continue
@@ -631,7 +634,9 @@ def _walk(model: Any, states: dict[int, _State], rows: list[LayerInfo], prefix: 
         state, params, macs, note = _layer_info(op, inputs, _shape(out))
         for t in node.output_tensors:
             states[id(t)] = state
-        trainable = sum(math.prod(w.shape) for w in getattr(op, "trainable_weights", []))
+        calls[id(op)] = call = calls.get(id(op), 0) + 1
+        trainable = sum(math.prod(w.shape) for w in getattr(op, "trainable_weights", [])) if call == 1 else 0
+        params = params if call == 1 else 0
         rows.append(
             LayerInfo(
                 name=prefix + op.name,
@@ -644,6 +649,7 @@ def _walk(model: Any, states: dict[int, _State], rows: list[LayerInfo], prefix: 
                 trainable_params=int(trainable),
                 counted=not note,
                 note=note,
+                call=call,
             )
         )
 
@@ -677,5 +683,5 @@ def describe(model: keras.Model) -> Description:
         93322
     """
     rows: list[LayerInfo] = []
-    _walk(model, {}, rows, "")
+    _walk(model, {}, rows, "", {})
     return Description(model=model.name, layers=rows)

@@ -183,6 +183,7 @@ def test_report_as_json_and_table():
         "receptive_field",
         "jump",
         "counted",
+        "call",
     }
     assert data["params"] == 61_706 and isinstance(data["layers"][1]["output_shape"], list)
     table = str(report)
@@ -518,3 +519,22 @@ def test_layers_it_cannot_reason_about_are_marked_not_counted():
     assert "shuffle (Shuffle)" in table
     assert "? not counted: 1 layer; unknown layer type (Shuffle): MACs left out" in table
     assert [r["counted"] for r in report.to_dict()["layers"]] == [True, True, False, True]
+
+
+def test_a_shared_layer_counts_its_parameters_once_and_its_macs_per_call():
+    conv = layers.Conv2D(3, 3, padding="same", name="shared")
+    x = keras.Input((32, 32, 3))
+    twice = describe(keras.Model(x, conv(conv(x))))
+    assert [(r.name, r.call, r.params, r.receptive_field) for r in twice.layers[1:]] == [
+        ("shared", 1, 84, 3),
+        ("shared", 2, 0, 5),  # the second call sees 5 pixels through the first
+    ]
+    assert twice.params == 84 and twice.macs == 2 * 32 * 32 * 3 * 27
+    assert "shared (Conv2D) call 2" in str(twice)
+    encoder = keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(8)])
+    a, b = keras.Input((28, 28, 1)), keras.Input((28, 28, 1))
+    siamese = keras.Model([a, b], layers.Subtract()([encoder(a), encoder(b)]))
+    report = describe(siamese)
+    assert report.params == report.trainable_params == siamese.count_params() == 21_680
+    assert report.macs == 2 * (26 * 26 * 4 * 9 + 2704 * 8)
+    assert [r.call for r in report.layers if r.name.endswith("/dense")] == [1, 2]
