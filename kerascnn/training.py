@@ -126,6 +126,8 @@ def train(
         >>> result.test_accuracy  # doctest: +SKIP
         0.93
     """
+    checks.one_of("verbose", verbose, ("auto", 0, 1, 2))
+    callbacks = _check_callbacks(callbacks)
     given = {k: v for k, v in (("model", model), ("dataset", dataset)) if v is not None}
     config = TrainConfig.create(**given, **settings)
     previous = _find_resumable(config) if config.resume else None  # before any data is loaded
@@ -159,6 +161,14 @@ def train(
 
 
 train.__signature__ = signature_of(TrainConfig, train, ("model", "dataset"))  # type: ignore[attr-defined]
+
+
+def _check_callbacks(callbacks: Any) -> list[Any]:
+    """``callbacks`` as a list of Keras callbacks (anything with ``set_model``, as Keras calls it)."""
+    items = [] if callbacks is None else callbacks
+    if not isinstance(items, (list, tuple)) or not all(callable(getattr(c, "set_model", None)) for c in items):
+        raise ArgumentError(f"`callbacks` must be a list of Keras callbacks. Received: callbacks={callbacks!r}")
+    return list(items)
 
 
 def _result(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kerascnn import device, hardware
+from kerascnn import checks, device, hardware
 from kerascnn.config import TuneConfig, signature_of
 from kerascnn.errors import ArgumentError, SearchFailed
 from kerascnn.tracking import store
@@ -100,6 +100,7 @@ def tune(
         >>> result.best["hyperparameters"]  # doctest: +SKIP
         {'learning_rate': 0.003, 'filters': 32, 'dense_units': 128, 'dropout': 0.0}
     """
+    checks.boolean("progress", progress)
     given = {k: v for k, v in (("family", family), ("dataset", dataset)) if v is not None}
     if build is not None:
         given.setdefault("family", "custom")
