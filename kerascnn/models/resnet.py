@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kerascnn import checks
+from kerascnn import arithmetic, checks
 from kerascnn.models._layers import keras, layers, predictions
 from kerascnn.models.registry import register_family, register_model
 from kerascnn.pretrained import check_preprocessing, preprocessing_layer
@@ -34,12 +34,17 @@ def _stem(stem: str, input_shape: tuple[int, int, int]) -> str:
 
 
 def min_input_size(stem: str = "auto", stage_depths: Any = None, depth: int = 18, **overrides: Any) -> int:
-    """Smallest height/width for a final feature map of at least 1x1 pixel.
+    """Smallest height/width for a final feature map of at least 1x1 pixel: 1, since every strided
+    layer is padded as torchvision pads it (``floor((n - 1) / 2) + 1 >= 1`` pixels out of ``n >= 1``).
 
-    Three stride-2 stages need 8; the ImageNet stem (stride-2 conv and pool) 32.
+    Example:
+        >>> min_input_size("imagenet")
+        1
     """
     stages = len(checks.int_tuple("stage_depths", stage_depths)) if stage_depths is not None else 4
-    return 2 ** (stages - 1) * (4 if checks.one_of("stem", stem, STEMS) == "imagenet" else 1)
+    imagenet = checks.one_of("stem", stem, STEMS) == "imagenet"
+    stem_windows = [(7, 2, 3), (3, 2, 1)] if imagenet else [(3, 1, "same")]
+    return arithmetic.min_input_size([*stem_windows, *[(3, 2, 1)] * (stages - 1)])
 
 
 def _conv(filters: int, kernel: int, stride: int, name: str, regularizer: Any, padding: str = "same") -> layers.Conv2D:
