@@ -185,9 +185,13 @@ def check_weights(name: str, weights: Any) -> Any:
         )
     if weights == "imagenet":
         if name not in _IMAGENET:
+            other = (
+                f"for {name} convert torchvision's with kerascnn.convert_torchvision"
+                if name in TORCHVISION_MODELS
+                else f"{name} has none (train it, or pass a weights file)"
+            )
             raise ArgumentError(
-                f"ImageNet weights are available for {', '.join(_IMAGENET)} (keras.applications); for "
-                f"{name} convert torchvision's with kerascnn.convert_torchvision. "
+                f"ImageNet weights are available for {', '.join(_IMAGENET)} (keras.applications); {other}. "
                 "Received: weights='imagenet'"
             )
         return weights

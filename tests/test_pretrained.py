@@ -396,3 +396,8 @@ def test_convert_writes_a_kit_model_from_a_state_dict(tmp_path):
         "lacks 1 weights of resnet18 (first: 'fc.bias')",
         f"Received: state_dict='{tmp_path / 'misfit.npz'}'",
     )
+
+
+def test_imagenet_for_a_model_torchvision_lacks_is_not_sent_to_convert_torchvision():
+    with pytest.raises(ValueError, match=r"; mnist_cnn has none \(train it, or pass a weights file\)\. Received"):
+        kerascnn.create_model("mnist_cnn", weights="imagenet")
