@@ -188,7 +188,7 @@ def check_weights(name: str, weights: Any) -> Any:
             other = (
                 f"for {name} convert torchvision's with kerascnn.convert_torchvision"
                 if name in TORCHVISION_MODELS
-                else f"{name} has none (train it, or pass a weights file)"
+                else f"the kit has none for {name} (train it, or pass a weights file)"
             )
             raise ArgumentError(
                 f"ImageNet weights are available for {', '.join(_IMAGENET)} (keras.applications); {other}. "
