@@ -7,7 +7,8 @@ zero-padding or resizing, grey to RGB), so images are given as they are.
 Inputs are image files (png, jpg, bmp, gif), folders of them (searched recursively, in sorted
 order) or ``.npz``/``.npy`` arrays (an ``.npz``'s ``x``, ``images`` or ``x_test`` array, or its
 only array). ``uint8`` arrays are taken as they are; other integer arrays must lie in 0..255;
-float arrays in [0, 1] are scaled by 255 (in [0, 255], rounded). A grey image feeds an RGB
+float arrays in [0, 1] are scaled by 255 (in [0, 255], rounded); boolean arrays are masks (True
+is 255). A grey image feeds an RGB
 model (repeated into 3 channels); a colour image feeds a grey model only if it is grey (equal
 channels); an alpha channel is dropped. The height and width must be the model's.
 """
@@ -140,7 +141,7 @@ def _paths(inputs: Any) -> list[Any]:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = " ".join(repr(value).split())  # (an array's repr spans lines)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -228,7 +229,9 @@ def _as_uint8(array: np.ndarray, text: str) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     where = f"Received: inputs={text!r}"
-    if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+    if array.dtype == np.bool_:  # a binary image: True is white, as PIL converts its mode "1"
+        return array.astype(np.uint8) * np.uint8(255)
+    if np.issubdtype(array.dtype, np.integer):
         if array.size and (array.min() < 0 or array.max() > 255):
             raise ArgumentError(f"Integer images must lie in 0..255. {where}")
         return array.astype(np.uint8)

@@ -168,6 +168,9 @@ def test_predict_cli_by_alias_agrees_with_every_other_way_to_name_the_model(trai
         np.testing.assert_allclose(
             [p for _, p in result.top(0)], [t["probability"] for t in rows[0]["top"]], atol=1e-5, err_msg=model
         )
+    binary = trained.x > 127  # a mask: True is white, as 255 is
+    as_bytes = kerascnn.predict(trained.second.model_path, binary.astype(np.uint8) * 255)
+    assert kerascnn.predict(trained.second.model_path, binary).labels == as_bytes.labels
     in_memory = kerascnn.predict(trained.second.model, trained.x)  # the Keras model train() returned
     assert in_memory.labels == top1[:16] and in_memory.model.startswith("<Keras model")
     older = kerascnn.predict("models:/digits/1", trained.x, tracking_uri=trained.uri)
@@ -280,6 +283,9 @@ def test_predict_refuses_bad_models_and_inputs_in_one_line(trained, capsys, tmp_
     ]
     for fragment, model, inputs in cases:
         _one_line_error(capsys, fragment, "predict", model, inputs, "--tracking-uri", uri)
+    listed = r"^`inputs` must be image files.*Received: inputs=\[array\(\[\[ *0, 0,[^\n]*\.\.\.$"  # one line, cut
+    with pytest.raises(ValueError, match=listed):
+        kerascnn.predict(trained.second.model_path, [trained.x[0], trained.x[1]])  # (a list of arrays, not paths)
     _one_line_error(
         capsys,
         "at most the model's 10 classes. Received: top_k=11",
