@@ -8,9 +8,9 @@ Inputs are image files (png, jpg, bmp, gif), folders of them (searched recursive
 order) or ``.npz``/``.npy`` arrays (an ``.npz``'s ``x``, ``images`` or ``x_test`` array, or its
 only array). ``uint8`` arrays are taken as they are; other integer arrays must lie in 0..255;
 float arrays in [0, 1] are scaled by 255 (in [0, 255], rounded); boolean arrays are masks (True
-is 255). A grey image feeds an RGB
-model (repeated into 3 channels); a colour image feeds a grey model only if it is grey (equal
-channels); an alpha channel is dropped. The height and width must be the model's.
+is 255). A grey image feeds an RGB model (repeated into 3 channels); a colour image feeds a grey
+model only if it is grey (equal channels); an alpha channel is dropped. The height and width must
+be the model's.
 """
 
 from __future__ import annotations
