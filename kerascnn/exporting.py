@@ -119,7 +119,7 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
             raise ArgumentError(f"Output holds the current folder; not replaced. Received: output={str(output)!r}")
         if not (path / "saved_model.pb").is_file():
             raise ArgumentError(
-                "Output is a folder that holds no SavedModel (saved_model.pb); --overwrite replaces only "
+                "Output is a folder that holds no SavedModel (saved_model.pb); overwrite replaces only "
                 f"a previous export. Received: output={str(output)!r}"
             )
     checks.writable("output", output)

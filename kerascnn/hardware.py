@@ -227,7 +227,7 @@ def _precision(machine: Machine, precision: str) -> tuple[str, str, list[str]]:
         warn = (
             [
                 f"mixed precision on this CPU ({machine.cpu_model}) is likely emulated, several times slower "
-                f"per step than float32: {lacking}; --precision auto picks float32 here"
+                f"per step than float32: {lacking}; precision 'auto' picks float32 here"
             ]
             if lacking
             else []

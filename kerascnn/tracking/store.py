@@ -168,7 +168,8 @@ def probe(uri: str, *, offline_hint: bool = False, experiment: str | None = None
             response.read(64)
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        hint = ", or train with --offline to spool the run and `kerascnn sync` it later" if offline_hint else ""
+        hint = ", or train with offline=True (--offline) to spool the run and `kerascnn sync` it later"
+        hint = hint if offline_hint else ""
         raise ArgumentError(
             f"The tracking server does not answer ({reason}); start it{hint}. Received: tracking_uri={uri!r}"
         ) from None

@@ -257,7 +257,8 @@ def _check_same_settings(config: TuneConfig, folder: Path) -> None:
     if changed:
         raise ArgumentError(
             f"Search {config.name!r} was started with other settings ({'; '.join(changed)}); rerun "
-            "with its settings to resume it, or give --search-name to start another, or --overwrite. "
+            "with its settings to resume it, or give search_name= (--search-name) to start another, or overwrite=True "
+            "(--overwrite). "
             f"Received: search_name={config.name!r}"
         )
 
@@ -269,8 +270,9 @@ def _search_settings(config: TuneConfig) -> dict[str, str]:
 
 def _unreadable_state(config: TuneConfig, problem: str) -> ArgumentError:
     return ArgumentError(
-        f"Search {config.name!r} has a saved state that cannot be read ({problem}); rerun with --overwrite "
-        f"to start it again, or give --search-name to start another. Received: search_name={config.name!r}"
+        f"Search {config.name!r} has a saved state that cannot be read ({problem}); rerun with overwrite=True "
+        "(--overwrite) to start it again, or give search_name= (--search-name) to start another. "
+        f"Received: search_name={config.name!r}"
     )
 
 
