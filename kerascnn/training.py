@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from kerascnn import checks, device, hardware
-from kerascnn.config import TrainConfig, signature_of
+from kerascnn.config import TrainConfig, encode, signature_of
 from kerascnn.errors import ArgumentError, TrainingFailed
 from kerascnn.tracking import store
 from kerascnn.tracking.run import TrackedRun, lifecycle
@@ -43,7 +43,7 @@ class TrainResult:
     tracking_uri: str | None
     model_path: str | None
     history: dict[str, list[float]] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)  # as logged: text, as ``run.data.params`` gives them
     spool: str | None = None
     model: Any = field(default=None, repr=False)
 
@@ -70,11 +70,10 @@ class _Plan:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.data.x_train) / self.config.recipe.batch_size)
 
-    def params(self, net: Any) -> dict[str, Any]:
-        """The logged params: the resolved settings, then what they led to."""
+    def params(self, net: Any) -> dict[str, str]:
+        """The logged params, as MLflow keeps them (text): the resolved settings, then what they led to."""
         data = self.data
-        return {
-            **self.config.params(),
+        led_to = {
             "family": self.entry.family,
             "input_shape": list(self.adaptation.target_shape),
             "num_classes": self.num_classes,
@@ -90,6 +89,7 @@ class _Plan:
             "params_count": net.count_params(),
             **self.weights,
         }
+        return {**self.config.params(), **{key: encode(value) for key, value in led_to.items()}}
 
 
 def train(

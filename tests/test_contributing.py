@@ -8,6 +8,7 @@ import re
 import sys
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 import kerascnn
 from kerascnn.models import registry
@@ -46,6 +47,7 @@ def test_a_family_in_one_file_is_listed_built_trained_and_tuned(tinynet, trackin
         "tinynet8", "mnist", train_samples=300, test_samples=100, tracking_uri=tracking_uri, verbose=0
     )
     assert result.epochs == 2 and result.params["learning_rate"] == "0.003"  # its own recipe
+    assert result.params == MlflowClient(tracking_uri).get_run(result.run_id).data.params  # as logged: all text
     search = kerascnn.tune(
         "tinynet",
         "mnist",
