@@ -163,13 +163,17 @@ class _Config:
         """The settings the caller gave (the rest are defaults)."""
         return self._given
 
-    def params(self) -> dict[str, str]:
-        """The logged settings (``Option.log``) as MLflow params (the dataset as :attr:`recorded_dataset`)."""
+    def settings(self) -> dict[str, Any]:
+        """The logged settings (``Option.log``) as Python values (the dataset as :attr:`recorded_dataset`)."""
         return {
-            name: encode(self.recorded_dataset if name == "dataset" else getattr(self, name))
+            name: self.recorded_dataset if name == "dataset" else getattr(self, name)
             for name in self.fields()
             if self.option(name).log
         }
+
+    def params(self) -> dict[str, str]:
+        """:meth:`settings` as MLflow params (text, see :func:`encode`)."""
+        return {name: encode(value) for name, value in self.settings().items()}
 
     @property
     def recorded_dataset(self) -> str:

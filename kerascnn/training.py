@@ -43,7 +43,7 @@ class TrainResult:
     tracking_uri: str | None
     model_path: str | None
     history: dict[str, list[float]] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)  # as logged: text, as ``run.data.params`` gives them
+    params: dict[str, Any] = field(default_factory=dict)  # what the run logged, as Python values
     spool: str | None = None
     model: Any = field(default=None, repr=False)
 
@@ -70,10 +70,11 @@ class _Plan:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.data.x_train) / self.config.recipe.batch_size)
 
-    def params(self, net: Any) -> dict[str, str]:
-        """The logged params, as MLflow keeps them (text): the resolved settings, then what they led to."""
+    def settings(self, net: Any) -> dict[str, Any]:
+        """What a run logs as params, as Python values: the resolved settings, then what they led to."""
         data = self.data
-        led_to = {
+        return {
+            **self.config.settings(),
             "family": self.entry.family,
             "input_shape": list(self.adaptation.target_shape),
             "num_classes": self.num_classes,
@@ -89,7 +90,6 @@ class _Plan:
             "params_count": net.count_params(),
             **self.weights,
         }
-        return {**self.config.params(), **{key: encode(value) for key, value in led_to.items()}}
 
 
 def train(
@@ -186,7 +186,7 @@ def _result(
         tracking_uri=config.tracking_uri if tracked else None,
         model_path=None,
         history=history,
-        params=plan.params(net),
+        params=plan.settings(net),
         model=net,
     )
 
@@ -344,7 +344,7 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
         config.experiment,
         name,
         tags=tags,
-        params=plan.params(net),
+        params={key: encode(value) for key, value in plan.settings(net).items()},
         lock=lambda local_id: backups / local_id,
         offline=config.offline,
     )

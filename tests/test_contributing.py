@@ -46,8 +46,10 @@ def test_a_family_in_one_file_is_listed_built_trained_and_tuned(tinynet, trackin
     result = kerascnn.train(
         "tinynet8", "mnist", train_samples=300, test_samples=100, tracking_uri=tracking_uri, verbose=0
     )
-    assert result.epochs == 2 and result.params["learning_rate"] == "0.003"  # its own recipe
-    assert result.params == MlflowClient(tracking_uri).get_run(result.run_id).data.params  # as logged: all text
+    assert result.epochs == 2 and result.params["learning_rate"] == 0.003  # its own recipe
+    logged = MlflowClient(tracking_uri).get_run(result.run_id).data.params
+    assert result.params.keys() == logged.keys() and result.params["input_shape"] == [28, 28, 1]
+    assert [type(result.params[k]) for k in ("epochs", "num_classes", "params_count")] == [int, int, int]
     search = kerascnn.tune(
         "tinynet",
         "mnist",
