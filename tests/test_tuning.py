@@ -98,8 +98,14 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
     common = dict(tuner="random", tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, **TINY)
     first = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
     again = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
+    time.sleep(3)  # a pause between sessions is not the search's time
     more = kerascnn.tune("mnist_cnn", "mnist", max_trials=4, **common)
     assert first.parent_run_id == again.parent_run_id == more.parent_run_id
+    parent = MlflowClient(tracking_uri).get_run(first.parent_run_id)
+    active = float(parent.data.tags["kerascnn.active_seconds"])
+    assert 0 < active < (parent.info.end_time - parent.info.start_time) / 1000 - 2.5
+    (row,) = [r for r in kerascnn.leaderboard(tracking_uri=tracking_uri) if r.run_id == first.parent_run_id]
+    assert row.duration_s == active
     children = child_runs(tracking_uri, first.parent_run_id)
     assert sorted(r.data.tags["kerascnn.trial_id"] for r in children) == ["0", "1", "2", "3"]
     assert all(r.info.status == "FINISHED" for r in children)

@@ -14,6 +14,7 @@ from typing import Any
 from kerascnn import checks
 from kerascnn.errors import ArgumentError
 from kerascnn.tracking import store
+from kerascnn.tracking.run import ACTIVE_TAG
 
 PRECISION_SHORT = {"float32": "fp32", "mixed_bfloat16": "bf16", "mixed_float16": "fp16"}
 
@@ -122,6 +123,8 @@ def _row(row: Any, experiments: dict[str, str]) -> RunRow:
     start, end = row.get("start_time"), row.get("end_time")
     ended = not pd.isna(start) and not pd.isna(end)  # a run still going has no end (NaT)
     duration = (end - start).total_seconds() if ended else None
+    active = _value(row, f"tags.{ACTIVE_TAG}")  # (a resumed run's sessions, without the pauses)
+    duration = float(active) if ended and active is not None else duration
     best_val = _value(row, "metrics.best_val_accuracy")
     if best_val is None and _value(row, "params.objective") == "val_accuracy":  # a search's best trial
         best_val = _value(row, "metrics.best_score")

@@ -25,6 +25,7 @@ from kerascnn.tracking.recorder import Op, RunRef, spool
 from kerascnn.tracking.writer import recorder
 
 MAX_PARAM_LENGTH = 6000
+ACTIVE_TAG = "kerascnn.active_seconds"  # the run's time in its sessions, without the pauses between them
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ class TrackedRun:
         self._lock: int | None = None
         self.locked: Path | None = None  # the folder held by lock()
         self.status: str | None = None
+        self._opened_ms = _now_ms()
+        self._earlier_s: float | None = 0.0  # its earlier sessions' time (None: unknown, a killed one)
 
     # -- open ---------------------------------------------------------------------------------
     @classmethod
@@ -139,6 +142,7 @@ class TrackedRun:
         local_id = existing.data.tags.get("kerascnn.local_id") or uuid.uuid4().hex
         ref = RunRef(uri, experiment, existing.info.run_name, local_id=local_id, run_id=existing.info.run_id)
         run = cls(ref)
+        run._earlier_s = _active_seconds(existing)
         if lock is not None:
             run.lock(lock)
         run._submit("reopen", drop_failure="kerascnn.failure" in existing.data.tags)
@@ -239,7 +243,10 @@ class TrackedRun:
         with ``wait``, until its writes reached the store or the spool (bounded)."""
         if self.status is None:
             self.status = status
-            self._submit("end", status=status, reason=reason, end_time=_now_ms())
+            now = _now_ms()
+            if self._earlier_s is not None:
+                self.set_tags({ACTIVE_TAG: f"{self._earlier_s + (now - self._opened_ms) / 1000:.1f}"})
+            self._submit("end", status=status, reason=reason, end_time=now)
         if wait:
             self.wait()
         outcome = RunOutcome(
@@ -255,6 +262,16 @@ class TrackedRun:
     @property
     def run_id(self) -> str | None:
         return self.ref.run_id
+
+
+def _active_seconds(run: Any) -> float | None:
+    """The time a run spent in its sessions so far: its tag, else (ended before the tag existed)
+    its end minus its start; ``None`` for a session that never ended (killed: its length is unknown)."""
+    if ACTIVE_TAG in run.data.tags:
+        return float(run.data.tags[ACTIVE_TAG])
+    if run.info.end_time and run.info.start_time:
+        return (run.info.end_time - run.info.start_time) / 1000
+    return None
 
 
 def _finite(value: Any) -> bool:
