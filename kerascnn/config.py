@@ -199,7 +199,11 @@ class _Config:
 
     def changed_from(self, params: dict[str, str]) -> dict[str, tuple[str, str]]:
         """The given, logged settings whose value differs from ``params``: name -> (logged, given)."""
+        from kerascnn.data import as_run
+
         mine = self.params()
+        if "dataset" in params:  # (logged as given, maybe relative, before kerascnn recorded folders absolute)
+            params = {**params, "dataset": as_run(params["dataset"])}
         return {
             k: (params[k], mine[k]) for k in sorted(self.given) if k in mine and k in params and params[k] != mine[k]
         }
@@ -564,7 +568,7 @@ class TuneConfig(_Config):
         """The search's name: ``search_name``, or FAMILY-DATASET-TUNER."""
         from pathlib import Path
 
-        return self.search_name or f"{self.family}-{Path(self.dataset).name}-{self.tuner}"
+        return self.search_name or f"{self.family}-{Path(self.recorded_dataset).name}-{self.tuner}"
 
 
 def signature_of(config: type[_Config], fn: Callable[..., Any], positional: tuple[str, ...]) -> inspect.Signature:

@@ -560,7 +560,7 @@ def model_info(model: str, data: Dataset, adaptation: Adaptation) -> dict[str, A
     and how they were adapted (``loading.save_model`` keeps it inside the ``.keras`` file)."""
     return {
         "model": model,
-        "dataset": data.name,
+        "dataset": as_run(data.name),
         "class_names": list(data.class_names),
         "image_shape": list(data.image_shape),
         "adaptation": adaptation.to_dict(),

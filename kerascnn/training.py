@@ -337,7 +337,7 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
         if config.system_metrics:
             reopened.monitor_system()
         return reopened
-    name = config.run_name or f"{config.model}-{Path(config.dataset).name}"
+    name = config.run_name or f"{config.model}-{Path(config.recorded_dataset).name}"
     backups = store.home(uri) / "backups"
     run = TrackedRun.start(
         uri,
@@ -431,7 +431,7 @@ def _save_model(plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str
     if run is None:
         folder = Path("mlruns") / "untracked"
         folder.mkdir(parents=True, exist_ok=True)
-        name = config.run_name or f"{config.model}-{Path(config.dataset).name}"
+        name = config.run_name or f"{config.model}-{Path(config.recorded_dataset).name}"
         return save_model(net, folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.keras", info).resolve()
     folder = _staging(run) / "trained"
     folder.mkdir(parents=True, exist_ok=True)
@@ -569,6 +569,9 @@ def _check_unchanged(config: TrainConfig, previous: Any) -> None:
 
 
 def _latest_interrupted(config: TrainConfig, nothing: ArgumentError) -> Any:
+    from kerascnn import data as data_module
+
+    recorded = config.recorded_dataset
     client = store.client(config.store_uri)
     experiment = store.retrying(client.get_experiment_by_name, config.experiment)
     if experiment is None:
@@ -582,7 +585,7 @@ def _latest_interrupted(config: TrainConfig, nothing: ArgumentError) -> Any:
     candidates = [
         r
         for r in candidates
-        if ("dataset" not in config.given or r.data.tags.get("kerascnn.dataset") == config.recorded_dataset)
+        if ("dataset" not in config.given or data_module.as_run(r.data.tags.get("kerascnn.dataset", "")) == recorded)
         and Path(r.data.tags.get("kerascnn.backup_dir", "/-")).is_dir()
     ]
     if not candidates:

@@ -115,12 +115,17 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
     assert fresh.parent_run_id != first.parent_run_id and len(fresh.trials) == 1
 
 
-def test_a_folder_search_resumes_whether_the_folder_is_given_relative_or_absolute(tracking_uri, tmp_path):
+def test_a_folder_search_resumes_whether_the_folder_is_given_relative_or_absolute(
+    tracking_uri, tmp_path, monkeypatch
+):
     make_image_folder(tmp_path / "animals", classes=("cat", "dog"), per_class=8)
     common = dict(tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, **TINY)
     first = kerascnn.tune("lenet5", "animals", max_trials=1, **common)
     more = kerascnn.tune("lenet5", str(tmp_path / "animals"), max_trials=2, **common)
     assert first.parent_run_id == more.parent_run_id and len(more.trials) == 2
+    monkeypatch.chdir(tmp_path / "animals")
+    here = kerascnn.tune("lenet5", ".", max_trials=2, **common)  # the same search, named after the folder
+    assert here.search_name == "lenet5-animals-random" and here.parent_run_id == first.parent_run_id
     logged = MlflowClient(tracking_uri).get_run(first.parent_run_id).data.params["dataset"]
     assert logged == str((tmp_path / "animals").resolve())  # what was run, wherever the next command runs from
 

@@ -250,7 +250,7 @@ def _check_same_settings(config: TuneConfig, folder: Path) -> None:
         before = json.loads(saved.read_text())
     except (ValueError, OSError) as e:
         raise _unreadable_state(config, f"{SETTINGS_FILE}: {e}") from None
-    if "dataset" in before:  # kerascnn <= 0.2.0 saved a folder as it was given, maybe relative
+    if "dataset" in before:  # (saved as given, maybe relative, before kerascnn recorded folders absolute)
         before["dataset"] = as_run(before["dataset"])
     now = _search_settings(config)
     changed = [f"{k}: {before[k]} -> {now[k]}" for k in sorted(now) if k in before and before[k] != now[k]]
