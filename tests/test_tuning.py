@@ -115,9 +115,7 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
     assert fresh.parent_run_id != first.parent_run_id and len(fresh.trials) == 1
 
 
-def test_a_folder_search_resumes_whether_the_folder_is_given_relative_or_absolute(
-    tracking_uri, tmp_path, monkeypatch
-):
+def test_a_folder_search_resumes_whether_the_folder_is_given_relative_or_absolute(tracking_uri, tmp_path, monkeypatch):
     make_image_folder(tmp_path / "animals", classes=("cat", "dog"), per_class=8)
     common = dict(tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, **TINY)
     first = kerascnn.tune("lenet5", "animals", max_trials=1, **common)
