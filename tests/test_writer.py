@@ -253,3 +253,36 @@ def test_yielding_changes_nothing_for_a_process_that_shares_its_session():
     out = subprocess.run([*PY[:1], "-c", code], capture_output=True, text=True, timeout=60)  # not a session leader
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_a_runs_time_is_its_sessions_and_unknown_after_a_killed_one(tracking_uri):
+    """Sessions add up (a pause between them does not count); after a session that never ended
+    (a SIGKILL), the run's time is unknown and the table falls back to MLflow's end minus start."""
+    from kerascnn.tracking.queries import leaderboard
+    from kerascnn.tracking.run import ACTIVE_TAG, TrackedRun
+
+    client = MlflowClient(tracking_uri)
+
+    def session(wait_s: float, end: bool = True) -> None:
+        run = TrackedRun.reopen(tracking_uri, "t", client.get_run(run_id), tags={})
+        time.sleep(wait_s)
+        if end:
+            run.end("FINISHED")
+        else:  # as a killed process leaves it
+            run.wait()
+
+    first = TrackedRun.start(tracking_uri, "t", "sessions", tags={"kerascnn.kind": "train"})
+    time.sleep(0.5)
+    first.end("FINISHED")
+    run_id = first.run_id
+    time.sleep(2)  # a pause
+    session(0.5)
+    run = client.get_run(run_id)
+    active = float(run.data.tags[ACTIVE_TAG])
+    assert 1.0 <= active < (run.info.end_time - run.info.start_time) / 1000 - 1.5
+    assert leaderboard(tracking_uri=tracking_uri)[0].duration_s == active
+    session(0.2, end=False)  # killed
+    session(0.2)
+    run = client.get_run(run_id)
+    assert ACTIVE_TAG not in run.data.tags
+    assert leaderboard(tracking_uri=tracking_uri)[0].duration_s == (run.info.end_time - run.info.start_time) / 1000

@@ -145,7 +145,8 @@ class TrackedRun:
         run._earlier_s = _active_seconds(existing)
         if lock is not None:
             run.lock(lock)
-        run._submit("reopen", drop_failure="kerascnn.failure" in existing.data.tags)
+        stale = ["kerascnn.failure"] + ([ACTIVE_TAG] if run._earlier_s is None else [])  # the interruption is over
+        run._submit("reopen", drop_tags=[tag for tag in stale if tag in existing.data.tags])
         run.set_tags(tags)
         return run
 
@@ -266,7 +267,10 @@ class TrackedRun:
 
 def _active_seconds(run: Any) -> float | None:
     """The time a run spent in its sessions so far: its tag, else (ended before the tag existed)
-    its end minus its start; ``None`` for a session that never ended (killed: its length is unknown)."""
+    its end minus its start; ``None`` after a session that never ended (killed: its length is
+    unknown, so the run's time is MLflow's end minus start from then on)."""
+    if run.info.status == "RUNNING":
+        return None
     if ACTIVE_TAG in run.data.tags:
         return float(run.data.tags[ACTIVE_TAG])
     if run.info.end_time and run.info.start_time:

@@ -48,8 +48,9 @@ def _create(uri: str, op: Op, folder: Path | None) -> None:
 def _reopen(uri: str, op: Op, folder: Path | None) -> None:
     c = store.client(uri)
     store.retrying(c.update_run, op.run.run_id, status="RUNNING")
-    if op.data.get("drop_failure"):
-        store.retrying(c.delete_tag, op.run.run_id, "kerascnn.failure")
+    dropped = [*op.data.get("drop_tags", []), *(["kerascnn.failure"] if op.data.get("drop_failure") else [])]
+    for tag in dropped:  # (drop_failure: an op spooled by an earlier kerascnn)
+        store.retrying(c.delete_tag, op.run.run_id, tag)
     op.run.artifact_uri = store.retrying(c.get_run, op.run.run_id).info.artifact_uri
 
 
