@@ -167,10 +167,13 @@ def export(
         1.2e-07
     """
     from kerascnn import sources
+    from kerascnn.tracking import store
 
     path = check_request(format, output, quantize, overwrite)
     started = time.perf_counter()
     loaded = sources.open_model(model, tracking_uri, unsafe=unsafe)
+    if loaded.source.run_id is not None:  # the export is logged to the run: a store that can only be read is refused
+        store.resolve_tracking_uri(loaded.source.tracking_uri)
     net, precision = float32_model(loaded.model)
     sample, described, train_images = _sample(loaded, need_training_images=quantize == "int8")
     reference = np.asarray(net.predict(sample, verbose=0), dtype=np.float32)

@@ -193,3 +193,29 @@ def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class=6, si
             img = rng.integers(0, 256, (*size, channels), dtype=np.uint8)
             keras.utils.save_img(root / c / f"{i}.png", img, scale=False)
     return root
+
+
+@contextlib.contextmanager
+def read_only(monkeypatch: pytest.MonkeyPatch, db: Path) -> Iterator[None]:
+    """A SQLite store file and its folder made read-only for the block (restored after). Root may
+    write anyway: as root, ``os.access`` answers for these two from their permission bits."""
+    import stat
+
+    if os.geteuid() == 0:
+        access, guarded = os.access, {db.resolve(), db.parent.resolve()}
+        bits = {os.R_OK: stat.S_IRUSR, os.W_OK: stat.S_IWUSR, os.X_OK: stat.S_IXUSR}
+
+        def as_the_bits_say(path: Any, mode: int, **kwargs: Any) -> bool:
+            if Path(path).resolve() not in guarded:
+                return access(path, mode, **kwargs)
+            kept = os.stat(path).st_mode
+            return access(path, mode, **kwargs) and all(kept & b for m, b in bits.items() if mode & m)
+
+        monkeypatch.setattr(os, "access", as_the_bits_say)
+    db.chmod(0o444)
+    db.parent.chmod(0o555)
+    try:
+        yield
+    finally:
+        db.parent.chmod(0o755)
+        db.chmod(0o644)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ from PIL import Image
 import kerascnn
 from kerascnn import exporting, server, servers
 from kerascnn.cli import main
-from tests.helpers import assert_usage_error, data_dir, free_port, mlflow_server, run_cli
+from tests.helpers import assert_usage_error, data_dir, free_port, mlflow_server, read_only, run_cli
 from tests.test_dashboard import _group_listens
 
 TINY = ("--train-samples", "600", "--test-samples", "100", "--epochs", "1", "--precision", "float32")
@@ -309,6 +310,18 @@ def test_predict_refuses_bad_models_and_inputs_in_one_line(trained, capsys, tmp_
     )
     assert not missing_store.parent.exists()  # nothing created
     assert_usage_error(run_cli("predict", "models:/digits@nope", npz, "--tracking-uri", uri), "no such alias")
+
+
+def test_a_read_only_copy_of_the_store_predicts_and_refuses_to_log_an_export(trained, tmp_path, monkeypatch):
+    copy = tmp_path / "theirs" / "mlflow.db"
+    copy.parent.mkdir()
+    shutil.copy(trained.root / "mlruns" / "mlflow.db", copy)  # (its artifacts stay where the runs logged them)
+    uri, run_id = f"sqlite:///{copy}", trained.second.run_id
+    with read_only(monkeypatch, copy):
+        assert kerascnn.predict(f"runs:/{run_id}", trained.x[:2], tracking_uri=uri).probabilities.shape == (2, 10)
+        with pytest.raises(ValueError, match=r"store's folder cannot be created or written.*Received: tracking_uri="):
+            kerascnn.export(f"runs:/{run_id}", "tflite", tmp_path / "m.tflite", tracking_uri=uri)
+    assert not (tmp_path / "m.tflite").exists()  # refused before the conversion
 
 
 def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path):

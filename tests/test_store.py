@@ -83,13 +83,10 @@ def test_a_deleted_experiment_is_refused_before_training(tracking_uri, tmp_path)
 
 def test_a_store_that_can_only_be_read_is_listed_and_not_trained_into(tracking_uri, tmp_path, monkeypatch):
     """A colleague's store, read-only here: the read commands work, a run is refused up front."""
-    import os
-    import stat
-
     import pytest
 
     import kerascnn
-    from tests.helpers import data_dir
+    from tests.helpers import data_dir, read_only
 
     data_dir()
     client = MlflowClient(tracking_uri)
@@ -97,18 +94,7 @@ def test_a_store_that_can_only_be_read_is_listed_and_not_trained_into(tracking_u
     client.set_terminated(run.info.run_id)
     db = store.sqlite_path(tracking_uri)
     assert db is not None
-    if os.geteuid() == 0:  # root may write anyway: ask the permission bits as another user's access() would
-        access = os.access
-        bits = {os.R_OK: stat.S_IROTH, os.W_OK: stat.S_IWOTH, os.X_OK: stat.S_IXOTH}
-
-        def as_others(path, mode, **kwargs):
-            kept = os.stat(path).st_mode
-            return access(path, mode, **kwargs) and all(kept & b for m, b in bits.items() if mode & m)
-
-        monkeypatch.setattr(os, "access", as_others)
-    db.chmod(0o444)
-    db.parent.chmod(0o555)
-    try:
+    with read_only(monkeypatch, db):
         (row,) = kerascnn.leaderboard(tracking_uri=tracking_uri)
         assert row.run_name == "their-run"
         with pytest.raises(ValueError, match=r"store's folder cannot be created or written .*Received: tracking_uri="):
@@ -116,7 +102,4 @@ def test_a_store_that_can_only_be_read_is_listed_and_not_trained_into(tracking_u
         db.chmod(0o000)
         with pytest.raises(ValueError, match=r"^The store file is not readable. Received: tracking_uri="):
             kerascnn.leaderboard(tracking_uri=tracking_uri)
-    finally:
-        db.parent.chmod(0o755)
-        db.chmod(0o644)
     assert len(client.search_runs([run.info.experiment_id])) == 1  # (the refused run made nothing)
