@@ -31,6 +31,7 @@ from typing import Any
 from kerascnn.errors import ArgumentError
 
 RUN_ID = re.compile(r"[0-9a-f]{4,32}")
+KERAS_ARTIFACTS = {"mlflow_model": "model.keras", "best_model": "best_model.keras"}  # logged model -> its run's file
 FORMS = "a .keras file, runs:/RUN_ID[/NAME], models:/NAME@ALIAS, models:/NAME/VERSION or a run id"
 
 
@@ -274,16 +275,27 @@ def keras_file(source: ModelSource) -> Iterator[Path]:
 
 
 def _run_keras_artifact(source: ModelSource) -> tuple[str, str]:
+    """The run and ``.keras`` artifact a logged model was made from: the run's newest model of its
+    name only (a resumed search logs ``best_model`` again, over the same ``best_model.keras``)."""
     from kerascnn.tracking import store
 
     c = store.client(str(source.tracking_uri))
-    run_id = source.run_id or store.retrying(c.get_logged_model, source.model_id).source_run_id
-    listed = {f.path for f in store.retrying(c.list_artifacts, run_id)} if run_id else set()
-    name = next((n for n in ("model.keras", "best_model.keras") if n in listed), None)
-    if name is None:
-        where = f"Run {run_id} has" if run_id else "The logged model comes from no run, so it has"
-        raise ArgumentError(f"{where} no .keras artifact to evaluate. Received: model={source.text!r}")
-    return run_id, name
+    logged = store.retrying(c.get_logged_model, source.model_id)
+    run_id, artifact = logged.source_run_id, KERAS_ARTIFACTS.get(logged.name)
+    if run_id is None or artifact is None:
+        raise ArgumentError(
+            f"The logged model {logged.name!r} was not made by a kit run, which keeps its .keras file. "
+            f"Received: model={source.text!r}"
+        )
+    made = store.retrying(
+        c.search_logged_models, experiment_ids=[logged.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
+    if any(m.name == logged.name and (m.creation_timestamp or 0) > (logged.creation_timestamp or 0) for m in made):
+        raise ArgumentError(
+            f"This is an older {logged.name} of run {run_id}, whose {artifact} is now a newer one "
+            f"(runs:/{run_id[:12]}). Received: model={source.text!r}"
+        )
+    return run_id, artifact
 
 
 def load_keras(source: ModelSource, path: Path, *, unsafe: bool = False) -> Any:

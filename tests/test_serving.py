@@ -193,6 +193,14 @@ def test_evaluate_takes_a_model_as_predict_does_and_scores_the_run_it_names(trai
     args = ("models:/digits/1", "--dataset", "mnist", "--test-samples", "100", "--tracking-uri", trained.uri)
     code, out, _ = _cli(capsys, "evaluate", *args, "--json")
     assert code == 0 and json.loads(out)["test_accuracy"] == pytest.approx(trained.first["test_accuracy"], abs=1e-6)
+    client = MlflowClient(trained.uri)
+    first = client.get_run(trained.first["run_id"])
+    newer = client.create_logged_model(first.info.experiment_id, "mlflow_model", first.info.run_id)
+    try:  # as a resumed search logs best_model again: version 1's .keras would now be another model's
+        with pytest.raises(ValueError, match=r"older mlflow_model of run .*model.keras is now a newer one"):
+            kerascnn.evaluate("models:/digits/1", "mnist", test_samples=10, tracking_uri=trained.uri)
+    finally:
+        client.delete_logged_model(newer.model_id)
     _one_line_error(
         capsys,
         f"No logged model nope in run {trained.first['run_id']}",
