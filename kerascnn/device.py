@@ -167,6 +167,16 @@ def fits_in_memory(
     raise error(f"{what} does not fit in memory: TensorFlow could not allocate {tensor}{hint}. Received: {values}")
 
 
+def batch_fits(batch_size: int, what: str = "A batch", error: type[Exception] = ArgumentError) -> Any:
+    """:func:`fits_in_memory` for work on batches of ``batch_size`` images (the hint: lower it).
+
+    Example:
+        >>> with batch_fits(32):
+        ...     pass
+    """
+    return fits_in_memory(what, "; lower batch_size (--batch-size)", error, batch_size=batch_size)
+
+
 def _not_allocated(error: Exception) -> str | None:
     """The tensor TensorFlow could not allocate, when ``error`` says it ran out of memory."""
     tf = sys.modules.get("tensorflow")

@@ -111,7 +111,7 @@ def predict(
         'digits/seven.png  7 0.9981  2 0.0012'
     """
     from kerascnn import sources
-    from kerascnn.device import fits_in_memory
+    from kerascnn.device import batch_fits
 
     top_k = checks.positive_int("top_k", top_k)
     batch_size = checks.positive_int("batch_size", batch_size)
@@ -124,7 +124,7 @@ def predict(
             f"`top_k` must be at most the model's {len(loaded.class_names)} classes. Received: top_k={top_k}"
         )
     names, images = read_images(inputs, loaded.image_shape)
-    with fits_in_memory("A batch", "; lower batch_size", batch_size=batch_size):
+    with batch_fits(batch_size):
         probabilities = np.asarray(loaded.model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
     return Predictions(loaded.source.text, names, probabilities, loaded.class_names, top_k)
 

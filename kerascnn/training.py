@@ -144,11 +144,12 @@ def train(
         _warn_if_precision_changed(plan, previous)
     net = _build(plan)
     pipes = _pipelines(plan)
-    batch = {"batch_size": plan.config.recipe.batch_size}
+    batch = plan.config.recipe.batch_size
     with lifecycle(lambda: _open_run(plan, net, previous)) as run:
-        with device.fits_in_memory("a training step", "; lower batch_size", TrainingFailed, **batch):
+        with device.batch_fits(batch, "a training step", TrainingFailed):
             history, fit_seconds = _fit(plan, net, pipes, run, verbose, callbacks)
-            saved = _save_model(plan, run, net, history) if plan.chief else None  # logged during the test pass
+        saved = _save_model(plan, run, net, history) if plan.chief else None  # logged during the test pass
+        with device.batch_fits(batch, "a test batch", TrainingFailed):
             probabilities = net.predict(pipes["test"], verbose=0)
         result = _result(plan, run, net, history, probabilities)
         result.model_path = str(saved) if saved else None
@@ -638,7 +639,7 @@ def evaluate(
             f"The model predicts {out_classes} classes; {dataset} has {data.num_classes}. Received: dataset={dataset!r}"
         )
     pipe = data_module.make_pipeline(data.x_test, labels, batch_size=batch_size, adaptation=adaptation)
-    with device.fits_in_memory("A batch", "; lower batch_size", batch_size=batch_size):
+    with device.batch_fits(batch_size):
         probabilities = net.predict(pipe, verbose=0)
     loss, accuracy = _test_metrics(net, labels, probabilities)
     return {

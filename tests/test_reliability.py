@@ -227,37 +227,55 @@ def test_nan_loss_fails_the_run_and_the_command(tracking_uri):
     assert len(metric_steps(tracking_uri, run.info.run_id, "val_accuracy")) == 1  # stopped after the bad epoch
 
 
-def test_a_batch_past_the_memory_fails_the_run_in_one_line_and_evaluate_names_batch_size(tracking_uri):
+def _past_any_memory(input_shape, num_classes, units=8):
+    """Each image becomes 28,000 x 1,400,000,000 pixels (~157 TB): past any machine's memory, and past
+    the 128 TiB a process can even address (so no overcommit lets it through). Each side stays below
+    2**31 (TensorFlow reshapes with int32 dims) and the first, smaller repeat takes ~100 MB."""
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.UpSampling2D((1000, 50_000_000)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(units),
+            keras.layers.Dense(num_classes, activation="softmax"),
+        ]
+    )
+
+
+def test_a_batch_past_the_memory_fails_the_run_the_trial_and_evaluate_in_one_line(tracking_uri, tmp_path):
     from kerascnn.models import register_model
     from kerascnn.models.registry import _MODELS
 
     @register_model(default_input_shape=(28, 28, 1), default_num_classes=10)
     def wide_test_net(*, input_shape, num_classes):
-        """Each image becomes 28 x 84,000,000 pixels (~9 GB): a batch is past any machine's memory."""
-        return keras.Sequential(
-            [
-                keras.Input(input_shape),
-                keras.layers.UpSampling2D((1, 3_000_000)),
-                keras.layers.GlobalAveragePooling2D(),
-                keras.layers.Dense(num_classes, activation="softmax"),
-            ]
-        )
+        return _past_any_memory(input_shape, num_classes)
 
+    tiny = dict(epochs=1, train_samples=64, batch_size=32, tracking_uri=tracking_uri)
     try:  # (TensorFlow's allocator retries for 10 s before it gives up, each time)
         with pytest.raises(kerascnn.TrainingFailed) as failed:
-            kerascnn.train(
-                "wide_test_net", "mnist", epochs=1, train_samples=64, batch_size=32, tracking_uri=tracking_uri
-            )
+            kerascnn.train("wide_test_net", "mnist", **tiny)
         assert str(failed.value) == (
             "a training step does not fit in memory: TensorFlow could not allocate a tensor of shape "
-            "[32, 28, 28, 3000000, 1]; lower batch_size. Received: batch_size=32"
+            "[32, 28000, 28, 50000000, 1]; lower batch_size (--batch-size). Received: batch_size=32"
         )
         (run,) = all_runs(tracking_uri)
         assert run.info.status == "FAILED" and "does not fit in memory" in run.data.tags["kerascnn.failure"]
-        with pytest.raises(ValueError, match=r"^A batch does not fit in memory: .*Received: batch_size=8$"):
-            kerascnn.evaluate(kerascnn.create_model("wide_test_net"), "mnist", test_samples=8, batch_size=8)
+        with pytest.raises(ValueError, match=r"^A batch does not fit in memory: .*Received: batch_size=32$"):
+            kerascnn.evaluate(kerascnn.create_model("wide_test_net"), "mnist", test_samples=32, batch_size=32)
     finally:
         _MODELS.pop("wide_test_net")
+    with pytest.raises(kerascnn.SearchFailed, match=r"last trial: FailedTrialError: a training step does not fit"):
+        kerascnn.tune(
+            build=lambda hp, input_shape, num_classes: _past_any_memory(
+                input_shape, num_classes, hp.Int("units", 4, 8)
+            ),
+            dataset="mnist",
+            max_trials=1,
+            max_consecutive_failed_trials=1,
+            directory=tmp_path / "s",
+            progress=False,
+            **tiny,
+        )
 
 
 # 5. Eight writers on one SQLite store --------------------------------------------------------------

@@ -175,6 +175,7 @@ def _assemble(
     hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed)
     whole = probe(hypermodel, config.fixed, config.family)  # before KerasTuner reads (or deletes) the folder
     tuner = _make_tuner(config, hypermodel, folder, speed, progress)
+    tuner.batch_size = recipe.batch_size
     if role != "worker":  # a worker's oracle is the chief's, behind a client
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
         planned = grid_size(whole, config.fixed) if config.tuner == "grid" else _hyperband_trials(tuner)

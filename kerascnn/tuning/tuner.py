@@ -19,6 +19,7 @@ from typing import Any
 import keras_tuner as kt
 from keras_tuner.errors import FailedTrialError
 
+from kerascnn import device
 from kerascnn.callbacks import EpochMetrics
 from kerascnn.tuning.display import Display
 from kerascnn.tuning.runs import SearchRuns
@@ -68,10 +69,11 @@ def hyperband_trials(oracle: Any) -> int | None:
 
 
 class TrackedTuner(kt.Tuner):
-    """A ``keras_tuner.Tuner`` whose trials are nested MLflow runs (set ``runs`` and ``display``)."""
+    """A ``keras_tuner.Tuner`` whose trials are nested MLflow runs (set ``runs``, ``display`` and ``batch_size``)."""
 
     runs: SearchRuns
     display: Display
+    batch_size: int  # of the trials' training (for the out-of-memory line)
     _warm_start = False
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
@@ -85,7 +87,8 @@ class TrackedTuner(kt.Tuner):
             kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochMetrics(run)]
             self._warm_start = True
             try:
-                histories = super().run_trial(trial, *args, **kwargs)
+                with device.batch_fits(self.batch_size, "a training step", FailedTrialError):
+                    histories = super().run_trial(trial, *args, **kwargs)
             finally:
                 self._warm_start = False
             self._check_finite(histories)
