@@ -111,7 +111,9 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
     if suffix and path.suffix.lower() != suffix:
         raise ArgumentError(f"A {format} export is a {suffix} file. Received: output={str(output)!r}")
     if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
-        raise ArgumentError(f"Output exists (pass overwrite=True / --overwrite). Received: output={str(output)!r}")
+        raise ArgumentError(
+            f"Output exists; pass overwrite=True (--overwrite) to replace it. Received: output={str(output)!r}"
+        )
     if path.is_dir() and suffix:
         raise ArgumentError(f"Output is a folder. Received: output={str(output)!r}")
     if path.is_dir() and any(path.iterdir()):  # --overwrite: only a previous export is replaced

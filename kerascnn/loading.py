@@ -102,7 +102,7 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
     if suffix in (".h5", ".hdf5") and not unsafe:
         raise ArgumentError(
             "Legacy HDF5 models can execute code when loaded and are not loaded from untrusted paths; re-save "
-            f"as .keras, or pass unsafe=True (CLI: --unsafe) if you trust the file. {received}"
+            f"as .keras, or pass unsafe=True (--unsafe) if you trust the file. {received}"
         )
     if suffix not in (".keras", ".h5", ".hdf5"):
         raise ArgumentError(f"Model files must end in .keras. {received}")
@@ -126,7 +126,7 @@ def _refused(error: Exception, received: str) -> ArgumentError:
     if isinstance(error, ValueError) and ("safe_mode" in text or "Lambda" in text):
         return ArgumentError(
             "The model contains a Lambda layer, which runs arbitrary code when loaded; refused in safe "
-            f"mode. Pass unsafe=True (CLI: --unsafe) if you trust the file. {received}"
+            f"mode. Pass unsafe=True (--unsafe) if you trust the file. {received}"
         )
     missing = re.search(r"Could not locate class '([^']+)'", text) if isinstance(error, TypeError) else None
     if missing:  # a custom class not registered in this process

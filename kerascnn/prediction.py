@@ -16,6 +16,7 @@ be the model's.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +142,7 @@ def _paths(inputs: Any) -> list[Any]:
 
 
 def _short(value: Any) -> str:
-    text = " ".join(repr(value).split())  # (an array's repr spans lines)
+    text = re.sub(r"\s*\n\s*", " ", repr(value))  # (an array's repr spans lines)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -115,7 +115,7 @@ def _client(text: str, tracking_uri: str | None) -> tuple[Any, str]:
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
     db = store.sqlite_path(uri)
     if db is not None and not db.is_file():
-        raise ArgumentError(f"No MLflow store at {db} (pass tracking_uri= / --tracking-uri). Received: model={text!r}")
+        raise ArgumentError(f"No MLflow store at {db} (pass tracking_uri, --tracking-uri). Received: model={text!r}")
     store.probe(uri)
     return store.client(uri), uri
 

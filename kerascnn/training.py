@@ -126,7 +126,8 @@ def train(
         >>> result.test_accuracy  # doctest: +SKIP
         0.93
     """
-    checks.one_of("verbose", verbose, ("auto", 0, 1, 2))
+    if isinstance(verbose, (bool, float)) or verbose not in ("auto", 0, 1, 2):
+        raise ArgumentError(f"`verbose` must be 'auto', 0, 1 or 2 (Keras'). Received: verbose={verbose!r}")
     callbacks = _check_callbacks(callbacks)
     given = {k: v for k, v in (("model", model), ("dataset", dataset)) if v is not None}
     config = TrainConfig.create(**given, **settings)
@@ -167,7 +168,8 @@ train.__signature__ = signature_of(TrainConfig, train, ("model", "dataset"))  # 
 def _check_callbacks(callbacks: Any) -> list[Any]:
     """``callbacks`` as a list of Keras callbacks (anything with ``set_model``, as Keras calls it)."""
     items = [] if callbacks is None else callbacks
-    if not isinstance(items, (list, tuple)) or not all(callable(getattr(c, "set_model", None)) for c in items):
+    listed = isinstance(items, (list, tuple))
+    if not listed or not all(not isinstance(c, type) and callable(getattr(c, "set_model", None)) for c in items):
         raise ArgumentError(f"`callbacks` must be a list of Keras callbacks. Received: callbacks={callbacks!r}")
     return list(items)
 

@@ -492,6 +492,8 @@ API_CASES = [
     (lambda: kerascnn.train("mnist_cnn", "mnist", verbose="loud"), "Received: verbose='loud'"),
     (lambda: kerascnn.train("mnist_cnn", "mnist", callbacks=3), "Received: callbacks=3"),
     (lambda: kerascnn.train("mnist_cnn", "mnist", callbacks=["x"]), "Received: callbacks=['x']"),
+    (lambda: kerascnn.train("mnist_cnn", "mnist", callbacks=[keras.callbacks.History]), "Received: callbacks=[<class"),
+    (lambda: kerascnn.train("mnist_cnn", "mnist", verbose=True), "Received: verbose=True"),
     (lambda: kerascnn.tune("mnist_cnn", "mnist", progress="no"), "Received: progress='no'"),
     (lambda: kerascnn.tune("resnet", "mnist", tuner="grid", max_trials=0), "Received: max_trials=0"),
     (lambda: kerascnn.tune(build=42, dataset="mnist"), "Received: build=42"),

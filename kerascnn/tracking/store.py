@@ -149,7 +149,7 @@ def probe(uri: str, *, offline_hint: bool = False, experiment: str | None = None
     """Refuses a store that cannot work, cheaply (no MLflow import): a server that does not
     answer ``GET /health``, a SQLite path holding something else than a database, and with
     ``experiment``, an experiment of that name that is deleted (its runs could not be written).
-    With ``offline_hint`` (training, which can spool), the error names ``--offline``.
+    With ``offline_hint`` (training, which can spool), the error suggests ``offline=True`` (``--offline``).
 
     Raises:
         ArgumentError: The store is unreachable or not a store, or the experiment is deleted.
