@@ -292,7 +292,7 @@ def test_predict_refuses_bad_models_and_inputs_in_one_line(trained, capsys, tmp_
     ]
     for fragment, model, inputs in cases:
         _one_line_error(capsys, fragment, "predict", model, inputs, "--tracking-uri", uri)
-    listed = r"^`inputs` must be image files.*Received: inputs=\[array\(\[\[ *0, 0,[^\n]*\.\.\.$"  # one line, cut
+    listed = r"^`inputs` must be image files.*Received: inputs=\[array\(\[\[ *0, +0,[^\n]*\.\.\.$"  # one line, cut
     with pytest.raises(ValueError, match=listed):
         kerascnn.predict(trained.second.model_path, [trained.x[0], trained.x[1]])  # (a list of arrays, not paths)
     _one_line_error(
