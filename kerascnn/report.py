@@ -152,8 +152,8 @@ class Description:
                 )
                 for note, types in reasons.items()
             ]
-            plural = "s" if len(missing) > 1 else ""
-            lines.append(f"? not counted: {len(missing)} layer{plural}; {'; '.join(parts)}")
+            layers = len({row.name for row in missing})  # (a shared layer's calls are one layer)
+            lines.append(f"? not counted: {layers} layer{'s' if layers > 1 else ''}; {'; '.join(parts)}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
