@@ -245,9 +245,12 @@ class TrackedRun:
         if self.status is None:
             self.status = status
             now = _now_ms()
-            if self._earlier_s is not None:
-                self.set_tags({ACTIVE_TAG: f"{self._earlier_s + (now - self._opened_ms) / 1000:.1f}"})
-            self._submit("end", status=status, reason=reason, end_time=now)
+            active = (
+                {}
+                if self._earlier_s is None
+                else {ACTIVE_TAG: f"{self._earlier_s + (now - self._opened_ms) / 1000:.1f}"}
+            )
+            self._submit("end", status=status, reason=reason, end_time=now, tags=active)
         if wait:
             self.wait()
         outcome = RunOutcome(

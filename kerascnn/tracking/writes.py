@@ -125,8 +125,11 @@ def _end(uri: str, op: Op, folder: Path | None) -> None:
     if run.monitor is not None:
         run.monitor.finish()
         run.monitor = None
-    if data.get("reason"):
-        store.retrying(c.set_tag, run.run_id, "kerascnn.failure", data["reason"])
+    tags = {**data.get("tags", {}), **({"kerascnn.failure": data["reason"]} if data.get("reason") else {})}
+    if tags:
+        from mlflow.entities import RunTag
+
+        store.retrying(c.log_batch, run.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     store.retrying(c.set_terminated, run.run_id, data["status"], end_time=data["end_time"])
 
 
