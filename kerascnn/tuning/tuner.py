@@ -130,7 +130,7 @@ class TrackedTuner(kt.Tuner):
         self.prune_checkpoints(final=False)
 
     def prune_checkpoints(self, final: bool) -> None:
-        """Deletes the checkpoints of finished trials except the best one. During a Hyperband
+        """Deletes the checkpoints of finished trials except the best ones (ties). During a Hyperband
         search those of open brackets stay too (promoted trials start from them); a Hyperband
         worker leaves pruning to the chief, which sees the brackets."""
         oracle = self.oracle
@@ -138,7 +138,10 @@ class TrackedTuner(kt.Tuner):
         hyperband = isinstance(local, kt.oracles.HyperbandOracle)
         if hyperband and not final and local is not oracle:
             return
-        keep = {t.trial_id for t in oracle.get_best_trials(1) if t.status == "COMPLETED"}
+        ranked = [t for t in oracle.get_best_trials(10**6) if t.status == "COMPLETED"]
+        # every trial tied with the best: KerasTuner reloads trials in the folder's order, so a rerun's
+        # "best" of a tie may be another one than this session's (and its checkpoint must be there)
+        keep = {t.trial_id for t in ranked if t.score == ranked[0].score}
         if hyperband and not final:
             keep |= {info["id"] for b in oracle._brackets for r in b["rounds"] for info in r}
         for folder in Path(self.project_dir).glob("trial_*"):
