@@ -25,11 +25,14 @@ exceed the input size (the theoretical receptive field is not clipped).
 ``Resizing``, ...) is reported with Keras' output shape and ``count_params()``
 and marked ``counted=False`` (``?`` in the table): its MACs are left out of the
 total and the receptive field passes through it unchanged. Layers whose spatial
-size is unknown (a model built for any input size) are marked the same way.
+size is unknown (a model built for any input size) are marked the same way. A
+field carried through such a layer, or widened over unknown sizes, is a guess:
+it keeps its ``?`` (``receptive_field_known=False``) in every row after it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -62,6 +65,7 @@ class LayerInfo:
     counted: bool = True
     note: str = field(default="", repr=False)
     call: int = 1  # a shared layer's later calls: their MACs count again, their parameters (0 here) do not
+    receptive_field_known: bool = True  # False after a layer that could only carry the field through
 
 
 @dataclass
@@ -92,7 +96,8 @@ class Description:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"model", "params", "trainable_params", "macs", "layers"}``.
 
-        Each layer has ``name, type, output_shape, params, macs, receptive_field, jump, counted, call``.
+        Each layer has ``name, type, output_shape, params, macs, receptive_field, jump, counted, call,
+        receptive_field_known``.
         """
         rows = []
         for row in self.layers:
@@ -120,8 +125,8 @@ class Description:
                 "x".join("?" if d is None else str(d) for d in r.output_shape),
                 f"{r.params:,}",
                 f"{r.macs:,}" if r.counted else "?",
-                _axis_str(r.receptive_field) + ("" if r.counted else "?"),
-                _axis_str(r.jump) + ("" if r.counted else "?"),
+                _axis_str(r.receptive_field) + ("" if r.counted and r.receptive_field_known else "?"),
+                _axis_str(r.jump) + ("" if r.counted and r.receptive_field_known else "?"),
             )
             for r in self.layers
         ]
@@ -190,6 +195,7 @@ class _State:
     rf: Axes = (1,)
     jump: tuple[Fraction, ...] = (Fraction(1),)
     spatial: bool = False
+    exact: bool = True  # RF and jump known (not after a layer that carried them through as a guess)
 
 
 _SIZE_UNKNOWN = "spatial size unknown"
@@ -391,7 +397,8 @@ def _collapse(src: _State, spatial: tuple[int | None, ...], shape: tuple[int | N
     rf, jump = _rf_axes(src, len(spatial))
     state = _State(shape, rf, jump, False)
     sizes = _sizes(spatial)
-    if sizes is None:
+    if sizes is None:  # (the widening needs the sizes)
+        state.exact = False
         raise _Partial(state, 0, _SIZE_UNKNOWN)
     state.rf = tuple(math.ceil(r + (n - 1) * j) for r, n, j in zip(rf, sizes, jump))
     return state
@@ -451,7 +458,15 @@ def _merge_fields(inputs: list[_State]) -> tuple[Axes, tuple[Fraction, ...]]:
 
 
 def _layer_info(layer: Any, inputs: list[_State], keras_shape: tuple[int | None, ...]) -> tuple[_State, int, int, str]:
-    """Returns (output state, params, MACs, note) for one layer; ``note`` is empty if counted."""
+    """Returns (output state, params, MACs, note) for one layer; ``note`` is empty if counted. The
+    state is ``exact`` only if its inputs were and the layer's own rule held (an unknown layer's
+    carried-through field, or a widening over unknown sizes, is a guess from there on)."""
+    state, params, macs, note = _computed(layer, inputs, keras_shape)
+    exact = state.exact and all(i.exact for i in inputs) and note in ("", _SIZE_UNKNOWN)
+    return dataclasses.replace(state, exact=exact), params, macs, note
+
+
+def _computed(layer: Any, inputs: list[_State], keras_shape: tuple[int | None, ...]) -> tuple[_State, int, int, str]:
     kind = type(layer).__name__
     try:
         if not isinstance(layer, keras.layers.Layer):  # a bare ``keras.ops`` operation in a functional graph
@@ -650,6 +665,7 @@ def _walk(model: Any, states: dict[int, _State], rows: list[LayerInfo], prefix: 
                 counted=not note,
                 note=note,
                 call=call,
+                receptive_field_known=state.exact,
             )
         )
 

@@ -184,6 +184,7 @@ def test_report_as_json_and_table():
         "jump",
         "counted",
         "call",
+        "receptive_field_known",
     }
     assert data["params"] == 61_706 and isinstance(data["layers"][1]["output_shape"], list)
     table = str(report)
@@ -538,3 +539,13 @@ def test_a_shared_layer_counts_its_parameters_once_and_its_macs_per_call():
     assert report.params == report.trainable_params == siamese.count_params() == 21_680
     assert report.macs == 2 * (26 * 26 * 4 * 9 + 2704 * 8)
     assert [r.call for r in report.layers if r.name.endswith("/dense")] == [1, 2]
+
+
+def test_a_field_carried_through_an_unknown_size_stays_unknown_after_it():
+    x = keras.Input((None, None, 3))
+    report = describe(keras.Model(x, layers.Dense(2)(layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3)(x)))))
+    conv, pool, dense = report.layers[1:]
+    assert conv.receptive_field == 3 and conv.receptive_field_known  # a convolution's field needs no size
+    assert not pool.receptive_field_known and not dense.receptive_field_known  # the widening does
+    assert dense.counted and dense.macs == 8 and str(report).splitlines()[6].split()[-2:] == ["3?", "1?"]
+    assert all(r.receptive_field_known for r in describe(kerascnn.create_model("lenet5")).layers)
