@@ -110,7 +110,7 @@ def train(
         model: A name from ``list_models()`` (default ``mnist_cnn``).
         dataset: ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` or an image folder.
         verbose: Keras' verbosity; ``"auto"``: a progress bar on a terminal, else a line per epoch.
-        callbacks: Extra Keras callbacks.
+        callbacks: Extra Keras callbacks (a list, or a ``keras.callbacks.CallbackList``).
         **settings: The other fields of ``TrainConfig``.
 
     Returns:
@@ -166,8 +166,13 @@ train.__signature__ = signature_of(TrainConfig, train, ("model", "dataset"))  # 
 
 
 def _check_callbacks(callbacks: Any) -> list[Any]:
-    """``callbacks`` as a list of Keras callbacks (anything with ``set_model``, as Keras calls it)."""
-    items = [] if callbacks is None else callbacks
+    """``callbacks`` as a list of Keras callbacks (anything with ``set_model``, as Keras calls it).
+
+    A ``keras.callbacks.CallbackList``, which ``model.fit`` takes too, gives its callbacks.
+    """
+    items: Any = [] if callbacks is None else callbacks
+    if type(items).__name__ == "CallbackList" and isinstance(getattr(items, "callbacks", None), list):
+        items = items.callbacks
     listed = isinstance(items, (list, tuple))
     if not listed or not all(not isinstance(c, type) and callable(getattr(c, "set_model", None)) for c in items):
         raise ArgumentError(f"`callbacks` must be a list of Keras callbacks. Received: callbacks={callbacks!r}")

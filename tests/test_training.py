@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import mlflow
 import numpy as np
 import pytest
@@ -111,8 +112,11 @@ def test_the_confusion_matrix_writes_its_cells_or_has_a_colour_bar(classes, cell
     assert len(figure.axes[0].texts) == cells_written
 
 
-def test_untracked_training_creates_no_run(tracking_uri, tmp_path):
-    result = kerascnn.train("lenet5", "mnist", epochs=1, tracking=False, verbose=0, **TINY)
+def test_untracked_training_creates_no_run_and_calls_the_users_callbacks(tracking_uri, tmp_path):
+    epochs: list[int] = []
+    mine = keras.callbacks.CallbackList([keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: epochs.append(e))])
+    result = kerascnn.train("lenet5", "mnist", epochs=1, tracking=False, verbose=0, callbacks=mine, **TINY)
+    assert epochs == [0]
     assert result.run_id is None and result.tracking_uri is None
     assert Path(result.model_path).is_file() and Path(result.model_path).suffix == ".keras"
     assert not Path(tracking_uri[10:]).exists()
