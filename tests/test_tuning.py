@@ -317,6 +317,19 @@ def test_an_empty_search_space_is_refused_before_any_run(tracking_uri, tmp_path)
     assert not Path(tracking_uri[10:]).exists() or not all_runs(tracking_uri)
 
 
+@pytest.mark.parametrize("family", ["custom", *kerascnn.list_families()])
+def test_a_custom_space_trains_with_the_recipe_of_the_family_named_beside_it(family):
+    from kerascnn.models import get_family
+    from kerascnn.tuning.spaces import space_for
+
+    def my_build(hp, *, input_shape, num_classes):
+        return create_model("lenet5", input_shape=input_shape, num_classes=num_classes)
+
+    space = space_for(family, my_build)
+    assert space.name == "my_build" and space.build is my_build
+    assert space.recipe == get_family("mnist_cnn" if family == "custom" else family).recipe
+
+
 @pytest.mark.parametrize("family", kerascnn.list_families())
 def test_each_space_builds_through_the_registered_builder_with_builder_names(family):
     import keras_tuner as kt

@@ -83,7 +83,8 @@ def tune(
     Args:
         family: A family or model name whose search space to use (default ``mnist_cnn``).
         dataset: A dataset name or image folder, as in ``train`` (default ``mnist``).
-        build: Your own ``build(hp, *, input_shape, num_classes)`` instead of ``family``'s.
+        build: Your own ``build(hp, *, input_shape, num_classes)`` instead of ``family``'s space;
+            its models train with ``family``'s recipe (``mnist_cnn``'s if ``family`` is not given).
         progress: Print what the search will run and one line per finished trial.
         **settings: The other fields of ``TuneConfig``.
 

@@ -5,7 +5,10 @@ recipe setting (``learning_rate``). All values are discrete, so every tuner, ``g
 included, can search every space.
 
 A custom space is any ``build(hp, *, input_shape, num_classes) -> keras.Model``; the tuner
-compiles the model with the family's recipe unless ``build`` already did.
+compiles the model with the recipe of the family named beside it (``mnist_cnn``'s when none
+is) unless ``build`` already did. Trials train at a constant learning rate (the trial's
+``learning_rate``, else the recipe's): a schedule's warm-up and decay are set for a whole
+training, which a trial (and a Hyperband round) is not.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ class SearchSpace:
 
 
 def space_for(family: str, build: Space | None = None) -> SearchSpace:
-    """The space of ``family`` (a family or model name), or a custom ``build``.
+    """The space of ``family`` (a family or model name), or a custom ``build`` trained with
+    ``family``'s recipe (``mnist_cnn``'s when ``family`` is ``"custom"``).
 
     Example:
         >>> space_for("vgg16").name
@@ -45,7 +49,8 @@ def space_for(family: str, build: Space | None = None) -> SearchSpace:
             raise ArgumentError(
                 f"`build` must be a callable build(hp, *, input_shape, num_classes). Received: build={build!r}"
             )
-        return SearchSpace(getattr(build, "__name__", "custom"), build, get_family("mnist_cnn").recipe, 1)
+        recipe = get_family("mnist_cnn" if family == "custom" else family).recipe
+        return SearchSpace(getattr(build, "__name__", "custom"), build, recipe, 1)
     found = get_family(family)
     if found.space is None:
         with_spaces = [f for f in list_families() if get_family(f).space is not None]
