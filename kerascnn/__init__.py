@@ -41,6 +41,7 @@ _LAZY = {
     "ArgumentError": "kerascnn.errors",
     "TrainingFailed": "kerascnn.errors",
     "SearchFailed": "kerascnn.errors",
+    "ExportMismatch": "kerascnn.errors",
 }
 # submodules reachable as attributes (kerascnn.plots ...), with their home
 _SUBMODULES = {
@@ -94,6 +95,7 @@ __all__ = [  # noqa: RUF022 (in the order of the docs)
     "ArgumentError",
     "TrainingFailed",
     "SearchFailed",
+    "ExportMismatch",
 ]
 
 

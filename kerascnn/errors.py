@@ -1,8 +1,8 @@
 """The kit's exceptions: what the user got wrong, and what went wrong after the run started.
 
 The CLI maps them to exit codes: :class:`ArgumentError` is exit 2 with one line and
-no traceback; :class:`TrainingFailed` and :class:`SearchFailed` are exit 1 with one
-line; anything else is a bug and keeps its traceback.
+no traceback; :class:`TrainingFailed`, :class:`SearchFailed` and :class:`ExportMismatch`
+are exit 1 with one line; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -38,3 +38,7 @@ class TrainingFailed(RuntimeError):
 class SearchFailed(RuntimeError):
     """The search ran but could not go on (KerasTuner's consecutive-failure limit, a worker
     without a chief); the parent run is marked FAILED."""
+
+
+class ExportMismatch(RuntimeError):
+    """The exported model disagrees with Keras beyond the tolerance; the file was deleted."""

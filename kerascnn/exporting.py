@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from kerascnn import checks
-from kerascnn.errors import ArgumentError
+from kerascnn.errors import ArgumentError, ExportMismatch
 
 FORMATS = {"savedmodel": None, "tflite": ".tflite", "onnx": ".onnx"}  # format: required suffix
 QUANTIZE = ("int8",)
@@ -40,10 +40,6 @@ REPRESENTATIVE_SIZE = 200
 ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
 
 __all__ = ["ExportMismatch", "ExportResult", "export"]
-
-
-class ExportMismatch(RuntimeError):
-    """The exported model disagrees with Keras beyond the tolerance; the file was deleted."""
 
 
 @dataclass

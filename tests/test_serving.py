@@ -427,6 +427,9 @@ def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, m
     code, _, err = _cli(capsys, "export", model, "--format", "tflite", "--output", str(tmp_path / "c.tflite"))
     assert code == 1 and "export refused: the tflite export differs from Keras" in err
     assert not (tmp_path / "c.tflite").exists()
+    with pytest.raises(kerascnn.ExportMismatch, match="the tflite export differs from Keras"):  # a public error
+        kerascnn.export(model, "tflite", tmp_path / "d.tflite")
+    assert not (tmp_path / "d.tflite").exists()
 
 
 def test_mixed_precision_models_export_in_float32(tmp_path):

@@ -1,8 +1,9 @@
 """The ``kerascnn`` command line.
 
-Exit codes: 0 done; 1 training or a search failed (a NaN loss, KerasTuner's failure limit)
-or a server could not start; 2 a bad argument (one line on stderr, no traceback, nothing
-created); 130 Ctrl-C; 143 SIGTERM. Any other error is a bug and keeps its traceback.
+Exit codes: 0 done; 1 training or a search failed (a NaN loss, KerasTuner's failure limit),
+an export was refused (it disagreed with Keras) or a server could not start; 2 a bad argument
+(one line on stderr, no traceback, nothing created); 130 Ctrl-C; 143 SIGTERM. Any other error
+is a bug and keeps its traceback.
 With ``--json``, stdout holds exactly one JSON document; everything else goes to stderr.
 """
 
