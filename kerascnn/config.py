@@ -352,7 +352,7 @@ class TrainConfig(_Config):
     )
     resume: bool | str = setting(
         False,
-        "continue the latest interrupted run of this model (or RUN_ID) with its logged settings",
+        "continue the latest interrupted run (of MODEL, when given) or RUN_ID, with its logged settings",
         group="tracking",
         kind="optional",
         metavar="RUN_ID",
