@@ -437,10 +437,8 @@ def _save_model(plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str
     config, data = plan.config, plan.data
     info = model_info(config.model, data, plan.adaptation)
     if run is None:
-        folder = Path("mlruns") / "untracked"
-        folder.mkdir(parents=True, exist_ok=True)
         name = config.run_name or f"{config.model}-{Path(config.recorded_dataset).name}"
-        return save_model(net, folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.keras", info).resolve()
+        return save_model(net, _untracked_file(name), info).resolve()
     folder = _staging(run) / "trained"
     folder.mkdir(parents=True, exist_ok=True)
     saved = save_model(net, folder / "model.keras", info)  # on disk before any upload is tried
@@ -454,6 +452,22 @@ def _save_model(plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str
         metadata={"class_names": data.class_names, "dataset": config.recorded_dataset},
     )
     return saved
+
+
+def _untracked_file(name: str) -> Path:
+    """A new file ``mlruns/untracked/NAME-TIME.keras`` (``-2``, ``-3``... after it when taken), the
+    name made a safe file name."""
+    folder = Path("mlruns") / "untracked"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{store.slug(name, 'model')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1, 10_000):
+        file = folder / (f"{stem}.keras" if n == 1 else f"{stem}-{n}.keras")
+        try:
+            file.open("x").close()  # claimed, even against another process finishing this second
+            return file
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"No free file name for {stem}.keras in {folder}")
 
 
 def _log_results(

@@ -115,11 +115,22 @@ def test_the_confusion_matrix_writes_its_cells_or_has_a_colour_bar(classes, cell
 def test_untracked_training_creates_no_run_and_calls_the_users_callbacks(tracking_uri, tmp_path):
     epochs: list[int] = []
     mine = keras.callbacks.CallbackList([keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: epochs.append(e))])
-    result = kerascnn.train("lenet5", "mnist", epochs=1, tracking=False, verbose=0, callbacks=mine, **TINY)
+    result = kerascnn.train(
+        "lenet5", "mnist", epochs=1, tracking=False, verbose=0, callbacks=mine, run_name="../a/b c", **TINY
+    )
     assert epochs == [0]
     assert result.run_id is None and result.tracking_uri is None
-    assert Path(result.model_path).is_file() and Path(result.model_path).suffix == ".keras"
+    saved = Path(result.model_path)
+    assert saved.is_file() and saved.suffix == ".keras" and saved.name.startswith("a_b_c-")
+    assert saved.parent == (tmp_path / "mlruns" / "untracked").resolve()  # the name cannot leave the folder
     assert not Path(tracking_uri[10:]).exists()
+
+
+def test_untracked_models_of_one_name_in_one_second_keep_their_own_files(tmp_path):
+    from kerascnn.training import _untracked_file
+
+    files = [_untracked_file("same") for _ in range(3)]
+    assert len(set(files)) == 3 and all(f.is_file() and f.parent == Path("mlruns/untracked") for f in files)
 
 
 def test_a_system_metrics_sampler_that_cannot_start_costs_only_the_system_metrics(

@@ -390,8 +390,14 @@ def _seed(db: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "experiment"
+def slug(name: str, default: str = "experiment") -> str:
+    """``name`` as one safe file name: letters, digits, ``.``, ``_`` and ``-`` only.
+
+    Example:
+        >>> slug("../my run/2")
+        'my_run_2'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or default
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -409,7 +415,7 @@ def ensure_experiment(uri: str, name: str) -> str:
             raise _deleted(name)
         return str(found.experiment_id)
     db = sqlite_path(uri)
-    location = (db.parent / "artifacts" / _slug(name)).as_uri() if db else None
+    location = (db.parent / "artifacts" / slug(name)).as_uri() if db else None
     with store_lock(uri):  # SQLite: one creator at a time
         found = retrying(c.get_experiment_by_name, name)
         if found is not None:
