@@ -149,7 +149,8 @@ def export(
         format: ``savedmodel`` (a folder; endpoint ``serve``), ``tflite`` or ``onnx``.
         output: Where to write it (``.tflite`` / ``.onnx`` files, a new folder for SavedModel).
         quantize: ``"int8"``: full-integer TFLite, calibrated on the model's training images.
-        overwrite: Replace an existing output (a file, or a folder holding a previous SavedModel).
+        overwrite: Replace an existing output (a file, or a folder holding a previous SavedModel),
+            and the export of that name already logged to the run.
         tracking_uri: The MLflow store of runs and registered models (default as in ``train``).
         unsafe: Allow ``.keras`` files that can run code when loaded (``Lambda`` layers).
 
@@ -172,6 +173,7 @@ def export(
     loaded = sources.open_model(model, tracking_uri, unsafe=unsafe)
     if loaded.source.run_id is not None:  # the export is logged to the run: a store that can only be read is refused
         store.resolve_tracking_uri(loaded.source.tracking_uri)
+        _check_not_logged(loaded.source, path, overwrite, output)
     net, precision = float32_model(loaded.model)
     sample, described, train_images = _sample(loaded, need_training_images=quantize == "int8")
     reference = np.asarray(net.predict(sample, verbose=0), dtype=np.float32)
@@ -366,6 +368,20 @@ def run_tflite(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
 
 
 _WRITERS = {"savedmodel": _export_savedmodel, "tflite": _export_tflite, "onnx": _export_onnx}
+
+
+def _check_not_logged(source: Any, path: Path, overwrite: bool, output: Any) -> None:
+    """An export the run already logged under this name is replaced only with ``overwrite``."""
+    from kerascnn.tracking import store
+
+    if overwrite:
+        return
+    logged = store.retrying(store.client(source.tracking_uri).list_artifacts, source.run_id, "exports")
+    if any(Path(a.path).name == path.name for a in logged):
+        raise ArgumentError(
+            f"The run already has exports/{path.name}; pass overwrite=True (--overwrite) to replace it, or "
+            f"name the output otherwise. Received: output={str(output)!r}"
+        )
 
 
 def _log_to_run(source: Any, path: Path) -> str:

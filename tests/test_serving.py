@@ -343,6 +343,10 @@ def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path):
     assert saved.logged_to == f"runs:/{run_id}/exports/saved"
     logged = {a.path for a in MlflowClient(trained.uri).list_artifacts(run_id, "exports/saved")}
     assert "exports/saved/saved_model.pb" in logged
+    again = tmp_path / "again" / "saved"
+    with pytest.raises(ValueError, match=r"run already has exports/saved; pass overwrite=True \(--overwrite\)"):
+        kerascnn.export(run_id, "savedmodel", again, tracking_uri=trained.uri)
+    assert not again.exists()  # refused before any work
     endpoint = tf.saved_model.load(str(tmp_path / "saved"))
     np.testing.assert_allclose(
         endpoint.serve(tf.constant(trained.x[..., None])).numpy(), expected.probabilities, atol=1e-5

@@ -67,7 +67,11 @@ def _export_parser(sub: Any) -> None:
     p.add_argument("--format", required=True, choices=("savedmodel", "tflite", "onnx"), help="what to write")
     p.add_argument("--output", required=True, metavar="PATH", help="a new folder (savedmodel), .tflite or .onnx file")
     p.add_argument("--quantize", choices=("int8",), help="tflite only: full-integer, calibrated on training images")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing file or SavedModel export")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing file or SavedModel export, and the export of that name the run logged",
+    )
     p.add_argument("--tracking-uri", help=URI_HELP)
     p.add_argument("--unsafe", action="store_true", help="allow .keras files that can run code (Lambda layers)")
     _json_flag(p, "the export and its check")
