@@ -26,7 +26,7 @@ def store(tmp_path_factory):
 
 def test_compare_runs_by_id(store):
     uri, a, b, root = store
-    result = compare([b.run_id, a.run_id], metric="val_accuracy", output=root / "c.png", tracking_uri=uri)
+    result = compare([b.run_id, a.run_id], metric="val_accuracy", output=root / "figures" / "c.png", tracking_uri=uri)
     assert [r.run_id for r in result.rows] == [b.run_id, a.run_id]
     assert len(result.curves[a.run_id]) == 3 and len(result.curves[b.run_id]) == 2
     assert result.curves[a.run_id] == pytest.approx(a.history["val_accuracy"])
@@ -79,12 +79,13 @@ def test_compare_cli_by_experiment_with_json_and_png(store):
         (["compare", "0123456789abcdef"], "Received: run_id='0123456789abcdef'"),
         (["compare", "--experiment", "cmp", "--metric", "f1"], "Received: metric='f1'"),
         (["compare", "--experiment", "cmp", "--output", "plot.jpg"], "Received: output='plot.jpg'"),
-        (["compare", "--experiment", "cmp", "--output", "/no/such/dir/p.png"], "folder does not exist"),
+        (["compare", "--experiment", "cmp", "--output", "{db}/p.png"], "`output` goes through a file"),
         (["compare", "--experiment", "cmp", "--limit", "0"], "Received: limit=0"),
     ],
 )
 def test_compare_bad_input(store, args, fragment):
     uri = store[0]
+    args = [a.replace("{db}", uri[10:]) for a in args]  # (a path under the store's file)
     assert_usage_error(run_cli(*args, "--tracking-uri", uri), fragment)
 
 

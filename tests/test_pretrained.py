@@ -373,7 +373,7 @@ def test_convert_writes_a_kit_model_from_a_state_dict(tmp_path):
             "resnet18",
             str(tmp_path / "r18.npz"),
             "--output",
-            str(tmp_path / "r18.keras"),
+            str(tmp_path / "new" / "r18.keras"),  # missing folders are created
             "--input-shape",
             "64",
             "64",
@@ -382,7 +382,13 @@ def test_convert_writes_a_kit_model_from_a_state_dict(tmp_path):
             check=True,
         ).stdout
     )
-    assert out["params"] == kerascnn.load_model(tmp_path / "r18.keras", compile=False).count_params()
+    assert out["params"] == kerascnn.load_model(tmp_path / "new" / "r18.keras", compile=False).count_params()
+    written = (tmp_path / "new" / "r18.keras").stat().st_mtime_ns
+    assert_usage_error(
+        run_cli("convert", "resnet18", str(tmp_path / "r18.npz"), "--output", str(tmp_path / "new" / "r18.keras")),
+        "Output exists; pass --overwrite to replace it",
+    )
+    assert (tmp_path / "new" / "r18.keras").stat().st_mtime_ns == written
     assert_usage_error(
         run_cli("convert", "resnet19", str(tmp_path / "r18.npz"), "--output", "x.keras"), "Received: name='resnet19'"
     )

@@ -132,7 +132,8 @@ def _convert_parser(sub: Any) -> None:
     p = sub.add_parser("convert", help="a torchvision ResNet/VGG state dict as a kit .keras model")
     p.add_argument("name", help="resnet18, resnet34, resnet50, vgg11...vgg19 or vgg11_bn...vgg19_bn")
     p.add_argument("state_dict", help="a .pth/.pt file (needs torch) or an .npz of its arrays")
-    p.add_argument("--output", required=True, help="the .keras file to write")
+    p.add_argument("--output", required=True, help="the .keras file to write (missing folders are created)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     p.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"), help="default: 224 224 3")
     p.add_argument("--num-classes", type=int, help="default: the state dict's classifier size")
     p.add_argument("--preprocessing", default="torch", help="torch (takes [0, 1] RGB, the default) or none")
@@ -149,8 +150,11 @@ def cmd_convert(args: argparse.Namespace) -> Said:
 
     checks.one_of("name", args.name, TORCHVISION_MODELS)
     checks.one_of("preprocessing", args.preprocessing, ("torch", "none"))
-    if not str(args.output).endswith(".keras") or not Path(args.output).resolve().parent.is_dir():
-        raise ArgumentError(f"`output` must be a .keras file in an existing folder. Received: output={args.output!r}")
+    output = Path(args.output)
+    if output.suffix != ".keras" or output.is_dir():
+        raise ArgumentError(f"`output` must be a .keras file. Received: output={args.output!r}")
+    if output.exists() and not args.overwrite:
+        raise ArgumentError(f"Output exists; pass --overwrite to replace it. Received: output={args.output!r}")
     checks.writable("output", args.output)
     read_state_dict(args.state_dict)  # checked before TensorFlow loads (read again below: errors echo the path)
     _tensorflow()
@@ -163,7 +167,8 @@ def cmd_convert(args: argparse.Namespace) -> Said:
         num_classes=args.num_classes,
         preprocessing=None if args.preprocessing == "none" else "torch",
     )
-    model.save(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model.save(output)
     document = {
         "name": args.name,
         "output": str(Path(args.output).resolve()),

@@ -69,7 +69,7 @@ def compare(
         experiment: Or: the best ``limit`` runs of this experiment (of every experiment
             when neither is given).
         metric: Per-epoch metric to overlay (``val_accuracy``, ``loss``, ...).
-        output: Save the figure here (``.png``, ``.svg`` or ``.pdf``).
+        output: Save the figure here (``.png``, ``.svg`` or ``.pdf``; missing folders are created).
         limit: Most runs taken from ``experiment``.
         tracking_uri: The store (default as in ``train``).
 
@@ -105,7 +105,9 @@ def compare(
         metric,
         {label: comparison.epochs[i] for label, i in labelled.items()},
     )
-    comparison.output = plots.save(comparison.figure, str(output)) if output is not None else None
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        comparison.output = plots.save(comparison.figure, str(output))
     return comparison
 
 
@@ -119,8 +121,6 @@ def _checked(run_ids: Any, metric: Any, limit: Any, output: str | Path | None) -
         path = Path(output)
         if path.suffix.lower() not in FIGURE_SUFFIXES:
             raise ArgumentError(f"`output` must end in {', '.join(FIGURE_SUFFIXES)}. Received: output={str(output)!r}")
-        if not path.parent.resolve().is_dir():
-            raise ArgumentError(f"`output`'s folder does not exist. Received: output={str(output)!r}")
         checks.writable("output", output)
     return runs.check_limit(limit)
 
