@@ -20,8 +20,10 @@ import keras
 
 
 def say(message: str) -> None:
-    """One ``kerascnn:`` line on stderr (stdout is kept for results)."""
-    print(f"kerascnn: {message}", file=sys.stderr, flush=True)
+    """One ``kerascnn:`` line on stderr (stdout is kept for results). On a terminal it first
+    clears the line, where Keras' progress bar may be half drawn: the bar is drawn again below."""
+    clear = "\r\x1b[K" if sys.stderr.isatty() else ""
+    print(f"{clear}kerascnn: {message}", file=sys.stderr, flush=True)
 
 
 class EpochBackup(keras.callbacks.BackupAndRestore):

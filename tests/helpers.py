@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -38,6 +39,40 @@ def run_cli(
     if check and result.returncode != 0:
         raise AssertionError(f"kerascnn {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
     return result
+
+
+def run_cli_in_terminal(*args: str, cwd: Path | str | None = None, timeout: float = 600) -> tuple[int, str]:
+    """Runs ``python -m kerascnn ARGS`` with stdout and stderr on a pseudo-terminal, as at a
+    user's terminal; returns the exit code and everything written, raw (``\\r``, escapes)."""
+    import pty
+
+    main, side = pty.openpty()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+    process = subprocess.Popen([*PY, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=side, stderr=side)
+    os.close(side)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child closed its side: everything is read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return process.wait(timeout=max(1.0, deadline - time.monotonic())), b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(main)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def shown_lines(raw: str) -> list[str]:
+    """What a terminal shows of ``raw``: each line from its last carriage return (the terminal's own
+    ``\\r\\n`` aside), escapes and backspaces removed."""
+    shown = (line.rstrip("\r").rsplit("\r", 1)[-1] for line in raw.split("\n"))
+    return [re.sub(r"\x1b\[[0-9;]*[A-Za-z]|\x08", "", line) for line in shown]
 
 
 def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -14,7 +14,14 @@ from mlflow.tracking import MlflowClient
 import kerascnn
 from kerascnn.tracking.run import last_outcome
 from kerascnn.training import TrainingFailed
-from tests.helpers import assert_usage_error, data_dir, module_for_children, run_cli
+from tests.helpers import (
+    assert_usage_error,
+    data_dir,
+    module_for_children,
+    run_cli,
+    run_cli_in_terminal,
+    shown_lines,
+)
 
 TINY = dict(train_samples=600, test_samples=300)
 
@@ -184,6 +191,18 @@ def test_bad_arguments_raise_before_any_run(tracking_uri):
     assert not db.exists() or not MlflowClient(tracking_uri).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()]
     )
+
+
+def test_on_a_terminal_the_time_estimate_has_its_own_line_beside_the_progress_bar(tmp_path):
+    code, raw = run_cli_in_terminal(
+        "train", "mnist_cnn", "--dataset", "mnist", "--epochs", "2", "--no-tracking", "--precision", "float32",
+        "--train-samples", "1200", "--test-samples", "200", cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert code == 0, raw[-2000:]
+    shown = shown_lines(raw)
+    notes = [line for line in shown if "ms/step: about" in line]
+    assert len(notes) == 1 and notes[0].startswith("kerascnn: "), notes  # not glued to a half-drawn bar
+    assert sum(line.startswith("Epoch ") for line in shown) == 2 and any("val_accuracy" in line for line in shown)
 
 
 def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
