@@ -155,7 +155,8 @@ class TimeEstimate(keras.callbacks.Callback):
             return
         self._said.set()
         seconds = time.monotonic() - self._started
-        say(f"{seconds / done * 1000:.0f} ms/step: about {_duration(seconds / done * left)} left for {left} more steps")
+        steps = f"{left} more step{'s' if left != 1 else ''}"
+        say(f"{seconds / done * 1000:.0f} ms/step: about {_duration(seconds / done * left)} left for {steps}")
 
 
 def _duration(seconds: float) -> str:

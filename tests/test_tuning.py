@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -423,6 +424,13 @@ def test_a_search_prints_no_retracing_notes_when_keras_came_first(tracking_uri, 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trial 4" in result.stdout and "retracing" not in result.stderr, result.stderr[-3000:]
+    lines = result.stdout.splitlines()  # in a pipe: a line when each trial starts and one per epoch
+    for trial in range(5):
+        started = lines.index(next(line for line in lines if line.startswith(f"kerascnn: trial {trial} [tuner0] {{")))
+        metrics = r"accuracy=\S+ loss=\S+ val_accuracy=\S+ val_loss=\S+"
+        epoch = rf"kerascnn: trial {trial} \[tuner0\] epoch 1/1 {metrics} \(\S+s\)"
+        assert re.fullmatch(epoch, lines[started + 1]), lines[started + 1]
+        assert lines[started + 2].startswith(f"kerascnn: trial {trial} [tuner0] COMPLETED")
 
 
 def test_a_trial_rerun_not_yet_in_the_store_keeps_its_stored_run(tracking_uri, tmp_path):

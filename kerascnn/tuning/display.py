@@ -1,8 +1,10 @@
 """What a search prints, as KerasTuner's ``Display`` does for its own output: one line when
-it starts (what it will run), one per finished trial, one at the end."""
+it starts (what it will run), one when a trial starts, its epochs (Keras' progress bar on a
+terminal, else a line per epoch), one line per finished trial, one at the end."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -11,7 +13,7 @@ class Display:
     """The search's progress lines (``kerascnn: ...`` on stdout).
 
     Example:
-        >>> Display("val_accuracy", worker="tuner0", enabled=False).trial_started("0")
+        >>> Display("val_accuracy", worker="tuner0", enabled=False).trial_started("0", {"filters": 32})
     """
 
     def __init__(self, objective: str, worker: str, enabled: bool = True) -> None:
@@ -34,14 +36,27 @@ class Display:
             why = None
         total = min(max_trials, planned) if planned is not None else max_trials
         resumed = f", {done} done before" if done else ""
-        self.say(f"{tuner} search of up to {total} trials{resumed}" + (f" ({why})" if why else ""))
+        trials = f"{total} trial{'s' if total != 1 else ''}"
+        self.say(f"{tuner} search of up to {trials}{resumed}" + (f" ({why})" if why else ""))
 
-    def trial_started(self, trial_id: str) -> None:
+    def trial_started(self, trial_id: str, values: dict[str, Any]) -> None:
         self._started[trial_id] = time.monotonic()
+        self.say(f"trial {trial_id} [{self.worker}] {_shown(values)}")
+
+    def fit_progress(self, trial_id: str, epochs: int) -> tuple[int, list[Any]]:
+        """``fit``'s ``verbose`` and callbacks for a trial's epochs: Keras' progress bar on a
+        terminal, else one line per epoch (nothing when disabled)."""
+        from kerascnn.callbacks import Progress
+
+        if not self.enabled:
+            return 0, []
+        if sys.stdout.isatty():
+            return 1, [Progress()]
+        return 0, [_epoch_lines(self, f"trial {trial_id} [{self.worker}]", epochs)]
 
     def trial_ended(self, trial: Any, run_id: str | None) -> None:
         """The one line per trial: status, score, time, hyperparameters, run, and why it failed."""
-        shown = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        shown = _shown(trial.hyperparameters.values)
         score = trial.score if trial.score is not None else float("nan")
         seconds = time.monotonic() - self._started.get(trial.trial_id, time.monotonic())
         reason = (trial.message or "").strip().splitlines()[-1:] or [""]
@@ -60,3 +75,22 @@ class Display:
             )
         elif parent_id:
             self.say(f"no trial completed (parent run {parent_id})")
+
+
+def _shown(values: dict[str, Any]) -> dict[str, Any]:
+    """A trial's hyperparameters without KerasTuner's own (``tuner/epochs``...)."""
+    return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+
+def _epoch_lines(display: Display, label: str, epochs: int) -> Any:
+    import keras
+
+    class EpochLines(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.started = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            metrics = " ".join(f"{k}={float(v):.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
+            display.say(f"{label} epoch {epoch + 1}/{epochs} {metrics} ({time.monotonic() - self.started:.1f}s)")
+
+    return EpochLines()

@@ -81,10 +81,11 @@ class TrackedTuner(kt.Tuner):
         if "tuner/epochs" in hp.values:  # Hyperband: train from the parent's epoch to this round's
             kwargs["epochs"] = hp.values["tuner/epochs"]
             kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
-        self.display.trial_started(trial.trial_id)
+        self.display.trial_started(trial.trial_id, hp.values)
         run = self.runs.start_trial(trial)
         try:
-            kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochMetrics(run)]
+            kwargs["verbose"], shown = self.display.fit_progress(trial.trial_id, kwargs.get("epochs", 1))
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochMetrics(run), *shown]
             self._warm_start = True
             try:
                 with device.batch_fits(self.batch_size, "a training step", FailedTrialError):
