@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,23 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
+def can_create_in(folder: Path) -> bool:
+    """Whether this process can make files in ``folder``: a real one is made and removed,
+    since ``os.access`` says yes to root even where nothing can be made (``/proc``).
+
+    Example:
+        >>> can_create_in(Path("/tmp")), can_create_in(Path("/proc"))
+        (True, False)
+    """
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def writable(name: str, value: Any, *, folder: bool = False) -> Path:
     """``value`` is a place this process can write (a file or folder in it, or with ``folder=True``
     that folder), creating missing folders on the way: no file stands where a folder must be, and
@@ -221,6 +239,6 @@ def writable(name: str, value: Any, *, folder: bool = False) -> Path:
     existing = nearest_existing(path if folder and path.is_dir() else path.parent)
     if not existing.is_dir():
         raise ArgumentError(f"`{name}` goes through a file ({existing}). {received}")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not can_create_in(existing):
         raise ArgumentError(f"`{name}` is in a folder this user cannot write ({existing}). {received}")
     return path

@@ -187,6 +187,8 @@ def test_bad_arguments_raise_before_any_run(tracking_uri):
     ]:
         with pytest.raises(ValueError, match=match):
             kerascnn.train("mnist_cnn", "mnist", tracking_uri=tracking_uri, verbose=0, **dict(TINY, **kwargs))
+    with pytest.raises(ValueError, match=r"store's folder cannot be created or written \(/"):  # os.access lies to root
+        kerascnn.train("mnist_cnn", "mnist", tracking_uri="sqlite:////proc/nope/mlflow.db", verbose=0, **TINY)
     db = Path(tracking_uri[10:])
     assert not db.exists() or not MlflowClient(tracking_uri).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()]

@@ -89,7 +89,7 @@ def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
             raise ArgumentError(f"The store file is not readable. Received: {source}={uri!r}")
         return f"sqlite:///{path}"
     existing = checks.nearest_existing(path.parent)
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not checks.can_create_in(existing):
         raise ArgumentError(f"The store's folder cannot be created or written ({existing}). Received: {source}={uri!r}")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise ArgumentError(f"The store file is not readable and writable. Received: {source}={uri!r}")
