@@ -81,6 +81,27 @@ def test_a_deleted_experiment_is_refused_before_training(tracking_uri, tmp_path)
     assert not all_runs(tracking_uri) and not list(tmp_path.glob("mlruns/spool/*"))  # (it trained, then spooled)
 
 
+def test_the_runs_of_a_deleted_experiment_or_a_deleted_run_are_named_as_such(tracking_uri):
+    import pytest
+
+    import kerascnn
+
+    client = MlflowClient(tracking_uri)
+    gone = client.create_run(store.ensure_experiment(tracking_uri, "gone")).info.run_id
+    deleted = client.create_run(store.ensure_experiment(tracking_uri, "kept")).info.run_id
+    client.delete_experiment(client.get_experiment_by_name("gone").experiment_id)
+    client.delete_run(deleted)
+    with pytest.raises(ValueError, match=r"Experiment is deleted \(its runs are kept .*Received: experiment='gone'$"):
+        kerascnn.leaderboard("gone", tracking_uri=tracking_uri)
+    for run_id in (gone, deleted):
+        with pytest.raises(
+            ValueError, match=rf"run with an id starting with it is deleted.*Received: run_id='{run_id[:8]}'"
+        ):
+            store.find_run(tracking_uri, run_id[:8])
+    with pytest.raises(ValueError, match=r"^No run with an id starting with it"):
+        store.find_run(tracking_uri, "abcdef12" if not gone.startswith("abcdef12") else "12abcdef")
+
+
 def test_a_store_that_can_only_be_read_is_listed_and_not_trained_into(tracking_uri, tmp_path, monkeypatch):
     """A colleague's store, read-only here: the read commands work, a run is refused up front."""
     import pytest

@@ -107,6 +107,11 @@ def _experiment_ids(client: Any, experiment: str | None) -> list[str]:
         raise ArgumentError(
             f"Unknown experiment; the store has {', '.join(names)}. Received: experiment={experiment!r}"
         )
+    if found.lifecycle_stage == "deleted":
+        raise ArgumentError(
+            "Experiment is deleted (its runs are kept until `mlflow gc`); restore it (mlflow experiments restore) "
+            f"to see them. Received: experiment={experiment!r}"
+        )
     return [found.experiment_id]
 
 

@@ -445,10 +445,24 @@ def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
             raise ArgumentError(f"No run with this id in {uri}. Received: {argument}={run_id!r}") from None
     ids = [e.experiment_id for e in retrying(c.search_experiments)]
     found = [r for r in retrying(c.search_runs, ids, "", max_results=50000) if r.info.run_id.startswith(run_id)]
+    if not found and _deleted_runs(c, run_id):
+        raise ArgumentError(
+            "The run with an id starting with it is deleted, or its experiment is; restore it (mlflow runs "
+            f"restore, mlflow experiments restore) to use it. Received: {argument}={run_id!r}"
+        )
     if len(found) != 1:
         what = "No run" if not found else f"{len(found)} runs"
         raise ArgumentError(f"{what} with an id starting with it in {uri}. Received: {argument}={run_id!r}")
     return found[0]
+
+
+def _deleted_runs(c: Any, prefix: str) -> list[Any]:
+    """The deleted runs, and the runs of deleted experiments, whose id starts with ``prefix``."""
+    from mlflow.entities import ViewType
+
+    everything = [e.experiment_id for e in retrying(c.search_experiments, view_type=ViewType.ALL)]
+    runs = retrying(c.search_runs, everything, "", run_view_type=ViewType.ALL, max_results=50000)
+    return [r for r in runs if r.info.run_id.startswith(prefix)]
 
 
 def environment_tags() -> dict[str, str]:
