@@ -39,7 +39,18 @@ def test_ui_serves_the_store_on_loopback_and_stops_cleanly(tracking_uri, tmp_pat
     run_id = MlflowClient(tracking_uri).create_run(experiment).info.run_id
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "kerascnn", "ui", "--port", str(port), "--tracking-uri", tracking_uri],
+        [
+            sys.executable,
+            "-m",
+            "kerascnn",
+            "ui",
+            "--port",
+            str(port),
+            "--tracking-uri",
+            tracking_uri,
+            "--experiment",
+            "dash",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -67,7 +78,7 @@ def test_ui_serves_the_store_on_loopback_and_stops_cleanly(tracking_uri, tmp_pat
     assert process.returncode == 0, err
     _, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"server processes left running: {alive}"
-    assert f"http://127.0.0.1:{port}" in out
+    assert f"; experiment 'dash': http://127.0.0.1:{port}/#/experiments/{experiment} (Ctrl-C stops it)" in out
     assert "kerascnn: warning" not in err
 
 
@@ -104,10 +115,12 @@ def test_ui_warning_is_printed_for_a_public_bind(tracking_uri):
             line = process.stderr.readline()
             if line.startswith("kerascnn:") or not line:
                 break
+        page = process.stdout.readline()  # printed after the warning
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.communicate(timeout=30)
     assert "warning" in line and "0.0.0.0" in line and "no authentication" in line
+    assert "; no experiment 'kerascnn' yet, every experiment: http://" in page, page  # (a fresh store)
 
 
 @pytest.mark.parametrize(

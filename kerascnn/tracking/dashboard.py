@@ -45,7 +45,8 @@ def serve(
             authentication).
         port: TCP port.
         tracking_uri: The store (default as in ``train``).
-        experiment: The experiment whose page is printed (when it exists).
+        experiment: The experiment whose page is printed (when it does not exist yet, the line says
+            so and gives the dashboard's address).
 
     Example:
         >>> serve(port=5001)  # doctest: +SKIP
@@ -58,10 +59,10 @@ def serve(
     servers.warn_if_public(host, "the dashboard")
     base = servers.base_url(host, port)
     found = store.retrying(client.get_experiment_by_name, experiment)
-    page = f"{base}/#/experiments/{found.experiment_id}" if found is not None else base
-    print(
-        f"kerascnn: MLflow dashboard for {uri} on {base}; experiment {experiment!r}: {page} (Ctrl-C stops it)",
-        flush=True,
-    )
+    if found is not None:
+        page = f"experiment {experiment!r}: {base}/#/experiments/{found.experiment_id}"
+    else:  # (the default's first run may be on its way)
+        page = f"no experiment {experiment!r} yet, every experiment: {base}"
+    print(f"kerascnn: MLflow dashboard for {uri} on {base}; {page} (Ctrl-C stops it)", flush=True)
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no job runner: starts 2x faster
     return servers.run(server_command(uri, host, port), env)
