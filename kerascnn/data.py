@@ -131,9 +131,10 @@ def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
     try:
         (x, y), (xt, yt) = module.load_data()
     except Exception as e:  # offline, proxy, corrupt cache...
+        where = f"{DATA_DIR_ENV} ({data_dir!r} has no {name}.npz)" if data_dir else f"a folder and set {DATA_DIR_ENV}"
         raise ArgumentError(
             f"Could not load `{name}` with keras.datasets ({type(e).__name__}: {e}); offline, put "
-            f"{name}.npz in a folder and set {DATA_DIR_ENV}. Received: dataset={name!r}"
+            f"{name}.npz in {where}. Received: dataset={name!r}"
         ) from None
     return (_nhwc(x), y.reshape(-1).astype(np.int32)), (_nhwc(xt), yt.reshape(-1).astype(np.int32)), "keras.datasets"
 

@@ -70,6 +70,24 @@ def test_wrong_layout_is_refused_naming_the_file(tmp_path, monkeypatch, arrays, 
     assert f"Received: file={str(path)!r}" in str(info.value)
 
 
+def test_a_failed_download_names_the_data_folder_that_lacks_the_file(tmp_path):
+    from tests.helpers import assert_usage_error, run_cli
+
+    (tmp_path / "data").mkdir()
+    unreachable = "http://127.0.0.1:9"  # (a closed port: the download fails online too)
+    env = {"KERASCNN_DATA_DIR": str(tmp_path / "data"), "KERAS_HOME": str(tmp_path / "keras")}
+    env |= {
+        "HTTPS_PROXY": unreachable,
+        "https_proxy": unreachable,
+        "HTTP_PROXY": unreachable,
+        "http_proxy": unreachable,
+    }
+    result = run_cli("train", "--dataset", "fashion_mnist", "--no-tracking", cwd=tmp_path, env=env, timeout=120)
+    assert_usage_error(
+        result, f"put fashion_mnist.npz in KERASCNN_DATA_DIR ('{tmp_path / 'data'}' has no fashion_mnist.npz)"
+    )
+
+
 def test_corrupt_and_pickled_files_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("KERASCNN_DATA_DIR", str(tmp_path))
     (tmp_path / "mnist.npz").write_bytes(b"PK\x03\x04 this is not a zip")
