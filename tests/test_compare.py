@@ -38,6 +38,8 @@ def test_compare_runs_by_id(store):
     assert len(dots.lines) == 2 and len(dots.texts) == 4  # (test_accuracy, best_val_accuracy) x 2 runs, labelled
     assert [t.get_text() for t in dots.get_yticklabels()] == [f"lenet-2 ({b.run_id[:8]})", f"cnn-3 ({a.run_id[:8]})"]
     assert all(tick == int(tick) for tick in axes[0].get_xticks())  # epochs are whole numbers
+    assert max(dots.get_xticks()) <= 1.0  # no accuracy tick past 1 in the value labels' room
+    assert dots.get_legend().get_bbox_to_anchor().y0 < dots.get_window_extent().y0  # the legend hides no dot
     table = result.to_table()
     assert "final val_accuracy" in table.splitlines()[0] and a.run_id[:12] in table
     with pytest.raises(ValueError, match=r"Give run ids or an experiment, not both. Received: experiment='nope'"):
