@@ -13,6 +13,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,27 @@ class Progress(keras.callbacks.ProgbarLogger):
         if self.target is not None:
             batch = min(batch, self.target - 1)
         super()._update_progbar(batch, logs)
+
+
+class EpochLines(keras.callbacks.Callback):
+    """One line per epoch through ``say``: ``LABEL epoch 2/4 accuracy=0.9812 ... (3.1s)``.
+
+    Example:
+        >>> cb = EpochLines(print, "trial 3 [tuner0]", epochs=4)
+    """
+
+    def __init__(self, say: Callable[[str], None], label: str, epochs: int) -> None:
+        super().__init__()
+        self.say, self.label, self.epochs = say, label, epochs
+        self._started = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        metrics = " ".join(f"{k}={float(v):.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
+        seconds = time.monotonic() - self._started
+        self.say(f"{self.label} epoch {epoch + 1}/{self.epochs} {metrics} ({seconds:.1f}s)")
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -46,13 +46,13 @@ class Display:
     def fit_progress(self, trial_id: str, epochs: int) -> tuple[int, list[Any]]:
         """``fit``'s ``verbose`` and callbacks for a trial's epochs: Keras' progress bar on a
         terminal, else one line per epoch (nothing when disabled)."""
-        from kerascnn.callbacks import Progress
+        from kerascnn.callbacks import EpochLines, Progress
 
         if not self.enabled:
             return 0, []
         if sys.stdout.isatty():
             return 1, [Progress()]
-        return 0, [_epoch_lines(self, f"trial {trial_id} [{self.worker}]", epochs)]
+        return 0, [EpochLines(self.say, f"trial {trial_id} [{self.worker}]", epochs)]
 
     def trial_ended(self, trial: Any, run_id: str | None) -> None:
         """The one line per trial: status, score, time, hyperparameters, run, and why it failed."""
@@ -80,17 +80,3 @@ class Display:
 def _shown(values: dict[str, Any]) -> dict[str, Any]:
     """A trial's hyperparameters without KerasTuner's own (``tuner/epochs``...)."""
     return {k: v for k, v in values.items() if not k.startswith("tuner/")}
-
-
-def _epoch_lines(display: Display, label: str, epochs: int) -> Any:
-    import keras
-
-    class EpochLines(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            self.started = time.monotonic()
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            metrics = " ".join(f"{k}={float(v):.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
-            display.say(f"{label} epoch {epoch + 1}/{epochs} {metrics} ({time.monotonic() - self.started:.1f}s)")
-
-    return EpochLines()

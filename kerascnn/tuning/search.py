@@ -85,7 +85,8 @@ def tune(
         dataset: A dataset name or image folder, as in ``train`` (default ``mnist``).
         build: Your own ``build(hp, *, input_shape, num_classes)`` instead of ``family``'s space;
             its models train with ``family``'s recipe (``mnist_cnn``'s if ``family`` is not given).
-        progress: Print what the search will run and one line per finished trial.
+        progress: Print what the search will run, each trial's start, epochs (a progress bar on a
+            terminal) and end.
         **settings: The other fields of ``TuneConfig``.
 
     Returns:
