@@ -30,6 +30,8 @@ from kerascnn.tracking.writer import recorder
 
 __all__ = ["TrainResult", "TrainingFailed", "evaluate", "train"]
 
+UNTRACKED = "mlruns/untracked"  # where an untracked run's model is saved (in the working directory)
+
 
 @dataclass
 class TrainResult:
@@ -135,6 +137,11 @@ def train(
     if previous:
         _check_unchanged(config, previous)
     config = (config.merged_with(previous.data.params) if previous else config).resolved()
+    if not config.tracking and not checks.can_create_in(checks.nearest_existing(Path(UNTRACKED).resolve())):
+        raise ArgumentError(  # checked before the model is trained
+            f"An untracked run saves its model in {UNTRACKED}, which cannot be made or written here. "
+            "Received: tracking=False"
+        )
     if config.tracking and not config.offline:
         store.probe(config.store_uri, offline_hint=True, experiment=config.experiment)
         if config.strategy != "multiworker":  # (only a multi-worker chief tracks: it starts its writer later)
@@ -437,8 +444,12 @@ def _save_model(plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str
     config, data = plan.config, plan.data
     info = model_info(config.model, data, plan.adaptation)
     if run is None:
-        name = config.run_name or f"{config.model}-{Path(config.recorded_dataset).name}"
-        return save_model(net, _untracked_file(name), info).resolve()
+        file = _untracked_file(config.run_name or f"{config.model}-{Path(config.recorded_dataset).name}")
+        try:
+            return save_model(net, file, info).resolve()
+        except BaseException:
+            file.unlink(missing_ok=True)  # no empty or half-written model left behind
+            raise
     folder = _staging(run) / "trained"
     folder.mkdir(parents=True, exist_ok=True)
     saved = save_model(net, folder / "model.keras", info)  # on disk before any upload is tried
@@ -456,10 +467,10 @@ def _save_model(plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str
 
 def _untracked_file(name: str) -> Path:
     """A new file ``mlruns/untracked/NAME-TIME.keras`` (``-2``, ``-3``... after it when taken), the
-    name made a safe file name."""
-    folder = Path("mlruns") / "untracked"
+    name made a safe file name of at most 100 characters."""
+    folder = Path(UNTRACKED)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{store.slug(name, 'model')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = f"{store.slug(name, 'model')[:100]}-{time.strftime('%Y%m%d-%H%M%S')}"
     for n in range(1, 10_000):
         file = folder / (f"{stem}.keras" if n == 1 else f"{stem}-{n}.keras")
         try:

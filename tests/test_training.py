@@ -138,6 +138,15 @@ def test_untracked_models_of_one_name_in_one_second_keep_their_own_files(tmp_pat
 
     files = [_untracked_file("same") for _ in range(3)]
     assert len(set(files)) == 3 and all(f.is_file() and f.parent == Path("mlruns/untracked") for f in files)
+    assert _untracked_file("x" * 300).name.startswith("x" * 100 + "-")  # (a file name has at most 255 bytes)
+
+
+def test_an_untracked_run_whose_model_could_not_be_saved_is_refused_before_training(tmp_path):
+    (tmp_path / "mlruns").write_text("")  # a file where the folder must be
+    with pytest.raises(
+        ValueError, match=r"saves its model in mlruns/untracked, which cannot be made .*tracking=False$"
+    ):
+        kerascnn.train("lenet5", "mnist", tracking=False, verbose=0, **TINY)
 
 
 def test_a_system_metrics_sampler_that_cannot_start_costs_only_the_system_metrics(
