@@ -93,11 +93,11 @@ def test_the_runs_of_a_deleted_experiment_or_a_deleted_run_are_named_as_such(tra
     client.delete_run(deleted)
     with pytest.raises(ValueError, match=r"Experiment is deleted \(its runs are kept .*Received: experiment='gone'$"):
         kerascnn.leaderboard("gone", tracking_uri=tracking_uri)
-    for run_id in (gone, deleted):
+    for given in (gone[:8], gone, deleted[:8], deleted):  # a prefix, or the whole id
         with pytest.raises(
-            ValueError, match=rf"run with an id starting with it is deleted.*Received: run_id='{run_id[:8]}'"
+            ValueError, match=rf"run with an id starting with it is deleted.*Received: run_id='{given}'"
         ):
-            store.find_run(tracking_uri, run_id[:8])
+            store.find_run(tracking_uri, given)
     with pytest.raises(ValueError, match=r"^No run with an id starting with it"):
         store.find_run(tracking_uri, "abcdef12" if not gone.startswith("abcdef12") else "12abcdef")
 

@@ -59,8 +59,10 @@ def serve(
     servers.warn_if_public(host, "the dashboard")
     base = servers.base_url(host, port)
     found = store.retrying(client.get_experiment_by_name, experiment)
-    if found is not None:
+    if found is not None and found.lifecycle_stage != "deleted":
         page = f"experiment {experiment!r}: {base}/#/experiments/{found.experiment_id}"
+    elif found is not None:
+        page = f"experiment {experiment!r} is deleted, every experiment: {base}"
     else:  # (the default's first run may be on its way)
         page = f"no experiment {experiment!r} yet, every experiment: {base}"
     print(f"kerascnn: MLflow dashboard for {uri} on {base}; {page} (Ctrl-C stops it)", flush=True)

@@ -438,18 +438,23 @@ def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
     if not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-fA-F]{4,32}", run_id):
         raise ArgumentError(f"`{argument}` must be a run id (4-32 hex digits). Received: {argument}={run_id!r}")
     run_id = run_id.lower()  # (MLflow writes them in lower case)
+    deleted = ArgumentError(
+        "The run with an id starting with it is deleted, or its experiment is; restore it (mlflow runs "
+        f"restore, mlflow experiments restore) to use it. Received: {argument}={run_id!r}"
+    )
     if len(run_id) == 32:
         try:
-            return retrying(c.get_run, run_id)
+            run = retrying(c.get_run, run_id)
         except Exception:
             raise ArgumentError(f"No run with this id in {uri}. Received: {argument}={run_id!r}") from None
+        experiment = retrying(c.get_experiment, run.info.experiment_id)
+        if "deleted" in (run.info.lifecycle_stage, experiment.lifecycle_stage):
+            raise deleted
+        return run
     ids = [e.experiment_id for e in retrying(c.search_experiments)]
     found = [r for r in retrying(c.search_runs, ids, "", max_results=50000) if r.info.run_id.startswith(run_id)]
     if not found and _deleted_runs(c, run_id):
-        raise ArgumentError(
-            "The run with an id starting with it is deleted, or its experiment is; restore it (mlflow runs "
-            f"restore, mlflow experiments restore) to use it. Received: {argument}={run_id!r}"
-        )
+        raise deleted
     if len(found) != 1:
         what = "No run" if not found else f"{len(found)} runs"
         raise ArgumentError(f"{what} with an id starting with it in {uri}. Received: {argument}={run_id!r}")
