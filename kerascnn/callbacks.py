@@ -10,7 +10,6 @@ import contextlib
 import json
 import math
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,12 +18,12 @@ from typing import Any
 
 import keras
 
+from kerascnn import console
+
 
 def say(message: str) -> None:
-    """One ``kerascnn:`` line on stderr (stdout is kept for results). On a terminal it first
-    clears the line, where Keras' progress bar may be half drawn: the bar is drawn again below."""
-    clear = "\r\x1b[K" if sys.stderr.isatty() else ""
-    print(f"{clear}kerascnn: {message}", file=sys.stderr, flush=True)
+    """One ``kerascnn:`` line on stderr (stdout is kept for results), never glued to a progress bar."""
+    console.say(f"kerascnn: {message}")
 
 
 class EpochBackup(keras.callbacks.BackupAndRestore):

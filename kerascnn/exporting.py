@@ -150,7 +150,7 @@ def export(
         output: Where to write it (``.tflite`` / ``.onnx`` files, a new folder for SavedModel).
         quantize: ``"int8"``: full-integer TFLite, calibrated on the model's training images.
         overwrite: Replace an existing output (a file, or a folder holding a previous SavedModel),
-            and the export of that name already logged to the run.
+            and write over the export of that name already logged to the run.
         tracking_uri: The MLflow store of runs and registered models (default as in ``train``).
         unsafe: Allow ``.keras`` files that can run code when loaded (``Lambda`` layers).
 

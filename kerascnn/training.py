@@ -178,8 +178,12 @@ def _check_callbacks(callbacks: Any) -> list[Any]:
     A ``keras.callbacks.CallbackList``, which ``model.fit`` takes too, gives its callbacks.
     """
     items: Any = [] if callbacks is None else callbacks
-    if type(items).__name__ == "CallbackList" and isinstance(getattr(items, "callbacks", None), list):
-        items = items.callbacks
+    if any(k.__name__ == "CallbackList" for k in type(items).__mro__) and isinstance(items.callbacks, list):
+        own = (
+            getattr(items, "_history", None),
+            getattr(items, "_progbar", None),
+        )  # added by the list: fit adds its own
+        items = [c for c in items.callbacks if all(c is not o for o in own)]
     listed = isinstance(items, (list, tuple))
     if not listed or not all(not isinstance(c, type) and callable(getattr(c, "set_model", None)) for c in items):
         raise ArgumentError(f"`callbacks` must be a list of Keras callbacks. Received: callbacks={callbacks!r}")

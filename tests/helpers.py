@@ -45,14 +45,17 @@ def run_cli_in_terminal(*args: str, cwd: Path | str | None = None, timeout: floa
     """Runs ``python -m kerascnn ARGS`` with stdout and stderr on a pseudo-terminal, as at a
     user's terminal; returns the exit code and everything written, raw (``\\r``, escapes)."""
     import pty
+    import select
 
     main, side = pty.openpty()
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120", TERM="xterm")
     process = subprocess.Popen([*PY, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=side, stderr=side)
     os.close(side)
     chunks, deadline = [], time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([main], [], [], left)[0]:
+                break  # timed out: the wait below fails
             try:
                 chunk = os.read(main, 65536)
             except OSError:  # the child closed its side: everything is read

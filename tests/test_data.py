@@ -81,6 +81,8 @@ def test_a_failed_download_names_the_data_folder_that_lacks_the_file(tmp_path):
         "https_proxy": unreachable,
         "HTTP_PROXY": unreachable,
         "http_proxy": unreachable,
+        "NO_PROXY": "",
+        "no_proxy": "",
     }
     result = run_cli("train", "--dataset", "fashion_mnist", "--no-tracking", cwd=tmp_path, env=env, timeout=120)
     assert_usage_error(

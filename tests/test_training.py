@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -13,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 import kerascnn
 from kerascnn.tracking.run import last_outcome
-from kerascnn.training import TrainingFailed
+from kerascnn.training import TrainingFailed, _check_callbacks
 from tests.helpers import (
     assert_usage_error,
     data_dir,
@@ -121,7 +122,9 @@ def test_the_confusion_matrix_writes_its_cells_or_has_a_colour_bar(classes, cell
 
 def test_untracked_training_creates_no_run_and_calls_the_users_callbacks(tracking_uri, tmp_path):
     epochs: list[int] = []
-    mine = keras.callbacks.CallbackList([keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: epochs.append(e))])
+    counting = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: epochs.append(e))
+    mine = keras.callbacks.CallbackList([counting], add_history=True, add_progbar=True)
+    assert _check_callbacks(mine) == [counting]  # the list's own History and bar: fit adds the kit's
     result = kerascnn.train(
         "lenet5", "mnist", epochs=1, tracking=False, verbose=0, callbacks=mine, run_name="../a/b c", **TINY
     )
@@ -183,7 +186,7 @@ def test_nan_loss_fails_the_run_with_the_reason(tracking_uri):
     assert "loss became nan" in run.data.tags["kerascnn.failure"]
 
 
-def test_bad_arguments_raise_before_any_run(tracking_uri):
+def test_bad_arguments_raise_before_any_run(tracking_uri, monkeypatch):
     for kwargs, match in [
         (dict(epochs=0), "Received: epochs=0"),
         (dict(batch_size=-8), "Received: batch_size=-8"),
@@ -196,7 +199,11 @@ def test_bad_arguments_raise_before_any_run(tracking_uri):
     ]:
         with pytest.raises(ValueError, match=match):
             kerascnn.train("mnist_cnn", "mnist", tracking_uri=tracking_uri, verbose=0, **dict(TINY, **kwargs))
-    with pytest.raises(ValueError, match=r"store's folder cannot be created or written \(/"):  # os.access lies to root
+    with (
+        monkeypatch.context() as m,
+        pytest.raises(ValueError, match=r"store's folder cannot be created or written \(/"),
+    ):
+        m.setattr(os, "access", lambda *args, **kwargs: True)  # as it answers root, even for /proc
         kerascnn.train("mnist_cnn", "mnist", tracking_uri="sqlite:////proc/nope/mlflow.db", verbose=0, **TINY)
     db = Path(tracking_uri[10:])
     assert not db.exists() or not MlflowClient(tracking_uri).search_runs(

@@ -70,7 +70,7 @@ def _export_parser(sub: Any) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an existing file or SavedModel export, and the export of that name the run logged",
+        help="replace an existing file or SavedModel export, and write over the export of that name the run logged",
     )
     p.add_argument("--tracking-uri", help=URI_HELP)
     p.add_argument("--unsafe", action="store_true", help="allow .keras files that can run code (Lambda layers)")

@@ -157,7 +157,7 @@ def _final_dots(ax: Any, finals: Mapping[str, Mapping[str, float]]) -> None:
         pad = max(high - low, 1e-3)
         ax.set_xlim(low - 0.3 * pad, high + 0.6 * pad)  # room for the value labels
         if low >= 0.0 and high <= 1.0:  # fractions (accuracies): no tick past 1 in the labels' room
-            ax.set_xticks([t for t in ax.get_xticks() if low - 0.3 * pad <= t <= 1.0])
+            ax.set_xticks([t for t in ax.get_xticks() if low - 0.3 * pad <= t <= 1.0 + 1e-9])
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("final metrics (axis zoomed to the values)")
     if names:  # below the axes, where it hides no dot

@@ -18,7 +18,6 @@ import json
 import os
 import queue
 import shutil
-import sys
 import threading
 import time
 import uuid
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kerascnn import console
 from kerascnn.tracking import store
 
 SPOOL = "spool"
@@ -181,11 +181,9 @@ class Recorder:
             return
         self._warned.add(run.local_id)
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        print(
+        console.say(
             f"kerascnn: warning: the tracking store failed ({type(error).__name__}: {first}); run {run.label} "
-            f"goes on into the spool {run.spool_dir} (`kerascnn sync` sends it)",
-            file=sys.stderr,
-            flush=True,
+            f"goes on into the spool {run.spool_dir} (`kerascnn sync` sends it)"
         )
 
 
@@ -205,11 +203,9 @@ def spool(op: Op) -> None:
     try:
         _append(op)
     except Exception as e:
-        print(
+        console.say(
             f"kerascnn: warning: could not write the {op.kind} of run {op.run.label} to the spool "
-            f"{op.run.spool_dir} ({type(e).__name__}: {e}); it is lost",
-            file=sys.stderr,
-            flush=True,
+            f"{op.run.spool_dir} ({type(e).__name__}: {e}); it is lost"
         )
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from kerascnn import console
 from kerascnn.tracking import store
 from kerascnn.tracking.recorder import Op, Recorder, RunRef, plain, spool
 
@@ -146,11 +147,9 @@ class WriterProcess:
                 if self._process is not None:
                     with contextlib.suppress(OSError):
                         self._process.kill()
-                print(
+                console.say(
                     f"kerascnn: warning: the tracking writer {why}; the runs' writes go to the spool "
-                    f"{store.home(self.uri) / 'spool'} from now on (`kerascnn sync` sends them)",
-                    file=sys.stderr,
-                    flush=True,
+                    f"{store.home(self.uri) / 'spool'} from now on (`kerascnn sync` sends them)"
                 )
             left = [self._pending.pop(seq) for seq in sorted(self._pending)]
             self._cond.notify_all()
@@ -170,6 +169,14 @@ class WriterProcess:
         with contextlib.suppress(OSError):
             stdin.close()
 
+    @staticmethod
+    def _forward(line: str) -> None:
+        """A line the writer printed (``_Say`` sends whole lines), on this process's stderr and
+        not glued onto a progress bar."""
+        with contextlib.suppress(Exception):
+            sys.stderr.write(console.line_start() + line)
+            sys.stderr.flush()
+
     def _read_loop(self) -> None:
         assert self._process is not None
         stdout = self._process.stdout
@@ -180,9 +187,7 @@ class WriterProcess:
             except ValueError:
                 continue
             if "say" in message:
-                with contextlib.suppress(Exception):
-                    sys.stderr.write(message["say"])
-                    sys.stderr.flush()
+                self._forward(str(message["say"]))
             elif "ack" in message:
                 self._acknowledged(message)
         if not self._closing:

@@ -1,0 +1,29 @@
+"""Lines for the user on stderr (``kerascnn: ...``) that may come while Keras draws a progress
+bar on the same terminal: such a line first clears the bar's half-drawn line (the bar is drawn
+again below it), so that it never ends up glued to the bar."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def line_start() -> str:
+    """``"\\r\\x1b[K"`` (back to the line's start, clear it) where a progress bar may be half drawn
+    (stdout and stderr both on a terminal that knows the escape), else ``""``.
+
+    Example:
+        >>> line_start() in ("", "\\r\\x1b[K")
+        True
+    """
+    on_terminal = all(getattr(s, "isatty", lambda: False)() for s in (sys.stdout, sys.stderr))
+    return "\r\x1b[K" if on_terminal and os.environ.get("TERM") != "dumb" else ""
+
+
+def say(message: str) -> None:
+    """One line on stderr, on a line of its own.
+
+    Example:
+        >>> say("kerascnn: 18 ms/step: about 8 s left for 422 more steps")  # doctest: +SKIP
+    """
+    print(f"{line_start()}{message}", file=sys.stderr, flush=True)
