@@ -198,3 +198,35 @@ def test_a_failed_sync_keeps_the_spool_and_says_so_on_stderr_with_the_report_on_
     as_json = run_cli("sync", "--tracking-uri", tracking_uri, "--json")
     assert as_json.returncode == 1 and list(json.loads(as_json.stdout)["failed"]) == [spooled.folder.name]
     assert len(pending(tracking_uri)) == 1  # kept for another try
+
+
+def test_a_model_whose_upload_was_cut_off_is_logged_again_by_sync(tracking_uri, monkeypatch):
+    """A writer (or a sync) killed while uploading the MLflow model leaves it PENDING, and maybe a
+    registered version of it: sync logs the model again and registers the complete one."""
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.models import Model
+
+    import kerascnn
+
+    kerascnn.train(
+        "lenet5", "mnist", epochs=1, train_samples=200, offline=True, register_model="cut", alias="champion",
+        tracking_uri=tracking_uri, verbose=0,
+    )  # fmt: skip
+    with monkeypatch.context() as m:
+        m.setattr(Model, "log", classmethod(lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt())))
+        with pytest.raises(KeyboardInterrupt):  # the upload is cut off, as by a kill
+            sync(tracking_uri)
+    c = MlflowClient(tracking_uri)
+    (run,) = all_runs(tracking_uri)
+    (cut,) = c.search_logged_models([run.info.experiment_id])
+    assert cut.status == LoggedModelStatus.PENDING
+    c.create_registered_model("cut")
+    c.create_model_version("cut", f"models:/{cut.model_id}", run.info.run_id, model_id=cut.model_id)  # got that far
+    report = sync(tracking_uri)
+    assert list(report.synced) and not report.failed and not pending(tracking_uri)
+    models = {m.model_id: m.status for m in c.search_logged_models([run.info.experiment_id])}
+    assert models.pop(cut.model_id) == LoggedModelStatus.FAILED and list(models.values()) == [LoggedModelStatus.READY]
+    champion = c.get_model_version_by_alias("cut", "champion")
+    assert champion.source.removeprefix("models:/") in models and int(champion.version) == 2
+    loaded = mlflow.pyfunc.load_model("models:/cut@champion")
+    assert loaded.predict(np.zeros((1, 28, 28, 1), np.uint8)).shape == (1, 10)

@@ -21,7 +21,7 @@ from typing import Any
 
 from kerascnn.tracking import store
 from kerascnn.tracking.recorder import SPOOL, Op, RunRef
-from kerascnn.tracking.writes import apply
+from kerascnn.tracking.writes import apply, last_logged_model
 
 
 @dataclass
@@ -148,7 +148,7 @@ def _replay(uri: str, spooled: Spooled) -> str:
         if op.kind == "model" and _has_model(uri, run.run_id, op.data["name"]):
             run.logged_model = _has_model(uri, run.run_id, op.data["name"])
             continue
-        if op.kind == "register" and _registered(uri, run.run_id, op.data["name"]):
+        if op.kind == "register" and _registered(uri, run.run_id, op.data["name"], run.logged_model):
             continue
         apply(uri, op, folder=spooled.folder)
     if spooled.status == "RUNNING":  # its process died before the run ended
@@ -192,7 +192,11 @@ def _new_params(uri: str, run_id: str | None, params: dict[str, str]) -> dict[st
 
 
 def _has_model(uri: str, run_id: str | None, name: str) -> str | None:
-    """The ``models:/m-...`` URI of the run's logged model ``name``, if it has one."""
+    """The ``models:/m-...`` URI of the run's complete (READY) logged model ``name``, if it has one.
+    One left PENDING (its writer or an earlier sync was killed while uploading it) is marked
+    FAILED: the replay logs the model again."""
+    from mlflow.entities import LoggedModelStatus
+
     if run_id is None:
         return None
     c = store.client(uri)
@@ -202,11 +206,21 @@ def _has_model(uri: str, run_id: str | None, name: str) -> str | None:
         experiment_ids=[experiment_id],
         filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
     )
-    return f"models:/{models[0].model_id}" if models else None
+    for broken in (m for m in models if m.status == LoggedModelStatus.PENDING):
+        store.retrying(c.finalize_logged_model, broken.model_id, LoggedModelStatus.FAILED)
+    ready = [m for m in models if m.status == LoggedModelStatus.READY]
+    return f"models:/{ready[0].model_id}" if ready else None
 
 
-def _registered(uri: str, run_id: str | None, name: str) -> bool:
+def _registered(uri: str, run_id: str | None, name: str, model: str | None) -> bool:
+    """Whether ``name`` has a version of the run's logged ``model`` (one of a model whose upload
+    was cut off does not count)."""
     if run_id is None:
         return False
+    if model is None:  # logged before the store went away
+        try:
+            model = last_logged_model(store.client(uri), run_id)
+        except RuntimeError:
+            return False
     versions = store.retrying(store.client(uri).search_model_versions, f"name = '{name}' AND run_id = '{run_id}'")
-    return bool(versions)
+    return any(model in (v.source, f"models:/{v.model_id}") for v in versions)

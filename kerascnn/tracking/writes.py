@@ -182,7 +182,7 @@ def _register(uri: str, op: Op, folder: Path | None) -> None:
     run, data, c = op.run, op.data, store.client(uri)
     mlflow.set_tracking_uri(uri)  # MLflow's registry reads the logged model from the global store
     if run.logged_model is None:  # a replay (``kerascnn sync``): the model was logged before the store failed
-        run.logged_model = _last_logged_model(c, str(run.run_id))
+        run.logged_model = last_logged_model(c, str(run.run_id))
     name = data["name"]
     try:
         store.retrying(c.create_registered_model, name)
@@ -210,13 +210,14 @@ def _register(uri: str, op: Op, folder: Path | None) -> None:
     )
 
 
-def _last_logged_model(c: Any, run_id: str) -> str:
-    """``models:/ID`` of the model run ``run_id`` logged last."""
+def last_logged_model(c: Any, run_id: str) -> str:
+    """``models:/ID`` of the complete (READY) model run ``run_id`` logged last."""
+    from mlflow.entities import LoggedModelStatus
+
     experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
     order = [{"field_name": "creation_time", "ascending": False}]
-    found = store.retrying(
-        c.search_logged_models, [experiment_id], f"source_run_id = '{run_id}'", order_by=order, max_results=1
-    )
+    logged = store.retrying(c.search_logged_models, [experiment_id], f"source_run_id = '{run_id}'", order_by=order)
+    found = [m for m in logged if m.status == LoggedModelStatus.READY]
     if not found:
         raise RuntimeError(f"run {run_id} logged no model to register")
     return f"models:/{found[0].model_id}"
