@@ -230,3 +230,25 @@ def test_a_model_whose_upload_was_cut_off_is_logged_again_by_sync(tracking_uri, 
     assert champion.source.removeprefix("models:/") in models and int(champion.version) == 2
     loaded = mlflow.pyfunc.load_model("models:/cut@champion")
     assert loaded.predict(np.zeros((1, 28, 28, 1), np.uint8)).shape == (1, 10)
+
+
+def test_sync_keeps_the_later_end_of_a_run_resumed_meanwhile(tracking_uri, monkeypatch):
+    """A spooled session's end (KILLED by a signal, say) replayed after the run was resumed and
+    finished must not turn it back: its metrics are filled in, its later end stands."""
+    import kerascnn
+    from kerascnn.tracking import writes
+
+    kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, offline=True, tracking_uri=tracking_uri, verbose=0)
+    with monkeypatch.context() as m:
+        m.setitem(writes._HANDLERS, "end", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):  # everything but the end reached the store
+            sync(tracking_uri)
+    c = MlflowClient(tracking_uri)
+    (run,) = all_runs(tracking_uri)
+    later = int(time.time() * 1000) + 60_000
+    c.set_terminated(run.info.run_id, "FINISHED", end_time=later)  # as a resumed session would end it
+    report = sync(tracking_uri)
+    assert list(report.synced) and not pending(tracking_uri)
+    info = c.get_run(run.info.run_id).info
+    assert (info.status, info.end_time) == ("FINISHED", later)
+    assert metric_steps(tracking_uri, run.info.run_id, "val_loss") == [0]

@@ -150,14 +150,24 @@ def _replay(uri: str, spooled: Spooled) -> str:
             continue
         if op.kind == "register" and _registered(uri, run.run_id, op.data["name"], run.logged_model):
             continue
+        if op.kind == "end" and _ended_since(uri, run.run_id, op.data["end_time"]):
+            continue  # resumed and ended again meanwhile: its later end stands
         apply(uri, op, folder=spooled.folder)
-    if spooled.status == "RUNNING":  # its process died before the run ended
+    if spooled.status == "RUNNING" and not _ended_since(uri, run.run_id, 0):  # its process died before the run ended
         import time
 
         reason = "its process ended before the run did; replayed from the spool by kerascnn sync"
         apply(uri, Op("end", run, {"status": "KILLED", "reason": reason, "end_time": int(time.time() * 1000)}))
     assert run.run_id is not None
     return run.run_id
+
+
+def _ended_since(uri: str, run_id: str | None, end_time: int) -> bool:
+    """Whether the run has ended in the store at or after ``end_time`` (ms)."""
+    if run_id is None:
+        return False
+    info = store.retrying(store.client(uri).get_run, run_id).info
+    return info.status in ("FINISHED", "FAILED", "KILLED") and (info.end_time or 0) >= end_time
 
 
 def _find_by_local_id(uri: str, experiment: str, local_id: str | None) -> str | None:
