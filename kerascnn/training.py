@@ -156,6 +156,8 @@ def train(
     with lifecycle(lambda: _open_run(plan, net, previous)) as run:
         with device.batch_fits(batch, "a training step", TrainingFailed):
             history, fit_seconds = _fit(plan, net, pipes, run, verbose, callbacks)
+        if run is not None:
+            run.resumable = False  # trained (Keras removed the epoch backup): only the evaluation is left
         saved = _save_model(plan, run, net, history) if plan.chief else None  # logged during the test pass
         with device.batch_fits(batch, "a test batch", TrainingFailed):
             probabilities = net.predict(pipes["test"], verbose=0)
@@ -561,6 +563,11 @@ def _find_resumable(config: TrainConfig) -> Any:
         run = _latest_interrupted(config, nothing)
     if run.info.status == "FINISHED":
         raise ArgumentError(f"Run already FINISHED; nothing to resume. Received: resume={run.info.run_id!r}")
+    if _logged_its_model(uri, run.info.run_id):
+        raise ArgumentError(
+            f"Run trained every epoch before it was stopped (in its evaluation): nothing to resume; `kerascnn "
+            f"evaluate {run.info.run_id[:12]}` scores its model. Received: resume={config.resume!r}"
+        )
     tags = run.data.tags
     pid = int(tags.get("kerascnn.pid", "0") or 0)
     if (
@@ -572,6 +579,11 @@ def _find_resumable(config: TrainConfig) -> Any:
     ):
         raise ArgumentError(f"Run is still running in process {pid}. Received: resume={run.info.run_id!r}")
     return run
+
+
+def _logged_its_model(uri: str, run_id: str) -> bool:
+    """Whether the run logged its trained ``model.keras`` (which only a finished fit does)."""
+    return any(a.path == "model.keras" for a in store.retrying(store.client(uri).list_artifacts, run_id))
 
 
 def _logged_policy_if_changed(plan: _Plan, previous: Any) -> str | None:

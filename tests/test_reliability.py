@@ -128,6 +128,34 @@ def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri):
     assert sorted(set(metric_steps(tracking_uri, run.info.run_id, "val_loss"))) == [0, 1, 2, 3, 4, 5]
 
 
+def test_a_run_stopped_in_its_evaluation_is_not_offered_for_resume(tracking_uri, tmp_path, capsys):
+    """Stopped after its last epoch (Keras removed the epoch backup, the model is logged): resuming
+    would train it all again, so it is refused, and the stop message points at ``evaluate``."""
+    from mlflow.tracking import MlflowClient
+
+    from kerascnn.cli import _fail
+    from kerascnn.signals import Terminated
+    from kerascnn.tracking import run as run_module
+    from kerascnn.tracking.store import ensure_experiment
+
+    c = MlflowClient(tracking_uri)
+    run_id = c.create_run(ensure_experiment(tracking_uri, "kerascnn")).info.run_id
+    (tmp_path / "model.keras").write_bytes(b"x")
+    c.log_artifact(run_id, str(tmp_path / "model.keras"))
+    c.set_terminated(run_id, "KILLED")
+    with pytest.raises(
+        ValueError, match=rf"trained every epoch .*`kerascnn evaluate {run_id[:12]}`.*resume='{run_id}'"
+    ):
+        kerascnn.train("mnist_cnn", "mnist", resume=run_id, tracking_uri=tracking_uri)
+    for resumable, hint in (
+        (True, f"--resume {run_id[:12]}` continues it"),
+        (False, f"evaluate {run_id[:12]}` scores"),
+    ):
+        run_module._last.append(run_module.RunOutcome(run_id, "local", "KILLED", "SIGTERM", None, resumable))
+        assert _fail(Terminated(signal.SIGTERM), 143, "terminated", "train") == 143
+        assert hint in capsys.readouterr().err
+
+
 def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):
     process = subprocess.Popen(
         _train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),

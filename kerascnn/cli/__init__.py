@@ -84,8 +84,10 @@ def _fail(error: BaseException, code: int, message: str | None = None, command: 
     outcome = last_outcome() if code != EXIT_USAGE else None
     if outcome is not None and outcome.status != "FINISHED":
         text += f" (run {outcome.label} ended {outcome.status}"
-        if code in (130, 143) and command == "train" and outcome.run_id:
+        if code in (130, 143) and command == "train" and outcome.run_id and outcome.resumable:
             text += f"; `kerascnn train --resume {outcome.run_id[:12]}` continues it"
+        elif code in (130, 143) and command == "train" and outcome.run_id:
+            text += f"; it had trained every epoch: `kerascnn evaluate {outcome.run_id[:12]}` scores its model"
         elif code in (130, 143) and command == "tune":
             text += "; the same command resumes the search"
         text += ")"

@@ -37,6 +37,7 @@ class RunOutcome:
     status: str
     reason: str | None
     spool: Path | None
+    resumable: bool = True  # an interrupted session can be continued (False: its training had ended)
 
     @property
     def label(self) -> str:
@@ -103,6 +104,7 @@ class TrackedRun:
         self._offline = False  # written to the spool here, no writer process, no store
         self._lock: int | None = None
         self.locked: Path | None = None  # the folder held by lock()
+        self.resumable = True  # set False once the training it runs has ended (only evaluation is left)
         self.status: str | None = None
         self._opened_ms = _now_ms()
         self._earlier_s: float | None = 0.0  # its earlier sessions' time (None: unknown, a killed one)
@@ -253,9 +255,8 @@ class TrackedRun:
             self._submit("end", status=status, reason=reason, end_time=now, tags=active)
         if wait:
             self.wait()
-        outcome = RunOutcome(
-            self.ref.run_id, self.ref.local_id, self.status, reason, self.ref.spool_dir if self.ref.spooled else None
-        )
+        spool = self.ref.spool_dir if self.ref.spooled else None
+        outcome = RunOutcome(self.ref.run_id, self.ref.local_id, self.status, reason, spool, self.resumable)
         _last.append(outcome)
         return outcome
 
