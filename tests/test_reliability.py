@@ -147,12 +147,10 @@ def test_a_run_stopped_in_its_evaluation_is_not_offered_for_resume(tracking_uri,
         ValueError, match=rf"trained every epoch .*`kerascnn evaluate {run_id[:12]}`.*resume='{run_id}'"
     ):
         kerascnn.train("mnist_cnn", "mnist", resume=run_id, tracking_uri=tracking_uri)
-    for resumable, hint in (
-        (True, f"--resume {run_id[:12]}` continues it"),
-        (False, f"evaluate {run_id[:12]}` scores"),
-    ):
-        run_module._last.append(run_module.RunOutcome(run_id, "local", "KILLED", "SIGTERM", None, resumable))
-        assert _fail(Terminated(signal.SIGTERM), 143, "terminated", "train") == 143
+    resume, evaluate = f"--resume {run_id[:12]}` continues it", f"evaluate {run_id[:12]}` scores"
+    for resumable, signum, code, hint in ((True, 15, 143, resume), (True, 1, 129, resume), (False, 15, 143, evaluate)):
+        run_module._last.append(run_module.RunOutcome(run_id, "local", "KILLED", "signal", None, resumable))
+        assert _fail(Terminated(signum), code, "terminated", "train") == code  # SIGTERM, SIGHUP
         assert hint in capsys.readouterr().err
 
 

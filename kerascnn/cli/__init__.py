@@ -82,13 +82,14 @@ def _fail(error: BaseException, code: int, message: str | None = None, command: 
 
     text = " ".join((message or str(error)).split()) or type(error).__name__
     outcome = last_outcome() if code != EXIT_USAGE else None
+    stopped = code in (129, 130, 143)  # SIGHUP, Ctrl-C, SIGTERM
     if outcome is not None and outcome.status != "FINISHED":
         text += f" (run {outcome.label} ended {outcome.status}"
-        if code in (130, 143) and command == "train" and outcome.run_id and outcome.resumable:
+        if stopped and command == "train" and outcome.run_id and outcome.resumable:
             text += f"; `kerascnn train --resume {outcome.run_id[:12]}` continues it"
-        elif code in (130, 143) and command == "train" and outcome.run_id:
+        elif stopped and command == "train" and outcome.run_id:
             text += f"; it had trained every epoch: `kerascnn evaluate {outcome.run_id[:12]}` scores its model"
-        elif code in (130, 143) and command == "tune":
+        elif stopped and command == "tune":
             text += "; the same command resumes the search"
         text += ")"
     print(f"kerascnn: error: {text}", file=sys.stderr, flush=True)
