@@ -451,3 +451,24 @@ def test_a_trial_rerun_not_yet_in_the_store_keeps_its_stored_run(tracking_uri, t
     assert stored is not None and MlflowClient(tracking_uri).get_run(stored).info.status == "FINISHED"
     runs.trials["t1"] = TrackedRun(RunRef(tracking_uri, "kerascnn", "lagging-trial-t1"))  # created, not written
     assert runs.trial_run_ids() == {"t1": stored}
+
+
+def test_a_rerun_ends_the_run_of_a_trial_keras_tuner_saw_end_as_it_ended(tracking_uri, tmp_path):
+    """A trial that completed before the search process died, its run's end still in the spool:
+    the rerun does not call it KILLED and re-run (KerasTuner does not re-run it); a trial that was
+    cut off is."""
+    import keras_tuner
+
+    from kerascnn.tuning.runs import SearchRuns
+
+    first = SearchRuns(tracking_uri, "kerascnn", "died", tmp_path / "search", labels={})
+    first.open_parent({}, max_trials=2, fresh=True)
+    for trial_id in ("t1", "t2"):
+        first.start_trial(keras_tuner.engine.trial.Trial(keras_tuner.HyperParameters(), trial_id=trial_id)).wait()
+    rerun = SearchRuns(tracking_uri, "kerascnn", "died", tmp_path / "search", labels={})
+    rerun.open_parent({}, max_trials=2, fresh=False, ended={"t1": "COMPLETED", "t2": "RUNNING"})
+    rerun.parent.wait()
+    runs = {r.data.tags["kerascnn.trial_id"]: r for r in rerun.children()}
+    assert runs["t1"].info.status == "FINISHED" and "kerascnn.failure" not in runs["t1"].data.tags
+    assert runs["t1"].data.tags["kerascnn.trial_status"] == "COMPLETED"
+    assert runs["t2"].info.status == "KILLED" and "the trial is re-run" in runs["t2"].data.tags["kerascnn.failure"]

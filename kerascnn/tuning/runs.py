@@ -55,7 +55,9 @@ class SearchRuns:
         mine = [r for r in found if r.data.tags.get("kerascnn.search_dir") == str(self.search_dir)]
         return mine[0] if mine else None
 
-    def open_parent(self, params: dict[str, Any], max_trials: int, fresh: bool) -> TrackedRun:
+    def open_parent(
+        self, params: dict[str, Any], max_trials: int, fresh: bool, ended: dict[str, str] | None = None
+    ) -> TrackedRun:
         """Creates the parent run, or re-opens the one of an earlier session of this search
         (``fresh``: KerasTuner starts this search over, so a new parent)."""
         from kerascnn import device
@@ -76,7 +78,7 @@ class SearchRuns:
             )
         if previous is not None and not fresh:
             self.parent = TrackedRun.reopen(self.uri, self.experiment, previous, tags=tags)
-            self.kill_stale_trials("the search process ended without closing it; the trial is re-run")
+            self.kill_stale_trials("the search process ended without closing it; the trial is re-run", ended=ended)
         else:
             self.parent = TrackedRun.start(self.uri, self.experiment, self.name, tags=tags, params=params)
         return self.parent
@@ -113,13 +115,21 @@ class SearchRuns:
         except Exception:  # the store went away: the search goes on, its runs go to the spool
             return []
 
-    def kill_stale_trials(self, reason: str, trial_id: str | None = None) -> None:
-        """Ends KILLED the RUNNING trial runs of dead processes (of ``trial_id`` only, if given)."""
+    def kill_stale_trials(self, reason: str, trial_id: str | None = None, ended: dict[str, str] | None = None) -> None:
+        """Ends KILLED the RUNNING trial runs of dead processes (of ``trial_id`` only, if given).
+        A trial KerasTuner saw end (``ended``: trial id -> its status) is not re-run: its run ends
+        as the trial did (the run's own end may still wait in the spool, for ``kerascnn sync``)."""
         mine = {t.run_id for t in self.trials.values()}
         for run in self.children("RUNNING"):
-            if run.info.run_id in mine or (trial_id is not None and run.data.tags.get("kerascnn.trial_id") != trial_id):
+            trial = run.data.tags.get("kerascnn.trial_id")
+            if run.info.run_id in mine or (trial_id is not None and trial != trial_id):
                 continue
-            TrackedRun.reopen(self.uri, self.experiment, run, tags={}).end("KILLED", reason)
+            outcome = (ended or {}).get(str(trial))
+            if outcome in ("COMPLETED", "FAILED", "INVALID"):
+                reopened = TrackedRun.reopen(self.uri, self.experiment, run, tags={"kerascnn.trial_status": outcome})
+                reopened.end("FINISHED" if outcome == "COMPLETED" else "FAILED")
+            else:
+                TrackedRun.reopen(self.uri, self.experiment, run, tags={}).end("KILLED", reason)
 
     def start_trial(self, trial: Any) -> TrackedRun:
         """The nested run of ``trial`` (its hyperparameters as params)."""

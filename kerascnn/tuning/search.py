@@ -295,7 +295,8 @@ def _open_parent(search: _Search) -> Any:
         **search.speed.params(),
         "space": json.dumps([p.get_config() for p in search.tuner.oracle.get_space().space], default=str),
     }
-    parent = search.tuner.runs.open_parent(params, config.max_trials, fresh)
+    ended = {t.trial_id: str(t.status) for t in search.tuner.oracle.trials.values()}  # as KerasTuner saved them
+    parent = search.tuner.runs.open_parent(params, config.max_trials, fresh, ended)
     if config.system_metrics:
         parent.monitor_system()
     return parent
