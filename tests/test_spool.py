@@ -252,3 +252,17 @@ def test_sync_keeps_the_later_end_of_a_run_resumed_meanwhile(tracking_uri, monke
     info = c.get_run(run.info.run_id).info
     assert (info.status, info.end_time) == ("FINISHED", later)
     assert metric_steps(tracking_uri, run.info.run_id, "val_loss") == [0]
+
+
+def test_runs_lists_the_spool_of_a_server_that_is_away(tmp_path):
+    import kerascnn
+    from tests.helpers import assert_usage_error, free_port
+
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert_usage_error(run_cli("runs", "--tracking-uri", uri), "Received: tracking_uri=")  # nothing to show
+    kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, offline=True, tracking_uri=uri, verbose=0)
+    listed = run_cli("runs", "--tracking-uri", uri, "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    (row,) = json.loads(listed.stdout)
+    assert row["status"] == "SPOOLED (FINISHED)" and row["model"] == "lenet5"
+    assert listed.stderr.startswith("kerascnn: warning: ") and "only the runs waiting in its spool" in listed.stderr

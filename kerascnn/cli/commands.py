@@ -304,13 +304,20 @@ def _runs_parser(sub: Any) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> Said:
+    from kerascnn.errors import ArgumentError
     from kerascnn.tracking import queries
 
     if args.limit is not None:
         queries.check_limit(args.limit)
-    rows = queries.leaderboard(args.experiment, tracking_uri=args.tracking_uri)[: args.limit]
     waiting = [r for r in queries.spooled_rows(args.tracking_uri) if args.experiment in (None, r.experiment)]
-    text = queries.format_table(rows) if rows else "kerascnn: no runs yet (train one: kerascnn train mnist_cnn)"
+    try:
+        rows = queries.leaderboard(args.experiment, tracking_uri=args.tracking_uri)[: args.limit]
+        text = queries.format_table(rows) if rows else "kerascnn: no runs yet (train one: kerascnn train mnist_cnn)"
+    except ArgumentError as e:  # a store that is away: what waits in its spool can still be listed
+        if not waiting or ("does not answer" not in str(e) and "Cannot open" not in str(e)):
+            raise
+        print(f"kerascnn: warning: {e}; only the runs waiting in its spool follow", file=sys.stderr, flush=True)
+        rows, text = [], "kerascnn: the store cannot be read now"
     if waiting:
         text += f"\n\nwaiting in the spool ({len(waiting)}; `kerascnn sync` sends them):\n"
         text += queries.format_table(waiting)
