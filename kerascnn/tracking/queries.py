@@ -127,7 +127,7 @@ def _row(row: Any, experiments: dict[str, str]) -> RunRow:
 
     start, end = row.get("start_time"), row.get("end_time")
     ended = not pd.isna(start) and not pd.isna(end)  # a run still going has no end (NaT)
-    duration = (end - start).total_seconds() if ended else None
+    duration = round((end - start).total_seconds(), 3) if ended else None  # (MLflow keeps milliseconds)
     active = _value(row, f"tags.{ACTIVE_TAG}")  # (a resumed run's sessions, without the pauses)
     duration = float(active) if ended and active is not None else duration
     best_val = _value(row, "metrics.best_val_accuracy")
