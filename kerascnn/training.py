@@ -181,10 +181,7 @@ def _check_callbacks(callbacks: Any) -> list[Any]:
     """
     items: Any = [] if callbacks is None else callbacks
     if any(k.__name__ == "CallbackList" for k in type(items).__mro__) and isinstance(items.callbacks, list):
-        own = (
-            getattr(items, "_history", None),
-            getattr(items, "_progbar", None),
-        )  # added by the list: fit adds its own
+        own = (getattr(items, "_history", None), getattr(items, "_progbar", None))  # the list's: fit adds its own
         items = [c for c in items.callbacks if all(c is not o for o in own)]
     listed = isinstance(items, (list, tuple))
     if not listed or not all(not isinstance(c, type) and callable(getattr(c, "set_model", None)) for c in items):
@@ -583,7 +580,10 @@ def _find_resumable(config: TrainConfig) -> Any:
 
 def _logged_its_model(uri: str, run_id: str) -> bool:
     """Whether the run logged its trained ``model.keras`` (which only a finished fit does)."""
-    return any(a.path == "model.keras" for a in store.retrying(store.client(uri).list_artifacts, run_id))
+    from kerascnn.sources import KERAS_ARTIFACTS
+
+    keras_file = KERAS_ARTIFACTS["mlflow_model"]
+    return any(a.path == keras_file for a in store.retrying(store.client(uri).list_artifacts, run_id))
 
 
 def _logged_policy_if_changed(plan: _Plan, previous: Any) -> str | None:

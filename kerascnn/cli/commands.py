@@ -304,8 +304,7 @@ def _runs_parser(sub: Any) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> Said:
-    from kerascnn.errors import ArgumentError
-    from kerascnn.tracking import queries
+    from kerascnn.tracking import queries, store
 
     if args.limit is not None:
         queries.check_limit(args.limit)
@@ -313,8 +312,8 @@ def cmd_runs(args: argparse.Namespace) -> Said:
     try:
         rows = queries.leaderboard(args.experiment, tracking_uri=args.tracking_uri)[: args.limit]
         text = queries.format_table(rows) if rows else "kerascnn: no runs yet (train one: kerascnn train mnist_cnn)"
-    except ArgumentError as e:  # a store that is away: what waits in its spool can still be listed
-        if not waiting or ("does not answer" not in str(e) and "Cannot open" not in str(e)):
+    except store.StoreUnavailable as e:  # what waits in its spool can still be listed
+        if not waiting:
             raise
         print(f"kerascnn: warning: {e}; only the runs waiting in its spool follow", file=sys.stderr, flush=True)
         rows, text = [], "kerascnn: the store cannot be read now"

@@ -145,6 +145,11 @@ def bound_http_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(budget / 3))))  # and here
 
 
+class StoreUnavailable(ArgumentError):
+    """The store cannot be opened or read now (a server that does not answer, a file that is no
+    database); what waits in its spool can still be listed."""
+
+
 def probe(uri: str, *, offline_hint: bool = False, experiment: str | None = None) -> None:
     """Refuses a store that cannot work, cheaply (no MLflow import): a server that does not
     answer ``GET /health``, a SQLite path holding something else than a database, and with
@@ -156,7 +161,7 @@ def probe(uri: str, *, offline_hint: bool = False, experiment: str | None = None
     """
     db = sqlite_path(uri)
     if db is not None and db.is_file() and db.stat().st_size and not _is_sqlite(db):
-        raise ArgumentError(
+        raise StoreUnavailable(
             f"Cannot open the MLflow store (not an SQLite database file). Received: tracking_uri={uri!r}"
         )
     if urlparse(uri).scheme not in ("http", "https"):
@@ -170,7 +175,7 @@ def probe(uri: str, *, offline_hint: bool = False, experiment: str | None = None
         reason = getattr(e, "reason", e)
         hint = ", or train with offline=True (--offline) to spool the run and `kerascnn sync` it later"
         hint = hint if offline_hint else ""
-        raise ArgumentError(
+        raise StoreUnavailable(
             f"The tracking server does not answer ({reason}); start it{hint}. Received: tracking_uri={uri!r}"
         ) from None
     if experiment is not None and _stage_on_server(uri, experiment) == "deleted":
@@ -312,7 +317,7 @@ def client(uri: str) -> Any:
             retrying(c.search_experiments, max_results=1)
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ArgumentError(
+        raise StoreUnavailable(
             f"Cannot open the MLflow store ({type(e).__name__}: {first}). Received: tracking_uri={uri!r}"
         ) from None
     return c

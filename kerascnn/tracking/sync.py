@@ -145,8 +145,8 @@ def _replay(uri: str, spooled: Spooled) -> str:
                 continue
         if op.kind == "params":
             op.data = dict(op.data, params=_new_params(uri, run.run_id, op.data["params"]))
-        if op.kind == "model" and _has_model(uri, run.run_id, op.data["name"]):
-            run.logged_model = _has_model(uri, run.run_id, op.data["name"])
+        if op.kind == "model" and (logged := _has_model(uri, run.run_id, op.data["name"])):
+            run.logged_model = logged
             continue
         if op.kind == "register" and _registered(uri, run.run_id, op.data["name"], run.logged_model):
             continue

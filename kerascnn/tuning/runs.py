@@ -125,11 +125,15 @@ class SearchRuns:
             if run.info.run_id in mine or (trial_id is not None and trial != trial_id):
                 continue
             outcome = (ended or {}).get(str(trial))
-            if outcome in ("COMPLETED", "FAILED", "INVALID"):
-                reopened = TrackedRun.reopen(self.uri, self.experiment, run, tags={"kerascnn.trial_status": outcome})
-                reopened.end("FINISHED" if outcome == "COMPLETED" else "FAILED")
+            if outcome in ("COMPLETED", "FAILED", "INVALID"):  # ended as the trial did
+                tags, status, why = (
+                    {"kerascnn.trial_status": outcome},
+                    "FINISHED" if outcome == "COMPLETED" else "FAILED",
+                    None,
+                )
             else:
-                TrackedRun.reopen(self.uri, self.experiment, run, tags={}).end("KILLED", reason)
+                tags, status, why = {}, "KILLED", reason
+            TrackedRun.reopen(self.uri, self.experiment, run, tags=tags).end(status, why)
 
     def start_trial(self, trial: Any) -> TrackedRun:
         """The nested run of ``trial`` (its hyperparameters as params)."""
