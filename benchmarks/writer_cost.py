@@ -3,7 +3,7 @@
     python benchmarks/writer_cost.py
 
 In a fresh process, in the writer's order: its own module, each module of
-``kerascnn.tracking.writer.WARM``, MLflow's scan of the installed packages, and creating a
+``kerascnn.tracking.writer.WARM``, and creating a
 new SQLite store (in a temporary folder) as the writer does: a copy of the cached empty store
 (``kerascnn.tracking.store.empty_store``), or MLflow's migrations where there is none yet
 (``KERASCNN_CACHE_DIR=/dev/null/x``, a cache that cannot be made, shows that case). Each
@@ -40,12 +40,6 @@ def main() -> None:
         else:
             importlib.import_module(name)
         step(f"import {name}")
-    from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
-
-    from kerascnn.loading import pip_requirements
-
-    warn_dependency_requirement_mismatches(pip_requirements())
-    step("MLflow's scan of the installed packages")
     from kerascnn.tracking import store
 
     cached = store.empty_store_path().is_file()

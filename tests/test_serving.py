@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -246,6 +247,8 @@ def _check_pyfunc(trained, uri: str) -> None:
     spec = info.signature.inputs.to_dict()[0]["tensor-spec"]
     assert spec["dtype"] == "uint8" and list(spec["shape"]) == [-1, 28, 28, 1]
     assert info.metadata == {"class_names": list("0123456789"), "dataset": "mnist"}
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text().split()
+    assert {f"keras=={metadata.version('keras')}", f"mlflow=={mlflow.__version__}"} <= set(requirements)
     pyfunc = mlflow.pyfunc.load_model(uri)
     probabilities = np.asarray(pyfunc.predict(trained.x[..., None]))
     assert probabilities.shape == (16, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)

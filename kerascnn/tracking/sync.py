@@ -21,7 +21,7 @@ from typing import Any
 
 from kerascnn.tracking import store
 from kerascnn.tracking.recorder import SPOOL, Op, RunRef
-from kerascnn.tracking.writes import apply, last_logged_model
+from kerascnn.tracking.writes import apply, ready_model, registered_version
 
 
 @dataclass
@@ -145,10 +145,10 @@ def _replay(uri: str, spooled: Spooled) -> str:
                 continue
         if op.kind == "params":
             op.data = dict(op.data, params=_new_params(uri, run.run_id, op.data["params"]))
-        if op.kind == "model" and (logged := _has_model(uri, run.run_id, op.data["name"])):
+        if op.kind == "model" and (logged := ready_model(uri, run.run_id, op.data["name"])):
             run.logged_model = logged
             continue
-        if op.kind == "register" and _registered(uri, run.run_id, op.data["name"], run.logged_model):
+        if op.kind == "register" and registered_version(uri, run.run_id, op.data["name"], run.logged_model):
             continue
         if op.kind == "end" and _ended_since(uri, run.run_id, op.data["end_time"]):
             continue  # resumed and ended again meanwhile: its later end stands
@@ -199,38 +199,3 @@ def _new_metrics(
 def _new_params(uri: str, run_id: str | None, params: dict[str, str]) -> dict[str, str]:
     logged = store.retrying(store.client(uri).get_run, run_id).data.params if run_id else {}
     return {k: v for k, v in params.items() if k not in logged}
-
-
-def _has_model(uri: str, run_id: str | None, name: str) -> str | None:
-    """The ``models:/m-...`` URI of the run's complete (READY) logged model ``name``, if it has one.
-    One left PENDING (its writer or an earlier sync was killed while uploading it) is marked
-    FAILED: the replay logs the model again."""
-    from mlflow.entities import LoggedModelStatus
-
-    if run_id is None:
-        return None
-    c = store.client(uri)
-    experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
-    models = store.retrying(
-        c.search_logged_models,
-        experiment_ids=[experiment_id],
-        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
-    )
-    for broken in (m for m in models if m.status == LoggedModelStatus.PENDING):
-        store.retrying(c.finalize_logged_model, broken.model_id, LoggedModelStatus.FAILED)
-    ready = [m for m in models if m.status == LoggedModelStatus.READY]
-    return f"models:/{ready[0].model_id}" if ready else None
-
-
-def _registered(uri: str, run_id: str | None, name: str, model: str | None) -> bool:
-    """Whether ``name`` has a version of the run's logged ``model`` (one of a model whose upload
-    was cut off does not count)."""
-    if run_id is None:
-        return False
-    if model is None:  # logged before the store went away
-        try:
-            model = last_logged_model(store.client(uri), run_id)
-        except RuntimeError:
-            return False
-    versions = store.retrying(store.client(uri).search_model_versions, f"name = '{name}' AND run_id = '{run_id}'")
-    return any(model in (v.source, f"models:/{v.model_id}") for v in versions)

@@ -371,10 +371,7 @@ class _Yielding:
 
 
 def _warm(modules: list[str], then: Callable[[], None] | None = None) -> None:
-    """Imports ``modules`` (TensorFlow quietly and on one thread);
-    with ``mlflow.keras``, also runs MLflow's check of a model's requirements against the
-    installed packages once (a scan of them all, ~1 s, that the first ``log_model`` would pay);
-    then calls ``then()``."""
+    """Imports ``modules`` (TensorFlow quietly and on one thread), then calls ``then()``."""
     import importlib
 
     from kerascnn.device import collector_paused, import_tensorflow
@@ -388,13 +385,6 @@ def _warm(modules: list[str], then: Callable[[], None] | None = None) -> None:
                 tf.config.threading.set_intra_op_parallelism_threads(1)
             else:
                 importlib.import_module(name)
-    if "mlflow.keras" in modules:
-        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
-
-        from kerascnn.loading import pip_requirements
-
-        with contextlib.suppress(Exception):
-            warn_dependency_requirement_mismatches(pip_requirements())
     if then is not None:
         then()
 

@@ -8,10 +8,11 @@ replays a spool. Every op's data is JSON: files are named by path (a spool's cop
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,18 +161,38 @@ def _model(uri: str, op: Op, folder: Path | None) -> None:
     c = store.client(uri)
     experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
     logged = store.retrying(c.create_logged_model, experiment_id, name=data["name"], source_run_id=run_id)
-    Model.log(
-        artifact_path=None,
-        name=data["name"],
-        flavor=mlflow.keras,
-        run_id=run_id,
-        model_id=logged.model_id,
-        model=model,
-        signature=signature,
-        pip_requirements=data["requirements"],
-        metadata=data.get("metadata"),
-    )
+    with _requirements_known():
+        Model.log(
+            artifact_path=None,
+            name=data["name"],
+            flavor=mlflow.keras,
+            run_id=run_id,
+            model_id=logged.model_id,
+            model=model,
+            signature=signature,
+            pip_requirements=data["requirements"],
+            metadata=data.get("metadata"),
+        )
     op.run.logged_model = f"models:/{logged.model_id}"
+
+
+@contextlib.contextmanager
+def _requirements_known() -> Iterator[None]:
+    """Skips MLflow's check of a model's pip requirements against the installed packages while
+    it logs one: the requirements are the installed versions (``loading.pip_requirements``), so
+    it cannot find a mismatch, and it scans every installed distribution (~0.3-0.4 CPU-s per
+    process, which the writer would spend beside the training steps; BENCHMARKS.md)."""
+    from mlflow.utils import environment
+
+    check = getattr(environment, "warn_dependency_requirement_mismatches", None)
+    if check is None:  # (another MLflow: its check runs)
+        yield
+        return
+    environment.warn_dependency_requirement_mismatches = lambda model_requirements: None
+    try:
+        yield
+    finally:
+        environment.warn_dependency_requirement_mismatches = check
 
 
 def _register(uri: str, op: Op, folder: Path | None) -> None:
@@ -221,6 +242,52 @@ def last_logged_model(c: Any, run_id: str) -> str:
     if not found:
         raise RuntimeError(f"run {run_id} logged no model to register")
     return f"models:/{found[0].model_id}"
+
+
+def ready_model(uri: str, run_id: str | None, name: str) -> str | None:
+    """The ``models:/m-...`` URI of the run's complete (READY) logged model ``name``, if it has one.
+    One left PENDING (its writer or an earlier sync was killed while uploading it) is marked
+    FAILED: it is to be logged again.
+
+    Example:
+        >>> ready_model("sqlite:////tmp/doc/mlflow.db", run_id, "mlflow_model")  # doctest: +SKIP
+        'models:/m-0123...'
+    """
+    from mlflow.entities import LoggedModelStatus
+
+    if run_id is None:
+        return None
+    c = store.client(uri)
+    experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
+    models = store.retrying(
+        c.search_logged_models,
+        experiment_ids=[experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+    )
+    for broken in (m for m in models if m.status == LoggedModelStatus.PENDING):
+        store.retrying(c.finalize_logged_model, broken.model_id, LoggedModelStatus.FAILED)
+    ready = [m for m in models if m.status == LoggedModelStatus.READY]
+    return f"models:/{ready[0].model_id}" if ready else None
+
+
+def registered_version(uri: str, run_id: str | None, name: str, model: str | None) -> str | None:
+    """The version of registered model ``name`` made from the run's logged ``model`` (its last
+    complete one when ``None``), if there is one; one of a model whose upload was cut off does
+    not count.
+
+    Example:
+        >>> registered_version("sqlite:////tmp/doc/mlflow.db", run_id, "digits", None)  # doctest: +SKIP
+        '2'
+    """
+    if run_id is None:
+        return None
+    if model is None:  # logged before the store went away
+        try:
+            model = last_logged_model(store.client(uri), run_id)
+        except RuntimeError:
+            return None
+    versions = store.retrying(store.client(uri).search_model_versions, f"name = '{name}' AND run_id = '{run_id}'")
+    return next((str(v.version) for v in versions if model in (v.source, f"models:/{v.model_id}")), None)
 
 
 _HANDLERS: dict[str, Callable[[str, Op, Path | None], None]] = {
