@@ -98,7 +98,14 @@ def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, 
 def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_uri, tmp_path):
     common = dict(tuner="random", tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, **TINY)
     first = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
-    again = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
+    again = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, register_model="tuned", **common)  # it had finished
+    kerascnn.tune("mnist_cnn", "mnist", max_trials=2, register_model="tuned", **common)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_run(first.parent_run_id).info.experiment_id
+    (logged,) = client.search_logged_models([experiment], f"source_run_id = '{first.parent_run_id}'")  # logged once
+    assert logged.name == "best_model" and len(client.get_metric_history(first.parent_run_id, "best_score")) == 1
+    versions = client.search_model_versions("name = 'tuned'")
+    assert [(int(v.version), v.source) for v in versions] == [(1, f"models:/{logged.model_id}")]  # registered once
     time.sleep(3)  # a pause between sessions is not the search's time
     more = kerascnn.tune("mnist_cnn", "mnist", max_trials=4, **common)
     assert first.parent_run_id == again.parent_run_id == more.parent_run_id

@@ -32,6 +32,7 @@ class SearchRuns:
         self.labels = labels
         self.worker = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
         self.parent: TrackedRun | None = None
+        self.reopened: Any = None  # the parent as an earlier session of this search left it (MLflow's Run)
         self.trials: dict[str, TrackedRun] = {}
         self.experiment_id = store.ensure_experiment(uri, experiment)
 
@@ -77,6 +78,7 @@ class SearchRuns:
                 "KILLED", "its process ended; the search was started afresh under a new parent run"
             )
         if previous is not None and not fresh:
+            self.reopened = previous
             self.parent = TrackedRun.reopen(self.uri, self.experiment, previous, tags=tags)
             self.kill_stale_trials("the search process ended without closing it; the trial is re-run", ended=ended)
         else:

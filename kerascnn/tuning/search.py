@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kerascnn import checks, device, hardware
+from kerascnn import checks, console, device, hardware
 from kerascnn.config import TuneConfig, signature_of
 from kerascnn.errors import ArgumentError, SearchFailed
 from kerascnn.tracking import store
@@ -346,7 +346,18 @@ def _summarize(search: _Search) -> TuneResult:
 
 
 def _log_best(search: _Search, parent: Any, best: dict[str, Any], model: Any, outputs: Path, done: int) -> None:
-    """The best trial on the parent run: tags, score, its model (``.keras`` and MLflow), registered if asked."""
+    """The best trial on the parent run: tags, score, its model (``.keras`` and MLflow), registered if asked.
+    A search run again after it finished logs (and registers) the same best model once only."""
+    logged = _logged_before(search, parent, best)
+    if logged is None:
+        _log_new_best(search, parent, best, model, outputs, done)
+    else:
+        parent.log_artifacts(outputs)  # the leaderboard
+    if search.config.register_model:
+        _register_best(search, parent, best, logged)
+
+
+def _log_new_best(search: _Search, parent: Any, best: dict[str, Any], model: Any, outputs: Path, done: int) -> None:
     import numpy as np
 
     from kerascnn.data import model_info
@@ -367,14 +378,41 @@ def _log_best(search: _Search, parent: Any, best: dict[str, Any], model: Any, ou
         adaptation=search.adaptation,
         metadata={"class_names": data.class_names, "dataset": config.recorded_dataset},
     )
-    if config.register_model:
-        tags = {
-            "dataset": config.recorded_dataset,
-            "family": search.space.name,
-            "trial_id": best["trial_id"],
-            f"best_{config.objective}": f"{best['score']:.4f}",
-        }
-        parent.register_model(config.register_model, config.alias, tags)
+
+
+def _logged_before(search: _Search, parent: Any, best: dict[str, Any]) -> str | None:
+    """``models:/...`` of the best model an earlier session of this search logged to the parent,
+    when it is this trial's and complete (a search run again after it finished)."""
+    from kerascnn.tracking import writes
+
+    previous = search.tuner.runs.reopened
+    if previous is None or previous.data.tags.get("kerascnn.best_trial_id") != best["trial_id"]:
+        return None
+    try:
+        return writes.ready_model(parent.ref.uri, parent.run_id, "best_model")
+    except Exception:  # the store is away for now: logged again (``kerascnn sync`` skips a model it has)
+        return None
+
+
+def _register_best(search: _Search, parent: Any, best: dict[str, Any], logged: str | None) -> None:
+    from kerascnn.tracking import writes
+
+    config = search.config
+    name = str(config.register_model)
+    try:
+        version = writes.registered_version(parent.ref.uri, parent.run_id, name, logged) if logged else None
+    except Exception:  # the store is away for now: registered again (``kerascnn sync`` skips a version it has)
+        version = None
+    if version is not None:
+        console.say(f"kerascnn: {name} version {version} already holds this search's best model")
+        return
+    tags = {
+        "dataset": config.recorded_dataset,
+        "family": search.space.name,
+        "trial_id": best["trial_id"],
+        f"best_{config.objective}": f"{best['score']:.4f}",
+    }
+    parent.register_model(name, config.alias, tags)
 
 
 def _trial_row(trial: Any, run_id: str | None) -> dict[str, Any]:
