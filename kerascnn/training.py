@@ -552,12 +552,15 @@ def _find_resumable(config: TrainConfig) -> Any:
         f"{config.experiment!r}. Received: resume={config.resume!r}"
     )
     db = store.sqlite_path(uri)
-    if db is not None and not db.exists():
-        raise nothing
-    if isinstance(config.resume, str):
-        run = store.find_run(uri, config.resume, "resume")
-    else:
-        run = _latest_interrupted(config, nothing)
+    try:
+        if db is not None and not db.exists():
+            raise nothing
+        if isinstance(config.resume, str):
+            run = store.find_run(uri, config.resume, "resume")
+        else:
+            run = _latest_interrupted(config, nothing)
+    except ArgumentError as e:
+        raise _with_spool_hint(e, uri) from None
     if run.info.status == "FINISHED":
         raise ArgumentError(f"Run already FINISHED; nothing to resume. Received: resume={run.info.run_id!r}")
     if _logged_its_model(uri, run.info.run_id):
@@ -576,6 +579,20 @@ def _find_resumable(config: TrainConfig) -> Any:
     ):
         raise ArgumentError(f"Run is still running in process {pid}. Received: resume={run.info.run_id!r}")
     return run
+
+
+def _with_spool_hint(error: ArgumentError, uri: str) -> ArgumentError:
+    """``error`` (no such run) with a pointer to ``kerascnn sync`` when interrupted runs of the
+    store wait in its spool: they can be resumed once they are in the store."""
+    from kerascnn.tracking.sync import pending
+
+    waiting = sum(1 for s in pending(uri) if s.status != "FINISHED")
+    text, received, value = str(error).rpartition(" Received: ")
+    if not waiting or not text.startswith(("No run", "Nothing to resume")):
+        return error
+    runs = "1 interrupted run waits" if waiting == 1 else f"{waiting} interrupted runs wait"
+    them = "it" if waiting == 1 else "them"
+    return ArgumentError(f"{text} ({runs} in this store's spool: `kerascnn sync` sends {them}){received}{value}")
 
 
 def _logged_its_model(uri: str, run_id: str) -> bool:

@@ -254,6 +254,28 @@ def test_sync_keeps_the_later_end_of_a_run_resumed_meanwhile(tracking_uri, monke
     assert metric_steps(tracking_uri, run.info.run_id, "val_loss") == [0]
 
 
+def test_resume_points_at_sync_while_the_interrupted_run_waits_in_the_spool(tracking_uri):
+    import keras
+
+    import kerascnn
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:  # epoch 1's backup is on disk
+                raise KeyboardInterrupt
+
+    common = dict(epochs=2, train_samples=200, test_samples=100, tracking_uri=tracking_uri, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        kerascnn.train("lenet5", "mnist", offline=True, callbacks=[Stop()], **common)
+    with pytest.raises(ValueError, match=r"\(1 interrupted run waits in this store's spool: `kerascnn sync` sends"):
+        kerascnn.train(resume=True, tracking_uri=tracking_uri, verbose=0)
+    assert list(sync(tracking_uri).synced)
+    resumed = kerascnn.train(resume=True, tracking_uri=tracking_uri, verbose=0)  # now in the store
+    (run,) = all_runs(tracking_uri)
+    assert resumed.run_id == run.info.run_id and run.info.status == "FINISHED"
+    assert metric_steps(tracking_uri, run.info.run_id, "val_loss") == [0, 1]
+
+
 def test_runs_lists_the_spool_of_a_server_that_is_away(tmp_path):
     import kerascnn
     from tests.helpers import assert_usage_error, free_port
