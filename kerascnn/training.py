@@ -586,9 +586,11 @@ def _with_spool_hint(error: ArgumentError, uri: str) -> ArgumentError:
     store wait in its spool: they can be resumed once they are in the store."""
     from kerascnn.tracking.sync import pending
 
-    waiting = sum(1 for s in pending(uri) if s.status != "FINISHED")
     text, received, value = str(error).rpartition(" Received: ")
-    if not waiting or not text.startswith(("No run", "Nothing to resume")):
+    if not text.startswith(("No run", "Nothing to resume")):
+        return error
+    waiting = sum(1 for s in pending(uri) if s.status != "FINISHED")
+    if not waiting:
         return error
     runs = "1 interrupted run waits" if waiting == 1 else f"{waiting} interrupted runs wait"
     them = "it" if waiting == 1 else "them"
