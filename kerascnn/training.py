@@ -560,7 +560,7 @@ def _find_resumable(config: TrainConfig) -> Any:
         else:
             run = _latest_interrupted(config, nothing)
     except ArgumentError as e:
-        raise _with_spool_hint(e, uri) from None
+        raise _with_spool_hint(e, config) from None
     if run.info.status == "FINISHED":
         raise ArgumentError(f"Run already FINISHED; nothing to resume. Received: resume={run.info.run_id!r}")
     if _logged_its_model(uri, run.info.run_id):
@@ -581,20 +581,38 @@ def _find_resumable(config: TrainConfig) -> Any:
     return run
 
 
-def _with_spool_hint(error: ArgumentError, uri: str) -> ArgumentError:
-    """``error`` (no such run) with a pointer to ``kerascnn sync`` when interrupted runs of the
-    store wait in its spool: they can be resumed once they are in the store."""
-    from kerascnn.tracking.sync import pending
-
+def _with_spool_hint(error: ArgumentError, config: TrainConfig) -> ArgumentError:
+    """``error`` (no such run) with a pointer to ``kerascnn sync`` when interrupted runs that
+    ``resume`` could take wait in the store's spool: it can resume them once they are in the store."""
     text, received, value = str(error).rpartition(" Received: ")
     if not text.startswith(("No run", "Nothing to resume")):
         return error
-    waiting = sum(1 for s in pending(uri) if s.status != "FINISHED")
+    waiting = _spooled_resumable(config)
     if not waiting:
         return error
     runs = "1 interrupted run waits" if waiting == 1 else f"{waiting} interrupted runs wait"
-    them = "it" if waiting == 1 else "them"
-    return ArgumentError(f"{text} ({runs} in this store's spool: `kerascnn sync` sends {them}){received}{value}")
+    hint = f"({runs} in this store's spool: `kerascnn sync` sends {'it' if waiting == 1 else 'them'})"
+    return ArgumentError(f"{text.removesuffix('.')} {hint}.{received}{value}")
+
+
+def _spooled_resumable(config: TrainConfig) -> int:
+    """How many interrupted training runs of the spool ``config.resume`` could name."""
+    from kerascnn.tracking.sync import pending
+
+    return sum(1 for spooled in pending(config.store_uri) if _could_resume(spooled, config))
+
+
+def _could_resume(spooled: Any, config: TrainConfig) -> bool:
+    tags: dict[str, str] = next((op["data"].get("tags", {}) for op in spooled.ops if op["kind"] == "create"), {})
+    ids = [i for i in (spooled.info.get("run_id"), spooled.info.get("local_id")) if i]
+    return (
+        spooled.status != "FINISHED"
+        and spooled.info.get("experiment") == config.experiment
+        and not spooled.info.get("parent_local_id")  # (a search's trial)
+        and tags.get("kerascnn.kind", "train") == "train"
+        and ("model" not in config.given or tags.get("kerascnn.model", config.model) == config.model)
+        and (not isinstance(config.resume, str) or any(i.startswith(config.resume) for i in ids))
+    )
 
 
 def _logged_its_model(uri: str, run_id: str) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from kerascnn.tracking import store
 from kerascnn.tracking.sync import pending, sync
 from tests.helpers import PY, all_runs, child_runs, data_dir, metric_steps, mlflow_server, run_cli, wait_for
 
@@ -78,9 +79,9 @@ def test_server_killed_mid_training_loses_nothing_after_sync(tmp_path):
         assert run.data.metrics["fit_seconds"] < time.monotonic() - started  # training time only
         client = MlflowClient(server.uri)
         local = client.download_artifacts(result["run_id"], "model.keras", str(tmp_path))
-        mlflow.set_tracking_uri(server.uri)
-        (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
-        served = mlflow.pyfunc.load_model(logged.model_uri)
+        with store.global_tracking_uri(server.uri):
+            (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+            served = mlflow.pyfunc.load_model(logged.model_uri)
         images = np.load(data_dir() / "mnist.npz")["x_test"][:500, ..., None]
         labels = np.load(data_dir() / "mnist.npz")["y_test"][:500]
         accuracy = float(np.mean(np.asarray(served.predict(images)).argmax(axis=1) == labels))
@@ -221,14 +222,16 @@ def test_a_model_whose_upload_was_cut_off_is_logged_again_by_sync(tracking_uri, 
     (cut,) = c.search_logged_models([run.info.experiment_id])
     assert cut.status == LoggedModelStatus.PENDING
     c.create_registered_model("cut")
-    c.create_model_version("cut", f"models:/{cut.model_id}", run.info.run_id, model_id=cut.model_id)  # got that far
+    with store.global_tracking_uri(tracking_uri):  # (MLflow's registry reads the logged model from its global store)
+        c.create_model_version("cut", f"models:/{cut.model_id}", run.info.run_id, model_id=cut.model_id)  # got that far
     report = sync(tracking_uri)
     assert list(report.synced) and not report.failed and not pending(tracking_uri)
     models = {m.model_id: m.status for m in c.search_logged_models([run.info.experiment_id])}
     assert models.pop(cut.model_id) == LoggedModelStatus.FAILED and list(models.values()) == [LoggedModelStatus.READY]
     champion = c.get_model_version_by_alias("cut", "champion")
     assert champion.source.removeprefix("models:/") in models and int(champion.version) == 2
-    loaded = mlflow.pyfunc.load_model("models:/cut@champion")
+    with store.global_tracking_uri(tracking_uri):
+        loaded = mlflow.pyfunc.load_model("models:/cut@champion")
     assert loaded.predict(np.zeros((1, 28, 28, 1), np.uint8)).shape == (1, 10)
 
 
@@ -254,6 +257,37 @@ def test_sync_keeps_the_later_end_of_a_run_resumed_meanwhile(tracking_uri, monke
     assert metric_steps(tracking_uri, run.info.run_id, "val_loss") == [0]
 
 
+def test_sync_logs_a_spooled_model_though_the_run_has_another_of_that_name(tracking_uri, monkeypatch):
+    """A run can log two models under one name (a search's best model, in two sessions): sync
+    tells the one a spooled op logs by its key, not by the name."""
+    from mlflow.entities import LoggedModelStatus
+
+    import kerascnn
+    from kerascnn.tracking import writes
+
+    kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, offline=True, tracking_uri=tracking_uri, verbose=0)
+    with monkeypatch.context() as m:
+        m.setitem(writes._HANDLERS, "end", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):  # everything but the end reached the store, the model included
+            sync(tracking_uri)
+    (spooled,) = pending(tracking_uri)
+    ops = [json.loads(line) for line in (spooled.folder / "ops.jsonl").read_text().splitlines()]
+    for op in ops:
+        if op["kind"] == "model":
+            op["data"]["tags"]["kerascnn.model_key"] = "second"  # another model of the same name
+    (spooled.folder / "ops.jsonl").write_text("".join(json.dumps(op) + "\n" for op in ops))
+    mlflow.set_tracking_uri("sqlite:////nonexistent/users-own.db")  # a notebook's own setting
+    try:
+        assert list(sync(tracking_uri).synced) and not pending(tracking_uri)
+        assert mlflow.get_tracking_uri() == "sqlite:////nonexistent/users-own.db"  # left as it was
+    finally:
+        mlflow.set_tracking_uri(None)
+    (run,) = all_runs(tracking_uri)
+    models = MlflowClient(tracking_uri).search_logged_models([run.info.experiment_id])
+    assert sorted(m.tags["kerascnn.model_key"] == "second" for m in models) == [False, True]
+    assert {m.name for m in models} == {"mlflow_model"} and all(m.status == LoggedModelStatus.READY for m in models)
+
+
 def test_resume_points_at_sync_while_the_interrupted_run_waits_in_the_spool(tracking_uri):
     import keras
 
@@ -267,8 +301,11 @@ def test_resume_points_at_sync_while_the_interrupted_run_waits_in_the_spool(trac
     common = dict(epochs=2, train_samples=200, test_samples=100, tracking_uri=tracking_uri, verbose=0)
     with pytest.raises(KeyboardInterrupt):
         kerascnn.train("lenet5", "mnist", offline=True, callbacks=[Stop()], **common)
-    with pytest.raises(ValueError, match=r"\(1 interrupted run waits in this store's spool: `kerascnn sync` sends"):
+    with pytest.raises(ValueError, match=r"'kerascnn' \(1 interrupted run waits in this store's spool: `kerascnn"):
         kerascnn.train(resume=True, tracking_uri=tracking_uri, verbose=0)
+    with pytest.raises(ValueError, match="Nothing to resume") as elsewhere:  # not a run this could resume
+        kerascnn.train(resume=True, experiment="other", tracking_uri=tracking_uri, verbose=0)
+    assert "spool" not in str(elsewhere.value)
     assert list(sync(tracking_uri).synced)
     resumed = kerascnn.train(resume=True, tracking_uri=tracking_uri, verbose=0)  # now in the store
     (run,) = all_runs(tracking_uri)

@@ -99,16 +99,19 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
     common = dict(tuner="random", tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, **TINY)
     first = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
     again = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, register_model="tuned", **common)  # it had finished
-    kerascnn.tune("mnist_cnn", "mnist", max_trials=2, register_model="tuned", **common)
+    kerascnn.tune("mnist_cnn", "mnist", max_trials=2, register_model="tuned", alias="best", **common)
     client = MlflowClient(tracking_uri)
     experiment = client.get_run(first.parent_run_id).info.experiment_id
     (logged,) = client.search_logged_models([experiment], f"source_run_id = '{first.parent_run_id}'")  # logged once
-    assert logged.name == "best_model" and len(client.get_metric_history(first.parent_run_id, "best_score")) == 1
+    assert logged.name == "best_model" and logged.tags["kerascnn.trial_id"] == first.best["trial_id"]
     versions = client.search_model_versions("name = 'tuned'")
     assert [(int(v.version), v.source) for v in versions] == [(1, f"models:/{logged.model_id}")]  # registered once
+    assert {k: int(v) for k, v in client.get_registered_model("tuned").aliases.items()} == {"best": 1}
     time.sleep(3)  # a pause between sessions is not the search's time
     more = kerascnn.tune("mnist_cnn", "mnist", max_trials=4, **common)
     assert first.parent_run_id == again.parent_run_id == more.parent_run_id
+    scores = client.get_metric_history(first.parent_run_id, "best_score")
+    assert sorted(m.step for m in scores) == [2, 4]  # a point per session that ran trials
     parent = MlflowClient(tracking_uri).get_run(first.parent_run_id)
     active = float(parent.data.tags["kerascnn.active_seconds"])
     assert 0 < active < (parent.info.end_time - parent.info.start_time) / 1000 - 2.5

@@ -286,3 +286,18 @@ def test_a_runs_time_is_its_sessions_and_unknown_after_a_killed_one(tracking_uri
     run = client.get_run(run_id)
     assert ACTIVE_TAG not in run.data.tags
     assert leaderboard(tracking_uri=tracking_uri)[0].duration_s == (run.info.end_time - run.info.start_time) / 1000
+
+
+def test_a_reopened_runs_system_metrics_go_on_after_its_last_step(tracking_uri):
+    """A resumed run (or a search's parent run again) samples on from the step its earlier session reached."""
+    from kerascnn.tracking import writes
+
+    c = MlflowClient(tracking_uri)
+    run_id = c.create_run(c.create_experiment("sampled")).info.run_id
+    c.log_metric(run_id, "system/cpu_utilization_percentage", 1.0, step=3)  # the earlier session's last sample
+    run = RunRef(tracking_uri, "sampled", "r", run_id=run_id)
+    writes.apply(tracking_uri, Op("monitor", run, {"interval_s": 0.2}))
+    time.sleep(1.5)
+    run.monitor.finish()
+    steps = [m.step for m in c.get_metric_history(run_id, "system/cpu_utilization_percentage")]
+    assert steps[0] == 3 and len(steps) > 1 and sorted(steps[1:]) == list(range(4, 3 + len(steps)))

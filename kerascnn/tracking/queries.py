@@ -83,16 +83,18 @@ def search_runs(
             )
         return pd.DataFrame()
     client = store.client(uri)
-    mlflow.set_tracking_uri(uri)
     if run_ids:
         runs = [store.find_run(uri, r) for r in run_ids]
         quoted = ", ".join(f"'{r.info.run_id}'" for r in runs)
-        return store.retrying(
-            mlflow.search_runs,
-            experiment_ids=sorted({r.info.experiment_id for r in runs}),
-            filter_string=f"attributes.run_id IN ({quoted})",
-        )
-    frame = store.retrying(mlflow.search_runs, experiment_ids=_experiment_ids(client, experiment))
+        with store.global_tracking_uri(uri):  # mlflow.search_runs reads MLflow's global store
+            return store.retrying(
+                mlflow.search_runs,
+                experiment_ids=sorted({r.info.experiment_id for r in runs}),
+                filter_string=f"attributes.run_id IN ({quoted})",
+            )
+    experiment_ids = _experiment_ids(client, experiment)
+    with store.global_tracking_uri(uri):
+        frame = store.retrying(mlflow.search_runs, experiment_ids=experiment_ids)
     if frame.empty or include_trials or "tags.mlflow.parentRunId" not in frame:
         return frame
     return frame[frame["tags.mlflow.parentRunId"].isna()]

@@ -31,6 +31,7 @@ from kerascnn.tracking import store
 
 SPOOL = "spool"
 LOCAL_ONLY = ("monitor",)  # ops that write nothing the spool could replay
+MODEL_KEY = "kerascnn.model_key"  # the tag that tells a logged model from the run's others
 _SPOOL_LOCK = threading.Lock()  # spool files of this process
 
 

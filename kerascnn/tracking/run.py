@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kerascnn.errors import ArgumentError
-from kerascnn.tracking.recorder import Op, RunRef, spool
+from kerascnn.tracking.recorder import MODEL_KEY, Op, RunRef, spool
 from kerascnn.tracking.writer import recorder
 
 MAX_PARAM_LENGTH = 6000
@@ -202,11 +202,15 @@ class TrackedRun:
         outputs: Any,
         adaptation: Any = None,
         metadata: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
     ) -> None:
         """Logs an MLflow Keras model from its ``.keras`` file ``saved``, already written (the writer
         loads it; the spool keeps it). With ``adaptation``, the logged model takes raw ``uint8``
         images (the preprocessing in front) and ``example`` is such images; ``outputs`` has the
-        shape and type of its predictions (for the signature)."""
+        shape and type of its predictions (for the signature). The logged model is tagged with
+        ``tags`` and a key of its own (``kerascnn.model_key``: a replay finds it by that)."""
+        import uuid
+
         from kerascnn.loading import pip_requirements
 
         front = adaptation.to_dict() if adaptation is not None else None
@@ -220,11 +224,14 @@ class TrackedRun:
             requirements=pip_requirements(),
             adaptation=front,
             metadata=metadata,
+            tags={**(tags or {}), MODEL_KEY: uuid.uuid4().hex},
         )
 
-    def register_model(self, name: str, alias: str | None, tags: dict[str, Any]) -> None:
-        """Registers the model logged last as a new version of ``name`` (tagged), ``alias`` moved to it."""
-        self._submit("register", name=name, alias=alias, tags={k: str(v) for k, v in tags.items()})
+    def register_model(self, name: str, alias: str | None, tags: dict[str, Any], model: str | None = None) -> None:
+        """Registers ``model`` (``models:/...``; by default the model logged last) as a new version of
+        ``name`` (tagged), ``alias`` moved to it; a model ``name`` already has a version of keeps that
+        version (``alias`` moved to it)."""
+        self._submit("register", name=name, alias=alias, tags={k: str(v) for k, v in tags.items()}, model=model)
 
     def log_inputs(self, datasets: list[dict[str, Any]]) -> None:
         """Logs datasets as MLflow dataset inputs (see ``data.describe_splits``)."""

@@ -289,6 +289,25 @@ def store_lock(uri: str) -> Iterator[None]:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def global_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's global tracking URI (what its fluent API, model logging and registry use) set to
+    ``uri`` for the block, then put back as it was: a notebook's own MLflow setting stays.
+
+    Example:
+        >>> with global_tracking_uri("sqlite:////tmp/doc/mlflow.db"):  # doctest: +SKIP
+        ...     mlflow.search_runs()
+    """
+    import mlflow
+
+    before = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None: unset again, as it was
+
+
 @functools.lru_cache(maxsize=8)
 def client(uri: str) -> Any:
     """The ``MlflowClient`` of ``uri`` (one per process and store).

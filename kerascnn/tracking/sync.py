@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kerascnn.tracking import store
-from kerascnn.tracking.recorder import SPOOL, Op, RunRef
+from kerascnn.tracking.recorder import MODEL_KEY, SPOOL, Op, RunRef
 from kerascnn.tracking.writes import apply, ready_model, registered_version
 
 
@@ -145,10 +145,11 @@ def _replay(uri: str, spooled: Spooled) -> str:
                 continue
         if op.kind == "params":
             op.data = dict(op.data, params=_new_params(uri, run.run_id, op.data["params"]))
-        if op.kind == "model" and (logged := ready_model(uri, run.run_id, op.data["name"])):
+        if op.kind == "model" and (logged := ready_model(uri, run.run_id, op.data["name"], _key(op.data))):
             run.logged_model = logged
             continue
-        if op.kind == "register" and registered_version(uri, run.run_id, op.data["name"], run.logged_model):
+        model = op.data.get("model") or run.logged_model
+        if op.kind == "register" and registered_version(uri, run.run_id, op.data["name"], model):
             continue
         if op.kind == "end" and _ended_since(uri, run.run_id, op.data["end_time"]):
             continue  # resumed and ended again meanwhile: its later end stands
@@ -199,3 +200,10 @@ def _new_metrics(
 def _new_params(uri: str, run_id: str | None, params: dict[str, str]) -> dict[str, str]:
     logged = store.retrying(store.client(uri).get_run, run_id).data.params if run_id else {}
     return {k: v for k, v in params.items() if k not in logged}
+
+
+def _key(model_op: dict[str, Any]) -> dict[str, str] | None:
+    """The tag that tells the model this op logs from the run's others (None in a spool of an
+    earlier kerascnn: its model is found by name)."""
+    key = (model_op.get("tags") or {}).get(MODEL_KEY)
+    return {MODEL_KEY: key} if key else None

@@ -108,7 +108,9 @@ def _monitor(uri: str, op: Op, folder: Path | None) -> None:
     try:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        monitor = SystemMetricsMonitor(op.run.run_id, sampling_interval=op.data["interval_s"], tracking_uri=uri)
+        monitor = SystemMetricsMonitor(  # (resumed: a reopened run's samples go on after its last step)
+            op.run.run_id, sampling_interval=op.data["interval_s"], resume_logging=True, tracking_uri=uri
+        )
         monitor.start()
     except Exception as e:
         print(
@@ -157,11 +159,12 @@ def _model(uri: str, op: Op, folder: Path | None) -> None:
         model = served_model(model, Adaptation.from_dict(data["adaptation"]))
     example = np.asarray(data["example"], dtype=data.get("example_dtype", "float32"))
     signature = infer_signature(example, np.asarray(data["outputs"], dtype=np.float32))
-    mlflow.set_tracking_uri(uri)
     c = store.client(uri)
     experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
-    logged = store.retrying(c.create_logged_model, experiment_id, name=data["name"], source_run_id=run_id)
-    with _requirements_known():
+    logged = store.retrying(
+        c.create_logged_model, experiment_id, name=data["name"], source_run_id=run_id, tags=data.get("tags")
+    )
+    with _requirements_known(), store.global_tracking_uri(uri):  # Model.log writes through MLflow's global store
         Model.log(
             artifact_path=None,
             name=data["name"],
@@ -179,32 +182,43 @@ def _model(uri: str, op: Op, folder: Path | None) -> None:
 @contextlib.contextmanager
 def _requirements_known() -> Iterator[None]:
     """Skips MLflow's check of a model's pip requirements against the installed packages while
-    it logs one: the requirements are the installed versions (``loading.pip_requirements``), so
-    it cannot find a mismatch, and it scans every installed distribution (~0.3-0.4 CPU-s per
-    process, which the writer would spend beside the training steps; BENCHMARKS.md)."""
+    it logs one. The requirements are the versions installed where the model was trained
+    (``loading.pip_requirements``): the writer cannot find a mismatch, and a later ``kerascnn
+    sync`` would only compare them with its own environment. The check scans every installed
+    distribution (0.28 CPU-s per process, spent beside the training steps; BENCHMARKS.md). Safe
+    with threads: the one saved and put back is always MLflow's own check."""
     from mlflow.utils import environment
 
     check = getattr(environment, "warn_dependency_requirement_mismatches", None)
-    if check is None:  # (another MLflow: its check runs)
+    if check is None or check is _no_check:  # another MLflow (its check runs), or another thread's block
         yield
         return
-    environment.warn_dependency_requirement_mismatches = lambda model_requirements: None
+    environment.warn_dependency_requirement_mismatches = _no_check
     try:
         yield
     finally:
         environment.warn_dependency_requirement_mismatches = check
 
 
+def _no_check(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
 def _register(uri: str, op: Op, folder: Path | None) -> None:
     """A new version of registered model ``data["name"]`` from the run's logged model, tagged;
     ``data["alias"]`` is moved to it."""
-    import mlflow
-
     run, data, c = op.run, op.data, store.client(uri)
-    mlflow.set_tracking_uri(uri)  # MLflow's registry reads the logged model from the global store
+    if data.get("model"):  # logged by an earlier session of the run
+        run.logged_model = data["model"]
     if run.logged_model is None:  # a replay (``kerascnn sync``): the model was logged before the store failed
         run.logged_model = last_logged_model(c, str(run.run_id))
     name = data["name"]
+    existing = registered_version(uri, run.run_id, name, run.logged_model)
+    if existing is not None:  # (a search run again after it finished, say)
+        if data.get("alias"):
+            store.retrying(c.set_registered_model_alias, name, data["alias"], existing)
+        _say_registered(name, existing, data.get("alias"), "already holds this model")
+        return
     try:
         store.retrying(c.create_registered_model, name)
     except Exception as e:  # it exists: a new version of it
@@ -213,22 +227,23 @@ def _register(uri: str, op: Op, folder: Path | None) -> None:
     import kerascnn
 
     tags = dict(data.get("tags", {}), run_id=run.run_id, kerascnn_version=kerascnn.__version__)
-    version = store.retrying(
-        c.create_model_version,
-        name,
-        run.logged_model,
-        run_id=run.run_id,
-        tags=tags,
-        model_id=run.logged_model.removeprefix("models:/"),
-    )
+    with store.global_tracking_uri(uri):  # MLflow's registry reads the logged model from the global store
+        version = store.retrying(
+            c.create_model_version,
+            name,
+            run.logged_model,
+            run_id=run.run_id,
+            tags=tags,
+            model_id=run.logged_model.removeprefix("models:/"),
+        )
     if data.get("alias"):
         store.retrying(c.set_registered_model_alias, name, data["alias"], version.version)
-    print(
-        f"kerascnn: registered {name} version {version.version}"
-        + (f" (alias {data['alias']})" if data.get("alias") else ""),
-        file=sys.stderr,
-        flush=True,
-    )
+    _say_registered(name, version.version, data.get("alias"))
+
+
+def _say_registered(name: str, version: Any, alias: str | None, what: str = "") -> None:
+    text = f"{name} version {version} {what}" if what else f"registered {name} version {version}"
+    print(f"kerascnn: {text}" + (f" (alias {alias})" if alias else ""), file=sys.stderr, flush=True)
 
 
 def last_logged_model(c: Any, run_id: str) -> str:
@@ -244,13 +259,13 @@ def last_logged_model(c: Any, run_id: str) -> str:
     return f"models:/{found[0].model_id}"
 
 
-def ready_model(uri: str, run_id: str | None, name: str) -> str | None:
-    """The ``models:/m-...`` URI of the run's complete (READY) logged model ``name``, if it has one.
-    One left PENDING (its writer or an earlier sync was killed while uploading it) is marked
-    FAILED: it is to be logged again.
+def ready_model(uri: str, run_id: str | None, name: str, tags: dict[str, str] | None = None) -> str | None:
+    """The ``models:/m-...`` URI of the run's complete (READY) logged model ``name`` with ``tags``,
+    if it has one. One left PENDING (its writer or an earlier sync was killed while uploading it)
+    is marked FAILED: it is to be logged again.
 
     Example:
-        >>> ready_model("sqlite:////tmp/doc/mlflow.db", run_id, "mlflow_model")  # doctest: +SKIP
+        >>> ready_model(uri, run_id, "best_model", {"kerascnn.trial_id": "3"})  # doctest: +SKIP
         'models:/m-0123...'
     """
     from mlflow.entities import LoggedModelStatus
@@ -262,7 +277,13 @@ def ready_model(uri: str, run_id: str | None, name: str) -> str | None:
     models = store.retrying(
         c.search_logged_models,
         experiment_ids=[experiment_id],
-        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+        filter_string=" AND ".join(
+            [
+                f"source_run_id = '{run_id}'",
+                f"name = '{name}'",
+                *(f"tags.`{k}` = '{v}'" for k, v in (tags or {}).items()),
+            ]
+        ),
     )
     for broken in (m for m in models if m.status == LoggedModelStatus.PENDING):
         store.retrying(c.finalize_logged_model, broken.model_id, LoggedModelStatus.FAILED)

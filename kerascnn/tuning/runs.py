@@ -22,6 +22,7 @@ from kerascnn.tracking.run import TrackedRun, describe_failure, failure_status
 from kerascnn.tracking.writer import recorder
 
 PARENT_WAIT_S = 120.0  # how long a worker waits for the chief's parent run
+TRIAL_TAG = "kerascnn.trial_id"  # on a trial's run, and on the parent's logged best model
 
 
 class SearchRuns:
@@ -123,7 +124,7 @@ class SearchRuns:
         as the trial did (the run's own end may still wait in the spool, for ``kerascnn sync``)."""
         mine = {t.run_id for t in self.trials.values()}
         for run in self.children("RUNNING"):
-            trial = run.data.tags.get("kerascnn.trial_id")
+            trial = run.data.tags.get(TRIAL_TAG)
             if run.info.run_id in mine or (trial_id is not None and trial != trial_id):
                 continue
             outcome = (ended or {}).get(str(trial))
@@ -144,7 +145,7 @@ class SearchRuns:
         self.kill_stale_trials("its process died; KerasTuner re-ran the trial", trial.trial_id)
         tags = {
             "kerascnn.kind": "trial",
-            "kerascnn.trial_id": trial.trial_id,
+            TRIAL_TAG: trial.trial_id,
             "kerascnn.worker": self.worker,
             "kerascnn.search_name": self.name,
             "kerascnn.host": socket.gethostname(),
@@ -175,5 +176,5 @@ class SearchRuns:
         ids: dict[str, str | None] = {}
         for run in sorted(self.children(), key=lambda r: r.info.start_time):  # the latest run of a trial wins
             if run.info.status in ("FINISHED", "FAILED"):
-                ids[run.data.tags.get("kerascnn.trial_id", "")] = run.info.run_id
+                ids[run.data.tags.get(TRIAL_TAG, "")] = run.info.run_id
         return ids | {t: r.run_id for t, r in self.trials.items() if r.run_id}  # None: not written yet

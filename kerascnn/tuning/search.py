@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kerascnn import checks, console, device, hardware
+from kerascnn import checks, device, hardware
 from kerascnn.config import TuneConfig, signature_of
 from kerascnn.errors import ArgumentError, SearchFailed
 from kerascnn.tracking import store
 from kerascnn.tracking.run import lifecycle
 from kerascnn.tracking.writer import recorder
 from kerascnn.tuning import distributed
+from kerascnn.tuning.runs import TRIAL_TAG
 from kerascnn.tuning.spaces import HyperModel, SearchSpace, grid_size, probe, space_for
 
 SETTINGS_FILE = "kerascnn_search.json"  # the settings a search was started with, in its folder
@@ -65,6 +66,7 @@ class _Search:
     folder: Path
     role: str
     lock: int | None = None  # the search's lock, held from before KerasTuner may delete the folder
+    done_before: int = 0  # trials an earlier session of the search ended
 
 
 def tune(
@@ -178,11 +180,12 @@ def _assemble(
     whole = probe(hypermodel, config.fixed, config.family)  # before KerasTuner reads (or deletes) the folder
     tuner = _make_tuner(config, hypermodel, folder, speed, progress)
     tuner.batch_size = recipe.batch_size
+    done = 0
     if role != "worker":  # a worker's oracle is the chief's, behind a client
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
         planned = grid_size(whole, config.fixed) if config.tuner == "grid" else _hyperband_trials(tuner)
         tuner.display.plan(config.tuner, config.max_trials, planned, config.epochs, done)
-    return _Search(config, space, data, adaptation, recipe, speed, tuner, folder, role, lock)
+    return _Search(config, space, data, adaptation, recipe, speed, tuner, folder, role, lock, done)
 
 
 def _hyperband_trials(tuner: Any) -> int | None:
@@ -347,17 +350,30 @@ def _summarize(search: _Search) -> TuneResult:
 
 def _log_best(search: _Search, parent: Any, best: dict[str, Any], model: Any, outputs: Path, done: int) -> None:
     """The best trial on the parent run: tags, score, its model (``.keras`` and MLflow), registered if asked.
-    A search run again after it finished logs (and registers) the same best model once only."""
+    A search run again logs the model of a best trial it logged before (and registers it) once only."""
+    config = search.config
     logged = _logged_before(search, parent, best)
+    if logged is None or done != search.done_before:  # a point per session that ran trials
+        tags = {f"best.{k}": str(v) for k, v in best["hyperparameters"].items()}
+        parent.set_tags(
+            {**tags, "kerascnn.best_trial_id": best["trial_id"], "kerascnn.best_run_id": str(best["run_id"])}
+        )
+        parent.log_metrics({"best_score": best["score"], f"best_{config.objective}": best["score"]}, step=done)
     if logged is None:
-        _log_new_best(search, parent, best, model, outputs, done)
+        _log_best_model(search, parent, best, model, outputs)
     else:
         parent.log_artifacts(outputs)  # the leaderboard
-    if search.config.register_model:
-        _register_best(search, parent, best, logged)
+    if config.register_model:  # (a version the model already has is kept, the alias moved to it)
+        tags = {
+            "dataset": config.recorded_dataset,
+            "family": search.space.name,
+            "trial_id": best["trial_id"],
+            f"best_{config.objective}": f"{best['score']:.4f}",
+        }
+        parent.register_model(config.register_model, config.alias, tags, model=logged)
 
 
-def _log_new_best(search: _Search, parent: Any, best: dict[str, Any], model: Any, outputs: Path, done: int) -> None:
+def _log_best_model(search: _Search, parent: Any, best: dict[str, Any], model: Any, outputs: Path) -> None:
     import numpy as np
 
     from kerascnn.data import model_info
@@ -366,9 +382,6 @@ def _log_new_best(search: _Search, parent: Any, best: dict[str, Any], model: Any
     config, data = search.config, search.data
     save_model(model, outputs / "best_model.keras", model_info(search.space.name, data, search.adaptation))
     (outputs / "best_hyperparameters.json").write_text(json.dumps(best["hyperparameters"], indent=1))
-    tags = {f"best.{k}": str(v) for k, v in best["hyperparameters"].items()}
-    parent.set_tags({**tags, "kerascnn.best_trial_id": best["trial_id"], "kerascnn.best_run_id": str(best["run_id"])})
-    parent.log_metrics({"best_score": best["score"], f"best_{config.objective}": best["score"]}, step=done)
     parent.log_artifacts(outputs)
     parent.log_model(
         saved=outputs / "best_model.keras",
@@ -377,42 +390,21 @@ def _log_new_best(search: _Search, parent: Any, best: dict[str, Any], model: Any
         outputs=np.zeros((2, int(model.output_shape[-1])), np.float32),
         adaptation=search.adaptation,
         metadata={"class_names": data.class_names, "dataset": config.recorded_dataset},
+        tags={TRIAL_TAG: best["trial_id"]},
     )
 
 
 def _logged_before(search: _Search, parent: Any, best: dict[str, Any]) -> str | None:
-    """``models:/...`` of the best model an earlier session of this search logged to the parent,
-    when it is this trial's and complete (a search run again after it finished)."""
+    """``models:/...`` of the model of trial ``best`` that an earlier session of this search logged
+    to the parent, if complete."""
     from kerascnn.tracking import writes
 
-    previous = search.tuner.runs.reopened
-    if previous is None or previous.data.tags.get("kerascnn.best_trial_id") != best["trial_id"]:
+    if search.tuner.runs.reopened is None:
         return None
     try:
-        return writes.ready_model(parent.ref.uri, parent.run_id, "best_model")
+        return writes.ready_model(parent.ref.uri, parent.run_id, "best_model", {TRIAL_TAG: best["trial_id"]})
     except Exception:  # the store is away for now: logged again (``kerascnn sync`` skips a model it has)
         return None
-
-
-def _register_best(search: _Search, parent: Any, best: dict[str, Any], logged: str | None) -> None:
-    from kerascnn.tracking import writes
-
-    config = search.config
-    name = str(config.register_model)
-    try:
-        version = writes.registered_version(parent.ref.uri, parent.run_id, name, logged) if logged else None
-    except Exception:  # the store is away for now: registered again (``kerascnn sync`` skips a version it has)
-        version = None
-    if version is not None:
-        console.say(f"kerascnn: {name} version {version} already holds this search's best model")
-        return
-    tags = {
-        "dataset": config.recorded_dataset,
-        "family": search.space.name,
-        "trial_id": best["trial_id"],
-        f"best_{config.objective}": f"{best['score']:.4f}",
-    }
-    parent.register_model(name, config.alias, tags)
 
 
 def _trial_row(trial: Any, run_id: str | None) -> dict[str, Any]:
