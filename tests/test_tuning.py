@@ -139,6 +139,18 @@ def test_a_folder_search_resumes_whether_the_folder_is_given_relative_or_absolut
     assert logged == str((tmp_path / "animals").resolve())  # what was run, wherever the next command runs from
 
 
+def test_a_hyperband_search_extended_after_it_ended_promotes_from_its_open_brackets(tracking_uri, tmp_path):
+    """The first session ends with a bracket open (cut short by max_trials); the next one promotes
+    trials of it that were not the best, so their checkpoints must have stayed."""
+    common = dict(TINY, tuner="hyperband", tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False)
+    common.update(epochs=4)
+    kerascnn.tune("lenet5", "mnist", max_trials=4, **common)
+    more = kerascnn.tune("lenet5", "mnist", max_trials=20, **common)  # the plan's 10
+    assert len(more.trials) == 10 and {t["status"] for t in more.trials} == {"COMPLETED"}
+    kept = [f for f in _tree(tmp_path / "s") if "checkpoint" in f]
+    assert kept == [f"{more.search_name}/trial_{more.best['trial_id']}/checkpoint.weights.h5"]  # all brackets closed
+
+
 @pytest.mark.parametrize("tuner", ["hyperband", "bayesian", "grid"])
 def test_every_tuner_runs_tracked_trials(tuner, tracking_uri, tmp_path):
     epochs = 3 if tuner == "hyperband" else 1
@@ -162,7 +174,11 @@ def test_every_tuner_runs_tracked_trials(tuner, tracking_uri, tmp_path):
         params = [r.data.params for r in children]
         assert all("tuner/epochs" in p for p in params)
     checkpoints = [f for f in _tree(tmp_path / "s") if "checkpoint" in f]
-    assert len(checkpoints) == 1
+    best = f"{result.search_name}/trial_{result.best['trial_id']}/checkpoint.weights.h5"
+    if tuner == "hyperband":  # with those of the brackets max_trials cut short (a rerun goes on with them)
+        assert best in checkpoints and len(checkpoints) == 3
+    else:
+        assert checkpoints == [best]
 
 
 def nan_or_fine(hp, *, input_shape, num_classes):

@@ -344,7 +344,7 @@ def _summarize(search: _Search) -> TuneResult:
         _log_best(search, parent, best, best_model, outputs, done)
     else:
         parent.log_artifacts(outputs)
-    tuner.prune_checkpoints(final=True)
+    tuner.prune_checkpoints()
     return TuneResult(parent_run_id=None, search_name=config.name, trials=trials, best=best, best_model=best_model)
 
 

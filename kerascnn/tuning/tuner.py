@@ -128,22 +128,23 @@ class TrackedTuner(kt.Tuner):
         finally:
             run = self.runs.trials.get(trial.trial_id)
             self.display.trial_ended(self.oracle.get_trial(trial.trial_id), run.run_id if run else None)
-        self.prune_checkpoints(final=False)
+        self.prune_checkpoints()
 
-    def prune_checkpoints(self, final: bool) -> None:
-        """Deletes the checkpoints of finished trials except the best ones (ties). During a Hyperband
-        search those of open brackets stay too (promoted trials start from them); a Hyperband
-        worker leaves pruning to the chief, which sees the brackets."""
+    def prune_checkpoints(self) -> None:
+        """Deletes the checkpoints of finished trials except the best ones (ties). Those of Hyperband's
+        open brackets stay too, also when a session ends (promoted trials start from them, and a rerun
+        with a larger ``max_trials`` goes on with the brackets); a Hyperband worker leaves pruning to
+        the chief, which sees the brackets."""
         oracle = self.oracle
         local = getattr(oracle, "_oracle", oracle)  # a worker's OracleClient wraps its local copy
         hyperband = isinstance(local, kt.oracles.HyperbandOracle)
-        if hyperband and not final and local is not oracle:
+        if hyperband and local is not oracle:
             return
         ranked = [t for t in oracle.get_best_trials(10**6) if t.status == "COMPLETED"]
         # every trial tied with the best: KerasTuner reloads trials in the folder's order, so a rerun's
         # "best" of a tie may be another one than this session's (and its checkpoint must be there)
         keep = {t.trial_id for t in ranked if t.score == ranked[0].score}
-        if hyperband and not final:
+        if hyperband:
             keep |= {info["id"] for b in oracle._brackets for r in b["rounds"] for info in r}
         for folder in Path(self.project_dir).glob("trial_*"):
             trial_id = folder.name[len("trial_") :]
