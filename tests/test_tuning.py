@@ -151,6 +151,19 @@ def test_a_hyperband_search_extended_after_it_ended_promotes_from_its_open_brack
     assert kept == [f"{more.search_name}/trial_{more.best['trial_id']}/checkpoint.weights.h5"]  # all brackets closed
 
 
+def test_a_grid_search_that_has_not_walked_its_grid_is_not_resumed(tracking_uri, tmp_path):
+    """KerasTuner cannot resume a grid search (keras-team/keras-tuner#1055): refused in one line, no run made."""
+    fixed = {"learning_rate": 0.003, "filters": 16, "dense_units": 32}  # the grid: dropout's 3 values
+    common = dict(TINY, tuner="grid", fixed=fixed, tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False)
+    first = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
+    assert kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common).parent_run_id == first.parent_run_id  # done
+    with pytest.raises(ValueError, match=r"grid search with 2 of 3 trials done.*#1055.*Received: tuner='grid'"):
+        kerascnn.tune("mnist_cnn", "mnist", max_trials=5, **common)
+    assert len(all_runs(tracking_uri)) == 3  # the parent and its 2 trials
+    walked = kerascnn.tune("mnist_cnn", "mnist", max_trials=5, overwrite=True, **common)
+    assert len(walked.trials) == 3
+
+
 @pytest.mark.parametrize("tuner", ["hyperband", "bayesian", "grid"])
 def test_every_tuner_runs_tracked_trials(tuner, tracking_uri, tmp_path):
     epochs = 3 if tuner == "hyperband" else 1

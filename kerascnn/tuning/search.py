@@ -184,8 +184,23 @@ def _assemble(
     if role != "worker":  # a worker's oracle is the chief's, behind a client
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
         planned = grid_size(whole, config.fixed) if config.tuner == "grid" else _hyperband_trials(tuner)
+        if config.tuner == "grid" and tuner.oracle.trials:
+            _check_grid_resumable(config, done, planned)
         tuner.display.plan(config.tuner, config.max_trials, planned, config.epochs, done)
     return _Search(config, space, data, adaptation, recipe, speed, tuner, folder, role, lock, done)
+
+
+def _check_grid_resumable(config: TuneConfig, done: int, combinations: int | None) -> None:
+    """KerasTuner's grid search cannot go on from a saved state (it does not save where it is in the
+    grid, keras-team/keras-tuner#1055): a rerun would crash or end early. One that has run its
+    trials has nothing left to run."""
+    left = min(config.max_trials, combinations or config.max_trials) - done
+    if left > 0:
+        raise ArgumentError(
+            f"Search {config.name!r} is a grid search with {done} of {done + left} trials done, and KerasTuner "
+            "cannot resume a grid search (keras-team/keras-tuner#1055); rerun with overwrite=True (--overwrite) to "
+            "walk the grid again, or give search_name= (--search-name) to start another. Received: tuner='grid'"
+        )
 
 
 def _hyperband_trials(tuner: Any) -> int | None:
