@@ -21,6 +21,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -525,6 +526,11 @@ class TuneConfig(_Config):
         fix("max_trials", checks.positive_int("max_trials", self.max_trials))
         fix("epochs", checks.positive_int("epochs", self.epochs))
         fix("fixed", _pairs("fixed", self.fixed))
+        unfit = {k: v for k, v in self.fixed.items() if not isinstance(v, (bool, int, float, str))}
+        if unfit:
+            raise ArgumentError(
+                f"`fixed` values must be numbers, text or booleans (KerasTuner's Fixed). Received: fixed={unfit!r}"
+            )
         checks.one_of("objective", self.objective, OBJECTIVES)
         fix("batch_size", _optional(checks.positive_int)("batch_size", self.batch_size))
         fix("train_samples", _optional(checks.positive_int)("train_samples", self.train_samples))
@@ -538,9 +544,18 @@ class TuneConfig(_Config):
         fix("seed", checks.non_negative_int("seed", self.seed, maximum=SEED_MAX))
         name = self.search_name
         if name is not None and (
-            not isinstance(name, str) or not name.strip() or name.startswith(".") or any(c in name for c in "/\\'\"`")
+            not isinstance(name, str)
+            or not name.strip()
+            or name.startswith(".")
+            or any(c in name for c in "/\\'\"`")
+            or not name.isprintable()
         ):
-            raise ArgumentError(f"`search_name` must be a plain name (no slashes). Received: search_name={name!r}")
+            raise ArgumentError(
+                "`search_name` must be a plain folder name (not empty, not starting with '.', no slashes, quotes or "
+                f"control characters). Received: search_name={name!r}"
+            )
+        if not isinstance(self.directory, (str, os.PathLike)):
+            raise ArgumentError(f"`directory` must be a folder path. Received: directory={self.directory!r}")
         checks.non_empty("directory", str(self.directory))
         fix("directory", str(checks.writable("directory", self.directory, folder=True)))
         fix("overwrite", checks.boolean("overwrite", self.overwrite))

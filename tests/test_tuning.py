@@ -95,7 +95,7 @@ def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, 
     assert isinstance(result.best_model, keras.Model)
 
 
-def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_uri, tmp_path):
+def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_uri, tmp_path, capsys):
     common = dict(tuner="random", tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, **TINY)
     first = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
     again = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, register_model="tuned", **common)  # it had finished
@@ -110,6 +110,7 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
     time.sleep(3)  # a pause between sessions is not the search's time
     more = kerascnn.tune("mnist_cnn", "mnist", max_trials=4, **common)
     assert first.parent_run_id == again.parent_run_id == more.parent_run_id
+    assert "Reloading Tuner" not in capsys.readouterr().out  # KerasTuner's own line: the kit says what was done
     scores = client.get_metric_history(first.parent_run_id, "best_score")
     assert sorted(m.step for m in scores) == [2, 4]  # a point per session that ran trials
     parent = MlflowClient(tracking_uri).get_run(first.parent_run_id)
@@ -327,10 +328,25 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
         (["tune", "mnist_cnn", "--dataset", "mnist", "--max-trials", "0"], "Received: max_trials=0"),
         (["tune", "mnist_cnn", "--dataset", "mnist", "--epochs", "0"], "Received: epochs=0"),
         (["tune", "mnist_cnn", "--dataset", "mnist", "--search-name", "a/b"], "Received: search_name='a/b'"),
+        (["tune", "mnist_cnn", "--dataset", "mnist", "--search-name", "a\nb"], "control characters). Received"),
     ],
 )
 def test_bad_tune_arguments(args, fragment, tracking_uri):
     assert_usage_error(run_cli(*args, "--tracking-uri", tracking_uri), fragment)
+    assert not Path(tracking_uri[10:]).exists()
+
+
+@pytest.mark.parametrize(
+    "settings,fragment",
+    [
+        (dict(directory=None), "`directory` must be a folder path. Received: directory=None"),
+        (dict(fixed={"filters": [16, 32]}), "(KerasTuner's Fixed). Received: fixed={'filters': [16, 32]}"),
+        (dict(search_name=".hidden"), "not starting with '.', no slashes"),
+    ],
+)
+def test_bad_tune_settings_from_python_are_one_line_value_errors(settings, fragment, tracking_uri):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        kerascnn.tune("mnist_cnn", "mnist", tracking_uri=tracking_uri, progress=False, **settings)
     assert not Path(tracking_uri[10:]).exists()
 
 

@@ -231,7 +231,8 @@ def _make_tuner(
         config.max_retries_per_trial,
         config.max_consecutive_failed_trials,
     )
-    with device.dtype_policy(speed.policy):
+    # (quiet: KerasTuner prints "Reloading Tuner from ..." on a rerun; the plan line says what was done before)
+    with device.dtype_policy(speed.policy), contextlib.redirect_stdout(io.StringIO()):
         try:
             tuner = TrackedTuner(
                 oracle=oracle,
