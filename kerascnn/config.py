@@ -209,10 +209,11 @@ class _Config:
             k: (params[k], mine[k]) for k in sorted(self.given) if k in mine and k in params and params[k] != mine[k]
         }
 
-    def merged_with(self: C, params: dict[str, str]) -> C:
-        """A config with the logged ``params`` as defaults and this config's given settings on top."""
+    def merged_with(self: C, params: dict[str, str], unlogged: dict[str, Any] | None = None) -> C:
+        """A config with the logged ``params`` (and ``unlogged`` settings) as defaults and this
+        config's given settings on top."""
         logged = {k: self.decode(k, v) for k, v in params.items() if k in self.fields() and self.option(k).log}
-        merged = {**logged, **{k: getattr(self, k) for k in self.given}}
+        merged = {**logged, **(unlogged or {}), **{k: getattr(self, k) for k in self.given}}
         return type(self).create(**merged)
 
 

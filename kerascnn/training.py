@@ -31,6 +31,7 @@ from kerascnn.tracking.writer import recorder
 __all__ = ["TrainResult", "TrainingFailed", "evaluate", "train"]
 
 UNTRACKED = "mlruns/untracked"  # where an untracked run's model is saved (in the working directory)
+REGISTRATION = ("register_model", "alias")  # settings a run records as tags (not params), for its resume
 
 
 @dataclass
@@ -136,7 +137,7 @@ def train(
     previous = _find_resumable(config) if config.resume else None  # before any data is loaded
     if previous:
         _check_unchanged(config, previous)
-    config = (config.merged_with(previous.data.params) if previous else config).resolved()
+    config = (config.merged_with(previous.data.params, _registration(previous)) if previous else config).resolved()
     if not config.tracking and not checks.can_create_in(checks.nearest_existing(Path(UNTRACKED).resolve())):
         raise ArgumentError(  # checked before the model is trained
             f"An untracked run saves its model in {UNTRACKED}, which cannot be made or written here. "
@@ -155,7 +156,7 @@ def train(
     batch = plan.config.recipe.batch_size
     with lifecycle(lambda: _open_run(plan, net, previous)) as run:
         with device.batch_fits(batch, "a training step", TrainingFailed):
-            history, fit_seconds = _fit(plan, net, pipes, run, verbose, callbacks)
+            history, timing = _fit(plan, net, pipes, run, verbose, callbacks)
         if run is not None:
             run.resumable = False  # trained (Keras removed the epoch backup): only the evaluation is left
         saved = _save_model(plan, run, net, history) if plan.chief else None  # logged during the test pass
@@ -164,7 +165,7 @@ def train(
         result = _result(plan, run, net, history, probabilities)
         result.model_path = str(saved) if saved else None
         if run is not None:
-            _log_results(plan, run, net, result, probabilities, fit_seconds)
+            _log_results(plan, run, net, result, probabilities, timing)
     if run is not None:
         result.run_id, result.spool = run.run_id, str(run.ref.spool_dir) if run.ref.spooled else None
         result.model_path = _model_location(run, result.model_path)
@@ -172,6 +173,13 @@ def train(
 
 
 train.__signature__ = signature_of(TrainConfig, train, ("model", "dataset"))  # type: ignore[attr-defined]
+
+
+def _registration(previous: Any) -> dict[str, str]:
+    """The registration (``register_model``, ``alias``) an interrupted run was started with: its
+    resume registers the model as asked then, unless told otherwise."""
+    tags = previous.data.tags
+    return {k: tags[f"kerascnn.{k}"] for k in REGISTRATION if f"kerascnn.{k}" in tags}
 
 
 def _check_callbacks(callbacks: Any) -> list[Any]:
@@ -346,6 +354,7 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
         **device.machine().tags(),
         **plan.speed.tags(),
     }
+    tags.update({f"kerascnn.{k}": str(v) for k in REGISTRATION if (v := getattr(config, k)) is not None})
     if previous is not None:
         tags["kerascnn.resumed"] = str(int(previous.data.tags.get("kerascnn.resumed", "0")) + 1)
         if _logged_policy_if_changed(plan, previous):
@@ -375,8 +384,9 @@ def _open_run(plan: _Plan, net: Any, previous: Any) -> TrackedRun | None:
 
 def _fit(
     plan: _Plan, net: Any, pipes: dict[str, Any], run: TrackedRun | None, verbose: int | str, extra: list[Any] | None
-) -> tuple[dict[str, list[float]], float]:
-    """``model.fit`` with the kit's callbacks; returns the history and the training time."""
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """``model.fit`` with the kit's callbacks; returns the history (from the first epoch, for a
+    resumed run too) and this session's training time and speed."""
     import tempfile
 
     from kerascnn.callbacks import EpochBackup, EpochMetrics, Progress, StopOnNaN, TimeEstimate
@@ -407,10 +417,30 @@ def _fit(
     )
     fit_seconds = time.perf_counter() - started
     hist = {k: [float(v) for v in values] for k, values in history.history.items()}
-    for epoch, value in enumerate(hist.get("loss", [])):
+    for epoch, value in zip(history.epoch, hist.get("loss", [])):
         if not math.isfinite(value):
             raise TrainingFailed(f"the training loss became {value} in epoch {epoch + 1}; lower the learning rate")
-    return hist, fit_seconds
+    timing = {
+        "fit_seconds": fit_seconds,
+        "train_images_per_second": len(plan.data.x_train) * len(history.epoch) / max(fit_seconds, 1e-9),
+    }
+    if history.epoch and history.epoch[0] > 0 and run is not None:  # resumed: the earlier epochs are in the run
+        hist = _with_earlier_epochs(run, hist, history.epoch[0])
+    return hist, timing
+
+
+def _with_earlier_epochs(run: TrackedRun, history: dict[str, list[float]], first: int) -> dict[str, list[float]]:
+    """``history`` of a session that resumed at epoch ``first``, with the epochs before it as the
+    run logged them (as it is, when the store lacks some: they wait in a spool, say)."""
+    earlier: dict[str, list[float]] = {}
+    try:
+        client = store.client(run.ref.uri)
+        for key in history:
+            logged = {m.step: m.value for m in store.retrying(client.get_metric_history, run.run_id, key)}
+            earlier[key] = [logged[step] for step in range(first)]
+    except Exception:  # (KeyError: a step the store lacks) the results still come; the curves start later
+        return history
+    return {key: earlier[key] + values for key, values in history.items()}
 
 
 def _test_metrics(net: Any, labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
@@ -485,7 +515,7 @@ def _untracked_file(name: str) -> Path:
 
 
 def _log_results(
-    plan: _Plan, run: TrackedRun, net: Any, result: TrainResult, probabilities: np.ndarray, fit_seconds: float
+    plan: _Plan, run: TrackedRun, net: Any, result: TrainResult, probabilities: np.ndarray, timing: dict[str, float]
 ) -> None:
     """The final metrics, ``describe``, the report plots (drawn by the writer) and the registered
     version of a tracked run."""
@@ -498,8 +528,7 @@ def _log_results(
             "test_accuracy": result.test_accuracy,
             "test_loss": result.test_loss,
             "best_val_accuracy": best_val,
-            "fit_seconds": fit_seconds,
-            "train_images_per_second": len(data.x_train) * config.recipe.epochs / max(fit_seconds, 1e-9),
+            **timing,
         },
         step=config.recipe.epochs,
     )

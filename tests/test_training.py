@@ -168,6 +168,26 @@ def test_a_system_metrics_sampler_that_cannot_start_costs_only_the_system_metric
     assert len(warnings) == 1 and "no system metrics" in warnings[0] and "psutil" in warnings[0], warnings
 
 
+def test_a_resumed_run_reports_every_epoch_and_registers_as_first_asked(tracking_uri):
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:  # epochs 1 and 2 are logged and backed up
+                raise KeyboardInterrupt
+
+    common = dict(epochs=3, train_samples=300, test_samples=100, precision="float32", tracking_uri=tracking_uri)
+    with pytest.raises(KeyboardInterrupt):
+        kerascnn.train("lenet5", "mnist", register_model="digits", alias="champion", callbacks=[Stop()], **common)
+    resumed = kerascnn.train(resume=True, tracking_uri=tracking_uri, verbose=0)  # no other flag
+    assert [len(v) for v in resumed.history.values()] == [3] * len(resumed.history)  # from the first epoch
+    c = MlflowClient(tracking_uri)
+    run = c.get_run(resumed.run_id)
+    assert [m.value for m in c.get_metric_history(run.info.run_id, "loss")] == resumed.history["loss"]
+    assert run.data.metrics["best_val_accuracy"] == max(resumed.history["val_accuracy"])
+    one_epoch = 270 / run.data.metrics["fit_seconds"]  # this session trained one epoch of 270 images
+    assert run.data.metrics["train_images_per_second"] == pytest.approx(one_epoch)
+    assert c.get_model_version_by_alias("digits", "champion").run_id == run.info.run_id
+
+
 def test_nan_loss_fails_the_run_with_the_reason(tracking_uri):
     with pytest.raises(TrainingFailed, match="loss became nan"):
         kerascnn.train(
