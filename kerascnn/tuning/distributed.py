@@ -33,3 +33,17 @@ def role() -> str:
     if not tuner_id.strip() or any(c.isspace() or c in "/\\" for c in tuner_id):
         raise ArgumentError(f"`{ENV_ID}` must be 'chief' or a worker id like 'tuner0'. Received: {ENV_ID}={tuner_id!r}")
     return "chief" if "chief" in tuner_id else "worker"
+
+
+def joining_line() -> str:
+    """What a worker says before it waits for the chief's oracle (KerasTuner's client blocks until
+    the chief answers).
+
+    Example:
+        >>> joining_line()  # doctest: +SKIP
+        "kerascnn: worker tuner0 joins the chief's search at 10.0.0.5:8000 (waiting until the chief answers)"
+    """
+    return (
+        f"kerascnn: worker {os.environ.get(ENV_ID)} joins the chief's search at {os.environ.get(ENV_IP)}:"
+        f"{os.environ.get(ENV_PORT)} (waiting until the chief answers)"
+    )

@@ -178,6 +178,8 @@ def _assemble(
     steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
     hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed)
     whole = probe(hypermodel, config.fixed, config.family)  # before KerasTuner reads (or deletes) the folder
+    if role == "worker" and progress:
+        print(distributed.joining_line(), file=sys.stderr, flush=True)
     tuner = _make_tuner(config, hypermodel, folder, speed, progress)
     tuner.batch_size = recipe.batch_size
     done = 0
