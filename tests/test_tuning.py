@@ -223,6 +223,27 @@ def test_a_nan_trial_fails_with_its_reason_and_the_search_goes_on(tracking_uri, 
     assert MlflowClient(tracking_uri).get_run(result.parent_run_id).info.status == "FINISHED"
 
 
+def fine_or_stopped(hp, *, input_shape, num_classes):
+    """A custom space whose second learning rate stops the search as Ctrl-C would, while its trial builds."""
+    rate = hp.Choice("learning_rate", [1e-3, 7e-3])
+    if rate == 7e-3:
+        raise KeyboardInterrupt
+    model = create_model("mnist_cnn", input_shape=input_shape, num_classes=num_classes, filters=8)
+    model.compile(keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_a_trial_stopped_by_ctrl_c_is_tagged_interrupted_not_failed(tracking_uri, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        kerascnn.tune(
+            build=fine_or_stopped, dataset="mnist", tuner="grid", max_trials=2, epochs=1, train_samples=300,
+            tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False,
+        )  # fmt: skip
+    trials = sorted(child_runs(tracking_uri, all_runs(tracking_uri)[0].info.run_id), key=lambda r: r.info.start_time)
+    assert [r.data.tags["kerascnn.trial_status"] for r in trials] == ["COMPLETED", "INTERRUPTED"]
+    assert trials[1].data.tags["kerascnn.failure"].startswith("KeyboardInterrupt")
+
+
 def _tune_cmd(uri: str, directory: Path, *extra: str) -> list[str]:
     return [
         sys.executable,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kerascnn.errors import SearchFailed
+from kerascnn.signals import Terminated
 from kerascnn.tracking import store
 from kerascnn.tracking.recorder import RunRef
 from kerascnn.tracking.run import TrackedRun, describe_failure, failure_status
@@ -165,7 +166,10 @@ class SearchRuns:
 
     def end_trial(self, trial: Any, error: BaseException | None) -> None:
         run = self.trials[trial.trial_id]
-        run.set_tags({"kerascnn.trial_status": "COMPLETED" if error is None else "FAILED"})
+        status = "COMPLETED" if error is None else "FAILED"
+        if isinstance(error, (KeyboardInterrupt, Terminated)):  # stopped, not failed: the search's rerun re-runs it
+            status = "INTERRUPTED"
+        run.set_tags({"kerascnn.trial_status": status})
         if error is None:
             run.end("FINISHED", wait=False)
         else:
