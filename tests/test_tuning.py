@@ -123,6 +123,8 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
     assert all(r.info.status == "FINISHED" for r in children)
     assert [t["run_id"] for t in more.trials[:2]] == [t["run_id"] for t in first.trials]
     assert MlflowClient(tracking_uri).get_run(first.parent_run_id).data.tags["kerascnn.max_trials"] == "4"
+    kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)  # a smaller budget runs nothing, undoes nothing
+    assert MlflowClient(tracking_uri).get_run(first.parent_run_id).data.tags["kerascnn.max_trials"] == "4"
     fresh = kerascnn.tune("mnist_cnn", "mnist", max_trials=1, overwrite=True, **common)
     assert fresh.parent_run_id != first.parent_run_id and len(fresh.trials) == 1
 
@@ -193,6 +195,24 @@ def test_every_tuner_runs_tracked_trials(tuner, tracking_uri, tmp_path):
         assert best in checkpoints and len(checkpoints) == 3
     else:
         assert checkpoints == [best]
+
+
+@pytest.mark.parametrize(
+    "plan,line",
+    [
+        (("random", 4, None, 1, 0), "random search of up to 4 trials"),
+        (("random", 6, None, 1, 2), "random search of up to 6 trials, 2 done before"),
+        (("random", 2, None, 1, 6), "random search of up to 2 trials, 6 done before (--max-trials 2 runs no more)"),
+        (("random", 6, None, 1, 6), "random search of up to 6 trials, 6 done before (nothing left to run)"),
+        (("grid", 5, 3, 1, 0), "grid search of up to 3 trials (the grid has 3 combinations)"),
+        (("hyperband", 12, 2, 2, 0), "hyperband search of up to 2 trials (hyperband with --epochs 2 plans 2 trials"),
+    ],
+)
+def test_a_search_says_what_it_will_run(plan, line, capsys):
+    from kerascnn.tuning.display import Display
+
+    Display("val_accuracy", "tuner0").plan(*plan)
+    assert capsys.readouterr().out.startswith(f"kerascnn: {line}")
 
 
 def nan_or_fine(hp, *, input_shape, num_classes):

@@ -36,6 +36,8 @@ class Display:
             why = None
         total = min(max_trials, planned) if planned is not None else max_trials
         resumed = f", {done} done before" if done else ""
+        if done >= total and done:
+            resumed += " (nothing left to run)" if done == total else f" (--max-trials {max_trials} runs no more)"
         trials = f"{total} trial{'s' if total != 1 else ''}"
         self.say(f"{tuner} search of up to {trials}{resumed}" + (f" ({why})" if why else ""))
 

@@ -66,6 +66,8 @@ class SearchRuns:
         from kerascnn import device
 
         previous = self.find_parent()
+        if previous is not None and not fresh:  # a rerun with a smaller budget runs no more, and undoes nothing
+            max_trials = max(max_trials, int(previous.data.tags.get("kerascnn.max_trials", "0") or 0))
         tags = {
             "kerascnn.kind": "search",
             "kerascnn.search_name": self.name,
