@@ -116,6 +116,20 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class Interruptible(keras.callbacks.Callback):
+    """Raises a signal's exception (Ctrl-C's, SIGTERM's) again at the end of the epoch it came in,
+    when something swallowed it on the way (see :func:`kerascnn.signals.raise_again`).
+
+    Example:
+        >>> cb = Interruptible()
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        from kerascnn.signals import raise_again
+
+        raise_again()
+
+
 class EpochMetrics(keras.callbacks.Callback):
     """Queues each epoch's logs and learning rate to a tracked run at step = epoch
     (never waiting for the store).

@@ -1,4 +1,5 @@
-"""SIGTERM/SIGHUP as exceptions, so runs end KILLED (not RUNNING) and the process exits promptly."""
+"""SIGTERM/SIGHUP as exceptions, so runs end KILLED (not RUNNING) and the process exits promptly;
+a signal's exception that something swallowed is raised again at the next epoch's end."""
 
 from __future__ import annotations
 
@@ -44,9 +45,14 @@ def deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+_raised: list[BaseException] = []  # the signal's exception raised in this block, if any
+
+
 @contextlib.contextmanager
 def terminate_as_exception() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only).
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only), and
+    :func:`raise_again` can raise a signal's exception again (Ctrl-C's ``KeyboardInterrupt`` too,
+    unless someone else handles SIGINT).
 
     Example:
         >>> with terminate_as_exception():
@@ -57,11 +63,30 @@ def terminate_as_exception() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise Terminated(signum)
+        error = KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+        _raised[:] = [error]
+        raise error
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    handled = [signal.SIGTERM, signal.SIGHUP]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Python's own (or a notebook's) Ctrl-C
+        handled.append(signal.SIGINT)
+    _raised.clear()
+    previous = {s: signal.signal(s, handler) for s in handled}
     try:
         yield
     finally:
+        _raised.clear()
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def raise_again() -> None:
+    """Raises the exception of a signal received in the block again, where it cannot have
+    propagated (it was raised inside something that swallows exceptions: Python ignores one
+    raised in a weakref callback or ``__del__``, with an "Exception ignored" line).
+
+    Example:
+        >>> raise_again()  # nothing was received
+    """
+    if _raised:
+        raise _raised.pop()

@@ -389,7 +389,7 @@ def _fit(
     resumed run too) and this session's training time and speed."""
     import tempfile
 
-    from kerascnn.callbacks import EpochBackup, EpochMetrics, Progress, StopOnNaN, TimeEstimate
+    from kerascnn.callbacks import EpochBackup, EpochMetrics, Interruptible, Progress, StopOnNaN, TimeEstimate
 
     config = plan.config
     callbacks: list[Any] = [StopOnNaN()]
@@ -400,6 +400,7 @@ def _fit(
         backup = Path(tempfile.mkdtemp(prefix="kerascnn-backup-"))
     if backup is not None:
         callbacks.append(EpochBackup(str(backup)))
+    callbacks.append(Interruptible())  # after the epoch's metrics and backup: an interrupted epoch is kept
     if verbose:
         callbacks.append(TimeEstimate(plan.steps_per_epoch, config.recipe.epochs))
     if verbose == "auto":  # Keras' bar on a terminal; one line per epoch in logs and pipes

@@ -188,6 +188,33 @@ def test_a_resumed_run_reports_every_epoch_and_registers_as_first_asked(tracking
     assert c.get_model_version_by_alias("digits", "champion").run_id == run.info.run_id
 
 
+def test_a_ctrl_c_that_something_swallowed_still_stops_training_at_the_epochs_end(tracking_uri):
+    """Python ignores an exception raised inside a weakref callback or ``__del__`` ("Exception
+    ignored in ..."): a Ctrl-C landing there must not be lost."""
+    import signal
+    import time
+
+    class Swallow(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if not getattr(self, "sent", False):
+                self.sent = True
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(1)  # the handler runs here
+                except KeyboardInterrupt:
+                    pass  # as in a weakref callback
+
+    with pytest.raises(KeyboardInterrupt):
+        kerascnn.train("lenet5", "mnist", epochs=3, callbacks=[Swallow()], tracking_uri=tracking_uri, verbose=0, **TINY)
+    (run,) = MlflowClient(tracking_uri).search_runs(
+        [MlflowClient(tracking_uri).get_experiment_by_name("kerascnn").experiment_id]
+    )
+    assert run.info.status == "FAILED" and run.data.tags["kerascnn.failure"].startswith("KeyboardInterrupt")
+    assert [m.step for m in MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "loss")] == [
+        0
+    ]  # epoch 1 kept
+
+
 def test_nan_loss_fails_the_run_with_the_reason(tracking_uri):
     with pytest.raises(TrainingFailed, match="loss became nan"):
         kerascnn.train(

@@ -20,7 +20,7 @@ import keras_tuner as kt
 from keras_tuner.errors import FailedTrialError
 
 from kerascnn import device
-from kerascnn.callbacks import EpochMetrics
+from kerascnn.callbacks import EpochMetrics, Interruptible
 from kerascnn.tuning.display import Display
 from kerascnn.tuning.runs import SearchRuns
 
@@ -85,7 +85,7 @@ class TrackedTuner(kt.Tuner):
         run = self.runs.start_trial(trial)
         try:
             kwargs["verbose"], shown = self.display.fit_progress(trial.trial_id, kwargs.get("epochs", 1))
-            kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochMetrics(run), *shown]
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochMetrics(run), Interruptible(), *shown]
             self._warm_start = True
             try:
                 with device.batch_fits(self.batch_size, "a training step", FailedTrialError):
