@@ -337,9 +337,10 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
         )
     }
     time.sleep(2)
-    for worker in ("tuner0", "tuner1"):
+    for worker in ("tuner0", "tuner1", "tuner2"):
+        args = [*cmd, "--epochs", "2"] if worker == "tuner2" else cmd  # not the chief's command: refused
         procs[worker] = subprocess.Popen(
-            cmd, env=dict(env, KERASTUNER_TUNER_ID=worker), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            args, env=dict(env, KERASTUNER_TUNER_ID=worker), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
     outputs = {}
     try:
@@ -349,6 +350,12 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
+    refused = procs.pop("tuner2")
+    assert refused.returncode == 2 and "Traceback" not in outputs["tuner2"][1], outputs["tuner2"][1][-2000:]
+    assert (
+        "settings differ from the chief's search" in outputs["tuner2"][1]
+        and "Received: epochs=2" in outputs["tuner2"][1]
+    )
     for name, proc in procs.items():
         assert proc.returncode == 0, (name, outputs[name][1][-2000:])
     parents = [r for r in all_runs(tracking_uri) if r.data.tags.get("kerascnn.kind") == "search"]

@@ -121,6 +121,8 @@ def tune(
         lifecycle(lambda: _open_parent(search) if role != "worker" else None) as parent,
     ):
         search.tuner.runs.parent = parent
+        if role == "worker":
+            _check_worker_settings(search)
         _run(search)
         if role == "worker":
             return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
@@ -287,6 +289,27 @@ def _check_same_settings(config: TuneConfig, folder: Path) -> None:
         )
 
 
+def _check_worker_settings(search: _Search) -> None:
+    """A worker runs the chief's search: one started with other settings (``--epochs``...) is
+    refused before its first trial, once the chief's parent run says what they are."""
+    config = search.config
+    parent = search.tuner.runs.resolve_parent()
+    chief = store.retrying(store.client(config.store_uri).get_run, parent.run_id).data.params
+    mine = {k: str(v) for k, v in _logged_settings(search).items()}
+    changed = sorted(k for k in mine if k in chief and k != "max_trials" and chief[k] != mine[k])
+    if changed:
+        raise ArgumentError(
+            f"This worker's settings differ from the chief's search {config.name!r} "
+            f"({'; '.join(f'{k}: {chief[k]} there' for k in changed)}); run the chief's command. "
+            f"Received: {', '.join(f'{k}={mine[k]}' for k in changed)}"
+        )
+
+
+def _logged_settings(search: _Search) -> dict[str, Any]:
+    """The search's settings as its parent run logs them (the family and batch size resolved)."""
+    return {**search.config.params(), "family": search.space.name, "batch_size": search.recipe.batch_size}
+
+
 def _search_settings(config: TuneConfig) -> dict[str, str]:
     """What a search is started with and must be resumed with: its logged settings and its store."""
     return {**config.params(), "experiment": config.experiment, "tracking_uri": config.store_uri}
@@ -306,10 +329,8 @@ def _open_parent(search: _Search) -> Any:
     search.folder.mkdir(parents=True, exist_ok=True)  # KerasTuner's overwrite removed it
     (search.folder / SETTINGS_FILE).write_text(json.dumps(_search_settings(config), indent=1))
     params = {
-        **config.params(),
+        **_logged_settings(search),
         "search_name": config.name,
-        "family": search.space.name,
-        "batch_size": search.recipe.batch_size,
         "train_size": len(data.x_train),
         "val_size": len(data.x_val),
         "adaptation": search.adaptation.describe(),
