@@ -20,6 +20,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -289,6 +290,9 @@ def store_lock(uri: str) -> Iterator[None]:
             os.close(fd)
 
 
+_GLOBAL_URI = threading.RLock()
+
+
 @contextlib.contextmanager
 def global_tracking_uri(uri: str) -> Iterator[None]:
     """MLflow's global tracking URI (what its fluent API, model logging and registry use) set to
@@ -300,12 +304,13 @@ def global_tracking_uri(uri: str) -> Iterator[None]:
     """
     import mlflow
 
-    before = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None: unset again, as it was
+    with _GLOBAL_URI:  # one block at a time: another thread's could put the URI back under this one
+        before = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None: unset again, as it was
 
 
 @functools.lru_cache(maxsize=8)
