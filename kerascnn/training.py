@@ -577,7 +577,7 @@ def _find_resumable(config: TrainConfig) -> Any:
     of this model (and dataset, if given) with a saved epoch; checked without creating a store."""
     uri = config.store_uri
     what = config.model if "model" in config.given else "train"
-    nothing = ArgumentError(
+    nothing = store.NoSuchRun(
         f"Nothing to resume: no interrupted {what} run with a saved epoch in experiment "
         f"{config.experiment!r}. Received: resume={config.resume!r}"
     )
@@ -589,7 +589,7 @@ def _find_resumable(config: TrainConfig) -> Any:
             run = store.find_run(uri, config.resume, "resume")
         else:
             run = _latest_interrupted(config, nothing)
-    except ArgumentError as e:
+    except store.NoSuchRun as e:
         raise _with_spool_hint(e, config) from None
     if run.info.status == "FINISHED":
         raise ArgumentError(f"Run already FINISHED; nothing to resume. Received: resume={run.info.run_id!r}")
@@ -614,12 +614,10 @@ def _find_resumable(config: TrainConfig) -> Any:
 def _with_spool_hint(error: ArgumentError, config: TrainConfig) -> ArgumentError:
     """``error`` (no such run) with a pointer to ``kerascnn sync`` when interrupted runs that
     ``resume`` could take wait in the store's spool: it can resume them once they are in the store."""
-    text, received, value = str(error).rpartition(" Received: ")
-    if not text.startswith(("No run", "Nothing to resume")):
-        return error
     waiting = _spooled_resumable(config)
     if not waiting:
         return error
+    text, received, value = str(error).rpartition(" Received: ")
     runs = "1 interrupted run waits" if waiting == 1 else f"{waiting} interrupted runs wait"
     hint = f"({runs} in this store's spool: `kerascnn sync` sends {'it' if waiting == 1 else 'them'})"
     return ArgumentError(f"{text.removesuffix('.')} {hint}.{received}{value}")

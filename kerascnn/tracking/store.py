@@ -457,11 +457,16 @@ def ensure_experiment(uri: str, name: str) -> str:
             return str(retrying(c.get_experiment_by_name, name).experiment_id)
 
 
+class NoSuchRun(ArgumentError):
+    """No run has the id given (or one starting with it)."""
+
+
 def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
     """The run whose id is ``run_id`` or starts with it (the 12-character ids the CLI prints).
 
     Raises:
-        ArgumentError: No run, or more than one run, matches.
+        NoSuchRun: No run matches.
+        ArgumentError: More than one run matches, or the run is deleted.
     """
     c = client(uri)
     if not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-fA-F]{4,32}", run_id):
@@ -475,7 +480,7 @@ def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
         try:
             run = retrying(c.get_run, run_id)
         except Exception:
-            raise ArgumentError(f"No run with this id in {uri}. Received: {argument}={run_id!r}") from None
+            raise NoSuchRun(f"No run with this id in {uri}. Received: {argument}={run_id!r}") from None
         experiment = retrying(c.get_experiment, run.info.experiment_id)
         if "deleted" in (run.info.lifecycle_stage, experiment.lifecycle_stage):
             raise deleted
@@ -484,9 +489,10 @@ def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
     found = [r for r in retrying(c.search_runs, ids, "", max_results=50000) if r.info.run_id.startswith(run_id)]
     if not found and _deleted_runs(c, run_id):
         raise deleted
-    if len(found) != 1:
-        what = "No run" if not found else f"{len(found)} runs"
-        raise ArgumentError(f"{what} with an id starting with it in {uri}. Received: {argument}={run_id!r}")
+    if not found:
+        raise NoSuchRun(f"No run with an id starting with it in {uri}. Received: {argument}={run_id!r}")
+    if len(found) > 1:
+        raise ArgumentError(f"{len(found)} runs with an id starting with it in {uri}. Received: {argument}={run_id!r}")
     return found[0]
 
 

@@ -250,9 +250,7 @@ def last_logged_model(c: Any, run_id: str) -> str:
     """``models:/ID`` of the complete (READY) model run ``run_id`` logged last."""
     from mlflow.entities import LoggedModelStatus
 
-    experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
-    order = [{"field_name": "creation_time", "ascending": False}]
-    logged = store.retrying(c.search_logged_models, [experiment_id], f"source_run_id = '{run_id}'", order_by=order)
+    logged = _run_models(c, run_id, order_by=[{"field_name": "creation_time", "ascending": False}])
     found = [m for m in logged if m.status == LoggedModelStatus.READY]
     if not found:
         raise RuntimeError(f"run {run_id} logged no model to register")
@@ -273,22 +271,18 @@ def ready_model(uri: str, run_id: str | None, name: str, tags: dict[str, str] | 
     if run_id is None:
         return None
     c = store.client(uri)
-    experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
-    models = store.retrying(
-        c.search_logged_models,
-        experiment_ids=[experiment_id],
-        filter_string=" AND ".join(
-            [
-                f"source_run_id = '{run_id}'",
-                f"name = '{name}'",
-                *(f"tags.`{k}` = '{v}'" for k, v in (tags or {}).items()),
-            ]
-        ),
-    )
+    models = _run_models(c, run_id, [f"name = '{name}'", *(f"tags.`{k}` = '{v}'" for k, v in (tags or {}).items())])
     for broken in (m for m in models if m.status == LoggedModelStatus.PENDING):
         store.retrying(c.finalize_logged_model, broken.model_id, LoggedModelStatus.FAILED)
     ready = [m for m in models if m.status == LoggedModelStatus.READY]
     return f"models:/{ready[0].model_id}" if ready else None
+
+
+def _run_models(c: Any, run_id: str, where: list[str] | None = None, order_by: Any = None) -> list[Any]:
+    """The models run ``run_id`` logged (any status) that match every condition of ``where``."""
+    experiment_id = store.retrying(c.get_run, run_id).info.experiment_id
+    conditions = " AND ".join([f"source_run_id = '{run_id}'", *(where or [])])
+    return store.retrying(c.search_logged_models, [experiment_id], conditions, order_by=order_by)
 
 
 def registered_version(uri: str, run_id: str | None, name: str, model: str | None) -> str | None:
