@@ -124,3 +124,16 @@ def test_a_store_that_can_only_be_read_is_listed_and_not_trained_into(tracking_u
         with pytest.raises(ValueError, match=r"^The store file is not readable. Received: tracking_uri="):
             kerascnn.leaderboard(tracking_uri=tracking_uri)
     assert len(client.search_runs([run.info.experiment_id])) == 1  # (the refused run made nothing)
+
+
+def test_a_run_id_looked_up_in_a_store_that_does_not_exist_is_no_such_run(tmp_path):
+    """Reading never creates a store; a run id asked of a missing one is the same typed error as an
+    unknown id in an existing one (``train --resume`` turns it into its spool hint)."""
+    import pytest
+
+    from kerascnn.tracking.queries import search_runs
+
+    uri = f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}"
+    with pytest.raises(store.NoSuchRun, match=r"^No run with this id in .*Received: run_id='abc123'$"):
+        search_runs(tracking_uri=uri, run_ids=["abc123"])
+    assert not (tmp_path / "none").exists()

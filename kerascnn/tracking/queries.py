@@ -59,7 +59,7 @@ def search_runs(
         include_trials: Also return tuning trials (nested runs).
 
     Raises:
-        ArgumentError: Unknown experiment or run id.
+        ArgumentError: Unknown experiment; :class:`store.NoSuchRun` (an ArgumentError) for a run id.
 
     Example:
         >>> df = search_runs("kerascnn")  # doctest: +SKIP
@@ -74,7 +74,7 @@ def search_runs(
     db = store.sqlite_path(uri)
     if db is not None and not db.exists():  # reading never creates a store
         if run_ids:
-            raise ArgumentError(
+            raise store.NoSuchRun(
                 f"No run with this id in {uri} (the store does not exist). Received: run_id={run_ids[0]!r}"
             )
         if experiment is not None:
