@@ -150,7 +150,7 @@ def export(
         output: Where to write it (``.tflite`` / ``.onnx`` files, a new folder for SavedModel).
         quantize: ``"int8"``: full-integer TFLite, calibrated on the model's training images.
         overwrite: Replace an existing output (a file, or a folder holding a previous SavedModel),
-            and write over the export of that name already logged to the run.
+            and the export of that name already logged to the run (deleted first).
         tracking_uri: The MLflow store of runs and registered models (default as in ``train``).
         unsafe: Allow ``.keras`` files that can run code when loaded (``Lambda`` layers).
 
@@ -185,7 +185,7 @@ def export(
     result = _checked(path, format, quantize, loaded.image_shape, described, outputs, reference)
     result.precision = precision
     if loaded.source.run_id is not None:
-        result.logged_to = _log_to_run(loaded.source, path)
+        result.logged_to = _log_to_run(loaded.source, path, overwrite)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -384,13 +384,28 @@ def _check_not_logged(source: Any, path: Path, overwrite: bool, output: Any) -> 
         )
 
 
-def _log_to_run(source: Any, path: Path) -> str:
-    """Logs the export to the run MODEL names, under ``exports/``."""
+def _log_to_run(source: Any, path: Path, overwrite: bool) -> str:
+    """Logs the export to the run MODEL names, under ``exports/``; with ``overwrite``, the export
+    logged there before is deleted first (a folder's files are replaced, none left from before)."""
     from kerascnn.tracking import store
 
     c = store.client(source.tracking_uri)
+    if overwrite:
+        _delete_logged(source, f"exports/{path.name}")
     if path.is_dir():
         store.retrying(c.log_artifacts, source.run_id, str(path), f"exports/{path.name}")
     else:
         store.retrying(c.log_artifact, source.run_id, str(path), "exports")
     return f"runs:/{source.run_id}/exports/{path.name}"
+
+
+def _delete_logged(source: Any, artifact_path: str) -> None:
+    """Deletes one logged file or folder of a run, where its artifact store can delete."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from kerascnn.tracking import store
+
+    uri = source.tracking_uri
+    run = store.retrying(store.client(uri).get_run, source.run_id)
+    repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=uri)  # (mlflow-artifacts: needs it)
+    repository.delete_artifacts(artifact_path)

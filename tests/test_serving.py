@@ -350,6 +350,12 @@ def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path):
     with pytest.raises(ValueError, match=r"run already has exports/saved; pass overwrite=True \(--overwrite\)"):
         kerascnn.export(run_id, "savedmodel", again, tracking_uri=trained.uri)
     assert not again.exists()  # refused before any work
+    stray = tmp_path / "stray.txt"  # a file an earlier export had and this one has not
+    stray.write_text("old")
+    MlflowClient(trained.uri).log_artifact(run_id, str(stray), "exports/saved")
+    kerascnn.export(run_id, "savedmodel", again, tracking_uri=trained.uri, overwrite=True)
+    replaced = {a.path for a in MlflowClient(trained.uri).list_artifacts(run_id, "exports/saved")}
+    assert "exports/saved/saved_model.pb" in replaced and "exports/saved/stray.txt" not in replaced
     endpoint = tf.saved_model.load(str(tmp_path / "saved"))
     np.testing.assert_allclose(
         endpoint.serve(tf.constant(trained.x[..., None])).numpy(), expected.probabilities, atol=1e-5
