@@ -176,12 +176,16 @@ def test_runs_table_names_runs_and_precision_and_stays_narrow(tracking_uri):
     kerascnn.train(
         "lenet5", "mnist", epochs=1, train_samples=200, run_name="narrow-one", tracking_uri=tracking_uri, verbose=0
     )
-    going = kerascnn.tracking.client(tracking_uri).create_run(  # a run still training: no end time yet
-        kerascnn.tracking.ensure_experiment(tracking_uri, "kerascnn"), run_name="still-going"
+    client = kerascnn.tracking.client(tracking_uri)
+    going = client.create_run(  # a run still training: no end time yet, nor a best_val_accuracy
+        kerascnn.tracking.ensure_experiment(tracking_uri, "kerascnn"), run_name="still-going-with-a-long-name-1"
     )
+    for step, value in enumerate((0.5, 0.7, 0.6)):
+        client.log_metric(going.info.run_id, "val_accuracy", value, step=step)
     table = run_cli("runs", "--tracking-uri", tracking_uri, check=True).stdout.splitlines()
-    (still,) = [line for line in table if going.info.run_id[:12] in line]
-    assert "still-going" in still and still.split()[-1] == "RUNNING"
+    still = table[-1]  # ranked after the run with a test accuracy, by its best validation accuracy
+    assert going.info.run_id[:12] in still and still.split()[-1] == "RUNNING" and " 0.7000 " in still
+    assert "still-going-wi~a-long-name-1" in still  # a long name keeps its end
     table.remove(still)
     assert table[0].split() == [
         "#",
@@ -198,6 +202,11 @@ def test_runs_table_names_runs_and_precision_and_stays_narrow(tracking_uri):
     ]
     assert ("narrow-one" in table[1] and " fp32 " in table[1]) or " bf16 " in table[1]
     assert max(len(line) for line in table) <= 120
+    client.create_run(kerascnn.tracking.ensure_experiment(tracking_uri, "elsewhere"), run_name="there")
+    rows = kerascnn.leaderboard(tracking_uri=tracking_uri)
+    header, *lines = kerascnn.tracking.queries.format_table(rows).splitlines()
+    assert header.split()[3] == "experiment"  # runs of two experiments: which is which
+    assert {line.split()[3] for line in lines} == {"kerascnn", "elsewhere"}
 
 
 def test_a_store_in_a_folder_with_a_space_gives_a_model_path_that_exists(tmp_path):

@@ -79,6 +79,9 @@ def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, 
         assert dict(run.data.params) == {k: str(v) for k, v in trial["hyperparameters"].items()}
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [0]
         assert run.data.metrics["final_val_accuracy"] == pytest.approx(trial["score"])
+    listed = run_cli("runs", "--trials", "--tracking-uri", tracking_uri, check=True).stdout.splitlines()
+    trial_lines = [line for line in listed if "s1-trial-" in line]  # each with its precision and epochs
+    assert len(trial_lines) == 3 and all(line.split()[5:7] == ["fp32", "1"] for line in trial_lines)
     best = result.best
     assert best["score"] == max(t["score"] for t in result.trials)
     assert parent.data.tags["kerascnn.best_trial_id"] == best["trial_id"]

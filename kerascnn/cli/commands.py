@@ -299,6 +299,7 @@ def _runs_parser(sub: Any) -> None:
     p = sub.add_parser("runs", help="leaderboard of tracked runs, best test accuracy first")
     _store_options(p)
     p.add_argument("--limit", type=int, help="show the best N runs")
+    p.add_argument("--trials", action="store_true", help="list the trials of searches too (their nested runs)")
     _json_flag(p, "the runs")
     p.set_defaults(run=cmd_runs)
 
@@ -310,8 +311,9 @@ def cmd_runs(args: argparse.Namespace) -> Said:
         queries.check_limit(args.limit)
     waiting = [r for r in queries.spooled_rows(args.tracking_uri) if args.experiment in (None, r.experiment)]
     try:
-        rows = queries.leaderboard(args.experiment, tracking_uri=args.tracking_uri)[: args.limit]
-        text = queries.format_table(rows) if rows else "kerascnn: no runs yet (train one: kerascnn train mnist_cnn)"
+        rows = queries.leaderboard(args.experiment, tracking_uri=args.tracking_uri, include_trials=args.trials)
+        rows = rows[: args.limit]
+        text = queries.format_table(rows) if rows else f"kerascnn: {_no_runs(args.tracking_uri)}"
     except store.StoreUnavailable as e:  # what waits in its spool can still be listed
         if not waiting:
             raise
@@ -321,6 +323,16 @@ def cmd_runs(args: argparse.Namespace) -> Said:
         text += f"\n\nwaiting in the spool ({len(waiting)}; `kerascnn sync` sends them):\n"
         text += queries.format_table(waiting)
     return Said([r.to_dict() for r in rows + waiting], text)
+
+
+def _no_runs(tracking_uri: str | None) -> str:
+    """What ``runs`` says of a store with no runs (one that does not exist is named)."""
+    from kerascnn.tracking import store
+
+    uri = store.resolve_tracking_uri(tracking_uri, write=False)
+    db = store.sqlite_path(uri)
+    where = f" (there is no store at {uri})" if db is not None and not db.exists() else ""
+    return f"no runs yet{where}; train one: kerascnn train mnist_cnn"
 
 
 @command

@@ -130,7 +130,8 @@ def _curves(rows: list[runs.RunRow], metric: str, tracking_uri: str | None) -> C
     steps = {r.run_id: runs.metric_steps(r.run_id, metric, tracking_uri=tracking_uri) for r in rows}
     if not any(steps.values()):
         searches = any(r.kind == "search" for r in rows)
-        hint = "; a search's per-epoch curves are on its trials' runs (give their ids)" if searches else ""
+        hint = "; a search's per-epoch curves are on its trials' runs (`kerascnn runs --trials` lists them)"
+        hint = hint if searches else ""
         raise ArgumentError(f"None of the runs logged a per-epoch `{metric}`{hint}. Received: metric={metric!r}")
     curves = {run_id: list(s.values()) for run_id, s in steps.items()}
     epochs = {run_id: [step + 1 for step in s] for run_id, s in steps.items()}

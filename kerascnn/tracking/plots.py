@@ -128,8 +128,9 @@ def compare_runs(
     _epoch_axis(left)
     left.set_ylabel(metric)
     left.set_title(f"{metric} per epoch")
-    if left.has_data():
-        left.legend(fontsize=8)
+    if left.has_data():  # below the axes, where it hides no curve
+        columns = 2 if len(curves) > 2 else 1
+        left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=columns, frameon=False)
     _final_dots(right, finals)
     return fig
 
@@ -159,7 +160,7 @@ def _final_dots(ax: Any, finals: Mapping[str, Mapping[str, float]]) -> None:
         if low >= 0.0 and high <= 1.0:  # fractions (accuracies): no tick past 1 in the labels' room
             ax.set_xticks([t for t in ax.get_xticks() if low - 0.3 * pad <= t <= 1.0 + 1e-9])
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title("final metrics (axis zoomed to the values)")
+    ax.set_title("final metrics (zoomed axis)")
     if names:  # below the axes, where it hides no dot
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=len(names), frameon=False)
 

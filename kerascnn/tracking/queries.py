@@ -135,6 +135,11 @@ def _row(row: Any, experiments: dict[str, str]) -> RunRow:
     best_val = _value(row, "metrics.best_val_accuracy")
     if best_val is None and _value(row, "params.objective") == "val_accuracy":  # a search's best trial
         best_val = _value(row, "metrics.best_score")
+    params = {k: _value(row, f"params.{k}") for k in KEY_PARAMS if _value(row, f"params.{k}") is not None}
+    for key, *fallbacks in _TRIAL_PARAMS:  # a trial's settings are tags (its params are its hyperparameters)
+        found = next((v for c in fallbacks if (v := _value(row, c)) is not None), None)
+        if key not in params and found is not None:
+            params[key] = found
     return RunRow(
         run_id=row["run_id"],
         run_name=_value(row, "tags.mlflow.runName") or "",
@@ -142,7 +147,7 @@ def _row(row: Any, experiments: dict[str, str]) -> RunRow:
         kind=_value(row, "tags.kerascnn.kind") or "run",
         model=_value(row, "tags.kerascnn.model") or _value(row, "params.family") or "",
         dataset=_value(row, "tags.kerascnn.dataset") or "",
-        params={k: _value(row, f"params.{k}") for k in KEY_PARAMS if _value(row, f"params.{k}") is not None},
+        params=params,
         best_val_accuracy=best_val,
         test_accuracy=_value(row, "metrics.test_accuracy"),
         duration_s=duration,
@@ -151,22 +156,44 @@ def _row(row: Any, experiments: dict[str, str]) -> RunRow:
     )
 
 
+# a trial's epochs (Hyperband's round, else the search's) and precision, where its tags and params keep them
+_TRIAL_PARAMS = (
+    ("epochs", "params.tuner/epochs", "tags.kerascnn.epochs"),
+    ("dtype_policy", "tags.kerascnn.dtype_policy"),
+)
+
+
 def leaderboard(
-    experiment: str | None = None, *, tracking_uri: str | None = None, run_ids: list[str] | None = None
+    experiment: str | None = None,
+    *,
+    tracking_uri: str | None = None,
+    run_ids: list[str] | None = None,
+    include_trials: bool = False,
 ) -> list[RunRow]:
-    """Runs sorted by test accuracy (best first; runs without one last, newest first).
+    """Runs sorted by test accuracy, best first; then the runs without one (searches, runs
+    that did not finish) by their best validation accuracy; then the rest, newest first.
+
+    Args:
+        experiment: Experiment name; every experiment when ``None``.
+        tracking_uri: The store (default as in ``train``).
+        run_ids: Only these runs (full ids or unique prefixes).
+        include_trials: Also list tuning trials (nested runs).
 
     Example:
         >>> for row in leaderboard("kerascnn"):  # doctest: +SKIP
         ...     print(row.model, row.test_accuracy)
     """
-    frame = search_runs(experiment, tracking_uri=tracking_uri, run_ids=run_ids)
+    frame = search_runs(experiment, tracking_uri=tracking_uri, run_ids=run_ids, include_trials=include_trials)
     if frame.empty:
         return []
-    client = store.client(store.resolve_tracking_uri(tracking_uri, write=False))
-    names = {e.experiment_id: e.name for e in store.retrying(client.search_experiments)}
+    uri = store.resolve_tracking_uri(tracking_uri, write=False)
+    names = {e.experiment_id: e.name for e in store.retrying(store.client(uri).search_experiments)}
     rows = [_row(row, names) for _, row in frame.iterrows()]
+    for r, (_, row) in zip(rows, frame.iterrows()):
+        if r.best_val_accuracy is None and _value(row, "metrics.val_accuracy") is not None:  # it did not finish
+            r.best_val_accuracy = max(metric_steps(r.run_id, "val_accuracy", tracking_uri=uri).values(), default=None)
     rows.sort(key=lambda r: r.start_time, reverse=True)
+    rows.sort(key=lambda r: (r.best_val_accuracy is None, -(r.best_val_accuracy or 0.0)))
     rows.sort(key=lambda r: (r.test_accuracy is None, -(r.test_accuracy or 0.0)))
     return rows
 
@@ -200,27 +227,28 @@ def spooled_rows(tracking_uri: str | None = None) -> list[RunRow]:
 
 
 def format_table(rows: list[RunRow]) -> str:
-    """An aligned text table of leaderboard rows (about 100 columns wide).
+    """An aligned text table of leaderboard rows (about 100 columns wide; an experiment column
+    when the rows come from more than one).
 
     Example:
         >>> print(format_table([]).split()[:3])
         ['#', 'run_id', 'name']
     """
-    header = ("#", "run_id", "name", "model", "data", "prec", "ep", "val_acc", "test_acc", "time", "status")
+    several = len({r.experiment for r in rows}) > 1
+    header = ("#", "run_id", "name", *(("experiment",) if several else ()), "model", "data", "prec", "ep")
+    header += ("val_acc", "test_acc", "time", "status")
 
     def score(v: float | None) -> str:
         return "-" if v is None else f"{v:.4f}"
-
-    def cut(text: str, width: int) -> str:
-        return text if len(text) <= width else text[: width - 1] + "~"
 
     body = [
         (
             str(i),
             r.run_id[:12],
-            cut(r.run_name, 22),
-            cut(r.model, 10),
-            cut(os.path.basename(r.dataset), 10),  # (a folder by its name)
+            _cut(r.run_name, 28),
+            *((_cut(r.experiment, 14),) if several else ()),
+            _cut(r.model, 10),
+            _cut(os.path.basename(r.dataset), 10),  # (a folder by its name)
             PRECISION_SHORT.get(r.params.get("dtype_policy", ""), "-"),
             r.params.get("epochs", "-"),
             score(r.best_val_accuracy),
@@ -231,12 +259,21 @@ def format_table(rows: list[RunRow]) -> str:
         for i, r in enumerate(rows, start=1)
     ]
     widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
-    right = {0, 6, 7, 8, 9}
+    right = {0, *(i for i, name in enumerate(header) if name in ("ep", "val_acc", "test_acc", "time"))}
     lines = [
         "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
         for line in [header, *body]
     ]
     return "\n".join(lines)
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: its middle cut out (``~``), so that both its
+    start and its end (a trial's number, a run's suffix) stay readable."""
+    if len(text) <= width:
+        return text
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "~" + text[-tail:]
 
 
 def metric_steps(run_id: str, metric: str, *, tracking_uri: str | None = None) -> dict[int, float]:

@@ -256,6 +256,7 @@ def _make_tuner(
         # what each trial ran with, on this process's machine (a worker's may differ from the chief's)
         "kerascnn.dtype_policy": speed.policy,
         "kerascnn.jit_compile": str(speed.jit),
+        "kerascnn.epochs": str(config.epochs),  # (a Hyperband trial's own are its tuner/epochs param)
         **speed.tags(),
         **device.machine().tags(),
     }
