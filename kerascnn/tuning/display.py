@@ -27,7 +27,7 @@ class Display:
     def plan(self, tuner: str, max_trials: int, planned: int | None, epochs: int, done: int) -> None:
         """What the search will run, and why fewer trials than ``max_trials`` when so."""
         if tuner == "hyperband" and planned is not None and planned < max_trials:
-            why = f"hyperband with --epochs {epochs} plans {planned} trials (raise --epochs for more brackets)"
+            why = f"hyperband with --epochs {epochs} plans {_trials(planned)}; raise --epochs for more brackets"
         elif tuner == "grid" and planned is not None:
             why = f"the grid has {planned} combinations" + (
                 f"; --max-trials {max_trials} runs the first {max_trials}" if planned > max_trials else ""
@@ -37,9 +37,8 @@ class Display:
         total = min(max_trials, planned) if planned is not None else max_trials
         resumed = f", {done} done before" if done else ""
         if done >= total and done:
-            resumed += " (nothing left to run)" if done == total else f" (--max-trials {max_trials} runs no more)"
-        trials = f"{total} trial{'s' if total != 1 else ''}"
-        self.say(f"{tuner} search of up to {trials}{resumed}" + (f" ({why})" if why else ""))
+            resumed += "; nothing left to run" if done == total else f"; --max-trials {max_trials} runs no more"
+        self.say(f"{tuner} search of up to {_trials(total)}" + (f" ({why})" if why else "") + resumed)
 
     def trial_started(self, trial_id: str, values: dict[str, Any]) -> None:
         self._started[trial_id] = time.monotonic()
@@ -82,3 +81,7 @@ class Display:
 def _shown(values: dict[str, Any]) -> dict[str, Any]:
     """A trial's hyperparameters without KerasTuner's own (``tuner/epochs``...)."""
     return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial{'s' if n != 1 else ''}"
