@@ -153,9 +153,10 @@ class EpochMetrics(keras.callbacks.Callback):
 
 
 class TimeEstimate(keras.callbacks.Callback):
-    """Says, once, how long the whole run will take: after ``after_s`` seconds of training
-    (read from the optimizer's step counter by a timer thread, no per-batch hook) or at the
-    end of the first epoch, whichever comes first.
+    """Says, once, how long the whole run will take: after ``after_s`` seconds of training or at
+    the end of the first epoch, whichever comes first. The rate is timed from the end of the
+    first step (its tracing and compiling happen once), read from the optimizer's step counter
+    by a thread that polls it (no per-batch hook, which would sync every step).
 
     Example:
         >>> cb = TimeEstimate(steps_per_epoch=422, epochs=2)
@@ -166,32 +167,47 @@ class TimeEstimate(keras.callbacks.Callback):
         self.total = steps_per_epoch * epochs
         self.after_s = after_s
         self._said = threading.Event()
-        self._timer: threading.Timer | None = None
+        self._ended = threading.Event()
+        self._lock = threading.Lock()  # (the epoch's end and the watching thread may both estimate)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._started, self._first = time.monotonic(), int(self.model.optimizer.iterations.numpy())
-        self._timer = threading.Timer(self.after_s, self._estimate)
-        self._timer.daemon = True
-        self._timer.start()
+        self._started, self._first = time.monotonic(), self._steps()
+        self._mark = (self._started, self._first)  # moved to the end of the first step once seen
+        self._ended.clear()
+        threading.Thread(target=self._watch, name="kerascnn-time-estimate", daemon=True).start()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._estimate()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._ended.set()
+
+    def _steps(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _watch(self) -> None:
+        """Notes when the first step ended, then estimates ``after_s`` after the start."""
+        while not self._ended.wait(0.1) and self._mark[1] == self._first:
+            if (steps := self._steps()) > self._first:
+                self._mark = (time.monotonic(), steps)
+        if not self._ended.wait(max(0.0, self._started + self.after_s - time.monotonic())):
+            self._estimate()
 
     def _estimate(self) -> None:
-        if self._said.is_set():
-            return
-        done = int(self.model.optimizer.iterations.numpy()) - self._first
-        left = self.total - self._first - done
-        if done <= 0 or left <= 0:
+        with self._lock:
+            if not self._said.is_set():
+                self._say_estimate()
+
+    def _say_estimate(self) -> None:
+        steps = self._steps()
+        since, at = self._mark if steps > self._mark[1] else (self._started, self._first)
+        left = self.total - steps
+        if steps <= at or left <= 0:
             return
         self._said.set()
-        seconds = time.monotonic() - self._started
-        steps = f"{left} more step{'s' if left != 1 else ''}"
-        say(f"{seconds / done * 1000:.0f} ms/step: about {_duration(seconds / done * left)} left for {steps}")
+        per_step = (time.monotonic() - since) / (steps - at)
+        shown = f"{left} more step{'s' if left != 1 else ''}"
+        say(f"{per_step * 1000:.0f} ms/step: about {_duration(per_step * left)} left for {shown}")
 
 
 def _duration(seconds: float) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -13,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import kerascnn
+from kerascnn.models import create_model
 from kerascnn.tracking.run import last_outcome
 from kerascnn.training import TrainingFailed, _check_callbacks
 from tests.helpers import (
@@ -268,6 +270,24 @@ def test_on_a_terminal_the_time_estimate_has_its_own_line_beside_the_progress_ba
     notes = [line for line in shown if "ms/step: about" in line]
     assert len(notes) == 1 and notes[0].startswith("kerascnn: "), notes  # not glued to a half-drawn bar
     assert sum(line.startswith("Epoch ") for line in shown) == 2 and any("val_accuracy" in line for line in shown)
+
+
+def test_the_time_estimate_leaves_out_the_first_steps_one_time_cost(capsys):
+    """A first step that takes a second (as tracing and compiling can) is not spread over the rest."""
+    from kerascnn.callbacks import TimeEstimate
+
+    class SlowFirstStep(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0 and self.model.optimizer.iterations.numpy() == 0:
+                time.sleep(1.0)
+
+    net = create_model("lenet5", input_shape=(28, 28, 1), num_classes=10)
+    net.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.zeros((64, 28, 28, 1), np.float32), np.zeros(64, np.int64)
+    net.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[SlowFirstStep(), TimeEstimate(8, 2)])
+    (said,) = [line for line in capsys.readouterr().err.splitlines() if "ms/step" in line]
+    per_step = float(said.split("kerascnn: ")[1].split(" ms/step")[0])
+    assert per_step < 60 and said.endswith("left for 8 more steps"), said  # 1 s over 8 steps would be 125+
 
 
 def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
