@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from kerascnn import checks
+from kerascnn import checks, device
 from kerascnn.errors import ArgumentError, ExportMismatch
 
 FORMATS = {"savedmodel": None, "tflite": ".tflite", "onnx": ".onnx"}  # format: required suffix
@@ -339,7 +339,8 @@ def _export_tflite(net: Any, path: Path, sample: np.ndarray, quantize: str | Non
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.float32
-        path.write_bytes(converter.convert())
+        with device.cpp_lines_hidden():  # the converter's C++ lines ("fully_quantize: 0, ..."), replayed if it fails
+            path.write_bytes(converter.convert())
     return run_tflite(path, sample)
 
 
@@ -356,15 +357,15 @@ def run_tflite(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), device.cpp_lines_hidden():  # ("INFO: Created TensorFlow Lite XNNPACK delegate")
         warnings.simplefilter("ignore")
         interpreter = Interpreter(model_path=str(path))
-    given, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(given["index"], list(images.shape))  # the flatbuffer's batch is 1
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(given["index"], images.astype(given["dtype"]))
-    interpreter.invoke()
-    return np.asarray(interpreter.get_tensor(out["index"]), dtype=np.float32)
+        given, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        interpreter.resize_tensor_input(given["index"], list(images.shape))  # the flatbuffer's batch is 1
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(given["index"], images.astype(given["dtype"]))
+        interpreter.invoke()
+        return np.asarray(interpreter.get_tensor(out["index"]), dtype=np.float32)
 
 
 _WRITERS = {"savedmodel": _export_savedmodel, "tflite": _export_tflite, "onnx": _export_onnx}

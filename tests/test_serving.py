@@ -335,7 +335,7 @@ def test_a_read_only_copy_of_the_store_predicts_and_refuses_to_log_an_export(tra
     assert not (tmp_path / "m.tflite").exists()  # refused before the conversion
 
 
-def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path):
+def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path, capfd):
     import tensorflow as tf
 
     expected = kerascnn.predict(trained.second.run_id, trained.x, tracking_uri=trained.uri)
@@ -368,6 +368,8 @@ def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path):
     assert Path(int8.path).stat().st_size < Path(flat.path).stat().st_size / 2.5  # int8 weights
     quantized = exporting.run_tflite(int8.path, trained.x[..., None])  # raw pixels in, probabilities out
     assert np.mean(quantized.argmax(axis=1) == expected.probabilities.argmax(axis=1)) >= 0.9
+    shown = capfd.readouterr().err  # (fd 2: the converter's and the interpreter's C++ lines)
+    assert "XNNPACK" not in shown and "fully_quantize" not in shown, shown[-500:]
 
 
 def _need_onnx() -> None:
