@@ -408,5 +408,13 @@ def _delete_logged(source: Any, artifact_path: str) -> None:
 
     uri = source.tracking_uri
     run = store.retrying(store.client(uri).get_run, source.run_id)
-    repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=uri)  # (mlflow-artifacts: needs it)
-    repository.delete_artifacts(artifact_path)
+    try:
+        repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=uri)  # (mlflow-artifacts: needs it)
+        repository.delete_artifacts(artifact_path)
+    except Exception as e:  # (a server that refuses deletes): the new files are still written over the old
+        print(
+            f"kerascnn: warning: the run's earlier {artifact_path} could not be deleted ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]}); the new export is written over it",
+            file=sys.stderr,
+            flush=True,
+        )
