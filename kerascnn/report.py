@@ -27,7 +27,9 @@ and marked ``counted=False`` (``?`` in the table): its MACs are left out of the
 total and the receptive field passes through it unchanged. Layers whose spatial
 size is unknown (a model built for any input size) are marked the same way. A
 field carried through such a layer, or widened over unknown sizes, is a guess:
-it keeps its ``?`` (``receptive_field_known=False``) in every row after it.
+it keeps its ``?`` (``receptive_field_known=False``) in every row after it; a field that does not depend
+on the unknown (a convolution's, whatever the size) has none. The total MACs are then a lower bound
+(``at least`` in the table, ``macs_complete=False`` in JSON).
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ class Description:
         return [row for row in self.layers if not row.counted]
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: ``{"model", "params", "trainable_params", "macs", "layers"}``.
+        """The JSON form: ``{"model", "params", "trainable_params", "macs", "macs_complete", "layers"}``
+        (``macs_complete`` is false when a layer is not counted: ``macs`` is then a lower bound).
 
         Each layer has ``name, type, output_shape, params, macs, receptive_field, jump, counted, call,
         receptive_field_known``.
@@ -113,6 +116,7 @@ class Description:
             "params": self.params,
             "trainable_params": self.trainable_params,
             "macs": self.macs,
+            "macs_complete": not self.not_counted,
             "layers": rows,
         }
 
@@ -125,8 +129,8 @@ class Description:
                 "x".join("?" if d is None else str(d) for d in r.output_shape),
                 f"{r.params:,}",
                 f"{r.macs:,}" if r.counted else "?",
-                _axis_str(r.receptive_field) + ("" if r.counted and r.receptive_field_known else "?"),
-                _axis_str(r.jump) + ("" if r.counted and r.receptive_field_known else "?"),
+                _axis_str(r.receptive_field) + ("" if r.receptive_field_known else "?"),
+                _axis_str(r.jump) + ("" if r.receptive_field_known else "?"),
             )
             for r in self.layers
         ]
@@ -139,11 +143,12 @@ class Description:
 
         rule = "-" * len(fmt(header))
         lines = [f'Model: "{self.model}"', rule, fmt(header), rule, *map(fmt, body), rule]
+        missing = self.not_counted
+        macs = f"at least {self.macs:,}" if missing else f"{self.macs:,}"
         lines.append(
             f"Total params: {self.params:,}  Trainable: {self.trainable_params:,}  "
-            f"Non-trainable: {self.params - self.trainable_params:,}  MACs: {self.macs:,}"
+            f"Non-trainable: {self.params - self.trainable_params:,}  MACs: {macs}"
         )
-        missing = self.not_counted
         if missing:
             reasons: dict[str, list[str]] = {}
             for row in missing:
@@ -151,7 +156,7 @@ class Description:
             parts = [
                 f"{note} ({', '.join(sorted(set(types)))}): "
                 + (
-                    "MACs unknown"
+                    "MACs unknown; receptive fields from global pooling or Flatten on are unknown too"
                     if note == _SIZE_UNKNOWN
                     else "MACs left out, receptive field carried through unchanged"
                 )
@@ -678,7 +683,7 @@ def _nested_graph(model: Any) -> bool:
     return True
 
 
-def describe(model: keras.Model) -> Description:
+def describe(model: keras.Model | str, **options: Any) -> Description:
     """Per-layer output shape, parameters, MACs, receptive field and jump.
 
     MACs count the multiply-accumulates of convolution and dense layers for
@@ -688,7 +693,10 @@ def describe(model: keras.Model) -> Description:
 
     Args:
         model: A built ``keras.Sequential`` or functional model (any
-            ``keras.applications`` model, nested models included).
+            ``keras.applications`` model, nested models included), or a
+            registered model's name (built by ``create_model``).
+        **options: With a name: ``create_model``'s options (``input_shape``,
+            ``num_classes``, builder options).
 
     Returns:
         A :class:`Description`; ``print()`` it for a table, ``.to_dict()`` for JSON.
@@ -697,7 +705,21 @@ def describe(model: keras.Model) -> Description:
         >>> from kerascnn import create_model, describe
         >>> describe(create_model("mnist_cnn")).params
         93322
+        >>> describe("lenet5", input_shape=(28, 28, 1)).params
+        44426
     """
+    if isinstance(model, str):
+        from kerascnn.models import create_model, list_models
+
+        if model not in list_models():
+            names = ", ".join(list_models())
+            raise ArgumentError(f"Unknown model; the registered ones: {names}. Received: model={model!r}")
+        model = create_model(model, **options)
+    elif options:
+        raise ArgumentError(
+            "Options apply to a model given by name; this one is built. "
+            f"Received: {', '.join(f'{k}={v!r}' for k, v in sorted(options.items()))}"
+        )
     rows: list[LayerInfo] = []
     _walk(model, {}, rows, "", {})
     return Description(model=model.name, layers=rows)

@@ -173,7 +173,8 @@ def test_unknown_layers_fall_back_to_keras():
 def test_report_as_json_and_table():
     report = describe(kerascnn.create_model("lenet5"))
     data = report.to_dict()
-    assert set(data) == {"model", "params", "trainable_params", "macs", "layers"}
+    assert set(data) == {"model", "params", "trainable_params", "macs", "macs_complete", "layers"}
+    assert data["macs_complete"] and "MACs: 416,520" in str(report)
     assert set(data["layers"][0]) == {
         "name",
         "type",
@@ -519,6 +520,7 @@ def test_layers_it_cannot_reason_about_are_marked_not_counted():
     table = str(report)
     assert "shuffle (Shuffle)" in table
     assert "? not counted: 1 layer; unknown layer type (Shuffle): MACs left out" in table
+    assert f"MACs: at least {report.macs:,}" in table and not report.to_dict()["macs_complete"]  # a lower bound
     assert [r["counted"] for r in report.to_dict()["layers"]] == [True, True, False, True]
 
 
@@ -548,4 +550,14 @@ def test_a_field_carried_through_an_unknown_size_stays_unknown_after_it():
     assert conv.receptive_field == 3 and conv.receptive_field_known  # a convolution's field needs no size
     assert not pool.receptive_field_known and not dense.receptive_field_known  # the widening does
     assert dense.counted and dense.macs == 8 and str(report).splitlines()[6].split()[-2:] == ["3?", "1?"]
+    assert str(report).splitlines()[5].split()[-2:] == ["3", "1"]  # the convolution's field is exact: no "?"
     assert all(r.receptive_field_known for r in describe(kerascnn.create_model("lenet5")).layers)
+
+
+def test_describe_takes_a_registered_name_and_its_options():
+    assert describe("lenet5", input_shape=(28, 28, 1)).params == 44_426  # MNIST's size, not the classic 32x32
+    assert describe("mnist_cnn").params == 93_322
+    with pytest.raises(ValueError, match=r"Received: model='nope'"):
+        describe("nope")
+    with pytest.raises(ValueError, match=r"^Options apply to a model given by name.*Received: num_classes=3$"):
+        describe(kerascnn.create_model("lenet5"), num_classes=3)

@@ -1,4 +1,5 @@
-"""The classic Keras MNIST convnet (keras.io "Simple MNIST convnet" family)."""
+"""The classic Keras MNIST convnet: Conv32-Pool-Conv64-Pool-Conv64-Flatten-Dense64-Dense10, the layout
+of TensorFlow's Keras CNN tutorial (keras.io's smaller "Simple MNIST convnet" has two convolutions)."""
 
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ def mnist_cnn(
 ) -> keras.Sequential:
     """Classic Keras MNIST CNN: Conv32-Pool-Conv64-Pool-Conv64-Flatten-Dense64-Dense.
 
-    With the defaults it is exactly the classic example (93,322 parameters at
-    28x28x1 and 10 classes).
+    With the defaults it is that net (93,322 parameters at 28x28x1 and 10
+    classes), the one ``benchmarks/classic_mnist.py`` trains.
 
     Args:
         input_shape: ``(height, width, channels)``.
