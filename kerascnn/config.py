@@ -81,7 +81,14 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 def _pairs(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
         raise ArgumentError(f"`{name}` must map option names to values. Received: {name}={value!r}")
-    return dict(value)
+    return {k: _plain(v) for k, v in value.items()}
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar (``np.int64(16)``) as the Python number it holds; anything else as it is."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
+    return value
 
 
 def _registration(config: Any) -> None:
@@ -379,7 +386,10 @@ class TrainConfig(_Config):
         check_known(self.model, "model")
         fix = self._fix
         fix("dataset", check_dataset_name(self.dataset))
-        _ = self.recipe  # checks the recipe settings
+        recipe = self.recipe  # checks the recipe settings
+        for name, given in _recipe_overrides(self).items():
+            if given is not None:
+                fix(name, getattr(recipe, name))  # as checked: plain Python numbers (np.int64(2) -> 2)
         for name in ("train_samples", "test_samples"):
             fix(name, _optional(checks.positive_int)(name, getattr(self, name)))
         fix("num_classes", None if self.num_classes is None else checks.num_classes(self.num_classes))

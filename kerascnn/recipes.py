@@ -60,12 +60,14 @@ class Recipe:
         recipe = dataclasses.replace(self, **given)
         checks.one_of("optimizer", recipe.optimizer, OPTIMIZERS)
         checks.one_of("schedule", recipe.schedule, SCHEDULES)
-        checks.positive_float("learning_rate", recipe.learning_rate)
-        checks.non_negative_float("warmup_epochs", recipe.warmup_epochs)
-        checks.positive_int("batch_size", recipe.batch_size)
-        checks.positive_int("epochs", recipe.epochs)
-        checks.positive_int("steps_per_execution", recipe.steps_per_execution)
-        return recipe
+        return dataclasses.replace(  # the checked values: plain Python numbers
+            recipe,
+            learning_rate=checks.positive_float("learning_rate", recipe.learning_rate),
+            warmup_epochs=checks.non_negative_float("warmup_epochs", recipe.warmup_epochs),
+            batch_size=checks.positive_int("batch_size", recipe.batch_size),
+            epochs=checks.positive_int("epochs", recipe.epochs),
+            steps_per_execution=checks.positive_int("steps_per_execution", recipe.steps_per_execution),
+        )
 
 
 def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> Any:

@@ -74,6 +74,17 @@ def test_a_new_optimizer_gets_its_own_learning_rate():
     assert TrainConfig.create(train_samples=3000).resolved().test_samples == 3000  # a subset tests on a subset
 
 
+def test_numpy_numbers_are_taken_as_the_python_numbers_they_hold():
+    """A notebook's np.int64 epochs or np.float32 rate: checked, kept as plain numbers, so that what is
+    logged and what a result's ``to_json()`` gives is JSON."""
+    numbers = dict(epochs=np.int64(2), batch_size=np.int32(64), learning_rate=np.float32(0.01))
+    config = TrainConfig.create(**numbers, model_kwargs={"dropout": np.float64(0.1)}).resolved()
+    assert [type(v) for v in (config.epochs, config.batch_size, config.learning_rate)] == [int, int, float]
+    assert type(config.model_kwargs["dropout"]) is float and config.recipe.epochs == 2
+    search = TuneConfig.create(max_trials=np.int64(2), fixed={"filters": np.int64(16), "batch_norm": np.bool_(True)})
+    assert search.fixed == {"filters": 16, "batch_norm": True} and type(search.fixed["filters"]) is int
+
+
 # 6. class names travel with the model ---------------------------------------------------------------
 def _image_folder(root: Path, classes: dict[str, int], per_class: int = 40, offset: int = 0) -> Path:
     mnist = np.load(data_dir() / "mnist.npz")
