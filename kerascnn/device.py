@@ -44,6 +44,48 @@ def freeze_after_imports() -> None:
 
 
 @contextlib.contextmanager
+def callers_random_state() -> Iterator[None]:
+    """Puts back, after the block, what seeding a run changes for the caller (a notebook): Python's
+    and NumPy's global random generators, and TensorFlow's op determinism. The run is seeded inside
+    (``keras.utils.set_random_seed``); the caller's next ``np.random.rand()`` draws as if no run had.
+
+    Example:
+        >>> import numpy as np
+        >>> np.random.seed(1)
+        >>> with callers_random_state():
+        ...     np.random.seed(0)
+        >>> float(np.random.rand()) == float(np.random.RandomState(1).rand())
+        True
+    """
+    import random
+
+    import numpy as np
+
+    states = random.getstate(), np.random.get_state()
+    deterministic = _op_determinism()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        if deterministic is False and _op_determinism():
+            from tensorflow.python.framework import config as tf_config  # (TF has no public switch-off)
+
+            tf_config.disable_op_determinism()
+
+
+def _op_determinism() -> bool | None:
+    """Whether TensorFlow runs ops deterministically (``None``: not imported, or it cannot say)."""
+    if "tensorflow" not in sys.modules:
+        return False  # (enable_op_determinism needs TensorFlow: off until it is imported)
+    try:
+        from tensorflow.python.framework import config as tf_config
+    except ImportError:
+        return None
+    return bool(tf_config.is_op_determinism_enabled())
+
+
+@contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off in the block (a big import), on again after.
 

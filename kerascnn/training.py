@@ -147,6 +147,15 @@ def train(
         store.probe(config.store_uri, offline_hint=True, experiment=config.experiment)
         if config.strategy != "multiworker":  # (only a multi-worker chief tracks: it starts its writer later)
             recorder(config.store_uri).warm(yielding=True)  # MLflow loads in the writer while TensorFlow loads here
+    with device.callers_random_state():  # seeded inside; a notebook's own generators are put back after
+        return _train(config, previous, verbose, callbacks)
+
+
+train.__signature__ = signature_of(TrainConfig, train, ("model", "dataset"))  # type: ignore[attr-defined]
+
+
+def _train(config: TrainConfig, previous: Any, verbose: int | str, callbacks: list[Any]) -> TrainResult:
+    """The data, the model, ``fit`` in its tracked run, and the test pass (``train`` checked the rest)."""
     checked = _data(config) if _data_first(config) else None
     plan = _plan(config, checked)
     if previous:
@@ -170,9 +179,6 @@ def train(
         result.run_id, result.spool = run.run_id, str(run.ref.spool_dir) if run.ref.spooled else None
         result.model_path = _model_location(run, result.model_path)
     return result
-
-
-train.__signature__ = signature_of(TrainConfig, train, ("model", "dataset"))  # type: ignore[attr-defined]
 
 
 def _registration(previous: Any) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from pathlib import Path
 
@@ -132,6 +133,12 @@ def test_untracked_training_creates_no_run_and_calls_the_users_callbacks(trackin
     )
     assert epochs == [0]
     assert result.run_id is None and result.tracking_uri is None
+    np.random.seed(7), random.seed(7)
+    kerascnn.train("lenet5", "mnist", epochs=1, tracking=False, verbose=0, deterministic=True, **TINY)
+    from tensorflow.python.framework import config  # (TF's only way to ask)
+
+    assert np.random.rand() == np.random.RandomState(7).rand() and random.random() == random.Random(7).random()
+    assert not config.is_op_determinism_enabled()  # a notebook's generators and determinism as they were
     saved = Path(result.model_path)
     assert saved.is_file() and saved.suffix == ".keras" and saved.name.startswith("a_b_c-")
     assert saved.parent == (tmp_path / "mlruns" / "untracked").resolve()  # the name cannot leave the folder

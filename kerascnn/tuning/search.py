@@ -114,22 +114,23 @@ def tune(
     role = distributed.role()
     if role != "worker":  # it logs the best model at the end: MLflow's Keras flavor loads now, beside the trials
         recorder(config.store_uri).warm()
-    search = _prepare(config, space, role, progress)
-    with (
-        _search_lock(search),
-        _kerastuner_quiet(),
-        lifecycle(lambda: _open_parent(search) if role != "worker" else None) as parent,
-    ):
-        search.tuner.runs.parent = parent
-        if role == "worker":
-            _check_worker_settings(search)
-        _run(search)
-        if role == "worker":
-            return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
-        result = _summarize(search)
-    result.parent_run_id = parent.run_id if parent else None
-    search.tuner.display.best(result.best, result.parent_run_id)
-    return result
+    with device.callers_random_state():  # seeded inside; a notebook's own generators are put back after
+        search = _prepare(config, space, role, progress)
+        with (
+            _search_lock(search),
+            _kerastuner_quiet(),
+            lifecycle(lambda: _open_parent(search) if role != "worker" else None) as parent,
+        ):
+            search.tuner.runs.parent = parent
+            if role == "worker":
+                _check_worker_settings(search)
+            _run(search)
+            if role == "worker":
+                return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
+            result = _summarize(search)
+        result.parent_run_id = parent.run_id if parent else None
+        search.tuner.display.best(result.best, result.parent_run_id)
+        return result
 
 
 tune.__signature__ = signature_of(TuneConfig, tune, ("family", "dataset"))  # type: ignore[attr-defined]
