@@ -137,3 +137,17 @@ def test_a_run_id_looked_up_in_a_store_that_does_not_exist_is_no_such_run(tmp_pa
     with pytest.raises(store.NoSuchRun, match=r"^No run with this id in .*Received: run_id='abc123'$"):
         search_runs(tracking_uri=uri, run_ids=["abc123"])
     assert not (tmp_path / "none").exists()
+
+
+def test_reading_a_store_from_python_leaves_mlflows_http_settings_to_the_user(tracking_uri, monkeypatch):
+    """Only the kit's own processes (the CLI, the writer) cap MLflow's HTTP retries: a notebook's later
+    ``mlflow`` calls to a server keep MLflow's (or the user's) settings."""
+    import os
+
+    import kerascnn
+
+    for name in [n for n in os.environ if n.startswith("MLFLOW_HTTP_REQUEST_")]:
+        monkeypatch.delenv(name)
+    MlflowClient(tracking_uri).create_run(store.ensure_experiment(tracking_uri, "kerascnn"))
+    assert len(kerascnn.leaderboard(tracking_uri=tracking_uri)) == 1
+    assert not [n for n in os.environ if n.startswith("MLFLOW_HTTP_REQUEST_")]

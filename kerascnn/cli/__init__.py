@@ -44,8 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     from kerascnn.device import freeze_after_imports, import_without_keras_extras
+    from kerascnn.tracking.store import bound_http_retries
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    bound_http_retries()  # (this process is the kit's: a dead server fails a command in seconds)
     import_without_keras_extras()  # no command feeds Keras DataFrames or uses its scikit-learn wrappers
     freeze_after_imports()
     stdout, command = sys.stdout, None

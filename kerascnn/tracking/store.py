@@ -1,10 +1,12 @@
 """Where runs go: the tracking URI, the MLflow client, experiments, locks and bounded retries.
 
 Reads (finding a run to resume, the leaderboard) call the store directly; writes go
-through the :mod:`~kerascnn.tracking.recorder`, off the training thread. Every call is
-bounded in time: MLflow's own HTTP retries are capped by ``KERASCNN_TRACKING_TIMEOUT``
-(seconds, default 10) unless ``MLFLOW_HTTP_REQUEST_*`` are set, and the kit retries
-only SQLite's "database is locked".
+through the :mod:`~kerascnn.tracking.recorder`, off the training thread. A server is asked
+``GET /health`` (a few seconds at most) before its first use in a process. In the processes
+the kit owns (the CLI, the tracking writer) every call is bounded in time: MLflow's own HTTP
+retries are capped by ``KERASCNN_TRACKING_TIMEOUT`` (seconds, default 10) unless
+``MLFLOW_HTTP_REQUEST_*`` are set; a notebook's process keeps MLflow's settings. The kit
+retries only SQLite's "database is locked".
 """
 
 from __future__ import annotations
@@ -138,7 +140,8 @@ def flush_timeout(uri: str) -> float:
 def bound_http_retries() -> None:
     """Caps MLflow's HTTP retries (7 retries with exponential back-off, 120-s timeouts by
     default: ~10 minutes against a dead server) to about ``timeout_s()`` per call, unless
-    the user set ``MLFLOW_HTTP_REQUEST_*`` themselves. MLflow reads them per request."""
+    the user set ``MLFLOW_HTTP_REQUEST_*`` themselves. MLflow reads them per request from the
+    environment, so only processes the kit owns (the CLI, the tracking writer) call this."""
     budget = timeout_s()  # retries wait 0 s, then 2 s; each attempt may take a third of the budget
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2" if budget >= 6 else "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # MLflow wants an integer here
@@ -324,7 +327,8 @@ def client(uri: str) -> Any:
     Raises:
         ArgumentError: The store cannot be opened (a corrupt file, a server that is down...).
     """
-    bound_http_retries()
+    if urlparse(uri).scheme in ("http", "https"):
+        probe(uri)  # a server that does not answer fails in seconds, not after MLflow's retries
     for noisy in ("mlflow.store.db.utils", "alembic", "mlflow.system_metrics"):  # INFO chatter of every run
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from kerascnn.device import collector_paused

@@ -397,6 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from kerascnn.device import freeze_after_imports, import_without_keras_extras
 
+    store.bound_http_retries()  # its writes give up on a dead server in seconds (then spool)
     import_without_keras_extras()  # it only loads and saves models: ~1.4 s less CPU beside training
     freeze_after_imports()  # the warm-up's ~500k objects are never scanned again
 
