@@ -104,3 +104,10 @@ def test_a_continued_hyperband_trial_is_drawn_at_its_own_epochs(tracking_uri):
     assert result.curves[run] == [0.97, 0.98] and result.epochs[run] == [3, 4]  # epochs 3 and 4, not 1 and 2
     assert list(result.figure.axes[0].lines[0].get_xdata()) == [3, 4]
     assert result.to_json()["runs"][0]["epochs"] == [3, 4]
+
+
+def test_compare_and_leaderboard_refuse_bad_types_with_one_line(tracking_uri):
+    with pytest.raises(ValueError, match=r"^`output` must be a file path. Received: output=123$"):
+        kerascnn.compare(output=123, tracking_uri=tracking_uri)
+    with pytest.raises(ValueError, match=r"Received: include_trials='yes'$"):
+        kerascnn.leaderboard(tracking_uri=tracking_uri, include_trials="yes")

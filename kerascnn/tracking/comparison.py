@@ -7,6 +7,7 @@ experiment, as ``kerascnn runs`` lists them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,8 @@ def _checked(run_ids: Any, metric: Any, limit: Any, output: str | Path | None) -
     if not isinstance(metric, str) or not metric:
         raise ArgumentError(f"`metric` must be a metric name. Received: metric={metric!r}")
     if output is not None:
+        if not isinstance(output, (str, os.PathLike)) or not str(output):
+            raise ArgumentError(f"`output` must be a file path. Received: output={output!r}")
         path = Path(output)
         if path.suffix.lower() not in FIGURE_SUFFIXES:
             raise ArgumentError(f"`output` must end in {', '.join(FIGURE_SUFFIXES)}. Received: output={str(output)!r}")
@@ -130,7 +133,10 @@ def _curves(rows: list[runs.RunRow], metric: str, tracking_uri: str | None) -> C
     steps = {r.run_id: runs.metric_steps(r.run_id, metric, tracking_uri=tracking_uri) for r in rows}
     if not any(steps.values()):
         searches = any(r.kind == "search" for r in rows)
-        hint = "; a search's per-epoch curves are on its trials' runs (`kerascnn runs --trials` lists them)"
+        hint = (
+            "; a search's per-epoch curves are on its trials' runs (`kerascnn runs --trials` lists them, "
+            "leaderboard(include_trials=True) in Python)"
+        )
         hint = hint if searches else ""
         raise ArgumentError(f"None of the runs logged a per-epoch `{metric}`{hint}. Received: metric={metric!r}")
     curves = {run_id: list(s.values()) for run_id, s in steps.items()}

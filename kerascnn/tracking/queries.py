@@ -183,6 +183,7 @@ def leaderboard(
         >>> for row in leaderboard("kerascnn"):  # doctest: +SKIP
         ...     print(row.model, row.test_accuracy)
     """
+    checks.boolean("include_trials", include_trials)
     frame = search_runs(experiment, tracking_uri=tracking_uri, run_ids=run_ids, include_trials=include_trials)
     if frame.empty:
         return []
