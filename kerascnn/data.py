@@ -69,6 +69,10 @@ class Dataset:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
 
+    def __repr__(self) -> str:  # (not the arrays: a notebook shows this)
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes().items())
+        return f"Dataset({self.name!r}, {sizes}, image_shape={self.image_shape}, num_classes={self.num_classes})"
+
 
 def check_dataset_name(dataset: Any) -> str:
     """Accepts a named dataset or an existing folder; raises ``ValueError`` otherwise.

@@ -71,6 +71,15 @@ class Predictions:
             ],
         }
 
+    def __repr__(self) -> str:  # (not the probabilities: a notebook shows this)
+        return (
+            f"Predictions(model={self.model!r}, inputs={len(self.inputs)}, "
+            f"classes={len(self.class_names)}, top_k={self.top_k})"
+        )
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.to_table())
+
     def to_table(self) -> str:
         width = max(len(n) for n in self.inputs)
         return "\n".join(

@@ -169,6 +169,12 @@ class Description:
     def __str__(self) -> str:
         return self.to_table()
 
+    def __repr__(self) -> str:  # (``print()`` or a notebook's display gives the table)
+        return f"Description(model={self.model!r}, layers={len(self.layers)}, params={self.params}, macs={self.macs})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.to_table())
+
 
 def _axis_value(value: Any) -> int | float:
     if isinstance(value, Fraction):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import IPython.lib.pretty
 import pytest
 
 import kerascnn
@@ -42,6 +43,9 @@ def test_compare_runs_by_id(store):
     assert dots.get_legend().get_bbox_to_anchor().y0 < dots.get_window_extent().y0  # the legend hides no dot
     table = result.to_table()
     assert "final val_accuracy" in table.splitlines()[0] and a.run_id[:12] in table
+    assert repr(result) == f"Comparison(metric='val_accuracy', runs=2, output={result.output!r})"
+    assert IPython.lib.pretty.pretty(result) == table  # a notebook cell ending in compare(...) shows the table
+    assert axes[0].get_legend().get_bbox_to_anchor().y1 < axes[0].get_window_extent().y0  # below the curves
     with pytest.raises(ValueError, match=r"Give run ids or an experiment, not both. Received: experiment='nope'"):
         compare([a.run_id], experiment="nope", tracking_uri=uri)  # (the experiment was ignored)
 

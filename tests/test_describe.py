@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+import IPython.lib.pretty
 import keras
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import kerascnn
 from kerascnn import arithmetic
 from kerascnn.models import get_entry
 from kerascnn.report import describe
-from tests.helpers import run_cli
+from tests.helpers import data_dir, run_cli
 
 MODELS = kerascnn.list_models()
 
@@ -552,6 +553,18 @@ def test_a_field_carried_through_an_unknown_size_stays_unknown_after_it():
     assert dense.counted and dense.macs == 8 and str(report).splitlines()[6].split()[-2:] == ["3?", "1?"]
     assert str(report).splitlines()[5].split()[-2:] == ["3", "1"]  # the convolution's field is exact: no "?"
     assert all(r.receptive_field_known for r in describe(kerascnn.create_model("lenet5")).layers)
+
+
+def test_a_description_shows_as_its_table_in_a_notebook_and_briefly_as_a_repr():
+    report = describe("resnet18")
+    assert (
+        repr(report)
+        == f"Description(model='resnet18', layers={len(report.layers)}, params=11699112, macs={report.macs})"
+    )
+    assert IPython.lib.pretty.pretty(report) == report.to_table()
+    data_dir()
+    data = kerascnn.load_dataset("mnist", train_samples=1000)
+    assert repr(data) == "Dataset('mnist', train=900, val=100, test=10000, image_shape=(28, 28, 1), num_classes=10)"
 
 
 def test_describe_takes_a_registered_name_and_its_options():

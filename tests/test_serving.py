@@ -339,6 +339,8 @@ def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path, capfd):
     import tensorflow as tf
 
     expected = kerascnn.predict(trained.second.run_id, trained.x, tracking_uri=trained.uri)
+    shown = f"Predictions(model={trained.second.run_id!r}, inputs={len(trained.x)}, classes=10, top_k=1)"
+    assert repr(expected) == shown  # (not the probabilities)
     run_id = trained.second.run_id
     saved = kerascnn.export(f"runs:/{run_id[:8]}", "savedmodel", tmp_path / "saved", tracking_uri=trained.uri)
     assert saved.max_abs_diff <= exporting.FLOAT_TOLERANCE and saved.top1_agreement == 1.0

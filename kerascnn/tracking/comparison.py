@@ -41,6 +41,12 @@ class Comparison:
             ],
         }
 
+    def __repr__(self) -> str:  # (``.to_table()``, ``.figure``; a notebook's display gives the table)
+        return f"Comparison(metric={self.metric!r}, runs={len(self.rows)}, output={self.output!r})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.to_table())
+
     def to_table(self) -> str:
         table = runs.format_table(self.rows).splitlines()
         finals = [f"final {self.metric}"] + [
