@@ -165,10 +165,12 @@ def test_dir_lists_the_lazy_api():
         "load_dataset",
         "leaderboard",
         "compare",
+        "sync",
         "TrainConfig",
         "plots",
         "tracking",
     } <= set(dir(kerascnn))
+    assert callable(kerascnn.sync) and kerascnn.sync.__module__ == "kerascnn.tracking.sync"  # the function
 
 
 # 9. tables and progress -----------------------------------------------------------------------------

@@ -151,3 +151,11 @@ def test_reading_a_store_from_python_leaves_mlflows_http_settings_to_the_user(tr
     MlflowClient(tracking_uri).create_run(store.ensure_experiment(tracking_uri, "kerascnn"))
     assert len(kerascnn.leaderboard(tracking_uri=tracking_uri)) == 1
     assert not [n for n in os.environ if n.startswith("MLFLOW_HTTP_REQUEST_")]
+
+
+def test_a_relative_sqlite_path_is_made_absolute_without_dots(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    resolved = store.resolve_tracking_uri("sqlite:///../mlruns/mlflow.db")
+    assert resolved == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"  # as a result or a log shows it
+    assert store.same_store(f"sqlite:///{tmp_path}/notebooks/../mlruns/mlflow.db") == resolved  # a recorded one

@@ -83,8 +83,7 @@ def resolve_tracking_uri(uri: str | None = None, *, write: bool = True) -> str:
 def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
     if not uri.startswith("sqlite:///") or uri == "sqlite:///":
         raise ArgumentError(f"`{source}` must look like sqlite:///path/to/mlflow.db. Received: {source}={uri!r}")
-    path = Path(uri[len("sqlite:///") :]).expanduser()
-    path = path if path.is_absolute() else Path.cwd() / path
+    path = Path(os.path.abspath(Path(uri[len("sqlite:///") :]).expanduser()))  # (absolute, no "..")
     if path.is_dir():
         raise ArgumentError(f"`{source}` names a folder, not a database file. Received: {source}={uri!r}")
     if not write and path.is_file():  # a store someone else writes (read-only here) can still be read
@@ -97,6 +96,18 @@ def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise ArgumentError(f"The store file is not readable and writable. Received: {source}={uri!r}")
     return f"sqlite:///{path}"
+
+
+def same_store(uri: str) -> str:
+    """``uri`` as :func:`resolve_tracking_uri` gives it now, for one recorded by an older kit
+    (a SQLite path with ``..`` in it); any other URI as it is.
+
+    Example:
+        >>> same_store("sqlite:////work/notebooks/../mlruns/mlflow.db")
+        'sqlite:////work/mlruns/mlflow.db'
+    """
+    path = sqlite_path(uri)
+    return f"sqlite:///{os.path.normpath(path)}" if path is not None and path.is_absolute() else uri
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -280,6 +280,8 @@ def _check_same_settings(config: TuneConfig, folder: Path) -> None:
         raise _unreadable_state(config, f"{SETTINGS_FILE}: {e}") from None
     if "dataset" in before:  # (saved as given, maybe relative, before kerascnn recorded folders absolute)
         before["dataset"] = as_run(before["dataset"])
+    if "tracking_uri" in before:  # (saved with "..", before kerascnn normalised SQLite paths)
+        before["tracking_uri"] = store.same_store(before["tracking_uri"])
     now = _search_settings(config)
     changed = [f"{k}: {before[k]} -> {now[k]}" for k in sorted(now) if k in before and before[k] != now[k]]
     if changed:
