@@ -159,3 +159,7 @@ def test_a_relative_sqlite_path_is_made_absolute_without_dots(tmp_path, monkeypa
     resolved = store.resolve_tracking_uri("sqlite:///../mlruns/mlflow.db")
     assert resolved == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"  # as a result or a log shows it
     assert store.same_store(f"sqlite:///{tmp_path}/notebooks/../mlruns/mlflow.db") == resolved  # a recorded one
+
+
+def test_mlflows_bare_databricks_uri_is_a_remote_store_not_a_file_store():
+    assert store.resolve_tracking_uri("databricks") == "databricks"  # (MLflow's URI for the default profile)

@@ -65,6 +65,8 @@ def resolve_tracking_uri(uri: str | None = None, *, write: bool = True) -> str:
     if not isinstance(uri, str) or not uri.strip():
         raise ArgumentError(f"`{source}` must be an MLflow tracking URI. Received: {source}={uri!r}")
     scheme = urlparse(uri).scheme.split("+")[0]
+    if uri.split(":")[0] in ("databricks", "databricks-uc"):  # ("databricks" alone: no "://")
+        scheme = uri.split(":")[0]
     if scheme == "sqlite":
         return _resolve_sqlite(uri, source, write)
     if scheme in _REMOTE_SCHEMES:
