@@ -50,8 +50,17 @@ class TrainResult:
     spool: str | None = None
     model: Any = field(default=None, repr=False)
 
+    @property
+    def best_val_accuracy(self) -> float | None:
+        """The best epoch's validation accuracy (``None`` without a validation split)."""
+        values = self.history.get("val_accuracy")
+        return max(values) if values else None
+
     def to_json(self) -> dict[str, Any]:
-        keys = ("run_id", "experiment", "test_accuracy", "test_loss", "epochs", "tracking_uri", "model_path")
+        keys = (
+            *("run_id", "experiment", "test_accuracy", "best_val_accuracy", "test_loss", "epochs"),
+            *("tracking_uri", "model_path"),
+        )
         return {k: getattr(self, k) for k in keys} | ({"spool": self.spool} if self.spool else {})
 
 

@@ -320,8 +320,13 @@ def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
     )
     assert "pad 28x28 -> 32x32" in result.stderr
     out = json.loads(result.stdout)  # stdout is exactly one JSON document; all else went to stderr
-    assert set(out) == {"run_id", "experiment", "test_accuracy", "test_loss", "epochs", "tracking_uri", "model_path"}
+    assert set(out) == {
+        *("run_id", "experiment", "test_accuracy", "best_val_accuracy", "test_loss", "epochs", "tracking_uri"),
+        "model_path",
+    }
     assert out["tracking_uri"] == tracking_uri and out["epochs"] == 1
+    logged = MlflowClient(tracking_uri).get_run(out["run_id"]).data.metrics["best_val_accuracy"]
+    assert out["best_val_accuracy"] == pytest.approx(logged)
     params = MlflowClient(tracking_uri).get_run(out["run_id"]).data.params
     assert params["adaptation"] == "pad 28x28 -> 32x32" and params["input_shape"] == "[32, 32, 1]"
     assert json.loads(params["model_kwargs"]) == {"dense_units": [16], "width": 4}
