@@ -38,7 +38,7 @@ def test_describe_table_and_json():
             check=True,
         ).stdout
     )
-    assert set(data) == {"model", "params", "trainable_params", "macs", "layers"}
+    assert set(data) == {"model", "params", "trainable_params", "macs", "macs_complete", "layers"}
     conv1 = next(l for l in data["layers"] if l["name"] == "block1_conv")
     assert conv1["output_shape"] == [55, 55, 96] and conv1["params"] == 34_944
 

@@ -283,10 +283,9 @@ def test_the_time_estimate_leaves_out_the_first_steps_one_time_cost(capsys):
     """A first step that takes a second (as tracing and compiling can) is not spread over the rest."""
     from kerascnn.callbacks import TimeEstimate
 
-    class SlowFirstStep(keras.callbacks.Callback):
+    class SlowFirstStep(keras.callbacks.Callback):  # then 30 ms a step: the estimate's watcher sees them go by
         def on_train_batch_begin(self, batch, logs=None):
-            if batch == 0 and self.model.optimizer.iterations.numpy() == 0:
-                time.sleep(1.0)
+            time.sleep(1.0 if batch == 0 and self.model.optimizer.iterations.numpy() == 0 else 0.03)
 
     net = create_model("lenet5", input_shape=(28, 28, 1), num_classes=10)
     net.compile("adam", "sparse_categorical_crossentropy")
@@ -294,7 +293,7 @@ def test_the_time_estimate_leaves_out_the_first_steps_one_time_cost(capsys):
     net.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[SlowFirstStep(), TimeEstimate(8, 2)])
     (said,) = [line for line in capsys.readouterr().err.splitlines() if "ms/step" in line]
     per_step = float(said.split("kerascnn: ")[1].split(" ms/step")[0])
-    assert per_step < 60 and said.endswith("left for 8 more steps"), said  # 1 s over 8 steps would be 125+
+    assert per_step < 100 and said.endswith("left for 8 more steps"), said  # 1 s over 8 steps would be 150+
 
 
 def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
