@@ -204,3 +204,18 @@ def test_augmentation_changes_images_between_epochs_and_only_in_training():
     plain = next(iter(data.make_pipeline(d.x_train, d.y_train, batch_size=64, adaptation=plan)))[0].numpy()
     assert not np.allclose(first, second) and not np.allclose(first, plain)
     assert first.shape == plain.shape and first.min() >= 0.0 and first.max() <= 1.0 + 1e-6
+
+
+def test_each_split_is_an_mlflow_dataset_input_with_a_digest_of_its_first_4_mib():
+    import hashlib
+
+    from kerascnn.data import Dataset, describe_splits
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (6000, 28, 28, 1), dtype=np.uint8)  # 4.7 MB: more than the digest reads
+    y = rng.integers(0, 10, 6000).astype(np.int32)
+    data = Dataset("mnist", x, y, x[:10], y[:10], x[:0], y[:0], 10, [str(i) for i in range(10)], "keras.datasets")
+    train, val = describe_splits(data)  # (no test split: none described)
+    expected = hashlib.md5(x.tobytes()[: 1 << 22] + y.tobytes() + str(x.shape).encode()).hexdigest()[:8]
+    assert (train["digest"], train["context"], val["context"]) == (expected, "training", "validation")
+    assert train["profile"] == {"num_rows": 6000, "features_shape": [6000, 28, 28, 1]}
