@@ -154,9 +154,10 @@ class EpochMetrics(keras.callbacks.Callback):
 
 class TimeEstimate(keras.callbacks.Callback):
     """Says, once, how long the whole run will take: after ``after_s`` seconds of training or at
-    the end of the first epoch, whichever comes first. The rate is timed from the end of the
-    first step (its tracing and compiling happen once), read from the optimizer's step counter
-    by a thread that polls it (no per-batch hook, which would sync every step).
+    the end of the first epoch, whichever comes first, as soon as steps after the first have
+    been timed. The rate leaves the first step out (its tracing and compiling happen once); it
+    is read from the optimizer's step counter by a thread that polls it (no per-batch hook,
+    which would sync every step).
 
     Example:
         >>> cb = TimeEstimate(steps_per_epoch=422, epochs=2)
@@ -177,7 +178,7 @@ class TimeEstimate(keras.callbacks.Callback):
         threading.Thread(target=self._watch, name="kerascnn-time-estimate", daemon=True).start()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._estimate()
+        self._estimate((time.monotonic(), self._steps()))
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._ended.set()
@@ -186,26 +187,29 @@ class TimeEstimate(keras.callbacks.Callback):
         return int(self.model.optimizer.iterations.numpy())
 
     def _watch(self) -> None:
-        """Notes when the first step ended, then estimates ``after_s`` after the start."""
-        while not self._ended.wait(0.1) and self._mark[1] == self._first:
-            if (steps := self._steps()) > self._first:
-                self._mark = (time.monotonic(), steps)
-        if not self._ended.wait(max(0.0, self._started + self.after_s - time.monotonic())):
-            self._estimate()
+        """Notes when the first step ended and when the count last moved (step ends, to 0.1 s); from
+        ``after_s`` after the start, estimates as soon as a second of steps after the first is timed."""
+        last = self._mark
+        while not self._said.is_set() and not self._ended.wait(0.1):
+            now, steps = time.monotonic(), self._steps()
+            if steps != last[1]:
+                last = (now, steps)
+                if self._mark[1] == self._first:
+                    self._mark = last
+            timed = last[0] - self._mark[0]  # (a second at least: step ends are seen to 0.1 s)
+            if self._mark[1] != self._first and now >= self._started + self.after_s and timed >= 1.0:
+                self._estimate(last)
 
-    def _estimate(self) -> None:
+    def _estimate(self, until: tuple[float, int]) -> None:
+        """Says the estimate from the steps timed between the first step's end and ``until``
+        (a time and the step count then), once; nothing while there are none."""
         with self._lock:
-            if not self._said.is_set():
-                self._say_estimate()
-
-    def _say_estimate(self) -> None:
-        steps = self._steps()
-        since, at = self._mark if steps > self._mark[1] else (self._started, self._first)
-        left = self.total - steps
-        if steps <= at or left <= 0:
-            return
-        self._said.set()
-        per_step = (time.monotonic() - since) / (steps - at)
+            (since, at), (now, steps) = self._mark, until
+            left = self.total - steps
+            if self._said.is_set() or steps <= at or left <= 0:
+                return
+            self._said.set()
+        per_step = (now - since) / (steps - at)
         shown = f"{left} more step{'s' if left != 1 else ''}"
         say(f"{per_step * 1000:.0f} ms/step: about {_duration(per_step * left)} left for {shown}")
 
