@@ -325,3 +325,20 @@ def test_runs_lists_the_spool_of_a_server_that_is_away(tmp_path):
     (row,) = json.loads(listed.stdout)
     assert row["status"] == "SPOOLED (FINISHED)" and row["model"] == "lenet5"
     assert listed.stderr.startswith("kerascnn: warning: ") and "only the runs waiting in its spool" in listed.stderr
+
+
+def test_a_spool_recorded_with_dots_in_its_store_path_is_still_listed_and_synced(tracking_uri):
+    """An older kit recorded a notebook's ``sqlite:///../mlruns/mlflow.db`` with its ``..``; the store is the same."""
+    import json
+
+    import kerascnn
+    from kerascnn.tracking import store
+
+    kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, offline=True, tracking_uri=tracking_uri, verbose=0)
+    db = store.sqlite_path(tracking_uri)
+    (db.parent / "notebooks").mkdir()
+    (info,) = (store.home(tracking_uri) / "spool").glob("*/run.json")
+    recorded = json.loads(info.read_text())
+    info.write_text(json.dumps(dict(recorded, uri=f"sqlite:///{db.parent}/notebooks/../{db.name}")))
+    assert len(pending(tracking_uri)) == 1
+    assert list(sync(tracking_uri).synced) and not pending(tracking_uri) and len(all_runs(tracking_uri)) == 1

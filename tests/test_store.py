@@ -163,3 +163,11 @@ def test_a_relative_sqlite_path_is_made_absolute_without_dots(tmp_path, monkeypa
 
 def test_mlflows_bare_databricks_uri_is_a_remote_store_not_a_file_store():
     assert store.resolve_tracking_uri("databricks") == "databricks"  # (MLflow's URI for the default profile)
+
+
+def test_dots_in_a_sqlite_path_are_taken_through_symlinks_as_the_file_system_does(tmp_path, monkeypatch):
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    monkeypatch.chdir(tmp_path)
+    assert store.resolve_tracking_uri("sqlite:///link/../mlflow.db") == f"sqlite:///{tmp_path / 'real' / 'mlflow.db'}"
+    assert store.resolve_tracking_uri("sqlite:///link/mlflow.db") == f"sqlite:///{tmp_path / 'link' / 'mlflow.db'}"

@@ -85,7 +85,8 @@ def resolve_tracking_uri(uri: str | None = None, *, write: bool = True) -> str:
 def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
     if not uri.startswith("sqlite:///") or uri == "sqlite:///":
         raise ArgumentError(f"`{source}` must look like sqlite:///path/to/mlflow.db. Received: {source}={uri!r}")
-    path = Path(os.path.abspath(Path(uri[len("sqlite:///") :]).expanduser()))  # (absolute, no "..")
+    path = Path(uri[len("sqlite:///") :]).expanduser()
+    path = _without_dots(path if path.is_absolute() else Path.cwd() / path)
     if path.is_dir():
         raise ArgumentError(f"`{source}` names a folder, not a database file. Received: {source}={uri!r}")
     if not write and path.is_file():  # a store someone else writes (read-only here) can still be read
@@ -109,7 +110,13 @@ def same_store(uri: str) -> str:
         'sqlite:////work/mlruns/mlflow.db'
     """
     path = sqlite_path(uri)
-    return f"sqlite:///{os.path.normpath(path)}" if path is not None and path.is_absolute() else uri
+    return f"sqlite:///{_without_dots(path)}" if path is not None and path.is_absolute() else uri
+
+
+def _without_dots(path: Path) -> Path:
+    """An absolute ``path`` with its ``..`` taken as the file system does (through symlinks):
+    the folder resolved, the file name kept. Paths without ``..`` are left as they are."""
+    return path.parent.resolve() / path.name if ".." in path.parts else path
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -71,7 +71,7 @@ def pending(tracking_uri: str | None = None) -> list[Spooled]:
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
     root = store.home(uri) / SPOOL
     found = [s for f in sorted(root.iterdir()) if f.is_dir() and (s := _read(f))] if root.is_dir() else []
-    found = [s for s in found if s.info.get("uri") == uri]
+    found = [s for s in found if store.same_store(s.info.get("uri", "")) == uri]  # (recorded with ".." before)
     return sorted(found, key=lambda s: s.info.get("parent_local_id") is not None)
 
 
