@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.helpers import assert_usage_error, run_cli
+from tests.helpers import assert_usage_error, free_port, run_cli
 
 
 def test_models_lists_every_model():
@@ -60,3 +60,11 @@ def test_describe_table_and_json():
 )
 def test_bad_arguments_exit_2_with_one_line(args, fragment):
     assert_usage_error(run_cli(*args), fragment)
+
+
+def test_a_bad_tracking_timeout_fails_only_the_commands_that_ask_a_server_in_one_line():
+    bad = {"KERASCNN_TRACKING_TIMEOUT": "abc"}
+    assert run_cli("models", env=bad).returncode == 0  # no server: the setting is not read
+    result = run_cli("runs", "--tracking-uri", f"http://127.0.0.1:{free_port()}", env=bad)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].endswith("Received: KERASCNN_TRACKING_TIMEOUT='abc'")

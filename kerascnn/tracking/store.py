@@ -162,7 +162,10 @@ def bound_http_retries() -> None:
     default: ~10 minutes against a dead server) to about ``timeout_s()`` per call, unless
     the user set ``MLFLOW_HTTP_REQUEST_*`` themselves. MLflow reads them per request from the
     environment, so only processes the kit owns (the CLI, the tracking writer) call this."""
-    budget = timeout_s()  # retries wait 0 s, then 2 s; each attempt may take a third of the budget
+    try:
+        budget = timeout_s()  # retries wait 0 s, then 2 s; each attempt may take a third of the budget
+    except ArgumentError:
+        return  # (a bad KERASCNN_TRACKING_TIMEOUT is one line where a store is used, not at every start)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2" if budget >= 6 else "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # MLflow wants an integer here
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.2")
