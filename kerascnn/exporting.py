@@ -150,7 +150,8 @@ def export(
         output: Where to write it (``.tflite`` / ``.onnx`` files, a new folder for SavedModel).
         quantize: ``"int8"``: full-integer TFLite, calibrated on the model's training images.
         overwrite: Replace an existing output (a file, or a folder holding a previous SavedModel),
-            and the export of that name already logged to the run (deleted first).
+            and the export of that name already logged to the run (its files the new one has not are
+            deleted after the upload).
         tracking_uri: The MLflow store of runs and registered models (default as in ``train``).
         unsafe: Allow ``.keras`` files that can run code when loaded (``Lambda`` layers).
 
@@ -386,35 +387,57 @@ def _check_not_logged(source: Any, path: Path, overwrite: bool, output: Any) -> 
 
 
 def _log_to_run(source: Any, path: Path, overwrite: bool) -> str:
-    """Logs the export to the run MODEL names, under ``exports/``; with ``overwrite``, the export
-    logged there before is deleted first (a folder's files are replaced, none left from before)."""
+    """Logs the export to the run MODEL names, under ``exports/``. With ``overwrite``, the files of
+    the export logged there before that this one has not are deleted after the upload (the old
+    export stays whole if the upload fails)."""
     from kerascnn.tracking import store
 
     c = store.client(source.tracking_uri)
-    if overwrite:
-        _delete_logged(source, f"exports/{path.name}")
+    logged = f"exports/{path.name}"
     if path.is_dir():
-        store.retrying(c.log_artifacts, source.run_id, str(path), f"exports/{path.name}")
+        store.retrying(c.log_artifacts, source.run_id, str(path), logged)
+        if overwrite:
+            new = {f"{logged}/{f.relative_to(path).as_posix()}" for f in path.rglob("*")}
+            _delete_logged(source, [p for p in _logged_files(c, source.run_id, logged) if p not in new])
     else:
+        if overwrite and _logged_files(c, source.run_id, logged, folders=True):  # a folder of that name: not a file
+            _delete_logged(source, [logged])
         store.retrying(c.log_artifact, source.run_id, str(path), "exports")
-    return f"runs:/{source.run_id}/exports/{path.name}"
+    return f"runs:/{source.run_id}/{logged}"
 
 
-def _delete_logged(source: Any, artifact_path: str) -> None:
-    """Deletes one logged file or folder of a run, where its artifact store can delete."""
+def _logged_files(client: Any, run_id: str, folder: str, folders: bool = False) -> list[str]:
+    """The files logged under ``folder`` (and its sub-folders, themselves listed with ``folders``)."""
+    from kerascnn.tracking import store
+
+    found: list[str] = []
+    for item in store.retrying(client.list_artifacts, run_id, folder):
+        if item.is_dir:
+            found += [item.path] if folders else []
+            found += _logged_files(client, run_id, item.path, folders)
+        else:
+            found.append(item.path)
+    return found
+
+
+def _delete_logged(source: Any, artifact_paths: list[str]) -> None:
+    """Deletes logged files or folders of a run, where its artifact store can delete."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     from kerascnn.tracking import store
 
+    if not artifact_paths:
+        return
     uri = source.tracking_uri
     run = store.retrying(store.client(uri).get_run, source.run_id)
     try:
         repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=uri)  # (mlflow-artifacts: needs it)
-        repository.delete_artifacts(artifact_path)
-    except Exception as e:  # (a server that refuses deletes): the new files are still written over the old
+        for artifact_path in artifact_paths:
+            repository.delete_artifacts(artifact_path)
+    except Exception as e:  # (a server that refuses deletes): the new files are logged, the old stay beside them
         print(
-            f"kerascnn: warning: the run's earlier {artifact_path} could not be deleted ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:200]}); the new export is written over it",
+            f"kerascnn: warning: {artifact_paths[0]} and the rest of the run's earlier export that this one has not "
+            f"could not be deleted ({type(e).__name__}: {' '.join(str(e).split())[:200]}); they stay beside it",
             file=sys.stderr,
             flush=True,
         )
