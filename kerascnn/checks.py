@@ -48,6 +48,24 @@ def non_negative_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
     return _at_most(name, int(value), maximum)
 
 
+def plain(value: Any) -> Any:
+    """``value`` with its NumPy scalars (``np.int64(16)``) as the Python numbers they hold, in lists,
+    tuples and dicts too; anything else as it is.
+
+    Example:
+        >>> import numpy as np
+        >>> plain({"units": [np.int64(16), 32], "rate": np.float32(0.5)})
+        {'units': [16, 32], 'rate': 0.5}
+    """
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
 def _at_most(name: str, value: int, maximum: int) -> int:
     if value > maximum:
         raise ArgumentError(f"`{name}` must be at most {maximum}. {_received(name, value)}")

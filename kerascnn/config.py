@@ -81,14 +81,7 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 def _pairs(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
         raise ArgumentError(f"`{name}` must map option names to values. Received: {name}={value!r}")
-    return {k: _plain(v) for k, v in value.items()}
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar (``np.int64(16)``) as the Python number it holds; anything else as it is."""
-    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        return value.item()
-    return value
+    return checks.plain(dict(value))
 
 
 def _registration(config: Any) -> None:

@@ -14,6 +14,7 @@ import os
 import platform
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -157,7 +158,8 @@ def import_tensorflow() -> Any:
 @contextlib.contextmanager
 def cpp_lines_hidden() -> Iterator[None]:
     """Hides what is written to fd 2 in the block (TensorFlow's C++ log lines, which Python's
-    ``sys.stderr`` does not see), replaying it if the block raises.
+    ``sys.stderr`` does not see), replaying it if the block raises. One block at a time in a
+    process (fd 2 is the process's: another thread's block would save this one's capture).
 
     Example:
         >>> with cpp_lines_hidden():
@@ -166,20 +168,24 @@ def cpp_lines_hidden() -> Iterator[None]:
     import sys
     import tempfile
 
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    with _FD2:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield
+            except BaseException:
+                os.dup2(saved, 2)
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode(errors="replace"))
+                raise
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+
+
+_FD2 = threading.RLock()
 
 
 @contextlib.contextmanager

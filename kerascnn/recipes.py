@@ -60,14 +60,13 @@ class Recipe:
         recipe = dataclasses.replace(self, **given)
         checks.one_of("optimizer", recipe.optimizer, OPTIMIZERS)
         checks.one_of("schedule", recipe.schedule, SCHEDULES)
-        return dataclasses.replace(  # the checked values: plain Python numbers
-            recipe,
-            learning_rate=checks.positive_float("learning_rate", recipe.learning_rate),
-            warmup_epochs=checks.non_negative_float("warmup_epochs", recipe.warmup_epochs),
-            batch_size=checks.positive_int("batch_size", recipe.batch_size),
-            epochs=checks.positive_int("epochs", recipe.epochs),
-            steps_per_execution=checks.positive_int("steps_per_execution", recipe.steps_per_execution),
-        )
+        checks.positive_float("learning_rate", recipe.learning_rate)
+        checks.non_negative_float("warmup_epochs", recipe.warmup_epochs)
+        checks.positive_int("batch_size", recipe.batch_size)
+        checks.positive_int("epochs", recipe.epochs)
+        checks.positive_int("steps_per_execution", recipe.steps_per_execution)
+        numbers = ("learning_rate", "warmup_epochs", "batch_size", "epochs", "steps_per_execution")
+        return dataclasses.replace(recipe, **{k: checks.plain(getattr(recipe, k)) for k in numbers})  # np.int64(2) -> 2
 
 
 def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> Any:

@@ -81,6 +81,8 @@ def test_numpy_numbers_are_taken_as_the_python_numbers_they_hold():
     config = TrainConfig.create(**numbers, model_kwargs={"dropout": np.float64(0.1)}).resolved()
     assert [type(v) for v in (config.epochs, config.batch_size, config.learning_rate)] == [int, int, float]
     assert type(config.model_kwargs["dropout"]) is float and config.recipe.epochs == 2
+    nested = TrainConfig.create(model="vgg11", model_kwargs={"dense_units": [np.int64(16), np.int64(8)]})
+    assert nested.model_kwargs == {"dense_units": [16, 8]} and type(nested.model_kwargs["dense_units"][0]) is int
     search = TuneConfig.create(max_trials=np.int64(2), fixed={"filters": np.int64(16), "batch_norm": np.bool_(True)})
     assert search.fixed == {"filters": 16, "batch_norm": True} and type(search.fixed["filters"]) is int
 

@@ -271,8 +271,8 @@ def format_table(rows: list[RunRow]) -> str:
 def _cut(text: str, width: int) -> str:
     """``text`` in at most ``width`` characters: its middle cut out (``~``), so that both its
     start and its end (a trial's number, a run's suffix) stay readable."""
-    if len(text) <= width:
-        return text
+    if len(text) <= width or width < 3:
+        return text[:width]
     tail = (width - 1) // 2
     return text[: width - 1 - tail] + "~" + text[-tail:]
 
