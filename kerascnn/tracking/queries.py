@@ -189,10 +189,12 @@ def leaderboard(
         return []
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
     names = {e.experiment_id: e.name for e in store.retrying(store.client(uri).search_experiments)}
-    rows = [_row(row, names) for _, row in frame.iterrows()]
-    for r, (_, row) in zip(rows, frame.iterrows()):
+    rows = []
+    for _, row in frame.iterrows():
+        r = _row(row, names)
         if r.best_val_accuracy is None and _value(row, "metrics.val_accuracy") is not None:  # it did not finish
             r.best_val_accuracy = max(metric_steps(r.run_id, "val_accuracy", tracking_uri=uri).values(), default=None)
+        rows.append(r)
     rows.sort(key=lambda r: r.start_time, reverse=True)
     rows.sort(key=lambda r: (r.best_val_accuracy is None, -(r.best_val_accuracy or 0.0)))
     rows.sort(key=lambda r: (r.test_accuracy is None, -(r.test_accuracy or 0.0)))

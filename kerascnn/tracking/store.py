@@ -26,7 +26,6 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -195,8 +194,10 @@ def probe(uri: str, *, offline_hint: bool = False, experiment: str | None = None
         if db is not None and experiment is not None and _stage_in_sqlite(db, experiment) == "deleted":
             raise _deleted(experiment)
         return
+    from urllib.request import urlopen  # (here: ~15 ms that every CLI start, which imports this module, need not pay)
+
     try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=min(5.0, timeout_s())) as response:
+        with urlopen(f"{uri}/health", timeout=min(5.0, timeout_s())) as response:
             response.read(64)
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
@@ -233,9 +234,11 @@ def _stage_in_sqlite(db: Path, experiment: str) -> str | None:
 
 def _stage_on_server(uri: str, experiment: str) -> str | None:
     """The experiment's lifecycle stage from MLflow's REST API (``None``: no such experiment or no answer)."""
+    from urllib.request import urlopen
+
     query = urllib.parse.urlencode({"experiment_name": experiment})
     try:
-        with urllib.request.urlopen(
+        with urlopen(
             f"{uri}/api/2.0/mlflow/experiments/get-by-name?{query}", timeout=min(5.0, timeout_s())
         ) as response:
             return json.loads(response.read()).get("experiment", {}).get("lifecycle_stage")
