@@ -715,12 +715,9 @@ def describe(model: keras.Model | str, **options: Any) -> Description:
         44426
     """
     if isinstance(model, str):
-        from kerascnn.models import create_model, list_models
+        from kerascnn.models import check_known, create_model
 
-        if model not in list_models():
-            names = ", ".join(list_models())
-            raise ArgumentError(f"Unknown model; the registered ones: {names}. Received: model={model!r}")
-        model = create_model(model, **options)
+        model = create_model(check_known(model, "model"), **options)
     elif options:
         raise ArgumentError(
             "Options apply to a model given by name; this one is built. "
