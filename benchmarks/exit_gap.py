@@ -1,10 +1,11 @@
-"""How long a reader of ``kerascnn train``'s output waits after the command has exited.
+"""How long a reader of ``kerascnn train``'s stderr waits after the command has exited.
 
     python benchmarks/exit_gap.py --runs 3
 
-Runs the default command with its output in pipes (as ``| tee`` or ``subprocess.run`` read it)
-and prints, per run, when the process exited and when its pipes closed. The tracking writer
-inherits the command's stderr, so a pipe ends only when the writer has exited as well.
+Runs the default command with its output in pipes (as ``subprocess.run(capture_output=True)`` or
+``2>&1 | tee`` read it) and prints, per run, when the process exited and when its pipes closed.
+The tracking writer's stdout and stderr are the command's stderr, so that pipe ends only when the
+writer lets go of it.
 """
 
 from __future__ import annotations

@@ -55,24 +55,34 @@ def _assert_readable(fig: Any) -> None:
         ["WWW", "W"],
         ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
         ["WWWW", "a"],  # one letter too many: the layout engine
+        ["a"],  # one class: the title needs the layout engine's room
     ],
 )
 def test_confusion_matrix_labels_are_inside_and_apart(names):
     labels = np.arange(1000) % len(names)
     _, fig = confusion_matrix(labels, labels[::-1], names)
-    assert (fig.get_layout_engine() is None) == (max(map(len, names)) <= 3)
+    assert (fig.get_layout_engine() is None) == (2 <= len(names) <= 10 and max(map(len, names)) <= 3)
     _assert_readable(fig)
 
 
 @pytest.mark.parametrize(
-    "history, title",
+    "history, title, fixed",
     [
-        ({"loss": [0.22, 0.03], "val_loss": [0.05, 0.034], "accuracy": [0.93, 0.99], "val_accuracy": [0.98, 0.99]}, ""),
-        ({"loss": [1234567.0, 2.5], "accuracy": [0.990401, 0.990405, 0.990402]}, "mnist_cnn on mnist"),
-        ({"loss": [0.5]}, "resnet50 on a_long_image_folder_name_for_a_dataset"),
+        (
+            {"loss": [0.22, 0.03], "val_loss": [0.05, 0.034], "accuracy": [0.93, 0.99], "val_accuracy": [0.98, 0.99]},
+            "",
+            True,
+        ),
+        ({"loss": [1234567.0, 2.5], "accuracy": [0.990401, 0.990405, 0.990402]}, "mnist_cnn on mnist", True),
+        ({"loss": [0.5]}, "resnet50 on a_long_image_folder_name_for_a_dataset", True),
+        ({"loss": [0.0301, 0.0299, 0.0302]}, "", False),  # a plateau: ticks like 0.02995
+        ({"loss": [0.0265], "val_loss": [0.026526]}, "one epoch", False),
+        ({"loss": [250000.0, 50000.0]}, "", False),
+        ({"loss": [-0.0012, -0.011]}, "", False),  # "−0.012"
     ],
 )
-def test_training_curves_labels_are_inside_and_apart(history, title):
+def test_training_curves_labels_are_inside_and_apart(history, title, fixed):
     fig = training_curves(history, title)
-    assert fig.get_layout_engine() is None  # fixed margins: the run's end waits for no layout pass
+    assert (fig.get_layout_engine() is None) == fixed  # fixed margins: the run's end waits for no layout pass
     _assert_readable(fig)
+    assert all(float(t.get_text().replace("−", "-")).is_integer() for t in _shown_ticks(fig.axes[0], "x"))

@@ -29,12 +29,20 @@ def _fixed_margins(fig: Figure, left: float, bottom: float, right: float, top: f
 
 def _epoch_axis(ax: Any) -> None:
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # (one epoch: the tick 1, not 0.945...)
     ax.grid(alpha=0.3)
 
 
+def _y_labels_fit(ax: Any, characters: int) -> bool:
+    """Whether the y tick labels that ``ax`` will draw have at most ``characters`` characters."""
+    low, high = sorted(ax.get_ylim())
+    ticks = [t for t in ax.get_yticks() if low <= t <= high]
+    return all(len(label) <= characters for label in ax.yaxis.get_major_formatter().format_ticks(ticks))
+
+
 def training_curves(history: Mapping[str, Sequence[float]], title: str = "") -> Figure:
-    """Loss and accuracy per epoch, train and validation side by side.
+    """Loss and accuracy per epoch, train and validation side by side (fixed margins while the
+    y tick labels are short, which saves a layout pass at every tracked run's end).
 
     Example:
         >>> fig = training_curves({"loss": [0.5, 0.2], "val_loss": [0.4, 0.3]})
@@ -53,6 +61,8 @@ def training_curves(history: Mapping[str, Sequence[float]], title: str = "") -> 
             ax.legend()
     if title:
         fig.suptitle(title)
+    if not all(_y_labels_fit(ax, 5) for ax in axes):  # ("0.02995", "250000": wider than the margin)
+        fig.set_layout_engine("constrained")
     return fig
 
 
@@ -74,7 +84,7 @@ def confusion_matrix(
     longest = max((len(name) for name in class_names), default=0)
     crowded = k > 10 or longest > 6  # names wider than their column
     fig = Figure(figsize=(size if written else size + 1.2, size))
-    if k <= 10 and longest <= 3:  # (digits, say) no wider than "WWW"
+    if 2 <= k <= 10 and longest <= 3:  # (digits, say) no wider than "WWW"; one class's title needs more room
         _fixed_margins(fig, left=0.85, bottom=0.65, right=0.15, top=0.4)  # no layout pass: ~65 ms a run waits for
     else:
         fig.set_layout_engine("constrained")

@@ -424,8 +424,17 @@ def main(argv: list[str] | None = None) -> None:
             writes.submit(Op(message["kind"], run, message["data"], seq=message["seq"]))
     yielding.stop()
     writes.flush()  # every op sent, a new store's schema included, is done (or spooled)
-    os.closerange(0, 3)  # a pipe from the command (`| tee`) ends now, not after the kernel frees ~0.75 GB (~45 ms)
+    _release_standard_files()
     os._exit(0)  # no interpreter teardown (seconds with TensorFlow loaded); every write is done
+
+
+def _release_standard_files() -> None:
+    """Points fds 0-2 (the command's stderr, see ``_channel``) at ``/dev/null``: a reader of the
+    command's stderr (``2>&1 | tee``, ``capture_output``) sees its end now, not once the kernel has
+    freed this process's ~0.75 GB on exit (~45 ms later)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
 
 
 if __name__ == "__main__":
