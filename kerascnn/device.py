@@ -76,9 +76,10 @@ def callers_random_state() -> Iterator[None]:
 
 
 def _op_determinism() -> bool | None:
-    """Whether TensorFlow runs ops deterministically (``None``: not imported, or it cannot say)."""
+    """Whether TensorFlow runs ops deterministically: ``False`` before it is imported (turning it
+    on needs TensorFlow), ``None`` where this TensorFlow cannot say."""
     if "tensorflow" not in sys.modules:
-        return False  # (enable_op_determinism needs TensorFlow: off until it is imported)
+        return False
     try:
         from tensorflow.python.framework import config as tf_config
     except ImportError:

@@ -115,25 +115,30 @@ def tune(
     if role != "worker":  # it logs the best model at the end: MLflow's Keras flavor loads now, beside the trials
         recorder(config.store_uri).warm()
     with device.callers_random_state():  # seeded inside; a notebook's own generators are put back after
-        search = _prepare(config, space, role, progress)
-        with (
-            _search_lock(search),
-            _kerastuner_quiet(),
-            lifecycle(lambda: _open_parent(search) if role != "worker" else None) as parent,
-        ):
-            search.tuner.runs.parent = parent
-            if role == "worker":
-                _check_worker_settings(search)
-            _run(search)
-            if role == "worker":
-                return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
-            result = _summarize(search)
-        result.parent_run_id = parent.run_id if parent else None
-        search.tuner.display.best(result.best, result.parent_run_id)
-        return result
+        return _search(config, space, role, progress)
 
 
 tune.__signature__ = signature_of(TuneConfig, tune, ("family", "dataset"))  # type: ignore[attr-defined]
+
+
+def _search(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -> TuneResult:
+    """The search under its lock and parent run, then its summary (``tune`` checked the settings)."""
+    search = _prepare(config, space, role, progress)
+    with (
+        _search_lock(search),
+        _kerastuner_quiet(),
+        lifecycle(lambda: _open_parent(search) if role != "worker" else None) as parent,
+    ):
+        search.tuner.runs.parent = parent
+        if role == "worker":
+            _check_worker_settings(search)
+        _run(search)
+        if role == "worker":
+            return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
+        result = _summarize(search)
+    result.parent_run_id = parent.run_id if parent else None
+    search.tuner.display.best(result.best, result.parent_run_id)
+    return result
 
 
 def _prepare(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -> _Search:
