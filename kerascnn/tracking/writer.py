@@ -48,8 +48,11 @@ WARM = (
     "tensorflow",
     "mlflow.keras",
     "mlflow.models",
+    "mlflow.pyfunc",  # (MLflow imports it lazily, on the model's first log: ~0.03 s the test pass would share)
+    "kerascnn.loading",
     "kerascnn.serving",
     "kerascnn.tracking.plots",
+    "matplotlib.backends.backend_agg",  # (imported on the first savefig otherwise)
 )
 END_WORK = ("artifacts", "model", "register", "end")  # a run's end: what the training process waits for
 MAX_IDLE = 2  # writers kept alive per process with no open run (a notebook going through stores)
