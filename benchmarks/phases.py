@@ -16,6 +16,7 @@ drown in it.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import statistics
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,35 +58,48 @@ def phases(command: list[str], checkout: str | None) -> dict[str, float]:
     return {"wall": wall, "to_fit": begin1, "epoch1": end1 - begin1, "epoch2": end2 - begin2, "end": wall - end2}
 
 
+def interleaved(
+    arms: dict[str, Callable[[], dict[str, float]]], rounds: int, seed: int, shown: str
+) -> dict[str, list[dict[str, float]]]:
+    """``rounds`` rounds of every arm (a call that times one run), in a shuffled order per round;
+    prints each round's ``shown`` figure per arm."""
+    order = random.Random(seed)
+    results: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
+    for number in range(1, rounds + 1):
+        names = list(arms)
+        order.shuffle(names)
+        for name in names:
+            results[name].append(arms[name]())
+        print(
+            f"round {number} ({', '.join(names)}): " + "; ".join(f"{n} {results[n][-1][shown]:.2f}" for n in arms),
+            flush=True,
+        )
+    return results
+
+
+def print_medians(results: dict[str, list[dict[str, float]]], measures: tuple[str, ...]) -> None:
+    """One line per arm: the median of each measure."""
+    print("\nmedians (s)      " + " ".join(f"{k:>11}" for k in measures))
+    for name, runs in results.items():
+        print(f"{name:16s} " + " ".join(f"{statistics.median(r[k] for r in runs):11.2f}" for k in measures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6, help="rounds of every arm (default 6)")
     parser.add_argument("--baseline", help="another checkout of the kit: a third arm, tracked with its code")
     parser.add_argument("--seed", type=int, default=0, help="seed of the arms' order")
     args = parser.parse_args()
-    arms: dict[str, tuple[list[str], str | None]] = {
-        "untracked": ([*COMMAND, "--no-tracking"], None),
-        "tracked": (COMMAND, None),
+    arms: dict[str, Callable[[], dict[str, float]]] = {
+        "untracked": functools.partial(phases, [*COMMAND, "--no-tracking"], None),
+        "tracked": functools.partial(phases, COMMAND, None),
     }
     if args.baseline:
-        arms["baseline"] = (COMMAND, args.baseline)
-    order = random.Random(args.seed)
-    results: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
-    for number in range(1, args.rounds + 1):
-        names = list(arms)
-        order.shuffle(names)
-        for name in names:
-            results[name].append(phases(*arms[name]))
-        print(
-            f"round {number} ({', '.join(names)}): "
-            + "; ".join(f"{name} " + " ".join(f"{k} {results[name][-1][k]:.1f}" for k in PHASES) for name in arms),
-            flush=True,
-        )
-    print("\nmedians (s)      " + " ".join(f"{k:>8}" for k in PHASES) + "  epoch1/epoch2")
-    for name, runs in results.items():
-        medians = " ".join(f"{statistics.median(r[k] for r in runs):8.2f}" for k in PHASES)
-        ratio = statistics.median(r["epoch1"] / r["epoch2"] for r in runs)
-        print(f"{name:16s} {medians}  {ratio:.3f}")
+        arms["baseline"] = functools.partial(phases, COMMAND, args.baseline)
+    results = interleaved(arms, args.rounds, args.seed, "wall")
+    print_medians(results, PHASES)
+    ratios = {name: statistics.median(r["epoch1"] / r["epoch2"] for r in runs) for name, runs in results.items()}
+    print("epoch1/epoch2   " + ", ".join(f"{name} {ratio:.3f}" for name, ratio in ratios.items()))
 
 
 if __name__ == "__main__":
