@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from phases import interleaved, print_medians  # (this folder: python benchmarks/api.py)
+from common import kit_env  # (this folder is on the path of a script run from it)
+from phases import interleaved, print_medians
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {"untracked": {"tracking": False}, "tracked": {}, "offline": {"offline": True}}
@@ -49,9 +49,7 @@ MEASURES = ("to_fit", "first_batch", "epoch1", "train")
 
 def run(settings: dict[str, bool]) -> dict[str, float]:
     """One process's marks (seconds)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    if "KERASCNN_DATA_DIR" not in env and (ROOT.parent / "shared" / "data").is_dir():
-        env["KERASCNN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+    env = kit_env(PYTHONPATH=str(ROOT))
     with tempfile.TemporaryDirectory() as folder:
         done = subprocess.run(
             [sys.executable, "-c", SCRIPT, json.dumps(settings)],

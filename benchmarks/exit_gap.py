@@ -11,22 +11,18 @@ writer lets go of it.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import kit_env  # (this folder is on the path of a script run from it)
 
 
 def gap(extra: list[str]) -> tuple[float, float]:
     """(seconds to the process's exit, seconds to the end of its pipes) of one run."""
-    env = dict(os.environ)
-    if "KERASCNN_DATA_DIR" not in env and (ROOT.parent / "shared" / "data").is_dir():
-        env["KERASCNN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+    env = kit_env()
     command = [sys.executable, "-m", "kerascnn", "train", "mnist_cnn", "--dataset", "mnist", *extra]
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()

@@ -13,16 +13,15 @@ per-epoch ``ms/step``, then each arm's median wall time.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import kit_env  # (this folder is on the path of a script run from it)
+
 COMMAND = [sys.executable, "-m", "kerascnn", "train", "mnist_cnn", "--dataset", "mnist", "--no-tracking"]
 LOOP = """
 import os, sys
@@ -58,9 +57,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every arm once (default 3)")
     parser.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS), help="arms, in round order")
     args = parser.parse_args()
-    env = dict(os.environ)
-    if "KERASCNN_DATA_DIR" not in env and (ROOT.parent / "shared" / "data").is_dir():
-        env["KERASCNN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+    env = kit_env()
     walls: dict[str, list[float]] = {arm: [] for arm in args.arms}
     with tempfile.TemporaryDirectory() as folder:  # one kept folder: the untracked model files pile up there
         for _ in range(args.rounds):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import random
 import statistics
 import subprocess
@@ -25,18 +24,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import kit_env  # (this folder is on the path of a script run from it)
+
 COMMAND = [sys.executable, "-m", "kerascnn", "train", "mnist_cnn", "--dataset", "mnist"]
 PHASES = ("wall", "to_fit", "epoch1", "epoch2", "end")
 
 
 def phases(command: list[str], checkout: str | None) -> dict[str, float]:
     """One run's wall time and phases (seconds), from when its epoch lines appear."""
-    env = dict(os.environ)
-    if "KERASCNN_DATA_DIR" not in env and (ROOT.parent / "shared" / "data").is_dir():
-        env["KERASCNN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+    env = kit_env()
     if checkout:
         env["PYTHONPATH"] = checkout  # ahead of the installed kit
     marks: list[float] = []

@@ -36,15 +36,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import kit_env  # (this folder is on the path of a script run from it)
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    if "KERASCNN_DATA_DIR" not in env and (ROOT.parent / "shared" / "data").is_dir():
-        env["KERASCNN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
-    return env
+    return kit_env(TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
 
 
 def _timed(cmd: list[str], cwd: str) -> tuple[float, dict]:
