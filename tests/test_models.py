@@ -251,13 +251,50 @@ def test_register_model_adds_a_testable_model():
             ]
         )
 
+    def defined_elsewhere():
+        def tiny_test_cnn(**kwargs):
+            return None
+
+        return tiny_test_cnn
+
     try:
         assert "tiny_test_cnn" in kerascnn.list_models()
         assert kerascnn.create_model("tiny_test_cnn").output_shape == (None, 2)
-        with pytest.raises(ValueError, match="already registered"):
-            register_model(tiny_test_cnn)
+        with pytest.raises(ValueError, match=r"already registered\. Received: name='tiny_test_cnn'"):
+            register_model(defined_elsewhere())  # another function of the same name
+        assert kerascnn.create_model("tiny_test_cnn").output_shape == (None, 2)
+
+        @register_model(default_input_shape=(8, 8, 1), default_num_classes=3)
+        def tiny_test_cnn(*, input_shape, num_classes, units: int = 4):  # (a notebook cell run again)
+            return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(num_classes)])
+
+        assert kerascnn.create_model("tiny_test_cnn").output_shape == (None, 8, 8, 3)  # the new definition
+        with pytest.raises(ValueError, match=r"`fn` must be a named function .*Received: fn=<function"):
+            register_model(lambda **kwargs: None)
     finally:
         _MODELS.pop("tiny_test_cnn")
+
+
+VARIANTS = [(name, key) for name in kerascnn.list_models() for key in get_entry(name).fixes]
+
+
+@pytest.mark.parametrize("name,key", VARIANTS)
+def test_a_variant_refuses_the_option_that_makes_it(name, key):
+    entry = get_entry(name)
+    others = [m for m in kerascnn.list_models(entry.family) if m != name]
+    assert key not in entry.options()
+    with pytest.raises(ValueError, match=rf"`{name}` sets `{key}` itself; .*{others[0]}.*Received: {key}=11$"):
+        kerascnn.create_model(name, **{key: 11})
+
+
+def test_variants_are_declared():
+    assert {name for name, _ in VARIANTS} >= {"vgg11", "vgg16", "vgg19", "resnet18", "resnet50"}
+
+
+def test_list_models_by_family():
+    assert kerascnn.list_models("resnet") == ["resnet18", "resnet34", "resnet50"]
+    with pytest.raises(ValueError, match=r"Unknown family\. Available families: alexnet, .*Received: family='vg'"):
+        kerascnn.list_models("vg")
 
 
 # Same function as torchvision: symmetric padding, its batch-norm epsilon ---------------------------

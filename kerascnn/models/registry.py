@@ -5,9 +5,9 @@ to know about it: its general builder, the small variant functions registered ti
 over it, its training recipe, its KerasTuner search space and the smallest input its
 down-sampling accepts::
 
-    @register_model
+    @register_model(fixes=("depth",))
     def vgg16(**kwargs):
-        return vgg(**dict(dict(depth=16), **kwargs))
+        return vgg(**kwargs, depth=16)
 
     register_family("vgg", builder=vgg, recipe=Recipe(...), space=search_space,
                     min_input_size=min_input_size)
@@ -60,6 +60,7 @@ class ModelEntry:
     family: str
     default_input_shape: tuple[int, int, int]
     default_num_classes: int
+    fixes: tuple[str, ...] = ()  # the family options the variant sets itself (``vgg16``: ``depth``)
 
     @property
     def summary(self) -> str:
@@ -69,7 +70,7 @@ class ModelEntry:
     def options(self) -> list[str]:
         """Keyword options the builder accepts besides ``input_shape``/``num_classes``."""
         if self.family in _FAMILIES:
-            return _FAMILIES[self.family].options()
+            return [n for n in _FAMILIES[self.family].options() if n not in self.fixes]
         params = inspect.signature(self.fn).parameters
         return [
             n for n in params if n not in ("input_shape", "num_classes") and params[n].kind != params[n].VAR_KEYWORD
@@ -79,6 +80,12 @@ class ModelEntry:
         """Raises an ``ArgumentError`` for an option the builder does not have."""
         options = self.options()
         for key, value in overrides.items():
+            if key in self.fixes:
+                variants = [m for m in list_models(self.family) if m != self.name]
+                raise ArgumentError(
+                    f"`{self.name}` sets `{key}` itself; build another variant ({', '.join(variants)}) instead. "
+                    f"Received: {key}={value!r}"
+                )
             if key not in options:
                 raise ArgumentError(
                     f"`{self.name}` has no option `{key}`; its options are {', '.join(options)}. "
@@ -99,15 +106,19 @@ def register_model(
     fn: Builder | None = None,
     *,
     family: str | None = None,
+    fixes: tuple[str, ...] = (),
     default_input_shape: tuple[int, int, int] = (224, 224, 3),
     default_num_classes: int = 1000,
 ) -> Any:
-    """Registers a builder (a variant function) under its function name.
+    """Registers a builder (a variant function) under its function name; defining the same
+    function again (a notebook cell run twice) replaces it, another function of that name is refused.
 
     Args:
         fn: The variant; it takes ``input_shape``, ``num_classes`` and builder keyword
             overrides and returns a ``keras.Model``.
         family: Family name; defaults to the defining module's last part.
+        fixes: The family builder's options the variant sets itself (``vgg16``: ``depth``);
+            ``create_model`` refuses them, naming the other variants.
         default_input_shape: Shape used when ``create_model`` gets none.
         default_num_classes: Classes used when ``create_model`` gets none.
 
@@ -120,11 +131,14 @@ def register_model(
     """
 
     def wrap(f: Builder) -> Builder:
-        name = f.__name__
-        if name in _MODELS:
+        name = getattr(f, "__name__", "")
+        if not callable(f) or not name.isidentifier():
+            raise ArgumentError(f"`fn` must be a named function (its name is the model's). Received: fn={f!r}")
+        if name in _MODELS and not _redefined(_MODELS[name].fn, f):
             raise ArgumentError(f"Model `{name}` is already registered. Received: name={name!r}")
         shape = tuple(default_input_shape)
-        _MODELS[name] = ModelEntry(name, f, family or f.__module__.rsplit(".", 1)[-1], shape, default_num_classes)  # type: ignore[arg-type]
+        owner = family or f.__module__.rsplit(".", 1)[-1]
+        _MODELS[name] = ModelEntry(name, f, owner, shape, default_num_classes, tuple(fixes))  # type: ignore[arg-type]
         return f
 
     return wrap(fn) if fn is not None else wrap
@@ -147,11 +161,17 @@ def register_family(
         ['width']
         >>> del _FAMILIES["tiny_doc"]  # (the example cleans up after itself)
     """
-    if name in _FAMILIES and _FAMILIES[name].builder is not builder:
+    if name in _FAMILIES and not _redefined(_FAMILIES[name].builder, builder):
         raise ArgumentError(f"Family `{name}` is already registered. Received: name={name!r}")
     family = Family(name, builder, recipe or Recipe(), space, min_input_size or (lambda **options: 1))
     _FAMILIES[name] = family
     return family
+
+
+def _redefined(old: Builder, new: Builder) -> bool:
+    """``new`` is ``old`` or the same function defined again (a notebook cell run twice)."""
+    name = ("__module__", "__qualname__")
+    return new is old or [getattr(new, a, None) for a in name] == [getattr(old, a, None) for a in name]
 
 
 @functools.cache
@@ -165,14 +185,18 @@ def discover() -> None:
 
 
 def list_models(family: str | None = None) -> list[str]:
-    """Returns the registered model names, sorted.
+    """Returns the registered model names, sorted; with ``family``, that family's only.
 
     Example:
-        >>> "resnet50" in list_models()
-        True
+        >>> list_models("vgg")
+        ['vgg11', 'vgg13', 'vgg16', 'vgg19']
     """
     discover()
-    return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
+    names = sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
+    if family is not None and not names:
+        families = sorted({e.family for e in _MODELS.values()})
+        raise ArgumentError(f"Unknown family. Available families: {', '.join(families)}. Received: family={family!r}")
+    return names
 
 
 def list_families() -> list[str]:
@@ -219,14 +243,18 @@ def get_family(name: str, argument: str = "family") -> Family:
         'vgg'
     """
     discover()
-    if isinstance(name, str) and name in _MODELS and name not in _FAMILIES:
-        name = _MODELS[name].family
-    if not isinstance(name, str) or name not in _FAMILIES:
+    family = _MODELS[name].family if isinstance(name, str) and name in _MODELS and name not in _FAMILIES else name
+    if isinstance(family, str) and family in _FAMILIES:
+        return _FAMILIES[family]
+    if family != name:  # a model registered without a family declaration
         raise ArgumentError(
-            f"Unknown family. Available families: {', '.join(sorted(_FAMILIES))} (or a model name). "
-            f"Received: {argument}={name!r}"
+            f"Model `{name}` belongs to family `{family}`, which no register_family() declares (no recipe, no "
+            f"search space); declared families: {', '.join(sorted(_FAMILIES))}. Received: {argument}={name!r}"
         )
-    return _FAMILIES[name]
+    raise ArgumentError(
+        f"Unknown family. Available families: {', '.join(sorted(_FAMILIES))} (or a model name). "
+        f"Received: {argument}={name!r}"
+    )
 
 
 def recipe_for(model: str) -> Recipe:

@@ -91,28 +91,28 @@ def vgg(
     return model
 
 
-@register_model
+@register_model(fixes=("depth",))
 def vgg11(**kwargs: Any) -> keras.Sequential:
     """VGG-11 (configuration A): 8 conv + 3 FC layers, 132.9M parameters at 224x224x3."""
-    return vgg(**dict(dict(depth=11), **kwargs))
+    return vgg(**kwargs, depth=11)
 
 
-@register_model
+@register_model(fixes=("depth",))
 def vgg13(**kwargs: Any) -> keras.Sequential:
     """VGG-13 (configuration B): 10 conv + 3 FC layers, 133.0M parameters at 224x224x3."""
-    return vgg(**dict(dict(depth=13), **kwargs))
+    return vgg(**kwargs, depth=13)
 
 
-@register_model
+@register_model(fixes=("depth",))
 def vgg16(**kwargs: Any) -> keras.Sequential:
     """VGG-16 (configuration D): 13 conv + 3 FC layers, 138.4M parameters at 224x224x3."""
-    return vgg(**dict(dict(depth=16), **kwargs))
+    return vgg(**kwargs, depth=16)
 
 
-@register_model
+@register_model(fixes=("depth",))
 def vgg19(**kwargs: Any) -> keras.Sequential:
     """VGG-19 (configuration E): 16 conv + 3 FC layers, 143.7M parameters at 224x224x3."""
-    return vgg(**dict(dict(depth=19), **kwargs))
+    return vgg(**kwargs, depth=19)
 
 
 def search_space(hp: Any, *, input_shape: tuple[int, int, int], num_classes: int) -> Any:
