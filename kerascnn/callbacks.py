@@ -7,7 +7,6 @@ does, so the kit's small models keep their throughput on CPU (BENCHMARKS.md).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
 import threading
@@ -226,12 +225,3 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
-def backup_epoch(folder: Path) -> int:
-    """The last epoch a backup folder saved (0 when none)."""
-    meta = folder / "training_metadata.json"
-    try:
-        return int(json.loads(meta.read_text() or "{}").get("epoch", 0))
-    except (OSError, ValueError):
-        return 0

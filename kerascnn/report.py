@@ -236,10 +236,6 @@ def _rf_axes(state: _State, rank: int) -> tuple[Axes, tuple[Fraction, ...]]:
     return (max(state.rf),) * rank, (max(state.jump),) * rank
 
 
-def _known(*sizes: int | None) -> bool:
-    return all(s is not None for s in sizes)
-
-
 def _sizes(sizes: tuple[int | None, ...]) -> tuple[int, ...] | None:
     """``sizes`` when every one is known, else ``None``."""
     return None if None in sizes else tuple(s for s in sizes if s is not None)

@@ -428,6 +428,29 @@ def test_an_empty_search_space_is_refused_before_any_run(tracking_uri, tmp_path)
     )
     assert_usage_error(result, "search space is empty")
     assert not Path(tracking_uri[10:]).exists() or not all_runs(tracking_uri)
+    assert not (tmp_path / "s").exists()  # no search folder, no lock file: refused before either
+
+
+def test_spaces_that_cannot_be_searched_are_refused_by_name(tracking_uri, tmp_path):
+    from kerascnn.models import register_model
+    from kerascnn.models.registry import _MODELS
+
+    @register_model(default_input_shape=(28, 28, 1), default_num_classes=10)
+    def unsearched_test_cnn(*, input_shape, num_classes):
+        return create_model("lenet5", input_shape=input_shape, num_classes=num_classes)
+
+    common = dict(tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, train_samples=100)
+    try:
+        unsearched = r"Model `unsearched_test_cnn` belongs to family `\w+`, which no register_family\(\) declares"
+        with pytest.raises(ValueError, match=rf"{unsearched} .*Received: family='unsearched_test_cnn'$"):
+            kerascnn.tune("unsearched_test_cnn", **common)
+    finally:
+        _MODELS.pop("unsearched_test_cnn")
+    with pytest.raises(ValueError, match=r"give build=.*Received: family='custom', build=None$"):
+        kerascnn.tune("custom", **common)
+    with pytest.raises(ValueError, match=r"must return a keras\.Model; it returned int\)\. Received: family='custom'"):
+        kerascnn.tune(build=lambda hp, **shape: 3, **common)
+    assert not (tmp_path / "s").exists() and not Path(tracking_uri[10:]).exists()
 
 
 @pytest.mark.parametrize("family", ["custom", *kerascnn.list_families()])

@@ -62,9 +62,11 @@ class _Search:
     adaptation: Any
     recipe: Any
     speed: hardware.SpeedPlan
-    tuner: Any
     folder: Path
     role: str
+    hypermodel: HyperModel
+    space_hyperparameters: Any  # the whole space, as KerasTuner's defaults build it
+    tuner: Any = None  # KerasTuner's, once the lock is held
     lock: int | None = None  # the search's lock, held from before KerasTuner may delete the folder
     done_before: int = 0  # trials an earlier session of the search ended
 
@@ -142,8 +144,8 @@ def _search(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -
 
 
 def _prepare(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -> _Search:
-    """Data and settings (checked before TensorFlow loads), the search's lock, then the rest
-    (:func:`_assemble`)."""
+    """Data and settings (checked before TensorFlow loads), the trials' model (:func:`_plan`),
+    then, every check passed, the search's lock and KerasTuner's tuner (:func:`_attach_tuner`)."""
     from kerascnn import data as data_module
 
     data = data_module.load_dataset(
@@ -153,26 +155,20 @@ def _prepare(config: TuneConfig, space: SearchSpace, role: str, progress: bool) 
     folder = Path(config.directory).resolve() / config.name
     if role != "worker":
         _check_same_settings(config, folder)
-    lock = _lock_search(folder, role)  # before KerasTuner may delete the folder (overwrite)
+    search = _plan(config, space, data, adaptation, folder, role)
+    search.lock = _lock_search(folder, role)  # before KerasTuner may delete the folder (overwrite)
     try:
-        return _assemble(config, space, (data, adaptation), folder, role, progress, lock)
+        _attach_tuner(search, progress)
     except BaseException:
-        if lock is not None:
-            os.close(lock)
+        if search.lock is not None:
+            os.close(search.lock)
         raise
+    return search
 
 
-def _assemble(
-    config: TuneConfig,
-    space: SearchSpace,
-    inputs: tuple[Any, Any],
-    folder: Path,
-    role: str,
-    progress: bool,
-    lock: int | None,
-) -> _Search:
-    """Speed plan, the hypermodel (probed) and KerasTuner's tuner; ``inputs`` are the data and its adaptation."""
-    data, adaptation = inputs
+def _plan(config: TuneConfig, space: SearchSpace, data: Any, adaptation: Any, folder: Path, role: str) -> _Search:
+    """The speed plan and the trials' hypermodel, its space probed (a bad ``fixed`` refused): the
+    search without its tuner yet."""
     recipe = space.recipe.replace(batch_size=config.batch_size, epochs=config.epochs)
     device.import_tensorflow()
     import keras
@@ -186,18 +182,24 @@ def _assemble(
     steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
     hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed)
     whole = probe(hypermodel, config.fixed, config.family)  # before KerasTuner reads (or deletes) the folder
-    if role == "worker" and progress:
+    return _Search(config, space, data, adaptation, recipe, speed, folder, role, hypermodel, whole)
+
+
+def _attach_tuner(search: _Search, progress: bool) -> None:
+    """KerasTuner's tuner on the search's folder (what an earlier session left resumed), and the plan shown."""
+    config = search.config
+    if search.role == "worker" and progress:
         print(distributed.joining_line(), file=sys.stderr, flush=True)
-    tuner = _make_tuner(config, hypermodel, folder, speed, progress)
-    tuner.batch_size = recipe.batch_size
-    done = 0
-    if role != "worker":  # a worker's oracle is the chief's, behind a client
+    search.tuner = tuner = _make_tuner(config, search.hypermodel, search.folder, search.speed, progress)
+    tuner.batch_size = search.recipe.batch_size
+    if search.role != "worker":  # a worker's oracle is the chief's, behind a client
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
-        planned = grid_size(whole, config.fixed) if config.tuner == "grid" else _hyperband_trials(tuner)
-        if config.tuner == "grid" and tuner.oracle.trials:
+        grid = config.tuner == "grid"
+        planned = grid_size(search.space_hyperparameters, config.fixed) if grid else _hyperband_trials(tuner)
+        if grid and tuner.oracle.trials:
             _check_grid_resumable(config, done, planned)
         tuner.display.plan(config.tuner, config.max_trials, planned, config.epochs, done)
-    return _Search(config, space, data, adaptation, recipe, speed, tuner, folder, role, lock, done)
+        search.done_before = done
 
 
 def _check_grid_resumable(config: TuneConfig, done: int, combinations: int | None) -> None:
@@ -510,7 +512,7 @@ def _lock_search(folder: Path, role: str) -> int | None:
 
 @contextlib.contextmanager
 def _search_lock(search: _Search) -> Iterator[None]:
-    """Holds the search's lock (taken by ``_prepare``) until the search ends."""
+    """Holds the search's lock (taken by :func:`_prepare`) until the search ends."""
     try:
         yield
     finally:

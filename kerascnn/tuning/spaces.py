@@ -51,6 +51,11 @@ def space_for(family: str, build: Space | None = None) -> SearchSpace:
             )
         recipe = get_family("mnist_cnn" if family == "custom" else family).recipe
         return SearchSpace(getattr(build, "__name__", "custom"), build, recipe, 1)
+    if family == "custom":
+        raise ArgumentError(
+            "Family 'custom' means a search space of your own: give build= (a build(hp, *, input_shape, "
+            "num_classes) that returns a keras.Model). Received: family='custom', build=None"
+        )
     found = get_family(family)
     if found.space is None:
         with_spaces = [f for f in list_families() if get_family(f).space is not None]
@@ -77,11 +82,15 @@ class HyperModel:
         self.recipe, self.steps_per_epoch, self.speed = recipe, steps_per_epoch, speed
 
     def __call__(self, hp: Any) -> Any:
+        import keras
+
         from kerascnn import device
         from kerascnn.recipes import make_optimizer
 
         with device.dtype_policy(self.speed.policy):
             model = self.space.build(hp, input_shape=self.input_shape, num_classes=self.num_classes)
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"build(hp, ...) must return a keras.Model; it returned {type(model).__name__}")
         if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
             rate = hp.values.get("learning_rate", self.recipe.learning_rate)
             recipe = self.recipe.replace(learning_rate=rate, schedule="constant")
