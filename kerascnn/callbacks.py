@@ -210,7 +210,8 @@ class TimeEstimate(keras.callbacks.Callback):
             self._said.set()
         per_step = (now - since) / (steps - at)
         shown = f"{left} more step{'s' if left != 1 else ''}"
-        say(f"{per_step * 1000:.0f} ms/step: about {_duration(per_step * left)} left for {shown}")
+        eta = "under a second" if per_step * left < 0.5 else f"about {_duration(per_step * left)}"
+        say(f"{per_step * 1000:.0f} ms/step: {eta} left for {shown}")
 
 
 def _duration(seconds: float) -> str:

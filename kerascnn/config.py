@@ -276,7 +276,7 @@ class TrainConfig(_Config):
     Recipe settings left ``None`` come from the model's recipe (``resolved()``).
     """
 
-    model: str = setting("mnist_cnn", "model name (see `kerascnn models`)", kind="positional", metavar="MODEL")
+    model: str = setting("mnist_cnn", "model name, as `kerascnn models` lists them", kind="positional", metavar="MODEL")
     dataset: str = setting("mnist", DATASET_HELP)
     epochs: int | None = setting(None, "epochs (default: the recipe's)", group="recipe", type=int)
     batch_size: int | None = setting(None, "batch size (default: the recipe's)", group="recipe", type=int)
@@ -295,7 +295,9 @@ class TrainConfig(_Config):
         group="recipe",
         metavar="{constant,cosine}",
     )
-    warmup_epochs: float | None = setting(None, "warm-up epochs of the cosine schedule", group="recipe", type=float)
+    warmup_epochs: float | None = setting(
+        None, "warm-up epochs of the cosine schedule (default: the recipe's)", group="recipe", type=float
+    )
     train_samples: int | None = setting(None, "use the first N training images", group="data", type=int)
     test_samples: int | None = setting(
         None,
@@ -347,7 +349,7 @@ class TrainConfig(_Config):
         metavar="{auto,mirrored,multiworker}",
     )
     experiment: str = _experiment()
-    run_name: str | None = setting(None, "MLflow run name (default MODEL-DATASET)", group="tracking", log=False)
+    run_name: str | None = setting(None, "MLflow run name (default: MODEL-DATASET)", group="tracking", log=False)
     tracking_uri: str | None = _tracking_uri()
     tracking: bool = setting(
         True, "train without MLflow", group="tracking", kind="off", flag="--no-tracking", log=False
@@ -469,7 +471,10 @@ class TuneConfig(_Config):
     """The settings of one KerasTuner search (``kerascnn tune``)."""
 
     family: str = setting(
-        "mnist_cnn", "search space: a family or model name (see `kerascnn models`)", kind="positional", metavar="FAMILY"
+        "mnist_cnn",
+        "search space: a family or model name, as `kerascnn models` lists them",
+        kind="positional",
+        metavar="FAMILY",
     )
     dataset: str = setting("mnist", DATASET_HELP)
     tuner: str = setting("random", "KerasTuner's tuner", group="search", metavar="{random,hyperband,bayesian,grid}")
@@ -498,7 +503,7 @@ class TuneConfig(_Config):
     precision: str = setting("auto", "as for train", group="device", metavar="{auto,float32,mixed}")
     seed: int = setting(0, "seed of the split, the tuner and the weights", group="run", type=int)
     search_name: str | None = setting(
-        None, "name of the search (default FAMILY-DATASET-TUNER); the same name resumes it", group="search", log=False
+        None, "name of the search (default: FAMILY-DATASET-TUNER); the same name resumes it", group="search", log=False
     )
     directory: str = setting("mlruns/searches", "where KerasTuner keeps its state", group="search", log=False)
     overwrite: bool = setting(

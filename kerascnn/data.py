@@ -13,9 +13,11 @@ parallel, batched ``map``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +135,8 @@ def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
 
     module = getattr(keras.datasets, NAMED[name][0])
     try:
-        (x, y), (xt, yt) = module.load_data()
+        with contextlib.redirect_stdout(sys.stderr):  # Keras' "Downloading data from" and its bar: not the result
+            (x, y), (xt, yt) = module.load_data()
     except Exception as e:  # offline, proxy, corrupt cache...
         where = f"{DATA_DIR_ENV} ({data_dir!r} has no {name}.npz)" if data_dir else f"a folder and set {DATA_DIR_ENV}"
         raise ArgumentError(

@@ -106,6 +106,10 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
     suffix = FORMATS[format]
     if suffix and path.suffix.lower() != suffix:
         raise ArgumentError(f"A {format} export is a {suffix} file. Received: output={str(output)!r}")
+    if not suffix and path.suffix.lower() in (*filter(None, FORMATS.values()), ".keras", ".h5"):
+        raise ArgumentError(
+            f"A {format} export is a folder; its name may not end in {path.suffix}. Received: output={str(output)!r}"
+        )
     if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
         raise ArgumentError(
             f"Output exists; pass overwrite=True (--overwrite) to replace it. Received: output={str(output)!r}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import urllib.request
 from pathlib import Path
@@ -95,7 +96,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, trac
     if source.model_uri is None:
         raise ArgumentError(
             "`serve` takes a logged or registered MLflow model (runs:/RUN_ID, models:/NAME@ALIAS, "
-            f"models:/NAME/VERSION), not a .keras file. Received: model={model!r}"
+            f"models:/NAME/VERSION), not a model file. Received: model={model!r}"
         )
     if servers.refuse_busy(host, port):
         return 1
@@ -114,7 +115,22 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, trac
         server_env(str(source.tracking_uri)),
         ready=lambda: servers.answers(f"{base}/ping"),
         on_ready=lambda seconds: print(f"kerascnn: ready after {seconds:.1f} s", flush=True),
+        drop=keras_progress,
     )
+
+
+def keras_progress(line: str) -> bool:
+    """Whether ``line`` is a Keras progress bar: MLflow's Keras flavor predicts with Keras' default
+    ``verbose``, a bar (``"\\r"``, colour escapes, backspaces) on the server's stdout per request.
+
+    Example:
+        >>> keras_progress("\\r\\x1b[1m1/1\\x1b[0m \\x1b[32m━━━━\\x1b[0m \\x1b[1m0s\\x1b[0m 93ms/step\\n")
+        True
+        >>> keras_progress('INFO:     127.0.0.1:53816 - "POST /invocations HTTP/1.1" 200 OK\\n')
+        False
+    """
+    plain = re.sub(r"\x1b\[[0-9;]*m|[\r\b]", " ", line)
+    return re.search(r"\b\d+/\d+ .*\d+(?:us|ms|s)/step\s*$", plain) is not None
 
 
 def _input_shape(source: Any) -> tuple[int, ...]:

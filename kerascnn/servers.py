@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -111,9 +112,11 @@ def run(
     env: dict[str, str],
     ready: Callable[[], bool] | None = None,
     on_ready: Callable[[float], None] | None = None,
+    drop: Callable[[str], bool] | None = None,
 ) -> int:
     """Runs the server until it exits or Ctrl-C/SIGTERM stops it (0), calling ``on_ready(seconds)``
-    once ``ready()`` holds; returns 1 when it exits on its own with 0, else its code."""
+    once ``ready()`` holds; returns 1 when it exits on its own with 0, else its code. With ``drop``,
+    the server's stdout is copied to this process's without the lines ``drop`` matches."""
     stop_requested: list[float] = []
     started: list[subprocess.Popen] = []
 
@@ -124,8 +127,12 @@ def run(
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        process = subprocess.Popen(command, start_new_session=True, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 (prctl only)
+        output = None if drop is None else subprocess.PIPE
+        process = subprocess.Popen(command, start_new_session=True, env=env, stdout=output, preexec_fn=_die_with_parent)  # noqa: PLW1509 (prctl only)
         started.append(process)
+        copier = None if drop is None else threading.Thread(target=_copy_output, args=(process, drop), daemon=True)
+        if copier is not None:
+            copier.start()
         launched, waiting = time.monotonic(), ready is not None
         while process.poll() is None:
             time.sleep(0.2)
@@ -135,9 +142,22 @@ def run(
                     on_ready(time.monotonic() - launched)
             if stop_requested and time.monotonic() - stop_requested[0] > STOP_GRACE_S:
                 signal_group(process, signal.SIGKILL)
+        if copier is not None:
+            copier.join(timeout=5)  # the server's last lines
         return 0 if stop_requested else (process.returncode or 1)
     finally:
         for p in started:
             signal_group(p, signal.SIGTERM)  # workers left behind by an exited leader
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _copy_output(process: subprocess.Popen, drop: Callable[[str], bool]) -> None:
+    """Copies ``process``'s stdout to this process's, line by line, but the lines ``drop`` matches."""
+    assert process.stdout is not None
+    with contextlib.suppress(OSError, ValueError):  # this process's stdout closed (a pipe's reader gone)
+        for raw in process.stdout:
+            line = raw.decode(errors="replace")
+            if not drop(line):
+                sys.stdout.write(line)
+                sys.stdout.flush()

@@ -30,7 +30,7 @@ from typing import Any
 
 from kerascnn.errors import ArgumentError
 
-RUN_ID = re.compile(r"[0-9a-f]{4,32}")
+RUN_ID = re.compile(r"[0-9a-fA-F]{4,32}")
 KERAS_ARTIFACTS = {"mlflow_model": "model.keras", "best_model": "best_model.keras"}  # logged model -> its run's file
 FORMS = "a .keras file, runs:/RUN_ID[/NAME], models:/NAME@ALIAS, models:/NAME/VERSION or a run id"
 
@@ -105,7 +105,8 @@ def resolve(model: str | os.PathLike, tracking_uri: str | None = None) -> ModelS
         return _from_run(text, text, "", tracking_uri)
     if "://" in text or text.startswith(("runs:", "models:")):
         raise ArgumentError(f"`model` must be {FORMS}. Received: model={text!r}")
-    raise ArgumentError(f"Model file not found. Received: model={text!r}")
+    short = " (and a run id prefix needs at least 4 characters)" if re.fullmatch(r"[0-9a-fA-F]{1,3}", text) else ""
+    raise ArgumentError(f"Model file not found{short}. Received: model={text!r}")
 
 
 def _client(text: str, tracking_uri: str | None) -> tuple[Any, str]:

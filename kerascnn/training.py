@@ -785,8 +785,13 @@ def _labels_by_name(data: Any, trained: list[str] | None, dataset: str) -> np.nd
     unknown = sorted(set(data.class_names) - set(trained))
     if unknown:
         raise ArgumentError(
-            f"The dataset has classes the model was not trained on ({', '.join(unknown[:5])}); "
-            f"the model knows {', '.join(trained[:10])}. Received: dataset={dataset!r}"
+            f"The dataset has classes the model was not trained on ({_first(unknown, 5)}); "
+            f"the model knows {_first(list(trained), 10)}. Received: dataset={dataset!r}"
         )
     order = np.array([trained.index(name) for name in data.class_names], dtype=np.int32)
     return order[data.y_test]
+
+
+def _first(names: list[str], n: int) -> str:
+    """The first ``n`` names, and how many more."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")

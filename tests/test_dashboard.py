@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,10 +73,15 @@ def test_ui_serves_the_store_on_loopback_and_stops_cleanly(tracking_uri, tmp_pat
         assert listening and all(ip == "127.0.0.1" for ip, _ in listening), listening
         assert (("127.0.0.1", port)) in listening
         children = psutil.Process(process.pid).children(recursive=True)
+        said = [process.stdout.readline()]  # the address; MLflow's lines; when it answered
+        while said[-1] and not said[-1].startswith("kerascnn: ready") and len(said) < 50:
+            said.append(process.stdout.readline())
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
+    assert re.fullmatch(r"kerascnn: ready after \d+\.\d s\n", said[-1]), said
+    out = "".join(said) + out
     _, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"server processes left running: {alive}"
     assert f"; experiment 'dash': http://127.0.0.1:{port}/#/experiments/{experiment} (Ctrl-C stops it)" in out

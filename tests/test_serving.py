@@ -162,6 +162,7 @@ def test_predict_cli_by_alias_agrees_with_every_other_way_to_name_the_model(trai
         "models:/digits/2",
         f"runs:/{run_id[:8]}",
         run_id,
+        run_id[:6].upper(),  # (as a terminal may have copied it)
         f"runs:/{run_id}/model.keras",
         trained.second.model_path,
     ):
@@ -278,6 +279,7 @@ def test_predict_refuses_bad_models_and_inputs_in_one_line(trained, capsys, tmp_
         ("its logged models: mlflow_model", f"runs:/{trained.first['run_id'][:8]}/nothing", npz),
         ("has no artifact 'nothing.keras'", f"runs:/{trained.first['run_id'][:8]}/nothing.keras", npz),
         ("Model file not found", str(tmp_path / "missing.keras"), npz),
+        ("a run id prefix needs at least 4 characters). Received: model='abc'", "abc", npz),
         ("`model` must be", "s3://bucket/model", npz),
         ("Input not found", "models:/digits@champion", str(tmp_path / "missing.png")),
         ("must name files or folders. Received: inputs=''", "models:/digits@champion", ""),
@@ -416,6 +418,13 @@ def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, m
     cases = [
         ("applies to the tflite format only", "--format", "onnx", "--output", "a.onnx", "--quantize", "int8"),
         ("A tflite export is a .tflite file", "--format", "tflite", "--output", "a.onnx"),
+        (
+            "its name may not end in .tflite. Received: output='m.tflite'",
+            "--format",
+            "savedmodel",
+            "--output",
+            "m.tflite",
+        ),
         ("Output exists", "--format", "tflite", "--output", str(tmp_path / "taken.tflite")),
         ("Output exists", "--format", "savedmodel", "--output", str(tmp_path / "full")),
     ]
@@ -484,8 +493,7 @@ def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained):
             trained.uri,
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=subprocess.PIPE,  # (bytes: text mode would turn a progress bar's "\r" into "\n")
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -500,7 +508,7 @@ def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained):
         children = psutil.Process(process.pid).children(recursive=True)
     finally:
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        out, err = (b.decode() for b in process.communicate(timeout=30))
     assert process.returncode == 0, err
     _gone, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"server processes left running: {alive}"
@@ -510,12 +518,13 @@ def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained):
     np.testing.assert_allclose(served, expected.probabilities, atol=1e-5)
     assert f"{base}/invocations" in out and "curl" in out and "ready after" in out
     assert "kerascnn: warning" not in err and "uvicorn: not found" not in err
-    assert "\r" not in out + err  # no progress bars in a pipe
+    assert "\r" not in out + err and "/step" not in out  # no progress bars in a pipe (Keras' per request)
+    assert '"POST /invocations HTTP/1.1" 200 OK' in out  # the server's own lines pass
     assert server.server_env(trained.uri)["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"  # stderr is no tty here
 
 
 def test_serve_refuses_model_files_and_busy_ports(trained, capsys):
-    _one_line_error(capsys, "not a .keras file", "serve", trained.second.model_path)
+    _one_line_error(capsys, "not a model file", "serve", trained.second.model_path)
     _one_line_error(capsys, "Received: port=0", "serve", "models:/digits@champion", "--port", "0")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -147,7 +147,7 @@ def test_sync_twice_and_two_syncs_at_once_write_every_step_once(tracking_uri):
             tracking_uri,
             check=True,
         )
-        assert "(--offline; `kerascnn sync` sends it)" in trained.stdout  # asked for, not a failure
+        assert ", --offline; `kerascnn sync` sends it)" in trained.stdout  # asked for, not a failure
     assert len(pending(tracking_uri)) == 2 and not all_runs(tracking_uri)
     table = run_cli("runs", "--tracking-uri", tracking_uri, check=True).stdout
     assert "waiting in the spool (2" in table and "SPOOLED (FINISHED)" in table

@@ -218,7 +218,7 @@ def cmd_train(args: argparse.Namespace) -> Said:
     where = f"run {result.run_id} in experiment {result.experiment!r}" if result.run_id else "untracked"
     if result.spool:
         why = "--offline" if settings.get("offline") else "the store failed"
-        where = f"run spooled to {result.spool} ({why}; `kerascnn sync` sends it)"
+        where = f"run spooled to {result.spool}, {why}; `kerascnn sync` sends it"
     text = (
         f"kerascnn: test accuracy {result.test_accuracy:.4f}, test loss {result.test_loss:.4f} ({where}); "
         f"model: {result.model_path}"

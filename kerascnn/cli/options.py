@@ -59,7 +59,11 @@ def pairs(flag: str, items: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _default_text(field: dataclasses.Field, option: Option) -> str:
     default = field.default
-    if default in (None, False, "", dataclasses.MISSING) or isinstance(default, dict):
+    if (
+        any(default is nothing for nothing in (None, False, dataclasses.MISSING))
+        or default == ""
+        or isinstance(default, dict)
+    ):
         return ""
     if option.kind == "off" or "default" in option.help:  # `--no-tracking` turns off a True; help says it
         return ""

@@ -67,4 +67,9 @@ def serve(
         page = f"no experiment {experiment!r} yet, every experiment: {base}"
     print(f"kerascnn: MLflow dashboard for {uri} on {base}; {page} (Ctrl-C stops it)", flush=True)
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no job runner: starts 2x faster
-    return servers.run(server_command(uri, host, port), env)
+    return servers.run(
+        server_command(uri, host, port),
+        env,
+        ready=lambda: servers.answers(f"{base}/health"),
+        on_ready=lambda seconds: print(f"kerascnn: ready after {seconds:.1f} s", flush=True),
+    )

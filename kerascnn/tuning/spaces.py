@@ -116,9 +116,13 @@ def probe(hypermodel: HyperModel, fixed: dict[str, Any], family: str) -> Any:
         try:
             hypermodel(hp)
         except (ValueError, TypeError) as e:  # bad builder options and the like
+            why = " ".join(str(e).split())[:300]
+            if "Received:" in why:  # the builder's error names the option and its value
+                raise ArgumentError(
+                    f"The search space of {family!r} with fixed={fixed!r} cannot build a model: {why}"
+                ) from None
             raise ArgumentError(
-                f"The search space cannot build a model ({' '.join(str(e).split())[:300]}). "
-                f"Received: family={family!r}, fixed={fixed!r}"
+                f"The search space cannot build a model ({why}). Received: family={family!r}, fixed={fixed!r}"
             ) from None
 
     plain = kt.HyperParameters()
