@@ -237,6 +237,8 @@ def test_help_tells_what_the_defaults_are():
     assert "the images' shape" in text and "(default: mnist)" in text and "(default: auto)" in text
     assert "--jit, --no-jit" in text and "only)\n" in text  # one default, not two
     assert "train without MLflow\n" in text  # no "(default: True)" beside --no-tracking
+    assert " ".join(text.split()).count("(default: 0)") >= 1  # --seed's: a 0 is a default too (not False)
+    assert "(default: False)" not in text
 
 
 # 5. the dashboard on a busy port, and a SIGKILLed ui ------------------------------------------------
