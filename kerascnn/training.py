@@ -740,6 +740,18 @@ def evaluate(
     folder whose classes sort differently still scores right), and a dataset with classes the
     model never saw is refused.
 
+    Args:
+        model: A Keras model, a ``.keras`` file, a run id, ``runs:/RUN_ID[/NAME]``,
+            ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
+        dataset: A dataset name or image folder, as in ``train``.
+        test_samples: Score the first N test images only (default: all).
+        batch_size: Images per prediction batch.
+        tracking_uri: The store a run's or registered model is found in (default as in ``train``).
+        unsafe: Load a ``.keras`` file that holds Python code (``Lambda`` layers); only for files you trust.
+
+    Returns:
+        ``test_accuracy``, ``test_loss``, ``test_size`` and the ``adaptation`` applied.
+
     Example:
         >>> evaluate("model.keras", "mnist")  # doctest: +SKIP
         {'test_accuracy': 0.9921, 'test_loss': 0.0243, 'test_size': 10000, 'adaptation': 'none'}

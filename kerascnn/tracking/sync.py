@@ -90,6 +90,13 @@ class SyncReport:
 def sync(tracking_uri: str | None = None) -> SyncReport:
     """Replays every spooled run of the store into it (see the module docstring).
 
+    Args:
+        tracking_uri: The store whose spool to send (default as in ``train``).
+
+    Returns:
+        A :class:`SyncReport`: the runs sent (local id to run id), those another process is
+        sending, and those that failed (they stay in the spool).
+
     Example:
         >>> sync().synced  # doctest: +SKIP
         {'3f0c...': '9a1b...'}
