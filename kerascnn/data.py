@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -135,7 +136,7 @@ def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
 
     module = getattr(keras.datasets, NAMED[name][0])
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # Keras' "Downloading data from" and its bar: not the result
+        with contextlib.redirect_stdout(_download_progress()):
             (x, y), (xt, yt) = module.load_data()
     except Exception as e:  # offline, proxy, corrupt cache...
         where = f"{DATA_DIR_ENV} ({data_dir!r} has no {name}.npz)" if data_dir else f"a folder and set {DATA_DIR_ENV}"
@@ -144,6 +145,12 @@ def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
             f"{name}.npz in {where}. Received: dataset={name!r}"
         ) from None
     return (_nhwc(x), y.reshape(-1).astype(np.int32)), (_nhwc(xt), yt.reshape(-1).astype(np.int32)), "keras.datasets"
+
+
+def _download_progress() -> IO[str]:
+    """Where Keras' "Downloading data from" line and its bar go: not stdout (they are no result);
+    stderr on a terminal; nowhere in a pipe or a log file, where the bar is "\\r"-joined noise."""
+    return sys.stderr if sys.stderr.isatty() else io.StringIO()
 
 
 def _nhwc(x: np.ndarray) -> np.ndarray:

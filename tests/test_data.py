@@ -88,6 +88,7 @@ def test_a_failed_download_names_the_data_folder_that_lacks_the_file(tmp_path):
     assert_usage_error(
         result, f"put fashion_mnist.npz in KERASCNN_DATA_DIR ('{tmp_path / 'data'}' has no fashion_mnist.npz)"
     )
+    assert result.stdout == ""  # (Keras' "Downloading data from" line went there)
 
 
 def test_corrupt_and_pickled_files_are_refused(tmp_path, monkeypatch):
