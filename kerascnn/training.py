@@ -48,6 +48,7 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # what the run logged, as Python values
     spool: str | None = None
+    registered_model: str | None = None  # models:/NAME/VERSION with register_model (None until the store has it)
     model: Any = field(default=None, repr=False)
 
     @property
@@ -61,7 +62,8 @@ class TrainResult:
             *("run_id", "experiment", "test_accuracy", "best_val_accuracy", "test_loss", "epochs"),
             *("tracking_uri", "model_path"),
         )
-        return {k: getattr(self, k) for k in keys} | ({"spool": self.spool} if self.spool else {})
+        optional = {k: getattr(self, k) for k in ("spool", "registered_model") if getattr(self, k)}
+        return {k: getattr(self, k) for k in keys} | optional
 
 
 @dataclass
@@ -186,6 +188,7 @@ def _train(config: TrainConfig, previous: Any, verbose: int | str, callbacks: li
             _log_results(plan, run, net, result, probabilities, timing)
     if run is not None:
         result.run_id, result.spool = run.run_id, str(run.ref.spool_dir) if run.ref.spooled else None
+        result.registered_model = run.ref.registered
         result.model_path = _model_location(run, result.model_path)
     return result
 

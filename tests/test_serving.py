@@ -59,6 +59,7 @@ def trained(tmp_path_factory):
         check=True,
     )
     assert "registered digits version 1 (alias champion)" in first.stderr
+    assert json.loads(first.stdout)["registered_model"] == "models:/digits/1"
     second = kerascnn.train(
         "mnist_cnn",
         "mnist",
@@ -72,6 +73,7 @@ def trained(tmp_path_factory):
         alias="champion",
         verbose=0,
     )
+    assert second.registered_model == "models:/digits/2"
     with np.load(data_dir() / "mnist.npz") as mnist:
         x, y = mnist["x_test"][:16], mnist["y_test"][:16]
     np.savez(root / "digits.npz", x=x)  # (N, H, W): no channel axis, as keras.datasets has it
@@ -575,6 +577,7 @@ def test_tune_registers_its_best_model_through_a_tracking_server(tmp_path):
         assert_usage_error(refused, "Experiment is deleted; restore it", "Received: experiment='gone'")
         version = client.get_model_version_by_alias("tuned", "best")
         assert version.version in ("1", 1) and version.run_id == search["parent_run_id"]
+        assert search["registered_model"] == "models:/tuned/1"
         assert version.tags["dataset"] == "mnist" and version.tags["family"] == "mnist_cnn"
         assert version.tags["trial_id"] == search["best"]["trial_id"]
         assert {k: int(v) for k, v in client.get_registered_model("tuned").aliases.items()} == {"best": 1}

@@ -209,10 +209,11 @@ def test_a_model_whose_upload_was_cut_off_is_logged_again_by_sync(tracking_uri, 
 
     import kerascnn
 
-    kerascnn.train(
+    offline = kerascnn.train(
         "lenet5", "mnist", epochs=1, train_samples=200, offline=True, register_model="cut", alias="champion",
         tracking_uri=tracking_uri, verbose=0,
     )  # fmt: skip
+    assert offline.spool and offline.registered_model is None  # registered by the sync, not yet
     with monkeypatch.context() as m:
         m.setattr(Model, "log", classmethod(lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt())))
         with pytest.raises(KeyboardInterrupt):  # the upload is cut off, as by a kill

@@ -49,6 +49,7 @@ class RunRef:
     artifact_uri: str | None = None  # where the store keeps the run's artifacts, once created
     monitor: Any = field(default=None, repr=False)  # MLflow's system-metrics sampler, while the run is open
     logged_model: str | None = None  # models:/m-... of the model logged last
+    registered: str | None = None  # models:/NAME/VERSION, once the run's model is registered
     spool_lock: int | None = field(default=None, repr=False)  # held while this process appends to the spool
 
     @property

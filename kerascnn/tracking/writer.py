@@ -205,6 +205,7 @@ class WriterProcess:
                 run.run_id = message.get("run_id") or run.run_id
                 run.artifact_uri = message.get("artifact_uri") or run.artifact_uri
                 run.spooled = run.spooled or bool(message.get("spooled"))
+                run.registered = message.get("registered") or run.registered
             self._cond.notify_all()
 
 
@@ -408,7 +409,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def done(op: Op) -> None:
         run = op.run
-        send({"ack": op.seq, "run_id": run.run_id, "artifact_uri": run.artifact_uri, "spooled": run.spooled})
+        ack = {"ack": op.seq, "run_id": run.run_id, "artifact_uri": run.artifact_uri, "spooled": run.spooled}
+        send(ack | ({"registered": run.registered} if run.registered else {}))
         yielding.done()
 
     writes = Recorder(uri, on_done=done)  # the store is opened by the first op: nothing is created before

@@ -218,6 +218,7 @@ def _register(uri: str, op: Op, folder: Path | None) -> None:
         if data.get("alias"):
             store.retrying(c.set_registered_model_alias, name, data["alias"], existing)
         _say_registered(name, existing, data.get("alias"), "already holds this model")
+        run.registered = f"models:/{name}/{existing}"
         return
     try:
         store.retrying(c.create_registered_model, name)
@@ -239,6 +240,7 @@ def _register(uri: str, op: Op, folder: Path | None) -> None:
     if data.get("alias"):
         store.retrying(c.set_registered_model_alias, name, data["alias"], version.version)
     _say_registered(name, version.version, data.get("alias"))
+    run.registered = f"models:/{name}/{version.version}"
 
 
 def _say_registered(name: str, version: Any, alias: str | None, what: str = "") -> None:

@@ -41,15 +41,17 @@ class TuneResult:
     search_name: str
     trials: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
+    registered_model: str | None = None  # models:/NAME/VERSION of the best model with register_model
     best_model: Any = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "parent_run_id": self.parent_run_id,
             "search_name": self.search_name,
             "trials": self.trials,
             "best": self.best,
         }
+        return document | ({"registered_model": self.registered_model} if self.registered_model else {})
 
 
 @dataclass
@@ -139,6 +141,7 @@ def _search(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -
             return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
         result = _summarize(search)
     result.parent_run_id = parent.run_id if parent else None
+    result.registered_model = parent.ref.registered if parent else None
     search.tuner.display.best(result.best, result.parent_run_id)
     return result
 
