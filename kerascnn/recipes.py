@@ -69,6 +69,26 @@ class Recipe:
         return dataclasses.replace(recipe, **{k: checks.plain(getattr(recipe, k)) for k in numbers})  # np.int64(2) -> 2
 
 
+def schedule_warnings(recipe: Recipe, warmup_given: bool) -> list[str]:
+    """What the learning-rate schedule will not do as its settings read (``warmup_given``: the
+    user set ``warmup_epochs``, not the recipe).
+
+    Example:
+        >>> schedule_warnings(Recipe(schedule="cosine", warmup_epochs=1.0, epochs=1), warmup_given=False)
+        ['the warm-up (1 epoch) lasts the whole run (1 epoch): the learning rate rises to 0.001 and never decays']
+    """
+    if recipe.schedule != "cosine":
+        ignored = warmup_given and recipe.warmup_epochs > 0
+        return [f"warmup_epochs applies to the cosine schedule; this run's is {recipe.schedule}"] if ignored else []
+    if recipe.warmup_epochs >= recipe.epochs:
+        warmup, run = (f"{n:g} epoch{'' if n == 1 else 's'}" for n in (recipe.warmup_epochs, recipe.epochs))
+        return [
+            f"the warm-up ({warmup}) lasts the whole run ({run}): the learning rate rises to "
+            f"{recipe.learning_rate:g} and never decays"
+        ]
+    return []
+
+
 def make_optimizer(recipe: Recipe, steps_per_epoch: int) -> Any:
     """The Keras optimizer (with its learning-rate schedule) for ``recipe``.
 

@@ -24,6 +24,7 @@ import numpy as np
 from kerascnn import checks, device, hardware
 from kerascnn.config import TrainConfig, encode, signature_of
 from kerascnn.errors import ArgumentError, TrainingFailed
+from kerascnn.recipes import schedule_warnings
 from kerascnn.tracking import store
 from kerascnn.tracking.run import TrackedRun, lifecycle
 from kerascnn.tracking.writer import recorder
@@ -260,7 +261,7 @@ def _plan(config: TrainConfig, checked: tuple[Any, Any, Any, int] | None) -> _Pl
         steps_per_execution=config.recipe.steps_per_execution,
         strategy=config.strategy,
     )
-    for warning in speed.warnings:
+    for warning in [*speed.warnings, *schedule_warnings(config.recipe, "warmup_epochs" in config.given)]:
         print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     return _Plan(config, entry, data, adaptation, classes, speed, strategy, device.is_chief(strategy))
 

@@ -124,18 +124,22 @@ def test_the_confusion_matrix_writes_its_cells_or_has_a_colour_bar(classes, cell
     assert len(figure.axes[0].texts) == cells_written
 
 
-def test_untracked_training_creates_no_run_and_calls_the_users_callbacks(tracking_uri, tmp_path):
+def test_untracked_training_creates_no_run_and_calls_the_users_callbacks(tracking_uri, tmp_path, capsys):
     epochs: list[int] = []
     counting = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: epochs.append(e))
     mine = keras.callbacks.CallbackList([counting], add_history=True, add_progbar=True)
     assert _check_callbacks(mine) == [counting]  # the list's own History and bar: fit adds the kit's
     result = kerascnn.train(
-        "lenet5", "mnist", epochs=1, tracking=False, verbose=0, callbacks=mine, run_name="../a/b c", **TINY
-    )
+        "lenet5", "mnist", epochs=1, tracking=False, verbose=0, callbacks=mine, run_name="../a/b c",
+        schedule="constant", warmup_epochs=0.5, **TINY,
+    )  # fmt: skip
     assert epochs == [0]
+    warned = "kerascnn: warning: warmup_epochs applies to the cosine schedule; this run's is constant\n"
+    assert warned in capsys.readouterr().err
     assert result.run_id is None and result.tracking_uri is None
     np.random.seed(7), random.seed(7)
     kerascnn.train("lenet5", "mnist", epochs=1, tracking=False, verbose=0, deterministic=True, **TINY)
+    assert "warm" not in capsys.readouterr().err  # the recipe's 0.3-epoch warm-up, within the run
     from tensorflow.python.framework import config  # (TF's only way to ask)
 
     assert np.random.rand() == np.random.RandomState(7).rand() and random.random() == random.Random(7).random()
@@ -144,6 +148,23 @@ def test_untracked_training_creates_no_run_and_calls_the_users_callbacks(trackin
     assert saved.is_file() and saved.suffix == ".keras" and saved.name.startswith("a_b_c-")
     assert saved.parent == (tmp_path / "mlruns" / "untracked").resolve()  # the name cannot leave the folder
     assert not Path(tracking_uri[10:]).exists()
+
+
+@pytest.mark.parametrize(
+    "settings,given,said",
+    [
+        (dict(schedule="cosine", warmup_epochs=1.0, epochs=1), False, "the warm-up (1 epoch) lasts the whole run (1 e"),
+        (dict(schedule="cosine", warmup_epochs=3.0, epochs=2), True, "the warm-up (3 epochs) lasts the whole run (2"),
+        (dict(schedule="cosine", warmup_epochs=0.3, epochs=1), True, None),
+        (dict(schedule="constant", warmup_epochs=1.0, epochs=3), False, None),  # the recipe's, for its cosine
+        (dict(schedule="constant", warmup_epochs=0.0, epochs=3), True, None),
+    ],
+)
+def test_a_schedule_that_will_not_do_what_its_settings_read_is_warned_about(settings, given, said):
+    from kerascnn.recipes import Recipe, schedule_warnings
+
+    warnings = schedule_warnings(Recipe().replace(**settings), warmup_given=given)
+    assert warnings == [] if said is None else len(warnings) == 1 and warnings[0].startswith(said), warnings
 
 
 def test_untracked_models_of_one_name_in_one_second_keep_their_own_files(tmp_path):
