@@ -293,9 +293,11 @@ def _tune_cmd(uri: str, directory: Path, *extra: str) -> list[str]:
     ]
 
 
-def _running_trial(uri: str) -> str | None:
-    """The trial id of the newest RUNNING trial run (``all_runs`` waits out a schema being created)."""
+def _running_trial(uri: str, with_epoch: bool = False) -> str | None:
+    """The trial id of the newest RUNNING trial run (``all_runs`` waits out a schema being created);
+    ``with_epoch``: only one that has logged an epoch's metrics."""
     running = [r for r in all_runs(uri) if r.info.status == "RUNNING" and "kerascnn.trial_id" in r.data.tags]
+    running = [r for r in running if not with_epoch or "val_accuracy" in r.data.metrics]
     return running[-1].data.tags["kerascnn.trial_id"] if running else None
 
 
@@ -313,11 +315,15 @@ def test_sigkill_mid_trial_then_rerun_loses_nothing_and_a_second_search_is_refus
             second = subprocess.run([*cmd, "--overwrite"], capture_output=True, text=True, timeout=300)
             assert_usage_error(second, "This search is running in another process", "search_name='killme'")
             assert kept <= _tree(tmp_path / "s" / "killme"), "a refused --overwrite deleted the search's files"
-    time.sleep(1.5)  # inside trial 1's training
+    while _running_trial(tracking_uri, with_epoch=True) not in ("1", "2"):  # in trial 1's training: an epoch logged
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    killed_runs = {r.info.run_id for r in all_runs(tracking_uri) if r.info.status == "RUNNING"}
-    assert len(killed_runs) == 2  # the parent and trial 1, left RUNNING by the kill
+    left = [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"]
+    killed_runs = {r.info.run_id for r in left}
+    (killed,) = [r.data.tags["kerascnn.trial_id"] for r in left if "kerascnn.trial_id" in r.data.tags]
+    assert len(killed_runs) == 2 and killed in ("1", "2")  # the parent and the trial in training, left RUNNING
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -327,10 +333,10 @@ def test_sigkill_mid_trial_then_rerun_loses_nothing_and_a_second_search_is_refus
     by_trial: dict[str, list] = {}
     for r in trials:
         by_trial.setdefault(r.data.tags["kerascnn.trial_id"], []).append(r)
-    assert [r.info.status for r in by_trial["0"]] == ["FINISHED"]  # finished trial never re-run
-    assert [r.info.status for r in by_trial["1"]] == ["KILLED", "FINISHED"]  # interrupted trial re-run
-    assert "re-run" in by_trial["1"][0].data.tags["kerascnn.failure"]
-    assert [r.info.status for r in by_trial["2"]] == ["FINISHED"]
+    for trial in ("0", "1", "2"):  # finished trials never re-run, the interrupted one re-run in a new run
+        statuses = ["KILLED", "FINISHED"] if trial == killed else ["FINISHED"]
+        assert [r.info.status for r in by_trial[trial]] == statuses, trial
+    assert "re-run" in by_trial[killed][0].data.tags["kerascnn.failure"]
     assert out["parent_run_id"] in killed_runs and [t["status"] for t in out["trials"]] == ["COMPLETED"] * 3
     assert MlflowClient(tracking_uri).get_run(out["parent_run_id"]).info.status == "FINISHED"
 
