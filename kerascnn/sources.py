@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from kerascnn.errors import ArgumentError
+from kerascnn.tracking.store import RUN_ID
 
-RUN_ID = re.compile(r"[0-9a-fA-F]{4,32}")
 KERAS_ARTIFACTS = {"mlflow_model": "model.keras", "best_model": "best_model.keras"}  # logged model -> its run's file
 FORMS = "a .keras file, runs:/RUN_ID[/NAME], models:/NAME@ALIAS, models:/NAME/VERSION or a run id"
 

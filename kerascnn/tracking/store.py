@@ -39,6 +39,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 TIMEOUT_ENV = "KERASCNN_TRACKING_TIMEOUT"
 CACHE_ENV = "KERASCNN_CACHE_DIR"
 DEFAULT_TIMEOUT_S = 10.0
+RUN_ID = re.compile(r"[0-9a-fA-F]{4,32}")  # a run id, or a unique prefix of one (the tables print 12)
 _REMOTE_SCHEMES = {"http", "https", "databricks", "postgresql", "mysql", "mssql"}
 T = TypeVar("T")
 
@@ -499,7 +500,7 @@ def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
         ArgumentError: More than one run matches, or the run is deleted.
     """
     c = client(uri)
-    if not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-fA-F]{4,32}", run_id):
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise ArgumentError(f"`{argument}` must be a run id (4-32 hex digits). Received: {argument}={run_id!r}")
     run_id = run_id.lower()  # (MLflow writes them in lower case)
     deleted = ArgumentError(
