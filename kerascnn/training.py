@@ -254,14 +254,15 @@ def _plan(config: TrainConfig, checked: tuple[Any, Any, Any, int] | None) -> _Pl
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     entry, data, adaptation, classes = checked or _data(config)
+    recipe = config.recipe  # (resolved and checked on each access)
     speed = hardware.plan(
         device.machine(),
         precision=config.precision,
         jit=config.jit,
-        steps_per_execution=config.recipe.steps_per_execution,
+        steps_per_execution=recipe.steps_per_execution,
         strategy=config.strategy,
     )
-    for warning in [*speed.warnings, *schedule_warnings(config.recipe, "warmup_epochs" in config.given)]:
+    for warning in [*speed.warnings, *schedule_warnings(recipe, "warmup_epochs" in config.given)]:
         print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     return _Plan(config, entry, data, adaptation, classes, speed, strategy, device.is_chief(strategy))
 
