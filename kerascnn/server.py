@@ -114,7 +114,6 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, trac
         serve_command(source.model_uri, host, port),
         server_env(str(source.tracking_uri)),
         ready=lambda: servers.answers(f"{base}/ping"),
-        on_ready=lambda seconds: print(f"kerascnn: ready after {seconds:.1f} s", flush=True),
         drop=keras_progress,
     )
 

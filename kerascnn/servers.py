@@ -111,10 +111,9 @@ def run(
     command: list[str],
     env: dict[str, str],
     ready: Callable[[], bool] | None = None,
-    on_ready: Callable[[float], None] | None = None,
     drop: Callable[[str], bool] | None = None,
 ) -> int:
-    """Runs the server until it exits or Ctrl-C/SIGTERM stops it (0), calling ``on_ready(seconds)``
+    """Runs the server until it exits or Ctrl-C/SIGTERM stops it (0), printing ``ready after N s``
     once ``ready()`` holds; returns 1 when it exits on its own with 0, else its code. With ``drop``,
     the server's stdout is copied to this process's without the lines ``drop`` matches."""
     stop_requested: list[float] = []
@@ -138,8 +137,7 @@ def run(
             time.sleep(0.2)
             if waiting and not stop_requested and ready is not None and ready():
                 waiting = False
-                if on_ready is not None:
-                    on_ready(time.monotonic() - launched)
+                print(f"kerascnn: ready after {time.monotonic() - launched:.1f} s", flush=True)
             if stop_requested and time.monotonic() - stop_requested[0] > STOP_GRACE_S:
                 signal_group(process, signal.SIGKILL)
         if copier is not None:

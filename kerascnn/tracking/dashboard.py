@@ -71,5 +71,4 @@ def serve(
         server_command(uri, host, port),
         env,
         ready=lambda: servers.answers(f"{base}/health"),
-        on_ready=lambda seconds: print(f"kerascnn: ready after {seconds:.1f} s", flush=True),
     )
