@@ -114,7 +114,23 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, trac
         serve_command(source.model_uri, host, port),
         server_env(str(source.tracking_uri)),
         ready=lambda: servers.answers(f"{base}/ping"),
-        drop=keras_progress,
+        drop=lambda line: keras_progress(line) or tensorflow_startup(line),
+    )
+
+
+def tensorflow_startup(line: str) -> bool:
+    """Whether ``line`` is one of TensorFlow's C++ start-up lines, written to the server's stderr
+    before absl's logging is set up (date ``0000 00:00``), whatever ``TF_CPP_MIN_LOG_LEVEL`` says:
+    the oneDNN notice and the CUDA probe, which ``kerascnn`` hides from its own imports too.
+
+    Example:
+        >>> tensorflow_startup("I0000 00:00:1796486091.427506   25367 cudart_stub.cc:31] Could not find cuda drivers")
+        True
+        >>> tensorflow_startup("INFO:     Started server process [25367]")
+        False
+    """
+    return line.startswith("WARNING: All log messages before absl::InitializeLog()") or (
+        re.match(r"[IWE]0000 00:00:\d+\.\d+ +\d+ [\w.]+:\d+\] ", line) is not None
     )
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from typing import Any, TextIO
 
 from kerascnn.errors import ArgumentError
 
@@ -115,7 +116,7 @@ def run(
 ) -> int:
     """Runs the server until it exits or Ctrl-C/SIGTERM stops it (0), printing ``ready after N s``
     once ``ready()`` holds; returns 1 when it exits on its own with 0, else its code. With ``drop``,
-    the server's stdout is copied to this process's without the lines ``drop`` matches."""
+    the server's stdout and stderr are copied to this process's without the lines ``drop`` matches."""
     stop_requested: list[float] = []
     started: list[subprocess.Popen] = []
 
@@ -127,11 +128,20 @@ def run(
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         output = None if drop is None else subprocess.PIPE
-        process = subprocess.Popen(command, start_new_session=True, env=env, stdout=output, preexec_fn=_die_with_parent)  # noqa: PLW1509 (prctl only)
+        process = subprocess.Popen(
+            command,
+            start_new_session=True,
+            env=env,
+            stdout=output,
+            stderr=output,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (prctl only)
+        )
         started.append(process)
-        copier = None if drop is None else threading.Thread(target=_copy_output, args=(process, drop), daemon=True)
-        if copier is not None:
-            copier.start()
+        copiers = (
+            []
+            if drop is None
+            else [_copier(process.stdout, sys.stdout, drop), _copier(process.stderr, sys.stderr, drop)]
+        )
         launched, waiting = time.monotonic(), ready is not None
         while process.poll() is None:
             time.sleep(0.2)
@@ -140,7 +150,7 @@ def run(
                 print(f"kerascnn: ready after {time.monotonic() - launched:.1f} s", flush=True)
             if stop_requested and time.monotonic() - stop_requested[0] > STOP_GRACE_S:
                 signal_group(process, signal.SIGKILL)
-        if copier is not None:
+        for copier in copiers:
             copier.join(timeout=5)  # the server's last lines
         return 0 if stop_requested else (process.returncode or 1)
     finally:
@@ -150,12 +160,22 @@ def run(
             signal.signal(s, h)
 
 
-def _copy_output(process: subprocess.Popen, drop: Callable[[str], bool]) -> None:
-    """Copies ``process``'s stdout to this process's, line by line, but the lines ``drop`` matches."""
-    assert process.stdout is not None
-    with contextlib.suppress(OSError, ValueError):  # this process's stdout closed (a pipe's reader gone)
-        for raw in process.stdout:
+def _copier(source: Any, target: TextIO, drop: Callable[[str], bool]) -> threading.Thread:
+    """A started thread that copies a server's pipe ``source`` to ``target`` line by line, but the
+    lines ``drop`` matches."""
+
+    def copy() -> None:
+        closed = False  # this process's stream (a pipe whose reader is gone): drain, so the server never blocks
+        for raw in source:
             line = raw.decode(errors="replace")
-            if not drop(line):
-                sys.stdout.write(line)
-                sys.stdout.flush()
+            if closed or drop(line):
+                continue
+            try:
+                target.write(line)
+                target.flush()
+            except (OSError, ValueError):
+                closed = True
+
+    thread = threading.Thread(target=copy, daemon=True)
+    thread.start()
+    return thread

@@ -520,6 +520,8 @@ def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained):
     np.testing.assert_allclose(served, expected.probabilities, atol=1e-5)
     assert f"{base}/invocations" in out and "curl" in out and "ready after" in out
     assert "kerascnn: warning" not in err and "uvicorn: not found" not in err
+    assert "InitializeLog" not in err and " 00:00:" not in err  # TensorFlow's C++ start-up lines (the kit hides them)
+    assert "Uvicorn running on" in err  # the server's own lines pass
     assert "\r" not in out + err and "/step" not in out  # no progress bars in a pipe (Keras' per request)
     assert '"POST /invocations HTTP/1.1" 200 OK' in out  # the server's own lines pass
     assert server.server_env(trained.uri)["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"  # stderr is no tty here
