@@ -53,10 +53,11 @@ def serve_command(model_uri: str, host: str, port: int) -> list[str]:
 
 def server_env(tracking_uri: str) -> dict[str, str]:
     """The server's environment: the store, this Python's ``bin`` folder first on ``PATH``
-    (not resolved: a virtual environment's ``python`` is a symlink out of it), and no
-    download progress bars unless on a terminal."""
+    (not resolved: a virtual environment's ``python`` is a symlink out of it), TensorFlow's
+    C++ info lines off, and no download progress bars unless on a terminal."""
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     env = dict(os.environ, PATH=path, MLFLOW_TRACKING_URI=tracking_uri)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in the kit's own processes (see `tensorflow_startup`)
     if not sys.stderr.isatty():  # MLflow's download bars are "\r"-joined noise in a pipe or a log file
         env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return env
