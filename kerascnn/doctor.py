@@ -207,7 +207,8 @@ def format_report(r: dict[str, Any]) -> str:
     driver = "; ".join(_gpu_line(g) + f", driver {g['driver']}" for g in m["nvidia_smi"])
     lines = [
         f"machine     {m['cpu']} ({m['arch']}, {m['cores']} cores), {m['os']}, Python {m['python']}",
-        f"cpu flags   {' '.join(m['cpu_flags']) or '-'}; native bfloat16: {'yes' if m['native_bfloat16'] else 'no'}"
+        f"cpu flags   {' '.join(m['cpu_flags']) or 'none'} (of those the kit reads); "
+        f"native bfloat16: {'yes' if m['native_bfloat16'] else 'no'}"
         + {True: "; TensorFlow's oneDNN: on", False: "; TensorFlow's oneDNN: off", None: ""}[m["onednn"]],
         f"gpus        {gpus}" + (f"; the driver sees {driver}" if driver else ""),
         "versions    " + ", ".join(f"{k} {v or 'not installed'}" for k, v in r["versions"].items()),
@@ -216,6 +217,7 @@ def format_report(r: dict[str, Any]) -> str:
         + (f" (problem: {d['problem']})" if d.get("problem") else f"; otherwise {d['otherwise']}"),
         f"tracking    {t.get('uri')}"
         + (f" (problem: {t['problem']})" if t.get("problem") else "")
+        + (" (not created yet: the first tracked run creates it)" if t.get("exists") is False else "")
         + (f"; {t['spooled_runs']} run(s) waiting in the spool (kerascnn sync)" if t.get("spooled_runs") else ""),
         f"precision   auto -> {r['auto']['precision']['policy']}: {_why(r['auto']['precision'])}",
         f"xla (jit)   auto -> {'on' if r['auto']['jit']['value'] else 'off'}: {_why(r['auto']['jit'])}",

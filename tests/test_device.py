@@ -261,6 +261,7 @@ def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
     chosen = hardware.plan(here)
     why = chosen.reasons["precision"].removeprefix("auto: ")
     assert f"precision   auto -> {chosen.policy}: {why}\n" in text and here.cpu_model in text
+    assert ("(not created yet: the first tracked run creates it)" in text) is (report["tracking"]["exists"] is False)
     onednn = report["auto"]["onednn"]
     if onednn["why"].startswith("auto: "):
         assert f"onednn      auto -> on: {onednn['why'].removeprefix('auto: ')}\n" in text
