@@ -35,7 +35,7 @@ def test_compare_runs_by_id(store):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     axes = result.figure.axes
     assert len(axes[0].lines) == 2 and axes[0].get_ylabel() == "val_accuracy"
-    dots = axes[1]  # final metrics as dots on a zoomed axis, not bars cut off above zero
+    dots = axes[1]  # summary metrics as dots on a zoomed axis, not bars cut off above zero
     assert len(dots.lines) == 2 and len(dots.texts) == 4  # (test_accuracy, best_val_accuracy) x 2 runs, labelled
     assert [t.get_text() for t in dots.get_yticklabels()] == [f"lenet-2 ({b.run_id[:8]})", f"cnn-3 ({a.run_id[:8]})"]
     assert all(tick == int(tick) for tick in axes[0].get_xticks())  # epochs are whole numbers

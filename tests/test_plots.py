@@ -59,8 +59,9 @@ def _assert_readable(fig: Any) -> None:
     ],
 )
 def test_confusion_matrix_labels_are_inside_and_apart(names):
-    labels = np.arange(1000) % len(names)
-    _, fig = confusion_matrix(labels, labels[::-1], names)
+    labels = np.arange(10000) % len(names)
+    _, fig = confusion_matrix(labels, labels[::-1], names, "test images")
+    assert fig.axes[0].get_xlabel() == "predicted (10,000 test images)"
     assert (fig.get_layout_engine() is None) == (2 <= len(names) <= 10 and max(map(len, names)) <= 3)
     _assert_readable(fig)
 

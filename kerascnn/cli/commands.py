@@ -337,7 +337,7 @@ def _no_runs(tracking_uri: str | None) -> str:
 
 @command
 def _compare_parser(sub: Any) -> None:
-    p = sub.add_parser("compare", help="overlaid learning curves and final metrics of runs")
+    p = sub.add_parser("compare", help="overlaid learning curves and test/best-val accuracy of runs")
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to compare (ids or unique id prefixes)")
     _store_options(p)
     p.add_argument("--metric", default="val_accuracy", help="per-epoch metric to overlay (default: val_accuracy)")

@@ -1,4 +1,4 @@
-"""``compare()``: learning curves and final metrics of several runs, side by side.
+"""``compare()``: learning curves and summary metrics of several runs, side by side.
 
 Runs are chosen by id (or unique id prefix) or by experiment through the same query layer
 as the leaderboard (:mod:`kerascnn.tracking.queries`); with neither, the best runs of every
@@ -69,7 +69,8 @@ def compare(
     limit: int = 10,
     tracking_uri: str | None = None,
 ) -> Comparison:
-    """Compares runs: overlaid per-epoch ``metric`` curves and their final metrics.
+    """Compares runs: overlaid per-epoch ``metric`` curves, and their test and best
+    validation accuracy.
 
     Args:
         run_ids: Runs to compare (any experiments; full ids or unique prefixes).

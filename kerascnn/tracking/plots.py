@@ -1,8 +1,8 @@
 """Matplotlib figures for runs: training curves, confusion matrix, run comparison.
 
 Functions return ``matplotlib.figure.Figure`` objects (no pyplot state), which notebooks
-display and the CLI saves as PNG. Epoch axes have integer ticks; final metrics are drawn
-as dots on a labelled, zoomed axis rather than as bars (a bar cut off above zero would
+display and the CLI saves as PNG. Epoch axes have integer ticks; summary metrics (test accuracy...) are
+drawn as dots on a labelled, zoomed axis rather than as bars (a bar cut off above zero would
 exaggerate a 0.9898 vs 0.9900 difference).
 """
 
@@ -67,10 +67,11 @@ def training_curves(history: Mapping[str, Sequence[float]], title: str = "") -> 
 
 
 def confusion_matrix(
-    labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]
+    labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str], images: str = "images"
 ) -> tuple[np.ndarray, Figure]:
     """The confusion matrix (rows: true class, columns: predicted) and its heat map: each cell
-    written in it up to 30 classes, a colour bar above that.
+    written in it up to 30 classes, a colour bar above that. The x label counts the ``images``
+    (``"test images"``, say: what the matrix was computed on).
 
     Example:
         >>> cm, fig = confusion_matrix(np.array([0, 1]), np.array([0, 0]), ["a", "b"])
@@ -110,7 +111,7 @@ def confusion_matrix(
     else:  # (only here: a bar beside the numbers repeats them, and is a third of the drawing a run waits for)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="images")
     accuracy = np.trace(cm) / max(1, cm.sum())
-    ax.set_xlabel("predicted")
+    ax.set_xlabel(f"predicted ({cm.sum():,} {images})")
     ax.set_ylabel("true")
     ax.set_title(f"Confusion matrix (accuracy {accuracy:.2%})")
     return cm, fig
@@ -131,11 +132,12 @@ def compare_runs(
     metric: str = "val_accuracy",
     epochs: Mapping[str, Sequence[int]] | None = None,
 ) -> Figure:
-    """Overlaid learning curves of ``metric`` per run, and the final metrics as labelled dots.
+    """Overlaid learning curves of ``metric`` per run, and summary metrics (test and best
+    validation accuracy, say) as labelled dots.
 
     Args:
         curves: run label -> {metric name -> values per epoch}.
-        finals: run label -> {final metric name -> value}.
+        finals: run label -> {summary metric name -> value}.
         metric: The metric to overlay.
         epochs: run label -> the epoch of each value (default 1, 2, ...; a continued Hyperband
             trial starts later).
@@ -185,7 +187,7 @@ def _final_dots(ax: Any, finals: Mapping[str, Mapping[str, float]]) -> None:
         if low >= 0.0 and high <= 1.0:  # fractions (accuracies): no tick past 1 in the labels' room
             ax.set_xticks([t for t in ax.get_xticks() if low - 0.3 * pad <= t <= 1.0 + 1e-9])
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title("final metrics (zoomed axis)")
+    ax.set_title("summary metrics (zoomed axis)")
     if names:  # below the axes, where it hides no dot
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=len(names), frameon=False)
 
@@ -212,6 +214,6 @@ def draw_reports(folder: Path | str, spec: Mapping[str, Any]) -> None:
         save(figure, str(folder / "plots" / "training_curves.png"))
     if spec.get("labels") is not None:
         names = list(spec["class_names"])
-        cm, figure = confusion_matrix(np.asarray(spec["labels"]), np.asarray(spec["predicted"]), names)
+        cm, figure = confusion_matrix(np.asarray(spec["labels"]), np.asarray(spec["predicted"]), names, "test images")
         save(figure, str(folder / "plots" / "confusion_matrix.png"))
         save_confusion_csv(cm, names, folder / "confusion_matrix.csv")
