@@ -205,13 +205,14 @@ def test_every_tuner_runs_tracked_trials(tuner, tracking_uri, tmp_path):
     [
         (("random", 4, None, 1, 0), "random search of up to 4 trials"),
         (("random", 6, None, 1, 2), "random search of up to 6 trials, 2 done before"),
-        (("random", 2, None, 1, 6), "random search of up to 2 trials, 6 done before; --max-trials 2 runs no more"),
+        (("random", 2, None, 1, 6), "random search of up to 2 trials, 6 done before; a limit of 2 runs no more"),
         (("random", 6, None, 1, 6), "random search of up to 6 trials, 6 done before; nothing left to run\n"),
         (("grid", 5, 3, 1, 0), "grid search of up to 3 trials (the grid has 3 combinations)"),
-        (("hyperband", 12, 2, 2, 0), "hyperband search of up to 2 trials (hyperband with --epochs 2 plans 2 trials;"),
+        (("grid", 2, 3, 1, 0), "grid search of up to 2 trials (the grid has 3 combinations, of which the first 2 run)"),
+        (("hyperband", 12, 2, 2, 0), "hyperband search of up to 2 trials (hyperband with 2 epochs plans 2 trials;"),
         (
             ("hyperband", 3, 1, 1, 1),
-            "hyperband search of up to 1 trial (hyperband with --epochs 1 plans 1 trial; raise --epochs for more "
+            "hyperband search of up to 1 trial (hyperband with 1 epoch plans 1 trial; more epochs give more "
             "brackets), 1 done before; nothing left to run\n",
         ),
     ],

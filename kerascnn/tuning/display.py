@@ -27,17 +27,20 @@ class Display:
     def plan(self, tuner: str, max_trials: int, planned: int | None, epochs: int, done: int) -> None:
         """What the search will run, and why fewer trials than ``max_trials`` when so."""
         if tuner == "hyperband" and planned is not None and planned < max_trials:
-            why = f"hyperband with --epochs {epochs} plans {_trials(planned)}; raise --epochs for more brackets"
+            why = (
+                f"hyperband with {epochs} epoch{'s' * (epochs != 1)} plans {_trials(planned)}; "
+                "more epochs give more brackets"
+            )
         elif tuner == "grid" and planned is not None:
             why = f"the grid has {planned} combinations" + (
-                f"; --max-trials {max_trials} runs the first {max_trials}" if planned > max_trials else ""
+                f", of which the first {max_trials} run" if planned > max_trials else ""
             )
         else:
             why = None
         total = min(max_trials, planned) if planned is not None else max_trials
         resumed = f", {done} done before" if done else ""
         if done >= total and done:
-            resumed += "; nothing left to run" if done == total else f"; --max-trials {max_trials} runs no more"
+            resumed += "; nothing left to run" if done == total else f"; a limit of {max_trials} runs no more"
         self.say(f"{tuner} search of up to {_trials(total)}" + (f" ({why})" if why else "") + resumed)
 
     def trial_started(self, trial_id: str, values: dict[str, Any]) -> None:
