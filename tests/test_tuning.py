@@ -342,6 +342,27 @@ def test_sigkill_mid_trial_then_rerun_loses_nothing_and_a_second_search_is_refus
     assert MlflowClient(tracking_uri).get_run(out["parent_run_id"]).info.status == "FINISHED"
 
 
+def test_ctrl_c_in_a_grid_search_points_to_overwrite_which_walks_the_grid_again(tracking_uri, tmp_path):
+    fixed = ["--fixed", "learning_rate=0.003", "--fixed", "filters=8", "--fixed", "dense_units=16"]  # dropout: 3 values
+    cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--tuner", "grid", "--max-trials", "3", "--epochs", "1", *fixed)
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _running_trial(tracking_uri) is None:
+        assert process.poll() is None and time.monotonic() < deadline, "no trial started"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith("KerasTuner cannot resume a grid search: the same command with --overwrite walks it again)")
+    ), err[-2000:]
+    again = subprocess.run([*cmd, "--overwrite", "--json"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [t["status"] for t in json.loads(again.stdout)["trials"]] == ["COMPLETED"] * 3
+
+
 def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
     port = str(free_port())
     cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "6", "--epochs", "1", "--train-samples", "300")

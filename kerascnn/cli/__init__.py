@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout, command = sys.stdout, None
     try:
         args = build_parser().parse_args(argv)
-        command = args.command
+        command = "tune --tuner grid" if getattr(args, "tuner", None) == "grid" else args.command
         as_json = getattr(args, "json", False)
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
             said = args.run(args)
@@ -93,6 +93,8 @@ def _fail(error: BaseException, code: int, message: str | None = None, command: 
             text += f"; it had trained every epoch: `kerascnn evaluate {outcome.run_id[:12]}` scores its model"
         elif stopped and command == "tune":
             text += "; the same command resumes the search"
+        elif stopped and command == "tune --tuner grid":  # (keras-team/keras-tuner#1055)
+            text += "; KerasTuner cannot resume a grid search: the same command with --overwrite walks it again"
         text += ")"
     print(f"kerascnn: error: {text}", file=sys.stderr, flush=True)
     return code
