@@ -54,6 +54,31 @@ def test_a_search_is_resumed_only_with_its_own_settings(tracking_uri, tmp_path):
         kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))
 
 
+def few_filters(hp, *, input_shape, num_classes):
+    """A custom space over the classic net's filters."""
+    return kerascnn.create_model(
+        "mnist_cnn", input_shape=input_shape, num_classes=num_classes, filters=hp.Choice("filters", [4, 8])
+    )
+
+
+def few_units(hp, *, input_shape, num_classes):
+    """Another custom space, which gets the same default search name (custom-mnist-random)."""
+    units = hp.Choice("dense_units", [8, 16])
+    return kerascnn.create_model("mnist_cnn", input_shape=input_shape, num_classes=num_classes, dense_units=units)
+
+
+def test_another_build_function_does_not_resume_a_custom_search(tracking_uri, tmp_path):
+    common = dict(max_trials=1, epochs=1, train_samples=300, tracking_uri=tracking_uri, directory=tmp_path / "s")
+    first = kerascnn.tune(build=few_filters, dataset="mnist", progress=False, **common)
+    assert first.search_name == "custom-mnist-random"
+    runs = len(all_runs(tracking_uri))
+    with pytest.raises(ValueError, match=r"other settings \(space: filters \[4, 8\] -> dense_units \[8, 16\]\)"):
+        kerascnn.tune(build=few_units, dataset="mnist", progress=False, **common)
+    assert len(all_runs(tracking_uri)) == runs  # refused before any run
+    again = kerascnn.tune(build=few_units, dataset="mnist", progress=False, search_name="units", **common)
+    assert [t["status"] for t in again.trials] == ["COMPLETED"]
+
+
 # 2. settings: one source, the CLI derived from it --------------------------------------------------
 @pytest.mark.parametrize("config,command", [(TrainConfig, "train"), (TuneConfig, "tune")])
 def test_the_cli_has_exactly_the_config_settings(config, command):

@@ -28,7 +28,7 @@ from kerascnn.tracking.run import lifecycle
 from kerascnn.tracking.writer import recorder
 from kerascnn.tuning import distributed
 from kerascnn.tuning.runs import TRIAL_TAG
-from kerascnn.tuning.spaces import HyperModel, SearchSpace, grid_size, probe, space_for
+from kerascnn.tuning.spaces import HyperModel, SearchSpace, describe_space, grid_size, probe, space_for
 
 SETTINGS_FILE = "kerascnn_search.json"  # the settings a search was started with, in its folder
 
@@ -157,8 +157,10 @@ def _prepare(config: TuneConfig, space: SearchSpace, role: str, progress: bool) 
     adaptation = data_module.plan_adaptation(data.image_shape, space.min_input_size)
     folder = Path(config.directory).resolve() / config.name
     if role != "worker":
-        _check_same_settings(config, folder)
+        _check_same_settings(config, folder, _search_settings(config))
     search = _plan(config, space, data, adaptation, folder, role)
+    if role != "worker":  # (two build= functions share a default name: custom-DATASET-TUNER)
+        _check_same_settings(config, folder, {"space": describe_space(search.space_hyperparameters)})
     search.lock = _lock_search(folder, role)  # before KerasTuner may delete the folder (overwrite)
     try:
         _attach_tuner(search, progress)
@@ -276,9 +278,9 @@ def _make_tuner(
     return tuner
 
 
-def _check_same_settings(config: TuneConfig, folder: Path) -> None:
-    """A search continues only with the settings it was started with (``--overwrite`` or
-    another ``--search-name`` starts a new one)."""
+def _check_same_settings(config: TuneConfig, folder: Path, now: dict[str, str]) -> None:
+    """A search continues only with the settings it was started with (``now``: those to compare;
+    ``--overwrite`` or another ``--search-name`` starts a new one)."""
     from kerascnn.data import as_run
 
     saved = folder / SETTINGS_FILE
@@ -292,7 +294,6 @@ def _check_same_settings(config: TuneConfig, folder: Path) -> None:
         before["dataset"] = as_run(before["dataset"])
     if "tracking_uri" in before:  # (saved with "..", before kerascnn normalised SQLite paths)
         before["tracking_uri"] = store.same_store(before["tracking_uri"])
-    now = _search_settings(config)
     changed = [f"{k}: {before[k]} -> {now[k]}" for k in sorted(now) if k in before and before[k] != now[k]]
     if changed:
         raise ArgumentError(
@@ -341,7 +342,8 @@ def _open_parent(search: _Search) -> Any:
     config, data = search.config, search.data
     fresh = not any(search.folder.glob("trial_*/trial.json"))  # no trial started in this folder yet
     search.folder.mkdir(parents=True, exist_ok=True)  # KerasTuner's overwrite removed it
-    (search.folder / SETTINGS_FILE).write_text(json.dumps(_search_settings(config), indent=1))
+    started = {**_search_settings(config), "space": describe_space(search.space_hyperparameters)}
+    (search.folder / SETTINGS_FILE).write_text(json.dumps(started, indent=1))
     params = {
         **_logged_settings(search),
         "search_name": config.name,

@@ -143,6 +143,34 @@ def probe(hypermodel: HyperModel, fixed: dict[str, Any], family: str) -> Any:
     return plain
 
 
+def describe_space(hyperparameters: Any) -> str:
+    """The space in one line: each hyperparameter's name and values (or range), sorted by name.
+
+    Example:
+        >>> import keras_tuner as kt
+        >>> hp = kt.HyperParameters()
+        >>> _ = hp.Choice("units", [8, 16]), hp.Int("depth", 1, 3), hp.Boolean("bn")
+        >>> describe_space(hp)
+        'bn {False, True}; depth 1..3; units [8, 16]'
+    """
+    shown = []
+    for hp in sorted(hyperparameters.space, key=lambda hp: hp.name):
+        config, kind = hp.get_config(), type(hp).__name__
+        if kind == "Choice":
+            values = str(list(config["values"]))
+        elif kind == "Boolean":
+            values = "{False, True}"
+        elif kind in ("Int", "Float"):
+            step, sampling = config.get("step"), config.get("sampling") or "linear"
+            values = f"{config['min_value']}..{config['max_value']}"
+            values += f" step {step}" if step is not None and not (kind == "Int" and step == 1) else ""
+            values += f" {sampling}" if sampling != "linear" else ""
+        else:
+            values = repr(config.get("value"))
+        shown.append(f"{hp.name} {values}")
+    return "; ".join(shown)
+
+
 def grid_size(hyperparameters: Any, fixed: dict[str, Any]) -> int | None:
     """How many combinations a grid search walks (``None`` for a continuous space).
 
