@@ -38,6 +38,7 @@ OBJECTIVES = ("val_accuracy", "val_loss")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 DATASET_HELP = "mnist, fashion_mnist, cifar10, cifar100 or a folder of class sub-folders"
 SEED_MAX = 2**32 - 1  # what NumPy and Keras take as a seed
+SEARCH_NAME_MAX = 128  # bytes: the search's folder, its lock file and its trials' run names are made from it
 C = TypeVar("C", bound="_Config")
 
 
@@ -577,6 +578,12 @@ class TuneConfig(_Config):
         checks.non_empty("experiment", self.experiment)
         _registration(self)
         fix("tracking_uri", resolve_tracking_uri(self.tracking_uri))
+        if len(self.name.encode()) > SEARCH_NAME_MAX:
+            default = "" if name else f", and the default, FAMILY-DATASET-TUNER, is {self.name!r}: give a shorter one"
+            raise ArgumentError(
+                f"`search_name` must be at most {SEARCH_NAME_MAX} bytes (it names a folder){default}. "
+                f"Received: search_name={name!r}"
+            )
 
     def _fix(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)

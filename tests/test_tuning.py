@@ -414,6 +414,10 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
         (["tune", "mnist_cnn", "--dataset", "mnist", "--epochs", "0"], "Received: epochs=0"),
         (["tune", "mnist_cnn", "--dataset", "mnist", "--search-name", "a/b"], "Received: search_name='a/b'"),
         (["tune", "mnist_cnn", "--dataset", "mnist", "--search-name", "a\nb"], "control characters). Received"),
+        (
+            ["tune", "mnist_cnn", "--dataset", "mnist", "--search-name", "a" * 129],
+            "at most 128 bytes (it names a folder)",
+        ),
     ],
 )
 def test_bad_tune_arguments(args, fragment, tracking_uri):
@@ -427,6 +431,7 @@ def test_bad_tune_arguments(args, fragment, tracking_uri):
         (dict(directory=None), "`directory` must be a folder path. Received: directory=None"),
         (dict(fixed={"filters": [16, 32]}), "(KerasTuner's Fixed). Received: fixed={'filters': [16, 32]}"),
         (dict(search_name=".hidden"), "not starting with '.', no slashes"),
+        (dict(search_name="é" * 65), f"at most 128 bytes (it names a folder). Received: search_name='{'é' * 65}'"),
     ],
 )
 def test_bad_tune_settings_from_python_are_one_line_value_errors(settings, fragment, tracking_uri):
