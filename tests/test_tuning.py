@@ -203,7 +203,9 @@ def test_every_tuner_runs_tracked_trials(tuner, tracking_uri, tmp_path):
 @pytest.mark.parametrize(
     "plan,line",
     [
-        (("random", 4, None, 1, 0), "random search of up to 4 trials"),
+        (("random", 4, None, 1, 0), "random search of up to 4 trials\n"),
+        (("random", 4, 36, 1, 0), "random search of up to 4 trials\n"),
+        (("random", 5, 2, 1, 0), "random search of up to 2 trials (the space has 2 combinations)\n"),
         (("random", 6, None, 1, 2), "random search of up to 6 trials, 2 done before"),
         (("random", 2, None, 1, 6), "random search of up to 2 trials, 6 done before; a limit of 2 runs no more"),
         (("random", 6, None, 1, 6), "random search of up to 6 trials, 6 done before; nothing left to run\n"),

@@ -31,6 +31,8 @@ class Display:
                 f"hyperband with {epochs} epoch{'s' * (epochs != 1)} plans {_trials(planned)}; "
                 "more epochs give more brackets"
             )
+        elif tuner == "random" and planned is not None and planned < max_trials:
+            why = f"the space has {planned} combinations"
         elif tuner == "grid" and planned is not None:
             why = f"the grid has {planned} combinations" + (
                 f", of which the first {max_trials} run" if planned > max_trials else ""

@@ -200,7 +200,8 @@ def _attach_tuner(search: _Search, progress: bool) -> None:
     if search.role != "worker":  # a worker's oracle is the chief's, behind a client
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
         grid = config.tuner == "grid"
-        planned = grid_size(search.space_hyperparameters, config.fixed) if grid else _hyperband_trials(tuner)
+        counted = config.tuner in ("grid", "random")  # (random stops once it has tried every combination)
+        planned = grid_size(search.space_hyperparameters, config.fixed) if counted else _hyperband_trials(tuner)
         if grid and tuner.oracle.trials:
             _check_grid_resumable(config, done, planned)
         tuner.display.plan(config.tuner, config.max_trials, planned, config.epochs, done)
