@@ -259,8 +259,12 @@ def _make_tuner(
                 project_name=folder.name,
                 overwrite=config.overwrite,
             )
-        except json.JSONDecodeError as e:  # KerasTuner reloads its oracle and trials from the folder
-            raise _unreadable_state(config, f"KerasTuner's files: {e}") from None
+        except (json.JSONDecodeError, KeyError, RuntimeError) as e:  # KerasTuner reloads its oracle and trials
+            cause = e.__cause__ if isinstance(e, RuntimeError) else e  # (its RuntimeError wraps a missing key)
+            if not isinstance(cause, (json.JSONDecodeError, KeyError)):
+                raise
+            what = f"missing {cause}" if isinstance(cause, KeyError) else str(cause)
+            raise _unreadable_state(config, f"KerasTuner's files: {what}") from None
     if hasattr(tuner.oracle, "max_trials"):  # Hyperband's oracle takes no max_trials; cap it here
         tuner.oracle.max_trials = config.max_trials
     labels = {
