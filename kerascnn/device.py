@@ -159,8 +159,9 @@ def import_tensorflow() -> Any:
 @contextlib.contextmanager
 def cpp_lines_hidden() -> Iterator[None]:
     """Hides what is written to fd 2 in the block (TensorFlow's C++ log lines, which Python's
-    ``sys.stderr`` does not see), replaying it if the block raises. One block at a time in a
-    process (fd 2 is the process's: another thread's block would save this one's capture).
+    ``sys.stderr`` does not see), replaying it if the block raises an error (not when Ctrl-C or a
+    signal stops it: the lines would only bury the one-line "interrupted"). One block at a time in
+    a process (fd 2 is the process's: another thread's block would save this one's capture).
 
     Example:
         >>> with cpp_lines_hidden():
@@ -176,7 +177,7 @@ def cpp_lines_hidden() -> Iterator[None]:
             os.dup2(capture.fileno(), 2)
             try:
                 yield
-            except BaseException:
+            except Exception:
                 os.dup2(saved, 2)
                 capture.seek(0)
                 sys.stderr.write(capture.read().decode(errors="replace"))

@@ -325,6 +325,14 @@ def test_tensorflow_imports_without_full_collections(tmp_path, who, script, froz
     assert full <= 1 and enabled and frozen_now == frozen, (who, full, enabled, frozen_now)
 
 
+@pytest.mark.parametrize("stop,replayed", [(ValueError, True), (KeyboardInterrupt, False)])
+def test_hidden_cpp_lines_come_back_with_an_error_not_with_ctrl_c(stop, replayed, capfd):
+    with pytest.raises(stop), device.cpp_lines_hidden():
+        os.write(2, b"I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on.\n")
+        raise stop
+    assert ("oneDNN custom operations" in capfd.readouterr().err) is replayed
+
+
 def test_the_collector_is_paused_only_in_the_block():
     enabled = gc.isenabled()
     try:
