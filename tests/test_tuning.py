@@ -226,6 +226,21 @@ def test_a_search_says_what_it_will_run(plan, line, capsys):
     assert capsys.readouterr().out.startswith(f"kerascnn: {line}")
 
 
+def test_trial_lines_say_which_trial_goes_on_and_show_no_score_for_a_failed_one(capsys):
+    import keras_tuner as kt
+
+    from kerascnn.tuning.display import Display
+
+    hp = kt.HyperParameters()
+    hp.values = {"filters": 8, "tuner/epochs": 4, "tuner/trial_id": "0003"}
+    display = Display("val_accuracy", "tuner0")
+    display.trial_started("0007", hp.values)
+    display.trial_ended(kt.engine.trial.Trial(hp, trial_id="0007", status="FAILED", message="boom"), None)
+    started, ended = capsys.readouterr().out.splitlines()
+    assert started == "kerascnn: trial 0007 [tuner0] {'filters': 8} (continues trial 0003)"
+    assert ended.startswith("kerascnn: trial 0007 [tuner0] FAILED 0.0s {'filters': 8} run - (boom)"), ended
+
+
 def nan_or_fine(hp, *, input_shape, num_classes):
     """A custom space: one learning rate diverges (NaN loss), the other trains."""
     model = create_model("mnist_cnn", input_shape=input_shape, num_classes=num_classes, filters=8)

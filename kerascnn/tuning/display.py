@@ -47,7 +47,10 @@ class Display:
 
     def trial_started(self, trial_id: str, values: dict[str, Any]) -> None:
         self._started[trial_id] = time.monotonic()
-        self.say(f"trial {trial_id} [{self.worker}] {_shown(values)}")
+        parent = values.get("tuner/trial_id")  # a Hyperband trial that trains another one on
+        self.say(
+            f"trial {trial_id} [{self.worker}] {_shown(values)}" + (f" (continues trial {parent})" if parent else "")
+        )
 
     def fit_progress(self, trial_id: str, epochs: int) -> tuple[int, list[Any]]:
         """``fit``'s ``verbose`` and callbacks for a trial's epochs: Keras' progress bar on a
@@ -63,13 +66,13 @@ class Display:
     def trial_ended(self, trial: Any, run_id: str | None) -> None:
         """The one line per trial: status, score, time, hyperparameters, run, and why it failed."""
         shown = _shown(trial.hyperparameters.values)
-        score = trial.score if trial.score is not None else float("nan")
+        score = f" {self.objective}={trial.score:.4f}" if trial.score is not None else ""
         seconds = time.monotonic() - self._started.get(trial.trial_id, time.monotonic())
         reason = (trial.message or "").strip().splitlines()[-1:] or [""]
         failed = trial.status != "COMPLETED" and trial.message
         why = f" ({reason[0].replace('keras_tuner.src.errors.', '')[:160]})" if failed else ""
         self.say(
-            f"trial {trial.trial_id} [{self.worker}] {trial.status} {self.objective}={score:.4f} "
+            f"trial {trial.trial_id} [{self.worker}] {trial.status}{score} "
             f"{seconds:.1f}s {shown} run {run_id or '-'}{why}"
         )
 
