@@ -419,6 +419,7 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
     workers = {r.data.tags["kerascnn.worker"] for r in children}
     assert workers == {"tuner0", "tuner1"}, workers
     assert "kerascnn: best trial" in outputs["chief"][0]
+    assert "kerascnn: chief serves the search at 127.0.0.1:" in outputs["chief"][1]
     assert "kerascnn: worker tuner1 joins the chief's search at 127.0.0.1:" in outputs["tuner1"][1]
 
 

@@ -47,3 +47,17 @@ def joining_line() -> str:
         f"kerascnn: worker {os.environ.get(ENV_ID)} joins the chief's search at {os.environ.get(ENV_IP)}:"
         f"{os.environ.get(ENV_PORT)} (waiting until the chief answers)"
     )
+
+
+def serving_line() -> str:
+    """What the chief says before it serves the search's oracle (KerasTuner's chief runs no trial
+    itself and blocks until the workers have run them all).
+
+    Example:
+        >>> serving_line()  # doctest: +SKIP
+        "kerascnn: chief serves the search at 10.0.0.5:8000; workers (KERASTUNER_TUNER_ID=tuner0, tuner1, ...) ..."
+    """
+    return (
+        f"kerascnn: chief serves the search at {os.environ.get(ENV_IP)}:{os.environ.get(ENV_PORT)}; workers "
+        f"(the same command with {ENV_ID}=tuner0, tuner1, ...) run its trials, and it waits until they are done"
+    )

@@ -206,6 +206,8 @@ def _attach_tuner(search: _Search, progress: bool) -> None:
             _check_grid_resumable(config, done, planned)
         tuner.display.plan(config.tuner, config.max_trials, planned, config.epochs, done)
         search.done_before = done
+    if search.role == "chief" and progress:
+        print(distributed.serving_line(), file=sys.stderr, flush=True)
 
 
 def _check_grid_resumable(config: TuneConfig, done: int, combinations: int | None) -> None:
