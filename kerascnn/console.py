@@ -1,6 +1,7 @@
 """Lines for the user on stderr (``kerascnn: ...``) that may come while Keras draws a progress
 bar on the same terminal: such a line first clears the bar's half-drawn line (the bar is drawn
-again below it), so that it never ends up glued to the bar."""
+again below it), so that it never ends up glued to the bar. And :func:`shorten`, for names in
+tables and figures."""
 
 from __future__ import annotations
 
@@ -27,3 +28,17 @@ def say(message: str) -> None:
         >>> say("kerascnn: 18 ms/step: about 8 s left for 422 more steps")  # doctest: +SKIP
     """
     print(f"{line_start()}{message}", file=sys.stderr, flush=True)
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: its middle cut out (``~``), so that both its
+    start and its end (a trial's number, a run id) stay readable.
+
+    Example:
+        >>> shorten("notebook-hyperband-trial-05 (d3b3c9a2)", 24)
+        'notebook-hyp~ (d3b3c9a2)'
+    """
+    if len(text) <= width or width < 3:
+        return text[:width]
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "~" + text[-tail:]

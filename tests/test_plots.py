@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from kerascnn.tracking.plots import confusion_matrix, training_curves
+from kerascnn.tracking.plots import LABEL_WIDTH, compare_runs, confusion_matrix, training_curves
 
 
 def _shown_ticks(ax: Any, axis: str) -> list[Any]:
@@ -87,3 +87,16 @@ def test_training_curves_labels_are_inside_and_apart(history, title, fixed):
     assert (fig.get_layout_engine() is None) == fixed  # fixed margins: the run's end waits for no layout pass
     _assert_readable(fig)
     assert all(float(t.get_text().replace("−", "-")).is_integer() for t in _shown_ticks(fig.axes[0], "x"))
+
+
+def test_compare_keeps_long_run_names_readable():
+    labels = [f"a-rather-long-experiment-run-name-number-{i:02d} (abcdef{i:02d})" for i in range(8)]
+    curves = {label: {"val_accuracy": [0.9 + 0.01 * i, 0.95 + 0.004 * i]} for i, label in enumerate(labels)}
+    finals = {
+        label: {"test_accuracy": 0.885 + 0.002 * i, "best_val_accuracy": 0.89 + 0.0015 * i}
+        for i, label in enumerate(labels)
+    }
+    fig = compare_runs(curves, finals)
+    _assert_readable(fig)  # the names whole pushed the legend and the title out, and the ticks together
+    shown = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert all(len(t) <= LABEL_WIDTH and "~" in t for t in shown) and shown[0].endswith("-00 (abcdef00)")

@@ -17,6 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from kerascnn.console import shorten
+
 
 def _fixed_margins(fig: Figure, left: float, bottom: float, right: float, top: float, wspace: float = 0.2) -> None:
     """Margins in inches for a figure whose labels have a known size: drawing it then takes no
@@ -126,6 +128,9 @@ def save_confusion_csv(cm: np.ndarray, class_names: Sequence[str], path: Path) -
             writer.writerow([name, *(int(v) for v in row)])
 
 
+LABEL_WIDTH = 36  # characters of a run's label in the comparison figure (longer ones lose their middle)
+
+
 def compare_runs(
     curves: Mapping[str, Mapping[str, Sequence[float]]],
     finals: Mapping[str, Mapping[str, float]],
@@ -136,7 +141,8 @@ def compare_runs(
     validation accuracy, say) as labelled dots.
 
     Args:
-        curves: run label -> {metric name -> values per epoch}.
+        curves: run label -> {metric name -> values per epoch} (a label is shown in at most
+            ``LABEL_WIDTH`` characters, its middle cut out).
         finals: run label -> {summary metric name -> value}.
         metric: The metric to overlay.
         epochs: run label -> the epoch of each value (default 1, 2, ...; a continued Hyperband
@@ -151,7 +157,7 @@ def compare_runs(
         values = series.get(metric) or []
         if values:
             xs = list((epochs or {}).get(label) or range(1, len(values) + 1))
-            left.plot(xs, values, "-o", markersize=3, label=label)
+            left.plot(xs, values, "-o", markersize=3, label=shorten(label, LABEL_WIDTH))
     _epoch_axis(left)
     left.set_ylabel(metric)
     left.set_title(f"{metric} per epoch")
@@ -177,7 +183,7 @@ def _final_dots(ax: Any, finals: Mapping[str, Mapping[str, float]]) -> None:
                 ax.annotate(
                     f"{value:.4f}", (value, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7
                 )
-    ax.set_yticks(rows, labels, fontsize=8)
+    ax.set_yticks(rows, [shorten(label, LABEL_WIDTH) for label in labels], fontsize=8)
     ax.set_ylim(-0.7, len(labels) - 0.3)
     finite = [v for f in finals.values() for v in f.values() if np.isfinite(v)]
     if finite:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kerascnn import checks
+from kerascnn.console import shorten
 from kerascnn.errors import ArgumentError
 from kerascnn.tracking import store
 from kerascnn.tracking.run import ACTIVE_TAG
@@ -248,10 +249,10 @@ def format_table(rows: list[RunRow]) -> str:
         (
             str(i),
             r.run_id[:12],
-            _cut(r.run_name, 28),
-            *((_cut(r.experiment, 14),) if several else ()),
-            _cut(r.model, 10),
-            _cut(os.path.basename(r.dataset), 10),  # (a folder by its name)
+            shorten(r.run_name, 28),
+            *((shorten(r.experiment, 14),) if several else ()),
+            shorten(r.model, 10),
+            shorten(os.path.basename(r.dataset), 10),  # (a folder by its name)
             PRECISION_SHORT.get(r.params.get("dtype_policy", ""), "-"),
             r.params.get("epochs", "-"),
             score(r.best_val_accuracy),
@@ -268,15 +269,6 @@ def format_table(rows: list[RunRow]) -> str:
         for line in [header, *body]
     ]
     return "\n".join(lines)
-
-
-def _cut(text: str, width: int) -> str:
-    """``text`` in at most ``width`` characters: its middle cut out (``~``), so that both its
-    start and its end (a trial's number, a run's suffix) stay readable."""
-    if len(text) <= width or width < 3:
-        return text[:width]
-    tail = (width - 1) // 2
-    return text[: width - 1 - tail] + "~" + text[-tail:]
 
 
 def metric_steps(run_id: str, metric: str, *, tracking_uri: str | None = None) -> dict[int, float]:
