@@ -269,6 +269,23 @@ def test_a_nan_trial_fails_with_its_reason_and_the_search_goes_on(tracking_uri, 
     assert MlflowClient(tracking_uri).get_run(result.parent_run_id).info.status == "FINISHED"
 
 
+def test_a_val_loss_search_picks_the_lowest_loss_and_lists_its_trials_val_accuracy(tracking_uri, tmp_path):
+    result = kerascnn.tune(
+        "lenet5", "mnist", objective="val_loss", max_trials=2, tracking_uri=tracking_uri,
+        directory=tmp_path / "s", progress=False, **TINY,
+    )  # fmt: skip
+    client = MlflowClient(tracking_uri)
+    scores = {t["trial_id"]: t["score"] for t in result.trials}
+    assert result.best["score"] == min(scores.values())  # lower is better
+    trial_run = client.get_run(result.best["run_id"])
+    parent = client.get_run(result.parent_run_id).data.metrics
+    assert parent["best_val_loss"] == pytest.approx(min(scores.values()))
+    accuracies = [m.value for m in client.get_metric_history(trial_run.info.run_id, "val_accuracy")]
+    assert parent["best_val_accuracy"] == pytest.approx(max(accuracies))
+    (row,) = kerascnn.leaderboard(tracking_uri=tracking_uri)
+    assert row.best_val_accuracy == pytest.approx(parent["best_val_accuracy"])  # `kerascnn runs` showed "-"
+
+
 def fine_or_stopped(hp, *, input_shape, num_classes):
     """A custom space whose second learning rate stops the search as Ctrl-C would, while its trial builds."""
     rate = hp.Choice("learning_rate", [1e-3, 7e-3])

@@ -420,7 +420,11 @@ def _log_best(search: _Search, parent: Any, best: dict[str, Any], model: Any, ou
         parent.set_tags(
             {**tags, "kerascnn.best_trial_id": best["trial_id"], "kerascnn.best_run_id": str(best["run_id"])}
         )
-        parent.log_metrics({"best_score": best["score"], f"best_{config.objective}": best["score"]}, step=done)
+        scores = {"best_score": best["score"], f"best_{config.objective}": best["score"]}
+        tracked = search.tuner.oracle.get_trial(best["trial_id"]).metrics
+        if config.objective != "val_accuracy" and tracked.exists("val_accuracy"):  # (the leaderboard's val_acc)
+            scores["best_val_accuracy"] = float(tracked.get_best_value("val_accuracy"))
+        parent.log_metrics(scores, step=done)
     if logged is None:
         _log_best_model(search, parent, best, model, outputs)
     else:
