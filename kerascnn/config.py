@@ -446,6 +446,11 @@ class TrainConfig(_Config):
         return self.tracking_uri
 
     @property
+    def title(self) -> str:
+        """What the run's plots are titled: ``"mnist_cnn on mnist"``."""
+        return f"{self.model} on {self.dataset}"
+
+    @property
     def recipe(self) -> Recipe:
         """The model's recipe with this config's recipe settings applied (checked)."""
         from kerascnn.models import recipe_for

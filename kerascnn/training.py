@@ -507,7 +507,7 @@ def _save_model(plan: _Plan, run: TrackedRun | None, net: Any, history: dict[str
     folder = _staging(run) / "trained"
     folder.mkdir(parents=True, exist_ok=True)
     saved = save_model(net, folder / "model.keras", info)  # on disk before any upload is tried
-    run.log_artifacts(folder, draw={"history": history, "title": f"{config.model} on {config.dataset}"})
+    run.log_artifacts(folder, draw={"history": history, "title": config.title})
     run.log_model(
         saved=saved,
         name="mlflow_model",
@@ -558,7 +558,12 @@ def _log_results(
     report = describe(net)
     (folder / "describe.txt").write_text(report.to_table() + "\n")
     (folder / "describe.json").write_text(json.dumps(report.to_dict(), indent=1))
-    confusion = {"labels": data.y_test, "predicted": probabilities.argmax(axis=1), "class_names": data.class_names}
+    confusion = {
+        "labels": data.y_test,
+        "predicted": probabilities.argmax(axis=1),
+        "class_names": data.class_names,
+        "title": config.title,
+    }
     run.log_artifacts(folder, draw=confusion)
     if config.register_model:
         tags = {

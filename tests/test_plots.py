@@ -58,10 +58,12 @@ def _assert_readable(fig: Any) -> None:
         ["a"],  # one class: the title needs the layout engine's room
     ],
 )
-def test_confusion_matrix_labels_are_inside_and_apart(names):
+@pytest.mark.parametrize("title", ["", "mnist_cnn on mnist", "resnet50 on /home/someone/data/a_long_image_folder_name"])
+def test_confusion_matrix_labels_are_inside_and_apart(names, title):
     labels = np.arange(10000) % len(names)
-    _, fig = confusion_matrix(labels, labels[::-1], names, "test images")
+    _, fig = confusion_matrix(labels, labels[::-1], names, "test images", title)
     assert fig.axes[0].get_xlabel() == "predicted (10,000 test images)"
+    assert fig.axes[0].get_title().startswith(title[:12])
     assert (fig.get_layout_engine() is None) == (2 <= len(names) <= 10 and max(map(len, names)) <= 3)
     _assert_readable(fig)
 
@@ -76,6 +78,7 @@ def test_confusion_matrix_labels_are_inside_and_apart(names):
         ),
         ({"loss": [1234567.0, 2.5], "accuracy": [0.990401, 0.990405, 0.990402]}, "mnist_cnn on mnist", True),
         ({"loss": [0.5]}, "resnet50 on a_long_image_folder_name_for_a_dataset", True),
+        ({"loss": [0.5]}, "resnet50 on /home/someone/" + "data/" * 20, True),  # cut in the middle
         ({"loss": [0.0301, 0.0299, 0.0302]}, "", False),  # a plateau: ticks like 0.02995
         ({"loss": [0.0265], "val_loss": [0.026526]}, "one epoch", False),
         ({"loss": [250000.0, 50000.0]}, "", False),

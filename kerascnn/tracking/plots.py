@@ -62,18 +62,23 @@ def training_curves(history: Mapping[str, Sequence[float]], title: str = "") -> 
         if ax.has_data():
             ax.legend()
     if title:
-        fig.suptitle(title)
+        fig.suptitle(shorten(title, 80))  # (a dataset folder's path can be longer than the figure)
     if not all(_y_labels_fit(ax, 5) for ax in axes):  # ("0.02995", "250000": wider than the margin)
         fig.set_layout_engine("constrained")
     return fig
 
 
 def confusion_matrix(
-    labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str], images: str = "images"
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    class_names: Sequence[str],
+    images: str = "images",
+    title: str = "",
 ) -> tuple[np.ndarray, Figure]:
     """The confusion matrix (rows: true class, columns: predicted) and its heat map: each cell
     written in it up to 30 classes, a colour bar above that. The x label counts the ``images``
-    (``"test images"``, say: what the matrix was computed on).
+    (``"test images"``, say: what the matrix was computed on); a ``title`` (the model and the
+    dataset) goes above the accuracy, its middle cut out where the figure is too narrow for it.
 
     Example:
         >>> cm, fig = confusion_matrix(np.array([0, 1]), np.array([0, 0]), ["a", "b"])
@@ -88,7 +93,8 @@ def confusion_matrix(
     crowded = k > 10 or longest > 6  # names wider than their column
     fig = Figure(figsize=(size if written else size + 1.2, size))
     if 2 <= k <= 10 and longest <= 3:  # (digits, say) no wider than "WWW"; one class's title needs more room
-        _fixed_margins(fig, left=0.85, bottom=0.65, right=0.15, top=0.4)  # no layout pass: ~65 ms a run waits for
+        # no layout pass: ~65 ms a run waits for
+        _fixed_margins(fig, left=0.85, bottom=0.65, right=0.15, top=0.65 if title else 0.4)
     else:
         fig.set_layout_engine("constrained")
     ax = fig.subplots()
@@ -115,7 +121,8 @@ def confusion_matrix(
     accuracy = np.trace(cm) / max(1, cm.sum())
     ax.set_xlabel(f"predicted ({cm.sum():,} {images})")
     ax.set_ylabel("true")
-    ax.set_title(f"Confusion matrix (accuracy {accuracy:.2%})")
+    heading = f"Confusion matrix (accuracy {accuracy:.2%})"
+    ax.set_title(f"{shorten(title, int(size * 8))}\n{heading}" if title else heading)
     return cm, fig
 
 
@@ -207,8 +214,8 @@ def save(fig: Figure, path: str) -> str:
 def draw_reports(folder: Path | str, spec: Mapping[str, Any]) -> None:
     """A training run's report plots, drawn into ``folder`` from numbers alone: with ``history``
     (and ``title``), the training curves (``plots/training_curves.png``); with ``labels``,
-    ``predicted`` and ``class_names``, the confusion matrix (``plots/confusion_matrix.png``
-    and ``confusion_matrix.csv``).
+    ``predicted`` and ``class_names``, the confusion matrix (``plots/confusion_matrix.png``, with
+    the same ``title``, and ``confusion_matrix.csv``).
 
     Example:
         >>> draw_reports("/tmp/kerascnn-doc-reports", {"history": {"loss": [0.5, 0.2]}, "title": "demo"})
@@ -220,6 +227,7 @@ def draw_reports(folder: Path | str, spec: Mapping[str, Any]) -> None:
         save(figure, str(folder / "plots" / "training_curves.png"))
     if spec.get("labels") is not None:
         names = list(spec["class_names"])
-        cm, figure = confusion_matrix(np.asarray(spec["labels"]), np.asarray(spec["predicted"]), names, "test images")
+        labels, predicted = np.asarray(spec["labels"]), np.asarray(spec["predicted"])
+        cm, figure = confusion_matrix(labels, predicted, names, "test images", spec.get("title", ""))
         save(figure, str(folder / "plots" / "confusion_matrix.png"))
         save_confusion_csv(cm, names, folder / "confusion_matrix.csv")
