@@ -52,6 +52,8 @@ class Dataset:
         num_classes: Number of classes.
         class_names: One name per class.
         source: Where the arrays came from (a file, a folder or ``keras.datasets``).
+        notes: What a user should hear about the loading (a sample count larger than the
+            dataset, say), one line each.
     """
 
     name: str
@@ -64,6 +66,7 @@ class Dataset:
     num_classes: int
     class_names: list[str] = field(default_factory=list)
     source: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -351,6 +354,14 @@ def load_dataset(
     num_classes = max(len(class_names), int(max(y.max(), yt.max())) + 1)
     if len(class_names) < num_classes:
         class_names = [str(i) for i in range(num_classes)]
+    notes = [
+        f"{option}={asked} is more than the {len(images):,} {kind} images of {dataset}: all of them are used"
+        for option, asked, images, kind in (
+            ("train_samples", train_samples, x, "training"),
+            ("test_samples", test_samples, xt, "test"),
+        )
+        if asked is not None and asked > len(images)
+    ]
     if train_samples is not None:
         x, y = x[:train_samples], y[:train_samples]
     if test_samples is not None:
@@ -375,6 +386,7 @@ def load_dataset(
         num_classes=num_classes,
         class_names=class_names,
         source=source,
+        notes=notes,
     )
 
 

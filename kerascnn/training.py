@@ -262,7 +262,7 @@ def _plan(config: TrainConfig, checked: tuple[Any, Any, Any, int] | None) -> _Pl
         steps_per_execution=recipe.steps_per_execution,
         strategy=config.strategy,
     )
-    for warning in [*speed.warnings, *schedule_warnings(recipe, "warmup_epochs" in config.given)]:
+    for warning in [*data.notes, *speed.warnings, *schedule_warnings(recipe, "warmup_epochs" in config.given)]:
         print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     return _Plan(config, entry, data, adaptation, classes, speed, strategy, device.is_chief(strategy))
 

@@ -25,6 +25,16 @@ def test_mnist_from_the_offline_mirror_with_a_seeded_split():
     full = np.load(data_dir() / "mnist.npz", allow_pickle=False)["y_train"][:1000]
     assert sorted(np.concatenate([d.y_train, d.y_val]).tolist()) == sorted(full.tolist())
     assert full[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert d.notes == []
+
+
+def test_a_sample_count_above_the_dataset_uses_all_of_it_and_says_so():
+    d = data.load_dataset("mnist", train_samples=70000, test_samples=20000, validation_split=0.0)
+    assert d.sizes() == {"train": 60000, "val": 0, "test": 10000}
+    assert d.notes == [
+        "train_samples=70000 is more than the 60,000 training images of mnist: all of them are used",
+        "test_samples=20000 is more than the 10,000 test images of mnist: all of them are used",
+    ]
 
 
 def _write_npz(folder: Path, name: str, **arrays) -> Path:

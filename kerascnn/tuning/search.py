@@ -182,7 +182,7 @@ def _plan(config: TuneConfig, space: SearchSpace, data: Any, adaptation: Any, fo
     speed = hardware.plan(
         device.machine(), precision=config.precision, steps_per_execution=recipe.steps_per_execution, strategy=None
     )  # trials train on one device each
-    for warning in speed.warnings:
+    for warning in [*data.notes, *speed.warnings]:
         print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
     hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed)
