@@ -438,6 +438,8 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
     assert "kerascnn: best trial" in outputs["chief"][0]
     assert "kerascnn: chief serves the search at 127.0.0.1:" in outputs["chief"][1]
     assert "kerascnn: worker tuner1 joins the chief's search at 127.0.0.1:" in outputs["tuner1"][1]
+    ended = [line for name in ("tuner0", "tuner1") for line in outputs[name][0].splitlines() if "COMPLETED" in line]
+    assert ended and all(" run -" not in line for line in ended), ended  # each trial's line names its run
 
 
 @pytest.mark.parametrize(

@@ -39,12 +39,10 @@ from kerascnn.tracking import store
 from kerascnn.tracking.recorder import Op, Recorder, RunRef, plain, spool
 
 # What a training run needs, imported by the writer while the training process imports TensorFlow and
-# trains: MLflow's client and SQLite store first (the run's first writes), then what its end needs.
+# trains: MLflow's client and SQLite store first (the run's first writes: STORE), then what its end needs.
+STORE = ("mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store", "alembic", "mlflow")
 WARM = (
-    "mlflow.tracking",
-    "mlflow.store.tracking.sqlalchemy_store",
-    "alembic",
-    "mlflow",
+    *STORE,
     "tensorflow",
     "mlflow.keras",
     "mlflow.models",

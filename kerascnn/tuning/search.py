@@ -25,7 +25,7 @@ from kerascnn.config import TuneConfig, signature_of
 from kerascnn.errors import ArgumentError, SearchFailed
 from kerascnn.tracking import store
 from kerascnn.tracking.run import lifecycle
-from kerascnn.tracking.writer import recorder
+from kerascnn.tracking.writer import STORE, WARM, recorder
 from kerascnn.tuning import distributed
 from kerascnn.tuning.runs import TRIAL_TAG
 from kerascnn.tuning.spaces import HyperModel, SearchSpace, describe_space, grid_size, probe, space_for
@@ -116,8 +116,9 @@ def tune(
     store.probe(config.store_uri, experiment=config.experiment)
     space = space_for(config.family, build)
     role = distributed.role()
-    if role != "worker":  # it logs the best model at the end: MLflow's Keras flavor loads now, beside the trials
-        recorder(config.store_uri).warm()
+    # the chief logs the best model at the end: MLflow's Keras flavor loads now, beside the trials; a
+    # worker's writer needs only the store, ready before its first trial ends (its run's id is on the line)
+    recorder(config.store_uri).warm(WARM if role != "worker" else STORE)
     with device.callers_random_state():  # seeded inside; a notebook's own generators are put back after
         return _search(config, space, role, progress)
 
