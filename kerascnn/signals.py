@@ -25,10 +25,17 @@ class Terminated(BaseException):
         return 128 + self.signum
 
 
+HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """Holds SIGINT, SIGTERM and SIGHUP back inside the block (delivered after it), so that
-    ending a run in the store cannot itself be interrupted.
+    """Holds SIGINT, SIGTERM and SIGHUP back inside the block, so that ending a run in the store
+    cannot itself be interrupted; the first one received acts after the block, as it would have
+    (SIGTERM and SIGHUP, which would end the process, raise :class:`Terminated`).
+
+    Handlers, not a signal mask: a mask holds a signal back from one thread only, and the
+    kernel hands a process's signal to any other (the writer's, TensorFlow's).
 
     Example:
         >>> with deferred():
@@ -37,12 +44,19 @@ def deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    received: list[int] = []
+    held = [s for s in HELD if signal.getsignal(s) is not None]  # (None: set outside Python, kept)
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        signum = signal.Signals(received[0])
+        if signum != signal.SIGINT and previous[signum] == signal.SIG_DFL:
+            raise Terminated(signum)
+        signal.raise_signal(signum)  # (Python's Ctrl-C handler raises KeyboardInterrupt)
 
 
 _raised: list[BaseException] = []  # the signal's exception raised in this block, if any

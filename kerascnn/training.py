@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -175,18 +176,23 @@ def _train(config: TrainConfig, previous: Any, verbose: int | str, callbacks: li
     net = _build(plan)
     pipes = _pipelines(plan)
     batch = plan.config.recipe.batch_size
-    with lifecycle(lambda: _open_run(plan, net, previous)) as run:
-        with device.batch_fits(batch, "a training step", TrainingFailed):
-            history, timing = _fit(plan, net, pipes, run, verbose, callbacks)
+    run: TrackedRun | None = None
+    try:
+        with lifecycle(lambda: _open_run(plan, net, previous)) as run:
+            with device.batch_fits(batch, "a training step", TrainingFailed):
+                history, timing = _fit(plan, net, pipes, run, verbose, callbacks)
+            if run is not None:
+                run.resumable = False  # trained (Keras removed the epoch backup): only the evaluation is left
+            saved = _save_model(plan, run, net, history) if plan.chief else None  # logged during the test pass
+            with device.batch_fits(batch, "a test batch", TrainingFailed):
+                probabilities = net.predict(pipes["test"], verbose=0)
+            result = _result(plan, run, net, history, probabilities)
+            result.model_path = str(saved) if saved else None
+            if run is not None:
+                _log_results(plan, run, net, result, probabilities, timing)
+    finally:  # the run ended, its writes in the store or the spool (with copies of its files), stopped or not
         if run is not None:
-            run.resumable = False  # trained (Keras removed the epoch backup): only the evaluation is left
-        saved = _save_model(plan, run, net, history) if plan.chief else None  # logged during the test pass
-        with device.batch_fits(batch, "a test batch", TrainingFailed):
-            probabilities = net.predict(pipes["test"], verbose=0)
-        result = _result(plan, run, net, history, probabilities)
-        result.model_path = str(saved) if saved else None
-        if run is not None:
-            _log_results(plan, run, net, result, probabilities, timing)
+            shutil.rmtree(_staging(run), ignore_errors=True)
     if run is not None:
         result.run_id, result.spool = run.run_id, str(run.ref.spool_dir) if run.ref.spooled else None
         result.registered_model = run.ref.registered
@@ -576,17 +582,13 @@ def _log_results(
 
 
 def _model_location(run: TrackedRun, staged: str | None) -> str | None:
-    """Where the model lives once the run ended: the store's file, the spool's, or a URI;
-    the staging copy is removed."""
+    """Where the model lives once the run ended: the store's file, the spool's, or a URI."""
     if staged is None:
         return None
-    outputs = _staging(run)
     if run.ref.spooled:
-        shutil.rmtree(outputs, ignore_errors=True)
         kept = sorted(run.ref.spool_dir.glob("files/*/model.keras"))
         return str(kept[0]) if kept else None
     db = store.sqlite_path(run.ref.uri)
-    shutil.rmtree(outputs, ignore_errors=True)
     if db is None:
         return f"runs:/{run.run_id}/model.keras"
     artifact_uri = run.ref.artifact_uri or store.client(run.ref.uri).get_run(run.run_id).info.artifact_uri
@@ -619,9 +621,10 @@ def _find_resumable(config: TrainConfig) -> Any:
     if run.info.status == "FINISHED":
         raise ArgumentError(f"Run already FINISHED; nothing to resume. Received: resume={run.info.run_id!r}")
     if _logged_its_model(uri, run.info.run_id):
+        flag = f" --tracking-uri {shlex.quote(uri)}" if "tracking_uri" in config.given else ""
         raise ArgumentError(
             f"Run trained every epoch before it was stopped (in its evaluation): nothing to resume; `kerascnn "
-            f"evaluate {run.info.run_id[:12]}` scores its model. Received: resume={config.resume!r}"
+            f"evaluate {run.info.run_id[:12]}{flag}` scores its model. Received: resume={config.resume!r}"
         )
     tags = run.data.tags
     pid = int(tags.get("kerascnn.pid", "0") or 0)
@@ -734,7 +737,7 @@ def _latest_interrupted(config: TrainConfig, nothing: ArgumentError) -> Any:
 
 def evaluate(
     model: Any,
-    dataset: str = "mnist",
+    dataset: str | None = None,
     *,
     test_samples: int | None = None,
     batch_size: int = 256,
@@ -753,30 +756,40 @@ def evaluate(
     Args:
         model: A Keras model, a ``.keras`` file, a run id, ``runs:/RUN_ID[/NAME]``,
             ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
-        dataset: A dataset name or image folder, as in ``train``.
+        dataset: A dataset name or image folder, as in ``train`` (default: the one a kit
+            model was trained on, which its ``.keras`` file records).
         test_samples: Score the first N test images only (default: all).
         batch_size: Images per prediction batch.
         tracking_uri: The store a run's or registered model is found in (default as in ``train``).
         unsafe: Load a ``.keras`` file that holds Python code (``Lambda`` layers); only for files you trust.
 
     Returns:
-        ``test_accuracy``, ``test_loss``, ``test_size`` and the ``adaptation`` applied.
+        ``test_accuracy``, ``test_loss``, ``test_size``, the ``dataset`` and the ``adaptation`` applied.
 
     Example:
         >>> evaluate("model.keras", "mnist")  # doctest: +SKIP
-        {'test_accuracy': 0.9921, 'test_loss': 0.0243, 'test_size': 10000, 'adaptation': 'none'}
+        {'test_accuracy': 0.9921, 'test_loss': 0.0243, 'test_size': 10000, 'dataset': 'mnist', 'adaptation': 'none'}
     """
     from kerascnn import data as data_module
     from kerascnn import sources
     from kerascnn.loading import model_info
 
-    data_module.check_dataset_name(dataset)
+    if dataset is not None:
+        data_module.check_dataset_name(dataset)
     batch_size = checks.positive_int("batch_size", batch_size)
-    net, trained = model, None
+    net, info = model, {}
     if not sources.is_keras_model(model):
         source = sources.resolve(model, tracking_uri)
         with sources.keras_file(source) as path:
-            net, trained = sources.load_keras(source, path, unsafe=unsafe), model_info(path).get("class_names")
+            net, info = sources.load_keras(source, path, unsafe=unsafe), model_info(path)
+    trained = info.get("class_names")
+    if dataset is None:
+        dataset = info.get("dataset")
+        if not dataset:
+            raise ArgumentError(
+                "`dataset` is needed: the model does not record the dataset it was trained on (a kit "
+                "model's .keras file does). Received: dataset=None"
+            )
     data = data_module.load_dataset(dataset, validation_split=0.0, train_samples=1, test_samples=test_samples)
     labels = _labels_by_name(data, trained, dataset)
     try:
@@ -796,6 +809,7 @@ def evaluate(
         "test_accuracy": accuracy,
         "test_loss": loss,
         "test_size": len(data.x_test),
+        "dataset": dataset,
         "adaptation": adaptation.describe(),
     }
 

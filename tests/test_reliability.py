@@ -6,11 +6,14 @@ the dashboard's loopback binding in test_dashboard.py.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -144,14 +147,44 @@ def test_a_run_stopped_in_its_evaluation_is_not_offered_for_resume(tracking_uri,
     c.log_artifact(run_id, str(tmp_path / "model.keras"))
     c.set_terminated(run_id, "KILLED")
     with pytest.raises(
-        ValueError, match=rf"trained every epoch .*`kerascnn evaluate {run_id[:12]}`.*resume='{run_id}'"
+        ValueError,
+        match=rf"trained every epoch .*`kerascnn evaluate {run_id[:12]} --tracking-uri {re.escape(tracking_uri)}`"
+        rf".*resume='{run_id}'",
     ):
         kerascnn.train("mnist_cnn", "mnist", resume=run_id, tracking_uri=tracking_uri)
-    resume, evaluate = f"--resume {run_id[:12]}` continues it", f"evaluate {run_id[:12]}` scores"
+    store = f" --tracking-uri '{tracking_uri}/my store'"  # the hints are commands to copy: the store's flag in them
+    resume, evaluate = f"--resume {run_id[:12]}{store}` continues it", f"evaluate {run_id[:12]}{store}` scores"
+    args = argparse.Namespace(command="train", tracking_uri=f"{tracking_uri}/my store")
     for resumable, signum, code, hint in ((True, 15, 143, resume), (True, 1, 129, resume), (False, 15, 143, evaluate)):
         run_module._last.append(run_module.RunOutcome(run_id, "local", "KILLED", "signal", None, resumable))
-        assert _fail(Terminated(signum), code, "terminated", "train") == code  # SIGTERM, SIGHUP
+        assert _fail(Terminated(signum), code, "terminated", args) == code  # SIGTERM, SIGHUP
         assert hint in capsys.readouterr().err
+
+
+def test_signals_while_a_run_ends_act_after_it_whichever_thread_the_kernel_gives_them_to():
+    """Held by handlers, not a signal mask: a mask holds a signal back from one thread only, and a
+    training process has others (the writer's, TensorFlow's); a SIGTERM there killed the CLI mid-end."""
+    from kerascnn.signals import Terminated, deferred
+
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, daemon=True).start()
+    default_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in the CLI after its run's block
+    ended = []
+    try:
+        with pytest.raises(KeyboardInterrupt), deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)
+            ended.append(1)
+        with pytest.raises(Terminated) as raised, deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)  # (a second signal: the first one acts)
+            time.sleep(0.3)
+            ended.append(2)
+        assert ended == [1, 2] and raised.value.exit_code == 143
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handlers are put back
+    finally:
+        signal.signal(signal.SIGTERM, default_term)
+        stop.set()
 
 
 def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):
@@ -591,3 +624,7 @@ def test_a_trained_model_reloads_safely_and_evaluates(tracking_uri):
     metrics = kerascnn.evaluate(result.model_path, "mnist", test_samples=200)
     assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy, abs=1e-6)
     assert metrics["adaptation"] == "none"  # LeNet-5 accepts 28x28 as is (its minimum is 16)
+    assert kerascnn.evaluate(result.model_path, test_samples=200) == metrics  # on the dataset it was trained on
+    assert metrics["dataset"] == "mnist"
+    with pytest.raises(ValueError, match=r"^`dataset` is needed: the model does not record .*Received: dataset=None$"):
+        kerascnn.evaluate(kerascnn.create_model("lenet5"))

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from kerascnn.cli import serving as _serving  # noqa: F401  (predict, export, serve register)
 from kerascnn.cli.commands import COMMANDS, Said, print_said
@@ -50,10 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     bound_http_retries()  # (this process is the kit's: a dead server fails a command in seconds)
     import_without_keras_extras()  # no command feeds Keras DataFrames or uses its scikit-learn wrappers
     freeze_after_imports()
-    stdout, command = sys.stdout, None
+    stdout, args = sys.stdout, None
     try:
         args = build_parser().parse_args(argv)
-        command = "tune --tuner grid" if getattr(args, "tuner", None) == "grid" else args.command
         as_json = getattr(args, "json", False)
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
             said = args.run(args)
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ArgumentError) as e:
         return _fail(e, EXIT_USAGE)
     except KeyboardInterrupt as e:
-        return _fail(e, 130, "interrupted", command)
+        return _fail(e, 130, "interrupted", args)
     except BrokenPipeError:
         return 0
     except (TrainingFailed, SearchFailed) as e:
@@ -74,27 +75,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kerascnn.signals import Terminated
 
         if isinstance(e, Terminated):
-            return _fail(e, e.exit_code, str(e), command)
+            return _fail(e, e.exit_code, str(e), args)
         raise
 
 
-def _fail(error: BaseException, code: int, message: str | None = None, command: str | None = None) -> int:
-    """One ``kerascnn: error:`` line; the run that ended with it, and how to resume it."""
+def _fail(error: BaseException, code: int, message: str | None = None, args: Any = None) -> int:
+    """One ``kerascnn: error:`` line; the run that ended with it, and how to go on with it (a
+    command to copy: with the ``--tracking-uri`` that ``args``, the command's arguments, gave)."""
     from kerascnn.tracking.run import last_outcome
 
     text = " ".join((message or str(error)).split()) or type(error).__name__
     outcome = last_outcome() if code != EXIT_USAGE else None
     stopped = code in (129, 130, 143)  # SIGHUP, Ctrl-C, SIGTERM
+    command = getattr(args, "command", None)
+    uri = getattr(args, "tracking_uri", None)
+    store = f" --tracking-uri {shlex.quote(uri)}" if uri else ""
     if outcome is not None and outcome.status != "FINISHED":
         text += f" (run {outcome.label} ended {outcome.status}"
         if stopped and command == "train" and outcome.run_id and outcome.resumable:
-            text += f"; `kerascnn train --resume {outcome.run_id[:12]}` continues it"
+            text += f"; `kerascnn train --resume {outcome.run_id[:12]}{store}` continues it"
         elif stopped and command == "train" and outcome.run_id:
-            text += f"; it had trained every epoch: `kerascnn evaluate {outcome.run_id[:12]}` scores its model"
+            text += f"; it had trained every epoch: `kerascnn evaluate {outcome.run_id[:12]}{store}` scores its model"
+        elif stopped and command == "tune" and getattr(args, "tuner", None) == "grid":  # (keras-team/keras-tuner#1055)
+            text += "; KerasTuner cannot resume a grid search: the same command with --overwrite walks it again"
         elif stopped and command == "tune":
             text += "; the same command resumes the search"
-        elif stopped and command == "tune --tuner grid":  # (keras-team/keras-tuner#1055)
-            text += "; KerasTuner cannot resume a grid search: the same command with --overwrite walks it again"
         text += ")"
     print(f"kerascnn: error: {text}", file=sys.stderr, flush=True)
     return code

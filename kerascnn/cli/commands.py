@@ -230,7 +230,9 @@ def cmd_train(args: argparse.Namespace) -> Said:
 def _evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="test accuracy of a saved or tracked model on a dataset")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--dataset", required=True, help=DATASET_HELP)
+    p.add_argument(
+        "--dataset", help=DATASET_HELP + " (default: the one the model was trained on, which a kit model records)"
+    )
     p.add_argument("--test-samples", type=int, help="evaluate on the first N test images")
     p.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
     p.add_argument("--tracking-uri", help=URI_HELP)
@@ -243,7 +245,8 @@ def cmd_evaluate(args: argparse.Namespace) -> Said:
     from kerascnn import checks
     from kerascnn.data import check_dataset_name
 
-    check_dataset_name(args.dataset)
+    if args.dataset is not None:
+        check_dataset_name(args.dataset)
     if args.test_samples is not None:
         checks.positive_int("test_samples", args.test_samples)
     checks.positive_int("batch_size", args.batch_size)
@@ -261,7 +264,7 @@ def cmd_evaluate(args: argparse.Namespace) -> Said:
     return Said(
         result,
         f"test accuracy {result['test_accuracy']:.4f}, test loss {result['test_loss']:.4f} on "
-        f"{result['test_size']} images (adaptation: {result['adaptation']})",
+        f"{result['test_size']:,} test images of {result['dataset']} (adaptation: {result['adaptation']})",
     )
 
 
