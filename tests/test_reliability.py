@@ -250,7 +250,8 @@ def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_ur
     assert process.returncode == code, err[-2000:]
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("kerascnn: error:")
     (run,) = all_runs(tracking_uri)
-    assert f"`kerascnn train --resume {run.info.run_id[:12]}` continues it" in err.strip().splitlines()[-1]
+    hint = f"`kerascnn train --resume {run.info.run_id[:12]} --tracking-uri {tracking_uri}` continues it"
+    assert hint in err.strip().splitlines()[-1]  # a command to copy: this store's, not the default one
     assert run.info.status == status and run.info.end_time
     reason = run.data.tags["kerascnn.failure"]
     assert ("KeyboardInterrupt" in reason) if signum == signal.SIGINT else ("SIGTERM" in reason)
