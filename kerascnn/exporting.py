@@ -15,13 +15,16 @@ names a run, the exported file is also logged to the run under ``exports/``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import sys
 import tempfile
 import time
+import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +119,8 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
         )
     if path.is_dir() and suffix:
         raise ArgumentError(f"Output is a folder. Received: output={str(output)!r}")
+    if path.exists() and not path.is_dir() and not suffix:  # (overwrite replaces an export, not any file)
+        raise ArgumentError(f"Output is a file; a {format} export is a folder. Received: output={str(output)!r}")
     if path.is_dir() and any(path.iterdir()):  # --overwrite: only a previous export is replaced
         if Path.cwd().resolve().is_relative_to(path.resolve()):
             raise ArgumentError(f"Output holds the current folder; not replaced. Received: output={str(output)!r}")
@@ -153,9 +158,9 @@ def export(
         format: ``savedmodel`` (a folder; endpoint ``serve``), ``tflite`` or ``onnx``.
         output: Where to write it (``.tflite`` / ``.onnx`` files, a new folder for SavedModel).
         quantize: ``"int8"``: full-integer TFLite, calibrated on the model's training images.
-        overwrite: Replace an existing output (a file, or a folder holding a previous SavedModel),
-            and the export of that name already logged to the run (its files the new one has not are
-            deleted after the upload).
+        overwrite: Replace an existing output (an export file, or a folder holding a previous
+            SavedModel) once the new export is checked, and the export of that name already logged
+            to the run (its files the new one has not are deleted after the upload).
         tracking_uri: The MLflow store of runs and registered models (default as in ``train``).
         unsafe: Allow ``.keras`` files that can run code when loaded (``Lambda`` layers).
 
@@ -184,10 +189,10 @@ def export(
     reference = np.asarray(net.predict(sample, verbose=0), dtype=np.float32)
     if precision:
         precision += _precision_note(loaded.model, sample, reference, precision)
-    _clear(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    outputs = _WRITERS[format](net, path, sample, quantize, train_images)
-    result = _checked(path, format, quantize, loaded.image_shape, described, outputs, reference)
+    with _staged(path) as staging:
+        outputs = _WRITERS[format](net, staging, sample, quantize, train_images)
+        result = _checked(path, format, quantize, loaded.image_shape, described, outputs, reference)
     result.precision = precision
     if loaded.source.run_id is not None:
         result.logged_to = _log_to_run(loaded.source, path, overwrite)
@@ -213,11 +218,10 @@ def _checked(
     outputs: np.ndarray,
     reference: np.ndarray,
 ) -> ExportResult:
-    """The export's figures against Keras: a float export that disagrees is deleted and refused, an int8
+    """The export's figures against Keras: a float export that disagrees is refused (raises), an int8
     one that agrees too rarely is flagged."""
     diff, agreement = float(np.abs(outputs - reference).max()), _agreement(outputs, reference)
     if quantize is None and not diff <= FLOAT_TOLERANCE:
-        _clear(path)
         raise ExportMismatch(
             f"the {format} export differs from Keras by {diff:.3g} (> {FLOAT_TOLERANCE}) on {described}; not written"
         )
@@ -236,6 +240,25 @@ def _checked(
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a.argmax(axis=1) == b.argmax(axis=1)))
+
+
+@contextlib.contextmanager
+def _staged(path: Path) -> Iterator[Path]:
+    """A path beside ``path`` to write the export to; once the block has passed (the export was
+    checked) it takes ``path``'s place. A refused, failed or interrupted export leaves ``path`` as
+    it was: a previous export stays until its replacement is checked."""
+    staging = path.with_name(f".{path.stem}.kerascnn-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        yield staging
+        if path.is_dir():  # a previous SavedModel, or an empty folder (check_request allowed only those)
+            old = staging.with_name(staging.name + "-old")
+            path.rename(old)
+            staging.rename(path)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, path)
+    finally:
+        _clear(staging)
 
 
 def _clear(path: Path) -> None:

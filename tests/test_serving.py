@@ -415,6 +415,7 @@ def test_onnx_export_from_the_cli_is_logged_to_the_run_and_runs_in_onnxruntime(t
 def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, monkeypatch):
     model = trained.second.model_path
     (tmp_path / "taken.tflite").write_bytes(b"x")
+    (tmp_path / "notes.csv").write_text("x")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "file").write_text("x")
     cases = [
@@ -429,6 +430,14 @@ def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, m
         ),
         ("Output exists", "--format", "tflite", "--output", str(tmp_path / "taken.tflite")),
         ("Output exists", "--format", "savedmodel", "--output", str(tmp_path / "full")),
+        (
+            "Output is a file; a savedmodel export is a folder",
+            "--format",
+            "savedmodel",
+            "--output",
+            str(tmp_path / "notes.csv"),
+            "--overwrite",
+        ),
     ]
     for fragment, *args in cases:
         _one_line_error(capsys, fragment, "export", model, *args)
@@ -458,6 +467,10 @@ def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, m
     with pytest.raises(kerascnn.ExportMismatch, match="the tflite export differs from Keras"):  # a public error
         kerascnn.export(model, "tflite", tmp_path / "d.tflite")
     assert not (tmp_path / "d.tflite").exists()
+    with pytest.raises(kerascnn.ExportMismatch):  # a previous export stays until its replacement is checked
+        kerascnn.export(model, "tflite", tmp_path / "taken.tflite", overwrite=True)
+    assert (tmp_path / "taken.tflite").read_bytes() == b"x" and (tmp_path / "notes.csv").read_text() == "x"
+    assert not list(tmp_path.glob(".*kerascnn-*"))  # nor is anything half-written left beside it
 
 
 def test_mixed_precision_models_export_in_float32(tmp_path):
