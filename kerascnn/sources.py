@@ -222,10 +222,8 @@ def from_keras(model: Any) -> LoadedModel:
         takes_uint8 = str(model.input.dtype) == "uint8"
     except AttributeError:  # a Sequential model never called on a symbolic input has no front either
         takes_uint8 = False
-    served = model
-    if not takes_uint8:
-        shape = tuple(int(d) for d in model.input_shape[1:])
-        served = served_model(model, Adaptation(shape, shape))  # type: ignore[arg-type]
+    shape = image_input(model, f"model=<Keras model {model.name}>")
+    served = model if takes_uint8 else served_model(model, Adaptation(shape, shape))
     classes = int(served.output_shape[-1])
     return LoadedModel(served, [str(i) for i in range(classes)], None, ModelSource(f"<Keras model {model.name}>"))
 
@@ -310,9 +308,28 @@ def load_keras(source: ModelSource, path: Path, *, unsafe: bool = False) -> Any:
     from kerascnn.loading import load_model
 
     try:
-        return load_model(path, unsafe=unsafe, compile=False)
+        net = load_model(path, unsafe=unsafe, compile=False)
     except ArgumentError as e:
         raise e.echoing(f"model={source.text!r}") from None
+    image_input(net, f"model={source.text!r}")
+    return net
+
+
+def image_input(net: Any, received: str) -> tuple[int, int, int]:
+    """The ``(height, width, channels)`` of the images ``net`` takes; a one-line error (ending in
+    ``Received: {received}``) for a model without one such input of a fixed size.
+
+    Example:
+        >>> image_input(kerascnn.create_model("lenet5"), "model='lenet5'")  # doctest: +SKIP
+        (28, 28, 1)
+    """
+    shape = net.input_shape
+    if not (isinstance(shape, tuple) and len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[1:])):
+        raise ArgumentError(
+            f"The model takes input of shape {shape}; kerascnn feeds one input of images of a fixed (height, "
+            f"width, channels). Received: {received}"
+        )
+    return shape[1:]
 
 
 def _load_file(source: ModelSource, path: Path, unsafe: bool) -> LoadedModel:
@@ -322,7 +339,7 @@ def _load_file(source: ModelSource, path: Path, unsafe: bool) -> LoadedModel:
 
     net = load_keras(source, path, unsafe=unsafe)
     info = model_info(path)
-    shape = tuple(int(d) for d in net.input_shape[1:])
+    shape = image_input(net, f"model={source.text!r}")
     adaptation = info.get("adaptation") or {"source_shape": shape, "target_shape": shape}
     served = served_model(net, Adaptation(tuple(adaptation["source_shape"]), tuple(adaptation["target_shape"])))
     classes = int(net.output_shape[-1])

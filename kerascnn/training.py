@@ -792,8 +792,9 @@ def evaluate(
             )
     data = data_module.load_dataset(dataset, validation_split=0.0, train_samples=1, test_samples=test_samples)
     labels = _labels_by_name(data, trained, dataset)
+    shape = sources.image_input(net, f"model=<Keras model {net.name}>")  # (a file's was checked on loading)
     try:
-        adaptation = data_module.plan_adaptation(data.image_shape, 1, checks.input_shape(net.input_shape[1:]))
+        adaptation = data_module.plan_adaptation(data.image_shape, 1, shape)
     except ArgumentError as e:  # (the model's shape is not the user's argument here: the dataset is)
         raise e.echoing(f"dataset={dataset!r}") from None
     out_classes = int(net.output_shape[-1])

@@ -490,6 +490,11 @@ CLI_CASES = {
         "contains a Lambda layer",
     ),
     "h5 model refused": (["evaluate", "model.h5", "--dataset", "mnist"], {"h5": True}, "Legacy HDF5"),
+    "model without one fixed-size image input": (  # (it was a traceback: int(None))
+        ["export", "dynamic.keras", "--format", "tflite", "--output", "d.tflite"],
+        {"dynamic": True},
+        "The model takes input of shape (None, None, None, 3); kerascnn feeds one input of images of a fixed",
+    ),
     "runs limit": (["runs", "--limit", "0"], {}, "Received: limit=0"),
     "builder options for a saved file": (
         ["describe", "model.h5", "--num-classes", "5"],
@@ -527,6 +532,9 @@ def test_bad_input_catalogue_cli(case, tmp_path, bad_data):
         _lambda_model(tmp_path / "lambda.keras")
     if setup.get("h5"):
         (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n")
+    if setup.get("dynamic"):
+        images = keras.Input((None, None, 3))
+        keras.Model(images, keras.layers.GlobalAveragePooling2D()(images)).save(tmp_path / "dynamic.keras")
     if setup.get("photos"):
         for i in range(10):
             (tmp_path / "photos" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
