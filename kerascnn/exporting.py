@@ -99,6 +99,7 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
         PosixPath('model.tflite')
     """
     checks.one_of("format", format, FORMATS)
+    checks.boolean("overwrite", overwrite)
     if quantize is not None:
         checks.one_of("quantize", quantize, QUANTIZE)
         if format != "tflite":

@@ -19,6 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from kerascnn import checks
 from kerascnn.errors import ArgumentError
 
 
@@ -95,6 +96,7 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
     Example:
         >>> model = load_model("mlruns/artifacts/kerascnn/<run_id>/artifacts/model.keras")  # doctest: +SKIP
     """
+    checks.boolean("unsafe", unsafe)
     file, received = Path(path), f"Received: {argument}={str(path)!r}"
     if not file.is_file():
         raise ArgumentError(f"Model file not found. {received}")

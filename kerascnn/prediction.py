@@ -217,8 +217,22 @@ def _read_array(path: Path, text: str) -> np.ndarray:
     except ArgumentError:
         raise
     except Exception as e:
-        reason = "holds pickled objects" if "pickle" in str(e).lower() else f"is corrupt ({type(e).__name__})"
-        raise ArgumentError(f"The array file {reason}. Received: inputs={text!r}") from None
+        raise ArgumentError(f"The array file {array_file_problem(e)}. Received: inputs={text!r}") from None
+
+
+def array_file_problem(error: Exception) -> str:
+    """What NumPy's error reading an ``.npy``/``.npz`` file with ``allow_pickle=False`` means.
+
+    Example:
+        >>> array_file_problem(ValueError("Object arrays cannot be loaded when allow_pickle=False"))
+        'holds pickled objects'
+    """
+    text = str(error)
+    if text.startswith("Object arrays cannot be loaded"):
+        return "holds pickled objects"
+    if "contains pickled" in text:  # (NumPy's guess for any file that is neither .npy nor a zip archive)
+        return "is neither an .npy nor an .npz file (corrupt, or another format)"
+    return f"is corrupt ({type(error).__name__}: {' '.join(text.split())[:200]})"
 
 
 def _array_images(array: np.ndarray, text: str, shape: tuple[int, int, int]) -> tuple[list[str], np.ndarray]:

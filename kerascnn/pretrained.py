@@ -321,6 +321,8 @@ def read_state_dict(source: str | os.PathLike | dict[str, Any], argument: str = 
     """
     if isinstance(source, dict):
         return _arrays(source, argument)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ArgumentError(f"`{argument}` must be a state dict or its file. Received: {argument}={source!r}")
     path, received = Path(source), f"Received: {argument}={str(source)!r}"
     if not path.is_file():
         raise ArgumentError(f"State dict file not found. {received}")
@@ -330,7 +332,9 @@ def read_state_dict(source: str | os.PathLike | dict[str, Any], argument: str = 
             with np.load(path, allow_pickle=False) as data:
                 return _arrays({k: data[k] for k in data.files}, "state_dict")
         except (OSError, ValueError) as e:
-            raise ArgumentError(f"Cannot read the .npz file ({e}). {received}") from None
+            from kerascnn.prediction import array_file_problem
+
+            raise ArgumentError(f"The file {array_file_problem(e)}. {received}") from None
     if suffix in (".pth", ".pt"):
         try:
             import torch
@@ -573,7 +577,7 @@ def _apply(model: Any, source: _Source) -> Pretrained:
             if type(layer).__name__ == "Dense":  # a new classifier (or fc1 at another input size) stays fresh
                 result.skipped.append(layer.name)
                 continue
-            found = "absent" if values is None else [tuple(np.shape(v)) for v in values]
+            found = "none for it" if values is None else [tuple(np.shape(v)) for v in values]
             raise ArgumentError(
                 f"The weights do not fit layer {layer.name!r} of {model.name}: it needs "
                 f"{shapes[layer.name]}, the source has {found}. {source.received}"

@@ -305,8 +305,10 @@ def load_keras(source: ModelSource, path: Path, *, unsafe: bool = False) -> Any:
         >>> load_keras(resolve("model.keras"), Path("model.keras")).name  # doctest: +SKIP
         'mnist_cnn'
     """
+    from kerascnn import checks
     from kerascnn.loading import load_model
 
+    checks.boolean("unsafe", unsafe)
     try:
         net = load_model(path, unsafe=unsafe, compile=False)
     except ArgumentError as e:

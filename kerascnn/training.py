@@ -776,6 +776,8 @@ def evaluate(
 
     if dataset is not None:
         data_module.check_dataset_name(dataset)
+    if test_samples is not None:
+        checks.positive_int("test_samples", test_samples)
     batch_size = checks.positive_int("batch_size", batch_size)
     net, info = model, {}
     if not sources.is_keras_model(model):

@@ -568,6 +568,9 @@ API_CASES = [
     (lambda: kerascnn.tune("vgg", "mnist", objective="accuracy"), "Received: objective='accuracy'"),
     (lambda: kerascnn.load_dataset("mnist", test_samples=-1), "Received: test_samples=-1"),
     (lambda: kerascnn.load_model("missing.keras"), "Received: path='missing.keras'"),
+    (lambda: kerascnn.export("m.keras", "tflite", "m.tflite", overwrite="no"), "Received: overwrite='no'"),
+    (lambda: kerascnn.evaluate("c666", "mnist", test_samples=0), "Received: test_samples=0"),  # before the model
+    (lambda: kerascnn.convert_torchvision("resnet18", None), "Received: state_dict=None"),
     (lambda: kerascnn.leaderboard("no-such-experiment"), "Received: experiment='no-such-experiment'"),
 ]
 
@@ -591,6 +594,9 @@ def test_lambda_models_load_only_when_asked_to_be_unsafe(tmp_path):
         kerascnn.load_model(path)
     model = kerascnn.load_model(path, unsafe=True)
     assert model.get_layer("double") is not None
+    for call in (kerascnn.predict, kerascnn.evaluate):  # a safety switch is not turned on by any true value
+        with pytest.raises(ValueError, match=r"^`unsafe` must be True or False\. Received: unsafe='no'$"):
+            call(path, np.zeros((1, 28, 28), np.uint8) if call is kerascnn.predict else "mnist", unsafe="no")
     result = run_cli(
         "evaluate", str(path), "--dataset", "mnist", "--test-samples", "50", "--unsafe", "--json", check=True
     )
