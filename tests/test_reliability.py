@@ -159,6 +159,11 @@ def test_a_run_stopped_in_its_evaluation_is_not_offered_for_resume(tracking_uri,
         run_module._last.append(run_module.RunOutcome(run_id, "local", "KILLED", "signal", None, resumable))
         assert _fail(Terminated(signum), code, "terminated", args) == code  # SIGTERM, SIGHUP
         assert hint in capsys.readouterr().err
+    run_module._last.append(run_module.RunOutcome(None, "local", "FAILED", "interrupted", tmp_path, True))  # --offline
+    assert _fail(KeyboardInterrupt(), 130, "interrupted", args) == 130
+    assert f"`kerascnn sync{store}` sends it to the store, then `kerascnn train --resume{store}` continues it)" in (
+        capsys.readouterr().err
+    )
 
 
 def test_signals_while_a_run_ends_act_after_it_whichever_thread_the_kernel_gives_them_to():

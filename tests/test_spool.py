@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from kerascnn.tracking import store
+from kerascnn.tracking.queries import spooled_rows
 from kerascnn.tracking.sync import pending, sync
 from tests.helpers import PY, all_runs, child_runs, data_dir, metric_steps, mlflow_server, run_cli, wait_for
 
@@ -151,6 +152,7 @@ def test_sync_twice_and_two_syncs_at_once_write_every_step_once(tracking_uri):
     assert len(pending(tracking_uri)) == 2 and not all_runs(tracking_uri)
     table = run_cli("runs", "--tracking-uri", tracking_uri, check=True).stdout
     assert "waiting in the spool (2" in table and "SPOOLED (FINISHED)" in table
+    assert "no runs in the store yet" in table and "train one" not in table  # (two wait)
     reports: list = []
     threads = [threading.Thread(target=lambda: reports.append(sync(tracking_uri))) for _ in range(2)]
     for t in threads:
@@ -302,6 +304,14 @@ def test_resume_points_at_sync_while_the_interrupted_run_waits_in_the_spool(trac
     common = dict(epochs=2, train_samples=200, test_samples=100, tracking_uri=tracking_uri, verbose=0)
     with pytest.raises(KeyboardInterrupt):
         kerascnn.train("lenet5", "mnist", offline=True, callbacks=[Stop()], **common)
+    (row,) = spooled_rows(tracking_uri)  # `kerascnn runs` shows its epoch's val_accuracy while it waits
+    assert row.status == "SPOOLED (FAILED)" and row.best_val_accuracy == max(
+        v
+        for op in pending(tracking_uri)[0].ops
+        if op["kind"] == "metrics"
+        for k, v, *_ in op["data"]["metrics"]
+        if k == "val_accuracy"
+    )
     with pytest.raises(ValueError, match=r"'kerascnn' \(1 interrupted run waits in this store's spool: `kerascnn"):
         kerascnn.train(resume=True, tracking_uri=tracking_uri, verbose=0)
     with pytest.raises(ValueError, match="Nothing to resume") as elsewhere:  # not a run this could resume

@@ -92,7 +92,11 @@ def _fail(error: BaseException, code: int, message: str | None = None, args: Any
     store = f" --tracking-uri {shlex.quote(uri)}" if uri else ""
     if outcome is not None and outcome.status != "FINISHED":
         text += f" (run {outcome.label} ended {outcome.status}"
-        if stopped and command == "train" and outcome.run_id and outcome.resumable:
+        if stopped and command == "train" and not outcome.run_id and outcome.spool and outcome.resumable:
+            text += (
+                f"; `kerascnn sync{store}` sends it to the store, then `kerascnn train --resume{store}` continues it"
+            )
+        elif stopped and command == "train" and outcome.run_id and outcome.resumable:
             text += f"; `kerascnn train --resume {outcome.run_id[:12]}{store}` continues it"
         elif stopped and command == "train" and outcome.run_id:
             text += f"; it had trained every epoch: `kerascnn evaluate {outcome.run_id[:12]}{store}` scores its model"

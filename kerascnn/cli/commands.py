@@ -316,7 +316,7 @@ def cmd_runs(args: argparse.Namespace) -> Said:
     try:
         rows = queries.leaderboard(args.experiment, tracking_uri=args.tracking_uri, include_trials=args.trials)
         rows = rows[: args.limit]
-        text = queries.format_table(rows) if rows else f"kerascnn: {_no_runs(args.tracking_uri)}"
+        text = queries.format_table(rows) if rows else f"kerascnn: {_no_runs(args.tracking_uri, bool(waiting))}"
     except store.StoreUnavailable as e:  # what waits in its spool can still be listed
         if not waiting:
             raise
@@ -328,14 +328,15 @@ def cmd_runs(args: argparse.Namespace) -> Said:
     return Said([r.to_dict() for r in rows + waiting], text)
 
 
-def _no_runs(tracking_uri: str | None) -> str:
-    """What ``runs`` says of a store with no runs (one that does not exist is named)."""
+def _no_runs(tracking_uri: str | None, waiting: bool = False) -> str:
+    """What ``runs`` says of a store with no runs (one that does not exist is named; with runs
+    ``waiting`` in its spool, those follow)."""
     from kerascnn.tracking import store
 
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
     db = store.sqlite_path(uri)
     where = f" (there is no store at {uri})" if db is not None and not db.exists() else ""
-    return f"no runs yet{where}; train one: kerascnn train mnist_cnn"
+    return f"no runs in the store yet{where}" if waiting else f"no runs yet{where}; train one: kerascnn train mnist_cnn"
 
 
 @command

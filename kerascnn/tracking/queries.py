@@ -220,7 +220,9 @@ def spooled_rows(tracking_uri: str | None = None) -> list[RunRow]:
                 model=tags.get("kerascnn.model", ""),
                 dataset=tags.get("kerascnn.dataset", ""),
                 params={k: params[k] for k in KEY_PARAMS if k in params},
-                best_val_accuracy=metrics.get("best_val_accuracy"),
+                best_val_accuracy=metrics.get(
+                    "best_val_accuracy", s.best("val_accuracy")
+                ),  # (one not ended: its epochs')
                 test_accuracy=metrics.get("test_accuracy"),
                 duration_s=None,
                 status=f"SPOOLED ({s.status})",

@@ -45,6 +45,11 @@ class Spooled:
                 last.update({k: v for k, v, _, _ in op["data"]["metrics"]})
         return last
 
+    def best(self, name: str) -> float | None:
+        """The highest value of metric ``name`` in the spool (``None`` without one)."""
+        values = (v for op in self.ops if op["kind"] == "metrics" for k, v, _, _ in op["data"]["metrics"] if k == name)
+        return max(values, default=None)
+
 
 def _read(folder: Path) -> Spooled | None:
     try:
