@@ -701,6 +701,8 @@ def _warn_if_precision_changed(plan: _Plan, previous: Any) -> None:
 def _check_unchanged(config: TrainConfig, previous: Any) -> None:
     """A resumed run goes on with the settings it logged: a given setting that differs is refused."""
     changed = config.changed_from(previous.data.params)
+    if "run_name" in config.given and config.run_name != previous.info.run_name:  # (a name, not a param)
+        changed["run_name"] = (repr(previous.info.run_name), repr(config.run_name))
     if changed:
         logged = ", ".join(f"{k}={was}" for k, (was, _) in changed.items())
         given = ", ".join(f"{k}={now}" for k, (_, now) in changed.items())

@@ -110,6 +110,11 @@ def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri):
     (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n torn")
     other = run_cli("train", "--resume", run.info.run_id[:12], "--epochs", "9", "--tracking-uri", tracking_uri)
     assert_usage_error(other, "(epochs=6); drop the differing flags, or start a new run. Received: epochs=9")
+    renamed = run_cli("train", "--resume", run.info.run_id[:12], "--run-name", "new", "--tracking-uri", tracking_uri)
+    assert_usage_error(
+        renamed,
+        f"(run_name={run.info.run_name!r}); drop the differing flags, or start a new run. Received: run_name='new'",
+    )
     resumed = run_cli(
         "train",
         "--resume",

@@ -84,7 +84,8 @@ def _fail(error: BaseException, code: int, message: str | None = None, args: Any
     command to copy: with the ``--tracking-uri`` that ``args``, the command's arguments, gave)."""
     from kerascnn.tracking.run import last_outcome
 
-    text = " ".join((message or str(error)).split()) or type(error).__name__
+    lines = (message or str(error)).splitlines()  # one line; the spaces in an echoed value stay
+    text = " ".join(line.strip() for line in lines if line.strip()) or type(error).__name__
     outcome = last_outcome() if code != EXIT_USAGE else None
     stopped = code in (129, 130, 143)  # SIGHUP, Ctrl-C, SIGTERM
     command = getattr(args, "command", None)
