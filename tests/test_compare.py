@@ -84,6 +84,10 @@ def test_compare_cli_by_experiment_with_json_and_png(store):
         (["compare", "--experiment", "nope"], "Received: experiment='nope'"),
         (["compare", "0123456789abcdef"], "Received: run_id='0123456789abcdef'"),
         (["compare", "--experiment", "cmp", "--metric", "f1"], "Received: metric='f1'"),
+        (
+            ["compare", "--experiment", "cmp", "--metric", "val_f1"],  # (the runs of validation_split=0 have no val_)
+            "log no val_ metrics: --metric f1 compares theirs). Received: metric='val_f1'",
+        ),
         (["compare", "--experiment", "cmp", "--output", "plot.jpg"], "Received: output='plot.jpg'"),
         (["compare", "--experiment", "cmp", "--output", "{db}/p.png"], "`output` goes through a file"),
         (["compare", "--experiment", "cmp", "--limit", "0"], "Received: limit=0"),

@@ -145,6 +145,8 @@ def _curves(rows: list[runs.RunRow], metric: str, tracking_uri: str | None) -> C
             "leaderboard(include_trials=True) in Python)"
         )
         hint = hint if searches else ""
+        if metric.startswith("val_") and not searches:
+            hint = f" (runs trained with validation_split=0 log no val_ metrics: --metric {metric[4:]} compares theirs)"
         raise ArgumentError(f"None of the runs logged a per-epoch `{metric}`{hint}. Received: metric={metric!r}")
     curves = {run_id: list(s.values()) for run_id, s in steps.items()}
     epochs = {run_id: [step + 1 for step in s] for run_id, s in steps.items()}
