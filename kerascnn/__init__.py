@@ -12,6 +12,7 @@ them, so ``import kerascnn`` and the CLI's argument checks are fast.
 from __future__ import annotations
 
 import importlib
+import random
 import warnings
 from typing import Any
 
@@ -102,16 +103,20 @@ __all__ = [  # noqa: RUF022 (in the order of the docs)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _QUIET_TF:
-        from kerascnn.device import import_tensorflow
+    state = random.getstate()  # Keras' first import draws from Python's generator (rich): the caller's is put back
+    try:
+        if name in _QUIET_TF:
+            from kerascnn.device import import_tensorflow
 
-        import_tensorflow()  # TensorFlow's C++ start-up lines hidden, as the CLI does
-    if name in _SUBMODULES:
-        value = importlib.import_module(_SUBMODULES[name])
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-    else:
-        raise AttributeError(f"module 'kerascnn' has no attribute {name!r}")
+            import_tensorflow()  # TensorFlow's C++ start-up lines hidden, as the CLI does
+        if name in _SUBMODULES:
+            value = importlib.import_module(_SUBMODULES[name])
+        elif name in _LAZY:
+            value = getattr(importlib.import_module(_LAZY[name]), name)
+        else:
+            raise AttributeError(f"module 'kerascnn' has no attribute {name!r}")
+    finally:
+        random.setstate(state)
     globals()[name] = value
     return value
 

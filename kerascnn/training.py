@@ -142,6 +142,17 @@ def train(
         >>> round(result.test_accuracy, 2)  # doctest: +SKIP
         0.99
     """
+    with device.callers_random_state():  # from the start: Keras' first import draws from Python's generator (rich)
+        return _checked_train(model, dataset, verbose, callbacks, settings)
+
+
+train.__signature__ = signature_of(TrainConfig, train, ("model", "dataset"))  # type: ignore[attr-defined]
+
+
+def _checked_train(
+    model: str | None, dataset: str | None, verbose: int | str, callbacks: list[Any] | None, settings: dict[str, Any]
+) -> TrainResult:
+    """``train``'s arguments checked, the store probed and its writer warmed, then :func:`_train`."""
     if isinstance(verbose, (bool, float)) or verbose not in ("auto", 0, 1, 2):
         raise ArgumentError(f"`verbose` must be 'auto', 0, 1 or 2 (Keras'). Received: verbose={verbose!r}")
     callbacks = _check_callbacks(callbacks)
@@ -160,11 +171,7 @@ def train(
         store.probe(config.store_uri, offline_hint=True, experiment=config.experiment)
         if config.strategy != "multiworker":  # (only a multi-worker chief tracks: it starts its writer later)
             recorder(config.store_uri).warm(yielding=True)  # MLflow loads in the writer while TensorFlow loads here
-    with device.callers_random_state():  # seeded inside; a notebook's own generators are put back after
-        return _train(config, previous, verbose, callbacks)
-
-
-train.__signature__ = signature_of(TrainConfig, train, ("model", "dataset"))  # type: ignore[attr-defined]
+    return _train(config, previous, verbose, callbacks)
 
 
 def _train(config: TrainConfig, previous: Any, verbose: int | str, callbacks: list[Any]) -> TrainResult:

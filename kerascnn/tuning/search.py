@@ -108,6 +108,17 @@ def tune(
         >>> result.best["hyperparameters"]  # doctest: +SKIP
         {'learning_rate': 0.003, 'filters': 32, 'dense_units': 128, 'dropout': 0.0}
     """
+    with device.callers_random_state():  # from the start: Keras' first import draws from Python's generator (rich)
+        return _checked_tune(family, dataset, build, progress, settings)
+
+
+tune.__signature__ = signature_of(TuneConfig, tune, ("family", "dataset"))  # type: ignore[attr-defined]
+
+
+def _checked_tune(
+    family: str | None, dataset: str | None, build: Callable[..., Any] | None, progress: bool, settings: dict[str, Any]
+) -> TuneResult:
+    """``tune``'s arguments checked, the store probed and its writer warmed, then :func:`_search`."""
     checks.boolean("progress", progress)
     given = {k: v for k, v in (("family", family), ("dataset", dataset)) if v is not None}
     if build is not None:
@@ -119,11 +130,7 @@ def tune(
     # the chief logs the best model at the end: MLflow's Keras flavor loads now, beside the trials; a
     # worker's writer needs only the store, ready before its first trial ends (its run's id is on the line)
     recorder(config.store_uri).warm(WARM if role != "worker" else STORE)
-    with device.callers_random_state():  # seeded inside; a notebook's own generators are put back after
-        return _search(config, space, role, progress)
-
-
-tune.__signature__ = signature_of(TuneConfig, tune, ("family", "dataset"))  # type: ignore[attr-defined]
+    return _search(config, space, role, progress)
 
 
 def _search(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -> TuneResult:
