@@ -239,7 +239,7 @@ def _array_images(array: np.ndarray, text: str, shape: tuple[int, int, int]) -> 
     """A batch of images ``(N, H, W)``/``(N, H, W, C)``, or one image ``(H, W)``/``(H, W, C)``."""
     array = np.asarray(array)
     h, w, _ = shape
-    if array.ndim == 2 or (array.ndim == 3 and array.shape[:2] == (h, w) and array.shape[2] in (1, 3, 4)):
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[:2] == (h, w) and array.shape[2] in (1, 2, 3, 4)):
         array = array[None]  # one image
     if array.ndim not in (3, 4) or len(array) == 0:
         raise ArgumentError(

@@ -91,14 +91,18 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, trac
         >>> serve("models:/digits@champion", port=5001)  # doctest: +SKIP
     """
     from kerascnn import sources
+    from kerascnn.tracking.store import RUN_ID
 
     servers.check_address(host, port)
+    tracked = ArgumentError(
+        "`serve` takes a logged or registered MLflow model (runs:/RUN_ID, a run id, models:/NAME@ALIAS, "
+        f"models:/NAME/VERSION), not a model file. Received: model={model!r}"
+    )
+    if not isinstance(model, str) or not (model.startswith(("runs:/", "models:/")) or RUN_ID.fullmatch(model)):
+        raise tracked  # (not "Model file not found": a file is not what it takes)
     source = sources.resolve(model, tracking_uri)
     if source.model_uri is None:
-        raise ArgumentError(
-            "`serve` takes a logged or registered MLflow model (runs:/RUN_ID, models:/NAME@ALIAS, "
-            f"models:/NAME/VERSION), not a model file. Received: model={model!r}"
-        )
+        raise tracked
     if servers.refuse_busy(host, port):
         return 1
     servers.warn_if_public(host, "the model server")

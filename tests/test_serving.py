@@ -176,6 +176,8 @@ def test_predict_cli_by_alias_agrees_with_every_other_way_to_name_the_model(trai
     binary = trained.x > 127  # a mask: True is white, as 255 is
     as_bytes = kerascnn.predict(trained.second.model_path, binary.astype(np.uint8) * 255)
     assert kerascnn.predict(trained.second.model_path, binary).labels == as_bytes.labels
+    grey_alpha = np.stack([trained.x[0], np.full_like(trained.x[0], 255)], axis=-1)  # one (28, 28, 2) image
+    assert kerascnn.predict(trained.second.model_path, grey_alpha).labels == top1[:1]  # (not 28 images of 28x2)
     in_memory = kerascnn.predict(trained.second.model, trained.x)  # the Keras model train() returned
     assert in_memory.labels == top1[:16] and in_memory.model.startswith("<Keras model")
     older = kerascnn.predict("models:/digits/1", trained.x, tracking_uri=trained.uri)
@@ -542,6 +544,7 @@ def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained):
 
 def test_serve_refuses_model_files_and_busy_ports(trained, capsys):
     _one_line_error(capsys, "not a model file", "serve", trained.second.model_path)
+    _one_line_error(capsys, "not a model file. Received: model='nope'", "serve", "nope")  # (not "file not found")
     _one_line_error(capsys, "Received: port=0", "serve", "models:/digits@champion", "--port", "0")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -18,6 +18,7 @@ from kerascnn.cli.options import UsageError, add_config_options, pair, pairs, ty
 from kerascnn.config import DATASET_HELP, TrainConfig, TuneConfig
 
 URI_HELP = "MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
+UNSAFE_HELP = "allow loading files that can run code (.keras files with Lambda layers, legacy .h5)"
 MODEL_HELP = "a .keras file, runs:/RUN_ID[/NAME], a run id, models:/NAME@ALIAS or models:/NAME/VERSION"
 
 
@@ -99,7 +100,7 @@ def _describe_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="builder option, repeatable (-o width=32 -o batch_norm=true)",
     )
-    p.add_argument("--unsafe", action="store_true", help="allow loading files that can run code (Lambda layers, .h5)")
+    p.add_argument("--unsafe", action="store_true", help=UNSAFE_HELP)
     _json_flag(p, "the report")
     p.set_defaults(run=cmd_describe)
 
@@ -236,7 +237,7 @@ def _evaluate_parser(sub: Any) -> None:
     p.add_argument("--test-samples", type=int, help="evaluate on the first N test images")
     p.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
     p.add_argument("--tracking-uri", help=URI_HELP)
-    p.add_argument("--unsafe", action="store_true", help="allow loading files that can run code (Lambda layers, .h5)")
+    p.add_argument("--unsafe", action="store_true", help=UNSAFE_HELP)
     _json_flag(p)
     p.set_defaults(run=cmd_evaluate)
 

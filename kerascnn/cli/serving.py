@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from kerascnn.cli.commands import MODEL_HELP, URI_HELP, Said, _json_flag, _tensorflow, command
+from kerascnn.cli.commands import MODEL_HELP, UNSAFE_HELP, URI_HELP, Said, _json_flag, _tensorflow, command
 
 
 @command
@@ -31,7 +31,7 @@ def _predict_parser(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=1, help="classes reported per image (default: 1)")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.add_argument("--tracking-uri", help=URI_HELP)
-    p.add_argument("--unsafe", action="store_true", help="allow .keras files that can run code (Lambda layers)")
+    p.add_argument("--unsafe", action="store_true", help=UNSAFE_HELP)
     _json_flag(p, "the predictions")
     p.set_defaults(run=cmd_predict)
 
@@ -73,7 +73,7 @@ def _export_parser(sub: Any) -> None:
         help="replace an existing file or SavedModel export, and write over the export of that name the run logged",
     )
     p.add_argument("--tracking-uri", help=URI_HELP)
-    p.add_argument("--unsafe", action="store_true", help="allow .keras files that can run code (Lambda layers)")
+    p.add_argument("--unsafe", action="store_true", help=UNSAFE_HELP)
     _json_flag(p, "the export and its check")
     p.set_defaults(run=cmd_export)
 

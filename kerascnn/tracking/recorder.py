@@ -182,7 +182,7 @@ class Recorder:
         if run.local_id in self._warned:
             return
         self._warned.add(run.local_id)
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        first = console.shorten((str(error).strip().splitlines() or [type(error).__name__])[0], 200)
         console.say(
             f"kerascnn: warning: the tracking store failed ({type(error).__name__}: {first}); run {run.label} "
             f"goes on into the spool {run.spool_dir} (`kerascnn sync` sends it)"

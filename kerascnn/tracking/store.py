@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from kerascnn import checks
+from kerascnn import checks, console
 from kerascnn.config import DEFAULT_EXPERIMENT
 from kerascnn.errors import ArgumentError
 
@@ -371,7 +371,7 @@ def client(uri: str) -> Any:
             c = MlflowClient(tracking_uri=uri)
             retrying(c.search_experiments, max_results=1)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        first = console.shorten((str(e).strip().splitlines() or [type(e).__name__])[0], 300)
         raise StoreUnavailable(
             f"Cannot open the MLflow store ({type(e).__name__}: {first}). Received: tracking_uri={uri!r}"
         ) from None
