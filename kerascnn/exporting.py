@@ -191,6 +191,12 @@ def export(
     if precision:
         precision += _precision_note(loaded.model, sample, reference, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
+    kind = f"{format} ({quantize})" if quantize else format
+    print(
+        f"kerascnn: exporting {loaded.source.text} as {kind}, then checking it against Keras on {described}",
+        file=sys.stderr,
+        flush=True,
+    )  # (a large model takes minutes)
     with _staged(path) as staging:
         outputs = _WRITERS[format](net, staging, sample, quantize, train_images)
         result = _checked(path, format, quantize, loaded.image_shape, described, outputs, reference)
