@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,14 @@ def predict(
     names, images = read_images(inputs, loaded.image_shape)
     with batch_fits(batch_size):
         probabilities = np.asarray(loaded.model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+    sums = probabilities.sum(axis=1)
+    if not np.allclose(sums, 1.0, atol=1e-3) or probabilities.min(initial=0.0) < 0:
+        print(
+            "kerascnn: warning: the model's outputs are not probabilities (they do not sum to 1; logits?): "
+            "shown as they are, ranked",
+            file=sys.stderr,
+            flush=True,
+        )
     return Predictions(loaded.source.text, names, probabilities, loaded.class_names, top_k)
 
 

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 
+import keras
 import mlflow
 import numpy as np
 import psutil
@@ -604,3 +605,12 @@ def test_tune_registers_its_best_model_through_a_tracking_server(tmp_path):
         trial, parent = search["trials"][0]["run_id"], search["parent_run_id"]  # a trial keeps no model
         with pytest.raises(ValueError, match=rf"Run {trial} has no logged model; its search's run {parent} holds"):
             kerascnn.predict(trial, np.zeros((2, 28, 28), np.uint8), tracking_uri=uri)
+
+
+def test_predict_says_when_a_models_outputs_are_not_probabilities(capsys):
+    images = np.full((2, 28, 28), 128, np.uint8)
+    logits = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    kerascnn.predict(logits, images)
+    assert "the model's outputs are not probabilities (they do not sum to 1; logits?)" in capsys.readouterr().err
+    kerascnn.predict(kerascnn.create_model("lenet5", input_shape=(28, 28, 1)), images)  # softmax: nothing to say
+    assert "not probabilities" not in capsys.readouterr().err
