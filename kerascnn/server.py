@@ -118,9 +118,12 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, trac
     return servers.run(
         serve_command(source.model_uri, host, port),
         server_env(str(source.tracking_uri)),
-        ready=lambda: servers.answers(f"{base}/ping"),
-        drop=lambda line: keras_progress(line) or tensorflow_startup(line),
+        ready=lambda: servers.answers(f"{base}{READY_PROBE}"),
+        drop=lambda line: keras_progress(line) or tensorflow_startup(line) or f"GET {READY_PROBE} " in line,
     )
+
+
+READY_PROBE = "/ping?from=kerascnn"  # (the server's access log line for it is the kit's, not the user's: dropped)
 
 
 def tensorflow_startup(line: str) -> bool:

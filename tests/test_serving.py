@@ -540,6 +540,7 @@ def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained):
     assert "Uvicorn running on" in err  # the server's own lines pass
     assert "\r" not in out + err and "/step" not in out  # no progress bars in a pipe (Keras' per request)
     assert '"POST /invocations HTTP/1.1" 200 OK' in out  # the server's own lines pass
+    assert "from=kerascnn" not in out + err  # but not those of the kit's own readiness probes
     assert server.server_env(trained.uri)["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"  # stderr is no tty here
 
 
