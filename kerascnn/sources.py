@@ -310,11 +310,9 @@ def load_keras(source: ModelSource, path: Path, *, unsafe: bool = False) -> Any:
 
     checks.boolean("unsafe", unsafe)
     try:
-        net = load_model(path, unsafe=unsafe, compile=False)
+        return load_model(path, unsafe=unsafe, compile=False)
     except ArgumentError as e:
         raise e.echoing(f"model={source.text!r}") from None
-    image_input(net, f"model={source.text!r}")
-    return net
 
 
 def image_input(net: Any, received: str) -> tuple[int, int, int]:

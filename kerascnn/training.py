@@ -788,11 +788,14 @@ def evaluate(
     if test_samples is not None:
         checks.positive_int("test_samples", test_samples)
     batch_size = checks.positive_int("batch_size", batch_size)
-    net, info = model, {}
-    if not sources.is_keras_model(model):
+    if sources.is_keras_model(model):
+        net, info, received = model, {}, f"model=<Keras model {model.name}>"
+    else:
         source = sources.resolve(model, tracking_uri)
         with sources.keras_file(source) as path:
             net, info = sources.load_keras(source, path, unsafe=unsafe), model_info(path)
+        received = f"model={source.text!r}"
+    shape = sources.image_input(net, received)
     trained = info.get("class_names")
     if dataset is None:
         dataset = info.get("dataset")
@@ -803,7 +806,6 @@ def evaluate(
             )
     data = data_module.load_dataset(dataset, validation_split=0.0, train_samples=1, test_samples=test_samples)
     labels = _labels_by_name(data, trained, dataset)
-    shape = sources.image_input(net, f"model=<Keras model {net.name}>")  # (a file's was checked on loading)
     try:
         adaptation = data_module.plan_adaptation(data.image_shape, 1, shape)
     except ArgumentError as e:  # (the model's shape is not the user's argument here: the dataset is)

@@ -211,6 +211,9 @@ def spooled_rows(tracking_uri: str | None = None) -> list[RunRow]:
         info, metrics = s.info, s.metrics()
         params: dict[str, str] = next((op["data"]["params"] for op in s.ops if op["kind"] == "params"), {})
         tags: dict[str, str] = next((op["data"]["tags"] for op in s.ops if op["kind"] == "create"), {})
+        best_val = metrics.get("best_val_accuracy")  # logged at a run's end; one stopped before: its epochs'
+        if best_val is None:
+            best_val = s.best("val_accuracy")
         rows.append(
             RunRow(
                 run_id=info.get("run_id") or f"local:{info['local_id']}",
@@ -220,9 +223,7 @@ def spooled_rows(tracking_uri: str | None = None) -> list[RunRow]:
                 model=tags.get("kerascnn.model", ""),
                 dataset=tags.get("kerascnn.dataset", ""),
                 params={k: params[k] for k in KEY_PARAMS if k in params},
-                best_val_accuracy=metrics.get(
-                    "best_val_accuracy", s.best("val_accuracy")
-                ),  # (one not ended: its epochs')
+                best_val_accuracy=best_val,
                 test_accuracy=metrics.get("test_accuracy"),
                 duration_s=None,
                 status=f"SPOOLED ({s.status})",
