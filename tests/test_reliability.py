@@ -169,6 +169,10 @@ def test_a_run_stopped_in_its_evaluation_is_not_offered_for_resume(tracking_uri,
     assert f"`kerascnn sync{store}` sends it to the store, then `kerascnn train --resume{store}` continues it)" in (
         capsys.readouterr().err
     )
+    args.experiment = "my runs"  # a bare --resume looks in one experiment: the run's
+    run_module._last.append(run_module.RunOutcome(None, "local", "FAILED", "interrupted", tmp_path, True))
+    assert _fail(KeyboardInterrupt(), 130, "interrupted", args) == 130
+    assert f"`kerascnn train --resume{store} --experiment 'my runs'` continues it)" in capsys.readouterr().err
 
 
 def test_signals_while_a_run_ends_act_after_it_whichever_thread_the_kernel_gives_them_to():

@@ -94,9 +94,9 @@ def _fail(error: BaseException, code: int, message: str | None = None, args: Any
     if outcome is not None and outcome.status != "FINISHED":
         text += f" (run {outcome.label} ended {outcome.status}"
         if stopped and command == "train" and not outcome.run_id and outcome.spool and outcome.resumable:
-            text += (
-                f"; `kerascnn sync{store}` sends it to the store, then `kerascnn train --resume{store}` continues it"
-            )
+            experiment = getattr(args, "experiment", None)  # (--resume with no id looks in one experiment)
+            latest = f"--resume{store}" + (f" --experiment {shlex.quote(experiment)}" if experiment else "")
+            text += f"; `kerascnn sync{store}` sends it to the store, then `kerascnn train {latest}` continues it"
         elif stopped and command == "train" and outcome.run_id and outcome.resumable:
             text += f"; `kerascnn train --resume {outcome.run_id[:12]}{store}` continues it"
         elif stopped and command == "train" and outcome.run_id:
