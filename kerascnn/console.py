@@ -1,11 +1,12 @@
 """Lines for the user on stderr (``kerascnn: ...``) that may come while Keras draws a progress
 bar on the same terminal: such a line first clears the bar's half-drawn line (the bar is drawn
 again below it), so that it never ends up glued to the bar. And :func:`shorten`, for names in
-tables and figures."""
+tables and figures, and :func:`option`, for the commands that hints print."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 
@@ -42,3 +43,14 @@ def shorten(text: str, width: int) -> str:
         return text[:width]
     tail = (width - 1) // 2
     return text[: width - 1 - tail] + "~" + text[-tail:]
+
+
+def option(name: str, value: str | None) -> str:
+    """`` --name value`` for a command the user copies from a hint, quoted for a shell; ``""``
+    when ``value`` is empty.
+
+    Example:
+        >>> option("tracking-uri", "sqlite:///my runs/mlflow.db")
+        " --tracking-uri 'sqlite:///my runs/mlflow.db'"
+    """
+    return f" --{name} {shlex.quote(value)}" if value else ""

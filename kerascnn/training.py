@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shlex
 import shutil
 import socket
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from kerascnn import checks, device, hardware
+from kerascnn import checks, console, device, hardware
 from kerascnn.config import TrainConfig, encode, signature_of
 from kerascnn.errors import ArgumentError, TrainingFailed
 from kerascnn.recipes import schedule_warnings
@@ -628,7 +627,7 @@ def _find_resumable(config: TrainConfig) -> Any:
     if run.info.status == "FINISHED":
         raise ArgumentError(f"Run already FINISHED; nothing to resume. Received: resume={run.info.run_id!r}")
     if _logged_its_model(uri, run.info.run_id):
-        flag = f" --tracking-uri {shlex.quote(uri)}" if "tracking_uri" in config.given else ""
+        flag = console.option("tracking-uri", uri if "tracking_uri" in config.given else None)
         raise ArgumentError(
             f"Run trained every epoch before it was stopped (in its evaluation): nothing to resume; `kerascnn "
             f"evaluate {run.info.run_id[:12]}{flag}` scores its model. Received: resume={config.resume!r}"

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from kerascnn import console
 from kerascnn.cli import serving as _serving  # noqa: F401  (predict, export, serve register)
 from kerascnn.cli.commands import COMMANDS, Said, print_said
 from kerascnn.cli.options import Parser, UsageError
@@ -90,12 +90,12 @@ def _fail(error: BaseException, code: int, message: str | None = None, args: Any
     stopped = code in (129, 130, 143)  # SIGHUP, Ctrl-C, SIGTERM
     command = getattr(args, "command", None)
     uri = getattr(args, "tracking_uri", None)
-    store = f" --tracking-uri {shlex.quote(uri)}" if uri else ""
+    store = console.option("tracking-uri", uri)
     if outcome is not None and outcome.status != "FINISHED":
         text += f" (run {outcome.label} ended {outcome.status}"
         if stopped and command == "train" and not outcome.run_id and outcome.spool and outcome.resumable:
             experiment = getattr(args, "experiment", None)  # (--resume with no id looks in one experiment)
-            latest = f"--resume{store}" + (f" --experiment {shlex.quote(experiment)}" if experiment else "")
+            latest = f"--resume{store}" + console.option("experiment", experiment)
             text += f"; `kerascnn sync{store}` sends it to the store, then `kerascnn train {latest}` continues it"
         elif stopped and command == "train" and outcome.run_id and outcome.resumable:
             text += f"; `kerascnn train --resume {outcome.run_id[:12]}{store}` continues it"
