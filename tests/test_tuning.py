@@ -264,7 +264,7 @@ def test_a_nan_trial_fails_with_its_reason_and_the_search_goes_on(tracking_uri, 
     by_lr = {t["hyperparameters"]["learning_rate"]: t for t in result.trials}
     assert by_lr[1e12]["status"] == "FAILED" and by_lr[1e-3]["status"] == "COMPLETED"
     failed = MlflowClient(tracking_uri).get_run(by_lr[1e12]["run_id"])
-    assert failed.info.status == "FAILED" and "loss became nan" in failed.data.tags["kerascnn.failure"]
+    assert failed.info.status == "FAILED" and re.search("loss became (nan|inf)", failed.data.tags["kerascnn.failure"])
     assert result.best["trial_id"] == by_lr[1e-3]["trial_id"]
     assert MlflowClient(tracking_uri).get_run(result.parent_run_id).info.status == "FINISHED"
 
@@ -610,14 +610,15 @@ def test_a_search_whose_trials_all_fail_stops_with_one_line(tracking_uri, tmp_pa
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("kerascnn: error: search stopped:") and "consecutive failures" in line
-    assert "last trial: FailedTrialError: the training loss became nan" in line and "File " not in line
+    # (a learning rate of 1e38 ends in nan or inf, depending on the CPU's arithmetic; both stop a trial)
+    assert re.search(r"last trial: FailedTrialError: the training loss became (nan|inf)", line) and "File " not in line
     assert "kerascnn: trial 1 [tuner0] FAILED" in result.stdout  # the trial that stopped the search too
     runs = all_runs(tracking_uri)
     (parent,) = [r for r in runs if r.data.tags.get("kerascnn.kind") == "search"]
     assert parent.info.status == "FAILED" and "ended FAILED" in line
     trials = [r for r in runs if r.data.tags.get("kerascnn.kind") == "trial"]
     assert len(trials) == 2 and all(r.info.status == "FAILED" for r in trials)
-    assert all("loss became nan" in r.data.tags["kerascnn.failure"] for r in trials)
+    assert all(re.search("loss became (nan|inf)", r.data.tags["kerascnn.failure"]) for r in trials)
 
 
 def test_a_search_prints_no_retracing_notes_when_keras_came_first(tracking_uri, tmp_path):
