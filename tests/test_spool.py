@@ -68,6 +68,8 @@ def test_server_killed_mid_training_loses_nothing_after_sync(tmp_path):
         assert "goes on into the spool" in err and "Traceback" not in err
         spool = Path(result["spool"])
         assert Path(result["model_path"]).is_file() and spool in Path(result["model_path"]).parents  # kept locally
+        (row,) = spooled_rows(server.uri)  # its create op reached the server, its labels are in the spool
+        assert (row.run_id, row.kind, row.model, row.dataset) == (result["run_id"], "train", "mnist_cnn", "mnist")
         server.start()
         synced = run_cli("sync", "--tracking-uri", server.uri, "--json", check=True)
         assert list(json.loads(synced.stdout)["synced"].values()) == [result["run_id"]]

@@ -210,7 +210,8 @@ def spooled_rows(tracking_uri: str | None = None) -> list[RunRow]:
     for s in pending(tracking_uri):
         info, metrics = s.info, s.metrics()
         params: dict[str, str] = next((op["data"]["params"] for op in s.ops if op["kind"] == "params"), {})
-        tags: dict[str, str] = next((op["data"]["tags"] for op in s.ops if op["kind"] == "create"), {})
+        created: dict[str, str] = next((op["data"]["tags"] for op in s.ops if op["kind"] == "create"), {})
+        tags: dict[str, str] = {**info.get("labels", {}), **created}  # (its create op may be in the store)
         best_val = metrics.get("best_val_accuracy")  # logged at a run's end; one stopped before: its epochs'
         if best_val is None:
             best_val = s.best("val_accuracy")

@@ -32,6 +32,7 @@ from kerascnn.tracking import store
 SPOOL = "spool"
 LOCAL_ONLY = ("monitor",)  # ops that write nothing the spool could replay
 MODEL_KEY = "kerascnn.model_key"  # the tag that tells a logged model from the run's others
+LABELS = ("kerascnn.kind", "kerascnn.model", "kerascnn.dataset")  # a run's tags that its spool folder keeps
 _SPOOL_LOCK = threading.Lock()  # spool files of this process
 
 
@@ -51,6 +52,7 @@ class RunRef:
     logged_model: str | None = None  # models:/m-... of the model logged last
     registered: str | None = None  # models:/NAME/VERSION, once the run's model is registered
     spool_lock: int | None = field(default=None, repr=False)  # held while this process appends to the spool
+    labels: dict[str, str] = field(default_factory=dict)  # its LABELS tags, listed while it waits in the spool
 
     @property
     def spool_dir(self) -> Path:
@@ -68,6 +70,7 @@ class RunRef:
             "name": self.name,
             "run_id": self.run_id,
             "spooled": self.spooled,
+            "labels": self.labels,
             "parent": self.parent.to_wire() if self.parent else None,
         }
 
@@ -89,7 +92,18 @@ class RunRef:
             )
         ref.run_id = ref.run_id or wire.get("run_id")
         ref.spooled = ref.spooled or bool(wire.get("spooled"))
+        ref.labels = ref.labels or wire.get("labels", {})
         return ref
+
+
+def labels_of(tags: dict[str, str]) -> dict[str, str]:
+    """The :data:`LABELS` among a run's ``tags``.
+
+    Example:
+        >>> labels_of({"kerascnn.model": "lenet5", "kerascnn.pid": "7"})
+        {'kerascnn.model': 'lenet5'}
+    """
+    return {k: tags[k] for k in LABELS if k in tags}
 
 
 @dataclass(eq=False)
@@ -239,6 +253,7 @@ def _write_run_json(run: RunRef) -> None:
         "name": run.name,
         "parent_local_id": run.parent.local_id if run.parent else None,
         "parent_run_id": run.parent.run_id if run.parent else None,
+        "labels": run.labels,  # (its create op, with these tags, may have reached the store before it failed)
     }
     (run.spool_dir / "run.json").write_text(json.dumps(info, indent=1))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kerascnn.errors import ArgumentError
-from kerascnn.tracking.recorder import MODEL_KEY, Op, RunRef, spool
+from kerascnn.tracking.recorder import MODEL_KEY, Op, RunRef, labels_of, spool
 from kerascnn.tracking.writer import recorder
 
 MAX_PARAM_LENGTH = 6000
@@ -126,7 +126,8 @@ class TrackedRun:
         """Creates a run (in the background: ``run_id`` is known once the store answered).
         ``lock(local_id)`` names a folder to hold while this process writes the run;
         ``offline`` writes it to the spool only (``kerascnn sync`` sends it)."""
-        run = cls(RunRef(uri, experiment, name, parent=parent.ref if parent else None, spooled=offline))
+        parent_ref = parent.ref if parent else None
+        run = cls(RunRef(uri, experiment, name, parent=parent_ref, spooled=offline, labels=labels_of(tags)))
         run._offline = offline
         if lock is not None:
             run.lock(lock(run.ref.local_id))
@@ -143,6 +144,7 @@ class TrackedRun:
         is over). ``lock`` is taken first: a run another process holds is refused untouched."""
         local_id = existing.data.tags.get("kerascnn.local_id") or uuid.uuid4().hex
         ref = RunRef(uri, experiment, existing.info.run_name, local_id=local_id, run_id=existing.info.run_id)
+        ref.labels = labels_of(existing.data.tags)
         run = cls(ref)
         run._earlier_s = _active_seconds(existing)
         if lock is not None:
