@@ -502,6 +502,7 @@ def make_pipeline(
     training: bool = False,
     seed: int = 0,
     augment: list[Any] | None = None,
+    deterministic: bool = False,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(float32 images in [0, 1], int32 labels)`` batches.
 
@@ -509,6 +510,8 @@ def make_pipeline(
     data is cached, shuffled (seeded, reshuffled each epoch) when ``training``,
     batched, scaled (and resized, if needed) in a parallel ``map``, prefetched.
     tf.data's autotuning model is off (it held up the end of ``fit`` for seconds).
+    ``augment`` with ``deterministic`` (TensorFlow's op determinism on) maps in one thread:
+    TensorFlow would make the map of random ops serial anyway, with an error line on stderr.
 
     Example:
         >>> ds = make_pipeline(x, y, batch_size=128, adaptation=plan_adaptation((28, 28, 1), 1))  # doctest: +SKIP
@@ -531,7 +534,7 @@ def make_pipeline(
     ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(prepare, num_parallel_calls=None if augment and deterministic else tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

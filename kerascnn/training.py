@@ -361,8 +361,9 @@ def _pipelines(plan: _Plan) -> dict[str, Any]:
     def pipe(x: Any, y: Any, **options: Any) -> Any:
         return data_module.make_pipeline(x, y, batch_size=batch, adaptation=adaptation, **options)
 
+    train = {"training": True, "seed": config.seed, "augment": augment, "deterministic": config.deterministic}
     return {
-        "train": pipe(data.x_train, data.y_train, training=True, seed=config.seed, augment=augment),
+        "train": pipe(data.x_train, data.y_train, **train),
         "val": pipe(data.x_val, data.y_val) if len(data.x_val) else None,
         "test": pipe(data.x_test, data.y_test),
     }

@@ -411,6 +411,7 @@ def test_deterministic_runs_repeat_exactly(tmp_path):
             cwd=tmp_path,
             check=True,
         )
+        assert "E0000" not in result.stderr, result.stderr  # (TensorFlow's line on a parallel map made serial)
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     first, second, other = run(7), run(7), run(8)
