@@ -1,12 +1,16 @@
-"""SIGTERM/SIGHUP as exceptions, so runs end KILLED (not RUNNING) and the process exits promptly;
-a signal's exception that something swallowed is raised again at the next epoch's end."""
+"""SIGTERM/SIGHUP, and a closed output pipe, as exceptions, so runs end KILLED (not RUNNING) and
+the process exits promptly; a signal's exception that something swallowed is raised again at the
+next epoch's end."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
+from typing import Any, TextIO
 
 
 class Terminated(BaseException):
@@ -23,6 +27,15 @@ class Terminated(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+class OutputClosed(Terminated):
+    """Raised in the main thread when the reader of stdout or stderr went away (``kerascnn tune
+    | head``): the work stops as SIGPIPE stops a process, and can be resumed as after SIGTERM."""
+
+    def __init__(self) -> None:
+        super().__init__(signal.SIGPIPE)
+        self.args = ("its output was closed (SIGPIPE)",)
 
 
 HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -104,3 +117,55 @@ def raise_again() -> None:
     """
     if _raised:
         raise _raised.pop()
+
+
+class _Guarded:
+    """A text stream on which a broken pipe raises :class:`OutputClosed` (once per process, in
+    the main thread); the stream's descriptor then points at ``/dev/null``, so that whatever
+    is written after it, in any thread, is dropped without an error."""
+
+    def __init__(self, stream: TextIO, broken: list[bool]) -> None:
+        self._stream, self._broken = stream, broken
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def _closed(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        if not self._broken and threading.current_thread() is threading.main_thread():
+            self._broken.append(True)
+            _raised[:] = [error := OutputClosed()]
+            raise error
+
+
+@contextlib.contextmanager
+def output_closed_as_exception() -> Iterator[None]:
+    """Within the block, writing to ``sys.stdout`` or ``sys.stderr`` after its reader went away
+    raises :class:`OutputClosed` (the process would otherwise fail the trial or run it was in,
+    a ``BrokenPipeError`` like any error, and carry on).
+
+    Example:
+        >>> with output_closed_as_exception():
+        ...     print("read")
+        read
+    """
+    saved, broken = (sys.stdout, sys.stderr), list[bool]()
+    sys.stdout, sys.stderr = _Guarded(sys.stdout, broken), _Guarded(sys.stderr, broken)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved

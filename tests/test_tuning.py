@@ -336,6 +336,22 @@ def _running_trial(uri: str, with_epoch: bool = False) -> str | None:
     return running[-1].data.tags["kerascnn.trial_id"] if running else None
 
 
+def test_a_search_whose_output_is_closed_stops_resumable_and_its_rerun_runs_the_trial_again(tracking_uri, tmp_path):
+    cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "2", "--epochs", "2", "--train-samples", "600")
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # `... | head -2`
+    assert process.stdout is not None and "random search" in process.stdout.readline()
+    assert "trial 0" in process.stdout.readline()  # the trial has begun; its epoch line finds the pipe closed
+    process.stdout.close()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 141 and "Traceback" not in err, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("kerascnn: error: its output was closed (SIGPIPE)") and "the same command resumes" in line
+    (stopped,) = [r for r in all_runs(tracking_uri) if "kerascnn.trial_id" in r.data.tags]
+    assert stopped.info.status == "KILLED" and stopped.data.tags["kerascnn.trial_status"] == "INTERRUPTED"
+    rerun = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True).stdout)
+    assert [t["status"] for t in rerun["trials"]] == ["COMPLETED", "COMPLETED"]  # the stopped trial ran again
+
+
 def test_sigkill_mid_trial_then_rerun_loses_nothing_and_a_second_search_is_refused(tracking_uri, tmp_path):
     cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "3", "--epochs", "3", "--json")
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 training or a search failed (a NaN loss, KerasTuner's failure limit),
 an export was refused (it disagreed with Keras) or a server could not start; 2 a bad argument
-(one line on stderr, no traceback, nothing created); 130 Ctrl-C; 143 SIGTERM. Any other error
+(one line on stderr, no traceback, nothing created); 130 Ctrl-C; 143 SIGTERM; 141 its output closed
+(``| head``: a run stops as after SIGTERM). Any other error
 is a bug and keeps its traceback.
 With ``--json``, stdout holds exactly one JSON document; everything else goes to stderr.
 """
@@ -20,6 +21,7 @@ from kerascnn.cli import serving as _serving  # noqa: F401  (predict, export, se
 from kerascnn.cli.commands import COMMANDS, Said, print_said
 from kerascnn.cli.options import Parser, UsageError
 from kerascnn.errors import ArgumentError, SearchFailed, TrainingFailed
+from kerascnn.signals import output_closed_as_exception
 
 EXIT_USAGE = 2
 
@@ -56,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         as_json = getattr(args, "json", False)
-        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        with (
+            output_closed_as_exception(),
+            contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext(),
+        ):
             said = args.run(args)
         if isinstance(said, Said):
             print_said(said, as_json, stdout)
@@ -72,8 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = "training failed" if isinstance(e, TrainingFailed) else "search stopped"
         return _fail(e, 1, f"{what}: {e}")
     except BaseException as e:
-        from kerascnn.signals import Terminated
+        from kerascnn.signals import OutputClosed, Terminated
+        from kerascnn.tracking.run import last_outcome
 
+        if isinstance(e, OutputClosed) and getattr(last_outcome(), "status", "FINISHED") == "FINISHED":
+            return 0  # nothing was stopped (`kerascnn describe vgg16 | head`)
         if isinstance(e, Terminated):
             return _fail(e, e.exit_code, str(e), args)
         raise
@@ -87,7 +95,7 @@ def _fail(error: BaseException, code: int, message: str | None = None, args: Any
     lines = (message or str(error)).splitlines()  # one line; the spaces in an echoed value stay
     text = " ".join(line.strip() for line in lines if line.strip()) or type(error).__name__
     outcome = last_outcome() if code != EXIT_USAGE else None
-    stopped = code in (129, 130, 143)  # SIGHUP, Ctrl-C, SIGTERM
+    stopped = code in (129, 130, 141, 143)  # SIGHUP, Ctrl-C, a closed output (SIGPIPE), SIGTERM
     command = getattr(args, "command", None)
     uri = getattr(args, "tracking_uri", None)
     store = console.option("tracking-uri", uri)
@@ -106,7 +114,8 @@ def _fail(error: BaseException, code: int, message: str | None = None, args: Any
         elif stopped and command == "tune":
             text += "; the same command resumes the search"
         text += ")"
-    print(f"kerascnn: error: {text}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):  # (stderr's reader may be gone too: `2>&1 | head`)
+        print(f"kerascnn: error: {text}", file=sys.stderr, flush=True)
     return code
 
 
