@@ -36,7 +36,7 @@ class TrainingFailed(RuntimeError):
 
 
 class SearchFailed(RuntimeError):
-    """The search ran but could not go on (KerasTuner's consecutive-failure limit, a worker
+    """The search ran but could not go on (KerasTuner's consecutive-failure limit, every trial failed, a worker
     without a chief); the parent run is marked FAILED."""
 
 

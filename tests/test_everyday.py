@@ -19,6 +19,7 @@ from PIL import Image
 
 import kerascnn
 from kerascnn.config import TrainConfig, TuneConfig
+from kerascnn.models import recipe_for
 from kerascnn.tracking import store
 from tests.helpers import PY, all_runs, assert_usage_error, data_dir, free_port, run_cli, wait_for
 
@@ -39,6 +40,10 @@ def test_a_search_is_resumed_only_with_its_own_settings(tracking_uri, tmp_path):
     assert other.search_name == "lenet-e2" and len(other.trials) == 1
     more = kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))  # a bigger budget is fine
     assert len(more.trials) == 2
+    batch = recipe_for("lenet5").batch_size  # given now as the recipe gave it then: the same search
+    assert len(kerascnn.tune("lenet5", "mnist", epochs=1, batch_size=batch, **dict(common, max_trials=2)).trials) == 2
+    with pytest.raises(ValueError, match=rf"other settings \(batch_size: {batch} -> {batch // 2}\)"):
+        kerascnn.tune("lenet5", "mnist", epochs=1, batch_size=batch // 2, **dict(common, max_trials=2))
     with pytest.raises(ValueError, match=r"per-epoch `val_accuracy`; a search's per-epoch curves are on its trials"):
         kerascnn.compare(tracking_uri=tracking_uri)  # the store holds searches only
     with pytest.raises(ValueError, match=r"other settings \(experiment: kerascnn -> digits\)"):

@@ -249,6 +249,15 @@ def nan_or_fine(hp, *, input_shape, num_classes):
     return model
 
 
+def test_a_build_that_declares_no_hyperparameter_is_refused_as_such(tracking_uri, tmp_path):
+    def fixed(hp, *, input_shape, num_classes):
+        return create_model("lenet5", input_shape=input_shape, num_classes=num_classes)
+
+    with pytest.raises(ValueError, match=r"declares no hyperparameter to tune\. Received: family='custom'"):
+        kerascnn.tune(build=fixed, dataset="mnist", tracking_uri=tracking_uri, directory=tmp_path / "s", **TINY)
+    assert not all_runs(tracking_uri)
+
+
 def test_a_nan_trial_fails_with_its_reason_and_the_search_goes_on(tracking_uri, tmp_path):
     result = kerascnn.tune(
         build=nan_or_fine,
@@ -294,6 +303,17 @@ def fine_or_stopped(hp, *, input_shape, num_classes):
     model = create_model("mnist_cnn", input_shape=input_shape, num_classes=num_classes, filters=8)
     model.compile(keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def test_a_search_whose_trials_all_failed_exits_1_and_its_parent_fails(tracking_uri, tmp_path):
+    args = ["--max-trials", "2", "--epochs", "1", "--fixed", "learning_rate=1e38", "--register-model", "never"]
+    result = run_cli(*_tune_cmd(tracking_uri, tmp_path / "s", *args)[3:])  # (below the consecutive-failure limit)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("kerascnn: error: search stopped: no trial completed: 2 of 2 failed; last trial: ")
+    (parent,) = [r for r in all_runs(tracking_uri) if r.data.tags.get("kerascnn.kind") == "search"]
+    assert parent.info.status == "FAILED" and "no trial completed" in parent.data.tags["kerascnn.failure"]
+    assert not MlflowClient(tracking_uri).search_registered_models()  # nothing registered
 
 
 def test_a_trial_stopped_by_ctrl_c_is_tagged_interrupted_not_failed(tracking_uri, tmp_path):

@@ -82,8 +82,6 @@ class Display:
                 f"best trial {best['trial_id']} {self.objective}={best['score']:.4f} {best['hyperparameters']} "
                 f"(parent run {parent_id})"
             )
-        elif parent_id:
-            self.say(f"no trial completed (parent run {parent_id})")
 
 
 def _shown(values: dict[str, Any]) -> dict[str, Any]:

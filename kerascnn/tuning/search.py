@@ -101,7 +101,7 @@ def tune(
     Raises:
         ArgumentError: Bad settings, an empty space, a rerun with other settings; before
             any run exists.
-        SearchFailed: KerasTuner stopped the search (too many failed trials).
+        SearchFailed: KerasTuner stopped the search (too many failed trials), or every trial failed.
 
     Example:
         >>> result = tune("mnist_cnn", "mnist", tuner="hyperband", max_trials=6, epochs=3)  # doctest: +SKIP
@@ -148,6 +148,8 @@ def _search(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -
         if role == "worker":
             return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
         result = _summarize(search)
+        if result.best is None:  # (its leaderboard is logged; the parent ends FAILED)
+            raise SearchFailed(_none_completed(search))
     result.parent_run_id = parent.run_id if parent else None
     result.registered_model = parent.ref.registered if parent else None
     search.tuner.display.best(result.best, result.parent_run_id)
@@ -165,7 +167,7 @@ def _prepare(config: TuneConfig, space: SearchSpace, role: str, progress: bool) 
     adaptation = data_module.plan_adaptation(data.image_shape, space.min_input_size)
     folder = Path(config.directory).resolve() / config.name
     if role != "worker":
-        _check_same_settings(config, folder, _search_settings(config))
+        _check_same_settings(config, folder, _search_settings(config), {"batch_size": str(space.recipe.batch_size)})
     search = _plan(config, space, data, adaptation, folder, role)
     if role != "worker":  # (two build= functions share a default name: custom-DATASET-TUNER)
         _check_same_settings(config, folder, {"space": describe_space(search.space_hyperparameters)})
@@ -293,9 +295,12 @@ def _make_tuner(
     return tuner
 
 
-def _check_same_settings(config: TuneConfig, folder: Path, now: dict[str, str]) -> None:
-    """A search continues only with the settings it was started with (``now``: those to compare;
-    ``--overwrite`` or another ``--search-name`` starts a new one)."""
+def _check_same_settings(
+    config: TuneConfig, folder: Path, now: dict[str, str], defaults: dict[str, str] | None = None
+) -> None:
+    """A search continues only with the settings it was started with (``now``: those to compare,
+    a value not given the same as its ``defaults`` one; ``--overwrite`` or another
+    ``--search-name`` starts a new one)."""
     from kerascnn.data import as_run
 
     saved = folder / SETTINGS_FILE
@@ -309,6 +314,7 @@ def _check_same_settings(config: TuneConfig, folder: Path, now: dict[str, str]) 
         before["dataset"] = as_run(before["dataset"])
     if "tracking_uri" in before:  # (saved with "..", before kerascnn normalised SQLite paths)
         before["tracking_uri"] = store.same_store(before["tracking_uri"])
+    before, now = ({k: (defaults or {}).get(k, v) if v == "None" else v for k, v in d.items()} for d in (before, now))
     changed = [f"{k}: {before[k]} -> {now[k]}" for k in sorted(now) if k in before and before[k] != now[k]]
     if changed:
         raise ArgumentError(
@@ -512,6 +518,15 @@ def _write_leaderboard(path: Path, trials: list[dict[str, Any]], maximize: bool)
             ]
         )
     path.write_text(buffer.getvalue())
+
+
+def _none_completed(search: _Search) -> str:
+    """Why a search whose trials all failed has no best trial: how many, the last one's error."""
+    trials = list(search.tuner.oracle.trials.values())
+    failed = [t for t in trials if t.status == "FAILED"]
+    last = (failed[-1].message or "").strip().splitlines()[-1:] if failed else []
+    why = f"; last trial: {last[0].replace('keras_tuner.src.errors.', '')}" if last else ""
+    return f"no trial completed: {len(failed)} of {len(trials)} failed{why}"
 
 
 def _first_and_last_line(text: str) -> str:

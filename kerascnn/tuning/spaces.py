@@ -134,6 +134,8 @@ def probe(hypermodel: HyperModel, fixed: dict[str, Any], family: str) -> Any:
             f"The search space has no hyperparameter {', '.join(unknown)}; it has "
             f"{', '.join(sorted(names))}. Received: fixed={fixed!r}"
         )
+    if not names:
+        raise ArgumentError(f"The search space declares no hyperparameter to tune. Received: family={family!r}")
     if not names - set(fixed):
         raise ArgumentError(f"The search space is empty: every hyperparameter is fixed. Received: fixed={fixed!r}")
     pinned = kt.HyperParameters()
