@@ -623,7 +623,7 @@ def test_overwrite_with_a_bad_space_keeps_the_previous_search(tracking_uri, tmp_
 
 
 def test_a_search_whose_trials_all_fail_stops_with_one_line(tracking_uri, tmp_path):
-    result = run_cli(
+    args = (
         "tune",
         "mnist_cnn",
         "--dataset",
@@ -643,6 +643,7 @@ def test_a_search_whose_trials_all_fail_stops_with_one_line(tracking_uri, tmp_pa
         "--directory",
         str(tmp_path / "s"),
     )
+    result = run_cli(*args)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("kerascnn: error: search stopped:") and "consecutive failures" in line
@@ -655,6 +656,10 @@ def test_a_search_whose_trials_all_fail_stops_with_one_line(tracking_uri, tmp_pa
     trials = [r for r in runs if r.data.tags.get("kerascnn.kind") == "trial"]
     assert len(trials) == 2 and all(r.info.status == "FAILED" for r in trials)
     assert all(re.search("loss became (nan|inf)", r.data.tags["kerascnn.failure"]) for r in trials)
+    again = run_cli(*args)  # the trials that stopped it are saved as ended: the rerun goes on with the next one
+    assert again.returncode == 1 and "random search of up to 4 trials, 2 done before" in again.stdout
+    ids = sorted(r.data.tags["kerascnn.trial_id"] for r in all_runs(tracking_uri) if "kerascnn.trial_id" in r.data.tags)
+    assert ids == ["0", "1", "2"]
 
 
 def test_a_search_prints_no_retracing_notes_when_keras_came_first(tracking_uri, tmp_path):
