@@ -486,7 +486,7 @@ class TuneConfig(_Config):
     tuner: str = setting("random", "KerasTuner's tuner", group="search", metavar="{random,hyperband,bayesian,grid}")
     max_trials: int = setting(
         10,
-        "trials in the search (raise it to extend one; Hyperband plans its own brackets within it)",
+        "trials in the search (raise it to extend one, but not a grid search; Hyperband plans its brackets within it)",
         group="search",
         type=int,
         log=False,

@@ -57,6 +57,9 @@ def test_a_search_is_resumed_only_with_its_own_settings(tracking_uri, tmp_path):
     (search / "oracle.json").write_text("{}")  # JSON, but not KerasTuner's
     with pytest.raises(ValueError, match=r"cannot be read \(KerasTuner's files: missing 'ongoing_trials'\)"):
         kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))
+    (search / "oracle.json").unlink()  # (KerasTuner reads it through TensorFlow's file API: NotFoundError)
+    with pytest.raises(ValueError, match=r"cannot be read \(KerasTuner's files: missing .*oracle\.json"):
+        kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))
     (search / "kerascnn_search.json").write_text("{cut short")
     with pytest.raises(ValueError, match=r"cannot be read \(kerascnn_search.json: .*Received: search_name='lenet5"):
         kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))

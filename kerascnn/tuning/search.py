@@ -261,6 +261,7 @@ def _make_tuner(
         config.max_retries_per_trial,
         config.max_consecutive_failed_trials,
     )
+    missing = device.import_tensorflow().errors.NotFoundError  # (a file KerasTuner reloads was deleted)
     # (quiet: KerasTuner prints "Reloading Tuner from ..." on a rerun; the plan line says what was done before)
     with device.dtype_policy(speed.policy), contextlib.redirect_stdout(io.StringIO()):
         try:
@@ -271,11 +272,11 @@ def _make_tuner(
                 project_name=folder.name,
                 overwrite=config.overwrite,
             )
-        except (json.JSONDecodeError, KeyError, RuntimeError) as e:  # KerasTuner reloads its oracle and trials
+        except (json.JSONDecodeError, KeyError, RuntimeError, missing) as e:  # KerasTuner reloads its state
             cause = e.__cause__ if isinstance(e, RuntimeError) else e  # (its RuntimeError wraps a missing key)
-            if not isinstance(cause, (json.JSONDecodeError, KeyError)):
+            if not isinstance(cause, (json.JSONDecodeError, KeyError, missing)):
                 raise
-            what = f"missing {cause}" if isinstance(cause, KeyError) else str(cause)
+            what = f"missing {cause}" if isinstance(cause, (KeyError, missing)) else str(cause)
             raise _unreadable_state(config, f"KerasTuner's files: {what}") from None
     if hasattr(tuner.oracle, "max_trials"):  # Hyperband's oracle takes no max_trials; cap it here
         tuner.oracle.max_trials = config.max_trials
