@@ -145,7 +145,11 @@ class _Guarded:
 
     def _closed(self) -> None:
         with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, self._stream.fileno())
+            finally:
+                os.close(null)
         if not self._broken and threading.current_thread() is threading.main_thread():
             self._broken.append(True)
             _raised[:] = [error := OutputClosed()]
