@@ -549,12 +549,16 @@ class TuneConfig(_Config):
         checks.one_of("objective", self.objective, OBJECTIVES)
         fix("batch_size", _optional(checks.positive_int)("batch_size", self.batch_size))
         fix("train_samples", _optional(checks.positive_int)("train_samples", self.train_samples))
-        fix("validation_split", checks.fraction("validation_split", self.validation_split))
-        if not self.validation_split > 0:
+        try:
+            split = checks.fraction("validation_split", self.validation_split)
+        except ArgumentError:
+            split = 0.0  # (one message for 0, 1 and nan)
+        if not split > 0:
             raise ArgumentError(
-                "`validation_split` must be > 0: the objective is measured on it. "
+                "`validation_split` must be a number in (0, 1): the objective is measured on it. "
                 f"Received: validation_split={self.validation_split!r}"
             )
+        fix("validation_split", split)
         checks.one_of("precision", self.precision, PRECISIONS)
         fix("seed", checks.non_negative_int("seed", self.seed, maximum=SEED_MAX))
         name = self.search_name

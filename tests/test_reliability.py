@@ -581,6 +581,8 @@ API_CASES = [
     (lambda: kerascnn.tune("resnet", "mnist", tuner="grid", max_trials=0), "Received: max_trials=0"),
     (lambda: kerascnn.tune(build=42, dataset="mnist"), "Received: build=42"),
     (lambda: kerascnn.tune("vgg", "mnist", objective="accuracy"), "Received: objective='accuracy'"),
+    (lambda: kerascnn.tune("vgg", "mnist", validation_split=0), "in (0, 1): the objective is measured on it. Received"),
+    (lambda: kerascnn.tune("vgg", "mnist", validation_split=1), "in (0, 1): the objective is measured on it. Received"),
     (lambda: kerascnn.load_dataset("mnist", test_samples=-1), "Received: test_samples=-1"),
     (lambda: kerascnn.load_model("missing.keras"), "Received: path='missing.keras'"),
     (lambda: kerascnn.export("m.keras", "tflite", "m.tflite", overwrite="no"), "Received: overwrite='no'"),
