@@ -491,6 +491,11 @@ CLI_CASES = {
         {"env": {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "http"}},
         "Received: KERASTUNER_ORACLE_PORT='http'",
     ),
+    "tuner port without its address": (
+        ["tune", "mnist_cnn", "--dataset", "mnist", "--train-samples", "100"],
+        {"env": {"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_PORT": "8000"}},
+        "Received: KERASTUNER_ORACLE_IP=None",
+    ),
     "nothing to resume": ([*T, "--resume"], {}, "Nothing to resume"),
     "resume without tracking": ([*T, "--resume", "--no-tracking"], {}, "Received: tracking=False"),
     "experiment without tracking": (

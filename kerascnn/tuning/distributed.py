@@ -22,6 +22,8 @@ def role() -> str:
         'local'
     """
     ip = os.environ.get(ENV_IP)
+    if ip is None and os.environ.get(ENV_PORT) is not None:  # (it ran a local search, its trials named by the id)
+        raise ArgumentError(f"`{ENV_IP}` is needed beside {ENV_PORT}: the chief's address. Received: {ENV_IP}=None")
     if ip is None:
         return "local"
     if not ip.strip():
