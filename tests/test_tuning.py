@@ -258,6 +258,30 @@ def test_a_build_that_declares_no_hyperparameter_is_refused_as_such(tracking_uri
     assert not all_runs(tracking_uri)
 
 
+def raises_in_fit(hp, *, input_shape, num_classes):
+    """A custom space whose training raises an ordinary error: KerasTuner retries such a trial."""
+    model = create_model("mnist_cnn", input_shape=input_shape, num_classes=num_classes, filters=8)
+    hp.Choice("learning_rate", [1e-3])
+
+    def loss(y_true, y_pred):
+        raise RuntimeError("boom")
+
+    model.compile("adam", loss=loss)
+    return model
+
+
+def test_a_retried_trial_says_so_in_its_own_line(tracking_uri, tmp_path, capsys):
+    with pytest.raises(kerascnn.SearchFailed, match=r"no trial completed: 1 of 1 failed; last trial: .*boom"):
+        kerascnn.tune(
+            build=raises_in_fit, dataset="mnist", max_trials=1, max_retries_per_trial=1,
+            tracking_uri=tracking_uri, directory=tmp_path / "s", **TINY,
+        )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "retries left" not in out  # (KerasTuner's own line)
+    assert re.search(r"trial 0 \[tuner0\] FAILED, to be retried .*boom", out) and "INVALID" not in out
+    assert len(re.findall(r"trial 0 \[tuner0\] FAILED \d", out)) == 1  # the second attempt, the last
+
+
 def test_a_nan_trial_fails_with_its_reason_and_the_search_goes_on(tracking_uri, tmp_path):
     result = kerascnn.tune(
         build=nan_or_fine,

@@ -71,9 +71,9 @@ class Display:
         reason = (trial.message or "").strip().splitlines()[-1:] or [""]
         failed = trial.status != "COMPLETED" and trial.message
         why = f" ({reason[0].replace('keras_tuner.src.errors.', '')[:160]})" if failed else ""
+        status = "FAILED, to be retried" if trial.status == "INVALID" else trial.status  # (KerasTuner retries it)
         self.say(
-            f"trial {trial.trial_id} [{self.worker}] {trial.status}{score} "
-            f"{seconds:.1f}s {shown} run {run_id or '-'}{why}"
+            f"trial {trial.trial_id} [{self.worker}] {status}{score} {seconds:.1f}s {shown} run {run_id or '-'}{why}"
         )
 
     def best(self, best: dict[str, Any] | None, parent_id: str | None) -> None:

@@ -10,6 +10,7 @@ keeps only the checkpoints that can still be needed. Imported only when a search
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import warnings
 from collections.abc import Iterator
@@ -123,8 +124,9 @@ class TrackedTuner(kt.Tuner):
         return model
 
     def on_trial_end(self, trial: Any) -> None:
-        try:
-            super().on_trial_end(trial)  # raises when this trial is one failure too many
+        try:  # (quiet: KerasTuner prints "Trial 1 failed 1 times. 1 retries left."; the trial's line says it)
+            with contextlib.redirect_stdout(io.StringIO()):
+                super().on_trial_end(trial)  # raises when this trial is one failure too many
         finally:
             run = self.runs.trials.get(trial.trial_id)
             self.display.trial_ended(self.oracle.get_trial(trial.trial_id), run.run_id if run else None)
