@@ -394,23 +394,8 @@ def _run(search: _Search) -> None:
     with device.dtype_policy(search.speed.policy):
         try:
             search.tuner.search(train, validation_data=val, epochs=config.epochs, verbose=0, shuffle=False)
-        except RuntimeError as e:  # KerasTuner's consecutive-failure limit
-            _save_stopping_trial(search.tuner)
+        except RuntimeError as e:  # KerasTuner's consecutive-failure limit (the trial's end is saved)
             raise SearchFailed(_first_and_last_line(str(e))) from e
-
-
-def _save_stopping_trial(tuner: Any) -> None:
-    """Saves the end of the trial that hit KerasTuner's consecutive-failure limit: KerasTuner raises
-    before it saves the trial and the tuner, so every rerun started the search again from its first
-    trial (and failed it again)."""
-    ongoing: dict[str, Any] | None = getattr(tuner.oracle, "ongoing_trials", None)  # (a worker's: remote)
-    if ongoing is None:
-        return
-    for tuner_id, trial in list(ongoing.items()):
-        if trial.status in ("COMPLETED", "FAILED"):  # (the limit, once reached, stops a completed one too)
-            del ongoing[tuner_id]
-            tuner.oracle._save_trial(trial)
-    tuner.save()
 
 
 def _summarize(search: _Search) -> TuneResult:

@@ -127,10 +127,26 @@ class TrackedTuner(kt.Tuner):
         try:  # (quiet: KerasTuner prints "Trial 1 failed 1 times. 1 retries left."; the trial's line says it)
             with contextlib.redirect_stdout(io.StringIO()):
                 super().on_trial_end(trial)  # raises when this trial is one failure too many
+        except RuntimeError:  # (KerasTuner's consecutive-failure limit)
+            self._save_ended(trial)
+            raise
         finally:
             run = self.runs.trials.get(trial.trial_id)
             self.display.trial_ended(self.oracle.get_trial(trial.trial_id), run.run_id if run else None)
         self.prune_checkpoints()
+
+    def _save_ended(self, trial: Any) -> None:
+        """Saves the end of a trial that hit KerasTuner's consecutive-failure limit: KerasTuner
+        raises before it saves the trial and the tuner, so a rerun ran that trial again (and
+        failed it again), or started the search afresh when it was the first."""
+        ongoing: dict[str, Any] | None = getattr(self.oracle, "ongoing_trials", None)  # (a worker's: remote)
+        if ongoing is None:
+            return
+        for tuner_id, running in list(ongoing.items()):
+            if running.trial_id == trial.trial_id:
+                del ongoing[tuner_id]
+        self.oracle._save_trial(self.oracle.get_trial(trial.trial_id))
+        self.save()
 
     def prune_checkpoints(self) -> None:
         """Deletes the checkpoints of finished trials except the best ones (ties). Those of Hyperband's
