@@ -68,9 +68,8 @@ class Display:
         shown = _shown(trial.hyperparameters.values)
         score = f" {self.objective}={trial.score:.4f}" if trial.score is not None else ""
         seconds = time.monotonic() - self._started.get(trial.trial_id, time.monotonic())
-        reason = (trial.message or "").strip().splitlines()[-1:] or [""]
         failed = trial.status != "COMPLETED" and trial.message
-        why = f" ({reason[0].replace('keras_tuner.src.errors.', '')[:160]})" if failed else ""
+        why = f" ({last_error(trial.message)[:160]})" if failed else ""
         status = "FAILED, to be retried" if trial.status == "INVALID" else trial.status  # (KerasTuner retries it)
         self.say(
             f"trial {trial.trial_id} [{self.worker}] {status}{score} {seconds:.1f}s {shown} run {run_id or '-'}{why}"
@@ -82,6 +81,18 @@ class Display:
                 f"best trial {best['trial_id']} {self.objective}={best['score']:.4f} {best['hyperparameters']} "
                 f"(parent run {parent_id})"
             )
+
+
+def last_error(message: str | None) -> str:
+    """The last line of a KerasTuner trial's message (its exception, after the traceback),
+    without KerasTuner's module path.
+
+    Example:
+        >>> last_error("Traceback ...\\nkeras_tuner.src.errors.FailedTrialError: the loss became nan")
+        'FailedTrialError: the loss became nan'
+    """
+    lines = (message or "").strip().splitlines()
+    return lines[-1].replace("keras_tuner.src.errors.", "") if lines else ""
 
 
 def _shown(values: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from kerascnn.tracking import store
 from kerascnn.tracking.run import lifecycle
 from kerascnn.tracking.writer import STORE, WARM, recorder
 from kerascnn.tuning import distributed
+from kerascnn.tuning.display import last_error
 from kerascnn.tuning.runs import TRIAL_TAG
 from kerascnn.tuning.spaces import HyperModel, SearchSpace, describe_space, grid_size, probe, space_for
 
@@ -525,8 +526,8 @@ def _none_completed(search: _Search) -> str:
     """Why a search whose trials all failed has no best trial: how many, the last one's error."""
     trials = list(search.tuner.oracle.trials.values())
     failed = [t for t in trials if t.status == "FAILED"]
-    last = (failed[-1].message or "").strip().splitlines()[-1:] if failed else []
-    why = f"; last trial: {last[0].replace('keras_tuner.src.errors.', '')}" if last else ""
+    last = last_error(failed[-1].message) if failed else ""
+    why = f"; last trial: {last}" if last else ""
     return f"no trial completed: {len(failed)} of {len(trials)} failed{why}"
 
 
@@ -535,8 +536,7 @@ def _first_and_last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return "KerasTuner stopped the search"
-    last = lines[-1].replace("keras_tuner.src.errors.", "")
-    return lines[0] if len(lines) == 1 else f"{lines[0].rstrip('.')}; last trial: {last}"
+    return lines[0] if len(lines) == 1 else f"{lines[0].rstrip('.')}; last trial: {last_error(lines[-1])}"
 
 
 def _lock_search(folder: Path, role: str) -> int | None:
