@@ -143,9 +143,8 @@ class TrackedRun:
         """Sets an interrupted run RUNNING again, its failure reason dropped (the interruption
         is over). ``lock`` is taken first: a run another process holds is refused untouched."""
         local_id = existing.data.tags.get("kerascnn.local_id") or uuid.uuid4().hex
-        ref = RunRef(uri, experiment, existing.info.run_name, local_id=local_id, run_id=existing.info.run_id)
-        ref.labels = labels_of(existing.data.tags)
-        run = cls(ref)
+        name, run_id, labels = existing.info.run_name, existing.info.run_id, labels_of(existing.data.tags)
+        run = cls(RunRef(uri, experiment, name, local_id=local_id, run_id=run_id, labels=labels))
         run._earlier_s = _active_seconds(existing)
         if lock is not None:
             run.lock(lock)
