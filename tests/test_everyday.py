@@ -4,6 +4,7 @@ class names that travel with models, honest defaults."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,6 +52,10 @@ def test_a_search_is_resumed_only_with_its_own_settings(tracking_uri, tmp_path):
     with pytest.raises(ValueError, match=r"other settings \(tracking_uri: sqlite:.* -> sqlite:.*other.db\)"):
         kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, tracking_uri=f"sqlite:///{tmp_path / 'other.db'}"))
     search = tmp_path / "s" / "lenet5-mnist-random"
+    shutil.rmtree(search / "trial_0")  # (its id would be given to the next trial, over trial_1's files)
+    with pytest.raises(ValueError, match=r"cannot be read \(KerasTuner's files: missing trial_0/trial\.json\)"):
+        kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=3))
+    assert (search / "trial_1" / "trial.json").exists()
     (search / "oracle.json").write_text("{cut short")
     with pytest.raises(ValueError, match=r"saved state that cannot be read \(KerasTuner's files: .*--overwrite"):
         kerascnn.tune("lenet5", "mnist", epochs=1, **dict(common, max_trials=2))

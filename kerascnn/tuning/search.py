@@ -279,6 +279,9 @@ def _make_tuner(
                 raise
             what = f"missing {cause}" if isinstance(cause, (KeyError, missing)) else str(cause)
             raise _unreadable_state(config, f"KerasTuner's files: {what}") from None
+    lost = [t for t in getattr(tuner.oracle, "start_order", ()) if t not in tuner.oracle.trials]
+    if lost:  # (KerasTuner would number the next trial as one of them, over a kept trial's files)
+        raise _unreadable_state(config, f"KerasTuner's files: missing trial_{lost[0]}/trial.json")
     if hasattr(tuner.oracle, "max_trials"):  # Hyperband's oracle takes no max_trials; cap it here
         tuner.oracle.max_trials = config.max_trials
     labels = {
