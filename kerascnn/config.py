@@ -507,7 +507,7 @@ class TuneConfig(_Config):
         0.1, "fraction of training images the objective is measured on", group="data", type=float
     )
     precision: str = setting("auto", "as for train", group="device", metavar="{auto,float32,mixed}")
-    seed: int = setting(0, "seed of the split, the tuner and the weights", group="run", type=int)
+    seed: int = setting(0, "seed of the split, the tuner, and each trial's weights and batches", group="run", type=int)
     search_name: str | None = setting(
         None, "name of the search (default: FAMILY-DATASET-TUNER); the same name resumes it", group="search", log=False
     )

@@ -319,6 +319,24 @@ def test_a_val_loss_search_picks_the_lowest_loss_and_lists_its_trials_val_accura
     assert row.best_val_accuracy == pytest.approx(parent["best_val_accuracy"])  # `kerascnn runs` showed "-"
 
 
+def tagged(hp, *, input_shape, num_classes):
+    """A custom space whose one hyperparameter does not change the model: its trials train the same net."""
+    hp.Choice("tag", ["a", "b"])
+    return create_model("mnist_cnn", input_shape=input_shape, num_classes=num_classes, filters=8)
+
+
+def test_trials_start_from_the_same_random_state_and_batches(tracking_uri, tmp_path):
+    """Two trials of the same model score the same, whatever ran before them in the process: a trial
+    re-run after a crash scores as it would have, and trials differ by their hyperparameters only."""
+    result = kerascnn.tune(
+        build=tagged, dataset="mnist", tuner="grid", max_trials=2, tracking_uri=tracking_uri,
+        directory=tmp_path / "s", progress=False, **dict(TINY, train_samples=1000),
+    )  # fmt: skip
+    client = MlflowClient(tracking_uri)
+    losses = [client.get_run(t["run_id"]).data.metrics["val_loss"] for t in result.trials]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5), losses
+
+
 def fine_or_stopped(hp, *, input_shape, num_classes):
     """A custom space whose second learning rate stops the search as Ctrl-C would, while its trial builds."""
     rate = hp.Choice("learning_rate", [1e-3, 7e-3])

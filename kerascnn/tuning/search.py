@@ -391,13 +391,17 @@ def _run(search: _Search) -> None:
 
     config, data, adaptation = search.config, search.data, search.adaptation
     batch = search.recipe.batch_size
-    train = data_module.make_pipeline(
-        data.x_train, data.y_train, batch_size=batch, adaptation=adaptation, training=True, seed=config.seed
-    )
+
+    def training_data() -> Any:
+        return data_module.make_pipeline(
+            data.x_train, data.y_train, batch_size=batch, adaptation=adaptation, training=True, seed=config.seed
+        )
+
     val = data_module.make_pipeline(data.x_val, data.y_val, batch_size=batch, adaptation=adaptation)
+    search.tuner.seed, search.tuner.training_data = config.seed, training_data
     with device.dtype_policy(search.speed.policy):
         try:
-            search.tuner.search(train, validation_data=val, epochs=config.epochs, verbose=0, shuffle=False)
+            search.tuner.search(training_data(), validation_data=val, epochs=config.epochs, verbose=0, shuffle=False)
         except RuntimeError as e:  # KerasTuner's consecutive-failure limit (the trial's end is saved)
             raise SearchFailed(_first_and_last_line(str(e))) from e
 

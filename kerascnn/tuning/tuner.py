@@ -13,10 +13,11 @@ import contextlib
 import io
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import keras
 import keras_tuner as kt
 from keras_tuner.errors import FailedTrialError
 
@@ -75,6 +76,8 @@ class TrackedTuner(kt.Tuner):
     runs: SearchRuns
     display: Display
     batch_size: int  # of the trials' training (for the out-of-memory line)
+    seed = 0  # every trial starts from this random state: trials differ by their hyperparameters only
+    training_data: Callable[[], Any] | None = None  # each trial's own pipeline: the same batches in every trial
     _warm_start = False
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
@@ -83,6 +86,9 @@ class TrackedTuner(kt.Tuner):
             kwargs["epochs"] = hp.values["tuner/epochs"]
             kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
         self.display.trial_started(trial.trial_id, hp.values)
+        keras.utils.set_random_seed(self.seed)  # (a trial re-run after a crash scores as it would have)
+        if self.training_data is not None:
+            args = (self.training_data(), *args[1:])
         run = self.runs.start_trial(trial)
         try:
             kwargs["verbose"], shown = self.display.fit_progress(trial.trial_id, kwargs.get("epochs", 1))
