@@ -76,9 +76,11 @@ def refuse_busy(host: str, port: int) -> bool:
 
 
 def port_busy(host: str, port: int) -> str | None:
-    """Why ``host:port`` cannot be listened on, or ``None`` when it can."""
+    """Why ``host:port`` cannot be listened on, or ``None`` when it can (as servers bind: with
+    ``SO_REUSEADDR``, so a port whose last server just stopped, its connections in TIME-WAIT, is free)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as e:

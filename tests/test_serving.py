@@ -563,6 +563,22 @@ def test_serve_refuses_model_files_and_busy_ports(trained, capsys):
     assert code == 1 and "cannot listen on 127.0.0.1" in err
 
 
+def test_a_port_whose_last_server_just_stopped_is_free_again():
+    """A stopped server leaves its connections in TIME-WAIT for a minute; servers (uvicorn's among them) bind
+    with SO_REUSEADDR over them, so the port check must too (`serve`/`ui` refused a restart on the same port)."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            served, _ = server.accept()
+            served.close()  # the server's side closes first: its socket waits in TIME-WAIT
+            client.recv(1)
+        assert servers.port_busy("127.0.0.1", port) == "Address already in use"  # still listening
+    assert servers.port_busy("127.0.0.1", port) is None
+
+
 def test_tune_registers_its_best_model_through_a_tracking_server(tmp_path):
     data_dir()
     with mlflow_server(tmp_path / "server") as srv:
