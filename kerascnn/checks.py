@@ -22,6 +22,7 @@ def _received(name: str, value: Any) -> str:
 
 
 INT_MAX = 2**31 - 1  # the largest count the kit takes (epochs, sizes, trials): TensorFlow's counters are int32/int64
+SEED_MAX = 2**32 - 1  # what NumPy and Keras take as a seed
 
 
 def positive_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
@@ -46,6 +47,16 @@ def non_negative_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ArgumentError(f"`{name}` must be an integer >= 0. {_received(name, value)}")
     return _at_most(name, int(value), maximum)
+
+
+def seed(value: Any) -> int:
+    """Returns ``value`` if it is a seed NumPy and Keras take: an integer in [0, 2**32 - 1].
+
+    Example:
+        >>> seed(7)
+        7
+    """
+    return non_negative_int("seed", value, maximum=SEED_MAX)
 
 
 def plain(value: Any) -> Any:
@@ -167,6 +178,20 @@ def boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ArgumentError(f"`{name}` must be True or False. {_received(name, value)}")
     return value
+
+
+def strings(name: str, value: Any) -> list[str] | None:
+    """Returns ``value`` as a list if it is ``None`` or a list/tuple of strings (run ids, names).
+
+    Example:
+        >>> strings("run_ids", ("4f2a",))
+        ['4f2a']
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ArgumentError(f"`{name}` must be a list of strings. {_received(name, value)}")
+    return list(value)
 
 
 def input_shape(value: Any) -> tuple[int, int, int]:

@@ -37,7 +37,6 @@ TUNERS = ("random", "hyperband", "bayesian", "grid")
 OBJECTIVES = ("val_accuracy", "val_loss")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 DATASET_HELP = "mnist, fashion_mnist, cifar10, cifar100 or a folder of class sub-folders"
-SEED_MAX = 2**32 - 1  # what NumPy and Keras take as a seed
 SEARCH_NAME_MAX = 128  # bytes: the search's folder, its lock file and its trials' run names are made from it
 C = TypeVar("C", bound="_Config")
 
@@ -397,7 +396,7 @@ class TrainConfig(_Config):
             from kerascnn.pretrained import check_weights
 
             check_weights(self.model, self.weights)
-        fix("seed", checks.non_negative_int("seed", self.seed, maximum=SEED_MAX))
+        fix("seed", checks.seed(self.seed))
         for name in ("augment", "deterministic", "tracking", "system_metrics", "offline"):
             fix(name, checks.boolean(name, getattr(self, name)))
         checks.one_of("precision", self.precision, PRECISIONS)
@@ -560,7 +559,7 @@ class TuneConfig(_Config):
             )
         fix("validation_split", split)
         checks.one_of("precision", self.precision, PRECISIONS)
-        fix("seed", checks.non_negative_int("seed", self.seed, maximum=SEED_MAX))
+        fix("seed", checks.seed(self.seed))
         name = self.search_name
         if name is not None and (
             not isinstance(name, str)

@@ -346,6 +346,7 @@ def load_dataset(
     """
     name = check_dataset_name(dataset)
     validation_split = checks.fraction("validation_split", validation_split)
+    seed = checks.seed(seed)
     if train_samples is not None:
         train_samples = checks.positive_int("train_samples", train_samples)
     if test_samples is not None:

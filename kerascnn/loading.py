@@ -97,6 +97,9 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
         >>> model = load_model("mlruns/artifacts/kerascnn/<run_id>/artifacts/model.keras")  # doctest: +SKIP
     """
     checks.boolean("unsafe", unsafe)
+    checks.boolean("compile", compile)
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ArgumentError(f"`{argument}` must be the path of a .keras file. Received: {argument}={path!r}")
     file, received = Path(path), f"Received: {argument}={str(path)!r}"
     if not file.is_file():
         raise ArgumentError(f"Model file not found. {received}")

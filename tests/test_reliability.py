@@ -589,7 +589,18 @@ API_CASES = [
     (lambda: kerascnn.tune("vgg", "mnist", validation_split=0), "in (0, 1): the objective is measured on it. Received"),
     (lambda: kerascnn.tune("vgg", "mnist", validation_split=1), "in (0, 1): the objective is measured on it. Received"),
     (lambda: kerascnn.load_dataset("mnist", test_samples=-1), "Received: test_samples=-1"),
+    (lambda: kerascnn.load_dataset("mnist", seed=-1), "Received: seed=-1"),
+    (lambda: kerascnn.load_dataset("mnist", seed=1.5), "Received: seed=1.5"),
     (lambda: kerascnn.load_model("missing.keras"), "Received: path='missing.keras'"),
+    (lambda: kerascnn.load_model(None), "`path` must be the path of a .keras file. Received: path=None"),
+    (lambda: kerascnn.load_model("m.keras", compile="no"), "Received: compile='no'"),
+    (
+        lambda: kerascnn.search_runs(run_ids="f36af4ca"),
+        "`run_ids` must be a list of strings. Received: run_ids='f36af4ca'",
+    ),
+    (lambda: kerascnn.leaderboard(run_ids="f36af4ca"), "Received: run_ids='f36af4ca'"),
+    (lambda: kerascnn.compare(run_ids="f36af4ca"), "Received: run_ids='f36af4ca'"),
+    (lambda: kerascnn.search_runs(include_trials="x"), "Received: include_trials='x'"),
     (lambda: kerascnn.export("m.keras", "tflite", "m.tflite", overwrite="no"), "Received: overwrite='no'"),
     (lambda: kerascnn.evaluate("c666", "mnist", test_samples=0), "Received: test_samples=0"),  # before the model
     (lambda: kerascnn.convert_torchvision("resnet18", None), "Received: state_dict=None"),

@@ -118,6 +118,7 @@ def test_a_store_that_can_only_be_read_is_listed_and_not_trained_into(tracking_u
     with read_only(monkeypatch, db):
         (row,) = kerascnn.leaderboard(tracking_uri=tracking_uri)
         assert row.run_name == "their-run"
+        assert kerascnn.leaderboard(tracking_uri=tracking_uri, run_ids=[]) == []  # only these runs: none
         with pytest.raises(ValueError, match=r"store's folder cannot be created or written .*Received: tracking_uri="):
             kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, tracking_uri=tracking_uri)
         db.chmod(0o000)

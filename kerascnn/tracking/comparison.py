@@ -121,8 +121,7 @@ def compare(
 
 def _checked(run_ids: Any, metric: Any, limit: Any, output: str | Path | None) -> int:
     """``compare``'s arguments, checked; returns ``limit``."""
-    if run_ids is not None and (not isinstance(run_ids, (list, tuple)) or not all(isinstance(r, str) for r in run_ids)):
-        raise ArgumentError(f"`run_ids` must be a list of run id strings. Received: run_ids={run_ids!r}")
+    checks.strings("run_ids", run_ids)
     if not isinstance(metric, str) or not metric:
         raise ArgumentError(f"`metric` must be a metric name. Received: metric={metric!r}")
     if output is not None:

@@ -67,11 +67,15 @@ def search_runs(
     """
     from kerascnn.device import collector_paused
 
+    run_ids = checks.strings("run_ids", run_ids)
+    checks.boolean("include_trials", include_trials)
     with collector_paused():
         import mlflow
         import pandas as pd
 
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
+    if run_ids == []:  # (only these runs: none)
+        return pd.DataFrame()
     db = store.sqlite_path(uri)
     if db is not None and not db.exists():  # reading never creates a store
         if run_ids:
@@ -184,7 +188,6 @@ def leaderboard(
         >>> for row in leaderboard("kerascnn"):  # doctest: +SKIP
         ...     print(row.model, row.test_accuracy)
     """
-    checks.boolean("include_trials", include_trials)
     frame = search_runs(experiment, tracking_uri=tracking_uri, run_ids=run_ids, include_trials=include_trials)
     if frame.empty:
         return []
