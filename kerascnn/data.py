@@ -38,6 +38,7 @@ NAMED = {
     "cifar100": ("cifar100", (32, 32, 3), 100),
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")  # Pillow's modes without colour
 PAD_AT_MOST = 8  # pixels: smaller size gaps are zero-padded (LeNet-style), larger ones resized
 
 
@@ -216,55 +217,100 @@ def _check_split(split: str, x: np.ndarray, y: np.ndarray, where: str) -> tuple[
 
 def _load_folder(
     path: Path, seed: int
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[str]]:
-    """Loads a class-per-sub-folder image tree; ``train/`` + ``test/`` sub-trees are used when present."""
-
-    def read(folder: Path, class_names: list[str] | None = None):
-        classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
-        files = {c: [f for f in sorted((folder / c).rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES] for c in classes}
-        received = f"dataset={str(folder)!r}"
-        if len(classes) < 2 or not any(files.values()):
-            raise ArgumentError(
-                "Image folder must hold at least 2 class sub-folders with images "
-                f"({', '.join(IMAGE_SUFFIXES)}); found {len(classes)} classes, "
-                f"{sum(map(len, files.values()))} images. Received: {received}"
-            )
-        _check_classes(files, class_names, received)
-        from kerascnn.device import import_tensorflow
-
-        tf = import_tensorflow()  # quietly, and only once the folder is known to hold a dataset
-        import keras
-
-        height, width, channels = decode_image(next(f for c in classes for f in files[c]), received).shape
-        ds = keras.utils.image_dataset_from_directory(
-            str(folder),
-            labels="inferred",
-            label_mode="int",
-            class_names=class_names or classes,
-            color_mode="grayscale" if channels <= 2 else "rgb",  # 2: grey with alpha
-            batch_size=None,
-            image_size=(height, width),
-            shuffle=False,
-            verbose=False,
-        )
-        images, labels = [], []
-        try:
-            for image, label in ds.as_numpy_iterator():
-                images.append(np.clip(image, 0, 255).astype(np.uint8))
-                labels.append(label)
-        except tf.errors.OpError:  # the files are read in ``file_paths`` order
-            raise _unreadable(Path(ds.file_paths[len(images)]), received) from None
-        return np.stack(images), np.asarray(labels, np.int32), class_names or classes
-
-    if (path / "train").is_dir() and (path / "test").is_dir():
-        x, y, names = read(path / "train")
-        xt, yt, _ = read(path / "test", names)
-        return (x, y), (xt, yt), names
-    x, y, names = read(path)
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[str], list[str]]:
+    """Loads a class-per-sub-folder image tree (``train/`` + ``test/`` sub-trees when present), every
+    image at the folder's :func:`_image_format`; returns the splits, class names and notes."""
+    split = (path / "train").is_dir() and (path / "test").is_dir()
+    folders = [path / "train", path / "test"] if split else [path]
+    found = [_image_files(folder, None if i == 0 else _class_folders(folders[0])) for i, folder in enumerate(folders)]
+    shape, notes = _image_format([f for files in found for c in files for f in files[c]], f"dataset={str(path)!r}")
+    names = _class_folders(folders[0])
+    read = [_read_images(folder, names, shape) for folder in folders]
+    if split:
+        return read[0], read[1], names, notes
+    x, y = read[0]
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = max(1, len(x) // 10)
     test, train = order[:n_test], order[n_test:]
-    return (x[train], y[train]), (x[test], y[test]), names
+    return (x[train], y[train]), (x[test], y[test]), names, notes
+
+
+def _class_folders(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir())
+
+
+def _image_files(folder: Path, class_names: list[str] | None) -> dict[str, list[Path]]:
+    """Each class sub-folder's image files (checked: 2 classes or more, none empty, and a
+    ``test/`` tree's classes among ``train/``'s, ``class_names``)."""
+    classes = _class_folders(folder)
+    files = {c: [f for f in sorted((folder / c).rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES] for c in classes}
+    received = f"dataset={str(folder)!r}"
+    if len(classes) < 2 or not any(files.values()):
+        raise ArgumentError(
+            "Image folder must hold at least 2 class sub-folders with images "
+            f"({', '.join(IMAGE_SUFFIXES)}); found {len(classes)} classes, "
+            f"{sum(map(len, files.values()))} images. Received: {received}"
+        )
+    _check_classes(files, class_names, received)
+    return files
+
+
+def _image_format(files: list[Path], received: str) -> tuple[tuple[int, int, int], list[str]]:
+    """The ``(height, width, channels)`` a folder's images load at: the most common size, and
+    colour if any image has colour (grey is copied to RGB exactly); notes say what was changed.
+    Read from the files' headers (Pillow, as ``keras.utils.load_img``)."""
+    from collections import Counter
+
+    from PIL import Image
+
+    sizes: Counter[tuple[int, int]] = Counter()
+    grey = 0
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                sizes[(image.height, image.width)] += 1
+                grey += image.mode in GREY_MODES
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise _unreadable(file, received) from None
+    (height, width), common = sizes.most_common(1)[0]
+    colour = grey < len(files)
+    notes = []
+    if len(sizes) > 1:
+        notes.append(
+            f"the images have {len(sizes)} sizes: {len(files) - common} of {len(files)} are resized to the most "
+            f"common, {height}x{width}"
+        )
+    if colour and grey:
+        notes.append(f"{grey} of {len(files)} images are grey: loaded as RGB, as the other images are colour")
+    return (height, width, 3 if colour else 1), notes
+
+
+def _read_images(folder: Path, class_names: list[str], shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A class-per-sub-folder tree as ``uint8`` images of ``shape`` and ``int32`` labels."""
+    from kerascnn.device import import_tensorflow
+
+    tf = import_tensorflow()  # quietly, and only once the folder is known to hold a dataset
+    import keras
+
+    ds = keras.utils.image_dataset_from_directory(
+        str(folder),
+        labels="inferred",
+        label_mode="int",
+        class_names=class_names,
+        color_mode="rgb" if shape[2] == 3 else "grayscale",
+        batch_size=None,
+        image_size=shape[:2],
+        shuffle=False,
+        verbose=False,
+    )
+    images, labels = [], []
+    try:
+        for image, label in ds.as_numpy_iterator():
+            images.append(np.clip(image, 0, 255).astype(np.uint8))
+            labels.append(label)
+    except tf.errors.OpError:  # the files are read in ``file_paths`` order
+        raise _unreadable(Path(ds.file_paths[len(images)]), f"dataset={str(folder)!r}") from None
+    return np.stack(images), np.asarray(labels, np.int32)
 
 
 def _check_classes(files: dict[str, list[Path]], trained: list[str] | None, received: str) -> None:
@@ -311,13 +357,13 @@ def _unreadable(file: Path, received: str) -> ArgumentError:
     )
 
 
-def _read(name: str, seed: int) -> tuple[tuple[Any, Any], tuple[Any, Any], str, list[str]]:
-    """(train arrays, test arrays, source, class names) of a named dataset or an image folder."""
+def _read(name: str, seed: int) -> tuple[tuple[Any, Any], tuple[Any, Any], str, list[str], list[str]]:
+    """(train arrays, test arrays, source, class names, notes) of a named dataset or an image folder."""
     if name in NAMED:
         train, test, source = load_arrays(name)
-        return train, test, source, [str(i) for i in range(NAMED[name][2])]
-    train, test, class_names = _load_folder(Path(name), seed)
-    return train, test, str(Path(name).resolve()), class_names
+        return train, test, source, [str(i) for i in range(NAMED[name][2])], []
+    train, test, class_names, notes = _load_folder(Path(name), seed)
+    return train, test, str(Path(name).resolve()), class_names, notes
 
 
 def load_dataset(
@@ -351,11 +397,11 @@ def load_dataset(
         train_samples = checks.positive_int("train_samples", train_samples)
     if test_samples is not None:
         test_samples = checks.positive_int("test_samples", test_samples)
-    (x, y), (xt, yt), source, class_names = _read(name, seed)
+    (x, y), (xt, yt), source, class_names, notes = _read(name, seed)
     num_classes = max(len(class_names), int(max(y.max(), yt.max())) + 1)
     if len(class_names) < num_classes:
         class_names = [str(i) for i in range(num_classes)]
-    notes = [
+    notes += [
         f"{option}={asked} is more than the {len(images):,} {kind} images of {dataset}: all of them are used"
         for option, asked, images, kind in (
             ("train_samples", train_samples, x, "training"),

@@ -152,6 +152,21 @@ def test_folder_classes_that_would_be_empty_or_left_out_are_refused(tmp_path):
         data.load_dataset(str(split))  # (its 2 images of c were left out of the test accuracy)
 
 
+def test_a_folder_of_mixed_images_loads_at_its_most_common_size_in_colour_and_says_so(tmp_path):
+    """Not at the first file's format: a colour class sorted after a grey one was turned grey (and the
+    trained model then refused its own training images), other sizes were resized without a word."""
+    make_image_folder(tmp_path / "mixed", classes=("a_grey",), per_class=3, size=(20, 24), channels=1)
+    make_image_folder(tmp_path / "mixed", classes=("b_colour",), per_class=4, size=(30, 30), channels=3)
+    d = data.load_dataset(str(tmp_path / "mixed"), validation_split=0)
+    assert d.image_shape == (30, 30, 3)
+    assert d.notes == [
+        "the images have 2 sizes: 3 of 7 are resized to the most common, 30x30",
+        "3 of 7 images are grey: loaded as RGB, as the other images are colour",
+    ]
+    grey = data.load_dataset(str(make_image_folder(tmp_path / "grey", channels=1)), validation_split=0)
+    assert grey.image_shape == (20, 24, 1) and grey.notes == []
+
+
 def test_grey_images_with_alpha_load_as_grey(tmp_path):
     from PIL import Image
 
