@@ -477,7 +477,7 @@ class TuneConfig(_Config):
 
     family: str = setting(
         "mnist_cnn",
-        "search space: a family or model name, as `kerascnn models` lists them",
+        "search space: a family, or a model name (its family's space, with what the model sets fixed)",
         kind="positional",
         metavar="FAMILY",
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import kerascnn
-from kerascnn.models import get_entry
+from kerascnn.models import get_entry, get_family
 
 MODELS = kerascnn.list_models()
 LAYER_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
@@ -285,6 +285,15 @@ def test_a_variant_refuses_the_option_that_makes_it(name, key):
     assert key not in entry.options()
     with pytest.raises(ValueError, match=rf"`{name}` sets `{key}` itself; .*{others[0]}.*Received: {key}=11$"):
         kerascnn.create_model(name, **{key: 11})
+
+
+@pytest.mark.parametrize("name", sorted({name for name, _ in VARIANTS}))
+def test_a_variant_is_its_familys_builder_with_what_it_fixes(name):
+    """The values a variant declares (what `tune vgg19` pins) are the ones its function builds with."""
+    entry, shape = get_entry(name), (32, 32, 3)
+    family = get_family(entry.family).builder(input_shape=shape, num_classes=10, **entry.fixes)
+    variant = kerascnn.create_model(name, input_shape=shape, num_classes=10)
+    assert (variant.name, variant.count_params()) == (family.name, family.count_params())
 
 
 def test_variants_are_declared():

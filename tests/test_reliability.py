@@ -585,6 +585,7 @@ API_CASES = [
     (lambda: kerascnn.tune("mnist_cnn", "mnist", progress="no"), "Received: progress='no'"),
     (lambda: kerascnn.tune("resnet", "mnist", tuner="grid", max_trials=0), "Received: max_trials=0"),
     (lambda: kerascnn.tune(build=42, dataset="mnist"), "Received: build=42"),
+    (lambda: kerascnn.tune("vgg19", "mnist", fixed={"depth": 11}), "`vgg19` sets `depth` itself (depth=19)"),
     (lambda: kerascnn.tune("vgg", "mnist", objective="accuracy"), "Received: objective='accuracy'"),
     (lambda: kerascnn.tune("vgg", "mnist", validation_split=0), "in (0, 1): the objective is measured on it. Received"),
     (lambda: kerascnn.tune("vgg", "mnist", validation_split=1), "in (0, 1): the objective is measured on it. Received"),

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 import kerascnn
 from kerascnn.models import create_model
+from kerascnn.tuning.spaces import variant_fixed
 from tests.helpers import all_runs, assert_usage_error, child_runs, data_dir, free_port, make_image_folder, run_cli
 
 TINY = dict(train_samples=300, epochs=1, precision="float32")  # float32 on every CPU: tests do not depend on its flags
@@ -317,6 +318,17 @@ def test_a_val_loss_search_picks_the_lowest_loss_and_lists_its_trials_val_accura
     assert parent["best_val_accuracy"] == pytest.approx(max(accuracies))
     (row,) = kerascnn.leaderboard(tracking_uri=tracking_uri)
     assert row.best_val_accuracy == pytest.approx(parent["best_val_accuracy"])  # `kerascnn runs` showed "-"
+
+
+def test_a_model_name_searches_that_model_in_its_familys_space(tracking_uri, tmp_path):
+    """`tune vgg11` pins what vgg11 sets (depth 11) in the VGG space; it searched every depth under vgg11's name."""
+    result = kerascnn.tune(
+        "vgg11", "mnist", max_trials=1, fixed={"width": 16}, tracking_uri=tracking_uri,
+        directory=tmp_path / "s", progress=False, **TINY,
+    )  # fmt: skip
+    assert result.search_name == "vgg11-mnist-random"
+    assert result.trials[0]["hyperparameters"]["depth"] == 11
+    assert variant_fixed("resnet50", {}) == {"depth": 50} and variant_fixed("vgg", {"depth": 13}) == {"depth": 13}
 
 
 def tagged(hp, *, input_shape, num_classes):

@@ -5,7 +5,7 @@ to know about it: its general builder, the small variant functions registered ti
 over it, its training recipe, its KerasTuner search space and the smallest input its
 down-sampling accepts::
 
-    @register_model(fixes=("depth",))
+    @register_model(fixes={"depth": 16})
     def vgg16(**kwargs):
         return vgg(**kwargs, depth=16)
 
@@ -24,7 +24,7 @@ import importlib
 import inspect
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kerascnn import checks
@@ -60,7 +60,7 @@ class ModelEntry:
     family: str
     default_input_shape: tuple[int, int, int]
     default_num_classes: int
-    fixes: tuple[str, ...] = ()  # the family options the variant sets itself (``vgg16``: ``depth``)
+    fixes: dict[str, Any] = field(default_factory=dict)  # the family options the variant sets (``vgg16``: depth 16)
 
     @property
     def summary(self) -> str:
@@ -106,7 +106,7 @@ def register_model(
     fn: Builder | None = None,
     *,
     family: str | None = None,
-    fixes: tuple[str, ...] = (),
+    fixes: dict[str, Any] | None = None,
     default_input_shape: tuple[int, int, int] = (224, 224, 3),
     default_num_classes: int = 1000,
 ) -> Any:
@@ -117,8 +117,9 @@ def register_model(
         fn: The variant; it takes ``input_shape``, ``num_classes`` and builder keyword
             overrides and returns a ``keras.Model``.
         family: Family name; defaults to the defining module's last part.
-        fixes: The family builder's options the variant sets itself (``vgg16``: ``depth``);
-            ``create_model`` refuses them, naming the other variants.
+        fixes: The family builder's options the variant sets itself, with their values
+            (``vgg16``: ``{"depth": 16}``); ``create_model`` refuses them, naming the other
+            variants, and ``tune vgg16`` searches the family's space with them fixed.
         default_input_shape: Shape used when ``create_model`` gets none.
         default_num_classes: Classes used when ``create_model`` gets none.
 
@@ -138,7 +139,7 @@ def register_model(
             raise ArgumentError(f"Model `{name}` is already registered. Received: name={name!r}")
         shape = tuple(default_input_shape)
         owner = family or f.__module__.rsplit(".", 1)[-1]
-        _MODELS[name] = ModelEntry(name, f, owner, shape, default_num_classes, tuple(fixes))  # type: ignore[arg-type]
+        _MODELS[name] = ModelEntry(name, f, owner, shape, default_num_classes, dict(fixes or {}))  # type: ignore[arg-type]
         return f
 
     return wrap(fn) if fn is not None else wrap

@@ -190,19 +190,19 @@ def resnet(
     return keras.Model(inputs, outputs, name=f"resnet{depth}")
 
 
-@register_model(fixes=("depth",))
+@register_model(fixes={"depth": 18})
 def resnet18(**kwargs: Any) -> keras.Model:
     """ResNet-18: basic blocks (2, 2, 2, 2), 11.7M parameters at 224x224x3."""
     return resnet(**kwargs, depth=18)
 
 
-@register_model(fixes=("depth",))
+@register_model(fixes={"depth": 34})
 def resnet34(**kwargs: Any) -> keras.Model:
     """ResNet-34: basic blocks (3, 4, 6, 3), 21.8M parameters at 224x224x3."""
     return resnet(**kwargs, depth=34)
 
 
-@register_model(fixes=("depth",))
+@register_model(fixes={"depth": 50})
 def resnet50(**kwargs: Any) -> keras.Model:
     """ResNet-50: bottleneck blocks (3, 4, 6, 3), 25.6M parameters at 224x224x3."""
     return resnet(**kwargs, depth=50)

@@ -91,25 +91,25 @@ def vgg(
     return model
 
 
-@register_model(fixes=("depth",))
+@register_model(fixes={"depth": 11})
 def vgg11(**kwargs: Any) -> keras.Sequential:
     """VGG-11 (configuration A): 8 conv + 3 FC layers, 132.9M parameters at 224x224x3."""
     return vgg(**kwargs, depth=11)
 
 
-@register_model(fixes=("depth",))
+@register_model(fixes={"depth": 13})
 def vgg13(**kwargs: Any) -> keras.Sequential:
     """VGG-13 (configuration B): 10 conv + 3 FC layers, 133.0M parameters at 224x224x3."""
     return vgg(**kwargs, depth=13)
 
 
-@register_model(fixes=("depth",))
+@register_model(fixes={"depth": 16})
 def vgg16(**kwargs: Any) -> keras.Sequential:
     """VGG-16 (configuration D): 13 conv + 3 FC layers, 138.4M parameters at 224x224x3."""
     return vgg(**kwargs, depth=16)
 
 
-@register_model(fixes=("depth",))
+@register_model(fixes={"depth": 19})
 def vgg19(**kwargs: Any) -> keras.Sequential:
     """VGG-19 (configuration E): 16 conv + 3 FC layers, 143.7M parameters at 224x224x3."""
     return vgg(**kwargs, depth=19)

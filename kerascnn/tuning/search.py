@@ -29,7 +29,7 @@ from kerascnn.tracking.writer import STORE, WARM, recorder
 from kerascnn.tuning import distributed
 from kerascnn.tuning.display import last_error
 from kerascnn.tuning.runs import TRIAL_TAG
-from kerascnn.tuning.spaces import HyperModel, SearchSpace, describe_space, grid_size, probe, space_for
+from kerascnn.tuning.spaces import HyperModel, SearchSpace, describe_space, grid_size, probe, space_for, variant_fixed
 
 SETTINGS_FILE = "kerascnn_search.json"  # the settings a search was started with, in its folder
 
@@ -88,7 +88,8 @@ def tune(
     ``max_trials``, ``epochs``, ``fixed``, ``objective``, ``search_name``...).
 
     Args:
-        family: A family or model name whose search space to use (default ``mnist_cnn``).
+        family: A family, or a model name (its family's space with what the model sets fixed:
+            ``vgg16``, depth 16), whose search space to use (default ``mnist_cnn``).
         dataset: A dataset name or image folder, as in ``train`` (default ``mnist``).
         build: Your own ``build(hp, *, input_shape, num_classes)`` instead of ``family``'s space;
             its models train with ``family``'s recipe (``mnist_cnn``'s if ``family`` is not given).
@@ -125,6 +126,8 @@ def _checked_tune(
     if build is not None:
         given.setdefault("family", "custom")
     config = TuneConfig.create(**given, **settings)
+    if build is None and (pinned := variant_fixed(config.family, config.fixed)) != config.fixed:
+        config = TuneConfig.create(**given, **dict(settings, fixed=pinned))  # (`tune vgg19`: depth 19)
     store.probe(config.store_uri, experiment=config.experiment)
     space = space_for(config.family, build)
     role = distributed.role()

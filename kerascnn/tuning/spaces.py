@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kerascnn.errors import ArgumentError
-from kerascnn.models import get_family, list_families
+from kerascnn.models import get_entry, get_family, list_families, list_models
 from kerascnn.recipes import Recipe
 
 Space = Callable[..., Any]
@@ -64,6 +64,27 @@ def space_for(family: str, build: Space | None = None) -> SearchSpace:
             f"Received: family={family!r}"
         )
     return SearchSpace(found.name, found.space, found.recipe, int(found.min_input_size()))
+
+
+def variant_fixed(family: str, fixed: dict[str, Any]) -> dict[str, Any]:
+    """``fixed`` with what the model ``family`` names sets itself (``vgg19``: depth 19), so that
+    ``tune vgg19`` searches VGG-19; a ``fixed`` value that contradicts it is refused.
+
+    Example:
+        >>> variant_fixed("vgg19", {"width": 32})
+        {'depth': 19, 'width': 32}
+    """
+    if family not in list_models():
+        return fixed
+    entry = get_entry(family)
+    clash = {k: v for k, v in fixed.items() if k in entry.fixes and v != entry.fixes[k]}
+    if clash:
+        key = next(iter(clash))
+        raise ArgumentError(
+            f"`{family}` sets `{key}` itself ({key}={entry.fixes[key]!r}); tune the family `{entry.family}` to "
+            f"search other values. Received: fixed={clash!r}"
+        )
+    return {**entry.fixes, **fixed}
 
 
 class HyperModel:
