@@ -113,6 +113,36 @@ def test_the_writer_writes_what_it_was_sent_when_nobody_reads_its_acks(tracking_
     assert logged.data.tags["after"] == "create" and logged.data.params == {"epochs": "2"}
 
 
+def test_a_store_that_fails_under_the_writer_is_one_warning_naming_the_database_error(tracking_uri):
+    """MLflow logs a database error with SQLAlchemy's traceback (~90 lines); the writer says it in one
+    line, with the database's own message, and spools the run."""
+    run = RunRef(tracking_uri, "kerascnn", "moved")
+    ops = [
+        ("create", {"tags": {}, "start_time": int(time.time() * 1000)}),
+        ("metrics", {"metrics": [["loss", 1.0, 0, 0]]}),
+    ]
+    process = _spawn(tracking_uri)
+    assert process.stdin is not None and process.stdout is not None
+    said = []
+    try:
+        for seq, (kind, data) in enumerate(ops, 1):
+            message = {"seq": seq, "kind": kind, "run": run.to_wire(), "data": data}
+            process.stdin.write(json.dumps(message).encode() + b"\n")
+            process.stdin.flush()
+            while "ack" not in (answer := json.loads(process.stdout.readline())):
+                said.append(answer["say"])
+            if kind == "create":  # the store's file goes away under the open store
+                db = Path(tracking_uri.removeprefix("sqlite:///"))
+                db.rename(db.with_name("moved.db"))
+        process.stdin.close()
+        said += [json.loads(line)["say"] for line in process.stdout]
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+    (warning,) = said  # (what the writer prints reaches the command's stderr through these)
+    assert "the tracking store failed (MlflowException: (sqlite3.OperationalError) attempt to write" in warning
+
+
 def test_a_run_travels_to_the_writer_and_back_as_json():
     parent = RunRef("sqlite:////tmp/x/mlflow.db", "exp", "search", run_id="p1")
     child = RunRef("sqlite:////tmp/x/mlflow.db", "exp", "trial", parent=parent)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -196,9 +197,11 @@ class Recorder:
         if run.local_id in self._warned:
             return
         self._warned.add(run.local_id)
-        first = console.shorten((str(error).strip().splitlines() or [type(error).__name__])[0], 200)
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        database = [line for line in lines if re.match(r"\([\w.]+Error\) ", line)]  # SQLAlchemy: "(sqlite3.X) ..."
+        reason = console.shorten((database or lines or [type(error).__name__])[0], 200)
         console.say(
-            f"kerascnn: warning: the tracking store failed ({type(error).__name__}: {first}); run {run.label} "
+            f"kerascnn: warning: the tracking store failed ({type(error).__name__}: {reason}); run {run.label} "
             f"goes on into the spool {run.spool_dir} (`kerascnn sync` sends it)"
         )
 
