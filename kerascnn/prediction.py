@@ -204,10 +204,10 @@ def _read_path(path: Path, text: str, shape: tuple[int, int, int]) -> list[tuple
         files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ArgumentError(f"Folder holds no images ({', '.join(IMAGE_SUFFIXES)}). Received: inputs={text!r}")
-        return [([str(f)], _fit(decode_image(f, f"inputs={text!r}"), shape, str(f))[None]) for f in files]
+        return [([str(f)], _fit(decode_image(f, f"inputs={text!r}"), shape, f"inputs={str(f)!r}")[None]) for f in files]
     if path.suffix.lower() in ARRAY_SUFFIXES:
         return [_array_images(_read_array(path, text), text, shape)]
-    return [([text], _fit(decode_image(path, f"inputs={text!r}"), shape, text)[None])]
+    return [([text], _fit(decode_image(path, f"inputs={text!r}"), shape, f"inputs={text!r}")[None])]
 
 
 def _read_array(path: Path, text: str) -> np.ndarray:
@@ -245,23 +245,25 @@ def array_file_problem(error: Exception) -> str:
 
 
 def _array_images(array: np.ndarray, text: str, shape: tuple[int, int, int]) -> tuple[list[str], np.ndarray]:
-    """A batch of images ``(N, H, W)``/``(N, H, W, C)``, or one image ``(H, W)``/``(H, W, C)``."""
+    """A batch of images ``(N, H, W)``/``(N, H, W, C)``, or one image ``(H, W)``/``(H, W, C)``; named
+    ``text[i]`` (``text``: the file, or ``"array"`` for one passed in, which errors describe)."""
     array = np.asarray(array)
+    received = f"inputs=<{array.dtype} array of shape {array.shape}>" if text == "array" else f"inputs={text!r}"
     h, w, _ = shape
     if array.ndim == 2 or (array.ndim == 3 and array.shape[:2] == (h, w) and array.shape[2] in (1, 2, 3, 4)):
         array = array[None]  # one image
     if array.ndim not in (3, 4) or len(array) == 0:
         raise ArgumentError(
-            f"Arrays must hold images (N, H, W) or (N, H, W, C); got shape {array.shape}. Received: inputs={text!r}"
+            f"Arrays must hold images (N, H, W) or (N, H, W, C); got shape {array.shape}. Received: {received}"
         )
-    images = _as_uint8(array[..., None] if array.ndim == 3 else array, text)
-    return [f"{text}[{i}]" for i in range(len(images))], _fit(images, shape, text)
+    images = _as_uint8(array[..., None] if array.ndim == 3 else array, received)
+    return [f"{text}[{i}]" for i in range(len(images))], _fit(images, shape, received)
 
 
-def _as_uint8(array: np.ndarray, text: str) -> np.ndarray:
+def _as_uint8(array: np.ndarray, received: str) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
-    where = f"Received: inputs={text!r}"
+    where = f"Received: {received}"
     if array.dtype == np.bool_:  # a binary image: True is white, as PIL converts its mode "1"
         return array.astype(np.uint8) * np.uint8(255)
     if np.issubdtype(array.dtype, np.integer):
@@ -276,11 +278,12 @@ def _as_uint8(array: np.ndarray, text: str) -> np.ndarray:
     return np.rint(array * scale).astype(np.uint8)
 
 
-def _fit(images: np.ndarray, shape: tuple[int, int, int], text: str) -> np.ndarray:
-    """``images`` (``(H, W, C)`` or ``(N, H, W, C)``) made to the model's channels; sizes must match."""
+def _fit(images: np.ndarray, shape: tuple[int, int, int], received: str) -> np.ndarray:
+    """``images`` (``(H, W, C)`` or ``(N, H, W, C)``) made to the model's channels; sizes must match.
+    ``received``: what errors end with (``inputs='x.png'``)."""
     h, w, c = shape
     have = images.shape[-3:]
-    where = f"the model takes {h}x{w}x{c} images. Received: inputs={text!r}"
+    where = f"the model takes {h}x{w}x{c} images. Received: {received}"
     if have[:2] != (h, w):
         raise ArgumentError(f"Images are {have[0]}x{have[1]}x{have[2]}; {where}")
     if have[2] == 4 or (have[2] == 2 and c == 1):  # drop the alpha channel

@@ -305,6 +305,9 @@ def test_predict_refuses_bad_models_and_inputs_in_one_line(trained, capsys, tmp_
     listed = r"^`inputs` must be image files.*Received: inputs=\[array\(\[\[ *0, +0,[^\n]*\.\.\.$"  # one line, cut
     with pytest.raises(ValueError, match=listed):
         kerascnn.predict(trained.second.model_path, [trained.x[0], trained.x[1]])  # (a list of arrays, not paths)
+    hot = r"^Float images must lie in \[0, 1\] \(or 0..255\). Received: inputs=<float64 array of shape \(2, 28, 28\)>$"
+    with pytest.raises(ValueError, match=hot):  # (the array described, not 'array')
+        kerascnn.predict(trained.second.model_path, np.full((2, 28, 28), 300.0))
     _one_line_error(
         capsys,
         "at most the model's 10 classes. Received: top_k=11",
