@@ -71,7 +71,7 @@ def check_preprocessing(mode: Any) -> str | None:
         >>> check_preprocessing("torch")
         'torch'
     """
-    return None if mode is None else checks.one_of("preprocessing", mode, PREPROCESSING)
+    return checks.one_of("preprocessing", mode, (*PREPROCESSING, None))  # (the message lists None too)
 
 
 def preprocessing_layer(mode: str) -> Any:
@@ -152,10 +152,11 @@ class _Source:
     preprocess: str | None = None  # the source model's own preprocess layer (a kit model), if any
     has_preprocess_layer: bool = False
     argument: str = "weights"  # the argument errors echo
+    shown: str | None = None  # how they echo it, when not as ``label`` (a dict: ``<a dict of 3 arrays>``)
 
     @property
     def received(self) -> str:
-        return f"Received: {self.argument}={self.label!r}"
+        return f"Received: {self.argument}={self.shown or repr(self.label)}"
 
 
 _SUFFIXES = (".keras", ".weights.h5", ".h5", ".hdf5", ".pth", ".pt", ".npz")
@@ -209,7 +210,8 @@ def check_weights(name: str, weights: Any) -> Any:
 def _open_source(weights: Any, model_name: str | None) -> _Source:
     check_weights(model_name or "?", weights)
     if isinstance(weights, dict):
-        return _Source("state_dict", "torch", "torchvision", state_dict=_arrays(weights, "weights"))
+        state = _arrays(weights, "weights")
+        return _Source("state_dict", "torch", "torchvision", state_dict=state, shown=f"<a dict of {len(state)} arrays>")
     if weights == "imagenet":
         return _Source("imagenet", "caffe", "layers", layers=lambda model: _imagenet_layers(model_name or "", model))
     path = Path(weights)
@@ -558,6 +560,11 @@ def _load_keras_weights(model: Any, label: str, mode: str | None) -> Pretrained:
 
 def _apply(model: Any, source: _Source) -> Pretrained:
     label = source.label
+    if source.kind == "torchvision" and model.input_shape[-1] != 3:
+        raise ArgumentError(
+            f"torchvision's weights take RGB images; build {model.name} with 3 channels. "
+            f"Received: input_shape={tuple(model.input_shape[1:])}"
+        )
     mode, flip = _check_convention(model, source)
     if source.kind == "keras_weights":
         return _load_keras_weights(model, label, mode)
@@ -695,11 +702,12 @@ def convert_torchvision(
     checks.one_of("name", name, TORCHVISION_MODELS)
     kit_name, fixed = TORCHVISION_MODELS[name]
     state = read_state_dict(state_dict)
-    label = str(state_dict) if not isinstance(state_dict, dict) else f"<a dict of {len(state)} arrays>"
+    label = str(state_dict) if not isinstance(state_dict, dict) else "state_dict"
+    shown = f"<a dict of {len(state)} arrays>" if isinstance(state_dict, dict) else None
     if num_classes is None:
         head = state.get("fc.weight", state.get("classifier.6.weight"))
         num_classes = int(head.shape[0]) if head is not None else None
-    source = _Source(label, "torch", "torchvision", state_dict=state, argument="state_dict")
+    source = _Source(label, "torch", "torchvision", state_dict=state, argument="state_dict", shown=shown)
     from kerascnn.models.registry import create_model
 
     options = dict(fixed, preprocessing=check_preprocessing(preprocessing), **overrides)

@@ -292,8 +292,14 @@ def test_torchvision_vgg11_bn_first_conv_and_channel_first_flatten(tmp_path):
 
 def test_torchvision_state_dict_errors(tmp_path):
     state = _random_state_dict("resnet18")
-    with pytest.raises(ValueError, match=r"lacks 1 weights .*'fc.bias'.*state_dict='<a dict of 121 arrays>'$"):
+    with pytest.raises(ValueError, match=r"lacks 1 weights .*'fc.bias'.*state_dict=<a dict of 121 arrays>$"):
         pretrained.convert_torchvision("resnet18", {k: v for k, v in state.items() if k != "fc.bias"})
+    with pytest.raises(ValueError, match=r"lacks 102 weights .*Received: weights=<a dict of 0 arrays>$"):
+        kerascnn.create_model("resnet18", weights={})  # (it said weights='state_dict')
+    with pytest.raises(ValueError, match=r"^torchvision.s weights take RGB.*Received: input_shape=\(64, 64, 1\)$"):
+        pretrained.convert_torchvision("resnet18", state, input_shape=(64, 64, 1))  # (not a misfit of 'stem_conv')
+    with pytest.raises(ValueError, match=r"one of 'caffe', 'torch', None\. Received: preprocessing='none'$"):
+        pretrained.convert_torchvision("resnet18", state, preprocessing="none")
     with pytest.raises(ValueError, match=r"has 1 entries .*'extra.weight'"):
         pretrained.convert_torchvision("resnet18", {**state, "extra.weight": np.zeros(3, np.float32)})
     with pytest.raises(ValueError, match=r"state dict lacks .* of resnet34"):  # ResNet-18 weights, ResNet-34 net
