@@ -37,7 +37,11 @@ REGISTRATION = ("register_model", "alias")  # settings a run records as tags (no
 
 @dataclass
 class TrainResult:
-    """What ``train()`` returns; ``to_json()`` is the CLI's ``--json`` document."""
+    """What ``train()`` returns; ``to_json()`` is the CLI's ``--json`` document.
+
+    ``model_path`` is the saved ``.keras`` file: the run's artifact, or for a run in the ``spool``
+    (offline, or the store failed) the spool's copy, which ``sync`` moves into the store: the path is
+    then gone, and the run's id names the model (``kerascnn.predict(run_id, images)``, ``evaluate``)."""
 
     run_id: str | None
     experiment: str | None
