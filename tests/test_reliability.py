@@ -575,6 +575,7 @@ API_CASES = [
     (lambda: kerascnn.create_model("resnet50", num_classes=0), "Received: num_classes=0"),
     (lambda: kerascnn.train("mnist_cnn", "mnist", epochs=-1), "Received: epochs=-1"),
     (lambda: kerascnn.train("mnist_cnn", "mnist", seed=-3), "Received: seed=-3"),
+    (lambda: kerascnn.train(resume="abcd1234"), "No run with this id in sqlite:"),  # (no store yet)
     (lambda: kerascnn.train("mnist_cnn", "mnist", experiment=""), "Received: experiment=''"),
     (lambda: kerascnn.train("mnist_cnn", "mnist", jit="yes"), "Received: jit='yes'"),
     (lambda: kerascnn.train("mnist_cnn", "mnist", verbose="loud"), "Received: verbose='loud'"),
