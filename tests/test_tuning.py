@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,16 @@ from mlflow.tracking import MlflowClient
 import kerascnn
 from kerascnn.models import create_model
 from kerascnn.tuning.spaces import variant_fixed
-from tests.helpers import all_runs, assert_usage_error, child_runs, data_dir, free_port, make_image_folder, run_cli
+from tests.helpers import (
+    all_runs,
+    assert_usage_error,
+    child_runs,
+    data_dir,
+    free_port,
+    make_image_folder,
+    run_cli,
+    wait_for,
+)
 
 TINY = dict(train_samples=300, epochs=1, precision="float32")  # float32 on every CPU: tests do not depend on its flags
 
@@ -530,6 +540,36 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
     assert "kerascnn: worker tuner1 joins the chief's search at 127.0.0.1:" in outputs["tuner1"][1]
     ended = [line for name in ("tuner0", "tuner1") for line in outputs[name][0].splitlines() if "COMPLETED" in line]
     assert ended and all(" run -" not in line for line in ended), ended  # each trial's line names its run
+
+
+def test_a_worker_whose_chief_died_says_it_waits_and_stops_on_ctrl_c(tracking_uri, tmp_path):
+    """KerasTuner's client waits up to an hour for a chief that does not answer, silently."""
+    cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "4", "--epochs", "1", "--train-samples", "300")
+    env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()))
+    chief = subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"), stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        cmd, env=dict(env, KERASTUNER_TUNER_ID="tuner0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out: list[str] = []
+    err: list[str] = []
+    for stream, lines in ((worker.stdout, out), (worker.stderr, err)):
+        threading.Thread(target=lambda s=stream, k=lines: k.extend(s), daemon=True).start()
+    try:
+        wait_for(lambda: any(line.startswith("kerascnn: trial 0 [tuner0] {") for line in out), 120, worker, "a trial")
+        chief.kill()  # SIGKILL: the worker's trial ends with nobody to tell
+        chief.wait(timeout=30)
+        wait_for(lambda: any("has not answered" in line for line in err), 60, worker, "the worker's line")
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=30)
+    finally:
+        for proc in (chief, worker):
+            if proc.poll() is None:
+                proc.kill()
+    (waiting,) = [line for line in err if "has not answered" in line]
+    assert waiting.startswith("kerascnn: worker tuner0: the chief at 127.0.0.1:") and "Ctrl-C stops" in waiting
+    text = "".join(err)
+    assert worker.returncode == 130 and "Traceback" not in text, text[-2000:]
+    assert err[-1] == "kerascnn: error: interrupted\n"  # (not "... answered": no answer came)
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,14 @@ them; this module only checks them and says which role this process has.
 from __future__ import annotations
 
 import os
+import threading
+from typing import Any
 
+from kerascnn import console
 from kerascnn.errors import ArgumentError
 
 ENV_ID, ENV_IP, ENV_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
+PATIENCE = 10.0  # seconds a worker waits for an answer of the chief before it says so
 
 
 def role() -> str:
@@ -63,3 +67,45 @@ def serving_line() -> str:
         f"kerascnn: chief serves the search at {os.environ.get(ENV_IP)}:{os.environ.get(ENV_PORT)}; workers "
         f"(the same command with {ENV_ID}=tuner0, tuner1, ...) run its trials, and it waits until they are done"
     )
+
+
+def watch_chief(oracle: Any) -> None:
+    """Makes a worker say when the chief leaves a request unanswered for :data:`PATIENCE` s (not
+    started yet, busy, or gone: KerasTuner's client waits up to an hour, silently), and when it
+    answers after that. ``oracle``: a worker tuner's ``OracleClient``."""
+    oracle.stub = _WatchedStub(oracle.stub)
+
+
+class _WatchedStub:
+    """KerasTuner's gRPC stub to the chief, each call under a timer."""
+
+    def __init__(self, stub: Any) -> None:
+        self._stub = stub
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._stub, name)
+        chief = f"{os.environ.get(ENV_IP)}:{os.environ.get(ENV_PORT)}"
+        where = f"kerascnn: worker {os.environ.get(ENV_ID)}: the chief at {chief}"
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            late = threading.Event()
+
+            def waiting() -> None:
+                late.set()
+                console.say(
+                    f"{where} has not answered for {PATIENCE:.0f} s; waiting for it (up to an hour, KerasTuner's "
+                    "limit; Ctrl-C stops this worker)"
+                )
+
+            timer = threading.Timer(PATIENCE, waiting)
+            timer.daemon = True
+            timer.start()
+            try:
+                answer = call(*args, **kwargs)
+            finally:
+                timer.cancel()
+            if late.is_set():
+                console.say(f"{where} answered")
+            return answer
+
+        return watched

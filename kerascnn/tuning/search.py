@@ -210,6 +210,8 @@ def _attach_tuner(search: _Search, progress: bool) -> None:
     if search.role == "worker" and progress:
         print(distributed.joining_line(), file=sys.stderr, flush=True)
     search.tuner = tuner = _make_tuner(config, search.hypermodel, search.folder, search.speed, progress)
+    if search.role == "worker":
+        distributed.watch_chief(tuner.oracle)
     tuner.batch_size = search.recipe.batch_size
     if search.role != "worker":  # a worker's oracle is the chief's, behind a client
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
