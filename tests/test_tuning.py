@@ -341,6 +341,23 @@ def test_a_model_name_searches_that_model_in_its_familys_space(tracking_uri, tmp
     assert variant_fixed("resnet50", {}) == {"depth": 50} and variant_fixed("vgg", {"depth": 13}) == {"depth": 13}
 
 
+def plain_space(hp):
+    """KerasTuner's own style: build(hp), the input shape written in."""
+    return keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(hp.Choice("units", [8, 16])),
+         keras.layers.Dense(10, activation="softmax")]
+    )  # fmt: skip
+
+
+def test_a_keras_tuner_style_build_of_hp_only_is_searched(tracking_uri, tmp_path):
+    result = kerascnn.tune(
+        build=plain_space, dataset="mnist", max_trials=1, tracking_uri=tracking_uri, directory=tmp_path / "s",
+        progress=False, **TINY,
+    )  # fmt: skip
+    assert result.search_name == "custom-mnist-random"
+    assert result.trials[0]["status"] == "COMPLETED" and "units" in result.trials[0]["hyperparameters"]
+
+
 def tagged(hp, *, input_shape, num_classes):
     """A custom space whose one hyperparameter does not change the model: its trials train the same net."""
     hp.Choice("tag", ["a", "b"])

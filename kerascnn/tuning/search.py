@@ -91,8 +91,9 @@ def tune(
         family: A family, or a model name (its family's space with what the model sets fixed:
             ``vgg16``, depth 16), whose search space to use (default ``mnist_cnn``).
         dataset: A dataset name or image folder, as in ``train`` (default ``mnist``).
-        build: Your own ``build(hp, *, input_shape, num_classes)`` instead of ``family``'s space;
-            its models train with ``family``'s recipe (``mnist_cnn``'s if ``family`` is not given).
+        build: Your own space instead of ``family``'s: KerasTuner's ``build(hp)``, or
+            ``build(hp, *, input_shape, num_classes)`` to be given the data's shapes; its models
+            train with ``family``'s recipe (``mnist_cnn``'s if ``family`` is not given).
         progress: Print what the search will run, each trial's start, epochs (a progress bar on a
             terminal) and end.
         **settings: The other fields of ``TuneConfig``.

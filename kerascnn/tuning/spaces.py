@@ -13,6 +13,8 @@ training, which a trial (and a Hyperband round) is not.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,14 +49,15 @@ def space_for(family: str, build: Space | None = None) -> SearchSpace:
     if build is not None:
         if not callable(build):
             raise ArgumentError(
-                f"`build` must be a callable build(hp, *, input_shape, num_classes). Received: build={build!r}"
+                "`build` must be a callable build(hp) (or build(hp, *, input_shape, num_classes)). "
+                f"Received: build={build!r}"
             )
         recipe = get_family("mnist_cnn" if family == "custom" else family).recipe
-        return SearchSpace(getattr(build, "__name__", "custom"), build, recipe, 1)
+        return SearchSpace(getattr(build, "__name__", "custom"), _given_shapes(build), recipe, 1)
     if family == "custom":
         raise ArgumentError(
-            "Family 'custom' means a search space of your own: give build= (a build(hp, *, input_shape, "
-            "num_classes) that returns a keras.Model). Received: family='custom', build=None"
+            "Family 'custom' means a search space of your own: give build= (a build(hp) that returns a "
+            "keras.Model). Received: family='custom', build=None"
         )
     found = get_family(family)
     if found.space is None:
@@ -64,6 +67,24 @@ def space_for(family: str, build: Space | None = None) -> SearchSpace:
             f"Received: family={family!r}"
         )
     return SearchSpace(found.name, found.space, found.recipe, int(found.min_input_size()))
+
+
+def _given_shapes(build: Space) -> Space:
+    """``build`` as the tuner calls it, ``build(hp, *, input_shape, num_classes)``; a KerasTuner-style
+    ``build(hp)`` gets ``hp`` only (and one that takes either keyword, that one)."""
+    try:
+        params = inspect.signature(build).parameters
+    except (TypeError, ValueError):  # (no signature to read: called as documented)
+        return build
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()) or {"input_shape", "num_classes"} <= set(params):
+        return build
+    taken = {"input_shape", "num_classes"} & set(params)
+
+    @functools.wraps(build)
+    def called(hp: Any, **shapes: Any) -> Any:
+        return build(hp, **{k: v for k, v in shapes.items() if k in taken})
+
+    return called
 
 
 def variant_fixed(family: str, fixed: dict[str, Any]) -> dict[str, Any]:
