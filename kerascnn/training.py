@@ -65,9 +65,9 @@ class TrainResult:
     def to_json(self) -> dict[str, Any]:
         keys = (
             *("run_id", "experiment", "test_accuracy", "best_val_accuracy", "test_loss", "epochs"),
-            *("tracking_uri", "model_path"),
+            *("tracking_uri", "model_path", "registered_model"),  # (registered_model null: not asked, or spooled)
         )
-        optional = {k: getattr(self, k) for k in ("spool", "registered_model") if getattr(self, k)}
+        optional = {"spool": self.spool} if self.spool else {}
         return {k: getattr(self, k) for k in keys} | optional
 
 

@@ -75,6 +75,7 @@ def test_a_killed_writer_loses_nothing_after_sync(tracking_uri):
     assert "the tracking writer process ended unexpectedly" in err and "Traceback" not in err
     result = json.loads(out)
     assert result["spool"] and result["model_path"].startswith(result["spool"])  # the model is kept locally
+    assert result["registered_model"] is None  # (the key is there, null, as in every --json document)
     (run,) = all_runs(tracking_uri)
     assert run.info.status == "RUNNING"  # its end is in the spool
     synced = run_cli("sync", "--tracking-uri", tracking_uri, "--json", check=True)

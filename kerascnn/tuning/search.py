@@ -46,13 +46,13 @@ class TuneResult:
     best_model: Any = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        document = {
+        return {
             "parent_run_id": self.parent_run_id,
             "search_name": self.search_name,
             "trials": self.trials,
             "best": self.best,
+            "registered_model": self.registered_model,  # (null: not asked for, or waiting in the spool)
         }
-        return document | ({"registered_model": self.registered_model} if self.registered_model else {})
 
 
 @dataclass
