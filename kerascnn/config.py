@@ -407,6 +407,11 @@ class TrainConfig(_Config):
         _optional(checks.non_empty)("run_name", self.run_name)
         if not isinstance(self.resume, (bool, str)) or self.resume == "":
             raise ArgumentError(f"`resume` must be True, False or a run id. Received: resume={self.resume!r}")
+        if isinstance(self.resume, str):
+            from kerascnn.tracking.store import RUN_ID
+
+            if not RUN_ID.fullmatch(self.resume):  # (before the store is opened: seconds)
+                raise ArgumentError(f"`resume` must be a run id (4-32 hex digits). Received: resume={self.resume!r}")
         if self.resume and not self.tracking:
             raise ArgumentError(
                 "`resume` continues a tracked run; it cannot be used without tracking. Received: tracking=False"

@@ -498,6 +498,7 @@ CLI_CASES = {
     ),
     "nothing to resume": ([*T, "--resume"], {}, "Nothing to resume"),
     "resume without tracking": ([*T, "--resume", "--no-tracking"], {}, "Received: tracking=False"),
+    "resume id not hex": ([*T, "--resume", "abc"], {}, "(4-32 hex digits). Received: resume='abc'"),
     "experiment without tracking": (
         [*T, "--experiment", "digits", "--no-tracking"],
         {},

@@ -499,9 +499,9 @@ def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
         NoSuchRun: No run matches.
         ArgumentError: More than one run matches, or the run is deleted.
     """
-    c = client(uri)
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise ArgumentError(f"`{argument}` must be a run id (4-32 hex digits). Received: {argument}={run_id!r}")
+    c = client(uri)
     run_id = run_id.lower()  # (MLflow writes them in lower case)
     deleted = ArgumentError(
         "The run with an id starting with it is deleted, or its experiment is; restore it (mlflow runs "
