@@ -84,6 +84,7 @@ class _Plan:
     strategy: Any
     chief: bool
     weights: dict[str, Any] = field(default_factory=dict)  # what pretrained weights loaded, for the params
+    warnings: list[str] = field(default_factory=list)  # said once the model is built (no warning before a refusal)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -184,6 +185,8 @@ def _train(config: TrainConfig, previous: Any, verbose: int | str, callbacks: li
     if previous:
         _warn_if_precision_changed(plan, previous)
     net = _build(plan)
+    for warning in plan.warnings:
+        print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     pipes = _pipelines(plan)
     batch = plan.config.recipe.batch_size
     run: TrackedRun | None = None
@@ -278,9 +281,9 @@ def _plan(config: TrainConfig, checked: tuple[Any, Any, Any, int] | None) -> _Pl
         steps_per_execution=recipe.steps_per_execution,
         strategy=config.strategy,
     )
-    for warning in [*data.notes, *speed.warnings, *schedule_warnings(recipe, "warmup_epochs" in config.given)]:
-        print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
-    return _Plan(config, entry, data, adaptation, classes, speed, strategy, device.is_chief(strategy))
+    warnings = [*data.notes, *speed.warnings, *schedule_warnings(recipe, "warmup_epochs" in config.given)]
+    chief = device.is_chief(strategy)
+    return _Plan(config, entry, data, adaptation, classes, speed, strategy, chief, warnings=warnings)
 
 
 def _data(config: TrainConfig) -> tuple[Any, Any, Any, int]:

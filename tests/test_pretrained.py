@@ -23,6 +23,7 @@ import pytest
 
 import kerascnn
 from kerascnn import pretrained
+from tests.helpers import all_runs, data_dir
 
 KEYS = json.loads((Path(__file__).parent / "data" / "torchvision_keys.json").read_text())
 
@@ -310,6 +311,17 @@ def test_torchvision_state_dict_errors(tmp_path):
         kerascnn.create_model("resnet18", weights=state, preprocessing="caffe")
     with pytest.raises(ValueError, match=r"Received: state_dict key 3"):
         pretrained.read_state_dict({3: np.zeros(1)})
+
+
+def test_weights_refused_for_grey_images_are_the_only_line(tmp_path, capsys, monkeypatch):
+    """The refusal comes before the run's warnings (the warm-up one here): one line, as every bad input."""
+    data_dir()
+    monkeypatch.chdir(tmp_path)
+    np.savez(tmp_path / "r18.npz", **_random_state_dict("resnet18"))
+    with pytest.raises(ValueError, match=r"take RGB images.*Received: input_shape=\(28, 28, 1\)"):
+        kerascnn.train("resnet18", "mnist", weights=str(tmp_path / "r18.npz"), epochs=1, train_samples=200)
+    assert capsys.readouterr().err == ""
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists() or not all_runs(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
 
 
 def test_pth_files_need_torch_or_load_safely(tmp_path):
