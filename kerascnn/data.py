@@ -132,7 +132,7 @@ def load_arrays(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
         path = Path(data_dir) / f"{name}.npz"
         if path.is_file():
             (x, y), (xt, yt) = _read_npz(path, NAMED[name][1])
-            return (x, y), (xt, yt), str(path)
+            return (x, y), (xt, yt), str(path.resolve())  # (absolute, as the run logs it)
     from kerascnn.device import import_tensorflow
 
     import_tensorflow()  # quietly: its start-up lines would break the CLI's one-line errors

@@ -54,12 +54,15 @@ def _good(n: int = 20, shape=(32, 32, 3)) -> dict:
 
 
 def test_offline_file_in_keras_layout_is_used(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERASCNN_DATA_DIR", str(tmp_path))
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERASCNN_DATA_DIR", "data")  # relative, as README's command gives ../shared/data
     arrays = _good()
     arrays["y_train"] = arrays["y_train"].reshape(-1, 1)  # CIFAR's (N, 1) labels
-    _write_npz(tmp_path, "cifar10", **arrays)
+    _write_npz(tmp_path / "data", "cifar10", **arrays)
     d = data.load_dataset("cifar10", validation_split=0.2)
     assert d.image_shape == (32, 32, 3) and d.sizes() == {"train": 16, "val": 4, "test": 10}
+    assert d.source == str((tmp_path / "data" / "cifar10.npz").resolve())  # absolute: the run logs it as dataset_source
 
 
 @pytest.mark.parametrize(
