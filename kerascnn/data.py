@@ -286,17 +286,19 @@ def _image_format(files: list[Path], received: str) -> tuple[tuple[int, int, int
 
 
 def _read_images(folder: Path, class_names: list[str], shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A class-per-sub-folder tree as ``uint8`` images of ``shape`` and ``int32`` labels."""
+    """A class-per-sub-folder tree as ``uint8`` images of ``shape`` and ``int32`` labels, numbered as
+    in ``class_names`` (a ``test/`` tree may lack some of ``train/``'s classes)."""
     from kerascnn.device import import_tensorflow
 
     tf = import_tensorflow()  # quietly, and only once the folder is known to hold a dataset
     import keras
 
+    own = [c for c in _class_folders(folder) if c in class_names]  # (an empty extra test/ folder is no class)
     ds = keras.utils.image_dataset_from_directory(
         str(folder),
         labels="inferred",
         label_mode="int",
-        class_names=class_names,
+        class_names=own,
         color_mode="rgb" if shape[2] == 3 else "grayscale",
         batch_size=None,
         image_size=shape[:2],
@@ -310,7 +312,8 @@ def _read_images(folder: Path, class_names: list[str], shape: tuple[int, int, in
             labels.append(label)
     except tf.errors.OpError:  # the files are read in ``file_paths`` order
         raise _unreadable(Path(ds.file_paths[len(images)]), f"dataset={str(folder)!r}") from None
-    return np.stack(images), np.asarray(labels, np.int32)
+    numbers = np.array([class_names.index(c) for c in own], np.int32)
+    return np.stack(images), numbers[np.asarray(labels, np.int32)]
 
 
 def _check_classes(files: dict[str, list[Path]], trained: list[str] | None, received: str) -> None:

@@ -153,6 +153,12 @@ def test_folder_classes_that_would_be_empty_or_left_out_are_refused(tmp_path):
     make_image_folder(split / "test", classes=("a", "b", "c"), per_class=2)
     with pytest.raises(ValueError, match=r"test/ has classes train/ lacks \(c\).*Received: dataset='.*split/test'$"):
         data.load_dataset(str(split))  # (its 2 images of c were left out of the test accuracy)
+    fewer = tmp_path / "fewer"
+    make_image_folder(fewer / "train", classes=("a", "b", "c"), per_class=2)
+    make_image_folder(fewer / "test", classes=("b", "c"), per_class=1)  # no a in test: fine
+    (fewer / "test" / "d").mkdir()  # an empty folder train/ lacks: no class
+    d = data.load_dataset(str(fewer), validation_split=0)
+    assert d.class_names == ["a", "b", "c"] and d.y_test.tolist() == [1, 2]  # numbered as train/'s classes
 
 
 def test_a_folder_of_mixed_images_loads_at_its_most_common_size_in_colour_and_says_so(tmp_path):
