@@ -560,11 +560,6 @@ def _load_keras_weights(model: Any, label: str, mode: str | None) -> Pretrained:
 
 def _apply(model: Any, source: _Source) -> Pretrained:
     label = source.label
-    if source.kind == "torchvision" and model.input_shape[-1] != 3:
-        raise ArgumentError(
-            f"torchvision's weights take RGB images; build {model.name} with 3 channels. "
-            f"Received: input_shape={tuple(model.input_shape[1:])}"
-        )
     mode, flip = _check_convention(model, source)
     if source.kind == "keras_weights":
         return _load_keras_weights(model, label, mode)
@@ -584,6 +579,8 @@ def _apply(model: Any, source: _Source) -> Pretrained:
             if type(layer).__name__ == "Dense":  # a new classifier (or fc1 at another input size) stays fresh
                 result.skipped.append(layer.name)
                 continue
+            if layer.name == first_conv:
+                _check_channels(model, values, shapes[layer.name], source.kind)
             found = "none for it" if values is None else [tuple(np.shape(v)) for v in values]
             raise ArgumentError(
                 f"The weights do not fit layer {layer.name!r} of {model.name}: it needs "
@@ -603,6 +600,19 @@ def _apply(model: Any, source: _Source) -> Pretrained:
     for layer, values in pending:
         layer.set_weights([np.ascontiguousarray(v) for v in values])
     return result
+
+
+def _check_channels(model: Any, values: list[np.ndarray] | None, shapes: list[tuple[int, ...]], kind: str) -> None:
+    """A first convolution whose kernel reads other channels than the model's input has: the
+    ``input_shape`` is what to change (a torch kernel is ``(out, in, h, w)``, a Keras one ``(h, w, in, out)``)."""
+    if values is None or np.ndim(values[0]) != 4 or len(shapes[0]) != 4:
+        return
+    theirs = np.shape(values[0])[1 if kind == "torchvision" else 2]
+    if theirs != shapes[0][2]:
+        raise ArgumentError(
+            f"The weights take {theirs}-channel images; {model.name} is built for {shapes[0][2]}. "
+            f"Received: input_shape={tuple(model.input_shape[1:])}"
+        )
 
 
 def _fits(values: list[np.ndarray] | None, shapes: list[tuple[int, ...]]) -> bool:

@@ -297,8 +297,12 @@ def test_torchvision_state_dict_errors(tmp_path):
         pretrained.convert_torchvision("resnet18", {k: v for k, v in state.items() if k != "fc.bias"})
     with pytest.raises(ValueError, match=r"lacks 102 weights .*Received: weights=<a dict of 0 arrays>$"):
         kerascnn.create_model("resnet18", weights={})  # (it said weights='state_dict')
-    with pytest.raises(ValueError, match=r"^torchvision.s weights take RGB.*Received: input_shape=\(64, 64, 1\)$"):
+    with pytest.raises(
+        ValueError, match=r"^The weights take 3-channel .* for 1\. Received: input_shape=\(64, 64, 1\)$"
+    ):
         pretrained.convert_torchvision("resnet18", state, input_shape=(64, 64, 1))  # (not a misfit of 'stem_conv')
+    grey = dict(state, **{"conv1.weight": state["conv1.weight"][:, :1]})  # a torchvision ResNet for grey images
+    assert kerascnn.create_model("resnet18", input_shape=(32, 32, 1), weights=grey).input_shape == (None, 32, 32, 1)
     with pytest.raises(ValueError, match=r"one of 'caffe', 'torch', None\. Received: preprocessing='none'$"):
         pretrained.convert_torchvision("resnet18", state, preprocessing="none")
     with pytest.raises(ValueError, match=r"has 1 entries .*'extra.weight'"):
@@ -318,7 +322,7 @@ def test_weights_refused_for_grey_images_are_the_only_line(tmp_path, capsys, mon
     data_dir()
     monkeypatch.chdir(tmp_path)
     np.savez(tmp_path / "r18.npz", **_random_state_dict("resnet18"))
-    with pytest.raises(ValueError, match=r"take RGB images.*Received: input_shape=\(28, 28, 1\)"):
+    with pytest.raises(ValueError, match=r"take 3-channel images.*Received: input_shape=\(28, 28, 1\)"):
         kerascnn.train("resnet18", "mnist", weights=str(tmp_path / "r18.npz"), epochs=1, train_samples=200)
     assert capsys.readouterr().err == ""
     assert not (tmp_path / "mlruns" / "mlflow.db").exists() or not all_runs(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
