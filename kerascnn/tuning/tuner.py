@@ -86,7 +86,7 @@ class TrackedTuner(kt.Tuner):
             kwargs["epochs"] = hp.values["tuner/epochs"]
             kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
         self.display.trial_started(trial.trial_id, hp.values)
-        keras.utils.set_random_seed(self.seed)  # (a trial re-run after a crash scores as it would have)
+        keras.utils.set_random_seed(self.seed + self._failed_runs(trial.trial_id))
         if self.training_data is not None:
             args = (self.training_data(), *args[1:])
         run = self.runs.start_trial(trial)
@@ -106,6 +106,12 @@ class TrackedTuner(kt.Tuner):
             raise
         self.runs.end_trial(trial, None)
         return histories
+
+    def _failed_runs(self, trial_id: str) -> int:
+        """How often KerasTuner ended this trial for a retry: a retry starts from the next seed (the
+        same one would fail the same way); a first run, or one re-run after a crash, from the search's.
+        (KerasTuner's private count; a worker's client has none: its retries start from the same seed.)"""
+        return int(getattr(self.oracle, "_run_times", {}).get(trial_id, 0))
 
     @staticmethod
     def _check_finite(histories: list[Any]) -> None:
