@@ -269,7 +269,7 @@ def _image_format(files: list[Path], received: str) -> tuple[tuple[int, int, int
         try:
             with Image.open(file) as image:
                 sizes[(image.height, image.width)] += 1
-                grey += image.mode in GREY_MODES
+                grey += _grey(image)
         except (OSError, ValueError, Image.DecompressionBombError):
             raise _unreadable(file, received) from None
     (height, width), common = sizes.most_common(1)[0]
@@ -283,6 +283,14 @@ def _image_format(files: list[Path], received: str) -> tuple[tuple[int, int, int
     if colour and grey:
         notes.append(f"{grey} of {len(files)} images are grey: loaded as RGB, as the other images are colour")
     return (height, width, 3 if colour else 1), notes
+
+
+def _grey(image: Any) -> bool:
+    """Whether a Pillow image has no colour: a grey mode, or a palette of greys only."""
+    if image.mode in ("P", "PA"):
+        palette = image.getpalette() or []
+        return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
+    return image.mode in GREY_MODES
 
 
 def _read_images(folder: Path, class_names: list[str], shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:

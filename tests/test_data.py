@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from kerascnn import data
 from tests.helpers import data_dir, make_image_folder
@@ -172,7 +173,9 @@ def test_a_folder_of_mixed_images_loads_at_its_most_common_size_in_colour_and_sa
         "the images have 2 sizes: 3 of 7 are resized to the most common, 30x30",
         "3 of 7 images are grey: loaded as RGB, as the other images are colour",
     ]
-    grey = data.load_dataset(str(make_image_folder(tmp_path / "grey", channels=1)), validation_split=0)
+    folder = make_image_folder(tmp_path / "grey", channels=1)
+    Image.open(folder / "cat" / "0.png").convert("P").save(folder / "cat" / "0.png")  # a palette of greys (pngquant)
+    grey = data.load_dataset(str(folder), validation_split=0)
     assert grey.image_shape == (20, 24, 1) and grey.notes == []
 
 
