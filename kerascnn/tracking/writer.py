@@ -402,8 +402,8 @@ def main(argv: list[str] | None = None) -> None:
 
     store.bound_http_retries()  # its writes give up on a dead server in seconds (then spool)
     # MLflow logs a database error with SQLAlchemy's traceback (~90 lines); the recorder says it in one line and
-    # spools. (A filter: MLflow's logging set-up, on its import, resets its loggers' levels.)
-    logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: False)
+    # spools. (A filter: MLflow's logging set-up, on its import, resets its loggers' levels; its warnings stay.)
+    logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: not record.exc_info)
     import_without_keras_extras()  # it only loads and saves models: ~1.4 s less CPU beside training
     freeze_after_imports()  # the warm-up's ~500k objects are never scanned again
 
