@@ -407,7 +407,7 @@ def _run(search: _Search) -> None:
     search.tuner.seed, search.tuner.training_data = config.seed, training_data
     with device.dtype_policy(search.speed.policy):
         try:
-            search.tuner.search(training_data(), validation_data=val, epochs=config.epochs, verbose=0, shuffle=False)
+            search.tuner.search(validation_data=val, epochs=config.epochs, verbose=0, shuffle=False)
         except RuntimeError as e:  # KerasTuner's consecutive-failure limit (the trial's end is saved)
             raise SearchFailed(_first_and_last_line(str(e))) from e
 

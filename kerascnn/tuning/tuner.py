@@ -71,13 +71,14 @@ def hyperband_trials(oracle: Any) -> int | None:
 
 
 class TrackedTuner(kt.Tuner):
-    """A ``keras_tuner.Tuner`` whose trials are nested MLflow runs (set ``runs``, ``display`` and ``batch_size``)."""
+    """A ``keras_tuner.Tuner`` whose trials are nested MLflow runs (set ``runs``, ``display``, ``batch_size``,
+    ``seed`` and ``training_data``)."""
 
     runs: SearchRuns
     display: Display
     batch_size: int  # of the trials' training (for the out-of-memory line)
     seed = 0  # every trial starts from this random state: trials differ by their hyperparameters only
-    training_data: Callable[[], Any] | None = None  # each trial's own pipeline: the same batches in every trial
+    training_data: Callable[[], Any]  # each trial's own pipeline (the same batches in every trial; search() gets none)
     _warm_start = False
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
@@ -87,8 +88,7 @@ class TrackedTuner(kt.Tuner):
             kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
         self.display.trial_started(trial.trial_id, hp.values)
         keras.utils.set_random_seed(self.seed + self._failed_runs(trial.trial_id))
-        if self.training_data is not None:
-            args = (self.training_data(), *args[1:])
+        args = (self.training_data(), *args)
         run = self.runs.start_trial(trial)
         try:
             kwargs["verbose"], shown = self.display.fit_progress(trial.trial_id, kwargs.get("epochs", 1))
