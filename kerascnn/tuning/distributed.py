@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from kerascnn import console
@@ -77,35 +78,39 @@ def watch_chief(oracle: Any) -> None:
 
 
 class _WatchedStub:
-    """KerasTuner's gRPC stub to the chief, each call under a timer."""
+    """KerasTuner's gRPC stub to the chief, its calls timed by one watcher thread (a worker waiting
+    for a Hyperband round asks the chief in a tight loop: no thread per call)."""
 
     def __init__(self, stub: Any) -> None:
         self._stub = stub
+        self._sent: float | None = None  # when the call waiting for its answer was sent
+        self._said = False  # that call's wait was said
+        chief = f"{os.environ.get(ENV_IP)}:{os.environ.get(ENV_PORT)}"
+        self._where = f"kerascnn: worker {os.environ.get(ENV_ID)}: the chief at {chief}"
+        threading.Thread(target=self._watch, name="kerascnn-chief-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(1.0)
+            sent = self._sent
+            if sent is not None and not self._said and time.monotonic() - sent > PATIENCE:
+                self._said = True
+                console.say(
+                    f"{self._where} has not answered for {PATIENCE:.0f} s; waiting for it (up to an hour, "
+                    "KerasTuner's limit; Ctrl-C stops this worker)"
+                )
 
     def __getattr__(self, name: str) -> Any:
         call = getattr(self._stub, name)
-        chief = f"{os.environ.get(ENV_IP)}:{os.environ.get(ENV_PORT)}"
-        where = f"kerascnn: worker {os.environ.get(ENV_ID)}: the chief at {chief}"
 
         def watched(*args: Any, **kwargs: Any) -> Any:
-            late = threading.Event()
-
-            def waiting() -> None:
-                late.set()
-                console.say(
-                    f"{where} has not answered for {PATIENCE:.0f} s; waiting for it (up to an hour, KerasTuner's "
-                    "limit; Ctrl-C stops this worker)"
-                )
-
-            timer = threading.Timer(PATIENCE, waiting)
-            timer.daemon = True
-            timer.start()
+            self._said, self._sent = False, time.monotonic()
             try:
                 answer = call(*args, **kwargs)
             finally:
-                timer.cancel()
-            if late.is_set():
-                console.say(f"{where} answered")
+                self._sent = None
+            if self._said:
+                console.say(f"{self._where} answered")
             return answer
 
         return watched
