@@ -345,8 +345,9 @@ def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
     out = json.loads(result.stdout)  # stdout is exactly one JSON document; all else went to stderr
     assert set(out) == {
         *("run_id", "experiment", "test_accuracy", "best_val_accuracy", "test_loss", "epochs", "tracking_uri"),
-        "model_path",
+        *("model_path", "registered_model"),
     }
+    assert out["registered_model"] is None  # (no --register-model: null, the key kept for readers of the JSON)
     assert out["tracking_uri"] == tracking_uri and out["epochs"] == 1
     logged = MlflowClient(tracking_uri).get_run(out["run_id"]).data.metrics["best_val_accuracy"]
     assert out["best_val_accuracy"] == pytest.approx(logged)
