@@ -408,10 +408,9 @@ class TrainConfig(_Config):
         if not isinstance(self.resume, (bool, str)) or self.resume == "":
             raise ArgumentError(f"`resume` must be True, False or a run id. Received: resume={self.resume!r}")
         if isinstance(self.resume, str):
-            from kerascnn.tracking.store import RUN_ID
+            from kerascnn.tracking.store import check_run_id
 
-            if not RUN_ID.fullmatch(self.resume):  # (before the store is opened: seconds)
-                raise ArgumentError(f"`resume` must be a run id (4-32 hex digits). Received: resume={self.resume!r}")
+            check_run_id(self.resume, "resume")  # (here, before the store is opened: seconds)
         if self.resume and not self.tracking:
             raise ArgumentError(
                 "`resume` continues a tracked run; it cannot be used without tracking. Received: tracking=False"

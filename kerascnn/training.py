@@ -624,11 +624,11 @@ def _find_resumable(config: TrainConfig) -> Any:
     )
     db = store.sqlite_path(uri)
     try:
-        if db is not None and not db.exists() and isinstance(config.resume, str):
-            raise store.NoSuchRun(
-                f"No run with this id in {uri} (the store does not exist). Received: resume={config.resume!r}"
-            )
         if db is not None and not db.exists():
+            if isinstance(config.resume, str):
+                raise store.NoSuchRun(
+                    f"No run with this id in {uri} (the store does not exist). Received: resume={config.resume!r}"
+                )
             raise nothing
         if isinstance(config.resume, str):
             run = store.find_run(uri, config.resume, "resume")

@@ -492,6 +492,18 @@ class NoSuchRun(ArgumentError):
     """No run has the id given (or one starting with it)."""
 
 
+def check_run_id(run_id: Any, argument: str = "run_id") -> str:
+    """Returns ``run_id`` if it is a run id or a prefix of one (4-32 hex digits); checked without the store.
+
+    Example:
+        >>> check_run_id("4f2a9c")
+        '4f2a9c'
+    """
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise ArgumentError(f"`{argument}` must be a run id (4-32 hex digits). Received: {argument}={run_id!r}")
+    return run_id
+
+
 def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
     """The run whose id is ``run_id`` or starts with it (the 12-character ids the CLI prints).
 
@@ -499,8 +511,7 @@ def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
         NoSuchRun: No run matches.
         ArgumentError: More than one run matches, or the run is deleted.
     """
-    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
-        raise ArgumentError(f"`{argument}` must be a run id (4-32 hex digits). Received: {argument}={run_id!r}")
+    check_run_id(run_id, argument)
     c = client(uri)
     run_id = run_id.lower()  # (MLflow writes them in lower case)
     deleted = ArgumentError(
