@@ -222,9 +222,9 @@ def _load_folder(
     image at the folder's :func:`_image_format`; returns the splits, class names and notes."""
     split = (path / "train").is_dir() and (path / "test").is_dir()
     folders = [path / "train", path / "test"] if split else [path]
-    found = [_image_files(folder, None if i == 0 else _class_folders(folders[0])) for i, folder in enumerate(folders)]
-    shape, notes = _image_format([f for files in found for c in files for f in files[c]], f"dataset={str(path)!r}")
     names = _class_folders(folders[0])
+    found = [_image_files(folder, None if folder == folders[0] else names) for folder in folders]
+    shape, notes = _image_format([f for files in found for c in files for f in files[c]], f"dataset={str(path)!r}")
     read = [_read_images(folder, names, shape) for folder in folders]
     if split:
         return read[0], read[1], names, notes
