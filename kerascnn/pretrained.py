@@ -158,6 +158,14 @@ class _Source:
     def received(self) -> str:
         return f"Received: {self.argument}={self.shown or repr(self.label)}"
 
+    @classmethod
+    def torchvision(cls, given: Any, state: dict[str, np.ndarray], argument: str) -> _Source:
+        """A torchvision state dict read from ``given`` (a file, or a dict: echoed ``<a dict of N arrays>``)."""
+        if isinstance(given, dict):
+            shown = f"<a dict of {len(state)} arrays>"
+            return cls("state_dict", "torch", "torchvision", state_dict=state, argument=argument, shown=shown)
+        return cls(str(given), "torch", "torchvision", state_dict=state, argument=argument)
+
 
 _SUFFIXES = (".keras", ".weights.h5", ".h5", ".hdf5", ".pth", ".pt", ".npz")
 
@@ -210,8 +218,7 @@ def check_weights(name: str, weights: Any) -> Any:
 def _open_source(weights: Any, model_name: str | None) -> _Source:
     check_weights(model_name or "?", weights)
     if isinstance(weights, dict):
-        state = _arrays(weights, "weights")
-        return _Source("state_dict", "torch", "torchvision", state_dict=state, shown=f"<a dict of {len(state)} arrays>")
+        return _Source.torchvision(weights, _arrays(weights, "weights"), "weights")
     if weights == "imagenet":
         return _Source("imagenet", "caffe", "layers", layers=lambda model: _imagenet_layers(model_name or "", model))
     path = Path(weights)
@@ -712,12 +719,10 @@ def convert_torchvision(
     checks.one_of("name", name, TORCHVISION_MODELS)
     kit_name, fixed = TORCHVISION_MODELS[name]
     state = read_state_dict(state_dict)
-    label = str(state_dict) if not isinstance(state_dict, dict) else "state_dict"
-    shown = f"<a dict of {len(state)} arrays>" if isinstance(state_dict, dict) else None
     if num_classes is None:
         head = state.get("fc.weight", state.get("classifier.6.weight"))
         num_classes = int(head.shape[0]) if head is not None else None
-    source = _Source(label, "torch", "torchvision", state_dict=state, argument="state_dict", shown=shown)
+    source = _Source.torchvision(state_dict, state, "state_dict")
     from kerascnn.models.registry import create_model
 
     options = dict(fixed, preprocessing=check_preprocessing(preprocessing), **overrides)
