@@ -51,8 +51,8 @@ def joining_line() -> str:
         "kerascnn: worker tuner0 joins the chief's search at 10.0.0.5:8000 (waiting until the chief answers)"
     """
     return (
-        f"kerascnn: worker {os.environ.get(ENV_ID)} joins the chief's search at {os.environ.get(ENV_IP)}:"
-        f"{os.environ.get(ENV_PORT)} (waiting until the chief answers)"
+        f"kerascnn: worker {os.environ.get(ENV_ID)} joins the chief's search at {_chief()} (waiting until the chief "
+        "answers)"
     )
 
 
@@ -65,9 +65,14 @@ def serving_line() -> str:
         "kerascnn: chief serves the search at 10.0.0.5:8000; workers (KERASTUNER_TUNER_ID=tuner0, tuner1, ...) ..."
     """
     return (
-        f"kerascnn: chief serves the search at {os.environ.get(ENV_IP)}:{os.environ.get(ENV_PORT)}; workers "
+        f"kerascnn: chief serves the search at {_chief()}; workers "
         f"(the same command with {ENV_ID}=tuner0, tuner1, ...) run its trials, and it waits until they are done"
     )
+
+
+def _chief() -> str:
+    """The chief's ``IP:PORT``, from KerasTuner's variables."""
+    return f"{os.environ.get(ENV_IP)}:{os.environ.get(ENV_PORT)}"
 
 
 def watch_chief(oracle: Any) -> None:
@@ -85,8 +90,7 @@ class _WatchedStub:
         self._stub = stub
         self._sent: float | None = None  # when the call waiting for its answer was sent
         self._said = False  # that call's wait was said
-        chief = f"{os.environ.get(ENV_IP)}:{os.environ.get(ENV_PORT)}"
-        self._where = f"kerascnn: worker {os.environ.get(ENV_ID)}: the chief at {chief}"
+        self._where = f"kerascnn: worker {os.environ.get(ENV_ID)}: the chief at {_chief()}"
         threading.Thread(target=self._watch, name="kerascnn-chief-watch", daemon=True).start()
 
     def _watch(self) -> None:
