@@ -271,6 +271,23 @@ def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_ur
     assert ("KeyboardInterrupt" in reason) if signum == signal.SIGINT else ("SIGTERM" in reason)
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (its ``SigCgt`` mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
+def test_a_sigterm_while_tensorflow_loads_ends_the_command_with_its_line(tracking_uri):
+    """Before its run exists, a command stopped by SIGTERM still says so (it died silently)."""
+    process = subprocess.Popen(_train_cmd(tracking_uri), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: _catches(process.pid, signal.SIGTERM), 60, process, "its SIGTERM handler")
+    process.send_signal(signal.SIGTERM)  # (within 0.2 s of the handler: TensorFlow takes seconds to load)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err[-2000:]
+    assert err.strip().splitlines() == ["kerascnn: error: terminated by SIGTERM"]
+
+
 # 4. NaN ----------------------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from kerascnn.cli import serving as _serving  # noqa: F401  (predict, export, se
 from kerascnn.cli.commands import COMMANDS, Said, print_said
 from kerascnn.cli.options import Parser, UsageError
 from kerascnn.errors import ArgumentError, SearchFailed, TrainingFailed
-from kerascnn.signals import output_closed_as_exception
+from kerascnn.signals import output_closed_as_exception, terminate_as_exception
 
 EXIT_USAGE = 2
 
@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         as_json = getattr(args, "json", False)
         with (
+            terminate_as_exception(),  # (from the start: a SIGTERM while TensorFlow loads gets its line too)
             output_closed_as_exception(),
             contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext(),
         ):
