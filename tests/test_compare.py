@@ -119,3 +119,16 @@ def test_compare_and_leaderboard_refuse_bad_types_with_one_line(tracking_uri):
         kerascnn.compare(output=123, tracking_uri=tracking_uri)
     with pytest.raises(ValueError, match=r"Received: include_trials='yes'$"):
         kerascnn.leaderboard(tracking_uri=tracking_uri, include_trials="yes")
+
+
+def test_compare_on_a_missing_or_empty_store_names_the_store(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    missing = run_cli("compare", "--tracking-uri", uri)
+    assert_usage_error(missing, f"store (it does not exist yet); train one first. Received: tracking_uri='{uri}'")
+    assert not (tmp_path / "mlruns").exists()  # (reading created nothing)
+    (tmp_path / "mlruns").mkdir()
+    mlflow.MlflowClient(uri).create_experiment("empty")  # a store with no runs
+    empty = run_cli("compare", "--tracking-uri", uri)
+    assert_usage_error(empty, f"in the store; train one first. Received: tracking_uri='{uri}'")

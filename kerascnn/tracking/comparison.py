@@ -101,8 +101,7 @@ def compare(
     else:
         rows = rows[:limit]
     if not rows:
-        where = f"in experiment {experiment!r}" if experiment else "in the store"
-        raise ArgumentError(f"No runs to compare {where}; train one first. Received: experiment={experiment!r}")
+        raise ArgumentError(_no_runs(experiment, tracking_uri))
     comparison = _curves(rows, metric, tracking_uri)
     from kerascnn.tracking import plots
 
@@ -132,6 +131,18 @@ def _checked(run_ids: Any, metric: Any, limit: Any, output: str | Path | None) -
             raise ArgumentError(f"`output` must end in {', '.join(FIGURE_SUFFIXES)}. Received: output={str(output)!r}")
         checks.writable("output", output)
     return runs.check_limit(limit)
+
+
+def _no_runs(experiment: str | None, tracking_uri: str | None) -> str:
+    """Why there is nothing to compare: the experiment, or the store (named; it may not exist yet)."""
+    if experiment:
+        return f"No runs to compare in experiment {experiment!r}; train one first. Received: experiment={experiment!r}"
+    from kerascnn.tracking import store
+
+    uri = store.resolve_tracking_uri(tracking_uri, write=False)
+    db = store.sqlite_path(uri)
+    missing = " (it does not exist yet)" if db is not None and not db.exists() else ""
+    return f"No runs to compare in the store{missing}; train one first. Received: tracking_uri={uri!r}"
 
 
 def _curves(rows: list[runs.RunRow], metric: str, tracking_uri: str | None) -> Comparison:
