@@ -7,7 +7,9 @@ Arrays are read with ``allow_pickle=False`` (see :mod:`kerascnn.data`).
 
 The kit's ``.keras`` files also carry ``kerascnn.json`` inside the archive (Keras ignores
 it): the class names, the images the model was trained on and how they were adapted, so
-``evaluate`` and ``predict`` can check and prepare new images the same way.
+``evaluate`` and ``predict`` can check and prepare new images the same way. A model object this
+process saved or loaded that way keeps them too (:func:`known_info`): ``train(...).model`` is
+evaluated and predicted with as its file would be.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import weakref
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -60,7 +63,30 @@ def save_model(model: Any, path: str | os.PathLike, info: dict[str, Any]) -> Pat
     model.save(file)
     with zipfile.ZipFile(file, "a") as archive:
         archive.writestr(INFO_FILE, json.dumps(info, indent=1))
+    _remember(model, info)
     return file
+
+
+_KNOWN: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _remember(model: Any, info: dict[str, Any]) -> None:
+    if info:
+        _KNOWN[model] = dict(info)
+
+
+def known_info(model: Any) -> dict[str, Any]:
+    """The ``info`` of a model object that :func:`save_model` saved or :func:`load_model` loaded
+    in this process (empty for any other model).
+
+    Example:
+        >>> known_info(kerascnn.train("mnist_cnn", "mnist").model)["dataset"]  # doctest: +SKIP
+        'mnist'
+    """
+    try:
+        return dict(_KNOWN.get(model, {}))
+    except TypeError:  # (not a model: unhashable, or no weak reference to it)
+        return {}
 
 
 def model_info(path: str | os.PathLike) -> dict[str, Any]:
@@ -118,11 +144,13 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
     import keras
 
     try:
-        return keras.saving.load_model(file, compile=compile, safe_mode=not unsafe)
+        model = keras.saving.load_model(file, compile=compile, safe_mode=not unsafe)
     except (ValueError, TypeError) as e:
         raise _refused(e, received) from None
     except (OSError, KeyError) as e:
         raise ArgumentError(f"Model file is corrupt or not a Keras archive ({type(e).__name__}). {received}") from None
+    _remember(model, model_info(file))
+    return model
 
 
 def _refused(error: Exception, received: str) -> ArgumentError:

@@ -102,8 +102,9 @@ def predict(
 
     Args:
         model: A ``.keras`` file, ``runs:/RUN_ID[/NAME]``, a run id, ``models:/NAME@ALIAS`` or
-            ``models:/NAME/VERSION`` (see :mod:`kerascnn.sources`), or a Keras model (taking ``uint8``
-            images, or [0, 1] floats of its input shape).
+            ``models:/NAME/VERSION`` (see :mod:`kerascnn.sources`), or a Keras model: a kit model
+            this process trained or loaded (``train(...).model``) predicts as its file would; any
+            other takes ``uint8`` images, or [0, 1] floats, of its input shape.
         inputs: An image file, a folder of images, an ``.npz``/``.npy`` file, a list of those, or
             an array of images ``(N, H, W[, C])`` (see the module docstring).
         top_k: How many classes to report per image.

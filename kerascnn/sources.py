@@ -208,24 +208,30 @@ def is_keras_model(model: Any) -> bool:
 
 
 def from_keras(model: Any) -> LoadedModel:
-    """A Keras model in memory: used as it is if it takes ``uint8`` images, else behind a front that scales
-    ``uint8`` images of its input shape to [0, 1] (no padding or resizing: images must have that shape).
+    """A Keras model in memory: a kit model this process trained, saved or loaded as its file would be
+    (class names, adaptation); any other used as it is if it takes ``uint8`` images, else behind a front
+    that scales ``uint8`` images of its input shape to [0, 1] (no padding or resizing: images must have
+    that shape).
 
     Example:
         >>> from_keras(kerascnn.train("mnist_cnn", "mnist").model).image_shape  # doctest: +SKIP
         (28, 28, 1)
     """
     from kerascnn.data import Adaptation
+    from kerascnn.loading import known_info
     from kerascnn.serving import served_model
 
+    received = f"<Keras model {model.name}>"
+    if info := known_info(model):  # a kit model this process trained, saved or loaded: as its file
+        return _with_info(model, info, ModelSource(received))
     try:
         takes_uint8 = str(model.input.dtype) == "uint8"
     except AttributeError:  # a Sequential model never called on a symbolic input has no front either
         takes_uint8 = False
-    shape = image_input(model, f"model=<Keras model {model.name}>")
+    shape = image_input(model, f"model={received}")
     served = model if takes_uint8 else served_model(model, Adaptation(shape, shape))
     classes = int(served.output_shape[-1])
-    return LoadedModel(served, [str(i) for i in range(classes)], None, ModelSource(f"<Keras model {model.name}>"))
+    return LoadedModel(served, [str(i) for i in range(classes)], None, ModelSource(received))
 
 
 def open_model(model: Any, tracking_uri: str | None = None, *, unsafe: bool = False) -> LoadedModel:
@@ -333,12 +339,16 @@ def image_input(net: Any, received: str) -> tuple[int, int, int]:
 
 
 def _load_file(source: ModelSource, path: Path, unsafe: bool) -> LoadedModel:
-    from kerascnn.data import Adaptation
     from kerascnn.loading import model_info
+
+    return _with_info(load_keras(source, path, unsafe=unsafe), model_info(path), source)
+
+
+def _with_info(net: Any, info: dict[str, Any], source: ModelSource) -> LoadedModel:
+    """``net`` taking raw images, as the ``info`` it was saved with says (class names, adaptation)."""
+    from kerascnn.data import Adaptation
     from kerascnn.serving import served_model
 
-    net = load_keras(source, path, unsafe=unsafe)
-    info = model_info(path)
     shape = image_input(net, f"model={source.text!r}")
     adaptation = info.get("adaptation") or {"source_shape": shape, "target_shape": shape}
     served = served_model(net, Adaptation(tuple(adaptation["source_shape"]), tuple(adaptation["target_shape"])))

@@ -769,9 +769,10 @@ def evaluate(
     run's or registered model's from its run's ``.keras`` artifact in ``tracking_uri``).
 
     Images are adapted to the model's input (pad/resize, grey to RGB) as in ``train``. A kit
-    model knows its class names: the dataset's labels are matched to them by name (an image
-    folder whose classes sort differently still scores right), and a dataset with classes the
-    model never saw is refused.
+    model (its file, or the object ``train``, ``tune`` or ``load_model`` gave in this process)
+    knows its class names: the dataset's labels are matched to them by name (an image folder
+    whose classes sort differently still scores right), and a dataset with classes the model
+    never saw is refused.
 
     Args:
         model: A Keras model, a ``.keras`` file, a run id, ``runs:/RUN_ID[/NAME]``,
@@ -792,7 +793,7 @@ def evaluate(
     """
     from kerascnn import data as data_module
     from kerascnn import sources
-    from kerascnn.loading import model_info
+    from kerascnn.loading import known_info, model_info
 
     if dataset is not None:
         data_module.check_dataset_name(dataset)
@@ -800,7 +801,7 @@ def evaluate(
         checks.positive_int("test_samples", test_samples)
     batch_size = checks.positive_int("batch_size", batch_size)
     if sources.is_keras_model(model):
-        net, info, received = model, {}, f"model=<Keras model {model.name}>"
+        net, info, received = model, known_info(model), f"model=<Keras model {model.name}>"
     else:
         source = sources.resolve(model, tracking_uri)
         with sources.keras_file(source) as path:

@@ -153,9 +153,15 @@ def test_evaluate_matches_classes_by_name_and_refuses_unknown_ones(tracking_uri,
         expected += list(model.predict(images.astype("float32") / 255, verbose=0).argmax(axis=1) == index)
     assert metrics["test_size"] == len(expected) == 80
     assert metrics["test_accuracy"] == pytest.approx(np.mean(expected)) and metrics["test_accuracy"] > 0.6
+    assert kerascnn.evaluate(model, str(tmp_path / "eval")) == pytest.approx(metrics)  # as its file: by name
+    assert kerascnn.evaluate(result.model, str(tmp_path / "eval")) == pytest.approx(metrics)
+    assert kerascnn.predict(result.model, str(subset / "zero")).class_names == ["one", "two", "zero"]
     unknown = _image_folder(tmp_path / "unknown", {"zero": 0, "three": 3})
-    with pytest.raises(ValueError, match=r"classes the model was not trained on \(three\)"):
-        kerascnn.evaluate(result.model_path, str(unknown))
+    for given in (result.model_path, result.model, model):
+        with pytest.raises(ValueError, match=r"classes the model was not trained on \(three\)"):
+            kerascnn.evaluate(given, str(unknown))
+    plain = keras.models.clone_model(model)  # a model no kit file describes: classes are the labels' numbers
+    assert kerascnn.predict(plain, str(subset / "zero")).class_names == ["0", "1", "2"]
 
 
 def test_a_text_file_named_npz_is_reported_as_such(tmp_path):
