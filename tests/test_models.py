@@ -304,6 +304,15 @@ def test_list_models_by_family():
     assert kerascnn.list_models("resnet") == ["resnet18", "resnet34", "resnet50"]
     with pytest.raises(ValueError, match=r"Unknown family\. Available families: alexnet, .*Received: family='vg'"):
         kerascnn.list_models("vg")
+    from kerascnn.models import registry
+
+    def tiny_listed(*, input_shape, num_classes): ...
+
+    registry.register_family("tiny_listed", builder=tiny_listed)
+    try:  # a family with no models yet is listed, and has none (it was "Unknown family")
+        assert "tiny_listed" in kerascnn.list_families() and kerascnn.list_models("tiny_listed") == []
+    finally:
+        del registry._FAMILIES["tiny_listed"]
 
 
 # Same function as torchvision: symmetric padding, its batch-norm epsilon ---------------------------

@@ -186,18 +186,18 @@ def discover() -> None:
 
 
 def list_models(family: str | None = None) -> list[str]:
-    """Returns the registered model names, sorted; with ``family``, that family's only.
+    """Returns the registered model names, sorted; with ``family``, that family's only (none for
+    a family registered without models yet).
 
     Example:
         >>> list_models("vgg")
         ['vgg11', 'vgg13', 'vgg16', 'vgg19']
     """
     discover()
-    names = sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
-    if family is not None and not names:
-        families = sorted({e.family for e in _MODELS.values()})
-        raise ArgumentError(f"Unknown family. Available families: {', '.join(families)}. Received: family={family!r}")
-    return names
+    if family is not None and family not in _FAMILIES:
+        available = ", ".join(sorted(_FAMILIES))
+        raise ArgumentError(f"Unknown family. Available families: {available}. Received: family={family!r}")
+    return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
 
 
 def list_families() -> list[str]:
