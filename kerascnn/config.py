@@ -74,6 +74,30 @@ def setting(default: Any, help: str, **option: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
+def documented(cls: type[C]) -> type[C]:
+    """Appends an ``Attributes:`` section, one line per field from its :class:`Option`, to the
+    docstring of the config dataclass ``cls`` (so ``help(TrainConfig)`` says what the CLI's
+    ``--help`` says).
+
+    Example:
+        >>> "epochs: epochs (default: the recipe's)" in TrainConfig.__doc__
+        True
+    """
+    lines = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        option: Option | None = f.metadata.get("option")
+        if option is None:
+            continue
+        allowed = isinstance(option.metavar, str) and option.metavar.startswith("{")
+        flag = option.flag or f"--{f.name.replace('_', '-')}"
+        spelling = {"off": f"False ({flag}): ", "pairs": f"a dict ({flag} KEY=VALUE): "}
+        help = f"{spelling.get(option.kind, '')}{option.help}{f' {option.metavar}' if allowed else ''}"
+        lines.append(f"        {f.name}: {help}")
+    header = "Attributes (as the command's ``--help`` says them):"
+    cls.__doc__ = f"{(cls.__doc__ or '').rstrip()}\n\n    {header}\n" + "\n".join(lines) + "\n    "
+    return cls
+
+
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return lambda name, value: None if value is None else check(name, value)
 
@@ -269,6 +293,7 @@ def _alias() -> Any:
     )
 
 
+@documented
 @dataclass(frozen=True)
 class TrainConfig(_Config):
     """The settings of one training run (``kerascnn train``).
@@ -475,6 +500,7 @@ class TrainConfig(_Config):
         return resolved
 
 
+@documented
 @dataclass(frozen=True)
 class TuneConfig(_Config):
     """The settings of one KerasTuner search (``kerascnn tune``)."""

@@ -106,6 +106,7 @@ def test_the_cli_has_exactly_the_config_settings(config, command):
     assert sub.parse_args([]).__dict__.keys() == {"json", "run"}  # only what the user typed is forwarded
     for name, f in config.fields().items():
         assert f.metadata["option"].help, name
+        assert f"\n        {name}: " in config.__doc__, name  # help(TrainConfig) says what --help says
 
 
 def test_a_new_optimizer_gets_its_own_learning_rate():
