@@ -235,8 +235,9 @@ def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class=6, si
 
 @contextlib.contextmanager
 def read_only(monkeypatch: pytest.MonkeyPatch, db: Path) -> Iterator[None]:
-    """A SQLite store file and its folder made read-only for the block (restored after). Root may
-    write anyway: as root, ``os.access`` answers for these two from their permission bits."""
+    """A SQLite store file (if it exists) and its folder made read-only for the block (restored
+    after). Root may write anyway: as root, ``os.access`` answers for these two from their
+    permission bits."""
     import stat
 
     if os.geteuid() == 0:
@@ -244,16 +245,19 @@ def read_only(monkeypatch: pytest.MonkeyPatch, db: Path) -> Iterator[None]:
         bits = {os.R_OK: stat.S_IRUSR, os.W_OK: stat.S_IWUSR, os.X_OK: stat.S_IXUSR}
 
         def as_the_bits_say(path: Any, mode: int, **kwargs: Any) -> bool:
-            if Path(path).resolve() not in guarded:
+            if Path(path).resolve() not in guarded or not os.path.exists(path):
                 return access(path, mode, **kwargs)
             kept = os.stat(path).st_mode
             return access(path, mode, **kwargs) and all(kept & b for m, b in bits.items() if mode & m)
 
         monkeypatch.setattr(os, "access", as_the_bits_say)
-    db.chmod(0o444)
+    existed = db.exists()
+    if existed:
+        db.chmod(0o444)
     db.parent.chmod(0o555)
     try:
         yield
     finally:
         db.parent.chmod(0o755)
-        db.chmod(0o644)
+        if existed:
+            db.chmod(0o644)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
+import pytest
 from mlflow.tracking import MlflowClient
 
 from kerascnn.tracking import store
@@ -65,6 +68,57 @@ def test_a_damaged_cached_store_is_made_again(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     assert store.client(uri).get_experiment("0").name == "Default"
     assert _tables(template)["experiments"] == 0
+
+
+def test_a_store_whose_making_failed_halfway_is_removed_and_made_again(tmp_path, monkeypatch):
+    """A migration that stops halfway (a full disk, here a template with one table too many) left a
+    file that every later command failed on ("table secrets already exists")."""
+    monkeypatch.setenv(store.CACHE_ENV, str(tmp_path / "cache"))
+    template = store.empty_store_path()
+    template.parent.mkdir()
+    with sqlite3.connect(template) as con:
+        con.execute("CREATE TABLE secrets (id INTEGER)")  # what a store cut short by the disk holds
+    db = tmp_path / "runs" / "mlflow.db"
+    with pytest.raises(store.StoreUnavailable, match="already exists"):
+        store.client(f"sqlite:///{db}")
+    assert not db.exists()
+    template.unlink()  # (the space is back)
+    assert store.client(f"sqlite:///{db}").get_experiment("0").name == "Default"
+    assert _tables(db)["experiments"] == 1  # the file on disk, not a connection to the removed one
+
+
+def test_a_store_locked_for_longer_than_sqlites_timeout_is_waited_for(tracking_uri):
+    """SQLite gives up on a lock after 5 s; opening the store retried nothing, so `runs` failed
+    and `train` sent its whole run to the spool."""
+    from tests.helpers import run_cli
+
+    store.client(tracking_uri)  # (made)
+    db = store.sqlite_path(tracking_uri)
+    hold = "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    hold += "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(12); c.execute('COMMIT')"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        listed = run_cli("runs", "--tracking-uri", tracking_uri)
+        assert listed.returncode == 0 and "no runs yet" in listed.stdout, listed.stderr
+        assert holder.poll() is not None  # it waited the lock out
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_reading_where_there_is_no_store_and_none_can_be_made_finds_no_runs(tmp_path, monkeypatch):
+    import kerascnn
+    from kerascnn.tracking import dashboard
+    from tests.helpers import read_only
+
+    db = tmp_path / "theirs" / "mlflow.db"
+    db.parent.mkdir()
+    with read_only(monkeypatch, db):
+        assert kerascnn.leaderboard(tracking_uri=f"sqlite:///{db}") == []  # (it was "cannot be created")
+        with pytest.raises(ValueError, match=r"store's folder cannot be created or written"):
+            dashboard.serve(tracking_uri=f"sqlite:///{db}")  # (ui would make it: refused)
+    assert not db.exists()
 
 
 def test_a_deleted_experiment_is_refused_before_training(tracking_uri, tmp_path):

@@ -50,8 +50,8 @@ def resolve_tracking_uri(uri: str | None = None, *, write: bool = True) -> str:
     """The store to use: ``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``.
 
     SQLite paths are made absolute (relative ones are taken from the working directory)
-    and checked for writability, or, with ``write=False`` (a command that only reads) and an
-    existing file, for readability only; nothing is created here. File stores (``./mlruns``,
+    and checked for writability, or, with ``write=False`` (a command that only reads), for
+    readability only (a file that does not exist is not checked); nothing is created here. File stores (``./mlruns``,
     ``file:``) are refused: MLflow >= 3.13 no longer accepts them.
 
     Example:
@@ -92,6 +92,8 @@ def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
     if not write and path.is_file():  # a store someone else writes (read-only here) can still be read
         if not os.access(path, os.R_OK):
             raise ArgumentError(f"The store file is not readable. Received: {source}={uri!r}")
+        return f"sqlite:///{path}"
+    if not write and not path.exists():  # nothing to read, and reading creates nothing
         return f"sqlite:///{path}"
     existing = checks.nearest_existing(path.parent)
     if not checks.can_create_in(existing):
@@ -366,10 +368,16 @@ def client(uri: str) -> Any:
     try:
         with store_lock(uri):
             db = sqlite_path(uri)
-            if db is not None and not db.exists():
-                _seed(db)
-            c = MlflowClient(tracking_uri=uri)
-            retrying(c.search_experiments, max_results=1)
+            new = db if db is not None and not db.exists() else None
+            try:
+                if new is not None:
+                    _seed(new)
+                c = retrying(MlflowClient, tracking_uri=uri)  # (MLflow reads the schema here: it may be locked)
+                retrying(c.search_experiments, max_results=1)
+            except Exception:
+                if new is not None:  # half made (a full disk): removed, or every later command would fail on it
+                    _remove_store_file(new, uri)
+                raise
     except Exception as e:
         first = console.shorten((str(e).strip().splitlines() or [type(e).__name__])[0], 300)
         raise StoreUnavailable(
@@ -430,6 +438,19 @@ def empty_store() -> Path | None:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         return None
+
+
+def _remove_store_file(db: Path, uri: str) -> None:
+    """Removes the SQLite file ``db`` of ``uri`` and its journals (a store this process began and
+    could not finish), and closes MLflow's connections to it: a later try makes the file again."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    engine = getattr(SqlAlchemyStore, "_engine_map", {}).get(uri)  # (one engine per URI, kept by MLflow)
+    if engine is not None:
+        engine.dispose()
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            db.with_name(db.name + suffix).unlink(missing_ok=True)
 
 
 def _seed(db: Path) -> None:
