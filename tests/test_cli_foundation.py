@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
-from tests.helpers import assert_usage_error, free_port, run_cli
+from tests.helpers import PY, assert_usage_error, free_port, run_cli
 
 
 def test_models_lists_every_model():
@@ -68,3 +69,13 @@ def test_a_bad_tracking_timeout_fails_only_the_commands_that_ask_a_server_in_one
     result = run_cli("runs", "--tracking-uri", f"http://127.0.0.1:{free_port()}", env=bad)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].endswith("Received: KERASCNN_TRACKING_TIMEOUT='abc'")
+
+
+def test_a_full_disk_is_one_line_and_exit_1():
+    """/dev/full: every write fails with ENOSPC, as on a full disk (it was a traceback)."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*PY, "models"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "kerascnn: error: no space left on the device ([Errno 28] No space left on device)"
+    ]

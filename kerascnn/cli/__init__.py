@@ -1,7 +1,7 @@
 """The ``kerascnn`` command line.
 
 Exit codes: 0 done; 1 training or a search failed (a NaN loss, KerasTuner's failure limit),
-an export was refused (it disagreed with Keras) or a server could not start; 2 a bad argument
+an export was refused (it disagreed with Keras), a server could not start or the disk is full; 2 a bad argument
 (one line on stderr, no traceback, nothing created); 130 Ctrl-C; 143 SIGTERM; 141 its output closed
 (``| head``: a run stops as after SIGTERM). Any other error
 is a bug and keeps its traceback.
@@ -11,6 +11,7 @@ With ``--json``, stdout holds exactly one JSON document; everything else goes to
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -74,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(e, 130, "interrupted", args)
     except BrokenPipeError:
         return 0
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        return _fail(e, 1, f"no space left on the device ({e})", args)
     except (TrainingFailed, SearchFailed) as e:
         what = "training failed" if isinstance(e, TrainingFailed) else "search stopped"
         return _fail(e, 1, f"{what}: {e}")
