@@ -144,6 +144,30 @@ def test_a_store_that_fails_under_the_writer_is_one_warning_naming_the_database_
     assert "the tracking store failed (MlflowException: (sqlite3.OperationalError) attempt to write" in warning
 
 
+def test_mlflows_database_warnings_in_the_writer_are_one_line_each():
+    """MLflow's system-metrics sampler warns with the SQL statement it gave up on (a lock)."""
+    import logging
+
+    from kerascnn.tracking.writer import quiet_mlflow_logs
+
+    quiet_mlflow_logs()
+    logger = logging.getLogger("mlflow.system_metrics.system_metrics_monitor")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        error = "(sqlite3.OperationalError) database is locked\n[SQL: SELECT runs.run_uuid FROM runs]\n(Background: x)"
+        logger.warning(f"Failed to get mlflow run: {error}.")
+        logger.warning("Started monitoring system metrics for run %s.", "abc")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == [
+        "Failed to get mlflow run: (sqlite3.OperationalError) database is locked",
+        "Started monitoring system metrics for run abc.",
+    ]
+
+
 def test_a_run_travels_to_the_writer_and_back_as_json():
     parent = RunRef("sqlite:////tmp/x/mlflow.db", "exp", "search", run_id="p1")
     child = RunRef("sqlite:////tmp/x/mlflow.db", "exp", "trial", parent=parent)

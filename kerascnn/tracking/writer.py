@@ -392,6 +392,26 @@ def _warm(modules: list[str], then: Callable[[], None] | None = None) -> None:
         then()
 
 
+def quiet_mlflow_logs() -> None:
+    """MLflow's database errors in one line each: its store logs them with SQLAlchemy's traceback
+    (~90 lines; the recorder says it in one line and spools), its system-metrics sampler with
+    the SQL statement (a lock it gave up on). Filters, not levels: MLflow's logging set-up, on its
+    import, resets its loggers' levels; its warnings stay.
+
+    Example:
+        >>> quiet_mlflow_logs()  # doctest: +SKIP
+    """
+    logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: not record.exc_info)
+    logging.getLogger("mlflow.system_metrics.system_metrics_monitor").addFilter(_first_line)
+
+
+def _first_line(record: logging.LogRecord) -> bool:
+    text = record.getMessage()
+    if "\n" in text:
+        record.msg, record.args = text.splitlines()[0], ()
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     """The writer process: ops from stdin to the store, acks to stdout, until stdin ends."""
     uri = (argv or sys.argv[1:])[0]
@@ -401,9 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     from kerascnn.device import freeze_after_imports, import_without_keras_extras
 
     store.bound_http_retries()  # its writes give up on a dead server in seconds (then spool)
-    # MLflow logs a database error with SQLAlchemy's traceback (~90 lines); the recorder says it in one line and
-    # spools. (A filter: MLflow's logging set-up, on its import, resets its loggers' levels; its warnings stay.)
-    logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: not record.exc_info)
+    quiet_mlflow_logs()
     import_without_keras_extras()  # it only loads and saves models: ~1.4 s less CPU beside training
     freeze_after_imports()  # the warm-up's ~500k objects are never scanned again
 
