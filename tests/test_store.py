@@ -156,6 +156,21 @@ def test_the_runs_of_a_deleted_experiment_or_a_deleted_run_are_named_as_such(tra
         store.find_run(tracking_uri, "abcdef12" if not gone.startswith("abcdef12") else "12abcdef")
 
 
+def test_a_store_of_more_than_a_thousand_experiments_is_read_whole(tracking_uri):
+    """MLflow lists experiments 1,000 at a time, newest first: the runs of older ones were left out
+    of `runs` and `compare`, and their ids were not found by prefix."""
+    import kerascnn
+
+    client = MlflowClient(tracking_uri)
+    oldest = client.create_run(store.ensure_experiment(tracking_uri, "first"), run_name="oldest").info.run_id
+    client.log_metric(oldest, "test_accuracy", 0.5)
+    client.set_terminated(oldest)
+    for i in range(1000):
+        client.create_experiment(f"sweep-{i:04d}")
+    assert [r.run_name for r in kerascnn.leaderboard(tracking_uri=tracking_uri)] == ["oldest"]
+    assert store.find_run(tracking_uri, oldest[:8]).info.run_id == oldest
+
+
 def test_a_store_that_can_only_be_read_is_listed_and_not_trained_into(tracking_uri, tmp_path, monkeypatch):
     """A colleague's store, read-only here: the read commands work, a run is refused up front."""
     import pytest

@@ -107,13 +107,12 @@ def search_runs(
 
 def _experiment_ids(client: Any, experiment: str | None) -> list[str]:
     if experiment is None:
-        return [e.experiment_id for e in store.retrying(client.search_experiments)]
+        return [e.experiment_id for e in store.experiments(client)]
     found = store.retrying(client.get_experiment_by_name, experiment)
     if found is None:
-        names = [e.name for e in store.retrying(client.search_experiments)]
-        raise ArgumentError(
-            f"Unknown experiment; the store has {', '.join(names)}. Received: experiment={experiment!r}"
-        )
+        names = [e.name for e in store.experiments(client)]
+        listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise ArgumentError(f"Unknown experiment; the store has {listed}. Received: experiment={experiment!r}")
     if found.lifecycle_stage == "deleted":
         raise ArgumentError(
             "Experiment is deleted (its runs are kept until `mlflow gc`); restore it (mlflow experiments restore) "
@@ -192,7 +191,7 @@ def leaderboard(
     if frame.empty:
         return []
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
-    names = {e.experiment_id: e.name for e in store.retrying(store.client(uri).search_experiments)}
+    names = {e.experiment_id: e.name for e in store.experiments(store.client(uri))}
     rows = []
     for _, row in frame.iterrows():
         r = _row(row, names)
