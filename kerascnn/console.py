@@ -1,13 +1,15 @@
 """Lines for the user on stderr (``kerascnn: ...``) that may come while Keras draws a progress
 bar on the same terminal: such a line first clears the bar's half-drawn line (the bar is drawn
-again below it), so that it never ends up glued to the bar. And :func:`shorten`, for names in
-tables and figures, and :func:`option`, for the commands that hints print."""
+again below it), so that it never ends up glued to the bar. And :func:`shorten` and :func:`pad`,
+for names in tables and figures (measured in a terminal's columns: a CJK character or an emoji
+takes two), and :func:`option`, for the commands that hints print."""
 
 from __future__ import annotations
 
 import os
 import shlex
 import sys
+import unicodedata
 
 
 def line_start() -> str:
@@ -31,18 +33,51 @@ def say(message: str) -> None:
     print(f"{line_start()}{message}", file=sys.stderr, flush=True)
 
 
+def columns(text: str) -> int:
+    """How many terminal columns ``text`` takes: two for a wide character (CJK, most emoji),
+    none for a combining accent.
+
+    Example:
+        >>> columns("run-重み"), len("run-重み")
+        (8, 6)
+    """
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _fit(text: str, width: int, *, end: bool = False) -> str:
+    """The longest start (or ``end``) of ``text`` within ``width`` columns."""
+    kept, used = [], 0
+    for c in reversed(text) if end else text:
+        used += columns(c)
+        if used > width:
+            break
+        kept.append(c)
+    return "".join(reversed(kept) if end else kept)
+
+
 def shorten(text: str, width: int) -> str:
-    """``text`` in at most ``width`` characters: its middle cut out (``~``), so that both its
+    """``text`` in at most ``width`` columns: its middle cut out (``~``), so that both its
     start and its end (a trial's number, a run id) stay readable.
 
     Example:
         >>> shorten("notebook-hyperband-trial-05 (d3b3c9a2)", 24)
         'notebook-hyp~ (d3b3c9a2)'
     """
-    if len(text) <= width or width < 3:
-        return text[:width]
+    if columns(text) <= width or width < 3:
+        return _fit(text, width)
     tail = (width - 1) // 2
-    return text[: width - 1 - tail] + "~" + text[-tail:]
+    return _fit(text, width - 1 - tail) + "~" + _fit(text, tail, end=True)
+
+
+def pad(text: str, width: int, *, right: bool = False) -> str:
+    """``text`` padded with spaces to ``width`` columns (on the left when ``right``-aligned).
+
+    Example:
+        >>> pad("重み", 6) + "|"
+        '重み  |'
+    """
+    spaces = " " * max(0, width - columns(text))
+    return spaces + text if right else text + spaces
 
 
 def option(name: str, value: str | None) -> str:

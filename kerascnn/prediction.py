@@ -82,9 +82,11 @@ class Predictions:
         printer.text(self.to_table())
 
     def to_table(self) -> str:
-        width = max(len(n) for n in self.inputs)
+        from kerascnn.console import columns, pad
+
+        width = max(columns(n) for n in self.inputs)
         return "\n".join(
-            f"{name.ljust(width)}  " + "  ".join(f"{c} {p:.4f}" for c, p in self.top(i))
+            f"{pad(name, width)}  " + "  ".join(f"{c} {p:.4f}" for c, p in self.top(i))
             for i, name in enumerate(self.inputs)
         )
 

@@ -132,3 +132,45 @@ def test_compare_on_a_missing_or_empty_store_names_the_store(tmp_path):
     mlflow.MlflowClient(uri).create_experiment("empty")  # a store with no runs
     empty = run_cli("compare", "--tracking-uri", uri)
     assert_usage_error(empty, f"in the store; train one first. Received: tracking_uri='{uri}'")
+
+
+def test_many_runs_and_wide_names_stay_readable(tmp_path, capsys):
+    """Found with a store of 2,200 runs: curves 11 and up took the colours of 1 and up, a CJK
+    name pushed the table's later columns right, matplotlib warned once per missing glyph, and
+    `compare` took the best 10 runs without saying so."""
+    from mlflow.tracking import MlflowClient
+
+    from kerascnn.console import columns
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("many")
+    for i in range(12):
+        run = client.create_run(experiment, run_name="重みテスト" if i == 0 else f"plain-{i}").info.run_id
+        for step, value in enumerate((0.5, 0.6 + i / 100)):
+            client.log_metric(run, "val_accuracy", value, step=step)
+        client.log_metric(run, "test_accuracy", 0.9 - i / 100)
+        client.set_terminated(run)
+    result = compare(experiment="many", limit=11, output=tmp_path / "many.png", tracking_uri=uri)
+    err = capsys.readouterr().err.splitlines()
+    assert "kerascnn: comparing the best 11 of 12 runs (--limit, limit=, takes more)" in err
+    glyphs = [line for line in err if "font has no" in line]
+    assert glyphs == (
+        [f"kerascnn: warning: {tmp_path / 'many.png'}: the plot's font has no み ス テ ト 重 (drawn as boxes)"]
+        if _font_lacks("重")
+        else []
+    )  # (one line, not a warning per character, as this machine's font implies)
+    styles = [line.get_linestyle() for line in result.figure.axes[0].lines]
+    assert styles == ["-"] * 10 + ["--"]
+    table = result.to_table().splitlines()
+    starts = {columns(line[: line.index("FINISHED")]) for line in table[1:]}
+    assert len(starts) == 1 and len({columns(line) for line in table}) == 1  # every column lines up
+
+
+def _font_lacks(character: str) -> bool:
+    """Whether matplotlib's default font has no glyph for ``character`` (as on most machines, for CJK)."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    return FT2Font(font_manager.findfont(font_manager.FontProperties())).get_char_index(ord(character)) == 0

@@ -8,11 +8,13 @@ experiment, as ``kerascnn runs`` lists them.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kerascnn import checks
+from kerascnn.console import columns, pad
 from kerascnn.errors import ArgumentError
 from kerascnn.tracking import queries as runs
 
@@ -52,8 +54,11 @@ class Comparison:
         finals = [f"final {self.metric}"] + [
             f"{self.curves[r.run_id][-1]:.4f}" if self.curves.get(r.run_id) else "-" for r in self.rows
         ]
-        width = max(map(len, finals))
-        return "\n".join(f"{line}  {final.rjust(width)}" for line, final in zip(table, finals))
+        width, lines = (
+            max(map(len, finals)),
+            max(map(columns, table)),
+        )  # (the table's lines end where their status does)
+        return "\n".join(f"{pad(line, lines)}  {final.rjust(width)}" for line, final in zip(table, finals))
 
 
 def _label(row: runs.RunRow) -> str:
@@ -98,7 +103,12 @@ def compare(
     if run_ids:
         order = {r: i for i, r in enumerate(run_ids)}
         rows = sorted(rows, key=lambda r: next((i for p, i in order.items() if r.run_id.startswith(p)), len(order)))
-    else:
+    elif len(rows) > limit:
+        print(
+            f"kerascnn: comparing the best {limit} of {len(rows)} runs (--limit, limit=, takes more)",
+            file=sys.stderr,
+            flush=True,
+        )
         rows = rows[:limit]
     if not rows:
         raise ArgumentError(_no_runs(experiment, tracking_uri))

@@ -9,6 +9,9 @@ exaggerate a 0.9898 vs 0.9900 difference).
 from __future__ import annotations
 
 import csv
+import re
+import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -138,6 +141,9 @@ def save_confusion_csv(cm: np.ndarray, class_names: Sequence[str], path: Path) -
 LABEL_WIDTH = 36  # characters of a run's label in the comparison figure (longer ones lose their middle)
 
 
+CURVE_STYLES = ("-o", "--s", ":^", "-.D")  # matplotlib's 10 colours with each in turn: 40 runs told apart
+
+
 def compare_runs(
     curves: Mapping[str, Mapping[str, Sequence[float]]],
     finals: Mapping[str, Mapping[str, float]],
@@ -160,11 +166,12 @@ def compare_runs(
     """
     fig = Figure(figsize=(12, 0.9 + max(3.3, 0.45 * len(finals))), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=(3, 2))
-    for label, series in curves.items():
+    for i, (label, series) in enumerate(curves.items()):
         values = series.get(metric) or []
         if values:
             xs = list((epochs or {}).get(label) or range(1, len(values) + 1))
-            left.plot(xs, values, "-o", markersize=3, label=shorten(label, LABEL_WIDTH))
+            style = CURVE_STYLES[i // 10 % len(CURVE_STYLES)]  # (10 colours, then the next style)
+            left.plot(xs, values, style, markersize=3, label=shorten(label, LABEL_WIDTH))
     _epoch_axis(left)
     left.set_ylabel(metric)
     left.set_title(f"{metric} per epoch")
@@ -206,8 +213,26 @@ def _final_dots(ax: Any, finals: Mapping[str, Mapping[str, float]]) -> None:
 
 
 def save(fig: Figure, path: str) -> str:
-    """Saves ``fig`` (100 dpi; the format from the suffix) and returns the path."""
-    fig.savefig(path, dpi=100)
+    """Saves ``fig`` (100 dpi; the format from the suffix) and returns the path; one line (not
+    one warning per character) when the font lacks some of its characters.
+
+    Example:
+        >>> save(Figure(), "/tmp/kerascnn-doc-empty.png")
+        '/tmp/kerascnn-doc-empty.png'
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message="Glyph .* missing from font")
+        fig.savefig(path, dpi=100)
+    missing = [w for w in caught if "missing from font" in str(w.message)]
+    for w in caught:
+        if w not in missing:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if missing:
+        codes = sorted({int(m.group(1)) for w in missing if (m := re.search(r"Glyph (\d+)", str(w.message)))})
+        shown = " ".join(chr(c) for c in codes[:10]) + (" ..." if len(codes) > 10 else "")
+        print(
+            f"kerascnn: warning: {path}: the plot's font has no {shown} (drawn as boxes)", file=sys.stderr, flush=True
+        )
     return path
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kerascnn import checks
-from kerascnn.console import shorten
+from kerascnn.console import columns, pad, shorten
 from kerascnn.errors import ArgumentError
 from kerascnn.tracking import store
 from kerascnn.tracking.run import ACTIVE_TAG
@@ -268,10 +268,10 @@ def format_table(rows: list[RunRow]) -> str:
         )
         for i, r in enumerate(rows, start=1)
     ]
-    widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
+    widths = [max(columns(x[i]) for x in [header, *body]) for i in range(len(header))]
     right = {0, *(i for i, name in enumerate(header) if name in ("ep", "val_acc", "test_acc", "time"))}
     lines = [
-        "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+        "  ".join(pad(c, w, right=i in right) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
         for line in [header, *body]
     ]
     return "\n".join(lines)
