@@ -33,26 +33,38 @@ def say(message: str) -> None:
     print(f"{line_start()}{message}", file=sys.stderr, flush=True)
 
 
+def _width(c: str) -> int:
+    """Columns of one character: 0 for marks, format characters (zero-width space and joiner),
+    Hangul's medial and final jamo and emoji skin tones; 2 for wide ones (CJK, most emoji)."""
+    if unicodedata.category(c) in ("Mn", "Me", "Cf") or "\u1160" <= c <= "\u11ff" or "\U0001f3fb" <= c <= "\U0001f3ff":
+        return 0
+    return 2 if unicodedata.east_asian_width(c) in "WF" else 1
+
+
 def columns(text: str) -> int:
     """How many terminal columns ``text`` takes: two for a wide character (CJK, most emoji),
-    none for a combining accent.
+    none for a combining mark, and an emoji joined to the one before it (``U+200D``) adds none.
 
     Example:
         >>> columns("run-重み"), len("run-重み")
         (8, 6)
     """
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    total, joined = 0, False
+    for c in text:
+        total += 0 if joined else _width(c)
+        joined = c == "\u200d"
+    return total
 
 
 def _fit(text: str, width: int, *, end: bool = False) -> str:
-    """The longest start (or ``end``) of ``text`` within ``width`` columns."""
-    kept, used = [], 0
+    """The longest start (or ``end``, without a mark left at its start) of ``text`` within ``width`` columns."""
+    kept: list[str] = []
     for c in reversed(text) if end else text:
-        used += columns(c)
-        if used > width:
+        if columns("".join([*kept, c] if not end else [c, *reversed(kept)])) > width:
             break
         kept.append(c)
-    return "".join(reversed(kept) if end else kept)
+    fitted = "".join(reversed(kept) if end else kept)
+    return fitted.lstrip("".join(c for c in fitted if _width(c) == 0)) if end else fitted
 
 
 def shorten(text: str, width: int) -> str:
@@ -63,6 +75,7 @@ def shorten(text: str, width: int) -> str:
         >>> shorten("notebook-hyperband-trial-05 (d3b3c9a2)", 24)
         'notebook-hyp~ (d3b3c9a2)'
     """
+    text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)  # (a tab, a newline: one space)
     if columns(text) <= width or width < 3:
         return _fit(text, width)
     tail = (width - 1) // 2

@@ -63,14 +63,19 @@ def save_model(model: Any, path: str | os.PathLike, info: dict[str, Any]) -> Pat
     model.save(file)
     with zipfile.ZipFile(file, "a") as archive:
         archive.writestr(INFO_FILE, json.dumps(info, indent=1))
-    _remember(model, info)
+    remember(model, info)
     return file
 
 
 _KNOWN: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def _remember(model: Any, info: dict[str, Any]) -> None:
+def remember(model: Any, info: dict[str, Any]) -> None:
+    """Keeps ``info`` for the model object ``model`` (see :func:`known_info`), as long as it lives.
+
+    Example:
+        >>> remember(model, {"class_names": ["cat", "dog"]})  # doctest: +SKIP
+    """
     if info:
         _KNOWN[model] = dict(info)
 
@@ -149,7 +154,7 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
         raise _refused(e, received) from None
     except (OSError, KeyError) as e:
         raise ArgumentError(f"Model file is corrupt or not a Keras archive ({type(e).__name__}). {received}") from None
-    _remember(model, model_info(file))
+    remember(model, model_info(file))
     return model
 
 

@@ -314,6 +314,14 @@ def test_list_models_by_family():
     finally:
         del registry._FAMILIES["tiny_listed"]
 
+    @registry.register_model(family="tiny_undeclared")
+    def tiny_alone(*, input_shape, num_classes): ...
+
+    try:  # a model may name a family no one declared: listed under it
+        assert kerascnn.list_models("tiny_undeclared") == ["tiny_alone"]
+    finally:
+        del registry._MODELS["tiny_alone"]
+
 
 # Same function as torchvision: symmetric padding, its batch-norm epsilon ---------------------------
 

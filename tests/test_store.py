@@ -85,6 +85,12 @@ def test_a_store_whose_making_failed_halfway_is_removed_and_made_again(tmp_path,
     template.unlink()  # (the space is back)
     assert store.client(f"sqlite:///{db}").get_experiment("0").name == "Default"
     assert _tables(db)["experiments"] == 1  # the file on disk, not a connection to the removed one
+    linked = tmp_path / "linked" / "mlflow.db"  # a link to a share that is not mounted: not this call's to remove
+    linked.parent.mkdir()
+    linked.symlink_to(tmp_path / "share" / "not-mounted" / "mlflow.db")
+    with pytest.raises(store.StoreUnavailable, match="unable to open database file"):
+        store.client(f"sqlite:///{linked}")
+    assert linked.is_symlink()
 
 
 def test_a_store_locked_for_longer_than_sqlites_timeout_is_waited_for(tracking_uri):

@@ -114,6 +114,8 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
     common = dict(tuner="random", tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, **TINY)
     first = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, **common)
     again = kerascnn.tune("mnist_cnn", "mnist", max_trials=2, register_model="tuned", **common)  # it had finished
+    for result in (first, again):  # the best model in memory is a kit model, as its file is (the rerun's too)
+        assert kerascnn.loading.known_info(result.best_model)["class_names"] == [str(d) for d in range(10)]
     kerascnn.tune("mnist_cnn", "mnist", max_trials=2, register_model="tuned", alias="best", **common)
     client = MlflowClient(tracking_uri)
     experiment = client.get_run(first.parent_run_id).info.experiment_id

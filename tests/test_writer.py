@@ -150,8 +150,10 @@ def test_mlflows_database_warnings_in_the_writer_are_one_line_each():
 
     from kerascnn.tracking.writer import quiet_mlflow_logs
 
+    loggers = [logging.getLogger(f"mlflow.{n}") for n in ("store.db.utils", "system_metrics.system_metrics_monitor")]
+    before = [list(g.filters) for g in loggers]
     quiet_mlflow_logs()
-    logger = logging.getLogger("mlflow.system_metrics.system_metrics_monitor")
+    logger = loggers[1]
     seen: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
@@ -162,6 +164,8 @@ def test_mlflows_database_warnings_in_the_writer_are_one_line_each():
         logger.warning("Started monitoring system metrics for run %s.", "abc")
     finally:
         logger.removeHandler(handler)
+        for g, kept in zip(loggers, before):  # (this process's MLflow logging, as it was)
+            g.filters[:] = kept
     assert seen == [
         "Failed to get mlflow run: (sqlite3.OperationalError) database is locked",
         "Started monitoring system metrics for run abc.",

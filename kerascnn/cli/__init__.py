@@ -2,7 +2,7 @@
 
 Exit codes: 0 done; 1 training or a search failed (a NaN loss, KerasTuner's failure limit),
 an export was refused (it disagreed with Keras), a server could not start or the disk is full; 2 a bad argument
-(one line on stderr, no traceback, nothing created); 130 Ctrl-C; 143 SIGTERM; 141 its output closed
+(one line on stderr, no traceback, nothing created); 130 Ctrl-C; 143 SIGTERM (129 SIGHUP); 141 its output closed
 (``| head``: a run stops as after SIGTERM). Any other error
 is a bug and keeps its traceback.
 With ``--json``, stdout holds exactly one JSON document; everything else goes to stderr.

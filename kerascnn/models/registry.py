@@ -194,8 +194,9 @@ def list_models(family: str | None = None) -> list[str]:
         ['vgg11', 'vgg13', 'vgg16', 'vgg19']
     """
     discover()
-    if family is not None and family not in _FAMILIES:
-        available = ", ".join(sorted(_FAMILIES))
+    known = set(_FAMILIES) | {e.family for e in _MODELS.values()}  # (a model may name a family never declared)
+    if family is not None and family not in known:
+        available = ", ".join(sorted(known))
         raise ArgumentError(f"Unknown family. Available families: {available}. Received: family={family!r}")
     return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import rcParams
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -138,10 +139,12 @@ def save_confusion_csv(cm: np.ndarray, class_names: Sequence[str], path: Path) -
             writer.writerow([name, *(int(v) for v in row)])
 
 
-LABEL_WIDTH = 36  # characters of a run's label in the comparison figure (longer ones lose their middle)
+LABEL_WIDTH = (
+    36  # columns (a wide character takes two) of a run's label in the comparison figure (longer ones lose their middle)
+)
 
 
-CURVE_STYLES = ("-o", "--s", ":^", "-.D")  # matplotlib's 10 colours with each in turn: 40 runs told apart
+CURVE_STYLES = ("-o", "--s", ":^", "-.D")  # the colour cycle (10 colours) with each in turn: 40 runs told apart
 
 
 def compare_runs(
@@ -155,7 +158,7 @@ def compare_runs(
 
     Args:
         curves: run label -> {metric name -> values per epoch} (a label is shown in at most
-            ``LABEL_WIDTH`` characters, its middle cut out).
+            ``LABEL_WIDTH`` columns, its middle cut out).
         finals: run label -> {summary metric name -> value}.
         metric: The metric to overlay.
         epochs: run label -> the epoch of each value (default 1, 2, ...; a continued Hyperband
@@ -166,11 +169,12 @@ def compare_runs(
     """
     fig = Figure(figsize=(12, 0.9 + max(3.3, 0.45 * len(finals))), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=(3, 2))
+    colours = len(rcParams["axes.prop_cycle"].by_key().get("color", [])) or 1  # (10 unless a style says otherwise)
     for i, (label, series) in enumerate(curves.items()):
         values = series.get(metric) or []
         if values:
             xs = list((epochs or {}).get(label) or range(1, len(values) + 1))
-            style = CURVE_STYLES[i // 10 % len(CURVE_STYLES)]  # (10 colours, then the next style)
+            style = CURVE_STYLES[i // colours % len(CURVE_STYLES)]  # (every colour once, then the next style)
             left.plot(xs, values, style, markersize=3, label=shorten(label, LABEL_WIDTH))
     _epoch_axis(left)
     left.set_ylabel(metric)
@@ -212,6 +216,9 @@ def _final_dots(ax: Any, finals: Mapping[str, Mapping[str, float]]) -> None:
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=len(names), frameon=False)
 
 
+_SHOWN: dict[Any, Any] = {}  # (warnings.warn_explicit's registry of the warnings save() passed on)
+
+
 def save(fig: Figure, path: str) -> str:
     """Saves ``fig`` (100 dpi; the format from the suffix) and returns the path; one line (not
     one warning per character) when the font lacks some of its characters.
@@ -224,9 +231,9 @@ def save(fig: Figure, path: str) -> str:
         warnings.filterwarnings("always", message="Glyph .* missing from font")
         fig.savefig(path, dpi=100)
     missing = [w for w in caught if "missing from font" in str(w.message)]
-    for w in caught:
+    for w in caught:  # the others, as they would have come (once per place, by the filters' default)
         if w not in missing:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry=_SHOWN)
     if missing:
         codes = sorted({int(m.group(1)) for w in missing if (m := re.search(r"Glyph (\d+)", str(w.message)))})
         shown = " ".join(chr(c) for c in codes[:10]) + (" ..." if len(codes) > 10 else "")

@@ -368,14 +368,14 @@ def client(uri: str) -> Any:
     try:
         with store_lock(uri):
             db = sqlite_path(uri)
-            new = db if db is not None and not db.exists() else None
+            new = db if db is not None and not os.path.lexists(db) else None  # (a dangling link is not new)
             try:
                 if new is not None:
                     _seed(new)
                 c = retrying(MlflowClient, tracking_uri=uri)  # (MLflow reads the schema here: it may be locked)
                 retrying(c.search_experiments, max_results=1)
-            except Exception:
-                if new is not None:  # half made (a full disk): removed, or every later command would fail on it
+            except BaseException:  # (an error, a full disk, Ctrl-C or SIGTERM during the migrations)
+                if new is not None:  # half made: removed, or every later command would fail on it
                     _remove_store_file(new, uri)
                 raise
     except Exception as e:
@@ -448,6 +448,8 @@ def _remove_store_file(db: Path, uri: str) -> None:
     engine = getattr(SqlAlchemyStore, "_engine_map", {}).get(uri)  # (one engine per URI, kept by MLflow)
     if engine is not None:
         engine.dispose()
+    if db.is_symlink() or not db.is_file():  # (only a file: never a link someone made, or a folder)
+        return
     for suffix in ("", "-journal", "-wal", "-shm"):
         with contextlib.suppress(OSError):
             db.with_name(db.name + suffix).unlink(missing_ok=True)
@@ -555,7 +557,8 @@ def find_run(uri: str, run_id: str, argument: str = "run_id") -> Any:
     if not found:
         raise NoSuchRun(f"No run with an id starting with it in {uri}. Received: {argument}={run_id!r}")
     if len(found) > 1:
-        raise ArgumentError(f"{len(found)} runs with an id starting with it in {uri}. Received: {argument}={run_id!r}")
+        many = f"{len(found)}{'+' if len(found) == 1000 else ''}"  # (the most one search returns)
+        raise ArgumentError(f"{many} runs with an id starting with it in {uri}. Received: {argument}={run_id!r}")
     return found[0]
 
 

@@ -414,6 +414,8 @@ def _run(search: _Search) -> None:
 
 def _summarize(search: _Search) -> TuneResult:
     """The search's trials and best one; its leaderboard, tags and best model on the parent run."""
+    from kerascnn.data import model_info
+    from kerascnn.loading import remember
     from kerascnn.tuning.tuner import quiet_optimizer_slots
 
     tuner, runs, config = search.tuner, search.tuner.runs, search.config
@@ -431,6 +433,7 @@ def _summarize(search: _Search) -> TuneResult:
     if best is not None:
         with quiet_optimizer_slots():
             best_model = tuner.load_model(best_trials[0])
+        remember(best_model, model_info(search.space.name, search.data, search.adaptation))  # (as its file: rerun too)
         done = sum(1 for t in trials if t["status"] in ("COMPLETED", "FAILED"))
         _log_best(search, parent, best, best_model, outputs, done)
     else:
