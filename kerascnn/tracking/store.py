@@ -89,6 +89,11 @@ def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
     path = _without_dots(path if path.is_absolute() else Path.cwd() / path)
     if path.is_dir():
         raise ArgumentError(f"`{source}` names a folder, not a database file. Received: {source}={uri!r}")
+    if path.is_symlink() and not path.exists():  # (MLflow would retry opening it for ~100 s)
+        raise ArgumentError(
+            f"The store file is a link to {os.readlink(path)}, which does not exist (a share not mounted?). "
+            f"Received: {source}={uri!r}"
+        )
     if not write and path.is_file():  # a store someone else writes (read-only here) can still be read
         if not os.access(path, os.R_OK):
             raise ArgumentError(f"The store file is not readable. Received: {source}={uri!r}")
