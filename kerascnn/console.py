@@ -93,6 +93,16 @@ def pad(text: str, width: int, *, right: bool = False) -> str:
     return spaces + text if right else text + spaces
 
 
+def first(names: list[str], n: int) -> str:
+    """The first ``n`` names, and how many more.
+
+    Example:
+        >>> first(["a", "b", "c"], 2)
+        'a, b and 1 more'
+    """
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def option(name: str, value: str | None) -> str:
     """`` --name value`` for a command the user copies from a hint, quoted for a shell; ``""``
     when ``value`` is empty.

@@ -622,9 +622,8 @@ def _find_resumable(config: TrainConfig) -> Any:
         f"Nothing to resume: no interrupted {what} run with a saved epoch in experiment "
         f"{config.experiment!r}. Received: resume={config.resume!r}"
     )
-    db = store.sqlite_path(uri)
     try:
-        if db is not None and not db.exists():
+        if store.not_made(uri):
             if isinstance(config.resume, str):
                 raise store.NoSuchRun(
                     f"No run with this id in {uri} (the store does not exist). Received: resume={config.resume!r}"
@@ -847,13 +846,8 @@ def _labels_by_name(data: Any, trained: list[str] | None, dataset: str) -> np.nd
     unknown = sorted(set(data.class_names) - set(trained))
     if unknown:
         raise ArgumentError(
-            f"The dataset has classes the model was not trained on ({_first(unknown, 5)}); "
-            f"the model knows {_first(list(trained), 10)}. Received: dataset={dataset!r}"
+            f"The dataset has classes the model was not trained on ({console.first(unknown, 5)}); "
+            f"the model knows {console.first(list(trained), 10)}. Received: dataset={dataset!r}"
         )
     order = np.array([trained.index(name) for name in data.class_names], dtype=np.int32)
     return order[data.y_test]
-
-
-def _first(names: list[str], n: int) -> str:
-    """The first ``n`` names, and how many more."""
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")

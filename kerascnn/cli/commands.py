@@ -335,8 +335,7 @@ def _no_runs(tracking_uri: str | None, waiting: bool = False) -> str:
     from kerascnn.tracking import store
 
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
-    db = store.sqlite_path(uri)
-    where = f" (there is no store at {uri})" if db is not None and not db.exists() else ""
+    where = f" (there is no store at {uri})" if store.not_made(uri) else ""
     return f"no runs in the store yet{where}" if waiting else f"no runs yet{where}; train one: kerascnn train mnist_cnn"
 
 

@@ -150,8 +150,7 @@ def _no_runs(experiment: str | None, tracking_uri: str | None) -> str:
     from kerascnn.tracking import store
 
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
-    db = store.sqlite_path(uri)
-    missing = " (it does not exist yet)" if db is not None and not db.exists() else ""
+    missing = " (it does not exist yet)" if store.not_made(uri) else ""
     return f"No runs to compare in the store{missing}; train one first. Received: tracking_uri={uri!r}"
 
 

@@ -53,8 +53,7 @@ def serve(
     """
     servers.check_address(host, port)
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
-    db = store.sqlite_path(uri)
-    if db is not None and not db.exists():  # made below: its folder must take it
+    if store.not_made(uri):  # made below: its folder must take it
         store.resolve_tracking_uri(tracking_uri)
     if servers.refuse_busy(host, port):
         return 1

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kerascnn import checks
-from kerascnn.console import columns, pad, shorten
+from kerascnn.console import columns, first, pad, shorten
 from kerascnn.errors import ArgumentError
 from kerascnn.tracking import store
 from kerascnn.tracking.run import ACTIVE_TAG
@@ -76,8 +76,7 @@ def search_runs(
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
     if run_ids == []:  # (only these runs: none)
         return pd.DataFrame()
-    db = store.sqlite_path(uri)
-    if db is not None and not db.exists():  # reading never creates a store
+    if store.not_made(uri):  # reading never creates a store
         if run_ids:
             raise store.NoSuchRun(
                 f"No run with this id in {uri} (the store does not exist). Received: run_id={run_ids[0]!r}"
@@ -110,9 +109,8 @@ def _experiment_ids(client: Any, experiment: str | None) -> list[str]:
         return [e.experiment_id for e in store.experiments(client)]
     found = store.retrying(client.get_experiment_by_name, experiment)
     if found is None:
-        names = [e.name for e in store.experiments(client)]
-        listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        raise ArgumentError(f"Unknown experiment; the store has {listed}. Received: experiment={experiment!r}")
+        names = first([e.name for e in store.experiments(client)], 10)
+        raise ArgumentError(f"Unknown experiment; the store has {names}. Received: experiment={experiment!r}")
     if found.lifecycle_stage == "deleted":
         raise ArgumentError(
             "Experiment is deleted (its runs are kept until `mlflow gc`); restore it (mlflow experiments restore) "

@@ -131,6 +131,18 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
+def not_made(uri: str) -> bool:
+    """Whether ``uri`` is a SQLite store whose file does not exist yet (reading one never makes it);
+    ``False`` for a server.
+
+    Example:
+        >>> not_made("sqlite:////tmp/kerascnn-doc-nowhere/mlflow.db"), not_made("http://127.0.0.1:5000")
+        (True, False)
+    """
+    db = sqlite_path(uri)
+    return db is not None and not db.exists()
+
+
 def home(uri: str) -> Path:
     """The local folder of a store's side files (backups, spool): beside a SQLite file,
     ``./mlruns`` for a server.
