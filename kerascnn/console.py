@@ -58,13 +58,15 @@ def columns(text: str) -> int:
 
 def _fit(text: str, width: int, *, end: bool = False) -> str:
     """The longest start (or ``end``, without a mark left at its start) of ``text`` within ``width`` columns."""
-    kept: list[str] = []
+    kept = ""
     for c in reversed(text) if end else text:
-        if columns("".join([*kept, c] if not end else [c, *reversed(kept)])) > width:
+        longer = c + kept if end else kept + c
+        if columns(longer) > width:
             break
-        kept.append(c)
-    fitted = "".join(reversed(kept) if end else kept)
-    return fitted.lstrip("".join(c for c in fitted if _width(c) == 0)) if end else fitted
+        kept = longer
+    while end and kept and _width(kept[0]) == 0:  # (no mark or joiner without what it belongs to)
+        kept = kept[1:]
+    return kept
 
 
 def shorten(text: str, width: int) -> str:

@@ -54,11 +54,9 @@ class Comparison:
         finals = [f"final {self.metric}"] + [
             f"{self.curves[r.run_id][-1]:.4f}" if self.curves.get(r.run_id) else "-" for r in self.rows
         ]
-        width, lines = (
-            max(map(len, finals)),
-            max(map(columns, table)),
-        )  # (the table's lines end where their status does)
-        return "\n".join(f"{pad(line, lines)}  {final.rjust(width)}" for line, final in zip(table, finals))
+        wide = max(map(columns, table))  # (the table's lines end where their status does)
+        width = max(map(len, finals))
+        return "\n".join(f"{pad(line, wide)}  {final.rjust(width)}" for line, final in zip(table, finals))
 
 
 def _label(row: runs.RunRow) -> str:

@@ -139,11 +139,7 @@ def save_confusion_csv(cm: np.ndarray, class_names: Sequence[str], path: Path) -
             writer.writerow([name, *(int(v) for v in row)])
 
 
-LABEL_WIDTH = (
-    36  # columns (a wide character takes two) of a run's label in the comparison figure (longer ones lose their middle)
-)
-
-
+LABEL_WIDTH = 36  # columns of a run's label in the comparison figure (longer ones lose their middle)
 CURVE_STYLES = ("-o", "--s", ":^", "-.D")  # the colour cycle (10 colours) with each in turn: 40 runs told apart
 
 
