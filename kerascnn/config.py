@@ -134,6 +134,21 @@ def _registration(config: Any) -> None:
         )
 
 
+def _check_search_name(name: Any) -> None:
+    """``search_name`` is None or a plain folder name."""
+    if name is not None and (
+        not isinstance(name, str)
+        or not name.strip()
+        or name.startswith(".")
+        or any(c in name for c in "/\\'\"`")
+        or not name.isprintable()
+    ):
+        raise ArgumentError(
+            "`search_name` must be a plain folder name (not empty, not starting with '.', no slashes, quotes or "
+            f"control characters). Received: search_name={name!r}"
+        )
+
+
 def encode(value: Any) -> str:
     """A setting as an MLflow param: text as is, dicts as JSON, the rest as Python literals.
 
@@ -157,6 +172,10 @@ class _Config:
     _given: frozenset[str] = frozenset()
     API_ONLY: ClassVar[frozenset[str]] = frozenset()
     dataset: str  # (a field of each subclass)
+
+    def _fix(self, name: str, value: Any) -> None:
+        """Replaces a setting of this frozen dataclass by its checked value."""
+        object.__setattr__(self, name, value)
 
     @classmethod
     def fields(cls) -> dict[str, dataclasses.Field]:
@@ -399,6 +418,11 @@ class TrainConfig(_Config):
     )
 
     def __post_init__(self) -> None:
+        self._check_values()
+        self._check_combinations()
+
+    def _check_values(self) -> None:
+        """Each setting alone, replaced by its checked value."""
         from kerascnn import device
         from kerascnn.data import check_dataset_name
         from kerascnn.models import check_known, get_entry
@@ -436,6 +460,9 @@ class TrainConfig(_Config):
             from kerascnn.tracking.store import check_run_id
 
             check_run_id(self.resume, "resume")  # (here, before the store is opened: seconds)
+
+    def _check_combinations(self) -> None:
+        """Settings that exclude each other; then the store, with tracking on."""
         if self.resume and not self.tracking:
             raise ArgumentError(
                 "`resume` continues a tracked run; it cannot be used without tracking. Received: tracking=False"
@@ -461,10 +488,7 @@ class TrainConfig(_Config):
         if self.tracking:
             from kerascnn.tracking.store import resolve_tracking_uri
 
-            fix("tracking_uri", resolve_tracking_uri(self.tracking_uri))
-
-    def _fix(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
+            self._fix("tracking_uri", resolve_tracking_uri(self.tracking_uri))
 
     @property
     def store_uri(self) -> str:
@@ -558,7 +582,6 @@ class TuneConfig(_Config):
 
     def __post_init__(self) -> None:
         from kerascnn.data import check_dataset_name
-        from kerascnn.tracking.store import resolve_tracking_uri
 
         if self.family != "custom":
             from kerascnn.models import get_family
@@ -590,18 +613,14 @@ class TuneConfig(_Config):
         fix("validation_split", split)
         checks.one_of("precision", self.precision, PRECISIONS)
         fix("seed", checks.seed(self.seed))
-        name = self.search_name
-        if name is not None and (
-            not isinstance(name, str)
-            or not name.strip()
-            or name.startswith(".")
-            or any(c in name for c in "/\\'\"`")
-            or not name.isprintable()
-        ):
-            raise ArgumentError(
-                "`search_name` must be a plain folder name (not empty, not starting with '.', no slashes, quotes or "
-                f"control characters). Received: search_name={name!r}"
-            )
+        _check_search_name(self.search_name)
+        self._check_run_settings()
+
+    def _check_run_settings(self) -> None:
+        """Where the search lives and what its runs log; then the store and the name's length."""
+        from kerascnn.tracking.store import resolve_tracking_uri
+
+        fix = self._fix
         if not isinstance(self.directory, (str, os.PathLike)):
             raise ArgumentError(f"`directory` must be a folder path. Received: directory={self.directory!r}")
         checks.non_empty("directory", str(self.directory))
@@ -617,14 +636,12 @@ class TuneConfig(_Config):
         _registration(self)
         fix("tracking_uri", resolve_tracking_uri(self.tracking_uri))
         if len(self.name.encode()) > SEARCH_NAME_MAX:
+            name = self.search_name
             default = "" if name else f", and the default, FAMILY-DATASET-TUNER, is {self.name!r}: give a shorter one"
             raise ArgumentError(
                 f"`search_name` must be at most {SEARCH_NAME_MAX} bytes (it names a folder){default}. "
                 f"Received: search_name={name!r}"
             )
-
-    def _fix(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
 
     @property
     def store_uri(self) -> str:
