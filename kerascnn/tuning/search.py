@@ -249,10 +249,25 @@ def _hyperband_trials(tuner: Any) -> int | None:
 def _make_tuner(
     config: TuneConfig, hypermodel: HyperModel, folder: Path, speed: hardware.SpeedPlan, progress: bool
 ) -> Any:
-    import keras_tuner as kt
-
     from kerascnn.tuning.display import Display
     from kerascnn.tuning.runs import SearchRuns
+
+    tuner = _open_tuner(config, hypermodel, folder, speed)
+    lost = [t for t in getattr(tuner.oracle, "start_order", ()) if t not in tuner.oracle.trials]
+    if lost:  # (KerasTuner would number the next trial as one of them, over a kept trial's files)
+        raise _unreadable_state(config, f"KerasTuner's files: missing trial_{lost[0]}/trial.json")
+    if hasattr(tuner.oracle, "max_trials"):  # Hyperband's oracle takes no max_trials; cap it here
+        tuner.oracle.max_trials = config.max_trials
+    labels = _trial_labels(config, hypermodel, speed)
+    tuner.runs = SearchRuns(config.store_uri, config.experiment, config.name, folder, labels)
+    tuner.display = Display(config.objective, tuner.runs.worker, enabled=progress)
+    return tuner
+
+
+def _open_tuner(config: TuneConfig, hypermodel: HyperModel, folder: Path, speed: hardware.SpeedPlan) -> Any:
+    """KerasTuner's tuner on ``folder``: a new search, or the saved one reloaded (its bad files one line)."""
+    import keras_tuner as kt
+
     from kerascnn.tuning.tuner import TrackedTuner, make_oracle
 
     hp = kt.HyperParameters()
@@ -272,7 +287,7 @@ def _make_tuner(
     # (quiet: KerasTuner prints "Reloading Tuner from ..." on a rerun; the plan line says what was done before)
     with device.dtype_policy(speed.policy), contextlib.redirect_stdout(io.StringIO()):
         try:
-            tuner = TrackedTuner(
+            return TrackedTuner(
                 oracle=oracle,
                 hypermodel=hypermodel,
                 directory=str(folder.parent),
@@ -285,25 +300,21 @@ def _make_tuner(
                 raise
             what = f"missing {cause}" if isinstance(cause, (KeyError, missing)) else str(cause)
             raise _unreadable_state(config, f"KerasTuner's files: {what}") from None
-    lost = [t for t in getattr(tuner.oracle, "start_order", ()) if t not in tuner.oracle.trials]
-    if lost:  # (KerasTuner would number the next trial as one of them, over a kept trial's files)
-        raise _unreadable_state(config, f"KerasTuner's files: missing trial_{lost[0]}/trial.json")
-    if hasattr(tuner.oracle, "max_trials"):  # Hyperband's oracle takes no max_trials; cap it here
-        tuner.oracle.max_trials = config.max_trials
-    labels = {
+
+
+def _trial_labels(config: TuneConfig, hypermodel: HyperModel, speed: hardware.SpeedPlan) -> dict[str, str]:
+    """The tags of every trial's run: what each trial ran with, on this process's machine (a worker's
+    may differ from the chief's)."""
+    return {
         "kerascnn.model": hypermodel.space.name,
         "kerascnn.family": hypermodel.space.name,
         "kerascnn.dataset": config.recorded_dataset,
-        # what each trial ran with, on this process's machine (a worker's may differ from the chief's)
         "kerascnn.dtype_policy": speed.policy,
         "kerascnn.jit_compile": str(speed.jit),
         "kerascnn.epochs": str(config.epochs),  # (a Hyperband trial's own are its tuner/epochs param)
         **speed.tags(),
         **device.machine().tags(),
     }
-    tuner.runs = SearchRuns(config.store_uri, config.experiment, config.name, folder, labels)
-    tuner.display = Display(config.objective, tuner.runs.worker, enabled=progress)
-    return tuner
 
 
 def _check_same_settings(
