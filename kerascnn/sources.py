@@ -321,6 +321,27 @@ def load_keras(source: ModelSource, path: Path, *, unsafe: bool = False) -> Any:
         raise e.echoing(f"model={source.text!r}") from None
 
 
+def keras_and_info(
+    model: Any, tracking_uri: str | None = None, *, unsafe: bool = False
+) -> tuple[Any, dict[str, Any], str]:
+    """The Keras model ``model`` is or names, as saved (no front for raw images), the kit's info it
+    carries (:func:`kerascnn.loading.model_info`; empty for a model that is not the kit's), and how
+    errors echo it (``model=...``).
+
+    Example:
+        >>> net, info, received = keras_and_info("model.keras")  # doctest: +SKIP
+        >>> info["dataset"], received  # doctest: +SKIP
+        ('mnist', "model='model.keras'")
+    """
+    from kerascnn.loading import known_info, model_info
+
+    if is_keras_model(model):
+        return model, known_info(model), f"model=<Keras model {model.name}>"
+    source = resolve(model, tracking_uri)
+    with keras_file(source) as path:
+        return load_keras(source, path, unsafe=unsafe), model_info(path), f"model={source.text!r}"
+
+
 def image_input(net: Any, received: str) -> tuple[int, int, int]:
     """The ``(height, width, channels)`` of the images ``net`` takes; a one-line error (ending in
     ``Received: {received}``) for a model without one such input of a fixed size.

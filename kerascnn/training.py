@@ -792,20 +792,13 @@ def evaluate(
     """
     from kerascnn import data as data_module
     from kerascnn import sources
-    from kerascnn.loading import known_info, model_info
 
     if dataset is not None:
         data_module.check_dataset_name(dataset)
     if test_samples is not None:
         checks.positive_int("test_samples", test_samples)
     batch_size = checks.positive_int("batch_size", batch_size)
-    if sources.is_keras_model(model):
-        net, info, received = model, known_info(model), f"model=<Keras model {model.name}>"
-    else:
-        source = sources.resolve(model, tracking_uri)
-        with sources.keras_file(source) as path:
-            net, info = sources.load_keras(source, path, unsafe=unsafe), model_info(path)
-        received = f"model={source.text!r}"
+    net, info, received = sources.keras_and_info(model, tracking_uri, unsafe=unsafe)
     shape = sources.image_input(net, received)
     trained = info.get("class_names")
     if dataset is None:
