@@ -236,28 +236,46 @@ def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class=6, si
 @contextlib.contextmanager
 def read_only(monkeypatch: pytest.MonkeyPatch, db: Path) -> Iterator[None]:
     """A SQLite store file (if it exists) and its folder made read-only for the block (restored
-    after). Root may write anyway: as root, ``os.access`` answers for these two from their
-    permission bits."""
-    import stat
-
-    if os.geteuid() == 0:
-        access, guarded = os.access, {db.resolve(), db.parent.resolve()}
-        bits = {os.R_OK: stat.S_IRUSR, os.W_OK: stat.S_IWUSR, os.X_OK: stat.S_IXUSR}
-
-        def as_the_bits_say(path: Any, mode: int, **kwargs: Any) -> bool:
-            if Path(path).resolve() not in guarded or not os.path.exists(path):
-                return access(path, mode, **kwargs)
-            kept = os.stat(path).st_mode
-            return access(path, mode, **kwargs) and all(kept & b for m, b in bits.items() if mode & m)
-
-        monkeypatch.setattr(os, "access", as_the_bits_say)
+    after). Root may write anyway: as root they are made immutable (``chattr +i``, which binds
+    root too) where the file system allows it, and elsewhere ``os.access`` answers for these two
+    from their permission bits."""
     existed = db.exists()
+    paths = [db, db.parent] if existed else [db.parent]
     if existed:
         db.chmod(0o444)
     db.parent.chmod(0o555)
+    if os.geteuid() == 0 and not _immutable(paths, True):  # (after chmod: an immutable file's bits are fixed)
+        access_by_bits(monkeypatch, {db.resolve(), db.parent.resolve()})
     try:
         yield
     finally:
+        if os.geteuid() == 0:
+            _immutable(paths, False)
         db.parent.chmod(0o755)
         if existed:
             db.chmod(0o644)
+
+
+def _immutable(paths: list[Path], on: bool) -> bool:
+    """``chattr +i`` (or ``-i``) on ``paths``; whether it took (not on every file system)."""
+    try:
+        flag = "+i" if on else "-i"
+        return subprocess.run(["chattr", flag, *map(str, paths)], capture_output=True).returncode == 0
+    except OSError:  # no chattr here
+        return False
+
+
+def access_by_bits(monkeypatch: pytest.MonkeyPatch, guarded: set[Path]) -> None:
+    """``os.access`` for ``guarded`` as their permission bits say, also for root."""
+    import stat
+
+    access = os.access
+    bits = {os.R_OK: stat.S_IRUSR, os.W_OK: stat.S_IWUSR, os.X_OK: stat.S_IXUSR}
+
+    def as_the_bits_say(path: Any, mode: int, **kwargs: Any) -> bool:
+        if Path(path).resolve() not in guarded or not os.path.exists(path):
+            return access(path, mode, **kwargs)
+        kept = os.stat(path).st_mode
+        return access(path, mode, **kwargs) and all(kept & b for m, b in bits.items() if mode & m)
+
+    monkeypatch.setattr(os, "access", as_the_bits_say)

@@ -412,6 +412,5 @@ def test_batch_norm_uses_the_reference_epsilon_and_momentum(name):
     norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert norms and all((l.epsilon, l.momentum) == (1e-5, 0.9) for l in norms)
     resnet = kerascnn.create_model("resnet18", input_shape=(32, 32, 3), num_classes=10, stage_depths=(1,))
-    assert all(
-        (l.epsilon, l.momentum) == (1e-5, 0.9) for l in resnet.layers if isinstance(l, keras.layers.BatchNormalization)
-    )
+    norms = [l for l in resnet.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert norms and all((l.epsilon, l.momentum) == (1e-5, 0.9) for l in norms)

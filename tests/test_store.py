@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -96,22 +98,37 @@ def test_a_store_whose_making_failed_halfway_is_removed_and_made_again(tmp_path,
 
 def test_a_store_locked_for_longer_than_sqlites_timeout_is_waited_for(tracking_uri):
     """SQLite gives up on a lock after 5 s; opening the store retried nothing, so `runs` failed
-    and `train` sent its whole run to the spool."""
-    from tests.helpers import run_cli
+    and `train` sent its whole run to the spool. The lock is let go 8 s after `runs` opened the
+    file, whatever its start-up took."""
+    import psutil
+
+    from tests.helpers import PY, wait_for
 
     store.client(tracking_uri)  # (made)
     db = store.sqlite_path(tracking_uri)
-    hold = "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-    hold += "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(12); c.execute('COMMIT')"
-    holder = subprocess.Popen([sys.executable, "-c", hold, str(db)], stdout=subprocess.PIPE, text=True)
+    hold = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    hold += "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.readline(); c.execute('COMMIT')"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    runs = None
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        listed = run_cli("runs", "--tracking-uri", tracking_uri)
-        assert listed.returncode == 0 and "no runs yet" in listed.stdout, listed.stderr
-        assert holder.poll() is not None  # it waited the lock out
+        runs = subprocess.Popen(
+            [*PY, "runs", "--tracking-uri", tracking_uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        opened = lambda: any(f.path == str(db) for f in psutil.Process(runs.pid).open_files())  # noqa: E731
+        wait_for(opened, 120, runs, "`runs` to open the store")
+        time.sleep(8)
+        assert runs.poll() is None, runs.communicate()[1]  # still waiting, past SQLite's own 5 s
+        holder.communicate("\n", timeout=30)
+        out, err = runs.communicate(timeout=120)
+        assert runs.returncode == 0 and "no runs yet" in out, err
     finally:
-        holder.kill()
-        holder.wait()
+        for process in (holder, runs):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def test_reading_where_there_is_no_store_and_none_can_be_made_finds_no_runs(tmp_path, monkeypatch):
@@ -183,7 +200,7 @@ def test_a_store_that_can_only_be_read_is_listed_and_not_trained_into(tracking_u
     import pytest
 
     import kerascnn
-    from tests.helpers import data_dir, read_only
+    from tests.helpers import access_by_bits, data_dir, read_only
 
     data_dir()
     client = MlflowClient(tracking_uri)
@@ -197,9 +214,14 @@ def test_a_store_that_can_only_be_read_is_listed_and_not_trained_into(tracking_u
         assert kerascnn.leaderboard(tracking_uri=tracking_uri, run_ids=[]) == []  # only these runs: none
         with pytest.raises(ValueError, match=r"store's folder cannot be created or written .*Received: tracking_uri="):
             kerascnn.train("lenet5", "mnist", epochs=1, train_samples=200, tracking_uri=tracking_uri)
-        db.chmod(0o000)
+    db.chmod(0o000)
+    try:
+        if os.geteuid() == 0:  # (root reads it anyway)
+            access_by_bits(monkeypatch, {db.resolve()})
         with pytest.raises(ValueError, match=r"^The store file is not readable. Received: tracking_uri="):
             kerascnn.leaderboard(tracking_uri=tracking_uri)
+    finally:
+        db.chmod(0o644)
     assert len(client.search_runs([run.info.experiment_id])) == 1  # (the refused run made nothing)
 
 

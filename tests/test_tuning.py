@@ -300,12 +300,13 @@ def unlucky_start(hp, *, input_shape, num_classes):
     return model
 
 
-def test_a_retry_starts_from_the_next_seed(tracking_uri, tmp_path):
+def test_a_retry_starts_from_the_next_seed(tracking_uri, tmp_path, capsys):
     """The same seed would fail the same way: a retry that repeated the first run could never help."""
     result = kerascnn.tune(
         build=unlucky_start, dataset="mnist", max_trials=1, max_retries_per_trial=1, tracking_uri=tracking_uri,
-        directory=tmp_path / "s", progress=False, seed=0, **TINY,
+        directory=tmp_path / "s", seed=0, **TINY,
     )  # fmt: skip
+    assert re.search(r"trial 0 \[tuner0\] FAILED, to be retried .*an unlucky start", capsys.readouterr().out)
     assert [t["status"] for t in result.trials] == ["COMPLETED"]
 
 
