@@ -35,11 +35,11 @@ def _group_listens(pid: int) -> set[tuple[str, int]]:
     }
 
 
-def test_ui_serves_the_store_on_loopback_and_stops_cleanly(tracking_uri, tmp_path):
+def test_ui_serves_the_store_on_loopback_and_stops_cleanly(tracking_uri, tmp_path, spawn):
     experiment = tracking.ensure_experiment(tracking.resolve_tracking_uri(tracking_uri), "dash")
     run_id = MlflowClient(tracking_uri).create_run(experiment).info.run_id
     port = free_port()
-    process = subprocess.Popen(
+    process = spawn(
         [
             sys.executable,
             "-m",
@@ -95,9 +95,9 @@ def test_loopback_detection_and_the_server_command():
     assert command[command.index("--host") + 1] == "0.0.0.0"
 
 
-def test_ui_warning_is_printed_for_a_public_bind(tracking_uri):
+def test_ui_warning_is_printed_for_a_public_bind(tracking_uri, spawn):
     port = free_port()
-    process = subprocess.Popen(
+    process = spawn(
         [
             sys.executable,
             "-m",

@@ -367,7 +367,7 @@ def test_doctor_lists_gpus_with_the_memory_the_driver_reports():
     assert doctor.parse_nvidia_smi("NVIDIA A100, [N/A], [N/A], 1")["memory_mib"] is None
 
 
-def test_two_workers_train_together_and_only_the_chief_tracks(tracking_uri, tmp_path):
+def test_two_workers_train_together_and_only_the_chief_tracks(tracking_uri, tmp_path, spawn):
     data_dir()
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -392,7 +392,7 @@ def test_two_workers_train_together_and_only_the_chief_tracks(tracking_uri, tmp_
         "--json",
     ]
     procs = [
-        subprocess.Popen(
+        spawn(
             cmd,
             cwd=tmp_path,
             stdout=subprocess.PIPE,

@@ -303,9 +303,9 @@ def test_ui_on_a_busy_port_fails_in_one_line(tracking_uri):
     assert result.stderr.strip().splitlines()[-1].startswith("kerascnn: error: cannot listen on 127.0.0.1:")
 
 
-def test_a_sigkilled_ui_leaves_no_server_behind(tracking_uri):
+def test_a_sigkilled_ui_leaves_no_server_behind(tracking_uri, spawn):
     port = free_port()
-    ui = subprocess.Popen(
+    ui = spawn(
         [*PY, "ui", "--port", str(port), "--tracking-uri", tracking_uri],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

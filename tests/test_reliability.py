@@ -60,9 +60,9 @@ def _backed_up(uri: str) -> int:
     return max(epochs)
 
 
-def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri):
+def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri, spawn):
     cmd = _train_cmd(tracking_uri, "--epochs", "4", "--train-samples", "12000", "--precision", "float32", "--json")
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     writer = writer_of(process)
 
     wait_for(lambda: _backed_up(tracking_uri) >= 2, 300, process, "the backup of epoch 2")
@@ -95,9 +95,9 @@ def test_sigkill_during_training_then_resume_continues_the_same_run(tracking_uri
     assert_usage_error(again, "Nothing to resume")
 
 
-def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri):
+def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri, spawn):
     cmd = _train_cmd(tracking_uri, "--epochs", "6", "--train-samples", "8000", "--json")
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     writer = writer_of(process)
     wait_for(lambda: _backed_up(tracking_uri) >= 1, 300, process, "the backup of epoch 1")
     process.send_signal(signal.SIGKILL)
@@ -201,8 +201,8 @@ def test_signals_while_a_run_ends_act_after_it_whichever_thread_the_kernel_gives
         stop.set()
 
 
-def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):
-    process = subprocess.Popen(
+def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri, spawn):
+    process = spawn(
         _train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -240,8 +240,8 @@ def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri):
 
 
 @pytest.mark.parametrize("signum,code,status", [(signal.SIGINT, 130, "FAILED"), (signal.SIGTERM, 143, "KILLED")])
-def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_uri):
-    process = subprocess.Popen(
+def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_uri, spawn):
+    process = spawn(
         _train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -278,9 +278,9 @@ def _catches(pid: int, signum: int) -> bool:
     return bool(caught >> (signum - 1) & 1)
 
 
-def test_a_sigterm_while_tensorflow_loads_ends_the_command_with_its_line(tracking_uri):
+def test_a_sigterm_while_tensorflow_loads_ends_the_command_with_its_line(tracking_uri, spawn):
     """Before its run exists, a command stopped by SIGTERM still says so (it died silently)."""
-    process = subprocess.Popen(_train_cmd(tracking_uri), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = spawn(_train_cmd(tracking_uri), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: _catches(process.pid, signal.SIGTERM), 60, process, "its SIGTERM handler")
     process.send_signal(signal.SIGTERM)  # (within 0.2 s of the handler: TensorFlow takes seconds to load)
     _, err = process.communicate(timeout=60)
@@ -373,9 +373,9 @@ def test_a_batch_past_the_memory_fails_the_run_the_trial_and_evaluate_in_one_lin
 # 5. Eight writers on one SQLite store --------------------------------------------------------------
 
 
-def test_eight_concurrent_trainings_on_one_fresh_sqlite_store(tracking_uri):
+def test_eight_concurrent_trainings_on_one_fresh_sqlite_store(tracking_uri, spawn):
     procs = [
-        subprocess.Popen(
+        spawn(
             _train_cmd(
                 tracking_uri,
                 "--epochs",

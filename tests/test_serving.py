@@ -499,9 +499,9 @@ def test_mixed_precision_models_export_in_float32(tmp_path):
     assert result.max_abs_diff <= 1e-4 and result.precision.startswith("mixed_bfloat16 model exported in float32")
 
 
-def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained):
+def test_serve_answers_like_predict_on_loopback_and_stops_cleanly(trained, spawn):
     port = free_port()
-    process = subprocess.Popen(
+    process = spawn(
         [
             sys.executable,
             "-m",

@@ -39,7 +39,7 @@ def _epochs_logged(uri: str) -> int:
         return 0
 
 
-def test_server_killed_mid_training_loses_nothing_after_sync(tmp_path):
+def test_server_killed_mid_training_loses_nothing_after_sync(tmp_path, spawn):
     with mlflow_server(tmp_path / "server") as server:
         cmd = [
             *PY,
@@ -56,7 +56,7 @@ def test_server_killed_mid_training_loses_nothing_after_sync(tmp_path):
             "--json",
         ]
         started = time.monotonic()
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: _epochs_logged(server.uri) >= 2, 300, process, "two epochs on the server")
         two_epochs = time.monotonic() - started
         server.stop()  # down until the command has ended
@@ -91,7 +91,7 @@ def test_server_killed_mid_training_loses_nothing_after_sync(tmp_path):
         assert accuracy == pytest.approx(result["test_accuracy"], abs=1e-6) and Path(local).stat().st_size > 10_000
 
 
-def test_server_down_during_a_search_keeps_trials_and_their_nesting(tmp_path):
+def test_server_down_during_a_search_keeps_trials_and_their_nesting(tmp_path, spawn):
     with mlflow_server(tmp_path / "server") as server:
         cmd = [
             *PY,
@@ -109,7 +109,7 @@ def test_server_down_during_a_search_keeps_trials_and_their_nesting(tmp_path):
             str(tmp_path / "s"),
             "--json",
         ]
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # Down once the search says its first trial is done (the search's own word, not the store's:
         # under load its writer may not have sent anything yet); two trials are still to come.
         lines = iter(process.stderr.readline, "")

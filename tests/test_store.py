@@ -96,7 +96,7 @@ def test_a_store_whose_making_failed_halfway_is_removed_and_made_again(tmp_path,
     assert linked.is_symlink()
 
 
-def test_a_store_locked_for_longer_than_sqlites_timeout_is_waited_for(tracking_uri):
+def test_a_store_locked_for_longer_than_sqlites_timeout_is_waited_for(tracking_uri, spawn):
     """SQLite gives up on a lock after 5 s; opening the store retried nothing, so `runs` failed
     and `train` sent its whole run to the spool. The lock is let go 8 s after `runs` opened the
     file, whatever its start-up took."""
@@ -108,27 +108,18 @@ def test_a_store_locked_for_longer_than_sqlites_timeout_is_waited_for(tracking_u
     db = store.sqlite_path(tracking_uri)
     hold = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
     hold += "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.readline(); c.execute('COMMIT')"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", hold, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    holder = spawn([sys.executable, "-c", hold, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    runs = spawn(
+        [*PY, "runs", "--tracking-uri", tracking_uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    runs = None
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        runs = subprocess.Popen(
-            [*PY, "runs", "--tracking-uri", tracking_uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        opened = lambda: any(f.path == str(db) for f in psutil.Process(runs.pid).open_files())  # noqa: E731
-        wait_for(opened, 120, runs, "`runs` to open the store")
-        time.sleep(8)
-        assert runs.poll() is None, runs.communicate()[1]  # still waiting, past SQLite's own 5 s
-        holder.communicate("\n", timeout=30)
-        out, err = runs.communicate(timeout=120)
-        assert runs.returncode == 0 and "no runs yet" in out, err
-    finally:
-        for process in (holder, runs):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+    opened = lambda: any(f.path == str(db) for f in psutil.Process(runs.pid).open_files())  # noqa: E731
+    wait_for(opened, 120, runs, "`runs` to open the store")
+    time.sleep(8)
+    assert runs.poll() is None, runs.communicate()[1]  # still waiting, past SQLite's own 5 s
+    holder.communicate("\n", timeout=30)
+    out, err = runs.communicate(timeout=120)
+    assert runs.returncode == 0 and "no runs yet" in out, err
 
 
 def test_reading_where_there_is_no_store_and_none_can_be_made_finds_no_runs(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
     return found
 
 
-def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
+def test_train_logs_params_metrics_artifacts_and_model(tracking_uri, monkeypatch):
     result = kerascnn.train(
         "mnist_cnn",
         "mnist",
@@ -102,7 +102,7 @@ def test_train_logs_params_metrics_artifacts_and_model(tracking_uri):
     assert cm.shape == (10, 10) and cm.sum() == 300 and [row.split(",")[0] for row in rows[1:]] == list("0123456789")
     assert np.trace(cm) / cm.sum() == pytest.approx(result.test_accuracy)
     # the model also as an MLflow Keras model with a signature
-    mlflow.set_tracking_uri(tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # (MLflow's fluent API; undone after the test)
     logged = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
     assert len(logged) == 1 and logged[0].source_run_id == result.run_id
     info = mlflow.models.get_model_info(logged[0].model_uri)
@@ -320,7 +320,7 @@ def test_the_time_estimate_leaves_out_the_first_steps_one_time_cost(capsys, firs
     assert per_step < bound_ms and said.endswith(" more steps"), said  # the first step spread: 150+, 1500+
 
 
-def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
+def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path, monkeypatch):
     result = run_cli(
         "train",
         "vgg11",
@@ -354,7 +354,7 @@ def test_cli_adapts_mnist_for_vgg11_and_prints_json(tracking_uri, tmp_path):
     params = MlflowClient(tracking_uri).get_run(out["run_id"]).data.params
     assert params["adaptation"] == "pad 28x28 -> 32x32" and params["input_shape"] == "[32, 32, 1]"
     assert json.loads(params["model_kwargs"]) == {"dense_units": [16], "width": 4}
-    mlflow.set_tracking_uri(tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # (MLflow's fluent API; undone after the test)
     (logged,) = mlflow.search_logged_models(
         output_format="list", experiment_ids=[MlflowClient(tracking_uri).get_run(out["run_id"]).info.experiment_id]
     )

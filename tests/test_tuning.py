@@ -466,9 +466,11 @@ def _running_trial(uri: str, with_epoch: bool = False) -> str | None:
     return running[-1].data.tags["kerascnn.trial_id"] if running else None
 
 
-def test_a_search_whose_output_is_closed_stops_resumable_and_its_rerun_runs_the_trial_again(tracking_uri, tmp_path):
+def test_a_search_whose_output_is_closed_stops_resumable_and_its_rerun_runs_the_trial_again(
+    tracking_uri, tmp_path, spawn
+):
     cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "2", "--epochs", "2", "--train-samples", "600")
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # `... | head -2`
+    process = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # `... | head -2`
     assert process.stdout is not None and "random search" in process.stdout.readline()
     assert "trial 0" in process.stdout.readline()  # the trial has begun; its epoch line finds the pipe closed
     process.stdout.close()
@@ -482,9 +484,9 @@ def test_a_search_whose_output_is_closed_stops_resumable_and_its_rerun_runs_the_
     assert [t["status"] for t in rerun["trials"]] == ["COMPLETED", "COMPLETED"]  # the stopped trial ran again
 
 
-def test_sigkill_mid_trial_then_rerun_loses_nothing_and_a_second_search_is_refused(tracking_uri, tmp_path):
+def test_sigkill_mid_trial_then_rerun_loses_nothing_and_a_second_search_is_refused(tracking_uri, tmp_path, spawn):
     cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "3", "--epochs", "3", "--json")
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     for trial in ("0", "1"):
         while _running_trial(tracking_uri) != trial:
@@ -522,10 +524,10 @@ def test_sigkill_mid_trial_then_rerun_loses_nothing_and_a_second_search_is_refus
     assert MlflowClient(tracking_uri).get_run(out["parent_run_id"]).info.status == "FINISHED"
 
 
-def test_ctrl_c_in_a_grid_search_points_to_overwrite_which_walks_the_grid_again(tracking_uri, tmp_path):
+def test_ctrl_c_in_a_grid_search_points_to_overwrite_which_walks_the_grid_again(tracking_uri, tmp_path, spawn):
     fixed = ["--fixed", "learning_rate=0.003", "--fixed", "filters=8", "--fixed", "dense_units=16"]  # dropout: 3 values
     cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--tuner", "grid", "--max-trials", "3", "--epochs", "1", *fixed)
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while _running_trial(tracking_uri) is None:
         assert process.poll() is None and time.monotonic() < deadline, "no trial started"
@@ -543,19 +545,19 @@ def test_ctrl_c_in_a_grid_search_points_to_overwrite_which_walks_the_grid_again(
     assert [t["status"] for t in json.loads(again.stdout)["trials"]] == ["COMPLETED"] * 3
 
 
-def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
+def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path, spawn):
     port = str(free_port())
     cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "6", "--epochs", "1", "--train-samples", "300")
     env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=port)
     procs = {
-        "chief": subprocess.Popen(
+        "chief": spawn(
             cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
     }
     time.sleep(2)
     for worker in ("tuner0", "tuner1", "tuner2"):
         args = [*cmd, "--epochs", "2"] if worker == "tuner2" else cmd  # not the chief's command: refused
-        procs[worker] = subprocess.Popen(
+        procs[worker] = spawn(
             args, env=dict(env, KERASTUNER_TUNER_ID=worker), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
     outputs = {}
@@ -588,12 +590,12 @@ def test_chief_and_two_workers_share_one_parent(tracking_uri, tmp_path):
     assert ended and all(" run -" not in line for line in ended), ended  # each trial's line names its run
 
 
-def test_a_worker_whose_chief_died_says_it_waits_and_stops_on_ctrl_c(tracking_uri, tmp_path):
+def test_a_worker_whose_chief_died_says_it_waits_and_stops_on_ctrl_c(tracking_uri, tmp_path, spawn):
     """KerasTuner's client waits up to an hour for a chief that does not answer, silently."""
     cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "4", "--epochs", "1", "--train-samples", "300")
     env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()))
-    chief = subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"), stderr=subprocess.DEVNULL)
-    worker = subprocess.Popen(
+    chief = spawn(cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"), stderr=subprocess.DEVNULL)
+    worker = spawn(
         cmd, env=dict(env, KERASTUNER_TUNER_ID="tuner0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     out: list[str] = []

@@ -39,7 +39,7 @@ def _cwd(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
-def test_a_killed_writer_loses_nothing_after_sync(tracking_uri):
+def test_a_killed_writer_loses_nothing_after_sync(tracking_uri, spawn):
     cmd = [
         *PY,
         "train",
@@ -58,7 +58,7 @@ def test_a_killed_writer_loses_nothing_after_sync(tracking_uri):
         tracking_uri,
         "--json",
     ]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     writer = writer_of(process)
     wait_for(
         lambda: first_epoch_logged(tracking_uri),
