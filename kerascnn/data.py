@@ -236,14 +236,32 @@ def _load_folder(
 
 
 def _class_folders(folder: Path) -> list[str]:
-    return sorted(d.name for d in folder.iterdir() if d.is_dir())
+    """The class sub-folders, as Keras' loader finds them: a hidden one is no class."""
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def image_files(folder: Path, hidden: bool = False) -> list[Path]:
+    """The image files under ``folder`` (its sub-folders too), sorted; hidden ones (a name starting
+    with '.': macOS's ``._*`` copies, Jupyter's ``.ipynb_checkpoints``) only with ``hidden``.
+
+    Example:
+        >>> image_files(Path("photos/cat"))[:1]  # doctest: +SKIP
+        [PosixPath('photos/cat/001.png')]
+    """
+    return sorted(
+        f
+        for f in folder.rglob("*")
+        if f.suffix.lower() in IMAGE_SUFFIXES
+        and (hidden or not any(part.startswith(".") for part in f.relative_to(folder).parts))
+        and f.is_file()
+    )
 
 
 def _image_files(folder: Path, class_names: list[str] | None) -> dict[str, list[Path]]:
     """Each class sub-folder's image files (checked: 2 classes or more, none empty, and a
     ``test/`` tree's classes among ``train/``'s, ``class_names``)."""
     classes = _class_folders(folder)
-    files = {c: [f for f in sorted((folder / c).rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES] for c in classes}
+    files = {c: image_files(folder / c, hidden=True) for c in classes}  # (as Keras' loader reads them)
     received = f"dataset={str(folder)!r}"
     if len(classes) < 2 or not any(files.values()):
         raise ArgumentError(

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from kerascnn import checks
-from kerascnn.data import IMAGE_SUFFIXES, decode_image
+from kerascnn.data import IMAGE_SUFFIXES, decode_image, image_files
 from kerascnn.errors import ArgumentError
 
 ARRAY_SUFFIXES = (".npz", ".npy")
@@ -204,7 +204,7 @@ def read_images(inputs: Any, image_shape: tuple[int, int, int]) -> tuple[list[st
 
 def _read_path(path: Path, text: str, shape: tuple[int, int, int]) -> list[tuple[list[str], np.ndarray]]:
     if path.is_dir():
-        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(path)
         if not files:
             raise ArgumentError(f"Folder holds no images ({', '.join(IMAGE_SUFFIXES)}). Received: inputs={text!r}")
         return [([str(f)], _fit(decode_image(f, f"inputs={text!r}"), shape, f"inputs={str(f)!r}")[None]) for f in files]
@@ -289,7 +289,7 @@ def _fit(images: np.ndarray, shape: tuple[int, int, int], received: str) -> np.n
     where = f"the model takes {h}x{w}x{c} images. Received: {received}"
     if have[:2] != (h, w):
         raise ArgumentError(f"Images are {have[0]}x{have[1]}x{have[2]}; {where}")
-    if have[2] == 4 or (have[2] == 2 and c == 1):  # drop the alpha channel
+    if have[2] in (2, 4) and c != have[2]:  # drop the alpha channel (grey or colour is left)
         images = images[..., : have[2] - 1]
     channels = images.shape[-1]
     if channels == c:

@@ -142,6 +142,10 @@ def test_image_folder_is_a_dataset(tmp_path):
     assert sum(d.sizes().values()) == 18 and d.sizes()["test"] == 1
     with pytest.raises(ValueError, match="at least 2 class sub-folders"):
         data.load_dataset(str(make_image_folder(tmp_path / "one", classes=("only",))))
+    (folder / ".ipynb_checkpoints").mkdir()  # Jupyter's: no class (it failed as one Keras' loader did not find)
+    (folder / ".ipynb_checkpoints" / "0-checkpoint.png").write_bytes(b"not an image")
+    again = data.load_dataset(str(folder), validation_split=0.25)
+    assert again.class_names == ["cat", "dog", "fox"] and sum(again.sizes().values()) == 18
 
 
 def test_folder_classes_that_would_be_empty_or_left_out_are_refused(tmp_path):

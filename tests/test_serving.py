@@ -634,3 +634,19 @@ def test_predict_says_when_a_models_outputs_are_not_probabilities(capsys):
     assert "the model's outputs are not probabilities (they do not sum to 1; logits?)" in capsys.readouterr().err
     kerascnn.predict(kerascnn.create_model("lenet5", input_shape=(28, 28, 1)), images)  # softmax: nothing to say
     assert "not probabilities" not in capsys.readouterr().err
+
+
+def test_a_folder_predicts_its_visible_images_and_grey_with_alpha_feeds_an_rgb_model(tmp_path):
+    """A Jupyter checkpoint folder and macOS's ``._*`` copies are not images to predict; a grey
+    image with an alpha channel feeds an RGB model as its grey does (README, *Predict*)."""
+    net = kerascnn.create_model("lenet5", input_shape=(28, 28, 3), num_classes=10)
+    grey = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    folder = tmp_path / "photos"
+    (folder / ".ipynb_checkpoints").mkdir(parents=True)
+    Image.fromarray(np.stack([grey, np.full_like(grey, 255)], axis=-1), "LA").save(folder / "a.png")
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=-1), "RGB").save(folder / "b.png")
+    for hidden in (folder / "._a.png", folder / ".ipynb_checkpoints" / "a-checkpoint.png"):
+        hidden.write_bytes(b"\x00\x05\x16\x07 AppleDouble, not a PNG")
+    result = kerascnn.predict(net, folder)
+    assert result.inputs == [str(folder / "a.png"), str(folder / "b.png")]
+    np.testing.assert_allclose(result.probabilities[0], result.probabilities[1], atol=1e-6)
