@@ -35,6 +35,13 @@ from kerascnn import checks, device
 from kerascnn.errors import ArgumentError, ExportMismatch
 
 FORMATS = {"savedmodel": None, "tflite": ".tflite", "onnx": ".onnx"}  # format: required suffix
+SAVEDMODEL_ENTRIES = {
+    "saved_model.pb",
+    "fingerprint.pb",
+    "variables",
+    "assets",
+    "assets.extra",
+}  # what --overwrite replaces
 QUANTIZE = ("int8",)
 FLOAT_TOLERANCE = 1e-4
 INT8_MIN_AGREEMENT = 0.9
@@ -53,7 +60,7 @@ class ExportResult:
         path: The exported file (a folder for SavedModel).
         format, quantize: As asked.
         input_dtype, input_shape: What the exported model takes (``uint8``, ``[None, H, W, C]``).
-        sample: What the check ran on (``"64 mnist test images"``).
+        sample: What the check ran on (``"1000 mnist test images"``).
         max_abs_diff: Largest difference of a probability from Keras on the sample.
         top1_agreement: Fraction of the sample with the same most probable class as Keras.
         flagged: An int8 model whose agreement is below ``INT8_MIN_AGREEMENT``.
@@ -106,31 +113,8 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
             raise ArgumentError(f"`quantize` applies to the tflite format only. Received: quantize={quantize!r}")
     if not isinstance(output, (str, os.PathLike)) or not str(output).strip():
         raise ArgumentError(f"`output` must be a path. Received: output={output!r}")
-    path = Path(output)
-    suffix = FORMATS[format]
-    if suffix and path.suffix.lower() != suffix:
-        raise ArgumentError(f"A {format} export is a {suffix} file. Received: output={str(output)!r}")
-    if not suffix and path.suffix.lower() in (*filter(None, FORMATS.values()), ".keras", ".h5"):
-        raise ArgumentError(
-            f"A {format} export is a folder; its name may not end in {path.suffix}. Received: output={str(output)!r}"
-        )
-    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
-        raise ArgumentError(
-            f"Output exists; pass overwrite=True (--overwrite) to replace it. Received: output={str(output)!r}"
-        )
-    if path.is_dir() and suffix:
-        raise ArgumentError(f"Output is a folder. Received: output={str(output)!r}")
-    if path.exists() and not path.is_dir() and not suffix:  # (overwrite replaces an export, not any file)
-        raise ArgumentError(f"Output is a file; a {format} export is a folder. Received: output={str(output)!r}")
-    if path.is_dir() and any(path.iterdir()):  # --overwrite: only a previous export is replaced
-        if Path.cwd().resolve().is_relative_to(path.resolve()):
-            raise ArgumentError(f"Output holds the current folder; not replaced. Received: output={str(output)!r}")
-        if not (path / "saved_model.pb").is_file():
-            raise ArgumentError(
-                "Output is a folder that holds no SavedModel (saved_model.pb); overwrite replaces only "
-                f"a previous export. Received: output={str(output)!r}"
-            )
-    checks.writable("output", output)
+    path = _output_path(format, output, overwrite)
+    checks.writable("output", output if path == Path(output) else path)
     if format == "onnx":
         missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:
@@ -138,6 +122,37 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
                 f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}; "
                 f"pip install 'kerascnn[export]'). Received: format='onnx'"
             )
+    return path
+
+
+def _output_path(format: str, output: str | os.PathLike, overwrite: bool) -> Path:
+    """Where the export goes: ``output``, or the file or folder it links to; a previous export is
+    replaced only with ``overwrite``, and nothing else ever is."""
+    received = f"Received: output={str(output)!r}"
+    path = Path(output)
+    if path.is_symlink():  # written through the link, as cp does (the link stays)
+        path = Path(os.path.realpath(path))
+    suffix = FORMATS[format]
+    if suffix and path.suffix.lower() != suffix:
+        raise ArgumentError(f"A {format} export is a {suffix} file. {received}")
+    if not suffix and path.suffix.lower() in (*filter(None, FORMATS.values()), ".keras", ".h5"):
+        raise ArgumentError(f"A {format} export is a folder; its name may not end in {path.suffix}. {received}")
+    if path.is_dir() and suffix:
+        raise ArgumentError(f"Output is a folder. {received}")
+    if path.exists() and not path.is_dir() and not suffix:  # (overwrite replaces an export, not any file)
+        raise ArgumentError(f"Output is a file; a {format} export is a folder. {received}")
+    if path.is_dir() and any(path.iterdir()):
+        if Path.cwd().resolve().is_relative_to(path.resolve()):
+            raise ArgumentError(f"Output holds the current folder; not replaced. {received}")
+        others = sorted(f.name for f in path.iterdir() if f.name not in SAVEDMODEL_ENTRIES)
+        if others or not (path / "saved_model.pb").is_file():
+            shown = f" ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})" if others else ""
+            raise ArgumentError(
+                f"Output is a folder that holds other files than a SavedModel's{shown}; a savedmodel export "
+                f"goes to a new or empty folder, or replaces a previous export (--overwrite). {received}"
+            )
+    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+        raise ArgumentError(f"Output exists; pass overwrite=True (--overwrite) to replace it. {received}")
     return path
 
 
@@ -190,14 +205,13 @@ def export(
     reference = np.asarray(net.predict(sample, verbose=0), dtype=np.float32)
     if precision:
         precision += _precision_note(loaded.model, sample, reference, precision)
-    path.parent.mkdir(parents=True, exist_ok=True)
     kind = f"{format} ({quantize})" if quantize else format
     print(
         f"kerascnn: exporting {loaded.source.text} as {kind}, then checking it against Keras on {described}",
         file=sys.stderr,
         flush=True,
     )  # (a large model takes minutes)
-    with _staged(path) as staging:
+    with _new_folders(path.parent), _staged(path) as staging:
         outputs = _WRITERS[format](net, staging, sample, quantize, train_images)
         result = _checked(path, format, quantize, loaded.image_shape, described, outputs, reference)
     result.precision = precision
@@ -247,6 +261,21 @@ def _checked(
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a.argmax(axis=1) == b.argmax(axis=1)))
+
+
+@contextlib.contextmanager
+def _new_folders(folder: Path) -> Iterator[None]:
+    """``folder``, made with its missing parents for the block; those made are removed again if
+    the block fails (a refused export leaves no empty folders behind)."""
+    made = [f for f in (folder, *folder.parents) if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for f in made:  # (deepest first; one that holds something now stays)
+            with contextlib.suppress(OSError):
+                f.rmdir()
+        raise
 
 
 @contextlib.contextmanager

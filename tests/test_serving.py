@@ -375,7 +375,9 @@ def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path, capfd):
     flat = kerascnn.export("models:/digits@champion", "tflite", tmp_path / "digits.tflite", tracking_uri=trained.uri)
     assert flat.max_abs_diff <= 1e-4 and flat.logged_to is None  # a registered model: no run named, nothing logged
     np.testing.assert_allclose(exporting.run_tflite(flat.path, trained.x[..., None]), expected.probabilities, atol=1e-5)
-    int8 = kerascnn.export(trained.second.model_path, "tflite", tmp_path / "int8.tflite", quantize="int8")
+    (tmp_path / "latest.tflite").symlink_to(tmp_path / "int8.tflite")  # written through, as cp does
+    int8 = kerascnn.export(trained.second.model_path, "tflite", tmp_path / "latest.tflite", quantize="int8")
+    assert (tmp_path / "latest.tflite").is_symlink() and int8.path == str((tmp_path / "int8.tflite").resolve())
     assert int8.top1_agreement >= exporting.INT8_MIN_AGREEMENT and not int8.flagged and int8.max_abs_diff < 0.2
     assert Path(int8.path).stat().st_size < Path(flat.path).stat().st_size / 2.5  # int8 weights
     quantized = exporting.run_tflite(int8.path, trained.x[..., None])  # raw pixels in, probabilities out
@@ -424,6 +426,10 @@ def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, m
     (tmp_path / "notes.csv").write_text("x")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "file").write_text("x")
+    kept = tmp_path / "previous"  # a previous export, and the user's notes beside it: not replaced
+    kept.mkdir()
+    (kept / "saved_model.pb").write_bytes(b"x")
+    (kept / "NOTES.md").write_text("mine")
     cases = [
         ("applies to the tflite format only", "--format", "onnx", "--output", "a.onnx", "--quantize", "int8"),
         ("A tflite export is a .tflite file", "--format", "tflite", "--output", "a.onnx"),
@@ -435,7 +441,15 @@ def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, m
             "m.tflite",
         ),
         ("Output exists", "--format", "tflite", "--output", str(tmp_path / "taken.tflite")),
-        ("Output exists", "--format", "savedmodel", "--output", str(tmp_path / "full")),
+        ("holds other files than a SavedModel's (file)", "--format", "savedmodel", "--output", str(tmp_path / "full")),
+        (
+            "holds other files than a SavedModel's (NOTES.md)",
+            "--format",
+            "savedmodel",
+            "--output",
+            str(kept),
+            "--overwrite",
+        ),
         (
             "Output is a file; a savedmodel export is a folder",
             "--format",
@@ -448,7 +462,9 @@ def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, m
     for fragment, *args in cases:
         _one_line_error(capsys, fragment, "export", model, *args)
     full = ("--format", "savedmodel", "--output", str(tmp_path / "full"), "--overwrite")  # a user's folder
-    _one_line_error(capsys, "holds no SavedModel (saved_model.pb)", "export", model, *full)
+    _one_line_error(
+        capsys, "holds other files than a SavedModel's (file); a savedmodel export goes", "export", model, *full
+    )
     monkeypatch.chdir(tmp_path / "full")
     _one_line_error(
         capsys, "holds the current folder", "export", model, "--format", "savedmodel", "--output", ".", "--overwrite"
@@ -471,11 +487,12 @@ def test_export_refuses_bad_requests_and_mismatches(trained, capsys, tmp_path, m
     assert code == 1 and "export refused: the tflite export differs from Keras" in err
     assert not (tmp_path / "c.tflite").exists()
     with pytest.raises(kerascnn.ExportMismatch, match="the tflite export differs from Keras"):  # a public error
-        kerascnn.export(model, "tflite", tmp_path / "d.tflite")
-    assert not (tmp_path / "d.tflite").exists()
+        kerascnn.export(model, "tflite", tmp_path / "new" / "folders" / "d.tflite")
+    assert not (tmp_path / "new").exists()  # the folders it made are gone with it
     with pytest.raises(kerascnn.ExportMismatch):  # a previous export stays until its replacement is checked
         kerascnn.export(model, "tflite", tmp_path / "taken.tflite", overwrite=True)
     assert (tmp_path / "taken.tflite").read_bytes() == b"x" and (tmp_path / "notes.csv").read_text() == "x"
+    assert (kept / "NOTES.md").read_text() == "mine"
     assert not list(tmp_path.glob(".*kerascnn-*"))  # nor is anything half-written left beside it
 
 
