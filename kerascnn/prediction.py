@@ -131,7 +131,7 @@ def predict(
     batch_size = checks.positive_int("batch_size", batch_size)
     source = None if sources.is_keras_model(model) else sources.resolve(model, tracking_uri)
     if not isinstance(inputs, np.ndarray):
-        _check_inputs_exist(inputs)
+        check_inputs(inputs)
     loaded = sources.from_keras(model) if source is None else sources.load(source, unsafe=unsafe)
     if top_k > len(loaded.class_names):
         raise ArgumentError(
@@ -167,8 +167,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _check_inputs_exist(inputs: Any) -> None:
-    """Missing files and unknown file types are refused before any model is loaded."""
+def check_inputs(inputs: Any) -> None:
+    """Refuses missing files and unknown file types (before any model is loaded; no TensorFlow needed).
+
+    Example:
+        >>> check_inputs(["missing.png"])
+        Traceback (most recent call last):
+        kerascnn.errors.ArgumentError: Input not found. Received: inputs='missing.png'
+    """
     for item in _paths(inputs):
         path = Path(item)
         if not str(item).strip():  # Path("") is the current folder
@@ -192,7 +198,7 @@ def read_images(inputs: Any, image_shape: tuple[int, int, int]) -> tuple[list[st
     """
     if isinstance(inputs, np.ndarray):
         return _array_images(inputs, "array", image_shape)
-    _check_inputs_exist(inputs)
+    check_inputs(inputs)
     names: list[str] = []
     batches: list[np.ndarray] = []
     for item in _paths(inputs):

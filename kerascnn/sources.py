@@ -89,20 +89,36 @@ def resolve(model: str | os.PathLike, tracking_uri: str | None = None) -> ModelS
         >>> resolve("models:/digits@champion").model_id  # doctest: +SKIP
         'm-23d0358dfc764177bba24155d164aeb6'
     """
-    if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
-        raise ArgumentError(f"`model` must be {FORMS}. Received: model={model!r}")
-    text = str(model)
+    text = check_form(model)
     if text.startswith("runs:/"):
         run_part, _, name = text[len("runs:/") :].partition("/")
         return _from_run(text, run_part, name.strip("/"), tracking_uri)
     if text.startswith("models:/"):
         return _from_registry(text, tracking_uri)
+    if Path(text).is_file():
+        return ModelSource(text, path=Path(text))
+    return _from_run(text, text, "", tracking_uri)
+
+
+def check_form(model: Any) -> str:
+    """What :func:`resolve` checks without a store (nor MLflow, nor TensorFlow): the MODEL
+    argument's form, and that a file it names exists; returns it as text.
+
+    Example:
+        >>> check_form("runs:/2975731803f1")
+        'runs:/2975731803f1'
+    """
+    if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
+        raise ArgumentError(f"`model` must be {FORMS}. Received: model={model!r}")
+    text = str(model)
+    if text.startswith(("runs:/", "models:/")):
+        return text
     if Path(text).exists():
         if not Path(text).is_file():
             raise ArgumentError(f"`model` names a folder, not a .keras file. Received: model={text!r}")
-        return ModelSource(text, path=Path(text))
+        return text
     if RUN_ID.fullmatch(text):
-        return _from_run(text, text, "", tracking_uri)
+        return text
     if "://" in text or text.startswith(("runs:", "models:")):
         raise ArgumentError(f"`model` must be {FORMS}. Received: model={text!r}")
     short = " (and a run id prefix needs at least 4 characters)" if re.fullmatch(r"[0-9a-fA-F]{1,3}", text) else ""

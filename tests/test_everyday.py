@@ -185,6 +185,25 @@ def test_models_and_argument_checks_do_not_load_tensorflow():
     assert "vgg16" in result.stdout
 
 
+def test_predict_and_export_refuse_missing_files_before_loading_tensorflow(tmp_path):
+    code = (
+        "import sys; from kerascnn.cli import main\n"
+        "codes = [main(['predict', 'missing.keras', 'a.png']), main(['predict', 'm.keras', 'missing.png']),\n"
+        "         main(['export', 'missing.keras', '--format', 'tflite', '--output', 'm.tflite'])]\n"
+        "assert codes == [2, 2, 2], codes\n"
+        "assert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules, 'heavy import'"
+    )
+    (tmp_path / "m.keras").write_bytes(b"")  # (not read: the missing image is refused first)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "kerascnn: error: Model file not found. Received: model='missing.keras'",
+        "kerascnn: error: Input not found. Received: inputs='missing.png'",
+        "kerascnn: error: Model file not found. Received: model='missing.keras'",
+    ], lines
+
+
 def test_the_python_api_prints_no_tensorflow_or_mlflow_log_lines(tracking_uri):
     code = (
         "import random, sys, kerascnn; random.seed(5); state = random.getstate(); "  # (no Keras yet: train loads it)

@@ -37,10 +37,13 @@ def _predict_parser(sub: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> Said:
-    from kerascnn import checks
+    from kerascnn import checks, sources
+    from kerascnn.prediction import check_inputs
 
     checks.positive_int("top_k", args.top_k)
     checks.positive_int("batch_size", args.batch_size)
+    sources.check_form(args.model)  # (these three before TensorFlow loads)
+    check_inputs(args.inputs)
     _tensorflow()
     from kerascnn.prediction import predict
 
@@ -79,9 +82,10 @@ def _export_parser(sub: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> Said | int:
-    from kerascnn import exporting
+    from kerascnn import exporting, sources
 
     exporting.check_request(args.format, args.output, args.quantize, args.overwrite)  # before TensorFlow loads
+    sources.check_form(args.model)
     _tensorflow()
     try:
         result = exporting.export(
