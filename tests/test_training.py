@@ -418,3 +418,19 @@ def test_deterministic_runs_repeat_exactly(tmp_path):
     first, second, other = run(7), run(7), run(8)
     assert (first["test_loss"], first["test_accuracy"]) == (second["test_loss"], second["test_accuracy"])
     assert other["test_loss"] != first["test_loss"]
+
+
+def test_a_run_samples_system_metrics_unless_told_not_to(tracking_uri):
+    """MLflow's sampler logs ``system/...`` metrics beside the training (its own interval variable
+    honoured); ``--no-system-metrics`` turns it off."""
+    env = {"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.2"}  # (10 s by default: longer than this run)
+    tiny = ("train", "lenet5", "--dataset", "mnist", "--epochs", "1", "--train-samples", "200", "--test-samples", "100")
+    sampled = json.loads(run_cli(*tiny, "--tracking-uri", tracking_uri, "--json", env=env, check=True).stdout)
+    quiet = run_cli(*tiny, "--no-system-metrics", "--tracking-uri", tracking_uri, "--json", env=env, check=True)
+    client = MlflowClient(tracking_uri)
+    metrics = {
+        run_id: {key for key in client.get_run(run_id).data.metrics if key.startswith("system/")}
+        for run_id in (sampled["run_id"], json.loads(quiet.stdout)["run_id"])
+    }
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= metrics[sampled["run_id"]]
+    assert metrics[json.loads(quiet.stdout)["run_id"]] == set()
