@@ -239,7 +239,11 @@ def test_a_run_in_training_cannot_be_resumed_twice(tracking_uri, spawn):
 # 3. SIGINT and SIGTERM ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum,code,status", [(signal.SIGINT, 130, "FAILED"), (signal.SIGTERM, 143, "KILLED")])
+@pytest.mark.parametrize(
+    "signum,code,status",
+    [(signal.SIGINT, 130, "FAILED"), (signal.SIGTERM, 143, "KILLED"), (signal.SIGHUP, 129, "KILLED")],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
+)
 def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_uri, spawn):
     process = spawn(
         _train_cmd(tracking_uri, "--epochs", "20", "--train-samples", "20000"),
@@ -268,7 +272,7 @@ def test_signals_end_the_run_and_exit_promptly(signum, code, status, tracking_ur
     assert hint in err.strip().splitlines()[-1]  # a command to copy: this store's, not the default one
     assert run.info.status == status and run.info.end_time
     reason = run.data.tags["kerascnn.failure"]
-    assert ("KeyboardInterrupt" in reason) if signum == signal.SIGINT else ("SIGTERM" in reason)
+    assert ("KeyboardInterrupt" in reason) if signum == signal.SIGINT else (signal.Signals(signum).name in reason)
 
 
 def _catches(pid: int, signum: int) -> bool:
