@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kerascnn.device import import_tensorflow
-from tests.helpers import ROOT
+from tests.helpers import ROOT, data_dir
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -52,3 +52,11 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
                     child.kill()
             process.kill()
         process.wait()
+
+
+@pytest.fixture
+def in_a_scratch_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The test runs in its own temp folder (nothing lands in the repository's ``mlruns/``; a
+    default store or spool is the test's own), with the offline data checked to be there."""
+    data_dir()
+    monkeypatch.chdir(tmp_path)

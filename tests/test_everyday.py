@@ -24,11 +24,7 @@ from kerascnn.models import recipe_for
 from kerascnn.tracking import store
 from tests.helpers import PY, all_runs, assert_usage_error, data_dir, free_port, run_cli, wait_for
 
-
-@pytest.fixture(autouse=True)
-def _cwd(monkeypatch, tmp_path):
-    data_dir()
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("in_a_scratch_folder")
 
 
 # 1. a search never mixes settings -----------------------------------------------------------------

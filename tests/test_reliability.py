@@ -34,11 +34,7 @@ from tests.helpers import (
     writer_of,
 )
 
-
-@pytest.fixture(autouse=True)
-def _cwd(monkeypatch, tmp_path):
-    data_dir()
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("in_a_scratch_folder")
 
 
 def _train_cmd(uri: str, *extra: str) -> list[str]:

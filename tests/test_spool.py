@@ -25,10 +25,7 @@ from tests.helpers import PY, all_runs, child_runs, data_dir, metric_steps, mlfl
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
-@pytest.fixture(autouse=True)
-def _cwd(monkeypatch, tmp_path):
-    data_dir()
-    monkeypatch.chdir(tmp_path)  # a server's spool lives in ./mlruns/spool
+pytestmark = pytest.mark.usefixtures("in_a_scratch_folder")
 
 
 def _epochs_logged(uri: str) -> int:

@@ -21,7 +21,6 @@ from kerascnn.tracking.run import last_outcome
 from kerascnn.training import TrainingFailed, _check_callbacks
 from tests.helpers import (
     assert_usage_error,
-    data_dir,
     module_for_children,
     run_cli,
     run_cli_in_terminal,
@@ -31,10 +30,7 @@ from tests.helpers import (
 TINY = dict(train_samples=600, test_samples=300)
 
 
-@pytest.fixture(autouse=True)
-def _offline_data(monkeypatch, tmp_path):
-    data_dir()
-    monkeypatch.chdir(tmp_path)  # nothing lands in the repository's mlruns/
+pytestmark = pytest.mark.usefixtures("in_a_scratch_folder")
 
 
 def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:

@@ -24,7 +24,6 @@ from tests.helpers import (
     all_runs,
     assert_usage_error,
     child_runs,
-    data_dir,
     free_port,
     make_image_folder,
     run_cli,
@@ -34,10 +33,7 @@ from tests.helpers import (
 TINY = dict(train_samples=300, epochs=1, precision="float32")  # float32 on every CPU: tests do not depend on its flags
 
 
-@pytest.fixture(autouse=True)
-def _cwd(monkeypatch, tmp_path):
-    data_dir()
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("in_a_scratch_folder")
 
 
 def _tree(root: Path) -> set[str]:

@@ -21,7 +21,6 @@ from kerascnn.tracking.writer import WARM, WriterProcess, _spawn
 from tests.helpers import (
     PY,
     all_runs,
-    data_dir,
     first_epoch_logged,
     metric_steps,
     module_for_children,
@@ -33,10 +32,7 @@ from tests.helpers import (
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
-@pytest.fixture(autouse=True)
-def _cwd(monkeypatch, tmp_path):
-    data_dir()
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("in_a_scratch_folder")
 
 
 def test_a_killed_writer_loses_nothing_after_sync(tracking_uri, spawn):
