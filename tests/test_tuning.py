@@ -857,3 +857,73 @@ def test_a_rerun_ends_the_run_of_a_trial_keras_tuner_saw_end_as_it_ended(trackin
     assert runs["t1"].info.status == "FINISHED" and "kerascnn.failure" not in runs["t1"].data.tags
     assert runs["t1"].data.tags["kerascnn.trial_status"] == "COMPLETED"
     assert runs["t2"].info.status == "KILLED" and "the trial is re-run" in runs["t2"].data.tags["kerascnn.failure"]
+
+
+def test_a_chief_says_which_trials_it_waits_for_and_does_not_rerun_one_ended_after_its_restart(
+    tmp_path, monkeypatch, capsys
+):
+    """KerasTuner's chief waits silently for a worker that died; restarted, it queues the trials its
+    workers held for a re-run, even one that its worker then ends. (KerasTuner's own oracle, as the
+    chief serves it to the workers.)"""
+    import keras_tuner as kt
+
+    from kerascnn.tuning import distributed
+
+    def chief() -> kt.Oracle:
+        hp = kt.HyperParameters()
+        hp.Choice("units", [1, 2, 3, 4])
+        oracle = kt.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=4, hyperparameters=hp, seed=0)
+        oracle._set_project_dir(str(tmp_path), "search")
+        oracle.verbose = 0  # (as the kit's search runs it)
+        if (tmp_path / "search" / "oracle.json").exists():
+            oracle.reload()
+        return oracle
+
+    monkeypatch.setattr(distributed, "STATUS_EVERY", 0.2)
+    first = chief()
+    unwatch = distributed.watch_workers(first)
+    held = first.create_trial("tuner0")
+    wait_for(lambda: "waiting for workers: trial" in capsys.readouterr().err, 10, None, "the chief's line")
+    unwatch()
+    time.sleep(0.5)
+    capsys.readouterr()
+    time.sleep(0.5)
+    assert "waiting for workers" not in capsys.readouterr().err  # stopped with the search
+    restarted = chief()  # the chief killed and rerun; its worker trains on
+    assert restarted._retry_queue == [held.trial_id]  # (KerasTuner's: queued for a re-run)
+    distributed.watch_workers(restarted)()
+    restarted.update_trial(held.trial_id, {"val_accuracy": 0.5})  # the worker's end of it reaches the restarted chief
+    held.status = "COMPLETED"
+    restarted.end_trial(held)
+    assert restarted._retry_queue == [] and restarted.create_trial("tuner0").trial_id != held.trial_id
+
+
+def test_a_workers_retry_starts_from_the_next_seed_as_a_lone_searchs_does(tracking_uri, tmp_path, spawn):
+    """A worker's client to the chief's oracle has no count of a trial's runs: its retry repeated the
+    seed that had failed (and a distributed search picked another best trial than a lone one)."""
+    from tests.helpers import ROOT
+
+    script = (
+        "import kerascnn\nfrom tests.test_tuning import TINY, unlucky_start\n"
+        f"kerascnn.tune(build=unlucky_start, dataset='mnist', max_trials=1, max_retries_per_trial=1, seed=0, "
+        f"tracking_uri={tracking_uri!r}, directory={str(tmp_path / 's')!r}, **TINY)\n"
+    )
+    env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()))
+    env["PYTHONPATH"] = str(ROOT)
+    procs = {
+        name: spawn(
+            [sys.executable, "-c", script],
+            env=dict(env, KERASTUNER_TUNER_ID=name),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("chief", "tuner0")
+    }
+    outputs = {name: proc.communicate(timeout=420) for name, proc in procs.items()}
+    for name, proc in procs.items():
+        assert proc.returncode == 0, (name, outputs[name][1][-2000:])
+    assert re.search(r"trial 0 \[tuner0\] FAILED, to be retried", outputs["tuner0"][0])
+    (parent,) = [r for r in all_runs(tracking_uri) if r.data.tags.get("kerascnn.kind") == "search"]
+    ends = sorted(r.data.tags.get("kerascnn.trial_status") for r in child_runs(tracking_uri, parent.info.run_id))
+    assert ends == ["COMPLETED", "FAILED"], ends

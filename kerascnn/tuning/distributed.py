@@ -7,9 +7,11 @@ them; this module only checks them and says which role this process has.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kerascnn import console
@@ -17,6 +19,7 @@ from kerascnn.errors import ArgumentError
 
 ENV_ID, ENV_IP, ENV_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
 PATIENCE = 10.0  # seconds a worker waits for an answer of the chief before it says so
+STATUS_EVERY = 60.0  # seconds between the chief's lines while no trial ends
 
 
 def role() -> str:
@@ -118,3 +121,66 @@ class _WatchedStub:
             return answer
 
         return watched
+
+
+def watch_workers(oracle: Any) -> Callable[[], None]:
+    """The chief's side (``oracle``: its KerasTuner oracle, served to the workers):
+
+    * every :data:`STATUS_EVERY` s in which no trial ended, one line on stderr with the trials it
+      waits for, their workers and since when (KerasTuner's chief waits silently, and forever, for a
+      worker that died: it holds its trial until a worker with the same id asks again);
+    * a trial that a worker ends after the chief restarted leaves KerasTuner's retry queue (the
+      reloaded oracle queued it for a re-run, and would run the finished trial again).
+
+    Returns what stops the lines (once the search is over).
+    """
+    started: dict[str, float] = {}  # trial id -> when a worker took it in this session
+    last = [time.monotonic()]  # when a trial last ended (or the chief started)
+    create, end = oracle.create_trial, oracle.end_trial
+
+    def create_trial(tuner_id: str) -> Any:
+        trial = create(tuner_id)
+        if trial.status == "RUNNING":
+            started.setdefault(trial.trial_id, time.monotonic())
+        return trial
+
+    def end_trial(trial: Any) -> None:  # (KerasTuner's server answers one call at a time)
+        queue = oracle._retry_queue  # (KerasTuner's; list.remove is atomic beside a create_trial's pop)
+        with contextlib.suppress(ValueError):  # its worker outlived a chief restart: not to be run again
+            while True:
+                queue.remove(trial.trial_id)
+        end(trial)
+        started.pop(trial.trial_id, None)
+        last[0] = time.monotonic()
+
+    stopped = threading.Event()
+
+    def status() -> None:
+        while not stopped.wait(STATUS_EVERY):
+            now = time.monotonic()
+            try:
+                ongoing = [(tuner_id, t.trial_id) for tuner_id, t in list(oracle.ongoing_trials.items())]
+            except RuntimeError:  # (changed while read)
+                continue
+            if not ongoing or now - last[0] < STATUS_EVERY:
+                continue
+            held = ", ".join(
+                f"trial {trial_id} on {tuner_id} for {_duration(now - started[trial_id])}"
+                if trial_id in started
+                else f"trial {trial_id} on {tuner_id} (since before the chief started)"
+                for tuner_id, trial_id in ongoing
+            )
+            console.say(
+                f"kerascnn: chief: waiting for workers: {held}; no trial ended for {_duration(now - last[0])} (a "
+                f"worker that died keeps its trial: start it again with the same {ENV_ID}, or stop this chief "
+                "and rerun it to hand the trial to any worker)"
+            )
+
+    oracle.create_trial, oracle.end_trial = create_trial, end_trial
+    threading.Thread(target=status, name="kerascnn-workers-watch", daemon=True).start()
+    return stopped.set
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -59,10 +59,17 @@ class SearchRuns:
         return mine[0] if mine else None
 
     def open_parent(
-        self, params: dict[str, Any], max_trials: int, fresh: bool, ended: dict[str, str] | None = None
+        self,
+        params: dict[str, Any],
+        max_trials: int,
+        fresh: bool,
+        ended: dict[str, str] | None = None,
+        held: frozenset[str] = frozenset(),
     ) -> TrackedRun:
         """Creates the parent run, or re-opens the one of an earlier session of this search
-        (``fresh``: KerasTuner starts this search over, so a new parent)."""
+        (``fresh``: KerasTuner starts this search over, so a new parent). ``held``: trials a worker
+        was running when the chief stopped, whose runs are left open (the worker may train on;
+        a re-run of the trial ends a dead worker's run)."""
         from kerascnn import device
 
         previous = self.find_parent()
@@ -84,7 +91,8 @@ class SearchRuns:
         if previous is not None and not fresh:
             self.reopened = previous
             self.parent = TrackedRun.reopen(self.uri, self.experiment, previous, tags=tags)
-            self.kill_stale_trials("the search process ended without closing it; the trial is re-run", ended=ended)
+            why = "the search process ended without closing it; the trial is re-run"
+            self.kill_stale_trials(why, ended=ended, spare=held)
         else:
             self.parent = TrackedRun.start(self.uri, self.experiment, self.name, tags=tags, params=params)
         return self.parent
@@ -121,14 +129,21 @@ class SearchRuns:
         except Exception:  # the store went away: the search goes on, its runs go to the spool
             return []
 
-    def kill_stale_trials(self, reason: str, trial_id: str | None = None, ended: dict[str, str] | None = None) -> None:
-        """Ends KILLED the RUNNING trial runs of dead processes (of ``trial_id`` only, if given).
-        A trial KerasTuner saw end (``ended``: trial id -> its status) is not re-run: its run ends
-        as the trial did (the run's own end may still wait in the spool, for ``kerascnn sync``)."""
+    def kill_stale_trials(
+        self,
+        reason: str,
+        trial_id: str | None = None,
+        ended: dict[str, str] | None = None,
+        spare: frozenset[str] = frozenset(),
+    ) -> None:
+        """Ends KILLED the RUNNING trial runs of dead processes (of ``trial_id`` only, if given; not
+        those of the trials in ``spare``). A trial KerasTuner saw end (``ended``: trial id -> its
+        status) is not re-run: its run ends as the trial did (the run's own end may still wait in
+        the spool, for ``kerascnn sync``)."""
         mine = {t.run_id for t in self.trials.values()}
         for run in self.children("RUNNING"):
             trial = run.data.tags.get(TRIAL_TAG)
-            if run.info.run_id in mine or (trial_id is not None and trial != trial_id):
+            if run.info.run_id in mine or (trial_id is not None and trial != trial_id) or trial in spare:
                 continue
             outcome = (ended or {}).get(str(trial))
             if outcome in ("COMPLETED", "FAILED", "INVALID"):  # ended as the trial did

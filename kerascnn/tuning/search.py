@@ -72,6 +72,7 @@ class _Search:
     tuner: Any = None  # KerasTuner's, once the lock is held
     lock: int | None = None  # the search's lock, held from before KerasTuner may delete the folder
     done_before: int = 0  # trials an earlier session of the search ended
+    unwatch: Callable[[], None] | None = None  # the chief's: ends its lines about the workers
 
 
 def tune(
@@ -213,6 +214,8 @@ def _attach_tuner(search: _Search, progress: bool) -> None:
     search.tuner = tuner = _make_tuner(config, search.hypermodel, search.folder, search.speed, progress)
     if search.role == "worker":
         distributed.watch_chief(tuner.oracle)
+    elif search.role == "chief":
+        search.unwatch = distributed.watch_workers(tuner.oracle)
     tuner.batch_size = search.recipe.batch_size
     if search.role != "worker":  # a worker's oracle is the chief's, behind a client
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
@@ -396,8 +399,11 @@ def _open_parent(search: _Search) -> Any:
         **search.speed.params(),
         "space": json.dumps([p.get_config() for p in search.tuner.oracle.get_space().space], default=str),
     }
-    ended = {t.trial_id: str(t.status) for t in search.tuner.oracle.trials.values()}  # as KerasTuner saved them
-    parent = search.tuner.runs.open_parent(params, config.max_trials, fresh, ended)
+    oracle = search.tuner.oracle
+    ended = {t.trial_id: str(t.status) for t in oracle.trials.values()}  # as KerasTuner saved them
+    # a chief's workers may train on through its restart: the trials they held (KerasTuner queued them again)
+    held = frozenset(oracle._retry_queue) if search.role == "chief" else frozenset()
+    parent = search.tuner.runs.open_parent(params, config.max_trials, fresh, ended, held)
     if config.system_metrics:
         parent.monitor_system()
     return parent
@@ -421,6 +427,9 @@ def _run(search: _Search) -> None:
             search.tuner.search(validation_data=val, epochs=config.epochs, verbose=0, shuffle=False)
         except RuntimeError as e:  # KerasTuner's consecutive-failure limit (the trial's end is saved)
             raise SearchFailed(_first_and_last_line(str(e))) from e
+        finally:
+            if search.unwatch is not None:
+                search.unwatch()
 
 
 def _summarize(search: _Search) -> TuneResult:

@@ -24,7 +24,7 @@ from keras_tuner.errors import FailedTrialError
 from kerascnn import device
 from kerascnn.callbacks import EpochMetrics, Interruptible
 from kerascnn.tuning.display import Display
-from kerascnn.tuning.runs import SearchRuns
+from kerascnn.tuning.runs import TRIAL_TAG, SearchRuns
 
 FACTOR = 3  # Hyperband's halving factor
 FINAL = ("COMPLETED", "FAILED", "INVALID")
@@ -110,8 +110,15 @@ class TrackedTuner(kt.Tuner):
     def _failed_runs(self, trial_id: str) -> int:
         """How often KerasTuner ended this trial for a retry: a retry starts from the next seed (the
         same one would fail the same way); a first run, or one re-run after a crash, from the search's.
-        (KerasTuner's private count; a worker's client has none: its retries start from the same seed.)"""
-        return int(getattr(self.oracle, "_run_times", {}).get(trial_id, 0))
+        (KerasTuner's private count; a worker's client has none: it counts the trial's failed runs.)"""
+        counts = getattr(self.oracle, "_run_times", None)
+        if counts is not None:
+            return int(counts.get(trial_id, 0))
+        return sum(
+            1
+            for run in self.runs.children()
+            if run.data.tags.get(TRIAL_TAG) == trial_id and run.data.tags.get("kerascnn.trial_status") == "FAILED"
+        )
 
     @staticmethod
     def _check_finite(histories: list[Any]) -> None:
