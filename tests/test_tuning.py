@@ -927,3 +927,20 @@ def test_a_workers_retry_starts_from_the_next_seed_as_a_lone_searchs_does(tracki
     (parent,) = [r for r in all_runs(tracking_uri) if r.data.tags.get("kerascnn.kind") == "search"]
     ends = sorted(r.data.tags.get("kerascnn.trial_status") for r in child_runs(tracking_uri, parent.info.run_id))
     assert ends == ["COMPLETED", "FAILED"], ends
+
+
+def test_a_worker_started_before_its_chief_says_it_waits_for_it(tracking_uri, tmp_path, spawn):
+    """A worker waits for the chief's parent run as KerasTuner's client waits for the chief (it gave
+    up after 2 minutes, silently), and says where it looks for it."""
+    cmd = _tune_cmd(tracking_uri, tmp_path / "s", "--max-trials", "2", "--epochs", "1", "--train-samples", "300")
+    env = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()))
+    worker = spawn(cmd, env=dict(env, KERASTUNER_TUNER_ID="tuner0"), stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    threading.Thread(target=lambda: err.extend(worker.stderr), daemon=True).start()
+    wait_for(lambda: any("no RUNNING parent run" in line for line in err), 120, worker, "the worker's line")
+    worker.send_signal(signal.SIGINT)
+    worker.wait(timeout=30)
+    (waiting,) = [line for line in err if "no RUNNING parent run" in line]
+    assert waiting.startswith("kerascnn: worker tuner0: no RUNNING parent run of search 'killme' in")
+    assert tracking_uri in waiting and "Ctrl-C stops this worker" in waiting
+    assert worker.returncode == 130 and err[-1] == "kerascnn: error: interrupted\n", "".join(err)[-2000:]

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kerascnn import console
 from kerascnn.errors import SearchFailed
 from kerascnn.signals import Terminated
 from kerascnn.tracking import store
@@ -22,7 +23,8 @@ from kerascnn.tracking.recorder import RunRef
 from kerascnn.tracking.run import TrackedRun, describe_failure, failure_status
 from kerascnn.tracking.writer import recorder
 
-PARENT_WAIT_S = 120.0  # how long a worker waits for the chief's parent run
+PARENT_WAIT_S = 3600.0  # how long a worker waits for the chief's parent run (KerasTuner's client: an hour)
+PARENT_PATIENCE_S = 10.0  # when the worker says it waits for it
 TRIAL_TAG = "kerascnn.trial_id"  # on a trial's run, and on the parent's logged best model
 
 
@@ -99,16 +101,25 @@ class SearchRuns:
 
     def resolve_parent(self) -> TrackedRun:
         """The parent: this process's, or (a worker) the chief's, waited for."""
-        deadline = time.monotonic() + PARENT_WAIT_S
+        started = time.monotonic()
+        said = False
         while self.parent is None:
             try:
                 found = self.find_parent()
             except Exception:  # the store is away for now: keep waiting
                 found = None
+            waited = time.monotonic() - started
             if found is not None and found.info.status == "RUNNING":
                 ref = RunRef(self.uri, self.experiment, found.info.run_name, run_id=found.info.run_id)
                 self.parent = TrackedRun(ref)
-            elif time.monotonic() > deadline:
+            elif waited > PARENT_PATIENCE_S and not said:
+                said = True
+                console.say(
+                    f"kerascnn: worker {self.worker}: no RUNNING parent run of search {self.name!r} in experiment "
+                    f"{self.experiment!r} of {self.uri} yet; waiting for the chief to start it "
+                    "(up to an hour, as KerasTuner's client waits for its chief; Ctrl-C stops this worker)"
+                )
+            elif waited > PARENT_WAIT_S:
                 raise SearchFailed(
                     f"no RUNNING parent run for search {self.name!r} after {PARENT_WAIT_S:.0f} s; is "
                     "the chief running with the same tracking URI and experiment?"
