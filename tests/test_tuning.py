@@ -611,6 +611,7 @@ def test_a_worker_whose_chief_died_says_it_waits_and_stops_on_ctrl_c(tracking_ur
                 proc.kill()
     (waiting,) = [line for line in err if "has not answered" in line]
     assert waiting.startswith("kerascnn: worker tuner0: the chief at 127.0.0.1:") and "Ctrl-C stops" in waiting
+    assert "(nothing listens at that address: Connection refused; is the chief running, there?)" in waiting
     text = "".join(err)
     assert worker.returncode == 130 and "Traceback" not in text, text[-2000:]
     assert err[-1] == "kerascnn: error: interrupted\n"  # (not "... answered": no answer came)

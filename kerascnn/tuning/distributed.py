@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,16 @@ def serving_line() -> str:
     )
 
 
+def _nobody_listens() -> str:
+    """``" (nothing listens at that address: ...)"`` when the chief's port refuses a connection (its
+    process is gone, or the address is not its), else nothing (busy: gRPC waits for it either way)."""
+    try:
+        with socket.create_connection((os.environ.get(ENV_IP, ""), int(os.environ.get(ENV_PORT, "0"))), timeout=2):
+            return ""
+    except (OSError, ValueError) as e:
+        return f" (nothing listens at that address: {getattr(e, 'strerror', None) or e}; is the chief running, there?)"
+
+
 def _chief() -> str:
     """The chief's ``IP:PORT``, from KerasTuner's variables."""
     return f"{os.environ.get(ENV_IP)}:{os.environ.get(ENV_PORT)}"
@@ -103,8 +114,8 @@ class _WatchedStub:
             if sent is not None and not self._said and time.monotonic() - sent > PATIENCE:
                 self._said = True
                 console.say(
-                    f"{self._where} has not answered for {PATIENCE:.0f} s; waiting for it (up to an hour, "
-                    "KerasTuner's limit; Ctrl-C stops this worker)"
+                    f"{self._where} has not answered for {PATIENCE:.0f} s{_nobody_listens()}; waiting for it "
+                    "(up to an hour, KerasTuner's limit; Ctrl-C stops this worker)"
                 )
 
     def __getattr__(self, name: str) -> Any:
