@@ -430,3 +430,11 @@ def test_a_run_samples_system_metrics_unless_told_not_to(tracking_uri):
     }
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= metrics[sampled["run_id"]]
     assert metrics[json.loads(quiet.stdout)["run_id"]] == set()
+
+
+def test_a_run_compiled_with_xla_trains_and_says_so(tracking_uri):
+    """``jit=True`` (``--jit``) on any device: XLA compiles the steps; the run logs it."""
+    result = kerascnn.train("lenet5", "mnist", epochs=1, jit=True, tracking_uri=tracking_uri, verbose=0, **TINY)
+    assert result.model.jit_compile is True and np.isfinite(result.test_loss)
+    params = MlflowClient(tracking_uri).get_run(result.run_id).data.params
+    assert params["jit_compile"] == "True" and params["jit"] == "True"

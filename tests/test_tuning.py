@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -297,13 +298,16 @@ def unlucky_start(hp, *, input_shape, num_classes):
 
 
 def test_a_retry_starts_from_the_next_seed(tracking_uri, tmp_path, capsys):
-    """The same seed would fail the same way: a retry that repeated the first run could never help."""
+    """The same seed would fail the same way: a retry that repeated the first run could never help.
+    (And the caller's random generators are left as they were, though the trials drew from them.)"""
+    np.random.seed(7), random.seed(7)
     result = kerascnn.tune(
         build=unlucky_start, dataset="mnist", max_trials=1, max_retries_per_trial=1, tracking_uri=tracking_uri,
         directory=tmp_path / "s", seed=0, **TINY,
     )  # fmt: skip
     assert re.search(r"trial 0 \[tuner0\] FAILED, to be retried .*an unlucky start", capsys.readouterr().out)
     assert [t["status"] for t in result.trials] == ["COMPLETED"]
+    assert np.random.rand() == np.random.RandomState(7).rand() and random.random() == random.Random(7).random()
 
 
 def test_a_retried_trial_says_so_in_its_own_line(tracking_uri, tmp_path, capsys):
