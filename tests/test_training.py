@@ -271,8 +271,9 @@ def test_bad_arguments_raise_before_any_run(tracking_uri, monkeypatch):
         (dict(input_shape=(28, 28, 3), model_kwargs={"filters": 0}), "Received: filters=0"),
         (dict(resume=True, tracking=False), "Received: tracking=False"),
     ]:
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(kerascnn.ArgumentError, match=match):  # (a ValueError: the public type to catch)
             kerascnn.train("mnist_cnn", "mnist", tracking_uri=tracking_uri, verbose=0, **dict(TINY, **kwargs))
+    assert issubclass(kerascnn.ArgumentError, ValueError)
     with (
         monkeypatch.context() as m,
         pytest.raises(ValueError, match=r"store's folder cannot be created or written \(/"),
