@@ -351,9 +351,10 @@ def tf_config() -> dict[str, Any]:
         return {}
     try:
         config = json.loads(raw)
-        assert isinstance(config, dict) and isinstance(config.get("cluster", {}), dict)
-    except (ValueError, AssertionError):
-        raise ArgumentError(f"`TF_CONFIG` must be a JSON object with a cluster. Received: TF_CONFIG={raw!r}") from None
+    except ValueError:
+        config = None
+    if not isinstance(config, dict) or not isinstance(config.get("cluster", {}), dict):
+        raise ArgumentError(f"`TF_CONFIG` must be a JSON object with a cluster. Received: TF_CONFIG={raw!r}")
     return config
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -63,12 +64,35 @@ def test_bad_arguments_exit_2_with_one_line(args, fragment):
     assert_usage_error(run_cli(*args), fragment)
 
 
-def test_a_bad_tracking_timeout_fails_only_the_commands_that_ask_a_server_in_one_line():
-    bad = {"KERASCNN_TRACKING_TIMEOUT": "abc"}
-    assert run_cli("models", env=bad).returncode == 0  # no server: the setting is not read
-    result = run_cli("runs", "--tracking-uri", f"http://127.0.0.1:{free_port()}", env=bad)
+@pytest.mark.parametrize("value", ["abc", "inf", "nan", "-5"])
+@pytest.mark.parametrize("optimize", [False, True], ids=["", "python -O"])
+def test_a_bad_tracking_timeout_fails_only_the_commands_that_ask_a_server_in_one_line(value, optimize):
+    """(``inf`` made every command a traceback; under ``python -O`` the check was an assert, gone.)"""
+    python = [*PY[:1], "-O", *PY[1:]] if optimize else PY
+    env = dict(os.environ, KERASCNN_TRACKING_TIMEOUT=value)
+    models = subprocess.run([*python, "models"], env=env, capture_output=True, text=True, timeout=120)
+    assert models.returncode == 0, models.stderr[-2000:]  # no server: the setting is not read
+    args = ["runs", "--tracking-uri", f"http://127.0.0.1:{free_port()}"]
+    result = subprocess.run([*python, *args], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1].endswith("Received: KERASCNN_TRACKING_TIMEOUT='abc'")
+    assert result.stderr.strip().splitlines()[-1].endswith(f"Received: KERASCNN_TRACKING_TIMEOUT={value!r}")
+
+
+def test_closed_streams_and_an_ascii_terminal_are_no_tracebacks(tracking_uri, tmp_path):
+    """``>&-`` left sys.stdout None (a traceback, or exit 1 with nothing said); text an ASCII
+    output cannot hold was a UnicodeEncodeError after the work was done."""
+    from mlflow.tracking import MlflowClient
+
+    closed = subprocess.run(
+        ["bash", "-c", 'exec "$@" <&- >&- 2>&-', "-", *PY, "describe", "lenet5"], cwd=tmp_path, timeout=120
+    )
+    assert closed.returncode == 0
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(client.create_experiment("théorie"), run_name="数字-é")
+    client.set_terminated(run.info.run_id)
+    env = {"PYTHONIOENCODING": "ascii"}
+    listed = run_cli("runs", "--tracking-uri", tracking_uri, "--experiment", "théorie", env=env)
+    assert listed.returncode == 0 and "\\u6570\\u5b57-\\xe9" in listed.stdout, listed.stderr[-2000:]
 
 
 def test_a_full_disk_is_one_line_and_exit_1():

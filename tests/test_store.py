@@ -261,3 +261,15 @@ def test_dots_in_a_sqlite_path_are_taken_through_symlinks_as_the_file_system_doe
     monkeypatch.chdir(tmp_path)
     assert store.resolve_tracking_uri("sqlite:///link/../mlflow.db") == f"sqlite:///{tmp_path / 'real' / 'mlflow.db'}"
     assert store.resolve_tracking_uri("sqlite:///link/mlflow.db") == f"sqlite:///{tmp_path / 'link' / 'mlflow.db'}"
+
+
+def test_a_store_path_too_long_for_sqlite_is_refused_at_once(tmp_path):
+    """SQLite opens no file whose journal's path passes 511 bytes: MLflow retried it for ~100 s,
+    then the run went to a spool that no `kerascnn sync` could ever send."""
+    deep = tmp_path.joinpath(*["y" * 60] * 8) / "mlflow.db"
+    assert len(str(deep)) + len("-journal") >= store.SQLITE_MAX_PATHNAME
+    for write in (True, False):
+        with pytest.raises(ValueError, match=r"^The store file's path is too long for SQLite \(\d+ bytes"):
+            store.resolve_tracking_uri(f"sqlite:///{deep}", write=write)
+    fits = tmp_path.joinpath(*["y" * 60] * 2) / "mlflow.db"
+    assert store.resolve_tracking_uri(f"sqlite:///{fits}") == f"sqlite:///{fits}"

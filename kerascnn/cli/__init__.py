@@ -41,6 +41,25 @@ def build_parser() -> Parser:
     return parser
 
 
+def _usable_streams() -> None:
+    """A closed standard stream (``>&-``) is /dev/null for this process: the command runs quietly,
+    and no file it opens takes that descriptor (TensorFlow's C++ lines would land in it). Text that
+    the output's encoding cannot hold (a name in ``é`` or ``数`` on an ASCII terminal) is written
+    escaped (``\\xe9``), as Python writes it on stderr, not a traceback after the work is done."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # (the lowest free descriptor: this one)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115  (for the process's life)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):  # (a replaced stream without reconfigure)
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit code.
 
@@ -51,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kerascnn.device import freeze_after_imports, import_without_keras_extras
     from kerascnn.tracking.store import bound_http_retries
 
+    _usable_streams()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     bound_http_retries()  # (this process is the kit's: a dead server fails a command in seconds)
     import_without_keras_extras()  # no command feeds Keras DataFrames or uses its scikit-learn wrappers

@@ -16,6 +16,7 @@ import fcntl
 import functools
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -82,6 +83,9 @@ def resolve_tracking_uri(uri: str | None = None, *, write: bool = True) -> str:
     )
 
 
+SQLITE_MAX_PATHNAME = 512  # bytes in a file's path that SQLite's unix VFS opens (MAX_PATHNAME)
+
+
 def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
     if not uri.startswith("sqlite:///") or uri == "sqlite:///":
         raise ArgumentError(f"`{source}` must look like sqlite:///path/to/mlflow.db. Received: {source}={uri!r}")
@@ -89,6 +93,12 @@ def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
     path = _without_dots(path if path.is_absolute() else Path.cwd() / path)
     if path.is_dir():
         raise ArgumentError(f"`{source}` names a folder, not a database file. Received: {source}={uri!r}")
+    longest = len(os.fsencode(os.path.realpath(path))) + len("-journal")  # (its journal beside it)
+    if longest >= SQLITE_MAX_PATHNAME:  # (MLflow would retry opening it for ~100 s, then every sync again)
+        raise ArgumentError(
+            f"The store file's path is too long for SQLite ({longest - len('-journal')} bytes; its journal's name "
+            f"must stay under {SQLITE_MAX_PATHNAME}). Received: {source}={uri!r}"
+        )
     if path.is_symlink() and not path.exists():  # (MLflow would retry opening it for ~100 s)
         raise ArgumentError(
             f"The store file is a link to {os.readlink(path)}, which does not exist (a share not mounted?). "
@@ -162,11 +172,10 @@ def timeout_s() -> float:
         return DEFAULT_TIMEOUT_S
     try:
         value = float(raw)
-        assert value > 0
-    except (ValueError, AssertionError):
-        raise ArgumentError(
-            f"`{TIMEOUT_ENV}` must be a number of seconds > 0. Received: {TIMEOUT_ENV}={raw!r}"
-        ) from None
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:  # (nan too)
+        raise ArgumentError(f"`{TIMEOUT_ENV}` must be a number of seconds > 0. Received: {TIMEOUT_ENV}={raw!r}")
     return value
 
 
@@ -432,11 +441,11 @@ def empty_store() -> Path | None:
         >>> empty_store()  # doctest: +SKIP
         PosixPath('/home/me/.cache/kerascnn/mlflow-3.17.2-empty.db')
     """
-    path = empty_store_path()
-    if path.is_file() and _is_sqlite(path):  # else made again: a damaged cache never spreads
-        return path
     tmp = None
     try:
+        path = empty_store_path()  # (a cache folder that cannot be resolved, ~nobody/x, is no cache)
+        if path.is_file() and _is_sqlite(path):  # else made again: a damaged cache never spreads
+            return path
         import sqlalchemy
         from mlflow.store.db import utils
 

@@ -38,7 +38,7 @@ def role() -> str:
     if not ip.strip():
         raise ArgumentError(f"`{ENV_IP}` must be the chief's address. Received: {ENV_IP}={ip!r}")
     port = os.environ.get(ENV_PORT, "")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise ArgumentError(f"`{ENV_PORT}` must be a port number (1-65535). Received: {ENV_PORT}={port!r}")
     tuner_id = os.environ.get(ENV_ID, "")
     if not tuner_id.strip() or any(c.isspace() or c in "/\\" for c in tuner_id):
