@@ -95,12 +95,11 @@ def _tracking() -> dict[str, Any]:
     except ArgumentError as e:
         return {"uri": os.environ.get("MLFLOW_TRACKING_URI"), "problem": str(e)}
     db = store.sqlite_path(uri)
-    info: dict[str, Any] = {
-        "uri": uri,
-        "exists": db.exists() if db else None,
-        "home": str(store.home(uri)),
-        "timeout_s": store.timeout_s(),
-    }
+    info: dict[str, Any] = {"uri": uri, "exists": db.exists() if db else None, "home": str(store.home(uri))}
+    try:
+        info["timeout_s"] = store.timeout_s()
+    except ArgumentError as e:  # (a row of the report, not the end of it)
+        info["timeout_s"], info["problem"] = None, str(e)
     if db is None:
         try:
             store.probe(uri)

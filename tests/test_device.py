@@ -269,10 +269,12 @@ def test_doctor_json_reports_the_machine_and_the_choices(tracking_uri):
 
 def test_doctor_without_onednn_picks_float32_on_a_cpu(tracking_uri):
     """With TensorFlow's oneDNN off, bfloat16 is emulated even on a CPU that has it. (And a data folder
-    that does not exist is reported as the problem it is for ``train``.)"""
+    that does not exist, or a bad tracking timeout, is reported as the problem it is for ``train``.)"""
     env = {"MLFLOW_TRACKING_URI": tracking_uri, "TF_ENABLE_ONEDNN_OPTS": "0", "KERASCNN_DATA_DIR": "/no/such/dir"}
+    env["KERASCNN_TRACKING_TIMEOUT"] = "abc"  # (a row of the report too: it ended the report)
     report = json.loads(run_cli("doctor", "--json", env=env, check=True).stdout)
     assert report["data"]["folder"] == "/no/such/dir" and report["data"]["problem"].startswith("not a folder")
+    assert report["tracking"]["problem"].endswith("Received: KERASCNN_TRACKING_TIMEOUT='abc'")
     assert report["machine"]["onednn"] is False and report["machine"]["native_bfloat16"] is False
     assert report["auto"]["onednn"] == {"value": False, "why": "TF_ENABLE_ONEDNN_OPTS=0 was set"}
     if not report["machine"]["gpus"]:
