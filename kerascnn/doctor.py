@@ -98,9 +98,9 @@ def _tracking() -> dict[str, Any]:
     info: dict[str, Any] = {"uri": uri, "exists": db.exists() if db else None, "home": str(store.home(uri))}
     try:
         info["timeout_s"] = store.timeout_s()
-    except ArgumentError as e:  # (a row of the report, not the end of it)
+    except ArgumentError as e:  # (a row of the report, not the end of it; and a server is not asked)
         info["timeout_s"], info["problem"] = None, str(e)
-    if db is None:
+    if db is None and "problem" not in info:
         try:
             store.probe(uri)
             info["reachable"] = True

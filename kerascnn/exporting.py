@@ -41,6 +41,7 @@ SAVEDMODEL_ENTRIES = {
     "variables",
     "assets",
     "assets.extra",
+    ".DS_Store",
 }  # what --overwrite replaces
 QUANTIZE = ("int8",)
 FLOAT_TOLERANCE = 1e-4
@@ -129,14 +130,14 @@ def _output_path(format: str, output: str | os.PathLike, overwrite: bool) -> Pat
     """Where the export goes: ``output``, or the file or folder it links to; a previous export is
     replaced only with ``overwrite``, and nothing else ever is."""
     received = f"Received: output={str(output)!r}"
-    path = Path(output)
-    if path.is_symlink():  # written through the link, as cp does (the link stays)
-        path = Path(os.path.realpath(path))
+    path = Path(output)  # (its name is the export's, and the run's copy's; a link may point at any name)
     suffix = FORMATS[format]
     if suffix and path.suffix.lower() != suffix:
         raise ArgumentError(f"A {format} export is a {suffix} file. {received}")
     if not suffix and path.suffix.lower() in (*filter(None, FORMATS.values()), ".keras", ".h5"):
         raise ArgumentError(f"A {format} export is a folder; its name may not end in {path.suffix}. {received}")
+    if path.is_symlink():  # written through the link, as cp does (the link stays)
+        path = Path(os.path.realpath(path))
     if path.is_dir() and suffix:
         raise ArgumentError(f"Output is a folder. {received}")
     if path.exists() and not path.is_dir() and not suffix:  # (overwrite replaces an export, not any file)
@@ -199,7 +200,7 @@ def export(
     loaded = sources.open_model(model, tracking_uri, unsafe=unsafe)
     if loaded.source.run_id is not None:  # the export is logged to the run: a store that can only be read is refused
         store.resolve_tracking_uri(loaded.source.tracking_uri)
-        _check_not_logged(loaded.source, path, overwrite, output)
+        _check_not_logged(loaded.source, Path(output), overwrite, output)
     net, precision = float32_model(loaded.model)
     sample, described, train_images = _sample(loaded, need_training_images=quantize == "int8")
     reference = np.asarray(net.predict(sample, verbose=0), dtype=np.float32)
@@ -216,7 +217,7 @@ def export(
         result = _checked(path, format, quantize, loaded.image_shape, described, outputs, reference)
     result.precision = precision
     if loaded.source.run_id is not None:
-        result.logged_to = _log_to_run(loaded.source, path, overwrite)
+        result.logged_to = _log_to_run(loaded.source, Path(output), overwrite)  # (its name, through a link)
     result.seconds = time.perf_counter() - started
     return result
 

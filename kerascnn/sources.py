@@ -111,7 +111,12 @@ def check_form(model: Any) -> str:
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
         raise ArgumentError(f"`model` must be {FORMS}. Received: model={model!r}")
     text = str(model)
-    if text.startswith(("runs:/", "models:/")):
+    if text.startswith("models:/"):
+        _registry_parts(text)
+        return text
+    if text.startswith("runs:/"):
+        if not text[len("runs:/") :].partition("/")[0]:
+            raise ArgumentError(f"`model` must be {FORMS}. Received: model={text!r}")
         return text
     if Path(text).exists():
         if not Path(text).is_file():
@@ -170,19 +175,7 @@ def _from_run(text: str, run_part: str, name: str, tracking_uri: str | None) -> 
 
 
 def _from_registry(text: str, tracking_uri: str | None) -> ModelSource:
-
-    rest = text[len("models:/") :]
-    name, alias, version = rest, None, None
-    if "@" in rest:
-        name, _, alias = rest.rpartition("@")
-    elif re.fullmatch(r".+/\d+", rest):
-        name, _, version = rest.rpartition("/")
-    elif not rest.startswith("m-"):
-        raise ArgumentError(
-            f"`model` must be models:/NAME@ALIAS, models:/NAME/VERSION or models:/m-<id>. Received: model={text!r}"
-        )
-    if not name or (alias is not None and not alias):
-        raise ArgumentError(f"`model` must be models:/NAME@ALIAS or models:/NAME/VERSION. Received: model={text!r}")
+    name, alias, version = _registry_parts(text)
     c, uri = _client(text, tracking_uri)
     if alias is None and version is None:  # models:/m-<id>, a logged model
         logged = _registry_call(c.get_logged_model, text, "No logged model with this id", name)
@@ -203,6 +196,23 @@ def _from_registry(text: str, tracking_uri: str | None) -> ModelSource:
             f"{found.source}). Received: model={text!r}"
         )
     return ModelSource(text, model_id=model_id, tracking_uri=uri, version=str(found.version))
+
+
+def _registry_parts(text: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``models:/m-<id>`` as (name or id, alias, version)."""
+    rest = text[len("models:/") :]
+    name, alias, version = rest, None, None
+    if "@" in rest:
+        name, _, alias = rest.rpartition("@")
+    elif re.fullmatch(r".+/\d+", rest):
+        name, _, version = rest.rpartition("/")
+    elif not rest.startswith("m-"):
+        raise ArgumentError(
+            f"`model` must be models:/NAME@ALIAS, models:/NAME/VERSION or models:/m-<id>. Received: model={text!r}"
+        )
+    if not name or (alias is not None and not alias):
+        raise ArgumentError(f"`model` must be models:/NAME@ALIAS or models:/NAME/VERSION. Received: model={text!r}")
+    return name, alias, version
 
 
 def _registry_call(fn: Any, text: str, missing: str, *args: Any) -> Any:

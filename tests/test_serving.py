@@ -375,9 +375,9 @@ def test_exports_take_raw_images_and_agree_with_keras(trained, tmp_path, capfd):
     flat = kerascnn.export("models:/digits@champion", "tflite", tmp_path / "digits.tflite", tracking_uri=trained.uri)
     assert flat.max_abs_diff <= 1e-4 and flat.logged_to is None  # a registered model: no run named, nothing logged
     np.testing.assert_allclose(exporting.run_tflite(flat.path, trained.x[..., None]), expected.probabilities, atol=1e-5)
-    (tmp_path / "latest.tflite").symlink_to(tmp_path / "int8.tflite")  # written through, as cp does
+    (tmp_path / "latest.tflite").symlink_to(tmp_path / "blob-int8")  # written through, as cp does (any name there)
     int8 = kerascnn.export(trained.second.model_path, "tflite", tmp_path / "latest.tflite", quantize="int8")
-    assert (tmp_path / "latest.tflite").is_symlink() and int8.path == str((tmp_path / "int8.tflite").resolve())
+    assert (tmp_path / "latest.tflite").is_symlink() and int8.path == str((tmp_path / "blob-int8").resolve())
     assert int8.top1_agreement >= exporting.INT8_MIN_AGREEMENT and not int8.flagged and int8.max_abs_diff < 0.2
     assert Path(int8.path).stat().st_size < Path(flat.path).stat().st_size / 2.5  # int8 weights
     quantized = exporting.run_tflite(int8.path, trained.x[..., None])  # raw pixels in, probabilities out

@@ -273,3 +273,12 @@ def test_a_store_path_too_long_for_sqlite_is_refused_at_once(tmp_path):
             store.resolve_tracking_uri(f"sqlite:///{deep}", write=write)
     fits = tmp_path.joinpath(*["y" * 60] * 2) / "mlflow.db"
     assert store.resolve_tracking_uri(f"sqlite:///{fits}") == f"sqlite:///{fits}"
+    fits.parent.mkdir(parents=True)
+    fits.touch()
+    linked = tmp_path / ("a" * 240) / ("b" * 240) / "mlflow.db"  # a long name for a short path: SQLite opens the name
+    linked.parent.mkdir(parents=True)
+    linked.symlink_to(fits)
+    with pytest.raises(ValueError, match=r"too long for SQLite"):
+        store.resolve_tracking_uri(f"sqlite:///{linked}", write=False)
+    with pytest.raises(ValueError, match=r"^`tracking_uri` names a path that cannot be expanded"):
+        store.resolve_tracking_uri("sqlite:///~no-such-user-here/mlflow.db")

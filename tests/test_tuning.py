@@ -864,17 +864,18 @@ def test_a_rerun_ends_the_run_of_a_trial_keras_tuner_saw_end_as_it_ended(trackin
     assert runs["t2"].info.status == "KILLED" and "the trial is re-run" in runs["t2"].data.tags["kerascnn.failure"]
 
 
-def test_a_chief_says_which_trials_it_waits_for_and_does_not_rerun_one_ended_after_its_restart(
+def test_a_chief_says_which_trials_it_waits_for_and_gives_them_back_to_their_workers_after_a_restart(
     tmp_path, monkeypatch, capsys
 ):
-    """KerasTuner's chief waits silently for a worker that died; restarted, it queues the trials its
-    workers held for a re-run, even one that its worker then ends. (KerasTuner's own oracle, as the
-    chief serves it to the workers.)"""
+    """KerasTuner's chief waits silently for a worker that died; restarted, it queued the trials its
+    workers held for any worker, so a second worker ran a trial the first still trained (and one
+    already finished ran again). (KerasTuner's own oracle, as the chief serves it to the workers.)"""
     import keras_tuner as kt
 
     from kerascnn.tuning import distributed
 
-    def chief() -> kt.Oracle:
+    def chief() -> tuple[kt.Oracle, dict[str, str]]:
+        held = distributed.held_trials(tmp_path / "search")  # (read before KerasTuner reloads)
         hp = kt.HyperParameters()
         hp.Choice("units", [1, 2, 3, 4])
         oracle = kt.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=4, hyperparameters=hp, seed=0)
@@ -882,25 +883,32 @@ def test_a_chief_says_which_trials_it_waits_for_and_does_not_rerun_one_ended_aft
         oracle.verbose = 0  # (as the kit's search runs it)
         if (tmp_path / "search" / "oracle.json").exists():
             oracle.reload()
-        return oracle
+        return oracle, held
 
     monkeypatch.setattr(distributed, "STATUS_EVERY", 0.2)
-    first = chief()
-    unwatch = distributed.watch_workers(first)
-    held = first.create_trial("tuner0")
-    wait_for(lambda: "waiting for workers: trial" in capsys.readouterr().err, 10, None, "the chief's line")
+    first, held = chief()
+    assert held == {}
+    unwatch = distributed.watch_workers(first, held)
+    trial = first.create_trial("tuner0")
+    wait_for(lambda: f"waiting for workers: trial {trial.trial_id} on tuner0 for " in capsys.readouterr().err, 10)
     unwatch()
     time.sleep(0.5)
     capsys.readouterr()
     time.sleep(0.5)
     assert "waiting for workers" not in capsys.readouterr().err  # stopped with the search
-    restarted = chief()  # the chief killed and rerun; its worker trains on
-    assert restarted._retry_queue == [held.trial_id]  # (KerasTuner's: queued for a re-run)
-    distributed.watch_workers(restarted)()
-    restarted.update_trial(held.trial_id, {"val_accuracy": 0.5})  # the worker's end of it reaches the restarted chief
-    held.status = "COMPLETED"
-    restarted.end_trial(held)
-    assert restarted._retry_queue == [] and restarted.create_trial("tuner0").trial_id != held.trial_id
+    restarted, held = chief()  # the chief killed and rerun; its worker trains on
+    assert held == {"tuner0": trial.trial_id} and restarted._retry_queue == [trial.trial_id]  # (KerasTuner's reload)
+    unwatch = distributed.watch_workers(restarted, held)
+    assert restarted.create_trial("tuner1").trial_id != trial.trial_id  # another worker: another trial
+    wait_for(
+        lambda: f"trial {trial.trial_id} on tuner0 (since before the chief started)" in capsys.readouterr().err, 10
+    )
+    unwatch()
+    assert restarted.create_trial("tuner0").trial_id == trial.trial_id  # (its own, were it to ask again)
+    restarted.update_trial(trial.trial_id, {"val_accuracy": 0.5})  # the worker's end of it reaches the restarted chief
+    trial.status = "COMPLETED"
+    restarted.end_trial(trial)
+    assert restarted._retry_queue == [] and "tuner0" not in restarted.ongoing_trials
 
 
 def test_a_workers_retry_starts_from_the_next_seed_as_a_lone_searchs_does(tracking_uri, tmp_path, spawn):

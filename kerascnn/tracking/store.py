@@ -89,15 +89,21 @@ SQLITE_MAX_PATHNAME = 512  # bytes in a file's path that SQLite's unix VFS opens
 def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
     if not uri.startswith("sqlite:///") or uri == "sqlite:///":
         raise ArgumentError(f"`{source}` must look like sqlite:///path/to/mlflow.db. Received: {source}={uri!r}")
-    path = Path(uri[len("sqlite:///") :]).expanduser()
+    try:
+        path = Path(uri[len("sqlite:///") :]).expanduser()
+    except RuntimeError as e:  # ~nobody/..., or no home to expand ~ to
+        raise ArgumentError(
+            f"`{source}` names a path that cannot be expanded ({e}). Received: {source}={uri!r}"
+        ) from None
     path = _without_dots(path if path.is_absolute() else Path.cwd() / path)
     if path.is_dir():
         raise ArgumentError(f"`{source}` names a folder, not a database file. Received: {source}={uri!r}")
-    longest = len(os.fsencode(os.path.realpath(path))) + len("-journal")  # (its journal beside it)
-    if longest >= SQLITE_MAX_PATHNAME:  # (MLflow would retry opening it for ~100 s, then every sync again)
+    # (the path as given and as resolved, each with its journal's suffix; MLflow would retry it for ~100 s)
+    longest = max(len(os.fsencode(p)) for p in (str(path), os.path.realpath(path))) + len("-journal")
+    if longest > SQLITE_MAX_PATHNAME:
         raise ArgumentError(
-            f"The store file's path is too long for SQLite ({longest - len('-journal')} bytes; its journal's name "
-            f"must stay under {SQLITE_MAX_PATHNAME}). Received: {source}={uri!r}"
+            f"The store file's path is too long for SQLite ({longest - len('-journal')} bytes; with its journal's "
+            f"suffix, -journal, it must fit in {SQLITE_MAX_PATHNAME}). Received: {source}={uri!r}"
         )
     if path.is_symlink() and not path.exists():  # (MLflow would retry opening it for ~100 s)
         raise ArgumentError(

@@ -7,12 +7,13 @@ them; this module only checks them and says which role this process has.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kerascnn import console
@@ -134,17 +135,32 @@ class _WatchedStub:
         return watched
 
 
-def watch_workers(oracle: Any) -> Callable[[], None]:
+def held_trials(folder: Path) -> dict[str, str]:
+    """The trials the workers held (worker id -> trial id) when the chief of the search in
+    ``folder`` last saved its oracle; read before KerasTuner reloads it (and forgets who held them)."""
+    try:
+        held = json.loads((folder / "oracle.json").read_text()).get("ongoing_trials", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in held.items()} if isinstance(held, dict) else {}
+
+
+def watch_workers(oracle: Any, held: dict[str, str]) -> Callable[[], None]:
     """The chief's side (``oracle``: its KerasTuner oracle, served to the workers):
 
-    * every :data:`STATUS_EVERY` s in which no trial ended, one line on stderr with the trials it
-      waits for, their workers and since when (KerasTuner's chief waits silently, and forever, for a
-      worker that died: it holds its trial until a worker with the same id asks again);
-    * a trial that a worker ends after the chief restarted leaves KerasTuner's retry queue (the
-      reloaded oracle queued it for a re-run, and would run the finished trial again).
+    * the trials its workers ``held`` when it stopped go back to them: KerasTuner's reload queues
+      them for any worker, as for a lone search that ran them itself, and a second worker would
+      run a trial the first still trains (or has finished);
+    * every :data:`STATUS_EVERY` s in which no trial ended (then twice as long, and so on), one line
+      on stderr with the trials it waits for, their workers and since when (KerasTuner's chief waits
+      silently, and forever, for a worker that died: it holds its trial until that worker asks again).
 
     Returns what stops the lines (once the search is over).
     """
+    for tuner_id, trial_id in held.items():
+        if trial_id in oracle._retry_queue and trial_id in oracle.trials:  # (KerasTuner's own, private)
+            oracle._retry_queue.remove(trial_id)
+            oracle.ongoing_trials[tuner_id] = oracle.trials[trial_id]
     started: dict[str, float] = {}  # trial id -> when a worker took it in this session
     last = [time.monotonic()]  # when a trial last ended (or the chief started)
     create, end = oracle.create_trial, oracle.end_trial
@@ -155,11 +171,7 @@ def watch_workers(oracle: Any) -> Callable[[], None]:
             started.setdefault(trial.trial_id, time.monotonic())
         return trial
 
-    def end_trial(trial: Any) -> None:  # (KerasTuner's server answers one call at a time)
-        queue = oracle._retry_queue  # (KerasTuner's; list.remove is atomic beside a create_trial's pop)
-        with contextlib.suppress(ValueError):  # its worker outlived a chief restart: not to be run again
-            while True:
-                queue.remove(trial.trial_id)
+    def end_trial(trial: Any) -> None:
         end(trial)
         started.pop(trial.trial_id, None)
         last[0] = time.monotonic()
@@ -167,29 +179,36 @@ def watch_workers(oracle: Any) -> Callable[[], None]:
     stopped = threading.Event()
 
     def status() -> None:
+        quiet = STATUS_EVERY  # (said after this long without a trial's end; doubled after each line)
         while not stopped.wait(STATUS_EVERY):
             now = time.monotonic()
-            try:
-                ongoing = [(tuner_id, t.trial_id) for tuner_id, t in list(oracle.ongoing_trials.items())]
-            except RuntimeError:  # (changed while read)
-                continue
-            if not ongoing or now - last[0] < STATUS_EVERY:
-                continue
-            held = ", ".join(
-                f"trial {trial_id} on {tuner_id} for {_duration(now - started[trial_id])}"
-                if trial_id in started
-                else f"trial {trial_id} on {tuner_id} (since before the chief started)"
-                for tuner_id, trial_id in ongoing
-            )
-            console.say(
-                f"kerascnn: chief: waiting for workers: {held}; no trial ended for {_duration(now - last[0])} (a "
-                f"worker that died keeps its trial: start it again with the same {ENV_ID}, or stop this chief "
-                "and rerun it to hand the trial to any worker)"
-            )
+            if now - last[0] < STATUS_EVERY:
+                quiet = STATUS_EVERY
+            ongoing = dict(oracle.ongoing_trials)
+            if ongoing and now - last[0] >= quiet:
+                quiet *= 2
+                console.say(
+                    f"kerascnn: chief: waiting for workers: {_held(ongoing, started, now)}; no trial "
+                    f"ended for {_duration(now - last[0])} (a worker that died keeps its trial: start it again "
+                    f"with the same {ENV_ID})"
+                )
 
     oracle.create_trial, oracle.end_trial = create_trial, end_trial
     threading.Thread(target=status, name="kerascnn-workers-watch", daemon=True).start()
     return stopped.set
+
+
+def _held(ongoing: dict[str, Any], started: dict[str, float], now: float) -> str:
+    """``trial 3 on tuner0 for 1m05s, ...`` (or since before the chief started)."""
+    return ", ".join(
+        f"trial {trial.trial_id} on {tuner_id} "
+        + (
+            f"for {_duration(now - since)}"
+            if (since := started.get(trial.trial_id))
+            else "(since before the chief started)"
+        )
+        for tuner_id, trial in ongoing.items()
+    )
 
 
 def _duration(seconds: float) -> str:

@@ -142,20 +142,24 @@ def _checked_tune(
 def _search(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -> TuneResult:
     """The search under its lock and parent run, then its summary (``tune`` checked the settings)."""
     search = _prepare(config, space, role, progress)
-    with (
-        _search_lock(search),
-        _kerastuner_quiet(),
-        lifecycle(lambda: _open_parent(search) if role != "worker" else None) as parent,
-    ):
-        search.tuner.runs.parent = parent
-        if role == "worker":
-            _check_worker_settings(search)
-        _run(search)
-        if role == "worker":
-            return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
-        result = _summarize(search)
-        if result.best is None:  # (its leaderboard is logged; the parent ends FAILED)
-            raise SearchFailed(_none_completed(search))
+    try:
+        with (
+            _search_lock(search),
+            _kerastuner_quiet(),
+            lifecycle(lambda: _open_parent(search) if role != "worker" else None) as parent,
+        ):
+            search.tuner.runs.parent = parent
+            if role == "worker":
+                _check_worker_settings(search)
+            _run(search)
+            if role == "worker":
+                return TuneResult(parent_run_id=search.tuner.runs.parent_id, search_name=config.name)
+            result = _summarize(search)
+            if result.best is None:  # (its leaderboard is logged; the parent ends FAILED)
+                raise SearchFailed(_none_completed(search))
+    finally:
+        if search.unwatch is not None:  # (the chief's lines about its workers end with the search)
+            search.unwatch()
     result.parent_run_id = parent.run_id if parent else None
     result.registered_model = parent.ref.registered if parent else None
     search.tuner.display.best(result.best, result.parent_run_id)
@@ -211,11 +215,10 @@ def _attach_tuner(search: _Search, progress: bool) -> None:
     config = search.config
     if search.role == "worker" and progress:
         print(distributed.joining_line(), file=sys.stderr, flush=True)
+    held = distributed.held_trials(search.folder) if search.role == "chief" else {}  # (before KerasTuner reloads)
     search.tuner = tuner = _make_tuner(config, search.hypermodel, search.folder, search.speed, progress)
     if search.role == "worker":
         distributed.watch_chief(tuner.oracle)
-    elif search.role == "chief":
-        search.unwatch = distributed.watch_workers(tuner.oracle)
     tuner.batch_size = search.recipe.batch_size
     if search.role != "worker":  # a worker's oracle is the chief's, behind a client
         done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
@@ -226,8 +229,10 @@ def _attach_tuner(search: _Search, progress: bool) -> None:
             _check_grid_resumable(config, done, planned)
         tuner.display.plan(config.tuner, config.max_trials, planned, config.epochs, done)
         search.done_before = done
-    if search.role == "chief" and progress:
-        print(distributed.serving_line(), file=sys.stderr, flush=True)
+    if search.role == "chief":
+        search.unwatch = distributed.watch_workers(tuner.oracle, held)
+        if progress:
+            print(distributed.serving_line(), file=sys.stderr, flush=True)
 
 
 def _check_grid_resumable(config: TuneConfig, done: int, combinations: int | None) -> None:
@@ -401,8 +406,8 @@ def _open_parent(search: _Search) -> Any:
     }
     oracle = search.tuner.oracle
     ended = {t.trial_id: str(t.status) for t in oracle.trials.values()}  # as KerasTuner saved them
-    # a chief's workers may train on through its restart: the trials they held (KerasTuner queued them again)
-    held = frozenset(oracle._retry_queue) if search.role == "chief" else frozenset()
+    # a chief's workers may train on through its restart: the trials they hold (given back to them)
+    held = frozenset(t.trial_id for t in oracle.ongoing_trials.values()) if search.role == "chief" else frozenset()
     parent = search.tuner.runs.open_parent(params, config.max_trials, fresh, ended, held)
     if config.system_metrics:
         parent.monitor_system()
@@ -427,9 +432,6 @@ def _run(search: _Search) -> None:
             search.tuner.search(validation_data=val, epochs=config.epochs, verbose=0, shuffle=False)
         except RuntimeError as e:  # KerasTuner's consecutive-failure limit (the trial's end is saved)
             raise SearchFailed(_first_and_last_line(str(e))) from e
-        finally:
-            if search.unwatch is not None:
-                search.unwatch()
 
 
 def _summarize(search: _Search) -> TuneResult:
