@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from kerascnn import checks, device
+from kerascnn import checks, console, device
 from kerascnn.errors import ArgumentError, ExportMismatch
 
 FORMATS = {"savedmodel": None, "tflite": ".tflite", "onnx": ".onnx"}  # format: required suffix
@@ -142,17 +142,18 @@ def _output_path(format: str, output: str | os.PathLike, overwrite: bool) -> Pat
         raise ArgumentError(f"Output is a folder. {received}")
     if path.exists() and not path.is_dir() and not suffix:  # (overwrite replaces an export, not any file)
         raise ArgumentError(f"Output is a file; a {format} export is a folder. {received}")
-    if path.is_dir() and any(path.iterdir()):
+    filled = path.is_dir() and any(path.iterdir())  # (an empty folder takes a SavedModel as a new one does)
+    if filled:
         if Path.cwd().resolve().is_relative_to(path.resolve()):
             raise ArgumentError(f"Output holds the current folder; not replaced. {received}")
         others = sorted(f.name for f in path.iterdir() if f.name not in SAVEDMODEL_ENTRIES)
         if others or not (path / "saved_model.pb").is_file():
-            shown = f" ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})" if others else ""
+            shown = f" ({console.first(others, 3)})" if others else ""
             raise ArgumentError(
                 f"Output is a folder that holds other files than a SavedModel's{shown}; a savedmodel export "
                 f"goes to a new or empty folder, or replaces a previous export (--overwrite). {received}"
             )
-    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+    if path.exists() and not overwrite and (filled or not path.is_dir()):
         raise ArgumentError(f"Output exists; pass overwrite=True (--overwrite) to replace it. {received}")
     return path
 
