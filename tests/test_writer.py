@@ -356,3 +356,28 @@ def test_a_reopened_runs_system_metrics_go_on_after_its_last_step(tracking_uri):
     run.monitor.finish()
     steps = [m.step for m in c.get_metric_history(run_id, "system/cpu_utilization_percentage")]
     assert steps[0] == 3 and len(steps) > 1 and sorted(steps[1:]) == list(range(4, 3 + len(steps)))
+
+
+def test_mlflows_any_type_hint_note_stays_out_of_the_writers_stderr_whatever_another_thread_does():
+    """``mlflow.pyfunc``'s import mutes its own note by swapping ``warnings.showwarning``; a
+    ``catch_warnings`` on another thread (the plots' save) could swap it back mid-import (CI saw
+    the note, in colour, on a ``train`` command's stderr). Here nothing mutes it but the writer's filter."""
+    import typing
+    import warnings
+
+    from mlflow.types.type_hints import _infer_colspec_type_from_type_hint
+
+    from kerascnn.tracking.writer import quiet_mlflow_logs
+
+    with warnings.catch_warnings(record=True) as caught:  # (the filters, as they were, come back after)
+        warnings.simplefilter("always")
+        _infer_colspec_type_from_type_hint(typing.Any)
+        assert [str(w.message) for w in caught] == [
+            "\x1b[1;33mAny type hint is inferred as AnyType, and MLflow doesn't validate the data for this type. "
+            "Please use a more specific type hint to enable data validation.\x1b[0m"
+        ]  # (what the writer's filter has to match)
+        caught.clear()
+        quiet_mlflow_logs()
+        _infer_colspec_type_from_type_hint(typing.Any)
+        warnings.warn("another warning", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["another warning"]

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -396,13 +397,18 @@ def quiet_mlflow_logs() -> None:
     """MLflow's database errors in one line each: its store logs them with SQLAlchemy's traceback
     (~90 lines; the recorder says it in one line and spools), its system-metrics sampler with
     the SQL statement (a lock it gave up on). Filters, not levels: MLflow's logging set-up, on its
-    import, resets its loggers' levels; its warnings stay.
+    import, resets its loggers' levels; its warnings stay, but one: the "Any type hint" note
+    (in colour) that ``mlflow.pyfunc``'s import raises on its own agent schema and mutes by
+    swapping ``warnings.showwarning``. In this threaded process a ``catch_warnings`` on another
+    thread (the plots' save) can swap it back mid-import, and the note reached the command's
+    stderr. A filter set before any thread starts is in every copy ``catch_warnings`` restores.
 
     Example:
         >>> quiet_mlflow_logs()  # doctest: +SKIP
     """
     logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: not record.exc_info)
     logging.getLogger("mlflow.system_metrics.system_metrics_monitor").addFilter(_first_line)
+    warnings.filterwarnings("ignore", message=r".*Any type hint is inferred as AnyType", category=UserWarning)
 
 
 def _first_line(record: logging.LogRecord) -> bool:
