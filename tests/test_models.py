@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -210,25 +212,57 @@ def test_validation_errors_name_the_argument_and_echo_the_value(kwargs, match):
         kerascnn.create_model("mnist_cnn", **kwargs)
 
 
-@pytest.mark.parametrize(
-    "name,kwargs,match",
-    [
-        ("vgg16", dict(depth=12), r"depth.*Received: depth=12"),
-        ("vgg16", dict(layout=(2, 0)), r"layout.*Received: layout=\(2, 0\)"),
-        ("vgg11", dict(dense_units=64), r"dense_units.*Received: dense_units=64"),
-        ("vgg11", dict(batch_norm=3), r"batch_norm.*True or False.*Received: batch_norm=3"),
-        ("alexnet", dict(batch_norm="yes"), r"Received: batch_norm='yes'"),
-        ("resnet18", dict(stem="tiny"), r"stem.*Received: stem='tiny'"),
-        ("resnet18", dict(block="wide"), r"block.*Received: block='wide'"),
-        ("resnet50", dict(weight_decay=-1e-4), r"weight_decay.*Received: weight_decay=-0.0001"),
-        ("alexnet", dict(conv1_padding=-1), r"conv1_padding.*Received: conv1_padding=-1"),
-        ("lenet5", dict(activation="swish"), r"activation.*Received: activation='swish'"),
-        ("lenet5", dict(pooling="min"), r"pooling.*Received: pooling='min'"),
-    ],
-)
+OPTION_ERRORS = [
+    ("vgg16", dict(depth=12), r"depth.*Received: depth=12"),
+    ("vgg16", dict(layout=(2, 0)), r"layout.*Received: layout=\(2, 0\)"),
+    ("vgg11", dict(dense_units=64), r"dense_units.*Received: dense_units=64"),
+    ("vgg11", dict(batch_norm=3), r"batch_norm.*True or False.*Received: batch_norm=3"),
+    ("alexnet", dict(batch_norm="yes"), r"Received: batch_norm='yes'"),
+    ("resnet18", dict(stem="tiny"), r"stem.*Received: stem='tiny'"),
+    ("resnet18", dict(block="wide"), r"block.*Received: block='wide'"),
+    ("resnet50", dict(weight_decay=-1e-4), r"weight_decay.*Received: weight_decay=-0.0001"),
+    ("alexnet", dict(conv1_padding=-1), r"conv1_padding.*Received: conv1_padding=-1"),
+    ("lenet5", dict(activation="swish"), r"activation.*Received: activation='swish'"),
+    ("lenet5", dict(pooling="min"), r"pooling.*Received: pooling='min'"),
+    ("lenet5", dict(dropout=1.5), r"dropout.*Received: dropout=1.5"),
+    ("mnist_cnn", dict(filters=0), r"filters.*Received: filters=0"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,match", OPTION_ERRORS)
 def test_family_option_errors(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         kerascnn.create_model(name, **kwargs)
+
+
+def test_option_values_are_checked_before_tensorflow_loads():
+    """`train resnet18 -o width=0` is refused in a second, not after the TensorFlow import: the
+    builder runs its own checks up to its first use of Keras. Every option's default passes that run."""
+    code = """
+import ast, inspect, re, sys
+from kerascnn import list_models
+from kerascnn.config import TrainConfig
+from kerascnn.errors import ArgumentError
+from kerascnn.models import get_entry, get_family
+for name, kwargs, match in ast.literal_eval(sys.argv[1]):
+    try:
+        TrainConfig.create(model=name, model_kwargs=kwargs)
+    except ArgumentError as e:
+        assert re.search(match, str(e)), (name, str(e))
+    else:
+        raise AssertionError(f"{name} accepted {kwargs}")
+for name in list_models():
+    entry = get_entry(name)
+    params = inspect.signature(get_family(entry.family).builder).parameters
+    defaults = {o: params[o].default for o in entry.options()}
+    TrainConfig.create(model=name, model_kwargs=defaults)
+    print(name, sorted(defaults))
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "heavy import"
+"""
+    cases = repr([case for case in OPTION_ERRORS if "depth" not in case[1]])  # (`depth` is a variant's own)
+    result = subprocess.run([sys.executable, "-c", code, cases], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.splitlines()) == len(MODELS) and "resnet50 ['block', 'dropout'" in result.stdout
 
 
 def test_unknown_model_lists_the_available_names():

@@ -2,14 +2,25 @@
 
 ``keras`` and ``layers`` here stand in for ``import keras`` / ``from keras import layers``
 until a builder first touches them: registering and listing the models never loads
-TensorFlow (``kerascnn models`` answers in about a second instead of ten).
+TensorFlow (``kerascnn models`` answers in about a second instead of ten). Within
+:func:`checks_only`, that first touch raises :class:`KerasNeeded` instead: a builder's own
+checks of its options run without TensorFlow (see ``ModelEntry.check_options``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import threading
 import types
+from collections.abc import Iterator
 from typing import Any
+
+_CHECKING = threading.local()
+
+
+class KerasNeeded(Exception):
+    """A builder run within :func:`checks_only` reached its first use of Keras: its checks passed."""
 
 
 class _LazyModule(types.ModuleType):
@@ -18,6 +29,8 @@ class _LazyModule(types.ModuleType):
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):
             raise AttributeError(attr)
+        if getattr(_CHECKING, "on", False):
+            raise KerasNeeded(f"{self.__name__}.{attr}")
         from kerascnn.device import import_tensorflow
 
         import_tensorflow()
@@ -28,6 +41,22 @@ class _LazyModule(types.ModuleType):
 
 keras: Any = _LazyModule("keras")
 layers: Any = _LazyModule("keras.layers")
+
+
+@contextlib.contextmanager
+def checks_only() -> Iterator[None]:
+    """On this thread, a family builder stops with :class:`KerasNeeded` where it would load Keras.
+
+    Example:
+        >>> from kerascnn.models.mnist_cnn import mnist_cnn
+        >>> with checks_only(), contextlib.suppress(KerasNeeded):  # doctest: +SKIP
+        ...     mnist_cnn(input_shape=(28, 28, 1), num_classes=10, dropout=0.5)
+    """
+    _CHECKING.on = True
+    try:
+        yield
+    finally:
+        _CHECKING.on = False
 
 
 def predictions(num_classes: int, kernel_regularizer: Any = None) -> Any:

@@ -23,6 +23,7 @@ import functools
 import importlib
 import inspect
 import pkgutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +78,8 @@ class ModelEntry:
         ]
 
     def check_options(self, overrides: dict[str, Any]) -> None:
-        """Raises an ``ArgumentError`` for an option the builder does not have."""
+        """Raises an ``ArgumentError`` for an option the builder does not have, or (before Keras
+        is loaded) one whose value the builder refuses."""
         options = self.options()
         for key, value in overrides.items():
             if key in self.fixes:
@@ -91,6 +93,28 @@ class ModelEntry:
                     f"`{self.name}` has no option `{key}`; its options are {', '.join(options)}. "
                     f"Received: {key}={value!r}"
                 )
+        self._check_values(overrides)
+
+    def _check_values(self, overrides: dict[str, Any]) -> None:
+        """The builder's own checks of ``overrides``, seconds before TensorFlow would load: a kit
+        family's builder runs up to its first use of Keras (``_layers.checks_only``), on an input
+        it accepts; an error naming one of ``overrides`` is raised. Once Keras is loaded (or for a
+        builder that imports it itself), the build checks them."""
+        from kerascnn.models import _layers
+
+        module = sys.modules.get(self.fn.__module__)
+        if not overrides or "keras" in sys.modules or getattr(module, "keras", None) is not _layers.keras:
+            return
+        side = max(self.default_input_shape[0], self.min_input_size(**overrides))
+        shape = (side, side, self.default_input_shape[2])
+        try:
+            with _layers.checks_only():
+                self.fn(input_shape=shape, num_classes=self.default_num_classes, **overrides)
+        except _layers.KerasNeeded:
+            pass
+        except ArgumentError as e:
+            if any(f"Received: {key}=" in str(e) for key in overrides):
+                raise
 
     def min_input_size(self, **overrides: Any) -> int:
         """The smallest height/width this model accepts with ``overrides`` (checked)."""
