@@ -49,8 +49,10 @@ def checks_only() -> Iterator[None]:
 
     Example:
         >>> from kerascnn.models.mnist_cnn import mnist_cnn
-        >>> with checks_only(), contextlib.suppress(KerasNeeded):  # doctest: +SKIP
-        ...     mnist_cnn(input_shape=(28, 28, 1), num_classes=10, dropout=0.5)
+        >>> with checks_only():  # (a good value: KerasNeeded, or a model if Keras is loaded already)
+        ...     mnist_cnn(input_shape=(28, 28, 1), num_classes=10, dropout=2)
+        Traceback (most recent call last):
+        kerascnn.errors.ArgumentError: `dropout` must be a number in [0, 1). Received: dropout=2
     """
     _CHECKING.on = True
     try:
