@@ -149,22 +149,30 @@ def one_of(name: str, value: Any, choices: Iterable[Any]) -> Any:
     return value
 
 
-def int_tuple(name: str, value: Any, *, length: int | None = None, allow_empty: bool = False) -> tuple[int, ...]:
-    """Returns ``value`` as a tuple of positive ints (of ``length`` if given; ``()`` if ``allow_empty``).
+def int_tuple(
+    name: str, value: Any, *, length: int | None = None, allow_empty: bool = False, what: str | None = None
+) -> tuple[int, ...]:
+    """Returns ``value`` as a tuple of positive ints (of ``length`` if given; ``()`` if ``allow_empty``);
+    ``what`` says what it must be, in the error, where the default words do not.
 
     Example:
         >>> int_tuple("filters", [32, 64])
         (32, 64)
     """
+    given = value
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 1:  # (np.array([28, 28, 1]))
+        value = list(value)
     ok = isinstance(value, Sequence) and not isinstance(value, str) and (allow_empty or len(value) > 0)
     if ok:
         ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1 for v in value)
+        if ok and max((int(v) for v in value), default=0) > INT_MAX:
+            raise ArgumentError(f"`{name}` must hold integers up to {INT_MAX}. {_received(name, given)}")
     if ok and length is not None:
         ok = len(value) == length
     if not ok:
-        what = f"{length} positive integers" if length else "a non-empty sequence of positive integers"
+        what = what or (f"{length} positive integers" if length else "a non-empty sequence of positive integers")
         what = "a sequence of positive integers (or empty)" if allow_empty else what
-        raise ArgumentError(f"`{name}` must be {what}. {_received(name, value)}")
+        raise ArgumentError(f"`{name}` must be {what}. {_received(name, given)}")
     return tuple(int(v) for v in value)
 
 
@@ -175,9 +183,9 @@ def boolean(name: str, value: Any) -> bool:
         >>> boolean("batch_norm", True)
         True
     """
-    if not isinstance(value, bool):
+    if not isinstance(plain(value), bool):  # (np.bool_ too)
         raise ArgumentError(f"`{name}` must be True or False. {_received(name, value)}")
-    return value
+    return bool(value)
 
 
 def strings(name: str, value: Any) -> list[str] | None:
@@ -194,23 +202,15 @@ def strings(name: str, value: Any) -> list[str] | None:
     return list(value)
 
 
-def input_shape(value: Any) -> tuple[int, int, int]:
-    """Returns ``value`` as ``(height, width, channels)`` of positive ints.
+def input_shape(value: Any, name: str = "input_shape") -> tuple[int, int, int]:
+    """Returns ``value`` as ``(height, width, channels)`` of positive ints (its error names ``name``).
 
     Example:
         >>> input_shape([28, 28, 1])
         (28, 28, 1)
     """
-    if value is None:
-        raise ArgumentError(
-            "`input_shape` must be (height, width, channels), 3 positive integers. Received: input_shape=None"
-        )
-    try:
-        return int_tuple("input_shape", value, length=3)  # type: ignore[return-value]
-    except ArgumentError:
-        raise ArgumentError(
-            f"`input_shape` must be (height, width, channels), 3 positive integers. {_received('input_shape', value)}"
-        ) from None
+    what = "(height, width, channels), 3 positive integers"
+    return int_tuple(name, value, length=3, what=what)  # type: ignore[return-value]
 
 
 def num_classes(value: Any) -> int:
@@ -220,8 +220,8 @@ def num_classes(value: Any) -> int:
         >>> num_classes(10)
         10
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 2:
-        raise ArgumentError(f"`num_classes` must be an integer >= 2. {_received('num_classes', value)}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 2 <= int(value) <= INT_MAX:
+        raise ArgumentError(f"`num_classes` must be an integer from 2 to {INT_MAX}. {_received('num_classes', value)}")
     return int(value)
 
 

@@ -449,8 +449,10 @@ class TrainConfig(_Config):
         for name in ("augment", "deterministic", "tracking", "system_metrics", "offline"):
             fix(name, checks.boolean(name, getattr(self, name)))
         checks.one_of("precision", self.precision, PRECISIONS)
-        if self.jit != "auto" and not isinstance(self.jit, bool):
-            raise ArgumentError(f"`jit` must be True, False or 'auto'. Received: jit={self.jit!r}")
+        if not (isinstance(self.jit, str) and self.jit == "auto"):
+            if not isinstance(checks.plain(self.jit), bool):  # (np.bool_ too)
+                raise ArgumentError(f"`jit` must be True, False or 'auto'. Received: jit={self.jit!r}")
+            fix("jit", bool(self.jit))
         device.check_strategy(self.strategy)
         checks.non_empty("experiment", self.experiment)
         _optional(checks.non_empty)("run_name", self.run_name)

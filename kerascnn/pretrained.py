@@ -30,6 +30,7 @@ preprocesses).
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -308,10 +309,11 @@ def _arrays(state: dict[str, Any], argument: str) -> dict[str, np.ndarray]:
         if not isinstance(key, str):
             raise ArgumentError(f"A state dict's keys must be strings. Received: {argument} key {key!r}")
         value = item.detach().cpu().numpy() if hasattr(item, "detach") else item  # a torch tensor, or not
-        if not isinstance(value, np.ndarray) and not np.isscalar(value):
+        numeric = isinstance(value, (np.ndarray, np.generic, numbers.Number)) and np.asarray(value).dtype.kind in "biuf"
+        if not numeric:
             raise ArgumentError(
-                f"A state dict maps names to arrays or tensors. Received: {argument}[{key!r}] of type "
-                f"{type(value).__name__}"
+                f"A state dict maps names to arrays or tensors of numbers. Received: {argument}[{key!r}] of type "
+                f"{type(value).__name__}" + (f" ({value.dtype})" if isinstance(value, np.ndarray) else "")
             )
         out[key[len("module.") :] if key.startswith("module.") else key] = np.asarray(value)
     return out
@@ -721,7 +723,7 @@ def convert_torchvision(
     state = read_state_dict(state_dict)
     if num_classes is None:
         head = state.get("fc.weight", state.get("classifier.6.weight"))
-        num_classes = int(head.shape[0]) if head is not None else None
+        num_classes = int(head.shape[0]) if head is not None and head.ndim == 2 else None  # (else: misshapen, below)
     source = _Source.torchvision(state_dict, state, "state_dict")
     from kerascnn.models.registry import create_model
 

@@ -54,11 +54,10 @@ class Recipe:
             0.05
         """
         given = {k: v for k, v in overrides.items() if v is not None}
-        optimizer = given.get("optimizer", self.optimizer)
+        optimizer = checks.one_of("optimizer", given.get("optimizer", self.optimizer), OPTIMIZERS)
         if optimizer != self.optimizer and "learning_rate" not in given and optimizer in OPTIMIZER_LEARNING_RATES:
             given["learning_rate"] = OPTIMIZER_LEARNING_RATES[optimizer]
         recipe = dataclasses.replace(self, **given)
-        checks.one_of("optimizer", recipe.optimizer, OPTIMIZERS)
         checks.one_of("schedule", recipe.schedule, SCHEDULES)
         checks.positive_float("learning_rate", recipe.learning_rate)
         checks.non_negative_float("warmup_epochs", recipe.warmup_epochs)

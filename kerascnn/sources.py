@@ -90,6 +90,8 @@ def resolve(model: str | os.PathLike, tracking_uri: str | None = None) -> ModelS
         'm-23d0358dfc764177bba24155d164aeb6'
     """
     text = check_form(model)
+    if tracking_uri is not None and (not isinstance(tracking_uri, str) or not tracking_uri.strip()):
+        raise ArgumentError(f"`tracking_uri` must be an MLflow tracking URI. Received: tracking_uri={tracking_uri!r}")
     if text.startswith("runs:/"):
         run_part, _, name = text[len("runs:/") :].partition("/")
         return _from_run(text, run_part, name.strip("/"), tracking_uri)
@@ -255,8 +257,8 @@ def from_keras(model: Any) -> LoadedModel:
     except AttributeError:  # a Sequential model never called on a symbolic input has no front either
         takes_uint8 = False
     shape = image_input(model, f"model={received}")
+    classes = class_output(model, f"model={received}")
     served = model if takes_uint8 else served_model(model, Adaptation(shape, shape))
-    classes = int(served.output_shape[-1])
     return LoadedModel(served, [str(i) for i in range(classes)], None, ModelSource(received))
 
 
@@ -385,6 +387,23 @@ def image_input(net: Any, received: str) -> tuple[int, int, int]:
     return shape[1:]
 
 
+def class_output(net: Any, received: str) -> int:
+    """The number of classes ``net`` scores; a one-line error (ending in ``Received: {received}``)
+    for a model without one output of shape ``(batch, classes)``, two classes or more.
+
+    Example:
+        >>> class_output(kerascnn.create_model("lenet5"), "model='lenet5'")  # doctest: +SKIP
+        10
+    """
+    shape = net.output_shape
+    if not (isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[1], int) and shape[1] >= 2):
+        raise ArgumentError(
+            f"The model outputs shape {shape}; kerascnn reads one output of class scores, (batch, classes) with "
+            f"2 classes or more. Received: {received}"
+        )
+    return shape[1]
+
+
 def _load_file(source: ModelSource, path: Path, unsafe: bool) -> LoadedModel:
     from kerascnn.loading import model_info
 
@@ -397,9 +416,9 @@ def _with_info(net: Any, info: dict[str, Any], source: ModelSource) -> LoadedMod
     from kerascnn.serving import served_model
 
     shape = image_input(net, f"model={source.text!r}")
+    classes = class_output(net, f"model={source.text!r}")
     adaptation = info.get("adaptation") or {"source_shape": shape, "target_shape": shape}
     served = served_model(net, Adaptation(tuple(adaptation["source_shape"]), tuple(adaptation["target_shape"])))
-    classes = int(net.output_shape[-1])
     names = [str(n) for n in info.get("class_names", [])]
     return LoadedModel(
         served, names if len(names) == classes else [str(i) for i in range(classes)], info.get("dataset"), source
@@ -419,7 +438,7 @@ def _load_logged(source: ModelSource) -> LoadedModel:
         local = download(artifact_uri=location, tracking_uri=source.tracking_uri, dst_path=folder)
         metadata = Model.load(os.path.join(local, "MLmodel")).metadata or {}
         model = mlflow.keras.load_model(local)
-    classes = int(model.output_shape[-1])
+    classes = class_output(model, f"model={source.text!r}")
     names = [str(n) for n in metadata.get("class_names", [])]
     if str(model.input.dtype) != "uint8":
         raise ArgumentError(

@@ -800,6 +800,7 @@ def evaluate(
     batch_size = checks.positive_int("batch_size", batch_size)
     net, info, received = sources.keras_and_info(model, tracking_uri, unsafe=unsafe)
     shape = sources.image_input(net, received)
+    out_classes = sources.class_output(net, received)
     trained = info.get("class_names")
     if dataset is None:
         dataset = info.get("dataset")
@@ -814,7 +815,6 @@ def evaluate(
         adaptation = data_module.plan_adaptation(data.image_shape, 1, shape)
     except ArgumentError as e:  # (the model's shape is not the user's argument here: the dataset is)
         raise e.echoing(f"dataset={dataset!r}") from None
-    out_classes = int(net.output_shape[-1])
     if out_classes < data.num_classes:
         raise ArgumentError(
             f"The model predicts {out_classes} classes; {dataset} has {data.num_classes}. Received: dataset={dataset!r}"

@@ -121,6 +121,12 @@ def test_compare_and_leaderboard_refuse_bad_types_with_one_line(tracking_uri):
         kerascnn.compare(output=123, tracking_uri=tracking_uri)
     with pytest.raises(ValueError, match=r"Received: include_trials='yes'$"):
         kerascnn.leaderboard(tracking_uri=tracking_uri, include_trials="yes")
+    with pytest.raises(
+        ValueError, match=r"^`experiment` must be a non-empty name. Received: experiment=\['kerascnn'\]$"
+    ):
+        kerascnn.leaderboard(["kerascnn"], tracking_uri=tracking_uri)  # (not MLflow's SQL error)
+    with pytest.raises(ValueError, match=r"^`run_ids` must name at least one run, or be None. Received: run_ids=\[\]$"):
+        kerascnn.compare([], tracking_uri=tracking_uri)  # (not every run of every experiment)
 
 
 def test_compare_on_a_missing_or_empty_store_names_the_store(tmp_path):

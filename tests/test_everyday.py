@@ -123,6 +123,8 @@ def test_numpy_numbers_are_taken_as_the_python_numbers_they_hold():
     assert nested.model_kwargs == {"dense_units": [16, 8]} and type(nested.model_kwargs["dense_units"][0]) is int
     search = TuneConfig.create(max_trials=np.int64(2), fixed={"filters": np.int64(16), "batch_norm": np.bool_(True)})
     assert search.fixed == {"filters": 16, "batch_norm": True} and type(search.fixed["filters"]) is int
+    flags = TrainConfig.create(augment=np.bool_(False), jit=np.bool_(True), input_shape=np.array([32, 32, 1]))
+    assert (flags.augment, flags.jit, flags.input_shape) == (False, True, (32, 32, 1)) and type(flags.jit) is bool
 
 
 # 6. class names travel with the model ---------------------------------------------------------------

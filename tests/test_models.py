@@ -195,7 +195,7 @@ def test_minimum_input_size_is_exact(name):
         (dict(input_shape=(28, -28, 1)), r"Received: input_shape=\(28, -28, 1\)"),
         (dict(input_shape="28x28"), r"Received: input_shape='28x28'"),
         (dict(input_shape=(28.5, 28, 1)), r"Received: input_shape=\(28.5, 28, 1\)"),
-        (dict(num_classes=1), r"num_classes.*>= 2.*Received: num_classes=1"),
+        (dict(num_classes=1), r"`num_classes` must be an integer from 2 to .*Received: num_classes=1"),
         (dict(num_classes=10.0), r"Received: num_classes=10.0"),
         (dict(num_classes=True), r"Received: num_classes=True"),
         (dict(filters=0), r"`filters` must be a positive integer or 3 of them. Received: filters=0"),
@@ -307,6 +307,27 @@ def test_register_model_adds_a_testable_model():
             register_model(lambda **kwargs: None)
     finally:
         _MODELS.pop("tiny_test_cnn")
+
+
+def test_registering_refuses_bad_arguments_in_one_line():
+    from kerascnn.models import register_family, register_model
+    from kerascnn.models.registry import _FAMILIES, _MODELS
+
+    def never_test_cnn(*, input_shape, num_classes): ...
+
+    for call, match in [
+        (lambda: register_family(3, builder=never_test_cnn), r"`name` must be a non-empty name. Received: name=3$"),
+        (lambda: register_family("never_test", builder=3), r"`builder` must be a function. Received: builder=3$"),
+        (lambda: register_family("never_test", builder=never_test_cnn, recipe="r"), r"Received: recipe='r'$"),
+        (lambda: register_model(never_test_cnn, fixes="x"), r"`fixes` must be a dict .*Received: fixes='x'$"),
+        (lambda: register_model(never_test_cnn, default_input_shape="abc"), r"Received: default_input_shape='abc'$"),
+        (lambda: register_model(never_test_cnn, default_num_classes=True), r"Received: num_classes=True$"),
+        (lambda: kerascnn.list_models(["vgg"]), r"^Unknown family. .*Received: family=\['vgg'\]$"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            call()
+    assert "never_test" not in _FAMILIES and "never_test_cnn" not in _MODELS
+    assert kerascnn.list_families() == sorted(kerascnn.list_families())
 
 
 VARIANTS = [(name, key) for name in kerascnn.list_models() for key in get_entry(name).fixes]

@@ -315,6 +315,11 @@ def test_torchvision_state_dict_errors(tmp_path):
         kerascnn.create_model("resnet18", weights=state, preprocessing="caffe")
     with pytest.raises(ValueError, match=r"Received: state_dict key 3"):
         pretrained.read_state_dict({3: np.zeros(1)})
+    for value, kind in [("abc", "str"), (np.array(["a"]), r"ndarray \(<U1\)")]:  # (it was an IndexError)
+        with pytest.raises(
+            ValueError, match=rf"arrays or tensors of numbers. Received: state_dict\['fc.weight'\] of type {kind}$"
+        ):
+            pretrained.convert_torchvision("resnet18", {**state, "fc.weight": value})
 
 
 def test_weights_refused_for_grey_images_are_the_only_line(tmp_path, capsys, monkeypatch):

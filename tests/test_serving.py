@@ -667,3 +667,36 @@ def test_a_folder_predicts_its_visible_images_and_grey_with_alpha_feeds_an_rgb_m
     result = kerascnn.predict(net, folder)
     assert result.inputs == [str(folder / "a.png"), str(folder / "b.png")]
     np.testing.assert_allclose(result.probabilities[0], result.probabilities[1], atol=1e-6)
+
+
+def test_predict_evaluate_and_export_refuse_a_model_without_one_output_of_class_scores(tmp_path):
+    """Two outputs, a per-pixel output, one sigmoid unit: one line naming the model, before any work."""
+    inputs = keras.Input((28, 28, 1))
+    flat = keras.layers.Flatten()(inputs)
+    two = keras.Model(inputs, [keras.layers.Dense(10)(flat), keras.layers.Dense(10)(flat)])
+    per_pixel = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(10, 3, activation="softmax")])
+    sigmoid = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(1)])
+    two.save(tmp_path / "two.keras")
+    images = np.zeros((2, 28, 28), np.uint8)
+    for model, shape in [
+        (two, r"\[\(None, 10\), \(None, 10\)\]"),
+        (str(tmp_path / "two.keras"), r"\[\(None, 10\), \(None, 10\)\]"),
+        (per_pixel, r"\(None, 26, 26, 10\)"),
+        (sigmoid, r"\(None, 1\)"),
+    ]:
+        received = f"'{model}'" if isinstance(model, str) else "<Keras model .*>"
+        message = (
+            rf"^The model outputs shape {shape}; kerascnn reads one output of class .* Received: model={received}$"
+        )
+        for call, args in [
+            (kerascnn.predict, (images,)),
+            (kerascnn.evaluate, ("mnist",)),
+            (kerascnn.export, ("tflite", tmp_path / "m.tflite")),
+        ]:
+            with pytest.raises(ValueError, match=message):
+                call(model, *args)
+    assert not (tmp_path / "m.tflite").exists()
+    with pytest.raises(ValueError, match=r"^`tracking_uri` must be an MLflow tracking URI. Received: tracking_uri=3$"):
+        kerascnn.evaluate(
+            str(tmp_path / "two.keras"), "mnist", tracking_uri=3
+        )  # (a file needs no store: still checked)

@@ -266,6 +266,9 @@ def test_bad_arguments_raise_before_any_run(tracking_uri, monkeypatch):
         (dict(batch_size=-8), "Received: batch_size=-8"),
         (dict(learning_rate=0.0), "Received: learning_rate=0.0"),
         (dict(optimizer="adagrad"), "Received: optimizer='adagrad'"),
+        (dict(optimizer=["adam"]), r"must be one of 'adam', .*Received: optimizer=\['adam'\]"),  # (not unhashable)
+        (dict(input_shape=(2**31, 2**31, 1)), r"`input_shape` must hold integers up to 2147483647"),
+        (dict(num_classes=2**70), r"`num_classes` must be an integer from 2 to 2147483647"),
         (dict(train_samples=0), "Received: train_samples=0"),
         (dict(num_classes=5), "smaller than the 10 classes"),
         (dict(input_shape=(28, 28, 3), model_kwargs={"filters": 0}), "Received: filters=0"),

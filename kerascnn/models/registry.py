@@ -161,10 +161,15 @@ def register_model(
             raise ArgumentError(f"`fn` must be a named function (its name is the model's). Received: fn={f!r}")
         if name in _MODELS and not _redefined(_MODELS[name].fn, f):
             raise ArgumentError(f"Model `{name}` is already registered. Received: name={name!r}")
-        shape = tuple(default_input_shape)
-        owner = family or f.__module__.rsplit(".", 1)[-1]
-        _MODELS[name] = ModelEntry(name, f, owner, shape, default_num_classes, dict(fixes or {}))  # type: ignore[arg-type]
+        _MODELS[name] = ModelEntry(name, f, owner or f.__module__.rsplit(".", 1)[-1], shape, classes, fixed)
         return f
+
+    owner = None if family is None else checks.non_empty("family", family)
+    shape = checks.input_shape(default_input_shape, "default_input_shape")
+    classes = checks.num_classes(default_num_classes)
+    if fixes is not None and (not isinstance(fixes, dict) or not all(isinstance(k, str) for k in fixes)):
+        raise ArgumentError(f"`fixes` must be a dict of builder options and values. Received: fixes={fixes!r}")
+    fixed = dict(fixes or {})
 
     return wrap(fn) if fn is not None else wrap
 
@@ -186,6 +191,12 @@ def register_family(
         ['width']
         >>> del _FAMILIES["tiny_doc"]  # (the example cleans up after itself)
     """
+    checks.non_empty("name", name)
+    for argument, value in (("builder", builder), ("space", space), ("min_input_size", min_input_size)):
+        if not callable(value) and not (value is None and argument != "builder"):
+            raise ArgumentError(f"`{argument}` must be a function. Received: {argument}={value!r}")
+    if recipe is not None and not isinstance(recipe, Recipe):
+        raise ArgumentError(f"`recipe` must be a kerascnn Recipe. Received: recipe={recipe!r}")
     if name in _FAMILIES and not _redefined(_FAMILIES[name].builder, builder):
         raise ArgumentError(f"Family `{name}` is already registered. Received: name={name!r}")
     family = Family(name, builder, recipe or Recipe(), space, min_input_size or (lambda **options: 1))
@@ -219,7 +230,7 @@ def list_models(family: str | None = None) -> list[str]:
     """
     discover()
     known = set(_FAMILIES) | {e.family for e in _MODELS.values()}  # (a model may name a family never declared)
-    if family is not None and family not in known:
+    if family is not None and (not isinstance(family, str) or family not in known):
         available = ", ".join(sorted(known))
         raise ArgumentError(f"Unknown family. Available families: {available}. Received: family={family!r}")
     return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)

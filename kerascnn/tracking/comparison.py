@@ -128,7 +128,8 @@ def compare(
 
 def _checked(run_ids: Any, metric: Any, limit: Any, output: str | Path | None) -> int:
     """``compare``'s arguments, checked; returns ``limit``."""
-    checks.strings("run_ids", run_ids)
+    if checks.strings("run_ids", run_ids) == []:  # (None, not [], takes the experiment's best runs)
+        raise ArgumentError("`run_ids` must name at least one run, or be None. Received: run_ids=[]")
     if not isinstance(metric, str) or not metric:
         raise ArgumentError(f"`metric` must be a metric name. Received: metric={metric!r}")
     if output is not None:

@@ -206,7 +206,7 @@ def _plan(config: TuneConfig, space: SearchSpace, data: Any, adaptation: Any, fo
         print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
     hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed)
-    whole = probe(hypermodel, config.fixed, config.family)  # before KerasTuner reads (or deletes) the folder
+    whole = probe(hypermodel, config.fixed)  # before KerasTuner reads (or deletes) the folder
     return _Search(config, space, data, adaptation, recipe, speed, folder, role, hypermodel, whole)
 
 

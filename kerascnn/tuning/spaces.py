@@ -36,6 +36,7 @@ class SearchSpace:
     build: Space
     recipe: Recipe
     min_input_size: int
+    received: str = ""  # how errors about the space echo what the user gave: family='vgg', or build=<function ...>
 
 
 def space_for(family: str, build: Space | None = None) -> SearchSpace:
@@ -53,7 +54,8 @@ def space_for(family: str, build: Space | None = None) -> SearchSpace:
                 f"Received: build={build!r}"
             )
         recipe = get_family("mnist_cnn" if family == "custom" else family).recipe
-        return SearchSpace(getattr(build, "__name__", "custom"), _given_shapes(build), recipe, 1)
+        name = getattr(build, "__name__", "custom")
+        return SearchSpace(name, _given_shapes(build), recipe, 1, f"build=<function {name}>")
     if family == "custom":
         raise ArgumentError(
             "Family 'custom' means a search space of your own: give build= (a build(hp) that returns a "
@@ -66,7 +68,7 @@ def space_for(family: str, build: Space | None = None) -> SearchSpace:
             f"Family `{found.name}` declares no search space; these do: {', '.join(with_spaces)}. "
             f"Received: family={family!r}"
         )
-    return SearchSpace(found.name, found.space, found.recipe, int(found.min_input_size()))
+    return SearchSpace(found.name, found.space, found.recipe, int(found.min_input_size()), f"family={family!r}")
 
 
 def _given_shapes(build: Space) -> Space:
@@ -146,13 +148,15 @@ class HyperModel:
         return model
 
 
-def probe(hypermodel: HyperModel, fixed: dict[str, Any], family: str) -> Any:
+def probe(hypermodel: HyperModel, fixed: dict[str, Any]) -> Any:
     """Builds the space with KerasTuner's defaults, first as it is (its names), then with
     ``fixed`` applied: a broken space, a ``fixed`` name it does not have, a value it cannot
     build, or nothing left to tune is refused before anything is written. Returns the
     hyperparameters of the plain build (the whole space).
     """
     import keras_tuner as kt
+
+    received = hypermodel.space.received
 
     def build(hp: Any) -> None:
         try:
@@ -161,10 +165,10 @@ def probe(hypermodel: HyperModel, fixed: dict[str, Any], family: str) -> Any:
             why = " ".join(str(e).split())[:300]
             if "Received:" in why:  # the builder's error names the option and its value
                 raise ArgumentError(
-                    f"The search space of {family!r} with fixed={fixed!r} cannot build a model: {why}"
+                    f"The search space of {received} with fixed={fixed!r} cannot build a model: {why}"
                 ) from None
             raise ArgumentError(
-                f"The search space cannot build a model ({why}). Received: family={family!r}, fixed={fixed!r}"
+                f"The search space cannot build a model ({why}). Received: {received}, fixed={fixed!r}"
             ) from None
 
     plain = kt.HyperParameters()
@@ -177,7 +181,7 @@ def probe(hypermodel: HyperModel, fixed: dict[str, Any], family: str) -> Any:
             f"{', '.join(sorted(names))}. Received: fixed={fixed!r}"
         )
     if not names:
-        raise ArgumentError(f"The search space declares no hyperparameter to tune. Received: family={family!r}")
+        raise ArgumentError(f"The search space declares no hyperparameter to tune. Received: {received}")
     if not names - set(fixed):
         raise ArgumentError(f"The search space is empty: every hyperparameter is fixed. Received: fixed={fixed!r}")
     pinned = kt.HyperParameters()
