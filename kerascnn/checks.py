@@ -83,15 +83,23 @@ def _at_most(name: str, value: int, maximum: int) -> int:
     return value
 
 
-def non_empty(argument: str, value: Any) -> str:
-    """Returns ``value`` if it is a non-empty, non-blank string (an experiment or run name).
+MAX_EXPERIMENT_NAME = 500  # MLflow refuses a longer one (mlflow.utils.validation.MAX_EXPERIMENT_NAME_LENGTH)
+MAX_RUN_NAME = 250  # the width of the run name in MLflow's SQL stores (a server on PostgreSQL enforces it)
+
+
+def non_empty(argument: str, value: Any, *, maximum: int | None = None) -> str:
+    """Returns ``value`` if it is a non-empty, non-blank string (an experiment or run name), of
+    at most ``maximum`` characters if given.
 
     Example:
-        >>> non_empty("experiment", "kerascnn")
+        >>> non_empty("experiment", "kerascnn", maximum=MAX_EXPERIMENT_NAME)
         'kerascnn'
     """
     if not isinstance(value, str) or not value.strip():
         raise ArgumentError(f"`{argument}` must be a non-empty name. {_received(argument, value)}")
+    if maximum is not None and len(value) > maximum:
+        shown = f"{value[:20]!r}... ({len(value)} characters)"
+        raise ArgumentError(f"`{argument}` must be at most {maximum} characters long. Received: {argument}={shown}")
     return value
 
 

@@ -454,8 +454,9 @@ class TrainConfig(_Config):
                 raise ArgumentError(f"`jit` must be True, False or 'auto'. Received: jit={self.jit!r}")
             fix("jit", bool(self.jit))
         device.check_strategy(self.strategy)
-        checks.non_empty("experiment", self.experiment)
-        _optional(checks.non_empty)("run_name", self.run_name)
+        checks.non_empty("experiment", self.experiment, maximum=checks.MAX_EXPERIMENT_NAME)
+        if self.run_name is not None:
+            checks.non_empty("run_name", self.run_name, maximum=checks.MAX_RUN_NAME)
         if not isinstance(self.resume, (bool, str)) or self.resume == "":
             raise ArgumentError(f"`resume` must be True, False or a run id. Received: resume={self.resume!r}")
         if isinstance(self.resume, str):
@@ -634,7 +635,7 @@ class TuneConfig(_Config):
             "max_consecutive_failed_trials",
             checks.positive_int("max_consecutive_failed_trials", self.max_consecutive_failed_trials),
         )
-        checks.non_empty("experiment", self.experiment)
+        checks.non_empty("experiment", self.experiment, maximum=checks.MAX_EXPERIMENT_NAME)
         _registration(self)
         fix("tracking_uri", resolve_tracking_uri(self.tracking_uri))
         if len(self.name.encode()) > SEARCH_NAME_MAX:

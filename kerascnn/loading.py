@@ -127,11 +127,35 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
     Example:
         >>> model = load_model("mlruns/artifacts/kerascnn/<run_id>/artifacts/model.keras")  # doctest: +SKIP
     """
-    checks.boolean("unsafe", unsafe)
     checks.boolean("compile", compile)
+    file, received = check_file(path, unsafe=unsafe, argument=argument), f"Received: {argument}={str(path)!r}"
+    import keras
+
+    try:
+        model = keras.saving.load_model(file, compile=compile, safe_mode=not unsafe)
+    except (ValueError, TypeError) as e:
+        raise _refused(e, received) from None
+    except (OSError, KeyError) as e:
+        raise ArgumentError(f"Model file is corrupt or not a Keras archive ({type(e).__name__}). {received}") from None
+    remember(model, model_info(file))
+    return model
+
+
+def check_file(path: Any, *, unsafe: bool = False, argument: str = "path") -> Path:
+    """What :func:`load_model` checks before Keras loads: a ``.keras`` file (``.h5`` with ``unsafe``)
+    that exists and is a zip archive; returns it as a ``Path``.
+
+    Example:
+        >>> check_file("missing.keras")
+        Traceback (most recent call last):
+        kerascnn.errors.ArgumentError: Model file not found. Received: path='missing.keras'
+    """
+    checks.boolean("unsafe", unsafe)
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ArgumentError(f"`{argument}` must be the path of a .keras file. Received: {argument}={path!r}")
     file, received = Path(path), f"Received: {argument}={str(path)!r}"
+    if file.is_dir():
+        raise ArgumentError(f"`{argument}` names a folder, not a .keras file. {received}")
     if not file.is_file():
         raise ArgumentError(f"Model file not found. {received}")
     suffix = file.suffix.lower()
@@ -146,16 +170,7 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, compile: bool =
         raise ArgumentError(
             f"Model file is corrupt or not a Keras archive (empty, cut short or another format). {received}"
         )
-    import keras
-
-    try:
-        model = keras.saving.load_model(file, compile=compile, safe_mode=not unsafe)
-    except (ValueError, TypeError) as e:
-        raise _refused(e, received) from None
-    except (OSError, KeyError) as e:
-        raise ArgumentError(f"Model file is corrupt or not a Keras archive ({type(e).__name__}). {received}") from None
-    remember(model, model_info(file))
-    return model
+    return file
 
 
 def _refused(error: Exception, received: str) -> ArgumentError:

@@ -90,8 +90,10 @@ def resolve(model: str | os.PathLike, tracking_uri: str | None = None) -> ModelS
         'm-23d0358dfc764177bba24155d164aeb6'
     """
     text = check_form(model)
-    if tracking_uri is not None and (not isinstance(tracking_uri, str) or not tracking_uri.strip()):
-        raise ArgumentError(f"`tracking_uri` must be an MLflow tracking URI. Received: tracking_uri={tracking_uri!r}")
+    if tracking_uri is not None:  # (checked for a file too, which needs no store)
+        from kerascnn.tracking.store import resolve_tracking_uri
+
+        resolve_tracking_uri(tracking_uri, write=False)
     if text.startswith("runs:/"):
         run_part, _, name = text[len("runs:/") :].partition("/")
         return _from_run(text, run_part, name.strip("/"), tracking_uri)

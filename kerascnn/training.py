@@ -720,6 +720,10 @@ def _check_unchanged(config: TrainConfig, previous: Any) -> None:
     changed = config.changed_from(previous.data.params)
     if "run_name" in config.given and config.run_name != previous.info.run_name:  # (a name, not a param)
         changed["run_name"] = (repr(previous.info.run_name), repr(config.run_name))
+    if "experiment" in config.given:  # (a run named by id may be in any experiment)
+        experiment = store.retrying(store.client(config.store_uri).get_experiment, previous.info.experiment_id).name
+        if experiment != config.experiment:
+            changed["experiment"] = (repr(experiment), repr(config.experiment))
     if changed:
         logged = ", ".join(f"{k}={was}" for k, (was, _) in changed.items())
         given = ", ".join(f"{k}={now}" for k, (_, now) in changed.items())

@@ -130,8 +130,16 @@ def test_bad_dataset_names_and_folders():
         data.load_dataset("mnist", train_samples=0)
     with pytest.raises(ValueError, match=r"Received: validation_split=1.5"):
         data.load_dataset("mnist", validation_split=1.5)
-    with pytest.raises(ValueError, match=r"leaves no images .*Received: train_samples=3, validation_split=0.9$"):
+    with pytest.raises(ValueError, match=r"leaves too few images .*Received: train_samples=3, validation_split=0.9$"):
         data.load_dataset("mnist", train_samples=3, validation_split=0.9)
+
+
+def test_a_folder_too_small_to_split_is_named_as_the_cause(tmp_path):
+    folder = make_image_folder(tmp_path / "tiny", classes=("a", "b"), per_class=2)
+    with pytest.raises(
+        ValueError, match=rf"^The dataset has too few images .*Received: dataset='{folder}', validation"
+    ):
+        data.load_dataset(str(folder))  # (not train_samples=None: it was not given)
 
 
 def test_image_folder_is_a_dataset(tmp_path):

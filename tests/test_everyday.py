@@ -183,15 +183,17 @@ def test_models_and_argument_checks_do_not_load_tensorflow():
     assert "vgg16" in result.stdout
 
 
-def test_predict_and_export_refuse_missing_files_before_loading_tensorflow(tmp_path):
+def test_predict_export_and_describe_refuse_missing_files_before_loading_tensorflow(tmp_path):
     code = (
         "import sys; from kerascnn.cli import main\n"
         "codes = [main(['predict', 'missing.keras', 'a.png']), main(['predict', 'm.keras', 'missing.png']),\n"
-        "         main(['export', 'missing.keras', '--format', 'tflite', '--output', 'm.tflite'])]\n"
-        "assert codes == [2, 2, 2], codes\n"
+        "         main(['export', 'missing.keras', '--format', 'tflite', '--output', 'm.tflite']),\n"
+        "         main(['describe', 'missing.keras']), main(['describe', 'folder.keras'])]\n"
+        "assert codes == [2, 2, 2, 2, 2], codes\n"
         "assert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules, 'heavy import'"
     )
     (tmp_path / "m.keras").write_bytes(b"")  # (not read: the missing image is refused first)
+    (tmp_path / "folder.keras").mkdir()
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stderr.splitlines()
@@ -199,6 +201,8 @@ def test_predict_and_export_refuse_missing_files_before_loading_tensorflow(tmp_p
         "kerascnn: error: Model file not found. Received: model='missing.keras'",
         "kerascnn: error: Input not found. Received: inputs='missing.png'",
         "kerascnn: error: Model file not found. Received: model='missing.keras'",
+        "kerascnn: error: Model file not found. Received: name='missing.keras'",
+        "kerascnn: error: `name` names a folder, not a .keras file. Received: name='folder.keras'",
     ], lines
 
 

@@ -220,6 +220,7 @@ OPTION_ERRORS = [
     ("alexnet", dict(batch_norm="yes"), r"Received: batch_norm='yes'"),
     ("resnet18", dict(stem="tiny"), r"stem.*Received: stem='tiny'"),
     ("resnet18", dict(block="wide"), r"block.*Received: block='wide'"),
+    ("resnet18", dict(block=""), r"block.*Received: block=''"),  # (not the default block)
     ("resnet50", dict(weight_decay=-1e-4), r"weight_decay.*Received: weight_decay=-0.0001"),
     ("alexnet", dict(conv1_padding=-1), r"conv1_padding.*Received: conv1_padding=-1"),
     ("lenet5", dict(activation="swish"), r"activation.*Received: activation='swish'"),

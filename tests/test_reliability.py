@@ -111,6 +111,10 @@ def test_a_torn_first_backup_restarts_the_run_in_place(tracking_uri, spawn):
         renamed,
         f"(run_name={run.info.run_name!r}); drop the differing flags, or start a new run. Received: run_name='new'",
     )
+    elsewhere = run_cli("train", "--resume", run.info.run_id[:12], "--experiment", "b", "--tracking-uri", tracking_uri)
+    assert_usage_error(
+        elsewhere, "(experiment='kerascnn'); drop the differing flags, or start a new run. Received: experiment='b'"
+    )
     resumed = run_cli(
         "train",
         "--resume",

@@ -13,6 +13,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from kerascnn import checks
 from kerascnn.tracking import store
 
 
@@ -282,3 +283,25 @@ def test_a_store_path_too_long_for_sqlite_is_refused_at_once(tmp_path):
         store.resolve_tracking_uri(f"sqlite:///{linked}", write=False)
     with pytest.raises(ValueError, match=r"^`tracking_uri` names a path that cannot be expanded"):
         store.resolve_tracking_uri("sqlite:///~no-such-user-here/mlflow.db")
+
+
+def test_stores_that_would_lose_every_run_are_refused_before_training(tmp_path, monkeypatch):
+    """An in-memory SQLite store ends with its process; a database without its driver installed
+    fails every write, which training took for an outage (the run spooled, and `sync` failed too)."""
+    monkeypatch.chdir(tmp_path)
+    for uri in ("sqlite:///:memory:", "sqlite:///file::memory:?cache=shared"):
+        with pytest.raises(ValueError, match=r"^`tracking_uri` must name a database file: an in-memory store"):
+            store.resolve_tracking_uri(uri)
+    missing = "postgresql+nosuchdriver://user:secret@127.0.0.1:1/runs"
+    with pytest.raises(
+        ValueError, match=r"its driver is missing .*Received: tracking_uri='postgresql\+nosuchdriver://user:\*\*\*@"
+    ):
+        store.probe(store.resolve_tracking_uri(missing))  # (the password is not echoed)
+    with pytest.raises(
+        ValueError, match=r"^Not a database URL. Received: tracking_uri='mysql://user:\*\*\*@host:port/runs'$"
+    ):
+        store.probe("mysql://user:secret@host:port/runs")
+    with pytest.raises(ValueError, match=r"^`experiment` must be at most 500 characters long. .*\(501 characters\)$"):
+        store.ensure_experiment(f"sqlite:///{tmp_path}/mlflow.db", "x" * 501)
+    assert checks.MAX_EXPERIMENT_NAME == mlflow.utils.validation.MAX_EXPERIMENT_NAME_LENGTH
+    assert list(tmp_path.iterdir()) == []  # (no file named ':memory:', no store)

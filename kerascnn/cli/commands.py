@@ -114,10 +114,11 @@ def cmd_describe(args: argparse.Namespace) -> Said:
                 "--input-shape, --num-classes and -o apply to model names, not saved files. "
                 f"Received: name={args.name!r}"
             )
-        _tensorflow()
-        from kerascnn.loading import load_model
+        from kerascnn.loading import check_file, load_model
 
-        model = load_model(args.name, unsafe=args.unsafe, compile=False)
+        check_file(args.name, unsafe=args.unsafe, argument="name")  # before TensorFlow loads
+        _tensorflow()
+        model = load_model(args.name, unsafe=args.unsafe, compile=False, argument="name")
     else:
         shape, options = _checked_build(args)  # bad names and options fail before Keras loads
         _tensorflow()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from kerascnn import arithmetic, checks
-from kerascnn.errors import ArgumentError
 from kerascnn.models._layers import conv_relu, dense_head, keras, layers
 from kerascnn.models.registry import register_family, register_model
 from kerascnn.recipes import Recipe
@@ -25,9 +24,7 @@ def _windows(conv1_padding: int = 2) -> list[arithmetic.Window]:
 
 
 def _check_padding(conv1_padding: object) -> int:
-    if isinstance(conv1_padding, bool) or not isinstance(conv1_padding, int) or conv1_padding < 0:
-        raise ArgumentError(f"`conv1_padding` must be an integer >= 0. Received: conv1_padding={conv1_padding!r}")
-    return conv1_padding
+    return checks.non_negative_int("conv1_padding", conv1_padding)
 
 
 def min_input_size(conv1_padding: int = 2, **overrides) -> int:

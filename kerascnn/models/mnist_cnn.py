@@ -15,7 +15,8 @@ from kerascnn.recipes import Recipe
 
 def _filters(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
-        return (int(value), 2 * int(value), 2 * int(value))
+        f = checks.positive_int("filters", value, maximum=checks.INT_MAX // 2)  # (its double must fit too)
+        return (f, 2 * f, 2 * f)
     if isinstance(value, (numbers.Integral, str)) and not isinstance(value, bool):  # (an int below 1, or a word)
         raise ArgumentError(f"`filters` must be a positive integer or 3 of them. Received: filters={value!r}")
     return checks.int_tuple("filters", value, length=3)  # type: ignore[return-value]

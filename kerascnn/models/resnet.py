@@ -167,7 +167,7 @@ def resnet(
         >>> model = resnet(input_shape=(32, 32, 3), num_classes=10, depth=18)
     """
     default_block, default_stages = DEPTHS[checks.one_of("depth", depth, DEPTHS)]
-    block = checks.one_of("block", block or default_block, BLOCKS)
+    block = checks.one_of("block", default_block if block is None else block, BLOCKS)
     stages = checks.int_tuple("stage_depths", stage_depths if stage_depths is not None else default_stages)
     width = checks.positive_int("width", width)
     weight_decay = checks.non_negative_float("weight_decay", weight_decay)

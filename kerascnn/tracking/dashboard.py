@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from kerascnn import servers
+from kerascnn import checks, servers
 from kerascnn.config import DEFAULT_EXPERIMENT
 from kerascnn.tracking import store
 
@@ -52,6 +52,7 @@ def serve(
         >>> serve(port=5001)  # doctest: +SKIP
     """
     servers.check_address(host, port)
+    checks.non_empty("experiment", experiment, maximum=checks.MAX_EXPERIMENT_NAME)
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
     if store.not_made(uri):  # made below: its folder must take it
         store.resolve_tracking_uri(tracking_uri)

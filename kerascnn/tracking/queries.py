@@ -70,7 +70,7 @@ def search_runs(
     run_ids = checks.strings("run_ids", run_ids)
     checks.boolean("include_trials", include_trials)
     if experiment is not None:
-        checks.non_empty("experiment", experiment)
+        checks.non_empty("experiment", experiment, maximum=checks.MAX_EXPERIMENT_NAME)
     with collector_paused():
         import mlflow
         import pandas as pd

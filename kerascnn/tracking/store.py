@@ -89,6 +89,11 @@ SQLITE_MAX_PATHNAME = 512  # bytes in a file's path that SQLite's unix VFS opens
 def _resolve_sqlite(uri: str, source: str, write: bool) -> str:
     if not uri.startswith("sqlite:///") or uri == "sqlite:///":
         raise ArgumentError(f"`{source}` must look like sqlite:///path/to/mlflow.db. Received: {source}={uri!r}")
+    if uri.partition("?")[0] in ("sqlite:///:memory:", "sqlite:///file::memory:"):
+        raise ArgumentError(
+            f"`{source}` must name a database file: an in-memory store loses every run when the command ends "
+            f"(and its writer is another process). Received: {source}={uri!r}"
+        )
     try:
         path = Path(uri[len("sqlite:///") :]).expanduser()
     except RuntimeError as e:  # ~nobody/..., or no home to expand ~ to
@@ -225,6 +230,8 @@ def probe(uri: str, *, offline_hint: bool = False, experiment: str | None = None
         raise StoreUnavailable(
             f"Cannot open the MLflow store (not an SQLite database file). Received: tracking_uri={uri!r}"
         )
+    if urlparse(uri).scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+        _check_sql_driver(uri)
     if urlparse(uri).scheme not in ("http", "https"):
         if db is not None and experiment is not None and _stage_in_sqlite(db, experiment) == "deleted":
             raise _deleted(experiment)
@@ -243,6 +250,27 @@ def probe(uri: str, *, offline_hint: bool = False, experiment: str | None = None
         ) from None
     if experiment is not None and _stage_on_server(uri, experiment) == "deleted":
         raise _deleted(experiment)
+
+
+def _check_sql_driver(uri: str) -> None:
+    """Refuses a database URI whose SQLAlchemy driver is not installed: MLflow would fail on every
+    write, which training takes for an outage (it spools, and ``sync`` fails as well)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError as SQLAlchemyArgumentError
+    from sqlalchemy.exc import NoSuchModuleError
+
+    try:
+        url = make_url(uri)
+    except (SQLAlchemyArgumentError, ValueError):  # (a port that is not a number: ValueError)
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", uri)  # (its password hidden)
+        raise StoreUnavailable(f"Not a database URL. Received: tracking_uri={shown!r}") from None
+    try:
+        url.get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError) as e:
+        raise StoreUnavailable(
+            f"MLflow cannot open this database: its driver is missing ({e}); install it. "
+            f"Received: tracking_uri={url.render_as_string(hide_password=True)!r}"
+        ) from None
 
 
 def _deleted(experiment: str) -> ArgumentError:
@@ -522,7 +550,7 @@ def ensure_experiment(uri: str, name: str) -> str:
         >>> ensure_experiment("sqlite:////tmp/x/mlflow.db", "demo")  # doctest: +SKIP
         '1'
     """
-    checks.non_empty("experiment", name)
+    checks.non_empty("experiment", name, maximum=checks.MAX_EXPERIMENT_NAME)
     c = client(uri)
     found = retrying(c.get_experiment_by_name, name)
     if found is not None:
