@@ -470,6 +470,11 @@ class TrainConfig(_Config):
             raise ArgumentError(
                 "`resume` continues a tracked run; it cannot be used without tracking. Received: tracking=False"
             )
+        if self.jit is True and self.deterministic:
+            raise ArgumentError(
+                "`jit` cannot go with `deterministic`: Keras runs no XLA under TensorFlow's op determinism. "
+                "Received: jit=True, deterministic=True"
+            )
         _registration(self)
         if self.offline and (self.resume or not self.tracking):
             what = f"resume={self.resume!r}" if self.resume else "tracking=False"

@@ -302,6 +302,7 @@ def plan(
     jit: bool | str = "auto",
     steps_per_execution: int = 1,
     strategy: str | None = "auto",
+    deterministic: bool = False,
 ) -> SpeedPlan:
     """Resolves the speed settings of a run on ``machine``.
 
@@ -311,6 +312,7 @@ def plan(
         jit: ``True``, ``False`` or ``"auto"`` (XLA on CUDA GPUs only).
         steps_per_execution: Batches per compiled call (1 under ``multiworker``).
         strategy: The distribution strategy's name (``None`` where none is used: a tuner's trials).
+        deterministic: TensorFlow's op determinism is on: ``"auto"`` jit is off (Keras runs no XLA then).
 
     Example:
         >>> plan(Machine("cpu", "x86_64", 2, frozenset({"avx2"}))).policy
@@ -324,7 +326,9 @@ def plan(
         raise ArgumentError(f"`jit` must be True, False or 'auto'. Received: jit={jit!r}")
     policy, why_precision, warnings = _precision(machine, precision)
     warnings = [*machine.warnings, *warnings]
-    if jit == "auto":
+    if jit == "auto" and deterministic:
+        use_jit, why_jit = False, "auto: no XLA with deterministic ops (Keras turns it off)"
+    elif jit == "auto":
         use_jit, why_jit = _auto_jit(machine.gpus)
     else:
         use_jit, why_jit = bool(jit), f"asked for jit={jit}"

@@ -280,6 +280,7 @@ def _plan(config: TrainConfig, checked: tuple[Any, Any, Any, int] | None) -> _Pl
         jit=config.jit,
         steps_per_execution=recipe.steps_per_execution,
         strategy=config.strategy,
+        deterministic=config.deterministic,
     )
     warnings = [*data.notes, *speed.warnings, *schedule_warnings(recipe, "warmup_epochs" in config.given)]
     chief = device.is_chief(strategy)

@@ -150,6 +150,8 @@ def test_gpu_reasons_name_the_gpus_without_tensor_cores():
     metal = hardware.plan(machine(AVX2, gpus=(hardware.Gpu("METAL"),)))  # not CUDA: no capability
     assert metal.policy == "float32" and "unknown capability" in metal.reasons["precision"]
     assert metal.jit is False and "no CUDA compute capability" in metal.reasons["jit"]
+    exact = hardware.plan(machine(AVX2, gpus=(new,)), deterministic=True)  # (Keras would warn and turn XLA off)
+    assert exact.jit is False and exact.reasons["jit"] == "auto: no XLA with deterministic ops (Keras turns it off)"
 
 
 def test_forced_mixed_warns_where_it_is_slow():

@@ -269,6 +269,10 @@ def test_bad_arguments_raise_before_any_run(tracking_uri, monkeypatch):
         (dict(optimizer=["adam"]), r"must be one of 'adam', .*Received: optimizer=\['adam'\]"),  # (not unhashable)
         (dict(input_shape=(2**31, 2**31, 1)), r"`input_shape` must hold integers up to 2147483647"),
         (dict(num_classes=2**70), r"`num_classes` must be an integer from 2 to 2147483647"),
+        (
+            dict(jit=True, deterministic=True),
+            r"`jit` cannot go with `deterministic`.*Received: jit=True, deterministic",
+        ),
         (dict(train_samples=0), "Received: train_samples=0"),
         (dict(num_classes=5), "smaller than the 10 classes"),
         (dict(input_shape=(28, 28, 3), model_kwargs={"filters": 0}), "Received: filters=0"),
