@@ -183,13 +183,14 @@ def test_models_and_argument_checks_do_not_load_tensorflow():
     assert "vgg16" in result.stdout
 
 
-def test_predict_export_and_describe_refuse_missing_files_before_loading_tensorflow(tmp_path):
+def test_predict_export_describe_and_convert_refuse_bad_arguments_before_loading_tensorflow(tmp_path):
     code = (
         "import sys; from kerascnn.cli import main\n"
         "codes = [main(['predict', 'missing.keras', 'a.png']), main(['predict', 'm.keras', 'missing.png']),\n"
         "         main(['export', 'missing.keras', '--format', 'tflite', '--output', 'm.tflite']),\n"
-        "         main(['describe', 'missing.keras']), main(['describe', 'folder.keras'])]\n"
-        "assert codes == [2, 2, 2, 2, 2], codes\n"
+        "         main(['describe', 'missing.keras']), main(['describe', 'folder.keras']),\n"
+        "         main(['convert', 'resnet18', 'sd.npz', '--output', 'o.keras', '--input-shape', '0', '0', '0'])]\n"
+        "assert codes == [2, 2, 2, 2, 2, 2], codes\n"
         "assert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules, 'heavy import'"
     )
     (tmp_path / "m.keras").write_bytes(b"")  # (not read: the missing image is refused first)
@@ -203,6 +204,8 @@ def test_predict_export_and_describe_refuse_missing_files_before_loading_tensorf
         "kerascnn: error: Model file not found. Received: model='missing.keras'",
         "kerascnn: error: Model file not found. Received: name='missing.keras'",
         "kerascnn: error: `name` names a folder, not a .keras file. Received: name='folder.keras'",
+        "kerascnn: error: `input_shape` must be (height, width, channels), 3 positive integers. "
+        "Received: input_shape=(0, 0, 0)",
     ], lines
 
 

@@ -158,6 +158,10 @@ def cmd_convert(args: argparse.Namespace) -> Said:
     if output.exists() and not args.overwrite:
         raise ArgumentError(f"Output exists; pass --overwrite to replace it. Received: output={args.output!r}")
     checks.writable("output", args.output)
+    if args.input_shape is not None:
+        checks.input_shape(tuple(args.input_shape))
+    if args.num_classes is not None:
+        checks.num_classes(args.num_classes)
     read_state_dict(args.state_dict)  # checked before TensorFlow loads (read again below: errors echo the path)
     _tensorflow()
     from kerascnn.pretrained import convert_torchvision
