@@ -221,15 +221,15 @@ def input_shape(value: Any, name: str = "input_shape") -> tuple[int, int, int]:
     return int_tuple(name, value, length=3, what=what)  # type: ignore[return-value]
 
 
-def num_classes(value: Any) -> int:
-    """Returns ``value`` if it is an integer >= 2.
+def num_classes(value: Any, name: str = "num_classes") -> int:
+    """Returns ``value`` if it is an integer from 2 to ``INT_MAX`` (its error names ``name``).
 
     Example:
         >>> num_classes(10)
         10
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 2 <= int(value) <= INT_MAX:
-        raise ArgumentError(f"`num_classes` must be an integer from 2 to {INT_MAX}. {_received('num_classes', value)}")
+        raise ArgumentError(f"`{name}` must be an integer from 2 to {INT_MAX}. {_received(name, value)}")
     return int(value)
 
 

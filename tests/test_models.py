@@ -322,7 +322,7 @@ def test_registering_refuses_bad_arguments_in_one_line():
         (lambda: register_family("never_test", builder=never_test_cnn, recipe="r"), r"Received: recipe='r'$"),
         (lambda: register_model(never_test_cnn, fixes="x"), r"`fixes` must be a dict .*Received: fixes='x'$"),
         (lambda: register_model(never_test_cnn, default_input_shape="abc"), r"Received: default_input_shape='abc'$"),
-        (lambda: register_model(never_test_cnn, default_num_classes=True), r"Received: num_classes=True$"),
+        (lambda: register_model(never_test_cnn, default_num_classes=True), r"Received: default_num_classes=True$"),
         (lambda: kerascnn.list_models(["vgg"]), r"^Unknown family. .*Received: family=\['vgg'\]$"),
     ]:
         with pytest.raises(ValueError, match=match):

@@ -154,6 +154,12 @@ def register_model(
         True
         >>> del _MODELS["tiny_doc_cnn"]  # (the example cleans up after itself)
     """
+    owner = None if family is None else checks.non_empty("family", family)
+    shape = checks.input_shape(default_input_shape, "default_input_shape")
+    classes = checks.num_classes(default_num_classes, "default_num_classes")
+    if fixes is not None and (not isinstance(fixes, dict) or not all(isinstance(k, str) for k in fixes)):
+        raise ArgumentError(f"`fixes` must be a dict of builder options and values. Received: fixes={fixes!r}")
+    fixed = dict(fixes or {})
 
     def wrap(f: Builder) -> Builder:
         name = getattr(f, "__name__", "")
@@ -163,13 +169,6 @@ def register_model(
             raise ArgumentError(f"Model `{name}` is already registered. Received: name={name!r}")
         _MODELS[name] = ModelEntry(name, f, owner or f.__module__.rsplit(".", 1)[-1], shape, classes, fixed)
         return f
-
-    owner = None if family is None else checks.non_empty("family", family)
-    shape = checks.input_shape(default_input_shape, "default_input_shape")
-    classes = checks.num_classes(default_num_classes)
-    if fixes is not None and (not isinstance(fixes, dict) or not all(isinstance(k, str) for k in fixes)):
-        raise ArgumentError(f"`fixes` must be a dict of builder options and values. Received: fixes={fixes!r}")
-    fixed = dict(fixes or {})
 
     return wrap(fn) if fn is not None else wrap
 
