@@ -350,7 +350,7 @@ def _compare_parser(sub: Any) -> None:
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to compare (ids or unique id prefixes)")
     _store_options(p)
     p.add_argument("--metric", default="val_accuracy", help="per-epoch metric to overlay (default: val_accuracy)")
-    p.add_argument("--output", help="save the figure (.png, .svg or .pdf)")
+    p.add_argument("--output", help="save the figure (.png, .svg or .pdf; a file there is replaced)")
     p.add_argument("--limit", type=int, default=10, help="most runs taken when no RUN_ID is given (default: 10)")
     _json_flag(p, "the comparison")
     p.set_defaults(run=cmd_compare)

@@ -80,7 +80,8 @@ def compare(
         experiment: Or: the best ``limit`` runs of this experiment (of every experiment
             when neither is given).
         metric: Per-epoch metric to overlay (``val_accuracy``, ``loss``, ...).
-        output: Save the figure here (``.png``, ``.svg`` or ``.pdf``; missing folders are created).
+        output: Save the figure here (``.png``, ``.svg`` or ``.pdf``; missing folders are created; a file
+            there is replaced, as by ``savefig``: the figure is drawn again from the store at any time).
         limit: Most runs taken from ``experiment``.
         tracking_uri: The store (default as in ``train``).
 
