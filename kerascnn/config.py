@@ -440,7 +440,7 @@ class TrainConfig(_Config):
         fix("validation_split", checks.fraction("validation_split", self.validation_split))
         fix("input_shape", None if self.input_shape is None else checks.input_shape(self.input_shape))
         fix("model_kwargs", _pairs("model_kwargs", self.model_kwargs))
-        get_entry(self.model).check_options(self.model_kwargs)
+        get_entry(self.model).check_options(self.model_kwargs, self.input_shape, self.num_classes)
         if self.weights is not None:
             from kerascnn.pretrained import check_weights
 
@@ -470,7 +470,7 @@ class TrainConfig(_Config):
             raise ArgumentError(
                 "`resume` continues a tracked run; it cannot be used without tracking. Received: tracking=False"
             )
-        if self.jit is True and self.deterministic:
+        if self.jit is True and self.deterministic and not self.resume:  # (a run logged so, before this check, resumes)
             raise ArgumentError(
                 "`jit` cannot go with `deterministic`: Keras runs no XLA under TensorFlow's op determinism. "
                 "Received: jit=True, deterministic=True"

@@ -252,7 +252,25 @@ for name, kwargs, match in ast.literal_eval(sys.argv[1]):
         assert re.search(match, str(e)), (name, str(e))
     else:
         raise AssertionError(f"{name} accepted {kwargs}")
+from kerascnn.models import register_model
+from kerascnn.models._layers import KerasNeeded, checks_only
+
+@register_model  # (a builder of the user's: its checks may need the real input, so the build makes them)
+def grey_user_cnn(*, input_shape, num_classes, width=8):
+    if input_shape[-1] != 1:
+        raise ArgumentError(f"grey only. Received: width={width}")
+
+TrainConfig.create(model="grey_user_cnn", model_kwargs={"width": 4})
+with checks_only():
+    with checks_only():
+        pass
+    try:
+        get_entry("resnet18").fn(input_shape=(32, 32, 3), num_classes=10)  # (still stopped after a nested one)
+    except KerasNeeded:
+        pass
 for name in list_models():
+    if name == "grey_user_cnn":
+        continue
     entry = get_entry(name)
     params = inspect.signature(get_family(entry.family).builder).parameters
     defaults = {o: params[o].default for o in entry.options()}
@@ -327,6 +345,11 @@ def test_registering_refuses_bad_arguments_in_one_line():
     ]:
         with pytest.raises(ValueError, match=match):
             call()
+    try:  # a size left open is a default still (the model is built with an input_shape given)
+        register_model(never_test_cnn, default_input_shape=(None, None, 3))
+        assert get_entry("never_test_cnn").default_input_shape == (None, None, 3)
+    finally:
+        _MODELS.pop("never_test_cnn", None)
     assert "never_test" not in _FAMILIES and "never_test_cnn" not in _MODELS
     assert kerascnn.list_families() == sorted(kerascnn.list_families())
 

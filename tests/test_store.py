@@ -300,7 +300,7 @@ def test_stores_that_would_lose_every_run_are_refused_before_training(tmp_path, 
     with pytest.raises(
         ValueError, match=r"^Not a database URL. Received: tracking_uri='mysql://user:\*\*\*@host:port/runs'$"
     ):
-        store.probe("mysql://user:secret@host:port/runs")
+        store.probe("mysql://user:se@cret@host:port/runs")  # (an @ in the password: hidden too)
     with pytest.raises(ValueError, match=r"^`experiment` must be at most 500 characters long. .*\(501 characters\)$"):
         store.ensure_experiment(f"sqlite:///{tmp_path}/mlflow.db", "x" * 501)
     assert checks.MAX_EXPERIMENT_NAME == mlflow.utils.validation.MAX_EXPERIMENT_NAME_LENGTH

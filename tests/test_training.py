@@ -281,6 +281,8 @@ def test_bad_arguments_raise_before_any_run(tracking_uri, monkeypatch):
         with pytest.raises(kerascnn.ArgumentError, match=match):  # (a ValueError: the public type to catch)
             kerascnn.train("mnist_cnn", "mnist", tracking_uri=tracking_uri, verbose=0, **dict(TINY, **kwargs))
     assert issubclass(kerascnn.ArgumentError, ValueError)
+    logged_so = kerascnn.TrainConfig.create(jit=True, deterministic=True, resume="0123abcd", tracking_uri=tracking_uri)
+    assert logged_so.jit is True  # (a run logged with both, before they were refused together, still resumes)
     with (
         monkeypatch.context() as m,
         pytest.raises(ValueError, match=r"store's folder cannot be created or written \(/"),

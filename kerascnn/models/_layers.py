@@ -54,11 +54,11 @@ def checks_only() -> Iterator[None]:
         Traceback (most recent call last):
         kerascnn.errors.ArgumentError: `dropout` must be a number in [0, 1). Received: dropout=2
     """
-    _CHECKING.on = True
+    before, _CHECKING.on = getattr(_CHECKING, "on", False), True
     try:
         yield
     finally:
-        _CHECKING.on = False
+        _CHECKING.on = before  # (a builder that creates another model runs its checks within this one)
 
 
 def predictions(num_classes: int, kernel_regularizer: Any = None) -> Any:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import numbers
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -77,9 +78,12 @@ class ModelEntry:
             n for n in params if n not in ("input_shape", "num_classes") and params[n].kind != params[n].VAR_KEYWORD
         ]
 
-    def check_options(self, overrides: dict[str, Any]) -> None:
-        """Raises an ``ArgumentError`` for an option the builder does not have, or (before Keras
-        is loaded) one whose value the builder refuses."""
+    def check_options(
+        self, overrides: dict[str, Any], input_shape: tuple[int, int, int] | None = None, num_classes: int | None = None
+    ) -> None:
+        """Raises an ``ArgumentError`` for an option the builder does not have, or (for the kit's
+        families, before Keras is loaded) one whose value the builder refuses with ``input_shape``
+        and ``num_classes`` (the model's defaults where not given)."""
         options = self.options()
         for key, value in overrides.items():
             if key in self.fixes:
@@ -93,28 +97,30 @@ class ModelEntry:
                     f"`{self.name}` has no option `{key}`; its options are {', '.join(options)}. "
                     f"Received: {key}={value!r}"
                 )
-        self._check_values(overrides)
+        self._check_values(overrides, input_shape, num_classes)
 
-    def _check_values(self, overrides: dict[str, Any]) -> None:
+    def _check_values(self, overrides: dict[str, Any], shape: tuple[int, int, int] | None, classes: int | None) -> None:
         """The builder's own checks of ``overrides``, seconds before TensorFlow would load: a kit
-        family's builder runs up to its first use of Keras (``_layers.checks_only``), on an input
-        it accepts; an error naming one of ``overrides`` is raised. Once Keras is loaded (or for a
-        builder that imports it itself), the build checks them."""
+        family's builder runs up to its first use of Keras (``_layers.checks_only``); an error
+        naming one of ``overrides`` is raised. Once Keras is loaded, or for a builder from
+        elsewhere (its checks may need the real input), the build checks them."""
         from kerascnn.models import _layers
 
         module = sys.modules.get(self.fn.__module__)
-        if not overrides or "keras" in sys.modules or getattr(module, "keras", None) is not _layers.keras:
+        kit = self.fn.__module__.startswith("kerascnn.models.") and getattr(module, "keras", None) is _layers.keras
+        if not overrides or "keras" in sys.modules or not kit:
             return
-        side = max(self.default_input_shape[0], self.min_input_size(**overrides))
-        shape = (side, side, self.default_input_shape[2])
+        if shape is None:  # (an input the model takes: its default, at least as large as its down-sampling needs)
+            side = max(self.default_input_shape[0] or 1, self.min_input_size(**overrides))
+            shape = (side, side, self.default_input_shape[2] or 3)
         try:
             with _layers.checks_only():
-                self.fn(input_shape=shape, num_classes=self.default_num_classes, **overrides)
-        except _layers.KerasNeeded:
-            pass
+                self.fn(input_shape=shape, num_classes=classes or self.default_num_classes, **overrides)
         except ArgumentError as e:
             if any(f"Received: {key}=" in str(e) for key in overrides):
                 raise
+        except Exception:  # KerasNeeded (every check passed), or anything the real build will say
+            return
 
     def min_input_size(self, **overrides: Any) -> int:
         """The smallest height/width this model accepts with ``overrides`` (checked)."""
@@ -155,7 +161,7 @@ def register_model(
         >>> del _MODELS["tiny_doc_cnn"]  # (the example cleans up after itself)
     """
     owner = None if family is None else checks.non_empty("family", family)
-    shape = checks.input_shape(default_input_shape, "default_input_shape")
+    shape = _default_shape(default_input_shape)
     classes = checks.num_classes(default_num_classes, "default_num_classes")
     if fixes is not None and (not isinstance(fixes, dict) or not all(isinstance(k, str) for k in fixes)):
         raise ArgumentError(f"`fixes` must be a dict of builder options and values. Received: fixes={fixes!r}")
@@ -171,6 +177,21 @@ def register_model(
         return f
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _default_shape(value: Any) -> tuple[Any, Any, Any]:
+    """``default_input_shape``, checked: 3 positive integers, or ``None`` for a size the model leaves open."""
+    dims = list(value) if isinstance(value, (tuple, list)) and len(value) == 3 else None
+    if dims is None or not all(d is None or (_integer(d) and 1 <= d <= checks.INT_MAX) for d in dims):
+        raise ArgumentError(
+            "`default_input_shape` must be (height, width, channels), 3 positive integers or None (a size left "
+            f"open). Received: default_input_shape={value!r}"
+        )
+    return dims[0], dims[1], dims[2]
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def register_family(
@@ -336,7 +357,7 @@ def create_model(
     entry = get_entry(name)
     shape = checks.input_shape(entry.default_input_shape if input_shape is None else input_shape)
     classes = checks.num_classes(entry.default_num_classes if num_classes is None else num_classes)
-    entry.check_options(overrides)
+    entry.check_options(overrides, shape, classes)
     if weights is not None:
         from kerascnn.pretrained import create_pretrained
 

@@ -262,7 +262,7 @@ def _check_sql_driver(uri: str) -> None:
     try:
         url = make_url(uri)
     except (SQLAlchemyArgumentError, ValueError):  # (a port that is not a number: ValueError)
-        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", uri)  # (its password hidden)
+        shown = re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", uri)  # (its password hidden, an @ in it too)
         raise StoreUnavailable(f"Not a database URL. Received: tracking_uri={shown!r}") from None
     try:
         url.get_dialect().import_dbapi()
