@@ -25,6 +25,16 @@ INT_MAX = 2**31 - 1  # the largest count the kit takes (epochs, sizes, trials): 
 SEED_MAX = 2**32 - 1  # what NumPy and Keras take as a seed
 
 
+def integer(value: Any) -> bool:
+    """Whether ``value`` is an integer (``np.int64`` too), not a bool.
+
+    Example:
+        >>> integer(3), integer(True), integer(3.0)
+        (True, False, False)
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def positive_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
     """Returns ``value`` as an int if it is an integer from 1 to ``maximum``.
 
@@ -32,7 +42,7 @@ def positive_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
         >>> positive_int("epochs", 3)
         3
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not integer(value) or value < 1:
         raise ArgumentError(f"`{name}` must be a positive integer. {_received(name, value)}")
     return _at_most(name, int(value), maximum)
 
@@ -44,7 +54,7 @@ def non_negative_int(name: str, value: Any, *, maximum: int = INT_MAX) -> int:
         >>> non_negative_int("seed", 0, maximum=2**32 - 1)
         0
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    if not integer(value) or value < 0:
         raise ArgumentError(f"`{name}` must be an integer >= 0. {_received(name, value)}")
     return _at_most(name, int(value), maximum)
 
@@ -172,7 +182,7 @@ def int_tuple(
         value = list(value)
     ok = isinstance(value, Sequence) and not isinstance(value, str) and (allow_empty or len(value) > 0)
     if ok:
-        ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1 for v in value)
+        ok = all(integer(v) and int(v) >= 1 for v in value)
         if ok and max((int(v) for v in value), default=0) > INT_MAX:
             raise ArgumentError(f"`{name}` must hold integers up to {INT_MAX}. {_received(name, given)}")
     if ok and length is not None:
@@ -228,7 +238,7 @@ def num_classes(value: Any, name: str = "num_classes") -> int:
         >>> num_classes(10)
         10
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 2 <= int(value) <= INT_MAX:
+    if not integer(value) or not 2 <= int(value) <= INT_MAX:
         raise ArgumentError(f"`{name}` must be an integer from 2 to {INT_MAX}. {_received(name, value)}")
     return int(value)
 

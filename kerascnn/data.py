@@ -444,11 +444,12 @@ def load_dataset(
         xt, yt = xt[:test_samples], yt[:test_samples]
     n_val = round(len(x) * validation_split)
     if n_val >= len(x) or (validation_split > 0 and n_val == 0):
-        given = f"train_samples={train_samples!r}" if train_samples is not None else f"dataset={str(name)!r}"
+        cause, given = ("`train_samples` leaves", f"train_samples={train_samples!r}")
+        if train_samples is None:  # (the dataset itself is too small)
+            cause, given = "The dataset has", f"dataset={str(name)!r}"
         raise ArgumentError(
-            f"{'`train_samples` leaves' if train_samples is not None else 'The dataset has'} too few images to "
-            f"split for training and validation ({len(x)} images, validation_split={validation_split}). "
-            f"Received: {given}, validation_split={validation_split!r}"
+            f"{cause} too few images to split for training and validation ({len(x)} images, "
+            f"validation_split={validation_split}). Received: {given}, validation_split={validation_split!r}"
         )
     order = np.random.default_rng(seed).permutation(len(x))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])

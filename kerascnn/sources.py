@@ -90,16 +90,16 @@ def resolve(model: str | os.PathLike, tracking_uri: str | None = None) -> ModelS
         'm-23d0358dfc764177bba24155d164aeb6'
     """
     text = check_form(model)
-    if tracking_uri is not None:  # (checked for a file too, which needs no store)
-        from kerascnn.tracking.store import resolve_tracking_uri
-
-        resolve_tracking_uri(tracking_uri, write=False)
     if text.startswith("runs:/"):
         run_part, _, name = text[len("runs:/") :].partition("/")
         return _from_run(text, run_part, name.strip("/"), tracking_uri)
     if text.startswith("models:/"):
         return _from_registry(text, tracking_uri)
     if Path(text).is_file():
+        if tracking_uri is not None:  # (a file needs no store; the argument given is checked still)
+            from kerascnn.tracking.store import resolve_tracking_uri
+
+            resolve_tracking_uri(tracking_uri, write=False)
         return ModelSource(text, path=Path(text))
     return _from_run(text, text, "", tracking_uri)
 

@@ -697,6 +697,4 @@ def test_predict_evaluate_and_export_refuse_a_model_without_one_output_of_class_
                 call(model, *args)
     assert not (tmp_path / "m.tflite").exists()
     with pytest.raises(ValueError, match=r"^`tracking_uri` must be an MLflow tracking URI. Received: tracking_uri=3$"):
-        kerascnn.evaluate(
-            str(tmp_path / "two.keras"), "mnist", tracking_uri=3
-        )  # (a file needs no store: still checked)
+        kerascnn.evaluate(str(tmp_path / "two.keras"), "mnist", tracking_uri=3)  # (a file needs no store: checked)

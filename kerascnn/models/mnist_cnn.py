@@ -3,7 +3,6 @@ of TensorFlow's Keras CNN tutorial (keras.io's smaller "Simple MNIST convnet" ha
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 from kerascnn import arithmetic, checks
@@ -13,11 +12,11 @@ from kerascnn.models.registry import register_family, register_model
 from kerascnn.recipes import Recipe
 
 
-def _filters(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+def _filters(value: Any) -> tuple[int, int, int]:
+    if checks.integer(value) and value >= 1:
         f = checks.positive_int("filters", value, maximum=checks.INT_MAX // 2)  # (its double must fit too)
         return (f, 2 * f, 2 * f)
-    if isinstance(value, (numbers.Integral, str)) and not isinstance(value, bool):  # (an int below 1, or a word)
+    if checks.integer(value) or isinstance(value, str):  # (an int below 1, or a word)
         raise ArgumentError(f"`filters` must be a positive integer or 3 of them. Received: filters={value!r}")
     return checks.int_tuple("filters", value, length=3)  # type: ignore[return-value]
 

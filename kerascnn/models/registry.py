@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import numbers
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -182,16 +181,12 @@ def register_model(
 def _default_shape(value: Any) -> tuple[Any, Any, Any]:
     """``default_input_shape``, checked: 3 positive integers, or ``None`` for a size the model leaves open."""
     dims = list(value) if isinstance(value, (tuple, list)) and len(value) == 3 else None
-    if dims is None or not all(d is None or (_integer(d) and 1 <= d <= checks.INT_MAX) for d in dims):
+    if dims is None or not all(d is None or (checks.integer(d) and 1 <= int(d) <= checks.INT_MAX) for d in dims):
         raise ArgumentError(
             "`default_input_shape` must be (height, width, channels), 3 positive integers or None (a size left "
             f"open). Received: default_input_shape={value!r}"
         )
     return dims[0], dims[1], dims[2]
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def register_family(

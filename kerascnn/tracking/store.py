@@ -230,9 +230,10 @@ def probe(uri: str, *, offline_hint: bool = False, experiment: str | None = None
         raise StoreUnavailable(
             f"Cannot open the MLflow store (not an SQLite database file). Received: tracking_uri={uri!r}"
         )
-    if urlparse(uri).scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+    scheme = urlparse(uri).scheme
+    if scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
         _check_sql_driver(uri)
-    if urlparse(uri).scheme not in ("http", "https"):
+    if scheme not in ("http", "https"):
         if db is not None and experiment is not None and _stage_in_sqlite(db, experiment) == "deleted":
             raise _deleted(experiment)
         return
