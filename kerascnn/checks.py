@@ -23,6 +23,7 @@ def _received(name: str, value: Any) -> str:
 
 INT_MAX = 2**31 - 1  # the largest count the kit takes (epochs, sizes, trials): TensorFlow's counters are int32/int64
 SEED_MAX = 2**32 - 1  # what NumPy and Keras take as a seed
+MAX_BLOCKS = 1000  # a network's repeated blocks in all (ResNet-1202 has 600): more is a typo that builds for hours
 
 
 def integer(value: Any) -> bool:
@@ -168,10 +169,17 @@ def one_of(name: str, value: Any, choices: Iterable[Any]) -> Any:
 
 
 def int_tuple(
-    name: str, value: Any, *, length: int | None = None, allow_empty: bool = False, what: str | None = None
+    name: str,
+    value: Any,
+    *,
+    length: int | None = None,
+    allow_empty: bool = False,
+    what: str | None = None,
+    total: tuple[int, str] | None = None,
 ) -> tuple[int, ...]:
     """Returns ``value`` as a tuple of positive ints (of ``length`` if given; ``()`` if ``allow_empty``);
-    ``what`` says what it must be, in the error, where the default words do not.
+    ``what`` says what it must be, in the error, where the default words do not; ``total``, as
+    ``(most, "blocks")``, caps the sum of the ints.
 
     Example:
         >>> int_tuple("filters", [32, 64])
@@ -191,6 +199,11 @@ def int_tuple(
         what = what or (f"{length} positive integers" if length else "a non-empty sequence of positive integers")
         what = "a sequence of positive integers (or empty)" if allow_empty else what
         raise ArgumentError(f"`{name}` must be {what}. {_received(name, given)}")
+    if total is not None and sum(int(v) for v in value) > total[0]:
+        raise ArgumentError(
+            f"`{name}` adds up to {sum(int(v) for v in value)} {total[1]}; the kit builds at most {total[0]}. "
+            + _received(name, given)
+        )
     return tuple(int(v) for v in value)
 
 

@@ -215,12 +215,14 @@ def test_validation_errors_name_the_argument_and_echo_the_value(kwargs, match):
 OPTION_ERRORS = [
     ("vgg16", dict(depth=12), r"depth.*Received: depth=12"),
     ("vgg16", dict(layout=(2, 0)), r"layout.*Received: layout=\(2, 0\)"),
+    ("vgg16", dict(layout=(500, 501)), r"`layout` adds up to 1001 convolutions; .* at most 1000. Received: layout="),
     ("vgg11", dict(dense_units=64), r"dense_units.*Received: dense_units=64"),
     ("vgg11", dict(batch_norm=3), r"batch_norm.*True or False.*Received: batch_norm=3"),
     ("alexnet", dict(batch_norm="yes"), r"Received: batch_norm='yes'"),
     ("resnet18", dict(stem="tiny"), r"stem.*Received: stem='tiny'"),
     ("resnet18", dict(block="wide"), r"block.*Received: block='wide'"),
     ("resnet18", dict(block=""), r"block.*Received: block=''"),  # (not the default block)
+    ("resnet18", dict(stage_depths=(100000,)), r"adds up to 100000 blocks.*Received: stage_depths=\(100000,\)"),
     ("resnet50", dict(weight_decay=-1e-4), r"weight_decay.*Received: weight_decay=-0.0001"),
     ("alexnet", dict(conv1_padding=-1), r"conv1_padding.*Received: conv1_padding=-1"),
     ("lenet5", dict(activation="swish"), r"activation.*Received: activation='swish'"),

@@ -150,7 +150,7 @@ def resnet(
         input_shape: ``(height, width, channels)``.
         num_classes: Number of classes.
         depth: 18, 34, 50, 101 or 152; picks the block type and stage depths.
-        stage_depths: Blocks per stage, e.g. ``(1, 1, 1)``; overrides ``depth``'s.
+        stage_depths: Blocks per stage, e.g. ``(1, 1, 1)``, at most 1000 in all; overrides ``depth``'s.
         width: Filters of the first stage; stage ``i`` has ``width * 2**i``.
         block: ``"basic"`` or ``"bottleneck"``; overrides ``depth``'s.
         stem: ``"small"`` (3x3 conv, no pool, for MNIST/CIFAR-sized images), ``"imagenet"``
@@ -168,7 +168,9 @@ def resnet(
     """
     default_block, default_stages = DEPTHS[checks.one_of("depth", depth, DEPTHS)]
     block = checks.one_of("block", default_block if block is None else block, BLOCKS)
-    stages = checks.int_tuple("stage_depths", stage_depths if stage_depths is not None else default_stages)
+    stages = checks.int_tuple(
+        "stage_depths", default_stages if stage_depths is None else stage_depths, total=(checks.MAX_BLOCKS, "blocks")
+    )
     width = checks.positive_int("width", width)
     weight_decay = checks.non_negative_float("weight_decay", weight_decay)
     dropout = checks.fraction("dropout", dropout)

@@ -15,7 +15,7 @@ _WIDTH_MULTIPLIERS = (1, 2, 4, 8, 8)
 
 def _layout(depth: int, layout: tuple[int, ...] | None) -> tuple[int, ...]:
     if layout is not None:
-        return checks.int_tuple("layout", layout)
+        return checks.int_tuple("layout", layout, total=(checks.MAX_BLOCKS, "convolutions"))
     return LAYOUTS[checks.one_of("depth", depth, LAYOUTS)]
 
 
@@ -60,7 +60,7 @@ def vgg(
         input_shape: ``(height, width, channels)``; at least ``2**blocks``.
         num_classes: Number of classes.
         depth: 11, 13, 16 or 19 (weight layers), the standard block layouts.
-        layout: Convolutions per block, e.g. ``(1, 1, 2)``; overrides ``depth``.
+        layout: Convolutions per block, e.g. ``(1, 1, 2)``, at most 1000 in all; overrides ``depth``.
         width: Filters of the first block; block ``i`` has ``width * (1, 2, 4, 8, 8)[i]``.
         batch_norm: Batch normalisation after each convolution (VGG-BN, torchvision's settings).
         dropout: Dropout rate after each hidden dense layer.
