@@ -104,9 +104,10 @@ def resolve(model: str | os.PathLike, tracking_uri: str | None = None) -> ModelS
     return _from_run(text, text, "", tracking_uri)
 
 
-def check_form(model: Any) -> str:
+def check_form(model: Any, *, unsafe: bool | None = None) -> str:
     """What :func:`resolve` checks without a store (nor MLflow, nor TensorFlow): the MODEL
-    argument's form, and that a file it names exists; returns it as text.
+    argument's form, and that a file it names is a model file (see :func:`loading.check_file`;
+    a legacy ``.h5`` one is refused here when ``unsafe`` is given and false); returns it as text.
 
     Example:
         >>> check_form("runs:/2975731803f1")
@@ -123,8 +124,9 @@ def check_form(model: Any) -> str:
             raise ArgumentError(f"`model` must be {FORMS}. Received: model={text!r}")
         return text
     if Path(text).exists():
-        if not Path(text).is_file():
-            raise ArgumentError(f"`model` names a folder, not a .keras file. Received: model={text!r}")
+        from kerascnn.loading import check_file
+
+        check_file(text, unsafe=True if unsafe is None else unsafe, argument="model")
         return text
     if RUN_ID.fullmatch(text):
         return text

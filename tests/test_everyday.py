@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -183,17 +184,21 @@ def test_models_and_argument_checks_do_not_load_tensorflow():
     assert "vgg16" in result.stdout
 
 
-def test_predict_export_describe_and_convert_refuse_bad_arguments_before_loading_tensorflow(tmp_path):
+def test_predict_export_evaluate_describe_and_convert_refuse_bad_arguments_before_loading_tensorflow(tmp_path):
     code = (
         "import sys; from kerascnn.cli import main\n"
         "codes = [main(['predict', 'missing.keras', 'a.png']), main(['predict', 'm.keras', 'missing.png']),\n"
         "         main(['export', 'missing.keras', '--format', 'tflite', '--output', 'm.tflite']),\n"
         "         main(['describe', 'missing.keras']), main(['describe', 'folder.keras']),\n"
-        "         main(['convert', 'resnet18', 'sd.npz', '--output', 'o.keras', '--input-shape', '0', '0', '0'])]\n"
-        "assert codes == [2, 2, 2, 2, 2, 2], codes\n"
+        "         main(['convert', 'resnet18', 'sd.npz', '--output', 'o.keras', '--input-shape', '0', '0', '0']),\n"
+        "         main(['evaluate', 'junk.keras']), main(['predict', 'm.h5', 'a.png']),\n"
+        "         main(['export', 'folder.keras', '--format', 'onnx', '--output', 'm.onnx'])]\n"
+        "assert codes == [2] * 9, codes\n"
         "assert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules, 'heavy import'"
     )
-    (tmp_path / "m.keras").write_bytes(b"")  # (not read: the missing image is refused first)
+    zipfile.ZipFile(tmp_path / "m.keras", "w").close()  # (a zip: the missing image is what predict refuses)
+    (tmp_path / "junk.keras").write_bytes(b"")
+    (tmp_path / "m.h5").write_bytes(b"")
     (tmp_path / "folder.keras").mkdir()
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -206,6 +211,11 @@ def test_predict_export_describe_and_convert_refuse_bad_arguments_before_loading
         "kerascnn: error: `name` names a folder, not a .keras file. Received: name='folder.keras'",
         "kerascnn: error: `input_shape` must be (height, width, channels), 3 positive integers. "
         "Received: input_shape=(0, 0, 0)",
+        "kerascnn: error: Model file is corrupt or not a Keras archive (empty, cut short or another format). "
+        "Received: model='junk.keras'",
+        "kerascnn: error: Legacy HDF5 models can execute code when loaded and are not loaded from untrusted paths; "
+        "re-save as .keras, or pass unsafe=True (--unsafe) if you trust the file. Received: model='m.h5'",
+        "kerascnn: error: `model` names a folder, not a .keras file. Received: model='folder.keras'",
     ], lines
 
 

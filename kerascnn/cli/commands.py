@@ -248,7 +248,7 @@ def _evaluate_parser(sub: Any) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Said:
-    from kerascnn import checks
+    from kerascnn import checks, sources
     from kerascnn.data import check_dataset_name
 
     if args.dataset is not None:
@@ -256,6 +256,7 @@ def cmd_evaluate(args: argparse.Namespace) -> Said:
     if args.test_samples is not None:
         checks.positive_int("test_samples", args.test_samples)
     checks.positive_int("batch_size", args.batch_size)
+    sources.check_form(args.model, unsafe=args.unsafe)
     _tensorflow()
     from kerascnn.training import evaluate
 

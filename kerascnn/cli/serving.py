@@ -42,7 +42,7 @@ def cmd_predict(args: argparse.Namespace) -> Said:
 
     checks.positive_int("top_k", args.top_k)
     checks.positive_int("batch_size", args.batch_size)
-    sources.check_form(args.model)  # (these three before TensorFlow loads)
+    sources.check_form(args.model, unsafe=args.unsafe)  # (these three before TensorFlow loads)
     check_inputs(args.inputs)
     _tensorflow()
     from kerascnn.prediction import predict
@@ -85,7 +85,7 @@ def cmd_export(args: argparse.Namespace) -> Said | int:
     from kerascnn import exporting, sources
 
     exporting.check_request(args.format, args.output, args.quantize, args.overwrite)  # before TensorFlow loads
-    sources.check_form(args.model)
+    sources.check_form(args.model, unsafe=args.unsafe)
     _tensorflow()
     try:
         result = exporting.export(
