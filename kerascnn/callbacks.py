@@ -69,7 +69,8 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
 
 class Progress(keras.callbacks.ProgbarLogger):
     """Keras' progress bar, which counts ``steps_per_execution`` steps at a time and so
-    overshoots the epoch ("24/22"); this one never shows more steps than the epoch has.
+    overshoots the epoch ("24/22"); this one never shows more steps than the epoch has, and
+    has no colour where ``NO_COLOR`` is set.
 
     Example:
         >>> cb = Progress()
@@ -78,7 +79,12 @@ class Progress(keras.callbacks.ProgbarLogger):
     def _update_progbar(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.target is not None:
             batch = min(batch, self.target - 1)
-        super()._update_progbar(batch, logs)
+        with console.uncoloured():
+            super()._update_progbar(batch, logs)
+
+    def _finalize_progbar(self, logs: dict[str, Any] | None) -> None:
+        with console.uncoloured():
+            super()._finalize_progbar(logs)
 
 
 class EpochLines(keras.callbacks.Callback):

@@ -2,14 +2,22 @@
 bar on the same terminal: such a line first clears the bar's half-drawn line (the bar is drawn
 again below it), so that it never ends up glued to the bar. And :func:`shorten` and :func:`pad`,
 for names in tables and figures (measured in a terminal's columns: a CJK character or an emoji
-takes two), and :func:`option`, for the commands that hints print."""
+takes two), and :func:`option`, for the commands that hints print; :func:`uncoloured` keeps
+colour out where ``NO_COLOR`` asks it to (https://no-color.org)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
 import sys
 import unicodedata
+from collections.abc import Iterator
+from typing import Any
+
+_SGR = re.compile(r"\x1b\[[0-9;]*m")  # colour and bold
+_TO_GO = re.compile(r"\x1b\[37m(━*)")  # the grey part of Keras' bar: the steps to go
 
 
 def line_start() -> str:
@@ -22,6 +30,36 @@ def line_start() -> str:
     """
     on_terminal = all(getattr(s, "isatty", lambda: False)() for s in (sys.stdout, sys.stderr))
     return "\r\x1b[K" if on_terminal and os.environ.get("TERM") != "dumb" else ""
+
+
+class _Uncoloured:
+    """A text stream's writes without colour codes (Keras' progress bar hard-codes them); the
+    bar's steps to go, grey in colour, are drawn thin (``━━━───``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        text = _TO_GO.sub(lambda m: "─" * len(m.group(1)), text)
+        return int(self._stream.write(_SGR.sub("", text)))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, encoding: the stream's own
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def uncoloured() -> Iterator[None]:
+    """Within it, what is written to stdout has no colour codes if ``NO_COLOR`` is set (and not empty).
+
+    Example:
+        >>> with uncoloured():
+        ...     print("\x1b[1m1/1\x1b[0m")  # doctest: +SKIP
+    """
+    if not os.environ.get("NO_COLOR"):
+        yield
+        return
+    with contextlib.redirect_stdout(_Uncoloured(sys.stdout)):  # type: ignore[type-var]
+        yield
 
 
 def say(message: str) -> None:

@@ -307,6 +307,21 @@ def test_on_a_terminal_the_time_estimate_has_its_own_line_beside_the_progress_ba
     assert sum(line.startswith("Epoch ") for line in shown) == 2 and any("val_accuracy" in line for line in shown)
 
 
+@pytest.mark.parametrize("no_color", ["", "1"])
+def test_the_progress_bar_has_colour_unless_no_color_is_set(capsys, monkeypatch, no_color):
+    from kerascnn.callbacks import Progress
+
+    monkeypatch.setenv("NO_COLOR", no_color)  # (https://no-color.org: set and not empty)
+    net = create_model("lenet5", input_shape=(28, 28, 1), num_classes=10)
+    net.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.zeros((16, 28, 28, 1), np.float32), np.zeros(16, np.int64)
+    net.fit(x, y, batch_size=8, epochs=1, verbose=1, callbacks=[Progress()])
+    out = capsys.readouterr().out
+    assert "2/2" in out and "accuracy:" in out
+    assert ("\x1b[" in out) == (not no_color), out  # (Keras' own bar: bold, green and grey)
+    assert ("1/2 " + "━" * 10 + "─" * 10 + " " in out) == bool(no_color), out  # the steps to go: thin
+
+
 @pytest.mark.parametrize("first_s,then_s,after_s,bound_ms", [(1.0, 0.03, 15.0, 100), (1.5, 0.3, 0.5, 500)])
 def test_the_time_estimate_leaves_out_the_first_steps_one_time_cost(capsys, first_s, then_s, after_s, bound_ms):
     """A first step that takes seconds (as tracing and compiling can), even past ``after_s``, is not
