@@ -58,7 +58,7 @@ def uncoloured() -> Iterator[None]:
     if not os.environ.get("NO_COLOR"):
         yield
         return
-    with contextlib.redirect_stdout(_Uncoloured(sys.stdout)):  # type: ignore[type-var]
+    with contextlib.redirect_stdout(_Uncoloured(sys.stdout)):
         yield
 
 
