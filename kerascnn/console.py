@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import sys
 import unicodedata
 from collections.abc import Iterator
@@ -131,6 +132,43 @@ def pad(text: str, width: int, *, right: bool = False) -> str:
     """
     spaces = " " * max(0, width - columns(text))
     return spaces + text if right else text + spaces
+
+
+def table_width() -> int | None:
+    """The columns a table may take: ``COLUMNS`` where set, else the terminal's, else ``None``
+    (in a pipe or a file: no limit, names in full for ``grep``).
+
+    Example:
+        >>> table_width() is None or table_width() > 0
+        True
+    """
+    given = os.environ.get("COLUMNS", "")
+    if re.fullmatch(r"[0-9]+", given) and int(given) > 0:
+        return int(given)
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+def table(
+    rows: list[tuple[str, ...]], *, right: set[int], shrink: dict[int, int], width: int | None = None
+) -> list[str]:
+    """``rows`` (the header first) as aligned lines, two spaces apart; ``right``: the columns
+    aligned right; ``shrink``: column -> its least width, the columns :func:`shorten` cuts, in
+    this order, until the lines fit in ``width`` (if they can).
+
+    Example:
+        >>> table([("name", "acc"), ("a-long-run-name", "0.99")], right={1}, shrink={0: 6}, width=12)
+        ['name     acc', 'a-l~me  0.99']
+    """
+    widths = [max(columns(r[i]) for r in rows) for i in range(len(rows[0]))]
+    over = sum(widths) + 2 * (len(widths) - 1) - width if width else 0
+    for i, least in shrink.items():
+        cut = max(0, min(over, widths[i] - least))
+        widths[i], over = widths[i] - cut, over - cut
+    lines = (
+        (pad(shorten(c, widths[i]) if i in shrink else c, widths[i], right=i in right) for i, c in enumerate(r))
+        for r in rows
+    )
+    return ["  ".join(line).rstrip() for line in lines]
 
 
 def first(names: list[str], n: int) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kerascnn import console
 from kerascnn.cli.options import UsageError, add_config_options, pair, pairs, typed_settings
 from kerascnn.config import DATASET_HELP, TrainConfig, TuneConfig
 
@@ -323,7 +324,8 @@ def cmd_runs(args: argparse.Namespace) -> Said:
     try:
         rows = queries.leaderboard(args.experiment, tracking_uri=args.tracking_uri, include_trials=args.trials)
         rows = rows[: args.limit]
-        text = queries.format_table(rows) if rows else f"kerascnn: {_no_runs(args.tracking_uri, bool(waiting))}"
+        width = console.table_width()
+        text = queries.format_table(rows, width) if rows else f"kerascnn: {_no_runs(args.tracking_uri, bool(waiting))}"
     except store.StoreUnavailable as e:  # what waits in its spool can still be listed
         if not waiting:
             raise
@@ -331,7 +333,7 @@ def cmd_runs(args: argparse.Namespace) -> Said:
         rows, text = [], "kerascnn: the store cannot be read now"
     if waiting:
         text += f"\n\nwaiting in the spool ({len(waiting)}; `kerascnn sync` sends them):\n"
-        text += queries.format_table(waiting)
+        text += queries.format_table(waiting, console.table_width())
     return Said([r.to_dict() for r in rows + waiting], text)
 
 
@@ -368,7 +370,9 @@ def cmd_compare(args: argparse.Namespace) -> Said:
         limit=args.limit,
         tracking_uri=args.tracking_uri,
     )
-    text = result.to_table() + (f"\nkerascnn: figure saved to {result.output}" if result.output else "")
+    text = result.to_table(console.table_width()) + (
+        f"\nkerascnn: figure saved to {result.output}" if result.output else ""
+    )
     return Said(result.to_json(), text)
 
 

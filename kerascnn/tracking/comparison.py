@@ -49,14 +49,16 @@ class Comparison:
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(self.to_table())
 
-    def to_table(self) -> str:
-        table = runs.format_table(self.rows).splitlines()
+    def to_table(self, width: int | None = None) -> str:
+        """The runs' leaderboard table and their curves' last values; names in full, or cut to fit
+        in ``width`` columns."""
         finals = [f"final {self.metric}"] + [
             f"{self.curves[r.run_id][-1]:.4f}" if self.curves.get(r.run_id) else "-" for r in self.rows
         ]
+        last = max(map(len, finals))
+        table = runs.format_table(self.rows, None if width is None else width - last - 2).splitlines()
         wide = max(map(columns, table))  # (the table's lines end where their status does)
-        width = max(map(len, finals))
-        return "\n".join(f"{pad(line, wide)}  {final.rjust(width)}" for line, final in zip(table, finals))
+        return "\n".join(f"{pad(line, wide)}  {final.rjust(last)}" for line, final in zip(table, finals))
 
 
 def _label(row: runs.RunRow) -> str:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kerascnn import checks
-from kerascnn.console import columns, first, pad, shorten
+from kerascnn.console import first, table
 from kerascnn.errors import ArgumentError
 from kerascnn.tracking import store
 from kerascnn.tracking.run import ACTIVE_TAG
@@ -236,9 +236,9 @@ def spooled_rows(tracking_uri: str | None = None) -> list[RunRow]:
     return rows
 
 
-def format_table(rows: list[RunRow]) -> str:
-    """An aligned text table of leaderboard rows (about 100 columns wide; an experiment column
-    when the rows come from more than one).
+def format_table(rows: list[RunRow], width: int | None = None) -> str:
+    """An aligned text table of leaderboard rows (an experiment column when the rows come from
+    more than one); names in full, or cut in the middle (``~``) to fit in ``width`` columns.
 
     Example:
         >>> print(format_table([]).split()[:3])
@@ -255,10 +255,10 @@ def format_table(rows: list[RunRow]) -> str:
         (
             str(i),
             r.run_id[:12],
-            shorten(r.run_name, 28),
-            *((shorten(r.experiment, 14),) if several else ()),
-            shorten(r.model, 10),
-            shorten(os.path.basename(r.dataset), 10),  # (a folder by its name)
+            r.run_name,
+            *((r.experiment,) if several else ()),
+            r.model,
+            os.path.basename(r.dataset),  # (a folder by its name)
             PRECISION_SHORT.get(r.params.get("dtype_policy", ""), "-"),
             r.params.get("epochs", "-"),
             score(r.best_val_accuracy),
@@ -268,13 +268,10 @@ def format_table(rows: list[RunRow]) -> str:
         )
         for i, r in enumerate(rows, start=1)
     ]
-    widths = [max(columns(x[i]) for x in [header, *body]) for i in range(len(header))]
-    right = {0, *(i for i, name in enumerate(header) if name in ("ep", "val_acc", "test_acc", "time"))}
-    lines = [
-        "  ".join(pad(c, w, right=i in right) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
-        for line in [header, *body]
-    ]
-    return "\n".join(lines)
+    at = {name: i for i, name in enumerate(header)}
+    right = {0, *(at[name] for name in ("ep", "val_acc", "test_acc", "time"))}
+    shrink = {**({at["experiment"]: 12} if several else {}), at["data"]: 10, at["model"]: 10, at["name"]: 20}
+    return "\n".join(table([header, *body], right=right, shrink=shrink, width=width))
 
 
 def metric_steps(run_id: str, metric: str, *, tracking_uri: str | None = None) -> dict[int, float]:
