@@ -121,7 +121,7 @@ def check_request(format: str, output: str | os.PathLike, quantize: str | None =
         if missing:
             raise ArgumentError(
                 f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}; "
-                f"pip install 'kerascnn[export]'). Received: format='onnx'"
+                f"pip install -e '.[export]' in kerascnn's folder). Received: format='onnx'"
             )
     return path
 
