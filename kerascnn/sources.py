@@ -143,7 +143,11 @@ def _client(text: str, tracking_uri: str | None) -> tuple[Any, str]:
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
     db = store.sqlite_path(uri)
     if db is not None and not db.is_file():
-        raise ArgumentError(f"No MLflow store at {db} (pass tracking_uri, --tracking-uri). Received: model={text!r}")
+        given = "" if tracking_uri is None else f", tracking_uri={tracking_uri!r}"
+        raise ArgumentError(
+            f"No MLflow store at {db}, so no run or registered model to find in it (--tracking-uri, tracking_uri=, "
+            f"chooses the store). Received: model={text!r}{given}"
+        )
     store.probe(uri)
     return store.client(uri), uri
 

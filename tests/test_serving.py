@@ -322,7 +322,9 @@ def test_predict_refuses_bad_models_and_inputs_in_one_line(trained, capsys, tmp_
     _one_line_error(capsys, "Received: top_k=0", "predict", "models:/digits@champion", npz, "--top-k", "0")
     _one_line_error(
         capsys,
-        "No MLflow store at",
+        f"No MLflow store at {missing_store}, so no run or registered model to find in it (--tracking-uri, "
+        f"tracking_uri=, chooses the store). Received: model='models:/digits@champion', "
+        f"tracking_uri='sqlite:///{missing_store}'",
         "predict",
         "models:/digits@champion",
         npz,

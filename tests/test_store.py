@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def test_a_store_locked_for_longer_than_sqlites_timeout_is_waited_for(tracking_u
     holder.communicate("\n", timeout=30)
     out, err = runs.communicate(timeout=120)
     assert runs.returncode == 0 and "no runs yet" in out, err
+    assert f"train one: kerascnn train mnist_cnn --tracking-uri {shlex.quote(tracking_uri)}" in out  # (this store)
 
 
 def test_reading_where_there_is_no_store_and_none_can_be_made_finds_no_runs(tmp_path, monkeypatch):

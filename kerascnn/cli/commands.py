@@ -344,7 +344,8 @@ def _no_runs(tracking_uri: str | None, waiting: bool = False) -> str:
 
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
     where = f" (there is no store at {uri})" if store.not_made(uri) else ""
-    return f"no runs in the store yet{where}" if waiting else f"no runs yet{where}; train one: kerascnn train mnist_cnn"
+    train = f"kerascnn train mnist_cnn{console.option('tracking-uri', tracking_uri)}"
+    return f"no runs in the store yet{where}" if waiting else f"no runs yet{where}; train one: {train}"
 
 
 @command
