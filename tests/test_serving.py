@@ -199,7 +199,10 @@ def test_evaluate_takes_a_model_as_predict_does_and_scores_the_run_it_names(trai
         assert got == pytest.approx(expected), model
     args = ("models:/digits/1", "--dataset", "mnist", "--test-samples", "100", "--tracking-uri", trained.uri)
     code, out, _ = _cli(capsys, "evaluate", *args, "--json")
-    assert code == 0 and json.loads(out)["test_accuracy"] == pytest.approx(trained.first["test_accuracy"], abs=1e-6)
+    score = json.loads(out)["test_accuracy"]
+    assert code == 0 and score == pytest.approx(trained.first["test_accuracy"], abs=1e-6)
+    code, out, _ = _cli(capsys, "evaluate", *args)
+    assert code == 0 and out.startswith(f"models:/digits/1: test accuracy {score:.4f}, "), out  # what it scored
     client = MlflowClient(trained.uri)
     first = client.get_run(trained.first["run_id"])
     newer = client.create_logged_model(first.info.experiment_id, "mlflow_model", first.info.run_id)

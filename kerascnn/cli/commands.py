@@ -83,7 +83,7 @@ def cmd_models(args: argparse.Namespace) -> Said:
 @command
 def _describe_parser(sub: Any) -> None:
     p = sub.add_parser("describe", help="per-layer output size, parameters, MACs, receptive field")
-    p.add_argument("name", help="model name (see `kerascnn models`) or a saved .keras file")
+    p.add_argument("name", metavar="NAME", help="model name (see `kerascnn models`) or a saved .keras file")
     p.add_argument(
         "--input-shape",
         nargs=3,
@@ -91,7 +91,7 @@ def _describe_parser(sub: Any) -> None:
         metavar=("H", "W", "C"),
         help="input height, width, channels (default: the model's standard input)",
     )
-    p.add_argument("--num-classes", type=int, help="output classes (default: the model's standard count)")
+    p.add_argument("--num-classes", type=int, metavar="N", help="output classes (default: the model's standard count)")
     p.add_argument(
         "-o",
         "--option",
@@ -133,13 +133,17 @@ def cmd_describe(args: argparse.Namespace) -> Said:
 @command
 def _convert_parser(sub: Any) -> None:
     p = sub.add_parser("convert", help="a torchvision ResNet/VGG state dict as a kit .keras model")
-    p.add_argument("name", help="resnet18, resnet34, resnet50, vgg11...vgg19 or vgg11_bn...vgg19_bn")
-    p.add_argument("state_dict", help="a .pth/.pt file (needs torch) or an .npz of its arrays")
-    p.add_argument("--output", required=True, help="the .keras file to write (missing folders are created)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    p.add_argument("name", metavar="NAME", help="resnet18, resnet34, resnet50, vgg11...vgg19 or vgg11_bn...vgg19_bn")
+    p.add_argument("state_dict", metavar="STATE_DICT", help="a .pth/.pt file (needs torch) or an .npz of its arrays")
+    p.add_argument(
+        "--output", required=True, metavar="PATH", help="the .keras file to write (missing folders are created)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.add_argument("--input-shape", nargs=3, type=int, metavar=("H", "W", "C"), help="default: 224 224 3")
-    p.add_argument("--num-classes", type=int, help="default: the state dict's classifier size")
-    p.add_argument("--preprocessing", default="torch", help="torch (takes [0, 1] RGB, the default) or none")
+    p.add_argument("--num-classes", type=int, metavar="N", help="default: the state dict's classifier size")
+    p.add_argument(
+        "--preprocessing", default="torch", metavar="{torch,none}", help="torch (takes [0, 1] RGB, the default) or none"
+    )
     _json_flag(p)
     p.set_defaults(run=cmd_convert)
 
@@ -235,14 +239,19 @@ def cmd_train(args: argparse.Namespace) -> Said:
 
 @command
 def _evaluate_parser(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="test accuracy of a saved or tracked model on a dataset")
+    p = sub.add_parser(
+        "evaluate",
+        help="test accuracy of a saved or tracked model on a dataset",
+        description="Score a model (a .keras file, a run's or a registered model) on a dataset's test images; "
+        "nothing is logged.",
+    )
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument(
         "--dataset", help=DATASET_HELP + " (default: the one the model was trained on, which a kit model records)"
     )
-    p.add_argument("--test-samples", type=int, help="evaluate on the first N test images")
-    p.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
-    p.add_argument("--tracking-uri", help=URI_HELP)
+    p.add_argument("--test-samples", type=int, metavar="N", help="evaluate on the first N test images")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="batch size (default: 256)")
+    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
     p.add_argument("--unsafe", action="store_true", help=UNSAFE_HELP)
     _json_flag(p)
     p.set_defaults(run=cmd_evaluate)
@@ -271,7 +280,7 @@ def cmd_evaluate(args: argparse.Namespace) -> Said:
     )
     return Said(
         result,
-        f"test accuracy {result['test_accuracy']:.4f}, test loss {result['test_loss']:.4f} on "
+        f"{args.model}: test accuracy {result['test_accuracy']:.4f}, test loss {result['test_loss']:.4f} on "
         f"{result['test_size']:,} test images of {result['dataset']} (adaptation: {result['adaptation']})",
     )
 
@@ -302,14 +311,19 @@ def cmd_tune(args: argparse.Namespace) -> Said:
 # -- runs, compare, ui -------------------------------------------------------------------------------
 def _store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="only this experiment (default: every experiment)")
-    p.add_argument("--tracking-uri", help=URI_HELP)
+    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
 
 
 @command
 def _runs_parser(sub: Any) -> None:
-    p = sub.add_parser("runs", help="leaderboard of tracked runs, best test accuracy first")
+    p = sub.add_parser(
+        "runs",
+        help="leaderboard of tracked runs, best test accuracy first",
+        description="List the store's runs, best test accuracy first, then runs without one by their best "
+        "validation accuracy; runs waiting in the spool follow.",
+    )
     _store_options(p)
-    p.add_argument("--limit", type=int, help="show the best N runs")
+    p.add_argument("--limit", type=int, metavar="N", help="show the best N runs")
     p.add_argument("--trials", action="store_true", help="list the trials of searches too (their nested runs)")
     _json_flag(p, "the runs")
     p.set_defaults(run=cmd_runs)
@@ -350,12 +364,21 @@ def _no_runs(tracking_uri: str | None, waiting: bool = False) -> str:
 
 @command
 def _compare_parser(sub: Any) -> None:
-    p = sub.add_parser("compare", help="overlaid learning curves and test/best-val accuracy of runs")
+    p = sub.add_parser(
+        "compare",
+        help="overlaid learning curves and test/best-val accuracy of runs",
+        description="Compare runs (the given ones, else the best --limit of the store or of --experiment): a "
+        "table, and with --output a figure of their learning curves and accuracies.",
+    )
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to compare (ids or unique id prefixes)")
     _store_options(p)
-    p.add_argument("--metric", default="val_accuracy", help="per-epoch metric to overlay (default: val_accuracy)")
-    p.add_argument("--output", help="save the figure (.png, .svg or .pdf; a file there is replaced)")
-    p.add_argument("--limit", type=int, default=10, help="most runs taken when no RUN_ID is given (default: 10)")
+    p.add_argument(
+        "--metric", default="val_accuracy", metavar="NAME", help="per-epoch metric to overlay (default: val_accuracy)"
+    )
+    p.add_argument("--output", metavar="PATH", help="save the figure (.png, .svg or .pdf; a file there is replaced)")
+    p.add_argument(
+        "--limit", type=int, default=10, metavar="N", help="most runs taken when no RUN_ID is given (default: 10)"
+    )
     _json_flag(p, "the comparison")
     p.set_defaults(run=cmd_compare)
 
@@ -380,7 +403,7 @@ def cmd_compare(args: argparse.Namespace) -> Said:
 @command
 def _sync_parser(sub: Any) -> None:
     p = sub.add_parser("sync", help="send runs spooled while the store was unreachable (or --offline) to it")
-    p.add_argument("--tracking-uri", help=URI_HELP)
+    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
     _json_flag(p, "what was sent")
     p.set_defaults(run=cmd_sync)
 
@@ -402,10 +425,12 @@ def cmd_sync(args: argparse.Namespace) -> Said | int:
 @command
 def _ui_parser(sub: Any) -> None:
     p = sub.add_parser("ui", help="serve the MLflow dashboard on the kit's store")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=5000, help="TCP port (default: 5000)")
+    p.add_argument(
+        "--host", default="127.0.0.1", metavar="HOST", help="bind address (default: 127.0.0.1, this machine only)"
+    )
+    p.add_argument("--port", type=int, default=5000, metavar="PORT", help="TCP port (default: 5000)")
     p.add_argument("--experiment", default="kerascnn", help="the experiment whose page is printed (default: kerascnn)")
-    p.add_argument("--tracking-uri", help=URI_HELP)
+    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
     p.set_defaults(run=cmd_ui)
 
 

@@ -28,9 +28,9 @@ def _predict_parser(sub: Any) -> None:
         metavar="INPUT",
         help="image files (png, jpg, bmp, gif), folders of them, or .npz/.npy arrays of images",
     )
-    p.add_argument("--top-k", type=int, default=1, help="classes reported per image (default: 1)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
-    p.add_argument("--tracking-uri", help=URI_HELP)
+    p.add_argument("--top-k", type=int, default=1, metavar="K", help="classes reported per image (default: 1)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per forward pass (default: 256)")
+    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
     p.add_argument("--unsafe", action="store_true", help=UNSAFE_HELP)
     _json_flag(p, "the predictions")
     p.set_defaults(run=cmd_predict)
@@ -75,7 +75,7 @@ def _export_parser(sub: Any) -> None:
         action="store_true",
         help="replace an existing file or SavedModel export, and write over the export of that name the run logged",
     )
-    p.add_argument("--tracking-uri", help=URI_HELP)
+    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
     p.add_argument("--unsafe", action="store_true", help=UNSAFE_HELP)
     _json_flag(p, "the export and its check")
     p.set_defaults(run=cmd_export)
@@ -114,9 +114,13 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument(
         "model", metavar="MODEL", help="runs:/RUN_ID[/NAME], a run id, models:/NAME@ALIAS or models:/NAME/VERSION"
     )
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=5001, help="TCP port (default: 5001; `kerascnn ui` takes 5000)")
-    p.add_argument("--tracking-uri", help=URI_HELP)
+    p.add_argument(
+        "--host", default="127.0.0.1", metavar="HOST", help="bind address (default: 127.0.0.1, this machine only)"
+    )
+    p.add_argument(
+        "--port", type=int, default=5001, metavar="PORT", help="TCP port (default: 5001; `kerascnn ui` takes 5000)"
+    )
+    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
     p.set_defaults(run=cmd_serve)
 
 
