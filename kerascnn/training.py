@@ -299,6 +299,8 @@ def _data(config: TrainConfig) -> tuple[Any, Any, Any, int]:
         test_samples=config.test_samples,
         seed=config.seed,
     )
+    if "test_samples" not in config.given:  # (--train-samples N alone tests on N images, or on all there are)
+        data.notes[:] = [note for note in data.notes if not note.startswith("test_samples=")]
     entry = get_entry(config.model)
     adaptation = data_module.plan_adaptation(
         data.image_shape, entry.min_input_size(**config.model_kwargs), config.input_shape

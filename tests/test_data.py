@@ -38,6 +38,17 @@ def test_a_sample_count_above_the_dataset_uses_all_of_it_and_says_so():
     ]
 
 
+@pytest.mark.parametrize("given", [{}, {"test_samples": 20000}])
+def test_a_training_subset_larger_than_the_test_set_warns_of_the_test_set_only_if_asked(given):
+    from kerascnn.config import TrainConfig
+    from kerascnn.training import _data
+
+    config = TrainConfig.create(model="lenet5", dataset="mnist", train_samples=20000, **given).resolved()
+    assert config.test_samples == 20000  # (--train-samples N alone: N test images too, or all there are)
+    notes = _data(config)[1].notes
+    assert any(note.startswith("test_samples=20000 is more than") for note in notes) == bool(given), notes
+
+
 def _write_npz(folder: Path, name: str, **arrays) -> Path:
     path = folder / f"{name}.npz"
     np.savez(path, **arrays)
