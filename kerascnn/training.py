@@ -25,6 +25,7 @@ from kerascnn import checks, console, device, hardware
 from kerascnn.config import TrainConfig, encode, signature_of
 from kerascnn.errors import ArgumentError, TrainingFailed
 from kerascnn.recipes import schedule_warnings
+from kerascnn.signals import Terminated
 from kerascnn.tracking import store
 from kerascnn.tracking.run import TrackedRun, lifecycle
 from kerascnn.tracking.writer import recorder
@@ -203,6 +204,9 @@ def _train(config: TrainConfig, previous: Any, verbose: int | str, callbacks: li
             result.model_path = str(saved) if saved else None
             if run is not None:
                 _log_results(plan, run, net, result, probabilities, timing)
+    except (KeyboardInterrupt, Terminated) as error:  # (the CLI says it in its own words: cli._fail)
+        _note_resume(error, run, config)
+        raise
     finally:  # the run ended, its writes in the store or the spool (with copies of its files), stopped or not
         if run is not None:
             shutil.rmtree(_staging(run), ignore_errors=True)
@@ -211,6 +215,18 @@ def _train(config: TrainConfig, previous: Any, verbose: int | str, callbacks: li
         result.registered_model = run.ref.registered
         result.model_path = _model_location(run, result.model_path)
     return result
+
+
+def _note_resume(error: BaseException, run: TrackedRun | None, config: TrainConfig) -> None:
+    """Adds to a Ctrl-C's or a signal's exception how to continue its run, as the CLI prints it
+    (the Python API's traceback shows the note; Python 3.11 and later)."""
+    if run is None or not run.resumable or not run.run_id or not hasattr(error, "add_note"):
+        return  # (not begun, trained already, or spooled: `kerascnn sync` first)
+    store_arg = "" if config.tracking_uri is None else f", tracking_uri={config.tracking_uri!r}"
+    error.add_note(
+        f"kerascnn: run {run.run_id} ended {run.status}; "
+        f"kerascnn.train(resume={run.run_id[:12]!r}{store_arg}) continues it"
+    )
 
 
 def _registration(previous: Any) -> dict[str, str]:

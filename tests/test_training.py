@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -202,9 +203,14 @@ def test_a_resumed_run_reports_every_epoch_and_registers_as_first_asked(tracking
                 raise KeyboardInterrupt
 
     common = dict(epochs=3, train_samples=300, test_samples=100, precision="float32", tracking_uri=tracking_uri)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         kerascnn.train("lenet5", "mnist", register_model="digits", alias="champion", callbacks=[Stop()], **common)
-    resumed = kerascnn.train(resume=True, tracking_uri=tracking_uri, verbose=0)  # no other flag
+    call = "kerascnn.train(resume=True, tracking_uri=tracking_uri, verbose=0)"  # no other flag
+    if sys.version_info >= (3, 11):  # the traceback's note says how to continue, as the CLI's line does
+        (note,) = stopped.value.__notes__
+        assert re.fullmatch(r"kerascnn: run [0-9a-f]{32} ended FAILED; kerascnn\.train\(.*\) continues it", note)
+        call = note.split("; ")[1].removesuffix(" continues it")
+    resumed = eval(call, {"kerascnn": kerascnn, "tracking_uri": tracking_uri})
     assert [len(v) for v in resumed.history.values()] == [3] * len(resumed.history)  # from the first epoch
     c = MlflowClient(tracking_uri)
     run = c.get_run(resumed.run_id)

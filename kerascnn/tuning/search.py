@@ -23,6 +23,7 @@ from typing import Any
 from kerascnn import checks, device, hardware
 from kerascnn.config import TuneConfig, signature_of
 from kerascnn.errors import ArgumentError, SearchFailed
+from kerascnn.signals import Terminated
 from kerascnn.tracking import store
 from kerascnn.tracking.run import lifecycle
 from kerascnn.tracking.writer import STORE, WARM, recorder
@@ -157,6 +158,14 @@ def _search(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -
             result = _summarize(search)
             if result.best is None:  # (its leaderboard is logged; the parent ends FAILED)
                 raise SearchFailed(_none_completed(search))
+    except (KeyboardInterrupt, Terminated) as error:  # (the CLI says it in its own words: cli._fail)
+        if role != "worker" and hasattr(error, "add_note"):  # (Python 3.11 and later)
+            again = "with overwrite=True walks it again (KerasTuner cannot resume a grid search)"
+            error.add_note(
+                f"kerascnn: search {config.name!r} stopped; the same kerascnn.tune(...) call "
+                + (again if config.tuner == "grid" else "resumes it, its finished trials kept")
+            )
+        raise
     finally:
         if search.unwatch is not None:  # (the chief's lines about its workers end with the search)
             search.unwatch()
