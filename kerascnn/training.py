@@ -51,8 +51,8 @@ class TrainResult:
     epochs: int
     tracking_uri: str | None
     model_path: str | None
-    history: dict[str, list[float]] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)  # what the run logged, as Python values
+    history: dict[str, list[float]] = field(default_factory=dict, repr=False)  # (the repr: a notebook's line)
+    params: dict[str, Any] = field(default_factory=dict, repr=False)  # what the run logged, as Python values
     spool: str | None = None
     registered_model: str | None = None  # models:/NAME/VERSION with register_model (None until the store has it)
     model: Any = field(default=None, repr=False)

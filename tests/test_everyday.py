@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import psutil
 import pytest
+from IPython.lib.pretty import pretty
 from PIL import Image
 
 import kerascnn
@@ -308,6 +309,7 @@ def test_runs_table_names_runs_and_precision_in_full_in_a_pipe_and_fits_a_termin
     client.create_run(kerascnn.tracking.ensure_experiment(tracking_uri, "elsewhere"), run_name="there")
     rows = kerascnn.leaderboard(tracking_uri=tracking_uri)
     header, *lines = kerascnn.tracking.queries.format_table(rows).splitlines()
+    assert pretty(rows) == rows.to_table() == "\n".join([header, *lines])  # a notebook shows the table, not RunRows
     assert header.split()[3] == "experiment"  # runs of two experiments: which is which
     assert {line.split()[3] for line in lines} == {"kerascnn", "elsewhere"}
 

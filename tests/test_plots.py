@@ -103,3 +103,19 @@ def test_compare_keeps_long_run_names_readable():
     _assert_readable(fig)  # the names whole pushed the legend and the title out, and the ticks together
     shown = [t.get_text() for t in fig.axes[1].get_yticklabels()]
     assert all(len(t) <= LABEL_WIDTH and "~" in t for t in shown) and shown[0].endswith("-00 (abcdef00)")
+
+
+def test_a_notebook_shows_each_figure_inline_without_matplotlib_inline():
+    """IPython's own formatters, as a fresh kernel has them (no ``%matplotlib inline``): a PNG, not
+    ``<Figure size ...>``."""
+    from IPython.core.formatters import DisplayFormatter
+
+    labels = np.array([0, 1, 1])
+    figures = [
+        training_curves({"loss": [0.5, 0.2], "val_loss": [0.4, 0.3]}),
+        confusion_matrix(labels, labels, ["a", "b"])[1],
+        compare_runs({"run (12345678)": {"val_accuracy": [0.9, 0.95]}}, {"run (12345678)": {"test_accuracy": 0.96}}),
+    ]
+    for fig in figures:
+        shown, _ = DisplayFormatter().format(fig)
+        assert shown["image/png"][:4] == b"\x89PNG", sorted(shown)

@@ -54,6 +54,8 @@ def test_train_logs_params_metrics_artifacts_and_model(tracking_uri, monkeypatch
         **TINY,
     )
     assert 0.1 < result.test_accuracy <= 1 and result.test_loss > 0 and result.epochs == 2
+    shown = repr(result)  # what a notebook shows: the outcome, not every epoch's metrics nor every param
+    assert shown.startswith(f"TrainResult(run_id={result.run_id!r}") and "history" not in shown and len(shown) < 600
     client = MlflowClient(tracking_uri)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.info.end_time

@@ -93,6 +93,7 @@ def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, 
     assert len(trial_lines) == 3 and all(line.split()[5:7] == ["fp32", "1"] for line in trial_lines)
     best = result.best
     assert best["score"] == max(t["score"] for t in result.trials)
+    assert "trials=" not in repr(result) and f"best={best!r}" in repr(result)  # a notebook's few lines, not every trial
     assert parent.data.tags["kerascnn.best_trial_id"] == best["trial_id"]
     assert parent.data.tags["kerascnn.best_run_id"] == best["run_id"]
     assert all(parent.data.tags[f"best.{k}"] == str(v) for k, v in best["hyperparameters"].items())

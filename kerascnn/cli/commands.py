@@ -336,7 +336,9 @@ def cmd_runs(args: argparse.Namespace) -> Said:
         queries.check_limit(args.limit)
     waiting = [r for r in queries.spooled_rows(args.tracking_uri) if args.experiment in (None, r.experiment)]
     try:
-        rows = queries.leaderboard(args.experiment, tracking_uri=args.tracking_uri, include_trials=args.trials)
+        rows: list[queries.RunRow] = queries.leaderboard(
+            args.experiment, tracking_uri=args.tracking_uri, include_trials=args.trials
+        )
         rows = rows[: args.limit]
         width = console.table_width()
         text = queries.format_table(rows, width) if rows else f"kerascnn: {_no_runs(args.tracking_uri, bool(waiting))}"

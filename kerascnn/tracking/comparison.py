@@ -100,7 +100,9 @@ def compare(
     limit = _checked(run_ids, metric, limit, output)
     if run_ids and experiment is not None:  # (run ids name their runs in any experiment)
         raise ArgumentError(f"Give run ids or an experiment, not both. Received: experiment={experiment!r}")
-    rows = runs.leaderboard(experiment, tracking_uri=tracking_uri, run_ids=list(run_ids) if run_ids else None)
+    rows: list[runs.RunRow] = runs.leaderboard(
+        experiment, tracking_uri=tracking_uri, run_ids=list(run_ids) if run_ids else None
+    )
     if run_ids:
         order = {r: i for i, r in enumerate(run_ids)}
         rows = sorted(rows, key=lambda r: next((i for p, i in order.items() if r.run_id.startswith(p)), len(order)))

@@ -1,14 +1,15 @@
 """Matplotlib figures for runs: training curves, confusion matrix, run comparison.
 
 Functions return ``matplotlib.figure.Figure`` objects (no pyplot state), which notebooks
-display and the CLI saves as PNG. Epoch axes have integer ticks; summary metrics (test accuracy...) are
-drawn as dots on a labelled, zoomed axis rather than as bars (a bar cut off above zero would
-exaggerate a 0.9898 vs 0.9900 difference).
+display (without ``%matplotlib inline`` too: :class:`ShownFigure`) and the CLI saves as PNG.
+Epoch axes have integer ticks; summary metrics (test accuracy...) are drawn as dots on a labelled,
+zoomed axis rather than as bars (a bar cut off above zero would exaggerate a 0.9898 vs 0.9900 difference).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import re
 import sys
 import warnings
@@ -22,6 +23,21 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from kerascnn.console import shorten
+
+
+class ShownFigure(Figure):
+    """A figure that IPython and Jupyter show inline as a PNG (a bare ``Figure`` shows as
+    ``<Figure size ...>`` until ``%matplotlib inline`` runs; then its own formatter is used).
+
+    Example:
+        >>> ShownFigure()._repr_png_()[:4]
+        b'\\x89PNG'
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")  # (as matplotlib's inline backend draws it)
+        return buffer.getvalue()
 
 
 def _fixed_margins(fig: Figure, left: float, bottom: float, right: float, top: float, wspace: float = 0.2) -> None:
@@ -53,7 +69,7 @@ def training_curves(history: Mapping[str, Sequence[float]], title: str = "") -> 
     Example:
         >>> fig = training_curves({"loss": [0.5, 0.2], "val_loss": [0.4, 0.3]})
     """
-    fig = Figure(figsize=(10, 3.8))
+    fig = ShownFigure(figsize=(10, 3.8))
     _fixed_margins(fig, left=0.8, bottom=0.5, right=0.1, top=0.55 if title else 0.25, wspace=0.25)
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -95,7 +111,7 @@ def confusion_matrix(
     written = k <= 30
     longest = max((len(name) for name in class_names), default=0)
     crowded = k > 10 or longest > 6  # names wider than their column
-    fig = Figure(figsize=(size if written else size + 1.2, size))
+    fig = ShownFigure(figsize=(size if written else size + 1.2, size))
     if 2 <= k <= 10 and longest <= 3:  # (digits, say) no wider than "WWW"; one class's title needs more room
         # no layout pass: ~65 ms a run waits for
         _fixed_margins(fig, left=0.85, bottom=0.65, right=0.15, top=0.65 if title else 0.4)
@@ -163,7 +179,7 @@ def compare_runs(
     Example:
         >>> fig = compare_runs({"a": {"val_accuracy": [0.9, 0.95]}}, {"a": {"test_accuracy": 0.95}})
     """
-    fig = Figure(figsize=(12, 0.9 + max(3.3, 0.45 * len(finals))), layout="constrained")
+    fig = ShownFigure(figsize=(12, 0.9 + max(3.3, 0.45 * len(finals))), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=(3, 2))
     colours = len(rcParams["axes.prop_cycle"].by_key().get("color", [])) or 1  # (10 unless a style says otherwise)
     for i, (label, series) in enumerate(curves.items()):

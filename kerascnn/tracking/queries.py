@@ -167,13 +167,29 @@ _TRIAL_PARAMS = (
 )
 
 
+class Leaderboard(list[RunRow]):
+    """The rows :func:`leaderboard` returns: a list, shown as ``kerascnn runs``' table in a notebook.
+
+    Example:
+        >>> print(Leaderboard().to_table().split()[:2])
+        ['#', 'run_id']
+    """
+
+    def to_table(self, width: int | None = None) -> str:
+        """The table ``kerascnn runs`` prints (see :func:`format_table`)."""
+        return format_table(self, width)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.to_table() if self else "Leaderboard([])")
+
+
 def leaderboard(
     experiment: str | None = None,
     *,
     tracking_uri: str | None = None,
     run_ids: list[str] | None = None,
     include_trials: bool = False,
-) -> list[RunRow]:
+) -> Leaderboard:
     """Runs sorted by test accuracy, best first; then the runs without one (searches, runs
     that did not finish) by their best validation accuracy; then the rest, newest first.
 
@@ -183,13 +199,16 @@ def leaderboard(
         run_ids: Only these runs (full ids or unique prefixes).
         include_trials: Also list tuning trials (nested runs).
 
+    Returns:
+        A :class:`Leaderboard`: a list of :class:`RunRow`, shown as a table in a notebook.
+
     Example:
         >>> for row in leaderboard("kerascnn"):  # doctest: +SKIP
         ...     print(row.model, row.test_accuracy)
     """
     frame = search_runs(experiment, tracking_uri=tracking_uri, run_ids=run_ids, include_trials=include_trials)
     if frame.empty:
-        return []
+        return Leaderboard()
     uri = store.resolve_tracking_uri(tracking_uri, write=False)
     names = {e.experiment_id: e.name for e in store.experiments(store.client(uri))}
     rows = []
@@ -201,7 +220,7 @@ def leaderboard(
     rows.sort(key=lambda r: r.start_time, reverse=True)
     rows.sort(key=lambda r: (r.best_val_accuracy is None, -(r.best_val_accuracy or 0.0)))
     rows.sort(key=lambda r: (r.test_accuracy is None, -(r.test_accuracy or 0.0)))
-    return rows
+    return Leaderboard(rows)
 
 
 def spooled_rows(tracking_uri: str | None = None) -> list[RunRow]:

@@ -41,7 +41,7 @@ class TuneResult:
 
     parent_run_id: str | None
     search_name: str
-    trials: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[dict[str, Any]] = field(default_factory=list, repr=False)  # (the repr: a notebook's lines)
     best: dict[str, Any] | None = None
     registered_model: str | None = None  # models:/NAME/VERSION of the best model with register_model
     best_model: Any = field(default=None, repr=False)
