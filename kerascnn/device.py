@@ -138,8 +138,13 @@ def import_tensorflow() -> Any:
     import sys
 
     if "tensorflow" in sys.modules:  # imported before the kit (``import keras`` first)
+        imported = sys.modules["tensorflow"]
+        if not _probed:  # (its lines from the import were the user's to see; the CUDA probe's come now)
+            with cpp_lines_hidden():
+                imported.config.list_physical_devices()
+            _probed.append(True)
         _quiet_retracing()
-        return sys.modules["tensorflow"]
+        return imported
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     hidden = [name for name in _skipped_extras if name not in sys.modules]
     for name in hidden:
@@ -154,6 +159,9 @@ def import_tensorflow() -> Any:
                 del sys.modules[name]
     _quiet_retracing()
     return tf
+
+
+_probed: list[bool] = []  # TensorFlow's devices were listed once, the CUDA probe's log line hidden
 
 
 @contextlib.contextmanager

@@ -245,6 +245,18 @@ def test_the_python_api_prints_no_tensorflow_or_mlflow_log_lines(tracking_uri):
     assert not noise, noise
 
 
+def test_after_the_users_own_import_of_keras_the_kit_adds_no_tensorflow_log_lines():
+    code = (
+        "import sys, keras\n"  # (TensorFlow's start-up lines here are the user's import's)
+        "print('--- kit', file=sys.stderr, flush=True)\n"
+        "import kerascnn\n"
+        "print(kerascnn.describe(kerascnn.create_model('lenet5')).params, kerascnn.device.machine().cores > 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.split() == ["61706", "True"], result.stderr[-2000:]
+    assert result.stderr.split("--- kit\n", 1)[1] == ""  # (the CUDA probe's "failed call to cuInit" was one)
+
+
 def test_dir_lists_the_lazy_api():
     assert {
         "train",
