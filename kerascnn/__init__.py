@@ -122,4 +122,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, *_SUBMODULES})
+    """The API, its submodules and the module's dunders (not the names this file imports for itself)."""
+    own = {n for n, v in globals().items() if getattr(v, "__name__", "").startswith("kerascnn.")}  # submodules
+    dunders = {n for n in globals() if n.startswith("__")}
+    return sorted({*__all__, *_LAZY, *_SUBMODULES, *own, *dunders})

@@ -318,6 +318,11 @@ class TrainConfig(_Config):
     """The settings of one training run (``kerascnn train``).
 
     Recipe settings left ``None`` come from the model's recipe (``resolved()``).
+
+    Example:
+        >>> config = TrainConfig.create(model="lenet5", epochs=3)
+        >>> config.resolved().epochs, config.resolved().batch_size
+        (3, 128)
     """
 
     model: str = setting("mnist_cnn", "model name, as `kerascnn models` lists them", kind="positional", metavar="MODEL")
@@ -535,7 +540,12 @@ class TrainConfig(_Config):
 @documented
 @dataclass(frozen=True)
 class TuneConfig(_Config):
-    """The settings of one KerasTuner search (``kerascnn tune``)."""
+    """The settings of one KerasTuner search (``kerascnn tune``).
+
+    Example:
+        >>> TuneConfig.create(family="mnist_cnn", tuner="hyperband").max_trials
+        10
+    """
 
     family: str = setting(
         "mnist_cnn",

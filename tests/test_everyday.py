@@ -271,6 +271,7 @@ def test_dir_lists_the_lazy_api():
         "plots",
         "tracking",
     } <= set(dir(kerascnn))
+    assert not {"Any", "annotations", "importlib", "random", "warnings"} & set(dir(kerascnn))  # (its own imports)
     assert callable(kerascnn.sync) and kerascnn.sync.__module__ == "kerascnn.tracking.sync"  # the function
 
 
