@@ -144,6 +144,25 @@ def test_rerun_resumes_under_the_same_parent_and_runs_only_new_trials(tracking_u
     assert fresh.parent_run_id != first.parent_run_id and len(fresh.trials) == 1
 
 
+def test_a_search_stopped_before_its_first_trial_goes_on_under_the_same_parent(tracking_uri, tmp_path, monkeypatch):
+    from kerascnn.tuning import search as search_module
+
+    def ctrl_c(search):  # a Ctrl-C after the parent run is opened, before KerasTuner creates a trial
+        raise KeyboardInterrupt
+
+    common = dict(tuner="random", max_trials=1, tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False)
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(search_module, "_run", ctrl_c)
+        kerascnn.tune("mnist_cnn", "mnist", **common, **TINY)
+    (stopped,) = all_runs(tracking_uri)
+    assert stopped.info.status == "FAILED"
+    result = kerascnn.tune("mnist_cnn", "mnist", **common, **TINY)  # the same call: it goes on
+    assert result.parent_run_id == stopped.info.run_id and len(result.trials) == 1
+    assert [r.info.status for r in all_runs(tracking_uri)] == ["FINISHED", "FINISHED"]  # the parent, its trial
+    fresh = kerascnn.tune("mnist_cnn", "mnist", overwrite=True, **common, **TINY)  # asked: a new parent
+    assert fresh.parent_run_id != result.parent_run_id
+
+
 def test_a_folder_search_resumes_whether_the_folder_is_given_relative_or_absolute(tracking_uri, tmp_path, monkeypatch):
     make_image_folder(tmp_path / "animals", classes=("cat", "dog"), per_class=8)
     common = dict(tracking_uri=tracking_uri, directory=tmp_path / "s", progress=False, **TINY)

@@ -67,14 +67,18 @@ class SearchRuns:
         fresh: bool,
         ended: dict[str, str] | None = None,
         held: frozenset[str] = frozenset(),
+        overwrite: bool = False,
     ) -> TrackedRun:
         """Creates the parent run, or re-opens the one of an earlier session of this search
-        (``fresh``: KerasTuner starts this search over, so a new parent). ``held``: trials a worker
+        (``fresh``: KerasTuner starts this search over, so a new parent, unless the earlier session
+        stopped before its first trial and ``overwrite`` was not asked). ``held``: trials a worker
         was running when the chief stopped, whose runs are left open (the worker may train on;
         a re-run of the trial ends a dead worker's run)."""
         from kerascnn import device
 
         previous = self.find_parent()
+        if previous is not None and fresh and not overwrite and not self._has_trials(previous.info.run_id):
+            fresh = False  # stopped before its first trial (Ctrl-C while it started): this session goes on with it
         if previous is not None and not fresh:  # a rerun with a smaller budget runs no more, and undoes nothing
             max_trials = max(max_trials, int(previous.data.tags.get("kerascnn.max_trials", "0") or 0))
         tags = {
@@ -127,6 +131,10 @@ class SearchRuns:
             else:
                 time.sleep(1.0)
         return self.parent
+
+    def _has_trials(self, parent_id: str) -> bool:
+        query = f"tags.`mlflow.parentRunId` = '{parent_id}'"
+        return bool(store.retrying(self.client.search_runs, [self.experiment_id], query, max_results=1))
 
     def children(self, status: str | None = None) -> list[Any]:
         """The trial runs in the store (after this process's writes are in)."""

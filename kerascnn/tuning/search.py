@@ -417,7 +417,7 @@ def _open_parent(search: _Search) -> Any:
     ended = {t.trial_id: str(t.status) for t in oracle.trials.values()}  # as KerasTuner saved them
     # a chief's workers may train on through its restart: the trials they hold (given back to them)
     held = frozenset(t.trial_id for t in oracle.ongoing_trials.values()) if search.role == "chief" else frozenset()
-    parent = search.tuner.runs.open_parent(params, config.max_trials, fresh, ended, held)
+    parent = search.tuner.runs.open_parent(params, config.max_trials, fresh, ended, held, config.overwrite)
     if config.system_metrics:
         parent.monitor_system()
     return parent
