@@ -94,6 +94,10 @@ def test_random_search_logs_a_parent_and_one_nested_run_per_trial(tracking_uri, 
     best = result.best
     assert best["score"] == max(t["score"] for t in result.trials)
     assert "trials=" not in repr(result) and f"best={best!r}" in repr(result)  # a notebook's few lines, not every trial
+    compared = kerascnn.compare([result.parent_run_id[:8]], limit=2, tracking_uri=tracking_uri)  # a search: its trials
+    best_two = sorted(result.trials, key=lambda t: -t["score"])[:2]
+    assert [r.run_id for r in compared.rows] == [t["run_id"] for t in best_two]
+    assert {r.parent_run_id for r in compared.rows} == {result.parent_run_id}
     assert parent.data.tags["kerascnn.best_trial_id"] == best["trial_id"]
     assert parent.data.tags["kerascnn.best_run_id"] == best["run_id"]
     assert all(parent.data.tags[f"best.{k}"] == str(v) for k, v in best["hyperparameters"].items())

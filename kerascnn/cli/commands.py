@@ -372,7 +372,12 @@ def _compare_parser(sub: Any) -> None:
         description="Compare runs (the given ones, else the best --limit of the store or of --experiment): a "
         "table, and with --output a figure of their learning curves and accuracies.",
     )
-    p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to compare (ids or unique id prefixes)")
+    p.add_argument(
+        "run_ids",
+        nargs="*",
+        metavar="RUN_ID",
+        help="runs to compare (ids or unique id prefixes; a search's: its best --limit trials)",
+    )
     _store_options(p)
     p.add_argument(
         "--metric", default="val_accuracy", metavar="NAME", help="per-epoch metric to overlay (default: val_accuracy)"

@@ -78,13 +78,14 @@ def compare(
     validation accuracy.
 
     Args:
-        run_ids: Runs to compare (any experiments; full ids or unique prefixes).
+        run_ids: Runs to compare (any experiments; full ids or unique prefixes); a search's run
+            stands for its best ``limit`` trials.
         experiment: Or: the best ``limit`` runs of this experiment (of every experiment
             when neither is given).
         metric: Per-epoch metric to overlay (``val_accuracy``, ``loss``, ...).
         output: Save the figure here (``.png``, ``.svg`` or ``.pdf``; missing folders are created; a file
             there is replaced, as by ``savefig``: the figure is drawn again from the store at any time).
-        limit: Most runs taken from ``experiment``.
+        limit: Most runs taken from ``experiment``, or trials from a search.
         tracking_uri: The store (default as in ``train``).
 
     Returns:
@@ -106,6 +107,7 @@ def compare(
     if run_ids:
         order = {r: i for i, r in enumerate(run_ids)}
         rows = sorted(rows, key=lambda r: next((i for p, i in order.items() if r.run_id.startswith(p)), len(order)))
+        rows = _trials_for_searches(rows, limit, tracking_uri)
     elif len(rows) > limit:
         print(
             f"kerascnn: comparing the best {limit} of {len(rows)} runs (--limit, limit=, takes more)",
@@ -129,6 +131,26 @@ def compare(
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         comparison.output = plots.save(comparison.figure, str(output))
     return comparison
+
+
+def _trials_for_searches(rows: list[runs.RunRow], limit: int, tracking_uri: str | None) -> list[runs.RunRow]:
+    """``rows`` with each search replaced by its best ``limit`` trials (its curves are theirs)."""
+    if not any(r.kind == "search" for r in rows):
+        return rows
+    trials = [r for r in runs.leaderboard(tracking_uri=tracking_uri, include_trials=True) if r.parent_run_id]
+    expanded: list[runs.RunRow] = []
+    for row in rows:
+        if row.kind != "search":
+            expanded.append(row)
+            continue
+        mine = [t for t in trials if t.parent_run_id == row.run_id]
+        if not mine:  # (none yet: the search's own row, and the hint that its curves are its trials')
+            expanded.append(row)
+            continue
+        taken = f"the best {limit} of its {len(mine)}" if len(mine) > limit else f"its {len(mine)}"
+        print(f"kerascnn: search {row.run_name}: comparing {taken} trials", file=sys.stderr, flush=True)
+        expanded += mine[:limit]
+    return expanded
 
 
 def _checked(run_ids: Any, metric: Any, limit: Any, output: str | Path | None) -> int:

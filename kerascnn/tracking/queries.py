@@ -36,6 +36,7 @@ class RunRow:
     duration_s: float | None
     status: str
     start_time: str
+    parent_run_id: str | None = None  # a trial's search (its parent run)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +158,7 @@ def _row(row: Any, experiments: dict[str, str]) -> RunRow:
         duration_s=duration,
         status=row["status"],
         start_time=str(start)[:19] if start is not None else "",
+        parent_run_id=_value(row, "tags.mlflow.parentRunId"),
     )
 
 
