@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import PY, assert_usage_error, free_port, run_cli
+from tests.helpers import PY, assert_usage_error, free_port, run_cli, run_cli_in_terminal
 
 
 def test_models_lists_every_model():
@@ -56,12 +56,17 @@ def test_describe_table_and_json():
         (["describe", "mnist_cnn", "--input-shape", "a", "28", "1"], "invalid int value: 'a'"),
         (["describe", "mnist_cnn", "-o", "widht=2"], "Received: widht=2"),
         (["describe", "mnist_cnn", "-o", "dropout"], "expected KEY=VALUE"),
-        (["describe"], "name"),
+        (["describe"], "arguments are required: NAME"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, fragment):
     assert_usage_error(run_cli(*args), fragment)
+
+
+def test_on_a_terminal_the_error_line_clears_a_half_drawn_progress_bar_first():
+    code, raw = run_cli_in_terminal("train", "--epochs", "0")  # (after a Ctrl-C the bar is half drawn)
+    assert code == 2 and "\r\x1b[Kkerascnn: error: `epochs` must be a positive integer" in raw, raw
 
 
 @pytest.mark.parametrize("value", ["abc", "inf", "nan", "-5"])

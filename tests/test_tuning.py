@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -853,6 +854,9 @@ def test_a_search_prints_no_retracing_notes_when_keras_came_first(tracking_uri, 
         epoch = rf"kerascnn: trial {trial} \[tuner0\] epoch 1/1 {metrics} \(\S+s\)"
         assert re.fullmatch(epoch, lines[started + 1]), lines[started + 1]
         assert lines[started + 2].startswith(f"kerascnn: trial {trial} [tuner0] COMPLETED")
+    parent = next(r for r in all_runs(tracking_uri) if r.data.tags.get("kerascnn.kind") == "search").info.run_id
+    go_on = f"`kerascnn compare {parent[:12]} --tracking-uri {shlex.quote(tracking_uri)}` draws its trials"
+    assert lines[-1].startswith("kerascnn: best trial ") and go_on in lines[-1], lines[-1]  # (that store's)
 
 
 def test_a_trial_rerun_not_yet_in_the_store_keeps_its_stored_run(tracking_uri, tmp_path):

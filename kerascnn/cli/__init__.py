@@ -141,7 +141,7 @@ def _fail(error: BaseException, code: int, message: str | None = None, args: Any
             text += "; the same command resumes the search"
         text += ")"
     with contextlib.suppress(OSError):  # (stderr's reader may be gone too: `2>&1 | head`)
-        print(f"kerascnn: error: {text}", file=sys.stderr, flush=True)
+        print(f"{console.line_start()}kerascnn: error: {text}", file=sys.stderr, flush=True)  # (not on a bar)
     return code
 
 

@@ -75,12 +75,20 @@ class Display:
             f"trial {trial.trial_id} [{self.worker}] {status}{score} {seconds:.1f}s {shown} run {run_id or '-'}{why}"
         )
 
-    def best(self, best: dict[str, Any] | None, parent_id: str | None) -> None:
-        if best is not None and best["score"] is not None:
-            self.say(
-                f"best trial {best['trial_id']} {self.objective}={best['score']:.4f} {best['hyperparameters']} "
-                f"(parent run {parent_id})"
-            )
+    def best(self, best: dict[str, Any] | None, parent_id: str | None, store: str = "") -> None:
+        """The search's last line: its best trial, and (``parent_id`` known) the commands that go on
+        from it, with ``store``, the ``--tracking-uri`` option they need."""
+        if best is None or best["score"] is None:
+            return
+        line = f"best trial {best['trial_id']} {self.objective}={best['score']:.4f} {best['hyperparameters']}"
+        if parent_id is None:  # (in the spool: `kerascnn sync` first)
+            self.say(line)
+            return
+        run = parent_id[:12]
+        self.say(
+            f"{line} (parent run {parent_id}); `kerascnn compare {run}{store}` draws its trials, "
+            f"`kerascnn evaluate {run}{store}` scores its best model"
+        )
 
 
 def last_error(message: str | None) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kerascnn import checks, device, hardware
+from kerascnn import checks, console, device, hardware
 from kerascnn.config import TuneConfig, signature_of
 from kerascnn.errors import ArgumentError, SearchFailed
 from kerascnn.signals import Terminated
@@ -171,7 +171,7 @@ def _search(config: TuneConfig, space: SearchSpace, role: str, progress: bool) -
             search.unwatch()
     result.parent_run_id = parent.run_id if parent else None
     result.registered_model = parent.ref.registered if parent else None
-    search.tuner.display.best(result.best, result.parent_run_id)
+    search.tuner.display.best(result.best, result.parent_run_id, console.option("tracking-uri", config.tracking_uri))
     return result
 
 
