@@ -395,6 +395,24 @@ def test_a_model_name_searches_that_model_in_its_familys_space(tracking_uri, tmp
     assert variant_fixed("resnet50", {}) == {"depth": 50} and variant_fixed("vgg", {"depth": 13}) == {"depth": 13}
 
 
+def test_a_fixed_value_outside_the_space_is_warned_about_but_not_a_models_own(
+    tracking_uri, tmp_path, monkeypatch, capsys
+):
+    from kerascnn.tuning import search as search_module
+
+    def ctrl_c(search):  # (the warning comes before any trial: none needs to run)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search_module, "_run", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):  # resnet50 pins depth=50, outside resnet's space (18, 34)
+        kerascnn.tune(
+            "resnet50", "mnist", fixed={"width": 8}, tracking_uri=tracking_uri, directory=tmp_path / "s",
+            progress=False, **TINY,
+        )  # fmt: skip
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "outside the space" in line]
+    assert warnings == ["kerascnn: warning: fixed width=8 is outside the space (16, 32, 64); it is used as given"]
+
+
 def plain_space(hp):
     """KerasTuner's own style: build(hp), the input shape written in."""
     return keras.Sequential(

@@ -30,7 +30,16 @@ from kerascnn.tracking.writer import STORE, WARM, recorder
 from kerascnn.tuning import distributed
 from kerascnn.tuning.display import last_error
 from kerascnn.tuning.runs import TRIAL_TAG
-from kerascnn.tuning.spaces import HyperModel, SearchSpace, describe_space, grid_size, probe, space_for, variant_fixed
+from kerascnn.tuning.spaces import (
+    HyperModel,
+    SearchSpace,
+    describe_space,
+    grid_size,
+    outside,
+    probe,
+    space_for,
+    variant_fixed,
+)
 
 SETTINGS_FILE = "kerascnn_search.json"  # the settings a search was started with, in its folder
 
@@ -216,6 +225,9 @@ def _plan(config: TuneConfig, space: SearchSpace, data: Any, adaptation: Any, fo
     steps_per_epoch = math.ceil(len(data.x_train) / recipe.batch_size)
     hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed)
     whole = probe(hypermodel, config.fixed)  # before KerasTuner reads (or deletes) the folder
+    pins = variant_fixed(config.family, {})  # (`tune vgg19`: depth 19, the kit's own, outside vgg's space)
+    for warning in outside(whole, {k: v for k, v in config.fixed.items() if k not in pins or pins[k] != v}):
+        print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     return _Search(config, space, data, adaptation, recipe, speed, folder, role, hypermodel, whole)
 
 

@@ -191,6 +191,31 @@ def probe(hypermodel: HyperModel, fixed: dict[str, Any]) -> Any:
     return plain
 
 
+def outside(hyperparameters: Any, fixed: dict[str, Any]) -> list[str]:
+    """What ``fixed`` sets outside the space (not one of a choice's values, past a range's
+    ends): allowed, as KerasTuner's ``Fixed`` is, and worth a warning (``0.5`` for ``0.005``).
+
+    Example:
+        >>> import keras_tuner as kt
+        >>> hp = kt.HyperParameters(); _ = hp.Choice("learning_rate", [1e-3, 3e-3])
+        >>> outside(hp, {"learning_rate": 0.5})
+        ['fixed learning_rate=0.5 is outside the space (0.001, 0.003); it is used as given']
+    """
+    said = []
+    for p in hyperparameters.space:
+        kind, value = type(p).__name__, fixed.get(p.name)
+        if p.name not in fixed or kind not in ("Choice", "Int", "Float"):  # (a Boolean takes either)
+            continue
+        if kind == "Choice" and value not in p.values:
+            shown = ", ".join(map(str, p.values))
+        elif kind != "Choice" and not (isinstance(value, (int, float)) and p.min_value <= value <= p.max_value):
+            shown = f"{p.min_value} to {p.max_value}"
+        else:
+            continue
+        said.append(f"fixed {p.name}={value!r} is outside the space ({shown}); it is used as given")
+    return said
+
+
 def describe_space(hyperparameters: Any) -> str:
     """The space in one line: each hyperparameter's name and values (or range), sorted by name.
 
