@@ -312,7 +312,7 @@ def test_runs_table_names_runs_and_precision_in_full_in_a_pipe_and_fits_a_termin
         "data",
         "prec",
         "ep",
-        "val_acc",
+        "best_val",
         "test_acc",
         "time",
         "status",

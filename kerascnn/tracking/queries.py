@@ -267,7 +267,7 @@ def format_table(rows: list[RunRow], width: int | None = None) -> str:
     """
     several = len({r.experiment for r in rows}) > 1
     header = ("#", "run_id", "name", *(("experiment",) if several else ()), "model", "data", "prec", "ep")
-    header += ("val_acc", "test_acc", "time", "status")
+    header += ("best_val", "test_acc", "time", "status")
 
     def score(v: float | None) -> str:
         return "-" if v is None else f"{v:.4f}"
@@ -290,7 +290,7 @@ def format_table(rows: list[RunRow], width: int | None = None) -> str:
         for i, r in enumerate(rows, start=1)
     ]
     at = {name: i for i, name in enumerate(header)}
-    right = {0, *(at[name] for name in ("ep", "val_acc", "test_acc", "time"))}
+    right = {0, *(at[name] for name in ("ep", "best_val", "test_acc", "time"))}
     shrink = {**({at["experiment"]: 12} if several else {}), at["data"]: 10, at["model"]: 10, at["name"]: 20}
     return "\n".join(table([header, *body], right=right, shrink=shrink, width=width))
 
