@@ -872,6 +872,9 @@ def test_a_search_prints_no_retracing_notes_when_keras_came_first(tracking_uri, 
         epoch = rf"kerascnn: trial {trial} \[tuner0\] epoch 1/1 {metrics} \(\S+s\)"
         assert re.fullmatch(epoch, lines[started + 1]), lines[started + 1]
         assert lines[started + 2].startswith(f"kerascnn: trial {trial} [tuner0] COMPLETED")
+    so_far = [float(re.search(r"; best so far (\S+) \(trial \d+\)$", line)[1]) for line in lines if "COMPLETED" in line]
+    scores = [float(re.search(r"COMPLETED val_accuracy=(\S+) ", line)[1]) for line in lines if "COMPLETED" in line]
+    assert so_far == [max(scores[: i + 1]) for i in range(len(scores))]  # KerasTuner's best, trial by trial
     parent = next(r for r in all_runs(tracking_uri) if r.data.tags.get("kerascnn.kind") == "search").info.run_id
     go_on = f"`kerascnn compare {parent[:12]} --tracking-uri {shlex.quote(tracking_uri)}` draws its trials"
     assert lines[-1].startswith("kerascnn: best trial ") and go_on in lines[-1], lines[-1]  # (that store's)

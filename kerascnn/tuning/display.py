@@ -63,16 +63,20 @@ class Display:
             return 1, [Progress()]
         return 0, [EpochLines(self.say, f"trial {trial_id} [{self.worker}]", epochs)]
 
-    def trial_ended(self, trial: Any, run_id: str | None) -> None:
-        """The one line per trial: status, score, time, hyperparameters, run, and why it failed."""
+    def trial_ended(self, trial: Any, run_id: str | None, best: list[Any] | None = None) -> None:
+        """The one line per trial: status, score, time, hyperparameters, run, why it failed, and
+        the ``best`` trial so far (KerasTuner's ``get_best_trials(1)``)."""
         shown = _shown(trial.hyperparameters.values)
         score = f" {self.objective}={trial.score:.4f}" if trial.score is not None else ""
         seconds = time.monotonic() - self._started.get(trial.trial_id, time.monotonic())
         failed = trial.status != "COMPLETED" and trial.message
         why = f" ({last_error(trial.message)[:160]})" if failed else ""
         status = "FAILED, to be retried" if trial.status == "INVALID" else trial.status  # (KerasTuner retries it)
+        top = best[0] if best else None
+        so_far = f"; best so far {top.score:.4f} (trial {top.trial_id})" if top and top.score is not None else ""
         self.say(
             f"trial {trial.trial_id} [{self.worker}] {status}{score} {seconds:.1f}s {shown} run {run_id or '-'}{why}"
+            + so_far
         )
 
     def best(self, best: dict[str, Any] | None, parent_id: str | None, store: str = "") -> None:

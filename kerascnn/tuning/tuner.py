@@ -151,7 +151,9 @@ class TrackedTuner(kt.Tuner):
             raise
         finally:
             run = self.runs.trials.get(trial.trial_id)
-            self.display.trial_ended(self.oracle.get_trial(trial.trial_id), run.run_id if run else None)
+            worker = hasattr(self.oracle, "_oracle")  # (a worker's OracleClient: the chief's best is a call away)
+            best = [] if worker else self.oracle.get_best_trials(1)  # (KerasTuner's, over every session)
+            self.display.trial_ended(self.oracle.get_trial(trial.trial_id), run.run_id if run else None, best)
         self.prune_checkpoints()
 
     def _save_ended(self, trial: Any) -> None:
