@@ -354,7 +354,9 @@ class TrainConfig(_Config):
         group="data",
         type=int,
     )
-    validation_split: float = setting(0.1, "fraction of training images held out (seeded)", group="data", type=float)
+    validation_split: float = setting(
+        0.1, "fraction of training images held out, at random (seeded)", group="data", type=float
+    )
     augment: bool = setting(False, "random shifts/rotations (flips for photos)", group="data", kind="flag")
     input_shape: tuple[int, int, int] | None = setting(
         None,
