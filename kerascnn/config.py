@@ -355,7 +355,7 @@ class TrainConfig(_Config):
         type=int,
     )
     validation_split: float = setting(
-        0.1, "fraction of training images held out, at random (seeded)", group="data", type=float
+        0.1, "fraction of training images held out at random, by --seed", group="data", type=float
     )
     augment: bool = setting(False, "random shifts/rotations (flips for photos)", group="data", kind="flag")
     input_shape: tuple[int, int, int] | None = setting(
