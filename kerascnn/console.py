@@ -135,16 +135,14 @@ def pad(text: str, width: int, *, right: bool = False) -> str:
 
 
 def table_width() -> int | None:
-    """The columns a table may take: ``COLUMNS`` where set, else the terminal's, else ``None``
-    (in a pipe or a file: no limit, names in full for ``grep``).
+    """The columns a table may take on a terminal (its width, or ``COLUMNS`` where set), else
+    ``None``: in a pipe or a file, no limit, names in full for ``grep`` (whatever ``COLUMNS``
+    a parent process left, as pytest-xdist does).
 
     Example:
         >>> table_width() is None or table_width() > 0
         True
     """
-    given = os.environ.get("COLUMNS", "")
-    if re.fullmatch(r"[0-9]+", given) and int(given) > 0:
-        return int(given)
     return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 

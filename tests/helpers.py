@@ -41,14 +41,16 @@ def run_cli(
     return result
 
 
-def run_cli_in_terminal(*args: str, cwd: Path | str | None = None, timeout: float = 600) -> tuple[int, str]:
-    """Runs ``python -m kerascnn ARGS`` with stdout and stderr on a pseudo-terminal, as at a
-    user's terminal; returns the exit code and everything written, raw (``\\r``, escapes)."""
+def run_cli_in_terminal(
+    *args: str, cwd: Path | str | None = None, timeout: float = 600, columns: int = 120
+) -> tuple[int, str]:
+    """Runs ``python -m kerascnn ARGS`` with stdout and stderr on a pseudo-terminal ``columns``
+    wide, as at a user's terminal; returns the exit code and everything written, raw (``\\r``, escapes)."""
     import pty
     import select
 
     main, side = pty.openpty()
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120", TERM="xterm")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS=str(columns), TERM="xterm")
     process = subprocess.Popen([*PY, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=side, stderr=side)
     os.close(side)
     chunks, deadline = [], time.monotonic() + timeout
