@@ -199,12 +199,12 @@ def int_tuple(
         what = what or (f"{length} positive integers" if length else "a non-empty sequence of positive integers")
         what = "a sequence of positive integers (or empty)" if allow_empty else what
         raise ArgumentError(f"`{name}` must be {what}. {_received(name, given)}")
-    if total is not None and sum(int(v) for v in value) > total[0]:
+    ints = tuple(int(v) for v in value)
+    if total is not None and sum(ints) > total[0]:
         raise ArgumentError(
-            f"`{name}` adds up to {sum(int(v) for v in value)} {total[1]}; the kit builds at most {total[0]}. "
-            + _received(name, given)
+            f"`{name}` adds up to {sum(ints)} {total[1]}; the kit builds at most {total[0]}. {_received(name, given)}"
         )
-    return tuple(int(v) for v in value)
+    return ints
 
 
 def boolean(name: str, value: Any) -> bool:

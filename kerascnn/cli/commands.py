@@ -53,6 +53,11 @@ def _tensorflow() -> None:
     import_tensorflow()
 
 
+def tracking_uri_option(p: argparse.ArgumentParser) -> None:
+    """``--tracking-uri URI``, as every command that reads or writes a store takes it."""
+    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
+
+
 # -- models, describe -------------------------------------------------------------------------------
 @command
 def _models_parser(sub: Any) -> None:
@@ -251,7 +256,7 @@ def _evaluate_parser(sub: Any) -> None:
     )
     p.add_argument("--test-samples", type=int, metavar="N", help="evaluate on the first N test images")
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="batch size (default: 256)")
-    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
+    tracking_uri_option(p)
     p.add_argument("--unsafe", action="store_true", help=UNSAFE_HELP)
     _json_flag(p)
     p.set_defaults(run=cmd_evaluate)
@@ -311,7 +316,7 @@ def cmd_tune(args: argparse.Namespace) -> Said:
 # -- runs, compare, ui -------------------------------------------------------------------------------
 def _store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="only this experiment (default: every experiment)")
-    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
+    tracking_uri_option(p)
 
 
 @command
@@ -335,12 +340,12 @@ def cmd_runs(args: argparse.Namespace) -> Said:
     if args.limit is not None:
         queries.check_limit(args.limit)
     waiting = [r for r in queries.spooled_rows(args.tracking_uri) if args.experiment in (None, r.experiment)]
+    width = console.table_width()
     try:
         rows: list[queries.RunRow] = queries.leaderboard(
             args.experiment, tracking_uri=args.tracking_uri, include_trials=args.trials
         )
         rows = rows[: args.limit]
-        width = console.table_width()
         text = queries.format_table(rows, width) if rows else f"kerascnn: {_no_runs(args.tracking_uri, bool(waiting))}"
     except store.StoreUnavailable as e:  # what waits in its spool can still be listed
         if not waiting:
@@ -349,7 +354,7 @@ def cmd_runs(args: argparse.Namespace) -> Said:
         rows, text = [], "kerascnn: the store cannot be read now"
     if waiting:
         text += f"\n\nwaiting in the spool ({len(waiting)}; `kerascnn sync` sends them):\n"
-        text += queries.format_table(waiting, console.table_width())
+        text += queries.format_table(waiting, width)
     return Said([r.to_dict() for r in rows + waiting], text)
 
 
@@ -410,7 +415,7 @@ def cmd_compare(args: argparse.Namespace) -> Said:
 @command
 def _sync_parser(sub: Any) -> None:
     p = sub.add_parser("sync", help="send runs spooled while the store was unreachable (or --offline) to it")
-    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
+    tracking_uri_option(p)
     _json_flag(p, "what was sent")
     p.set_defaults(run=cmd_sync)
 
@@ -437,7 +442,7 @@ def _ui_parser(sub: Any) -> None:
     )
     p.add_argument("--port", type=int, default=5000, metavar="PORT", help="TCP port (default: 5000)")
     p.add_argument("--experiment", default="kerascnn", help="the experiment whose page is printed (default: kerascnn)")
-    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
+    tracking_uri_option(p)
     p.set_defaults(run=cmd_ui)
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from kerascnn.cli.commands import MODEL_HELP, UNSAFE_HELP, URI_HELP, Said, _json_flag, _tensorflow, command
+from kerascnn.cli.commands import MODEL_HELP, UNSAFE_HELP, Said, _json_flag, _tensorflow, command, tracking_uri_option
 
 
 @command
@@ -30,7 +30,7 @@ def _predict_parser(sub: Any) -> None:
     )
     p.add_argument("--top-k", type=int, default=1, metavar="K", help="classes reported per image (default: 1)")
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per forward pass (default: 256)")
-    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
+    tracking_uri_option(p)
     p.add_argument("--unsafe", action="store_true", help=UNSAFE_HELP)
     _json_flag(p, "the predictions")
     p.set_defaults(run=cmd_predict)
@@ -75,7 +75,7 @@ def _export_parser(sub: Any) -> None:
         action="store_true",
         help="replace an existing file or SavedModel export, and write over the export of that name the run logged",
     )
-    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
+    tracking_uri_option(p)
     p.add_argument("--unsafe", action="store_true", help=UNSAFE_HELP)
     _json_flag(p, "the export and its check")
     p.set_defaults(run=cmd_export)
@@ -120,7 +120,7 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument(
         "--port", type=int, default=5001, metavar="PORT", help="TCP port (default: 5001; `kerascnn ui` takes 5000)"
     )
-    p.add_argument("--tracking-uri", metavar="URI", help=URI_HELP)
+    tracking_uri_option(p)
     p.set_defaults(run=cmd_serve)
 
 

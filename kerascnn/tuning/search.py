@@ -226,7 +226,7 @@ def _plan(config: TuneConfig, space: SearchSpace, data: Any, adaptation: Any, fo
     hypermodel = HyperModel(space, adaptation.target_shape, data.num_classes, recipe, steps_per_epoch, speed)
     whole = probe(hypermodel, config.fixed)  # before KerasTuner reads (or deletes) the folder
     pins = variant_fixed(config.family, {})  # (`tune vgg19`: depth 19, the kit's own, outside vgg's space)
-    for warning in outside(whole, {k: v for k, v in config.fixed.items() if k not in pins or pins[k] != v}):
+    for warning in outside(whole, {k: v for k, v in config.fixed.items() if k not in pins}):  # (no clash: refused)
         print(f"kerascnn: warning: {warning}", file=sys.stderr, flush=True)
     return _Search(config, space, data, adaptation, recipe, speed, folder, role, hypermodel, whole)
 

@@ -61,9 +61,14 @@ def make_oracle(
     return cls(max_trials=max_trials, **common)
 
 
+def local_oracle(oracle: Any) -> Any:
+    """The oracle in this process: ``oracle`` itself, or the local copy a worker's OracleClient wraps."""
+    return getattr(oracle, "_oracle", oracle)
+
+
 def hyperband_trials(oracle: Any) -> int | None:
     """How many trials a Hyperband oracle plans (its brackets and rounds), else ``None``."""
-    local = getattr(oracle, "_oracle", oracle)
+    local = local_oracle(oracle)
     if not isinstance(local, kt.oracles.HyperbandOracle):
         return None
     brackets = local._get_num_brackets()
@@ -151,8 +156,8 @@ class TrackedTuner(kt.Tuner):
             raise
         finally:
             run = self.runs.trials.get(trial.trial_id)
-            worker = hasattr(self.oracle, "_oracle")  # (a worker's OracleClient: the chief's best is a call away)
-            best = [] if worker else self.oracle.get_best_trials(1)  # (KerasTuner's, over every session)
+            remote = local_oracle(self.oracle) is not self.oracle  # (a worker's: the chief's best is a call away)
+            best = [] if remote else self.oracle.get_best_trials(1)  # (KerasTuner's, over every session)
             self.display.trial_ended(self.oracle.get_trial(trial.trial_id), run.run_id if run else None, best)
         self.prune_checkpoints()
 
@@ -174,8 +179,7 @@ class TrackedTuner(kt.Tuner):
         open brackets stay too, also when a session ends (promoted trials start from them, and a rerun
         with a larger ``max_trials`` goes on with the brackets); a Hyperband worker leaves pruning to
         the chief, which sees the brackets."""
-        oracle = self.oracle
-        local = getattr(oracle, "_oracle", oracle)  # a worker's OracleClient wraps its local copy
+        oracle, local = self.oracle, local_oracle(self.oracle)
         hyperband = isinstance(local, kt.oracles.HyperbandOracle)
         if hyperband and local is not oracle:
             return
